@@ -1,0 +1,217 @@
+//! The compiled form of one mesh's valid resources: its services, and a table from every name
+//! a request may use to the service it reaches. Built once at configure time.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::address::{self, Address, Host};
+use crate::authority::HostRef;
+use crate::protocol::Protocol;
+use crate::resource::{Resource, Spec, Tls, DEFAULT_MESH, PROTOCOL_TAG};
+
+pub type ServiceId = usize;
+
+/// One `kuma.io/service`: every ExternalService with that tag is an endpoint of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub protocol: Protocol,
+    pub endpoints: Vec<Endpoint>,
+    /// Shared by every endpoint (validation makes sure); `None` when TLS origination is off.
+    pub tls: Option<Tls>,
+    /// What `:authority` becomes on the way out: the first endpoint's host, with its port
+    /// unless that is the default for the scheme (443 with TLS, 80 without).
+    pub authority: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// The ExternalService resource that declared it.
+    pub resource: String,
+    pub address: Address,
+    pub disable_host_dns_entry: bool,
+}
+
+/// What a name leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Service(ServiceId),
+    /// Several services claim the name with equal right (e.g. one host on two ports, asked
+    /// for without a port): refusing beats guessing.
+    Ambiguous,
+}
+
+/// How strongly a service claims a name: an explicit claim beats one inferred from defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// The real host on port 80, or a `.mesh` alias with dots for underscores.
+    Inferred,
+    Exact,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Claim {
+    target: Target,
+    rank: Rank,
+}
+
+/// Ports of one host; a handful at most, so a short list beats a map.
+type Ports = Vec<(u16, Claim)>;
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub mesh: String,
+    pub passthrough: bool,
+    pub services: Vec<Service>,
+    names: HashMap<Box<str>, Ports>,
+    ips: HashMap<IpAddr, Ports>,
+}
+
+/// The port a request without one means: apps speak plain HTTP to the outbound listener.
+pub const DEFAULT_REQUEST_PORT: u16 = 80;
+
+impl Catalog {
+    /// Builds the tables for `mesh` from resources that passed validation.
+    pub fn build(resources: &[Resource], mesh: &str) -> Catalog {
+        let mut catalog = Catalog {
+            mesh: mesh.to_string(),
+            passthrough: true,
+            services: Vec::new(),
+            names: HashMap::new(),
+            ips: HashMap::new(),
+        };
+        let mut by_name: HashMap<String, ServiceId> = HashMap::new();
+        for r in resources.iter().filter(|r| r.mesh == mesh) {
+            match &r.spec {
+                Spec::Mesh(m) => catalog.passthrough = m.passthrough(),
+                Spec::ExternalService(es) => {
+                    let (Some(service), Some(net)) = (es.service(), &es.networking) else {
+                        continue;
+                    };
+                    let Ok(address) = address::parse(&net.address) else {
+                        continue;
+                    };
+                    let endpoint = Endpoint {
+                        resource: r.name.clone(),
+                        address,
+                        disable_host_dns_entry: net.disable_host_dns_entry,
+                    };
+                    let id = *by_name.entry(service.to_string()).or_insert_with(|| {
+                        let tls = net.tls.clone().filter(Tls::is_enabled);
+                        let default_port = if tls.is_some() { 443 } else { 80 };
+                        let authority = if endpoint.address.port == default_port {
+                            endpoint.address.host.to_string()
+                        } else {
+                            endpoint.address.to_string()
+                        };
+                        catalog.services.push(Service {
+                            name: service.to_string(),
+                            protocol: Protocol::of_tag(
+                                es.tags.get(PROTOCOL_TAG).map(String::as_str),
+                            ),
+                            endpoints: Vec::new(),
+                            tls,
+                            authority,
+                        });
+                        catalog.services.len() - 1
+                    });
+                    catalog.services[id].endpoints.push(endpoint);
+                }
+                Spec::Secret(_) | Spec::Dataplane(_) => {}
+            }
+        }
+        for id in 0..catalog.services.len() {
+            catalog.claim_names(id);
+        }
+        catalog
+    }
+
+    fn claim_names(&mut self, id: ServiceId) {
+        let service = &self.services[id];
+        let mut ports: BTreeSet<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
+        ports.insert(DEFAULT_REQUEST_PORT);
+        let mut claims: Vec<(Host, u16, Rank)> = Vec::new();
+        let mesh_name = format!("{}.mesh", service.name.to_ascii_lowercase());
+        if address::is_dns_name(&mesh_name) {
+            let dotted = mesh_name.replace('_', ".");
+            for &port in &ports {
+                claims.push((Host::Name(mesh_name.clone()), port, Rank::Exact));
+                if dotted != mesh_name {
+                    claims.push((Host::Name(dotted.clone()), port, Rank::Inferred));
+                }
+            }
+        }
+        for e in service
+            .endpoints
+            .iter()
+            .filter(|e| !e.disable_host_dns_entry)
+        {
+            claims.push((e.address.host.clone(), e.address.port, Rank::Exact));
+            if !e.address.host.is_ip() {
+                claims.push((e.address.host.clone(), DEFAULT_REQUEST_PORT, Rank::Inferred));
+            }
+        }
+        for (host, port, rank) in claims {
+            let ports = match host {
+                Host::Name(name) => self.names.entry(name.into_boxed_str()).or_default(),
+                Host::Ip(ip) => self.ips.entry(ip).or_default(),
+            };
+            claim(
+                ports,
+                port,
+                Claim {
+                    target: Target::Service(id),
+                    rank,
+                },
+            );
+        }
+    }
+
+    /// The service a request for `host:port` reaches, if any. No port means port 80.
+    pub fn lookup(&self, host: HostRef<'_>, port: Option<u16>) -> Option<Target> {
+        let ports = match host {
+            HostRef::Name(name) => self.names.get(name)?,
+            HostRef::Ip(ip) => self.ips.get(&ip)?,
+        };
+        let port = port.unwrap_or(DEFAULT_REQUEST_PORT);
+        ports
+            .iter()
+            .find(|(p, _)| *p == port)
+            .map(|(_, c)| c.target)
+    }
+
+    pub fn service_id(&self, name: &str) -> Option<ServiceId> {
+        self.services.iter().position(|s| s.name == name)
+    }
+}
+
+fn claim(ports: &mut Ports, port: u16, new: Claim) {
+    let Some((_, held)) = ports.iter_mut().find(|(p, _)| *p == port) else {
+        ports.push((port, new));
+        return;
+    };
+    if new.rank > held.rank {
+        *held = new;
+    } else if new.rank == held.rank && new.target != held.target {
+        held.target = Target::Ambiguous;
+    }
+}
+
+/// The mesh a filter or a generated config serves: the one asked for, else the only mesh the
+/// resources name, else `default`.
+pub fn select_mesh(resources: &[Resource], asked: Option<&str>) -> Result<String, String> {
+    let meshes: BTreeSet<&str> = resources.iter().map(|r| r.mesh.as_str()).collect();
+    match (asked, meshes.len()) {
+        (Some(mesh), _) => Ok(mesh.to_string()),
+        (None, 0) => Ok(DEFAULT_MESH.to_string()),
+        (None, 1) => Ok(meshes
+            .iter()
+            .next()
+            .map(|m| m.to_string())
+            .unwrap_or_default()),
+        (None, _) => Err(format!(
+            "the resources belong to several meshes ({}): name the one to serve",
+            meshes.into_iter().collect::<Vec<_>>().join(", ")
+        )),
+    }
+}

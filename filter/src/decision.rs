@@ -1,0 +1,156 @@
+//! The per-request decision: forward to a declared service, let an unknown host pass, or refuse
+//! with a reason. Pure; the proxy-wasm glue only gathers the request and applies the answer.
+
+use std::fmt::Write as _;
+
+use crate::authority::{self, AuthorityError, NameBuf};
+use crate::catalog::{Catalog, Service, ServiceId, Target};
+use crate::protocol::Protocol;
+
+/// What the decision may ask of the request; the glue reads headers lazily behind this.
+pub trait Request {
+    fn authority(&self) -> Option<&str>;
+    fn content_type(&self) -> Option<&str>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision<'c> {
+    /// Send to this service, with `:authority` rewritten to `service.authority`.
+    Forward(ServiceId, &'c Service),
+    /// Not ours: passthrough is on and the host is not declared.
+    Passthrough,
+    Deny(Denial),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    BadAuthority(AuthorityError),
+    /// Passthrough is off and no service has this name.
+    UndeclaredHost,
+    /// Passthrough is off and the name belongs to several services (one host, several ports).
+    AmbiguousHost,
+    /// A tcp or kafka service asked for through an HTTP listener.
+    NotHttp(ServiceId),
+    /// A grpc service asked for without a gRPC content-type.
+    NotGrpc(ServiceId),
+}
+
+impl Denial {
+    pub const ALL_REASONS: [&'static str; 5] = [
+        "bad-authority",
+        "undeclared-host",
+        "ambiguous-host",
+        "not-http",
+        "not-grpc",
+    ];
+
+    /// A short, stable name: the value of the `x-external-service-denied` header and the
+    /// metric suffix.
+    pub fn reason(&self) -> &'static str {
+        Self::ALL_REASONS[self.reason_index()]
+    }
+
+    /// Position of `reason()` in `ALL_REASONS`, for per-reason tables.
+    pub fn reason_index(&self) -> usize {
+        match self {
+            Denial::BadAuthority(_) => 0,
+            Denial::UndeclaredHost => 1,
+            Denial::AmbiguousHost => 2,
+            Denial::NotHttp(_) => 3,
+            Denial::NotGrpc(_) => 4,
+        }
+    }
+
+    pub fn status(&self) -> u32 {
+        match self {
+            Denial::BadAuthority(_) => 400,
+            Denial::UndeclaredHost | Denial::AmbiguousHost => 403,
+            // The request reached the wrong kind of listener for this service.
+            Denial::NotHttp(_) => 421,
+            Denial::NotGrpc(_) => 415,
+        }
+    }
+
+    /// The local reply's body: what was refused and what to do about it.
+    pub fn body(&self, catalog: &Catalog, request: &dyn Request) -> String {
+        let host = quoted(request.authority().unwrap_or(""));
+        let service = |id: ServiceId| catalog.services[id].name.as_str();
+        let mut body = match self {
+            Denial::BadAuthority(e) => format!("the request authority {host} is not a valid host[:port]: {e}"),
+            Denial::UndeclaredHost => format!(
+                "host {host} is not declared by any ExternalService of mesh {:?}, and the mesh's passthrough is off",
+                catalog.mesh
+            ),
+            Denial::AmbiguousHost => format!(
+                "host {host} is declared by several ExternalServices of mesh {:?} on different ports; add the port to the request",
+                catalog.mesh
+            ),
+            Denial::NotHttp(id) => format!(
+                "service {:?} is declared kuma.io/protocol: {}, so it cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare it http, http2 or grpc",
+                service(*id),
+                catalog.services[*id].protocol
+            ),
+            Denial::NotGrpc(id) => format!(
+                "service {:?} is declared kuma.io/protocol: grpc and takes only gRPC requests (content-type application/grpc), not {}",
+                service(*id),
+                quoted(request.content_type().unwrap_or(""))
+            ),
+        };
+        body.push('\n');
+        body
+    }
+}
+
+/// Echoes a request value safely: escaped, and cut short when long.
+fn quoted(raw: &str) -> String {
+    const SHOWN: usize = 100;
+    let mut out = String::new();
+    let cut = raw.char_indices().nth(SHOWN).map(|(i, _)| i);
+    let _ = write!(out, "{:?}", &raw[..cut.unwrap_or(raw.len())]);
+    if cut.is_some() {
+        let _ = write!(out, " (cut, {} bytes in all)", raw.len());
+    }
+    out
+}
+
+/// Decides one request. `bound` pins the filter to one service (a Dataplane outbound listener):
+/// then the authority does not choose the service.
+pub fn decide<'c>(
+    catalog: &'c Catalog,
+    bound: Option<ServiceId>,
+    request: &dyn Request,
+) -> Decision<'c> {
+    let id = match bound {
+        Some(id) => id,
+        None => match find(catalog, request.authority().unwrap_or("")) {
+            Ok(Some(Target::Service(id))) => id,
+            Ok(_) if catalog.passthrough => return Decision::Passthrough,
+            Ok(Some(Target::Ambiguous)) => return Decision::Deny(Denial::AmbiguousHost),
+            Ok(None) => return Decision::Deny(Denial::UndeclaredHost),
+            Err(e) => return Decision::Deny(Denial::BadAuthority(e)),
+        },
+    };
+    let service = &catalog.services[id];
+    match service.protocol {
+        Protocol::Http | Protocol::Http2 => Decision::Forward(id, service),
+        Protocol::Grpc if is_grpc(request.content_type()) => Decision::Forward(id, service),
+        Protocol::Grpc => Decision::Deny(Denial::NotGrpc(id)),
+        Protocol::Tcp | Protocol::Kafka => Decision::Deny(Denial::NotHttp(id)),
+    }
+}
+
+fn find(catalog: &Catalog, raw: &str) -> Result<Option<Target>, AuthorityError> {
+    let mut buf = NameBuf::new();
+    let a = authority::parse(raw, &mut buf)?;
+    Ok(catalog.lookup(a.host, a.port))
+}
+
+/// `application/grpc`, optionally followed by `+proto`, `+json`, `;...`: what gRPC clients send.
+fn is_grpc(content_type: Option<&str>) -> bool {
+    const GRPC: &str = "application/grpc";
+    content_type.is_some_and(|ct| {
+        ct.len() >= GRPC.len()
+            && ct.as_bytes()[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
+            && matches!(ct.as_bytes().get(GRPC.len()), None | Some(b'+' | b';'))
+    })
+}

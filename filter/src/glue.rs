@@ -1,0 +1,186 @@
+//! The only proxy-wasm code: moves bytes between Envoy and the pure core.
+
+use std::cell::OnceCell;
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+
+use crate::config::{self, Filter};
+use crate::decision::{self, Decision, Denial, Request};
+
+/// Filter state key (`wasm.external_service` in Envoy) naming the service a request went to.
+const SERVICE_PROPERTY: &str = "external_service";
+const DENIED_HEADER: &str = "x-external-service-denied";
+
+proxy_wasm::main! {{
+    // Installs the logger and a panic hook that logs; `on_configure` lowers the level to Envoy's.
+    proxy_wasm::set_log_level(LogLevel::Trace);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+/// The configured filter and its metric ids, shared by every stream of the VM.
+struct Configured {
+    filter: Filter,
+    forwarded: Vec<u32>,
+    denied: [u32; Denial::ALL_REASONS.len()],
+    passthrough: u32,
+}
+
+#[derive(Default)]
+struct Root {
+    configured: Option<Rc<Configured>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        follow_host_log_level();
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        match config::configure(&bytes) {
+            Ok(filter) => match define_metrics(filter) {
+                Ok(configured) => {
+                    log::info!(
+                        "external-service filter: {} services of mesh {:?}, passthrough {}",
+                        configured.filter.catalog.services.len(),
+                        configured.filter.catalog.mesh,
+                        if configured.filter.catalog.passthrough {
+                            "on"
+                        } else {
+                            "off"
+                        }
+                    );
+                    self.configured = Some(Rc::new(configured));
+                    true
+                }
+                Err(e) => {
+                    log::error!("external-service filter: cannot define metrics: {e:?}");
+                    false
+                }
+            },
+            Err(e) => {
+                for line in e.lines() {
+                    log::error!("{line}");
+                }
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let configured = Rc::clone(self.configured.as_ref()?);
+        Some(Box::new(Stream { configured }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Formatting a debug line costs even when Envoy drops it: let `log` skip it up front.
+fn follow_host_log_level() {
+    let level = match hostcalls::get_log_level() {
+        Ok(LogLevel::Trace) => log::LevelFilter::Trace,
+        Ok(LogLevel::Debug) => log::LevelFilter::Debug,
+        Ok(LogLevel::Info) => log::LevelFilter::Info,
+        Ok(LogLevel::Warn) => log::LevelFilter::Warn,
+        Ok(LogLevel::Error | LogLevel::Critical) | Err(_) => log::LevelFilter::Error,
+    };
+    log::set_max_level(level);
+}
+
+fn define_metrics(filter: Filter) -> Result<Configured, proxy_wasm::types::Status> {
+    let counter = |name: String| hostcalls::define_metric(MetricType::Counter, &name);
+    let forwarded = filter
+        .catalog
+        .services
+        .iter()
+        .map(|s| counter(format!("external_service.forwarded.{}", s.name)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut denied = [0; Denial::ALL_REASONS.len()];
+    for (id, reason) in denied.iter_mut().zip(Denial::ALL_REASONS) {
+        *id = counter(format!("external_service.denied.{reason}"))?;
+    }
+    let passthrough = counter("external_service.passthrough".to_string())?;
+    Ok(Configured {
+        filter,
+        forwarded,
+        denied,
+        passthrough,
+    })
+}
+
+struct Stream {
+    configured: Rc<Configured>,
+}
+
+impl Context for Stream {}
+
+/// The request as the decision sees it; the content-type is read only if asked for.
+struct Headers<'s> {
+    stream: &'s Stream,
+    authority: Option<String>,
+    content_type: OnceCell<Option<String>>,
+}
+
+impl Request for Headers<'_> {
+    fn authority(&self) -> Option<&str> {
+        self.authority.as_deref()
+    }
+
+    fn content_type(&self) -> Option<&str> {
+        self.content_type
+            .get_or_init(|| self.stream.get_http_request_header("content-type"))
+            .as_deref()
+    }
+}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let configured = Rc::clone(&self.configured);
+        let filter = &configured.filter;
+        let request = Headers {
+            stream: self,
+            authority: self.get_http_request_header(":authority"),
+            content_type: OnceCell::new(),
+        };
+        match decision::decide(&filter.catalog, filter.bound, &request) {
+            Decision::Forward(id, service) => {
+                log::debug!(
+                    "forward {:?} to service {:?} as {:?}",
+                    request.authority(),
+                    service.name,
+                    service.authority
+                );
+                self.set_http_request_header(":authority", Some(&service.authority));
+                self.set_property(vec![SERVICE_PROPERTY], Some(service.name.as_bytes()));
+                // Envoy chose the route for the old authority; have it choose again. Hosts
+                // without this function re-route by themselves after a header change.
+                let _ = hostcalls::call_foreign_function("clear_route_cache", Some(&[]));
+                let _ = hostcalls::increment_metric(configured.forwarded[id], 1);
+                Action::Continue
+            }
+            Decision::Passthrough => {
+                log::debug!("passthrough {:?}", request.authority());
+                let _ = hostcalls::increment_metric(configured.passthrough, 1);
+                Action::Continue
+            }
+            Decision::Deny(denial) => {
+                let body = denial.body(&filter.catalog, &request);
+                log::info!("denied ({}): {}", denial.reason(), body.trim_end());
+                let _ = hostcalls::increment_metric(configured.denied[denial.reason_index()], 1);
+                self.send_http_response(
+                    denial.status(),
+                    vec![
+                        (DENIED_HEADER, denial.reason()),
+                        ("content-type", "text/plain; charset=utf-8"),
+                    ],
+                    Some(body.as_bytes()),
+                );
+                Action::Pause
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The `kuma.io/protocol` tag.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Tcp,
+    Http,
+    Http2,
+    Grpc,
+    Kafka,
+}
+
+impl Protocol {
+    /// Kuma's list, as its validation message gives it.
+    pub const ALLOWED: &'static str = "grpc, http, http2, kafka, tcp";
+
+    pub fn parse(value: &str) -> Option<Protocol> {
+        Some(match value {
+            "tcp" => Protocol::Tcp,
+            "http" => Protocol::Http,
+            "http2" => Protocol::Http2,
+            "grpc" => Protocol::Grpc,
+            "kafka" => Protocol::Kafka,
+            _ => return None,
+        })
+    }
+
+    /// The tag's value; no tag means tcp.
+    pub fn of_tag(tag: Option<&str>) -> Protocol {
+        tag.and_then(Protocol::parse).unwrap_or(Protocol::Tcp)
+    }
+
+    /// Whether requests for it may go through an HTTP listener.
+    pub fn is_http(self) -> bool {
+        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc)
+    }
+
+    /// Whether the upstream speaks HTTP/2.
+    pub fn is_http2(self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Grpc)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Http => "http",
+            Protocol::Http2 => "http2",
+            Protocol::Grpc => "grpc",
+            Protocol::Kafka => "kafka",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

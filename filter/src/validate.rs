@@ -1,0 +1,437 @@
+//! Validation: Kuma's rules with Kuma's wording, plus this project's stricter checks, every
+//! violation at once. Pure: no files, no clocks; what needs I/O lives in `resolve`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine as _;
+
+use crate::address::{self, Address};
+use crate::protocol::Protocol;
+use crate::report::Violation;
+use crate::resource::{
+    DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Source, Spec, PROTOCOL_TAG,
+    SERVICE_TAG,
+};
+
+/// Validates each resource on its own and against the others of its mesh.
+/// The result is aligned with `resources`: one (possibly empty) list per resource.
+pub fn validate(resources: &[Resource]) -> Vec<Vec<Violation>> {
+    let mut found: Vec<Vec<Violation>> = resources.iter().map(validate_one).collect();
+    for (i, extra) in cross_checks(resources) {
+        found[i].push(extra);
+    }
+    found
+}
+
+fn validate_one(resource: &Resource) -> Vec<Violation> {
+    match &resource.spec {
+        Spec::ExternalService(es) => external_service(es),
+        Spec::Secret(secret) => base64_data("data", &secret.data),
+        Spec::Dataplane(dp) => dataplane(dp),
+        Spec::Mesh(_) => Vec::new(),
+    }
+}
+
+fn external_service(es: &ExternalServiceSpec) -> Vec<Violation> {
+    let mut out = Vec::new();
+    match &es.networking {
+        None => out.push(Violation::new("networking", "should have networking")),
+        Some(net) => {
+            if let Err(problems) = address::parse(&net.address) {
+                for p in problems {
+                    out.push(Violation::new("networking.address", p));
+                }
+            }
+            if let Some(tls) = &net.tls {
+                if tls.server_name.as_deref() == Some("") {
+                    out.push(Violation::new(
+                        "networking.tls.serverName",
+                        "cannot be empty",
+                    ));
+                }
+                let sources = [
+                    ("caCert", &tls.ca_cert),
+                    ("clientCert", &tls.client_cert),
+                    ("clientKey", &tls.client_key),
+                ];
+                for (name, source) in sources {
+                    if let Some(ds) = source {
+                        out.extend(data_source(&format!("networking.tls.{name}"), ds));
+                    }
+                }
+                match (&tls.client_cert, &tls.client_key) {
+                    (Some(_), None) => out.push(Violation::new(
+                        "networking.tls.clientKey",
+                        "clientCert is set without clientKey: mTLS needs both",
+                    )),
+                    (None, Some(_)) => out.push(Violation::new(
+                        "networking.tls.clientCert",
+                        "clientKey is set without clientCert: mTLS needs both",
+                    )),
+                    _ => {}
+                }
+            }
+        }
+    }
+    out.extend(tags(&es.tags));
+    if let (Some(service), Some(net)) = (es.service(), &es.networking) {
+        if address::split_host(&net.address) == Some(service) {
+            out.push(Violation::new(
+                tag_field(SERVICE_TAG),
+                "cannot be the same as networking.address",
+            ));
+        }
+    }
+    out
+}
+
+/// `tags["key"]`, Kuma's notation for a tag's field path.
+pub fn tag_field(key: &str) -> String {
+    format!("tags[{key:?}]")
+}
+
+fn tags(tags: &BTreeMap<String, String>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if let Some(value) = tags.get(PROTOCOL_TAG) {
+        if Protocol::parse(value).is_none() {
+            out.push(Violation::new(
+                tag_field(PROTOCOL_TAG),
+                format!(
+                    "tag {PROTOCOL_TAG:?} has an invalid value {value:?}. Allowed values: {}",
+                    Protocol::ALLOWED
+                ),
+            ));
+        }
+    }
+    for (key, value) in tags {
+        let field = tag_field(key);
+        if key.is_empty() {
+            out.push(Violation::new(&field, "tag name must be non-empty"));
+        }
+        if value.is_empty() {
+            out.push(Violation::new(&field, "tag value must be non-empty"));
+        }
+        if !key.bytes().all(|b| is_tag_char(b) || b == b'/') {
+            out.push(Violation::new(
+                &field,
+                "tag name must consist of alphanumeric characters, dots, dashes, slashes and underscores",
+            ));
+        }
+        if !value.bytes().all(is_tag_char) {
+            out.push(Violation::new(
+                &field,
+                "tag value must consist of alphanumeric characters, dots, dashes and underscores",
+            ));
+        }
+    }
+    if !tags.contains_key(SERVICE_TAG) {
+        out.push(Violation::new(
+            "tags",
+            format!("mandatory tag {SERVICE_TAG:?} is missing"),
+        ));
+    }
+    out
+}
+
+/// Kuma's tag character set: `[a-zA-Z0-9.\-_:]` (names also allow `/`).
+fn is_tag_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':')
+}
+
+fn data_source(field: &str, ds: &DataSource) -> Vec<Violation> {
+    let sources = ds.sources();
+    match sources.as_slice() {
+        [] => vec![Violation::new(field, "data source cannot be empty")],
+        [Source::Inline(v)] => {
+            if v.is_empty() {
+                vec![Violation::new(field, "data source cannot be empty")]
+            } else {
+                base64_data(&format!("{field}.inline"), v)
+            }
+        }
+        [Source::InlineString(v) | Source::Secret(v) | Source::File(v)] => {
+            if v.is_empty() {
+                vec![Violation::new(field, "data source cannot be empty")]
+            } else {
+                Vec::new()
+            }
+        }
+        _ => vec![Violation::new(
+            field,
+            "data source must set exactly one of inline, inlineString, secret, file",
+        )],
+    }
+}
+
+fn base64_data(field: &str, data: &str) -> Vec<Violation> {
+    if data.is_empty() {
+        return vec![Violation::new(field, "cannot be empty")];
+    }
+    match decode_base64(data) {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![Violation::new(field, format!("is not valid base64: {e}"))],
+    }
+}
+
+/// Base64 as Kuma writes it (standard alphabet, padded); line breaks are tolerated.
+pub fn decode_base64(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    let compact: String = data.split_ascii_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(compact)
+}
+
+fn dataplane(dp: &DataplaneSpec) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut seen: HashMap<(String, u32), usize> = HashMap::new();
+    for (i, ob) in dp.networking.outbound.iter().enumerate() {
+        let at = |f: &str| format!("networking.outbound[{i}].{f}");
+        if ob.port == 0 || ob.port > 65535 {
+            out.push(Violation::new(at("port"), address::PORT_RANGE));
+        }
+        if let Some(addr) = &ob.address {
+            if addr.parse::<std::net::IpAddr>().is_err() {
+                out.push(Violation::new(
+                    at("address"),
+                    "address has to be valid IP address",
+                ));
+            }
+        }
+        match ob.service() {
+            None => out.push(Violation::new(
+                at("tags"),
+                format!("mandatory tag {SERVICE_TAG:?} is missing"),
+            )),
+            Some("") => out.push(Violation::new(
+                format!("{}[{SERVICE_TAG:?}]", at("tags")),
+                "tag value must be non-empty",
+            )),
+            Some(_) => {}
+        }
+        let key = (ob.address.clone().unwrap_or_default(), ob.port);
+        if let Some(first) = seen.insert(key, i) {
+            out.push(Violation::new(
+                at("port"),
+                format!("the same address and port as networking.outbound[{first}]"),
+            ));
+        }
+    }
+    out
+}
+
+/// Checks between resources of one mesh; returns (resource index, violation) pairs.
+fn cross_checks(resources: &[Resource]) -> Vec<(usize, Violation)> {
+    let mut out = Vec::new();
+    duplicate_names(resources, &mut out);
+    secret_references(resources, &mut out);
+    shared_addresses(resources, &mut out);
+    consistent_services(resources, &mut out);
+    outbound_services(resources, &mut out);
+    out
+}
+
+fn duplicate_names(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
+    let mut seen: HashMap<(Kind, &str, &str), usize> = HashMap::new();
+    for (i, r) in resources.iter().enumerate() {
+        if let Some(&first) = seen.get(&(r.kind(), &r.mesh, &r.name)) {
+            out.push((
+                i,
+                Violation::new(
+                    "name",
+                    format!(
+                        "another {} named {:?} in mesh {:?} comes first ({})",
+                        r.kind(),
+                        r.name,
+                        r.mesh,
+                        resources[first].origin.file
+                    ),
+                ),
+            ));
+        } else {
+            seen.insert((r.kind(), &r.mesh, &r.name), i);
+        }
+    }
+}
+
+fn external_services(
+    resources: &[Resource],
+) -> impl Iterator<Item = (usize, &Resource, &ExternalServiceSpec)> {
+    resources
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match &r.spec {
+            Spec::ExternalService(es) => Some((i, r, es)),
+            _ => None,
+        })
+}
+
+fn secret_references(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
+    for (i, r, es) in external_services(resources) {
+        let Some(tls) = es.networking.as_ref().and_then(|n| n.tls.as_ref()) else {
+            continue;
+        };
+        let sources = [
+            ("caCert", &tls.ca_cert),
+            ("clientCert", &tls.client_cert),
+            ("clientKey", &tls.client_key),
+        ];
+        for (field, ds) in sources {
+            let Some(Source::Secret(name)) = ds.as_ref().and_then(single_source) else {
+                continue;
+            };
+            if !name.is_empty() && find_secret(resources, &r.mesh, name).is_none() {
+                out.push((
+                    i,
+                    Violation::new(
+                        format!("networking.tls.{field}"),
+                        format!("secret {name:?} not found in mesh {:?}", r.mesh),
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// The one way a DataSource gives its bytes, if it sets exactly one.
+pub fn single_source(ds: &DataSource) -> Option<Source<'_>> {
+    match ds.sources().as_slice() {
+        [one] => Some(*one),
+        _ => None,
+    }
+}
+
+/// The Secret named `name` in `mesh`, if any.
+pub fn find_secret<'r>(resources: &'r [Resource], mesh: &str, name: &str) -> Option<&'r str> {
+    resources.iter().find_map(|r| match &r.spec {
+        Spec::Secret(s) if r.mesh == mesh && r.name == name => Some(s.data.as_str()),
+        _ => None,
+    })
+}
+
+/// Two services may not share `host:port` unless one gives up its real name.
+fn shared_addresses(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
+    let mut owners: HashMap<(&str, Address), (usize, &Resource, &str)> = HashMap::new();
+    for (i, r, es) in external_services(resources) {
+        let (Some(net), Some(service)) = (&es.networking, es.service()) else {
+            continue;
+        };
+        if net.disable_host_dns_entry {
+            continue;
+        }
+        let Ok(addr) = address::parse(&net.address) else {
+            continue;
+        };
+        let key = (r.mesh.as_str(), addr.clone());
+        match owners.get(&key) {
+            Some(&(first, other, other_service)) if other_service != service => {
+                let say = |name: &str, svc: &str| {
+                    format!(
+                        "{addr} is also the address of ExternalService {name:?} (kuma.io/service {svc:?}): \
+                         its real name would be ambiguous; give both the same kuma.io/service or set \
+                         disableHostDNSEntry on one"
+                    )
+                };
+                out.push((
+                    i,
+                    Violation::new("networking.address", say(&other.name, other_service)),
+                ));
+                out.push((
+                    first,
+                    Violation::new("networking.address", say(&r.name, service)),
+                ));
+            }
+            Some(_) => {}
+            None => {
+                owners.insert(key, (i, r, service));
+            }
+        }
+    }
+}
+
+/// ExternalServices that share a `kuma.io/service` become one Envoy cluster, so they must
+/// agree on what a cluster holds once: protocol, kind of address, TLS settings.
+fn consistent_services(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
+    let mut first_of: HashMap<(&str, &str), (&Resource, &ExternalServiceSpec)> = HashMap::new();
+    for (i, r, es) in external_services(resources) {
+        let Some(service) = es.service() else {
+            continue;
+        };
+        let Some(&(first, first_es)) = first_of.get(&(r.mesh.as_str(), service)) else {
+            first_of.insert((r.mesh.as_str(), service), (r, es));
+            continue;
+        };
+        let protocol = |e: &ExternalServiceSpec| e.tags.get(PROTOCOL_TAG).cloned();
+        if protocol(es) != protocol(first_es) {
+            out.push((
+                i,
+                Violation::new(
+                    tag_field(PROTOCOL_TAG),
+                    format!(
+                        "must match ExternalService {:?}, which has the same kuma.io/service {service:?} \
+                         with protocol {}",
+                        first.name,
+                        protocol(first_es).unwrap_or_else(|| "tcp (unset)".into())
+                    ),
+                ),
+            ));
+        }
+        let net = |e: &ExternalServiceSpec| e.networking.clone().unwrap_or_default();
+        let is_ip =
+            |e: &ExternalServiceSpec| address::parse(&net(e).address).map(|a| a.host.is_ip());
+        if let (Ok(a), Ok(b)) = (is_ip(es), is_ip(first_es)) {
+            if a != b {
+                out.push((
+                    i,
+                    Violation::new(
+                        "networking.address",
+                        format!(
+                            "ExternalService {:?} has the same kuma.io/service {service:?} with {}: \
+                             one service cannot mix IP addresses and host names",
+                            first.name,
+                            if b { "an IP address" } else { "a host name" }
+                        ),
+                    ),
+                ));
+            }
+        }
+        if net(es).tls != net(first_es).tls {
+            out.push((
+                i,
+                Violation::new(
+                    "networking.tls",
+                    format!(
+                        "must match ExternalService {:?}, which has the same kuma.io/service {service:?}: \
+                         endpoints of one service share their TLS settings",
+                        first.name
+                    ),
+                ),
+            ));
+        }
+    }
+}
+
+/// A Dataplane outbound must name an ExternalService of its mesh.
+fn outbound_services(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
+    for (i, r) in resources.iter().enumerate() {
+        let Spec::Dataplane(dp) = &r.spec else {
+            continue;
+        };
+        for (j, ob) in dp.networking.outbound.iter().enumerate() {
+            let Some(service) = ob.service().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let declared = external_services(resources)
+                .any(|(_, other, es)| other.mesh == r.mesh && es.service() == Some(service));
+            if !declared {
+                out.push((
+                    i,
+                    Violation::new(
+                        format!("networking.outbound[{j}]"),
+                        format!(
+                            "no ExternalService in mesh {:?} has kuma.io/service {service:?}",
+                            r.mesh
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+}
