@@ -1,0 +1,1 @@
+//! Reading resource files.
