@@ -115,7 +115,10 @@ impl Catalog {
                         });
                         catalog.services.len() - 1
                     });
-                    catalog.services[id].endpoints.push(endpoint);
+                    let service = &mut catalog.services[id];
+                    let protocol = Protocol::of_tag(es.tags.get(PROTOCOL_TAG).map(String::as_str));
+                    service.protocol = service.protocol.common(protocol);
+                    service.endpoints.push(endpoint);
                 }
                 Spec::Secret(_) | Spec::Dataplane(_) => {}
             }

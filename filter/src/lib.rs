@@ -19,3 +19,5 @@ pub use config::{Checked, PluginConfig};
 pub use decision::{decide, Decision, Denial, Request};
 pub use report::{Report, Violation};
 pub use resource::{Kind, Origin, Resource, Spec};
+#[cfg(feature = "resolve")]
+pub mod resolve;

@@ -41,6 +41,18 @@ impl Protocol {
         matches!(self, Protocol::Http2 | Protocol::Grpc)
     }
 
+    /// What endpoints declaring `self` and `other` can all speak, as Kuma infers it: the same
+    /// protocol, HTTP/1.1 for http with http2, http2 for http2 with grpc, else tcp.
+    pub fn common(self, other: Protocol) -> Protocol {
+        use Protocol::*;
+        match (self, other) {
+            (a, b) if a == b => a,
+            (Http, Http2) | (Http2, Http) => Http,
+            (Http2, Grpc) | (Grpc, Http2) => Http2,
+            _ => Tcp,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",

@@ -81,6 +81,27 @@ impl Resource {
             Spec::Dataplane(_) => Kind::Dataplane,
         }
     }
+
+    /// The resource in Universal form, as `from_value` reads it back.
+    pub fn to_universal(&self) -> Value {
+        let spec = match &self.spec {
+            Spec::ExternalService(s) => serde_json::to_value(s),
+            Spec::Mesh(s) => serde_json::to_value(s),
+            Spec::Secret(s) => serde_json::to_value(s),
+            Spec::Dataplane(s) => serde_json::to_value(s),
+        };
+        let mut doc = Map::new();
+        doc.insert("type".into(), Value::from(self.kind().as_str()));
+        doc.insert("name".into(), Value::from(self.name.as_str()));
+        if self.kind() != Kind::Mesh {
+            doc.insert("mesh".into(), Value::from(self.mesh.as_str()));
+        }
+        // The spec types hold only strings, bools, numbers and maps: serialising cannot fail.
+        if let Ok(Value::Object(fields)) = spec {
+            doc.extend(fields);
+        }
+        Value::Object(doc)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -223,7 +223,6 @@ fn cross_checks(resources: &[Resource]) -> Vec<(usize, Violation)> {
     duplicate_names(resources, &mut out);
     secret_references(resources, &mut out);
     shared_addresses(resources, &mut out);
-    consistent_services(resources, &mut out);
     outbound_services(resources, &mut out);
     out
 }
@@ -346,66 +345,47 @@ fn shared_addresses(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
     }
 }
 
-/// ExternalServices that share a `kuma.io/service` become one Envoy cluster, so they must
-/// agree on what a cluster holds once: protocol, kind of address, TLS settings.
-fn consistent_services(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
+/// What Kuma accepts but one Envoy cluster per `kuma.io/service` cannot hold: endpoints of one
+/// service mixing IP addresses and host names (STATIC vs STRICT_DNS), or differing in TLS
+/// settings. The generator refuses these; the filter does not care. Aligned with `resources`.
+pub fn cluster_checks(resources: &[Resource]) -> Vec<Vec<Violation>> {
+    let mut out = vec![Vec::new(); resources.len()];
     let mut first_of: HashMap<(&str, &str), (&Resource, &ExternalServiceSpec)> = HashMap::new();
     for (i, r, es) in external_services(resources) {
-        let Some(service) = es.service() else {
+        let (Some(service), Some(net)) = (es.service(), &es.networking) else {
             continue;
         };
         let Some(&(first, first_es)) = first_of.get(&(r.mesh.as_str(), service)) else {
             first_of.insert((r.mesh.as_str(), service), (r, es));
             continue;
         };
-        let protocol = |e: &ExternalServiceSpec| e.tags.get(PROTOCOL_TAG).cloned();
-        if protocol(es) != protocol(first_es) {
-            out.push((
-                i,
-                Violation::new(
-                    tag_field(PROTOCOL_TAG),
-                    format!(
-                        "must match ExternalService {:?}, which has the same kuma.io/service {service:?} \
-                         with protocol {}",
-                        first.name,
-                        protocol(first_es).unwrap_or_else(|| "tcp (unset)".into())
-                    ),
-                ),
-            ));
-        }
-        let net = |e: &ExternalServiceSpec| e.networking.clone().unwrap_or_default();
-        let is_ip =
-            |e: &ExternalServiceSpec| address::parse(&net(e).address).map(|a| a.host.is_ip());
-        if let (Ok(a), Ok(b)) = (is_ip(es), is_ip(first_es)) {
+        let first_net = first_es.networking.clone().unwrap_or_default();
+        let is_ip = |address: &str| address::parse(address).map(|a| a.host.is_ip());
+        if let (Ok(a), Ok(b)) = (is_ip(&net.address), is_ip(&first_net.address)) {
             if a != b {
-                out.push((
-                    i,
-                    Violation::new(
-                        "networking.address",
-                        format!(
-                            "ExternalService {:?} has the same kuma.io/service {service:?} with {}: \
-                             one service cannot mix IP addresses and host names",
-                            first.name,
-                            if b { "an IP address" } else { "a host name" }
-                        ),
+                out[i].push(Violation::new(
+                    "networking.address",
+                    format!(
+                        "ExternalService {:?} has the same kuma.io/service {service:?} with {}: \
+                         one Envoy cluster cannot mix IP addresses and host names",
+                        first.name,
+                        if b { "an IP address" } else { "a host name" }
                     ),
                 ));
             }
         }
-        if net(es).tls != net(first_es).tls {
-            out.push((
-                i,
-                Violation::new(
-                    "networking.tls",
-                    format!(
-                        "must match ExternalService {:?}, which has the same kuma.io/service {service:?}: \
-                         endpoints of one service share their TLS settings",
-                        first.name
-                    ),
+        if net.tls != first_net.tls {
+            out[i].push(Violation::new(
+                "networking.tls",
+                format!(
+                    "must match ExternalService {:?}, which has the same kuma.io/service {service:?}: \
+                     the endpoints of one Envoy cluster share their TLS settings",
+                    first.name
                 ),
             ));
         }
     }
+    out
 }
 
 /// A Dataplane outbound must name an ExternalService of its mesh.

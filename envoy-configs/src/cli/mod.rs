@@ -1,0 +1,3 @@
+//! The `extsvc` subcommands.
+
+pub mod validate;
