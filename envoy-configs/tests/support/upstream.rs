@@ -1,0 +1,306 @@
+//! A test upstream made of a second Envoy: HTTP / TLS / mTLS / HTTP/2 / TCP listeners that
+//! echo what they saw, plus an optional DNS server (UDP `envoy.filters.udp.dns_filter`).
+//!
+//! Every HTTP listener answers 200 with body `hello from <listener>\n` and these headers:
+//!
+//! | header | value |
+//! |---|---|
+//! | `x-upstream-name` | the listener name |
+//! | `x-seen-sni` | `%REQUESTED_SERVER_NAME%` (SNI; absent without TLS or SNI) |
+//! | `x-seen-host` | `%REQ(:AUTHORITY)%` |
+//! | `x-seen-path` | `%REQ(:PATH)%` |
+//! | `x-seen-method` | `%REQ(:METHOD)%` |
+//! | `x-seen-protocol` | `%PROTOCOL%` (`HTTP/1.1`, `HTTP/2`) |
+//! | `x-seen-peer-subject` | `%DOWNSTREAM_PEER_SUBJECT%` (client cert subject, e.g. `CN=app`) |
+//! | `x-seen-tls-version` | `%DOWNSTREAM_TLS_VERSION%` (`TLSv1.2`, `TLSv1.3`) |
+//! | `x-seen-<h>` | `%REQ(<h>)%` for each [`UpstreamBuilder::echo_request_header`] |
+//!
+//! Envoy leaves out a header whose value is empty, so "absent" means "none seen".
+//! TCP listeners write `hello from <listener>\n` and close.
+//! All listeners bind port 0 on 127.0.0.1; ask [`Upstream::port`] for the real port.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+
+use super::certs::{Ca, CertKey};
+use super::envoy::{Envoy, EnvoyOptions};
+
+const DNS_LISTENER: &str = "__dns";
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Plain,
+    Tls { cert: CertKey },
+    Mtls { cert: CertKey, client_ca: String },
+    H2 { cert: CertKey },
+    Tcp,
+    TcpTls { cert: CertKey },
+}
+
+/// Builds the upstream Envoy's listeners.
+#[derive(Clone, Debug, Default)]
+pub struct UpstreamBuilder {
+    listeners: Vec<(String, Kind)>,
+    dns: Vec<(String, Vec<IpAddr>)>,
+    echo: Vec<String>,
+}
+
+impl UpstreamBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Plain HTTP (HTTP/1.1, and HTTP/2 with prior knowledge).
+    pub fn plain(mut self, name: &str) -> Self {
+        self.listeners.push((name.to_string(), Kind::Plain));
+        self
+    }
+
+    /// HTTPS with this server certificate (TLS 1.2..1.3, no ALPN: HTTP/1.1).
+    pub fn tls(mut self, name: &str, cert: &CertKey) -> Self {
+        let cert = cert.clone();
+        self.listeners.push((name.to_string(), Kind::Tls { cert }));
+        self
+    }
+
+    /// HTTPS that requires a client certificate signed by `client_ca`.
+    pub fn mtls(mut self, name: &str, cert: &CertKey, client_ca: &Ca) -> Self {
+        let kind = Kind::Mtls {
+            cert: cert.clone(),
+            client_ca: client_ca.ca_path().display().to_string(),
+        };
+        self.listeners.push((name.to_string(), kind));
+        self
+    }
+
+    /// HTTPS offering ALPN `h2,http/1.1`.
+    pub fn h2(mut self, name: &str, cert: &CertKey) -> Self {
+        let cert = cert.clone();
+        self.listeners.push((name.to_string(), Kind::H2 { cert }));
+        self
+    }
+
+    /// Raw TCP: writes `hello from <name>\n` and closes.
+    pub fn tcp(mut self, name: &str) -> Self {
+        self.listeners.push((name.to_string(), Kind::Tcp));
+        self
+    }
+
+    /// Raw TCP inside TLS: the same after a TLS handshake with this certificate.
+    pub fn tcp_tls(mut self, name: &str, cert: &CertKey) -> Self {
+        let cert = cert.clone();
+        self.listeners
+            .push((name.to_string(), Kind::TcpTls { cert }));
+        self
+    }
+
+    /// Also serve DNS (UDP, A/AAAA from an inline table): `name` resolves to `ips`.
+    pub fn dns(mut self, name: &str, ips: &[IpAddr]) -> Self {
+        self.dns.push((name.to_string(), ips.to_vec()));
+        self
+    }
+
+    /// Echo this request header back as `x-seen-<name>` on every HTTP listener.
+    pub fn echo_request_header(mut self, name: &str) -> Self {
+        self.echo.push(name.to_ascii_lowercase());
+        self
+    }
+
+    /// The bootstrap YAML (admin and every listener on 127.0.0.1 port 0).
+    pub fn yaml(&self) -> String {
+        let mut y = String::from(
+            "admin:\n  address: {socket_address: {address: 127.0.0.1, port_value: 0}}\n\
+             static_resources:\n  listeners:\n",
+        );
+        for (name, kind) in &self.listeners {
+            y.push_str(&self.listener_yaml(name, kind));
+        }
+        if !self.dns.is_empty() {
+            let _ = write!(
+                y,
+                "  - name: {DNS_LISTENER}\n    address: {{socket_address: {{protocol: UDP, address: 127.0.0.1, port_value: 0}}}}\n    listener_filters:\n    - name: envoy.filters.udp.dns_filter\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig\n        stat_prefix: test_dns\n        server_config:\n          inline_dns_table:\n            virtual_domains:\n"
+            );
+            for (name, ips) in &self.dns {
+                let ips: Vec<String> = ips.iter().map(|ip| format!("\"{ip}\"")).collect();
+                let _ = writeln!(
+                    y,
+                    "            - name: {name}\n              endpoint: {{address_list: {{address: [{}]}}}}",
+                    ips.join(", ")
+                );
+            }
+        }
+        y
+    }
+
+    fn listener_yaml(&self, name: &str, kind: &Kind) -> String {
+        let tls = match kind {
+            Kind::Plain | Kind::Tcp => None,
+            Kind::Tls { cert } | Kind::TcpTls { cert } => Some(downstream_tls(cert, None, false)),
+            Kind::Mtls { cert, client_ca } => Some(downstream_tls(cert, Some(client_ca), false)),
+            Kind::H2 { cert } => Some(downstream_tls(cert, None, true)),
+        };
+        let mut y = format!(
+            "  - name: {name}\n    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n"
+        );
+        if tls.is_some() {
+            // Without tls_inspector, %REQUESTED_SERVER_NAME% stays empty.
+            y.push_str(
+                "    listener_filters:\n    - name: envoy.filters.listener.tls_inspector\n      typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}\n",
+            );
+        }
+        y.push_str("    filter_chains:\n    - filters:\n");
+        match kind {
+            Kind::Tcp | Kind::TcpTls { .. } => {
+                let _ = write!(
+                    y,
+                    "      - name: envoy.filters.network.direct_response\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.direct_response.v3.Config\n          response: {{inline_string: \"hello from {name}\\n\"}}\n"
+                );
+            }
+            _ => {
+                let mut headers = String::new();
+                let mut add = |k: &str, v: &str| {
+                    let _ = writeln!(
+                        headers,
+                        "              - header: {{key: {k}, value: \"{v}\"}}"
+                    );
+                };
+                add("x-upstream-name", name);
+                add("x-seen-sni", "%REQUESTED_SERVER_NAME%");
+                add("x-seen-host", "%REQ(:AUTHORITY)%");
+                add("x-seen-path", "%REQ(:PATH)%");
+                add("x-seen-method", "%REQ(:METHOD)%");
+                add("x-seen-protocol", "%PROTOCOL%");
+                add("x-seen-peer-subject", "%DOWNSTREAM_PEER_SUBJECT%");
+                add("x-seen-tls-version", "%DOWNSTREAM_TLS_VERSION%");
+                for h in &self.echo {
+                    add(&format!("x-seen-{h}"), &format!("%REQ({h})%"));
+                }
+                let _ = write!(
+                    y,
+                    "      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {name}
+          codec_type: AUTO
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: [\"*\"]
+              routes:
+              - match: {{prefix: \"/\"}}
+                direct_response: {{status: 200, body: {{inline_string: \"hello from {name}\\n\"}}}}
+              response_headers_to_add:
+{headers}          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+"
+                );
+            }
+        }
+        if let Some(tls) = tls {
+            y.push_str(&tls);
+        }
+        y
+    }
+
+    /// Starts the upstream Envoy in `dir` (files `upstream.*`).
+    pub fn start(self, dir: &Path) -> Upstream {
+        self.start_named(dir, "upstream")
+    }
+
+    /// Starts it under another name (for several upstreams in one test).
+    pub fn start_named(self, dir: &Path, name: &str) -> Upstream {
+        let envoy = Envoy::try_start(dir, name, &self.yaml(), &EnvoyOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ports = envoy
+            .listeners()
+            .into_iter()
+            .map(|(k, v)| (k, v.port()))
+            .collect();
+        Upstream { envoy, ports }
+    }
+}
+
+fn downstream_tls(cert: &CertKey, client_ca: Option<&String>, h2: bool) -> String {
+    let mut y = String::from(
+        "      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+",
+    );
+    if client_ca.is_some() {
+        y.push_str("          require_client_certificate: true\n");
+    }
+    let _ = write!(
+        y,
+        "          common_tls_context:
+            tls_params: {{tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3}}
+            tls_certificates:
+            - certificate_chain: {{filename: \"{}\"}}
+              private_key: {{filename: \"{}\"}}
+",
+        cert.cert_path.display(),
+        cert.key_path.display()
+    );
+    if h2 {
+        y.push_str("            alpn_protocols: [\"h2\", \"http/1.1\"]\n");
+    }
+    if let Some(ca) = client_ca {
+        let _ = writeln!(
+            y,
+            "            validation_context: {{trusted_ca: {{filename: \"{ca}\"}}}}"
+        );
+    }
+    y
+}
+
+/// A running upstream Envoy.
+pub struct Upstream {
+    pub envoy: Envoy,
+    ports: BTreeMap<String, u16>,
+}
+
+impl Upstream {
+    /// The port of a listener.
+    pub fn port(&self, listener: &str) -> u16 {
+        *self
+            .ports
+            .get(listener)
+            .unwrap_or_else(|| panic!("upstream has no listener '{listener}'"))
+    }
+
+    /// `127.0.0.1:<port>` of a listener.
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port(listener)))
+    }
+
+    /// The DNS server's UDP address, when [`UpstreamBuilder::dns`] was used.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.ports
+            .get(DNS_LISTENER)
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+    }
+}
+
+/// The `typed_dns_resolver_config` block that points Envoy's c-ares resolver at `dns`,
+/// indented by `indent` spaces. Valid at the top of the bootstrap (default for every
+/// cluster and DNS cache), in a `Cluster`, or in a dynamic forward proxy `dns_cache_config`.
+pub fn dns_resolver_yaml(dns: SocketAddr, indent: usize) -> String {
+    let pad = " ".repeat(indent);
+    format!(
+        "{pad}typed_dns_resolver_config:
+{pad}  name: envoy.network.dns_resolver.cares
+{pad}  typed_config:
+{pad}    \"@type\": type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+{pad}    resolvers:
+{pad}    - socket_address: {{address: \"{}\", port_value: {}}}
+{pad}    use_resolvers_as_fallback: false
+{pad}    dns_resolver_options: {{use_tcp_for_dns_lookups: false, no_default_search_domain: true}}
+",
+        dns.ip(),
+        dns.port()
+    )
+}
