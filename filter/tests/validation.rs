@@ -1,0 +1,480 @@
+//! Reading and validating resources: both forms, unknown fields, Kuma's rules with Kuma's
+//! messages, this project's stricter checks, and a property test that nothing panics.
+
+use external_service_filter::config::{check, Checked};
+use external_service_filter::validate::cluster_checks;
+use external_service_filter::Origin;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+fn check_all(docs: Vec<Value>) -> Checked {
+    let documents = docs
+        .into_iter()
+        .enumerate()
+        .map(|(document, v)| {
+            (
+                v,
+                Origin {
+                    file: "test.json".into(),
+                    document,
+                },
+            )
+        })
+        .collect();
+    check(documents, None)
+}
+
+/// `(field, message)` pairs of each document.
+fn violations(docs: Vec<Value>) -> Vec<Vec<(String, String)>> {
+    check_all(docs)
+        .reports
+        .into_iter()
+        .map(|r| {
+            r.violations
+                .into_iter()
+                .map(|v| (v.field, v.message))
+                .collect()
+        })
+        .collect()
+}
+
+fn one(doc: Value) -> Vec<(String, String)> {
+    violations(vec![doc]).remove(0)
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(f, m)| (f.to_string(), m.to_string()))
+        .collect()
+}
+
+fn es(address: Value, tags: Value) -> Value {
+    json!({ "type": "ExternalService", "name": "es-1", "mesh": "default",
+            "networking": { "address": address }, "tags": tags })
+}
+
+fn backend() -> Value {
+    json!({ "kuma.io/service": "backend", "version": "1" })
+}
+
+#[test]
+fn kuma_valid_examples() {
+    for address in [
+        "192.168.0.1:8080",
+        "example.com:8080",
+        "[fd00:a123::1]:8080",
+    ] {
+        assert_eq!(one(es(json!(address), backend())), vec![], "{address}");
+    }
+    let tags =
+        json!({ "kuma.io/service": "backend", "kuma.io/valid": "abc.0123-789.under_score:90" });
+    assert_eq!(one(es(json!("192.168.0.1:8080"), tags)), vec![]);
+}
+
+#[test]
+fn kuma_address_rules() {
+    let all_four = pairs(&[
+        ("networking.address", "unable to parse address"),
+        (
+            "networking.address",
+            "address has to be a valid IP address or a domain name",
+        ),
+        ("networking.address", "unable to parse port in address"),
+        ("networking.address", "port must be in the range [1, 65535]"),
+    ]);
+    let cases = [
+        (
+            json!(null),
+            pairs(&[("networking.address", "address can't be empty")]),
+        ),
+        (
+            json!(""),
+            pairs(&[("networking.address", "address can't be empty")]),
+        ),
+        (
+            json!("..>_<..:8080"),
+            pairs(&[(
+                "networking.address",
+                "address has to be a valid IP address or a domain name",
+            )]),
+        ),
+        (json!("http://example.com:8080"), all_four.clone()),
+        (json!("fd00:1234::1:8080"), all_four),
+        (
+            json!("192.168.0.1:65536"),
+            pairs(&[("networking.address", "port must be in the range [1, 65535]")]),
+        ),
+    ];
+    for (address, want) in cases {
+        assert_eq!(one(es(address.clone(), backend())), want, "{address}");
+    }
+    let no_networking = json!({ "type": "ExternalService", "name": "x", "tags": backend() });
+    assert_eq!(
+        one(no_networking),
+        pairs(&[("networking", "should have networking")])
+    );
+}
+
+#[test]
+fn kuma_tag_rules() {
+    let address = json!("192.168.0.1:8080");
+    let cases = [
+        (json!({ "version": "1" }), pairs(&[("tags", "mandatory tag \"kuma.io/service\" is missing")])),
+        (
+            json!({ "kuma.io/service": "backend", "version": null }),
+            pairs(&[("tags[\"version\"]", "tag value must be non-empty")]),
+        ),
+        (
+            json!({ "kuma.io/service": "backend", "kuma.io/protocol": null }),
+            pairs(&[
+                (
+                    "tags[\"kuma.io/protocol\"]",
+                    "tag \"kuma.io/protocol\" has an invalid value \"\". Allowed values: grpc, http, http2, kafka, tcp",
+                ),
+                ("tags[\"kuma.io/protocol\"]", "tag value must be non-empty"),
+            ]),
+        ),
+        (
+            json!({ "kuma.io/service": "backend", "kuma.io/protocol": "not-yet-supported-protocol" }),
+            pairs(&[(
+                "tags[\"kuma.io/protocol\"]",
+                "tag \"kuma.io/protocol\" has an invalid value \"not-yet-supported-protocol\". Allowed values: grpc, http, http2, kafka, tcp",
+            )]),
+        ),
+        (
+            json!({ "kuma.io/service": "backend", "version": "v1", "inv@lidT/gN%me": "value" }),
+            pairs(&[(
+                "tags[\"inv@lidT/gN%me\"]",
+                "tag name must consist of alphanumeric characters, dots, dashes, slashes and underscores",
+            )]),
+        ),
+        (
+            json!({ "kuma.io/service": "backend", "version": "v1", "invalidTagValue": "inv@lid+t@g" }),
+            pairs(&[(
+                "tags[\"invalidTagValue\"]",
+                "tag value must consist of alphanumeric characters, dots, dashes and underscores",
+            )]),
+        ),
+    ];
+    for (tags, want) in cases {
+        assert_eq!(one(es(address.clone(), tags.clone())), want, "{tags}");
+    }
+    let same = es(
+        json!("example.com:443"),
+        json!({ "kuma.io/service": "example.com" }),
+    );
+    assert_eq!(
+        one(same),
+        pairs(&[(
+            "tags[\"kuma.io/service\"]",
+            "cannot be the same as networking.address"
+        )])
+    );
+}
+
+fn with_tls(tls: Value) -> Value {
+    let mut doc = es(json!("192.168.0.1:8080"), backend());
+    doc["networking"]["tls"] = tls;
+    doc
+}
+
+#[test]
+fn kuma_tls_rules() {
+    assert_eq!(
+        one(with_tls(json!({ "serverName": "" }))),
+        pairs(&[("networking.tls.serverName", "cannot be empty")])
+    );
+    assert_eq!(
+        one(with_tls(
+            json!({ "enabled": true, "caCert": { "inline": "" },
+            "clientCert": { "inlineString": "" }, "clientKey": { "secret": "" } })
+        )),
+        pairs(&[
+            ("networking.tls.caCert", "data source cannot be empty"),
+            ("networking.tls.clientCert", "data source cannot be empty"),
+            ("networking.tls.clientKey", "data source cannot be empty"),
+        ])
+    );
+}
+
+#[test]
+fn stricter_than_kuma() {
+    // A client certificate without its key, or the reverse.
+    assert_eq!(
+        one(with_tls(json!({ "clientCert": { "file": "/c.pem" } }))),
+        pairs(&[(
+            "networking.tls.clientKey",
+            "clientCert is set without clientKey: mTLS needs both"
+        )])
+    );
+    assert_eq!(
+        one(with_tls(json!({ "clientKey": { "file": "/k.pem" } }))),
+        pairs(&[(
+            "networking.tls.clientCert",
+            "clientKey is set without clientCert: mTLS needs both"
+        )])
+    );
+    // Two ways to give the same bytes.
+    assert_eq!(
+        one(with_tls(
+            json!({ "caCert": { "file": "/a", "inlineString": "b" } })
+        )),
+        pairs(&[(
+            "networking.tls.caCert",
+            "data source must set exactly one of inline, inlineString, secret, file"
+        )])
+    );
+    let bad_base64 = one(with_tls(json!({ "caCert": { "inline": "%%%" } })));
+    assert_eq!(bad_base64.len(), 1);
+    assert_eq!(bad_base64[0].0, "networking.tls.caCert.inline");
+}
+
+#[test]
+fn secrets_are_looked_up_in_the_same_mesh() {
+    let user = |mesh: &str| {
+        let mut doc = with_tls(json!({ "caCert": { "secret": "ca" } }));
+        doc["mesh"] = json!(mesh);
+        doc
+    };
+    let secret = json!({ "type": "Secret", "name": "ca", "mesh": "other", "data": "Y2E=" });
+    let found = violations(vec![user("default"), secret.clone(), user("other")]);
+    assert_eq!(
+        found[0],
+        pairs(&[(
+            "networking.tls.caCert",
+            "secret \"ca\" not found in mesh \"default\""
+        )])
+    );
+    assert_eq!(found[1], vec![]);
+    assert_eq!(found[2], vec![]);
+}
+
+#[test]
+fn two_services_on_one_address() {
+    let a = es(
+        json!("api.example.com:443"),
+        json!({ "kuma.io/service": "a" }),
+    );
+    let mut b = es(
+        json!("API.example.com.:443"),
+        json!({ "kuma.io/service": "b" }),
+    );
+    b["name"] = json!("es-2");
+    let found = violations(vec![a.clone(), b.clone()]);
+    assert_eq!(found[0].len(), 1);
+    assert!(
+        found[0][0].1.contains("ExternalService \"es-2\""),
+        "{:?}",
+        found[0]
+    );
+    assert!(
+        found[1][0].1.contains("ExternalService \"es-1\""),
+        "{:?}",
+        found[1]
+    );
+    // Giving up the real name on one of them settles it; other meshes never mix.
+    let mut hidden = b.clone();
+    hidden["networking"]["disableHostDNSEntry"] = json!(true);
+    assert_eq!(violations(vec![a.clone(), hidden]), vec![vec![], vec![]]);
+    let mut elsewhere = b;
+    elsewhere["mesh"] = json!("other");
+    assert_eq!(violations(vec![a, elsewhere]), vec![vec![], vec![]]);
+}
+
+#[test]
+fn one_cluster_per_service_needs_one_kind_of_endpoint() {
+    let ip = es(json!("192.168.0.1:8080"), backend());
+    let mut name = es(json!("example.com:8080"), backend());
+    name["name"] = json!("es-2");
+    let checked = check_all(vec![ip, name]);
+    assert!(checked.is_valid(), "Kuma accepts this");
+    let found = cluster_checks(&checked.resources);
+    assert_eq!(found[0], vec![]);
+    assert!(found[1][0]
+        .message
+        .contains("cannot mix IP addresses and host names"));
+}
+
+#[test]
+fn both_forms_read_the_same() {
+    let universal = json!({
+        "type": "ExternalService", "mesh": "default", "name": "httpbin",
+        "tags": { "kuma.io/service": "httpbin", "kuma.io/protocol": "http" },
+        "networking": { "address": "httpbin.org:443", "tls": { "enabled": true } }
+    });
+    let kubernetes = json!({
+        "apiVersion": "kuma.io/v1alpha1", "kind": "ExternalService", "mesh": "default",
+        "metadata": { "namespace": "default", "name": "httpbin" },
+        "spec": {
+            "tags": { "kuma.io/service": "httpbin", "kuma.io/protocol": "http" },
+            "networking": { "address": "httpbin.org:443", "tls": { "enabled": true } }
+        }
+    });
+    let a = check_all(vec![universal]);
+    let b = check_all(vec![kubernetes]);
+    assert!(a.is_valid() && b.is_valid());
+    assert_eq!(a.resources[0].spec, b.resources[0].spec);
+    assert_eq!(
+        (a.resources[0].name.as_str(), a.resources[0].mesh.as_str()),
+        ("httpbin", "default")
+    );
+    assert_eq!(
+        (b.resources[0].name.as_str(), b.resources[0].mesh.as_str()),
+        ("httpbin", "default")
+    );
+    // And the Universal form written back reads the same again.
+    let again = check_all(vec![a.resources[0].to_universal()]);
+    assert_eq!(again.resources[0], a.resources[0].clone());
+}
+
+#[test]
+fn kubernetes_mesh_and_secret() {
+    let checked = check_all(vec![
+        json!({ "apiVersion": "kuma.io/v1alpha1", "kind": "Mesh", "metadata": { "name": "demo" },
+                "spec": { "networking": { "outbound": { "passthrough": false } } } }),
+        json!({ "apiVersion": "v1", "kind": "Secret", "type": "system.kuma.io/secret",
+                "metadata": { "name": "ca", "namespace": "kuma-system", "labels": { "kuma.io/mesh": "demo" } },
+                "data": { "value": "Y2E=" } }),
+    ]);
+    assert!(checked.is_valid(), "{:?}", checked.reports);
+    assert_eq!(checked.resources[0].mesh, "demo");
+    assert_eq!(checked.resources[1].mesh, "demo");
+}
+
+#[test]
+fn mesh_defaults_to_default() {
+    let checked = check_all(vec![json!({ "type": "ExternalService", "name": "x",
+        "tags": { "kuma.io/service": "x" }, "networking": { "address": "x.example:1" } })]);
+    assert_eq!(checked.resources[0].mesh, "default");
+}
+
+#[test]
+fn unknown_fields_are_named() {
+    let mut doc = es(json!("a.example:443"), backend());
+    doc["networking"]["adress"] = json!("b.example:443");
+    let found = one(doc);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].0, "networking.adress");
+    assert!(
+        found[0].1.contains("unknown field `adress`"),
+        "{}",
+        found[0].1
+    );
+
+    let mut top = es(json!("a.example:443"), backend());
+    top["tag"] = json!({});
+    assert_eq!(one(top)[0].0, "tag");
+
+    let kube = json!({ "apiVersion": "kuma.io/v1alpha1", "kind": "ExternalService", "metadata": { "name": "x" },
+        "spec": { "networking": { "address": "a.example:1", "tls": { "enabeld": true } }, "tags": backend() } });
+    assert_eq!(one(kube)[0].0, "spec.networking.tls.enabeld");
+
+    let kind = json!({ "type": "TrafficRoute", "name": "x" });
+    let found = one(kind);
+    assert_eq!(found[0].0, "type");
+    assert!(found[0].1.contains("unsupported resource \"TrafficRoute\""));
+}
+
+#[test]
+fn reports_keep_document_order_and_identity() {
+    let checked = check_all(vec![
+        es(json!("a.example:1"), backend()),
+        json!({ "type": "Nope" }),
+        json!({ "type": "Mesh", "name": "default" }),
+    ]);
+    let ids: Vec<_> = checked
+        .reports
+        .iter()
+        .map(|r| {
+            (
+                r.kind.as_str(),
+                r.name.as_str(),
+                r.mesh.as_str(),
+                r.violations.is_empty(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("ExternalService", "es-1", "default", true),
+            ("Nope", "", "default", false),
+            ("Mesh", "default", "default", true)
+        ]
+    );
+}
+
+/// Any JSON at all, nested a few levels.
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        "[a-zA-Z0-9:./\\[\\]_@ -]{0,24}".prop_map(Value::String),
+        prop::sample::select(vec![
+            "ExternalService",
+            "Mesh",
+            "Secret",
+            "Dataplane",
+            "kuma.io/v1alpha1",
+            "v1",
+            "kuma.io/service",
+            "kuma.io/protocol",
+            "[::1]:80",
+            "a.example:443",
+            "default"
+        ])
+        .prop_map(|s| Value::String(s.into())),
+    ];
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        let keys = prop::sample::select(vec![
+            "type",
+            "name",
+            "mesh",
+            "kind",
+            "apiVersion",
+            "metadata",
+            "spec",
+            "tags",
+            "networking",
+            "address",
+            "tls",
+            "caCert",
+            "clientCert",
+            "clientKey",
+            "inline",
+            "secret",
+            "file",
+            "serverName",
+            "outbound",
+            "passthrough",
+            "data",
+            "port",
+            "enabled",
+            "x",
+        ]);
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map(keys.prop_map(String::from), inner, 0..6)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_documents_never_panic(docs in prop::collection::vec(arbitrary_json(), 0..5)) {
+        let checked = check_all(docs.clone());
+        prop_assert_eq!(checked.reports.len(), docs.len());
+        let _ = cluster_checks(&checked.resources);
+        let config = json!({ "resources": docs }).to_string();
+        let _ = external_service_filter::config::configure(config.as_bytes());
+    }
+
+    #[test]
+    fn arbitrary_plugin_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+        let _ = external_service_filter::config::configure(&bytes);
+    }
+}
