@@ -1,5 +1,7 @@
 //! The decision for every scenario of the shared table, natively.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod scenarios;
 
 use external_service_filter::config::{self, Filter};

@@ -1,6 +1,8 @@
 //! Reading and validating resources: both forms, unknown fields, Kuma's rules with Kuma's
 //! messages, this project's stricter checks, and a property test that nothing panics.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use external_service_filter::config::{check, Checked};
 use external_service_filter::validate::cluster_checks;
 use external_service_filter::Origin;
