@@ -2,9 +2,11 @@
 //! checks behind `tests/support/ENVOY_FACTS.md`: each configuration fact the generator
 //! relies on is exercised here with a hand-written bootstrap.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -72,13 +74,16 @@ fn upstream(dir: &Path, p: &Pki) -> Upstream {
         .start(dir)
 }
 
-/// Reads a raw TCP answer (bounded by 5 s).
-fn tcp_read(addr: SocketAddr) -> String {
+/// Sends `msg` over TCP and reads as many bytes back (bounded by 5 s).
+fn tcp_echo(addr: SocketAddr, msg: &str) -> String {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("read timeout");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    s.write_all(msg.as_bytes()).expect("write");
+    let mut out = vec![0u8; msg.len()];
+    if let Err(e) = s.read_exact(&mut out) {
+        panic!("tcp echo from {addr}: {e}");
+    }
     String::from_utf8_lossy(&out).to_string()
 }
 
@@ -235,7 +240,7 @@ fn upstream_echoes_sni_host_protocol_and_client_subject() {
     }
 
     // Raw TCP.
-    assert_eq!(tcp_read(up.addr("tcp")), "hello from tcp\n");
+    assert_eq!(tcp_echo(up.addr("tcp"), "ping\n"), "ping\n");
 
     // Stats by name.
     up.envoy.wait_for_stat(
@@ -244,4 +249,597 @@ fn upstream_echoes_sni_host_protocol_and_client_subject() {
         |v| v >= 2,
     );
     assert!(up.dns_addr().is_some());
+}
+
+// ---------------------------------------------------------------------------------------
+// The facts in ENVOY_FACTS.md, checked with a hand-written client bootstrap.
+// ---------------------------------------------------------------------------------------
+
+/// A YAML double-quoted scalar (JSON string syntax is valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).expect("json string")
+}
+
+/// An UpstreamTlsContext transport socket, indented for a cluster.
+fn upstream_tls(body: &str) -> String {
+    format!(
+        "    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+{body}"
+    )
+}
+
+fn cluster(name: &str, ty: &str, host: &str, port: u16, rest: &str) -> String {
+    format!(
+        "  - name: {name}
+    type: {ty}
+    connect_timeout: 2s
+    dns_lookup_family: V4_ONLY
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{address: {{socket_address: {{address: {host}, port_value: {port}}}}}}}
+{rest}"
+    )
+}
+
+const HCM: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+const ROUTER: &str =
+    "{\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}";
+
+/// JSON access log on stdout with what the tests (and the generator) care about.
+const ACCESS_LOG: &str = "          access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format:
+                json_format:
+                  authority: \"%REQ(:AUTHORITY)%\"
+                  code: \"%RESPONSE_CODE%\"
+                  flags: \"%RESPONSE_FLAGS%\"
+                  details: \"%RESPONSE_CODE_DETAILS%\"
+                  cluster: \"%UPSTREAM_CLUSTER%\"
+                  upstream_host: \"%UPSTREAM_HOST%\"
+                  tls_failure: \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\"
+                  external_service: \"%FILTER_STATE(wasm.external_service:PLAIN)%\"
+";
+
+const DFP_CACHE: &str = "name: passthrough
+                dns_lookup_family: V4_ONLY";
+
+/// The client ("sidecar") bootstrap: outbound HTTP listener with passthrough on, the same
+/// with passthrough off, two tcp_proxy listeners, and one cluster per TLS variant.
+fn client_yaml(p: &Pki, up: &Upstream) -> String {
+    let dns = up.dns_addr().expect("upstream DNS");
+    let ca_file = p.ca.ca_path().display().to_string();
+    let sans_dns = "            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {exact: httpbin.test}
+";
+    let tls13 = "          tls_params: {tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3}\n";
+    let mut clusters = String::new();
+    // a. CA by file, DNS SAN, TLS 1.2..1.3.
+    clusters += &cluster(
+        "tls_file",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("tls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        allow_renegotiation: false
+        common_tls_context:
+{tls13}          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+{sans_dns}"
+        )),
+    );
+    // a. CA inline, DNS + IP SANs (either may match), no tls_params: TLS 1.2 at most.
+    clusters += &cluster(
+        "tls_inline",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("tls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{inline_string: {}}}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{exact: httpbin.test}}
+            - san_type: IP_ADDRESS
+              matcher: {{exact: 127.0.0.1}}
+",
+            q(p.ca.ca_pem())
+        )),
+    );
+    // a. An IP endpoint: STATIC, no SNI, IP SAN.
+    clusters += &cluster(
+        "tls_ip",
+        "STATIC",
+        "127.0.0.1",
+        up.port("tls"),
+        &upstream_tls(&format!(
+            "        common_tls_context:
+{tls13}          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+            match_typed_subject_alt_names:
+            - san_type: IP_ADDRESS
+              matcher: {{exact: 127.0.0.1}}
+"
+        )),
+    );
+    // a. mTLS, client cert by file and inline; and without one.
+    clusters += &cluster(
+        "mtls_file",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("mtls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        common_tls_context:
+{tls13}          tls_certificates:
+          - certificate_chain: {{filename: \"{}\"}}
+            private_key: {{filename: \"{}\"}}
+          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+{sans_dns}",
+            p.client.cert_path.display(),
+            p.client.key_path.display()
+        )),
+    );
+    clusters += &cluster(
+        "mtls_inline",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("mtls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        common_tls_context:
+          tls_certificates:
+          - certificate_chain: {{inline_string: {}}}
+            private_key: {{inline_string: {}}}
+          validation_context:
+            trusted_ca: {{inline_string: {}}}
+{sans_dns}",
+            q(&p.client.cert_pem),
+            q(&p.client.key_pem),
+            q(p.ca.ca_pem())
+        )),
+    );
+    clusters += &cluster(
+        "mtls_none",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("mtls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+"
+        )),
+    );
+    // a. Failures: wrong CA, SAN mismatch, expired and not-yet-valid certificates.
+    let other_ca = p.other_ca.ca_path().display().to_string();
+    clusters += &cluster(
+        "wrong_ca",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("tls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{filename: \"{other_ca}\"}}
+{sans_dns}"
+        )),
+    );
+    clusters += &cluster(
+        "bad_san",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("tls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{exact: other.test}}
+"
+        )),
+    );
+    for l in ["expired", "not_yet_valid"] {
+        clusters += &cluster(
+            l,
+            "STRICT_DNS",
+            "httpbin.test",
+            up.port(l),
+            &upstream_tls(&format!(
+                "        sni: httpbin.test
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+{sans_dns}"
+            )),
+        );
+    }
+    // b. HTTP/2 upstream over TLS with ALPN h2.
+    clusters += &cluster(
+        "h2",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("h2"),
+        &format!(
+            "    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {{}}
+{}",
+            upstream_tls(&format!(
+                "        sni: httpbin.test
+        common_tls_context:
+{tls13}          alpn_protocols: [h2]
+          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+{sans_dns}"
+            ))
+        ),
+    );
+    // f. TCP: TLS passthrough (the client speaks TLS) and TLS origination.
+    clusters += &cluster(
+        "tcp_passthrough",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("tls"),
+        "",
+    );
+    clusters += &cluster(
+        "tcp_originate",
+        "STRICT_DNS",
+        "httpbin.test",
+        up.port("tcp_tls"),
+        &upstream_tls(&format!(
+            "        sni: httpbin.test
+        common_tls_context:
+{tls13}          validation_context:
+            trusted_ca: {{filename: \"{ca_file}\"}}
+{sans_dns}"
+        )),
+    );
+    // c. Passthrough on: the dynamic forward proxy cluster.
+    clusters += &format!(
+        "  - name: passthrough
+    connect_timeout: 2s
+    lb_policy: CLUSTER_PROVIDED
+    cluster_type:
+      name: envoy.clusters.dynamic_forward_proxy
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig
+        dns_cache_config:
+          {}
+",
+        DFP_CACHE.replace("\n                ", "\n          ")
+    );
+
+    let vhost = |name: &str, domains: &str, cluster: &str| {
+        format!(
+            "            - name: {name}
+              domains: [{domains}]
+              routes: [{{match: {{prefix: \"/\"}}, route: {{cluster: {cluster}}}}}]
+"
+        )
+    };
+    let mut vhosts = vhost(
+        "httpbin",
+        "\"httpbin.test\", \"httpbin.test:8443\"",
+        "tls_file",
+    );
+    for c in [
+        "tls_inline",
+        "tls_ip",
+        "mtls_file",
+        "mtls_inline",
+        "mtls_none",
+        "wrong_ca",
+        "bad_san",
+        "expired",
+        "not_yet_valid",
+        "h2",
+    ] {
+        vhosts += &vhost(c, &format!("\"{}.test\"", c.replace('_', "-")), c);
+    }
+    let open = format!(
+        "{vhosts}            - name: passthrough
+              domains: [\"*\"]
+              routes: [{{match: {{prefix: \"/\"}}, route: {{cluster: passthrough}}}}]
+"
+    );
+    let closed = format!(
+        "{vhosts}            - name: passthrough_off
+              domains: [\"*\"]
+              routes: [{{match: {{prefix: \"/\"}}, direct_response: {{status: 403, body: {{inline_string: \"passthrough is off\\n\"}}}}}}]
+"
+    );
+    let hcm = |name: &str, vhosts: &str, dfp: bool| {
+        let dfp_filter = if dfp {
+            format!(
+                "          - name: envoy.filters.http.dynamic_forward_proxy
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig
+              dns_cache_config:
+                {DFP_CACHE}
+"
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": {HCM}
+          stat_prefix: {name}
+{ACCESS_LOG}          route_config:
+            name: {name}
+            virtual_hosts:
+{vhosts}          http_filters:
+{dfp_filter}          - name: envoy.filters.http.router
+            typed_config: {ROUTER}
+"
+        )
+    };
+    let tcp = |name: &str, cluster: &str| {
+        format!(
+            "  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: {name}
+          cluster: {cluster}
+"
+        )
+    };
+    format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+{}static_resources:
+  listeners:
+{}{}{}{}  clusters:
+{clusters}",
+        dns_resolver_yaml(dns, 0),
+        hcm("outbound", &open, true),
+        hcm("outbound_closed", &closed, false),
+        tcp("tcp_passthrough", "tcp_passthrough"),
+        tcp("tcp_originate", "tcp_originate"),
+    )
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    p: Pki,
+    up: Upstream,
+    client: Envoy,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let dir = test_dir();
+        let p = pki(dir.path());
+        let up = upstream(dir.path(), &p);
+        let started = Instant::now();
+        let client = Envoy::start(dir.path(), "client", &client_yaml(&p, &up));
+        eprintln!(
+            "upstream ready in {:?}, client ready in {:?} (wall {:?})",
+            up.envoy.startup,
+            client.startup,
+            started.elapsed()
+        );
+        Setup { dir, p, up, client }
+    }
+
+    fn proxy(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client.listener_port("outbound"))
+    }
+
+    fn get(&self, host: &str) -> support::Response {
+        Curl::get(format!("http://{host}/get"))
+            .proxy(self.proxy())
+            .run()
+    }
+
+    /// The access log entries for one authority, waiting for `n` of them.
+    fn access_log(&self, authority: &str, n: usize) -> Vec<serde_json::Value> {
+        let needle = format!("\"authority\":\"{authority}\"");
+        let lines = self
+            .client
+            .wait_for_stdout_lines(&needle, n, Duration::from_secs(5));
+        json_lines(&lines.join("\n"))
+    }
+}
+
+#[test]
+fn fact_a_tls_origination_sni_ca_sans_and_client_certs() {
+    let s = Setup::new();
+    let tls_port = s.up.port("tls");
+
+    // CA by file + DNS SAN + tls_params 1.2..1.3: absolute-form request through the proxy.
+    let r = s.get("httpbin.test");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.body, "hello from tls\n");
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"));
+    assert_eq!(r.header("x-seen-host"), Some("httpbin.test"));
+    assert_eq!(r.header("x-seen-path"), Some("/get"));
+    assert_eq!(r.header("x-seen-tls-version"), Some("TLSv1.3"));
+    let log = &s.access_log("httpbin.test", 1)[0];
+    assert_eq!(log["code"], 200);
+    assert_eq!(log["flags"], "-");
+    assert_eq!(log["cluster"], "tls_file");
+    assert_eq!(log["upstream_host"], format!("127.0.0.1:{tls_port}"));
+    assert_eq!(log["tls_failure"], serde_json::Value::Null);
+    assert_eq!(log["external_service"], serde_json::Value::Null);
+
+    // Inline CA, DNS + IP SAN list; no tls_params: Envoy's default maximum is TLS 1.2.
+    let r = s.get("tls-inline.test");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-seen-tls-version"), Some("TLSv1.2"));
+    // IP endpoint, STATIC, no SNI, IP SAN.
+    let r = s.get("tls-ip.test");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-seen-sni"), None);
+
+    // Client certificates by file and inline.
+    for host in ["mtls-file.test", "mtls-inline.test"] {
+        let r = s.get(host);
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+        assert_eq!(r.header("x-seen-peer-subject"), Some("CN=client-app"));
+    }
+    // mTLS upstream, no client certificate: 503 UF, TLS alert from the server.
+    let r = s.get("mtls-none.test");
+    assert_eq!(r.status, 503);
+    let log = &s.access_log("mtls-none.test", 1)[0];
+    assert_eq!(log["flags"], "UF", "{log}");
+    assert_eq!(
+        s.client.counter("cluster.mtls_none.ssl.connection_error"),
+        1
+    );
+
+    // Wrong CA: 503 UF every time, fail_verify_error counts each handshake.
+    for _ in 0..3 {
+        let r = s.get("wrong-ca.test");
+        assert_eq!(r.status, 503);
+        assert!(r.body.contains("upstream connect error"), "{}", r.body);
+    }
+    assert_eq!(
+        s.client.counter("cluster.wrong_ca.ssl.fail_verify_error"),
+        3
+    );
+    let logs = s.access_log("wrong-ca.test", 3);
+    for log in &logs {
+        assert_eq!(log["code"], 503);
+        assert_eq!(log["flags"], "UF", "{log}");
+        assert_eq!(log["cluster"], "wrong_ca");
+        let reason = log["tls_failure"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains("CERTIFICATE_VERIFY_FAILED"),
+            "transport failure reason: {log}"
+        );
+    }
+    eprintln!("wrong CA access log: {}", logs[0]);
+
+    // SAN mismatch.
+    let r = s.get("bad-san.test");
+    assert_eq!(r.status, 503);
+    assert_eq!(s.client.counter("cluster.bad_san.ssl.fail_verify_san"), 1);
+    let log = &s.access_log("bad-san.test", 1)[0];
+    assert_eq!(log["flags"], "UF", "{log}");
+    eprintln!("SAN mismatch access log: {log}");
+
+    // Expired and not-yet-valid server certificates.
+    for (host, cluster) in [
+        ("expired.test", "expired"),
+        ("not-yet-valid.test", "not_yet_valid"),
+    ] {
+        let r = s.get(host);
+        assert_eq!(r.status, 503, "{host}");
+        assert_eq!(
+            s.client
+                .counter(&format!("cluster.{cluster}.ssl.fail_verify_error")),
+            1,
+            "{host}"
+        );
+        let log = &s.access_log(host, 1)[0];
+        eprintln!("{host} access log: {log}");
+    }
+    let _ = (&s.dir, &s.p);
+}
+
+#[test]
+fn fact_b_http2_upstream_with_alpn() {
+    let s = Setup::new();
+    let r = s.get("h2.test");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-seen-protocol"), Some("HTTP/2"));
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"));
+    assert_eq!(r.header("x-upstream-name"), Some("h2"));
+    assert_eq!(s.client.counter("cluster.h2.upstream_cx_http2_total"), 1);
+}
+
+#[test]
+fn fact_c_outbound_listener_domains_and_passthrough() {
+    let s = Setup::new();
+    let outbound = s.client.listener_port("outbound");
+    // Host-header (origin-form) request with a port in the authority.
+    let r = Curl::get(format!("http://127.0.0.1:{outbound}/anything"))
+        .host("httpbin.test:8443")
+        .run();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-upstream-name"), Some("tls"));
+    assert_eq!(r.header("x-seen-host"), Some("httpbin.test:8443"));
+    // Absolute form through the proxy port.
+    assert_eq!(
+        s.get("httpbin.test:8443").header("x-upstream-name"),
+        Some("tls")
+    );
+
+    // Passthrough on: undeclared hosts go through the dynamic forward proxy.
+    let plain = s.up.port("plain");
+    for host in [format!("localhost:{plain}"), format!("127.0.0.1:{plain}")] {
+        let r = s.get(&host);
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+        assert_eq!(r.header("x-upstream-name"), Some("plain"));
+        assert_eq!(r.header("x-seen-host"), Some(host.as_str()));
+        let log = &s.access_log(&host, 1)[0];
+        assert_eq!(log["cluster"], "passthrough");
+        assert_eq!(log["upstream_host"], format!("127.0.0.1:{plain}"));
+    }
+    // A name only the test DNS knows, through the DNS cache.
+    let r = s.get(&format!("other.test:{plain}"));
+    assert_eq!(r.status, 200, "{r:?}");
+
+    // Passthrough off: declared hosts work, everything else is 403.
+    let closed = format!(
+        "http://127.0.0.1:{}",
+        s.client.listener_port("outbound_closed")
+    );
+    let r = Curl::get("http://httpbin.test/get").proxy(&closed).run();
+    assert_eq!(r.status, 200, "{r:?}");
+    let r = Curl::get(format!("http://localhost:{plain}/get"))
+        .proxy(&closed)
+        .run();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body, "passthrough is off\n");
+    let log = &s.access_log(&format!("localhost:{plain}"), 2)[1];
+    assert_eq!(log["code"], 403);
+    assert_eq!(log["details"], "direct_response");
+}
+
+#[test]
+fn fact_f_tcp_proxy_tls_passthrough_and_origination() {
+    let s = Setup::new();
+    // The client speaks TLS end to end through tcp_proxy: the upstream sees its SNI.
+    let port = s.client.listener_port("tcp_passthrough");
+    let r = Curl::get(format!("https://httpbin.test:{port}/tcp"))
+        .resolve("httpbin.test", port, "127.0.0.1")
+        .cacert(s.p.ca.ca_path())
+        .run();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"));
+    assert_eq!(r.header("x-upstream-name"), Some("tls"));
+    // Plain TCP in, Envoy originates TLS to the upstream.
+    let addr = SocketAddr::from(([127, 0, 0, 1], s.client.listener_port("tcp_originate")));
+    assert_eq!(tcp_echo(addr, "over tls\n"), "over tls\n");
+    assert_eq!(s.client.counter("cluster.tcp_originate.ssl.handshake"), 1);
 }

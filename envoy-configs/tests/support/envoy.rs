@@ -306,10 +306,17 @@ impl Envoy {
 
     /// The last `n` lines of Envoy's log and of its stdout, for error messages.
     pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let errors: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("][critical][") || l.contains("][error]["))
+            .take(20)
+            .collect();
         format!(
-            "--- last {n} lines of {} ---\n{}\n--- last {n} lines of {} ---\n{}",
+            "--- errors in {} ---\n{}\n--- last {n} lines of it ---\n{}\n--- last {n} lines of {} ---\n{}",
             self.stderr_path.display(),
-            tail(&self.log(), n),
+            errors.join("\n"),
+            tail(&log, n),
             self.stdout_path.display(),
             tail(&self.stdout(), n)
         )

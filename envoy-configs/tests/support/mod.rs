@@ -15,6 +15,8 @@
 
 // Each test binary uses only part of the support code.
 #![allow(dead_code, unused_imports)]
+// Test support: failing loudly is the point (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod certs;
 pub mod curl;

@@ -16,7 +16,9 @@
 //! | `x-seen-<h>` | `%REQ(<h>)%` for each [`UpstreamBuilder::echo_request_header`] |
 //!
 //! Envoy leaves out a header whose value is empty, so "absent" means "none seen".
-//! TCP listeners write `hello from <listener>\n` and close.
+//! TCP listeners echo every byte back (`envoy.filters.network.echo`). A TLS listener with
+//! the network `direct_response` filter loses its answer (it writes before the handshake),
+//! hence echo.
 //! All listeners bind port 0 on 127.0.0.1; ask [`Upstream::port`] for the real port.
 
 use std::collections::BTreeMap;
@@ -82,13 +84,13 @@ impl UpstreamBuilder {
         self
     }
 
-    /// Raw TCP: writes `hello from <name>\n` and closes.
+    /// Raw TCP echo.
     pub fn tcp(mut self, name: &str) -> Self {
         self.listeners.push((name.to_string(), Kind::Tcp));
         self
     }
 
-    /// Raw TCP inside TLS: the same after a TLS handshake with this certificate.
+    /// Raw TCP echo inside TLS with this certificate.
     pub fn tcp_tls(mut self, name: &str, cert: &CertKey) -> Self {
         let cert = cert.clone();
         self.listeners
@@ -153,9 +155,8 @@ impl UpstreamBuilder {
         y.push_str("    filter_chains:\n    - filters:\n");
         match kind {
             Kind::Tcp | Kind::TcpTls { .. } => {
-                let _ = write!(
-                    y,
-                    "      - name: envoy.filters.network.direct_response\n        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.direct_response.v3.Config\n          response: {{inline_string: \"hello from {name}\\n\"}}\n"
+                y.push_str(
+                    "      - name: envoy.filters.network.echo\n        typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.network.echo.v3.Echo}\n",
                 );
             }
             _ => {
