@@ -1,0 +1,411 @@
+//! `extsvc validate` as a user runs it: exit codes, text and JSON reports, syntax errors with
+//! line and column, and the checks that read files and PEM data.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use support::{test_dir, Ca};
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn extsvc(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_extsvc"))
+        .args(args)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/validate")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// `(name, [(field, message)])` per resource of a JSON report.
+fn json_report(stdout: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let report: Value = serde_json::from_str(stdout).unwrap();
+    report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let violations = r["violations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["field"].as_str().unwrap().to_string(),
+                        v["message"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (r["name"].as_str().unwrap().to_string(), violations)
+        })
+        .collect()
+}
+
+#[test]
+fn kuma_invalid_examples_give_kumas_exact_violations() {
+    let run = extsvc(&["validate", "-o", "json", &fixture("kuma-invalid.yaml")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let address = "networking.address";
+    let all_four = vec![
+        (address, "unable to parse address"),
+        (
+            address,
+            "address has to be a valid IP address or a domain name",
+        ),
+        (address, "unable to parse port in address"),
+        (address, "port must be in the range [1, 65535]"),
+    ];
+    let protocol = "tags[\"kuma.io/protocol\"]";
+    let want: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("no-networking", vec![("networking", "should have networking")]),
+        ("empty-address", vec![(address, "address can't be empty")]),
+        ("invalid-format", vec![(address, "address has to be a valid IP address or a domain name")]),
+        ("scheme", all_four.clone()),
+        ("ipv6-without-brackets", all_four),
+        ("port-out-of-range", vec![(address, "port must be in the range [1, 65535]")]),
+        ("empty-sni", vec![("networking.tls.serverName", "cannot be empty")]),
+        ("no-service-tag", vec![("tags", "mandatory tag \"kuma.io/service\" is missing")]),
+        ("empty-tag-value", vec![("tags[\"version\"]", "tag value must be non-empty")]),
+        (
+            "empty-protocol",
+            vec![
+                (protocol, "tag \"kuma.io/protocol\" has an invalid value \"\". Allowed values: grpc, http, http2, kafka, tcp"),
+                (protocol, "tag value must be non-empty"),
+            ],
+        ),
+        (
+            "unsupported-protocol",
+            vec![(
+                protocol,
+                "tag \"kuma.io/protocol\" has an invalid value \"not-yet-supported-protocol\". Allowed values: grpc, http, http2, kafka, tcp",
+            )],
+        ),
+        (
+            "bad-tag-name",
+            vec![("tags[\"inv@lidT/gN%me\"]", "tag name must consist of alphanumeric characters, dots, dashes, slashes and underscores")],
+        ),
+        (
+            "bad-tag-value",
+            vec![("tags[\"invalidTagValue\"]", "tag value must consist of alphanumeric characters, dots, dashes and underscores")],
+        ),
+        (
+            "empty-data-sources",
+            vec![
+                ("networking.tls.caCert", "data source cannot be empty"),
+                ("networking.tls.clientCert", "data source cannot be empty"),
+                ("networking.tls.clientKey", "data source cannot be empty"),
+            ],
+        ),
+        ("service-is-address", vec![("tags[\"kuma.io/service\"]", "cannot be the same as networking.address")]),
+    ];
+    let want: Vec<(String, Vec<(String, String)>)> = want
+        .into_iter()
+        .map(|(n, v)| {
+            (
+                n.to_string(),
+                v.into_iter()
+                    .map(|(f, m)| (f.to_string(), m.to_string()))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(json_report(&run.stdout), want);
+}
+
+#[test]
+fn kuma_valid_examples_pass_with_one_line_each() {
+    let run = extsvc(&["validate", &fixture("kuma-valid.yaml")]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{}", run.stdout);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.ends_with(": valid") && l.contains("ExternalService")),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[3].contains("\"es-ipv6\" (mesh \"default\")"),
+        "{}",
+        lines[3]
+    );
+}
+
+#[test]
+fn text_report_names_file_kind_name_mesh_then_each_violation() {
+    let tmp = test_dir();
+    let dir = tmp.path();
+    let file = write(
+        dir,
+        "bad.yaml",
+        "type: ExternalService\nname: httpbin\nmesh: demo\ntags:\n  kuma.io/service: httpbin\nnetworking:\n  adress: httpbin.org:443\n",
+    );
+    let run = extsvc(&["validate", &file]);
+    assert_eq!(run.code, 1);
+    let mut lines = run.stdout.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("{file}: ExternalService \"httpbin\" (mesh \"demo\"): 1 violation")
+    );
+    let violation = lines.next().unwrap();
+    assert!(
+        violation.starts_with("  networking.adress: unknown field `adress`"),
+        "{violation}"
+    );
+}
+
+#[test]
+fn kubernetes_form_multi_document_yaml_and_json_arrays() {
+    let tmp = test_dir();
+    let dir = tmp.path();
+    let yaml = write(
+        dir,
+        "k8s.yaml",
+        "apiVersion: kuma.io/v1alpha1\nkind: ExternalService\nmesh: default\nmetadata:\n  namespace: default\n  name: httpbin\nspec:\n  tags:\n    kuma.io/service: httpbin\n    kuma.io/protocol: http\n  networking:\n    address: httpbin.org:443\n    tls:\n      enabled: true\n---\napiVersion: kuma.io/v1alpha1\nkind: Mesh\nmetadata:\n  name: default\nspec:\n  networking:\n    outbound:\n      passthrough: false\n---\n",
+    );
+    let json = write(
+        dir,
+        "more.json",
+        r#"[{"type": "ExternalService", "name": "a", "tags": {"kuma.io/service": "a"}, "networking": {"address": "a.example:80"}},
+            {"type": "ExternalService", "name": "b", "tags": {"kuma.io/service": "b"}, "networking": {"address": "[::1]:8080"}}]"#,
+    );
+    let run = extsvc(&["validate", "-o", "json", &yaml, &json]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let ids: Vec<(String, String, String)> = report["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap().into(),
+                r["kind"].as_str().unwrap().into(),
+                r["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            (yaml.clone(), "ExternalService".into(), "httpbin".into()),
+            (yaml, "Mesh".into(), "default".into()),
+            (json.clone(), "ExternalService".into(), "a".into()),
+            (json, "ExternalService".into(), "b".into()),
+        ]
+    );
+    assert_eq!(report["errors"], serde_json::json!([]));
+}
+
+#[test]
+fn syntax_errors_name_file_line_and_column() {
+    let tmp = test_dir();
+    let dir = tmp.path();
+    let yaml = write(
+        dir,
+        "broken.yaml",
+        "type: ExternalService\nname: x\ntags: [unclosed\n",
+    );
+    let run = extsvc(&["validate", &yaml]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stdout.starts_with(&format!("{yaml}:4:1: "))
+            || run.stdout.starts_with(&format!("{yaml}:3:")),
+        "{}",
+        run.stdout
+    );
+
+    let json = write(
+        dir,
+        "broken.json",
+        "{\n  \"type\": \"ExternalService\",\n  \"name\": \n}\n",
+    );
+    let run = extsvc(&["validate", "-o", "json", &json]);
+    assert_eq!(run.code, 1);
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let error = &report["errors"][0];
+    assert_eq!(
+        (
+            error["file"].as_str().unwrap(),
+            error["line"].as_u64().unwrap(),
+            error["column"].as_u64().unwrap()
+        ),
+        (json.as_str(), 4, 1)
+    );
+}
+
+#[test]
+fn unusable_invocations_exit_2() {
+    let run = extsvc(&["validate", "--no-such-flag", &fixture("kuma-valid.yaml")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    let run = extsvc(&["validate", "/no/such/file.yaml"]);
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("cannot read /no/such/file.yaml"),
+        "{}",
+        run.stderr
+    );
+    let run = extsvc(&["validate"]);
+    assert_eq!(run.code, 2);
+}
+
+#[test]
+fn help_explains_both_formats_and_exit_codes() {
+    let run = extsvc(&["validate", "--help"]);
+    assert_eq!(run.code, 0);
+    for needle in [
+        "-o, --output",
+        "text",
+        "json",
+        "\"violations\"",
+        "Exit status: 0",
+        "2 when the command",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "missing {needle:?} in\n{}",
+            run.stdout
+        );
+    }
+}
+
+fn service_with_tls(tls: &str) -> String {
+    format!(
+        "type: ExternalService\nname: secure\ntags:\n  kuma.io/service: secure\nnetworking:\n  address: secure.example:443\n  tls:\n{tls}"
+    )
+}
+
+fn indent(pem: &str, by: usize) -> String {
+    pem.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
+}
+
+/// `(field, message)` of the only resource in `file`.
+fn violations_of(file: &str) -> Vec<(String, String)> {
+    let run = extsvc(&["validate", "-o", "json", file]);
+    json_report(&run.stdout).remove(0).1
+}
+
+#[test]
+fn files_secrets_and_pem_are_checked() {
+    let tmp = test_dir();
+    let dir = tmp.path();
+    let ca = Ca::new(dir, "ca");
+    let client = ca.client_cert(dir, "client", "app");
+    let other = ca.client_cert(dir, "other", "other");
+    let path = |p: &PathBuf| p.display().to_string();
+
+    // A matching certificate and key from files, the CA inline: valid.
+    let good = write(
+        dir,
+        "good.yaml",
+        &service_with_tls(&format!(
+            "    caCert:\n      inlineString: |\n{}    clientCert:\n      file: {}\n    clientKey:\n      file: {}\n",
+            indent(ca.ca_pem(), 8),
+            path(&client.cert_path),
+            path(&client.key_path)
+        )),
+    );
+    assert_eq!(violations_of(&good), vec![]);
+
+    // The same through a Secret (base64, as Kuma stores it).
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(client.key_pem.as_bytes());
+    let secret = write(
+        dir,
+        "secret.yaml",
+        &format!(
+            "{}---\ntype: Secret\nname: client-key\nmesh: default\ndata: {b64}\n",
+            service_with_tls(&format!(
+                "    clientCert:\n      file: {}\n    clientKey:\n      secret: client-key\n",
+                path(&client.cert_path)
+            ))
+        ),
+    );
+    let run = extsvc(&["validate", &secret]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // A key that is not the certificate's.
+    let mismatch = write(
+        dir,
+        "mismatch.yaml",
+        &service_with_tls(&format!(
+            "    clientCert:\n      file: {}\n    clientKey:\n      file: {}\n",
+            path(&client.cert_path),
+            path(&other.key_path)
+        )),
+    );
+    assert_eq!(
+        violations_of(&mismatch),
+        vec![(
+            "networking.tls.clientKey".to_string(),
+            "does not match the public key of clientCert".to_string()
+        )]
+    );
+
+    // A missing file, text that is not a certificate, a certificate where the key belongs.
+    let broken = write(
+        dir,
+        "broken.yaml",
+        &service_with_tls(&format!(
+            "    caCert:\n      file: {}\n    clientCert:\n      inlineString: not a certificate\n    clientKey:\n      file: {}\n",
+            dir.join("missing.pem").display(),
+            path(&client.cert_path)
+        )),
+    );
+    let found = violations_of(&broken);
+    let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "networking.tls.caCert",
+            "networking.tls.clientCert",
+            "networking.tls.clientKey"
+        ],
+        "{found:?}"
+    );
+    assert!(
+        found[0].1.starts_with("cannot read file") && found[0].1.contains("missing.pem"),
+        "{}",
+        found[0].1
+    );
+    assert_eq!(
+        found[1].1,
+        "holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+    );
+    assert!(
+        found[2].1.starts_with("holds no PEM private key"),
+        "{}",
+        found[2].1
+    );
+    // Never any key material in what is printed.
+    let run = extsvc(&["validate", &mismatch, &broken]);
+    assert!(!run.stdout.contains("PRIVATE KEY") && !run.stdout.contains(&other.key_pem[40..80]));
+}
