@@ -843,3 +843,136 @@ fn fact_f_tcp_proxy_tls_passthrough_and_origination() {
     assert_eq!(tcp_echo(addr, "over tls\n"), "over tls\n");
     assert_eq!(s.client.counter("cluster.tcp_originate.ssl.handshake"), 1);
 }
+
+/// The wasm HTTP filter stanza (fact e) with its configuration as a StringValue.
+fn wasm_filter(module: &Path, configuration_json: &str) -> String {
+    format!(
+        "          - name: envoy.filters.http.wasm
+            typed_config:
+              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: external_service
+                root_id: external_service
+                failure_policy: FAIL_CLOSED
+                vm_config:
+                  vm_id: external_service
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{local: {{filename: \"{}\"}}}}
+                configuration:
+                  \"@type\": type.googleapis.com/google.protobuf.StringValue
+                  value: {}
+",
+        module.display(),
+        q(configuration_json)
+    )
+}
+
+/// A sidecar with the real filter: `httpbin.mesh` goes to the TLS upstream as httpbin.test,
+/// undeclared hosts are refused (passthrough off).
+fn wasm_client_yaml(p: &Pki, up: &Upstream, configuration_json: &str) -> String {
+    let port = up.port("tls");
+    format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+{dns}static_resources:
+  listeners:
+  - name: outbound
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          \"@type\": {HCM}
+          stat_prefix: outbound
+{ACCESS_LOG}          route_config:
+            virtual_hosts:
+            - name: httpbin
+              domains: [\"httpbin.test\", \"httpbin.test:{port}\"]
+              routes: [{{match: {{prefix: \"/\"}}, route: {{cluster: httpbin}}}}]
+            - name: passthrough_off
+              domains: [\"*\"]
+              routes: [{{match: {{prefix: \"/\"}}, direct_response: {{status: 403}}}}]
+          http_filters:
+{wasm}          - name: envoy.filters.http.router
+            typed_config: {ROUTER}
+  clusters:
+{cluster}",
+        dns = dns_resolver_yaml(up.dns_addr().expect("dns"), 0),
+        wasm = wasm_filter(&support::wasm_module(), configuration_json),
+        cluster = cluster(
+            "httpbin",
+            "STRICT_DNS",
+            "httpbin.test",
+            port,
+            &upstream_tls(&format!(
+                "        sni: httpbin.test
+        common_tls_context:
+          validation_context:
+            trusted_ca: {{filename: \"{}\"}}
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher: {{exact: httpbin.test}}
+",
+                p.ca.ca_path().display()
+            ))
+        ),
+    )
+}
+
+fn filter_configuration(address: &str) -> String {
+    serde_json::json!({
+        "resources": [
+            {"type": "Mesh", "name": "default",
+             "networking": {"outbound": {"passthrough": false}}},
+            {"type": "ExternalService", "mesh": "default", "name": "httpbin",
+             "tags": {"kuma.io/service": "httpbin", "kuma.io/protocol": "http"},
+             "networking": {"address": address, "tls": {"enabled": true}}}
+        ]
+    })
+    .to_string()
+}
+
+#[test]
+fn fact_d_e_wasm_filter_state_in_access_log_and_bad_configuration_stops_envoy() {
+    let dir = test_dir();
+    let p = pki(dir.path());
+    let up = upstream(dir.path(), &p);
+    let address = format!("httpbin.test:{}", up.port("tls"));
+
+    let client = Envoy::start(
+        dir.path(),
+        "sidecar",
+        &wasm_client_yaml(&p, &up, &filter_configuration(&address)),
+    );
+    eprintln!("Envoy with the wasm filter ready in {:?}", client.startup);
+    let proxy = format!("http://127.0.0.1:{}", client.listener_port("outbound"));
+    let r = Curl::get("http://httpbin.mesh/get").proxy(&proxy).run();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-upstream-name"), Some("tls"));
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"));
+    let log = client.wait_for_stdout("\"authority\":\"httpbin.test", Duration::from_secs(5));
+    let log: serde_json::Value = serde_json::from_str(&log).expect("json access log");
+    assert_eq!(log["external_service"], "httpbin", "{log}");
+    assert_eq!(log["cluster"], "httpbin", "{log}");
+    let r = Curl::get("http://elsewhere.test/").proxy(&proxy).run();
+    assert_eq!(r.status, 403);
+
+    // on_configure returning false: validate mode and a real start both fail.
+    let bad = wasm_client_yaml(&p, &up, &filter_configuration("http://bad:99999"));
+    let v = validate_yaml(dir.path(), "bad-sidecar", &bad);
+    assert!(!v.ok, "{}", v.output);
+    assert!(
+        v.output
+            .contains("Unable to create Wasm plugin external_service"),
+        "{}",
+        v.output
+    );
+    let err = match Envoy::try_start(dir.path(), "bad-sidecar", &bad, &EnvoyOptions::default()) {
+        Ok(_) => panic!("Envoy must refuse a configuration the filter rejects"),
+        Err(e) => e,
+    };
+    assert!(
+        err.contains("Unable to create Wasm plugin external_service"),
+        "{err}"
+    );
+}

@@ -33,6 +33,25 @@ pub fn envoy_binary() -> PathBuf {
     p
 }
 
+/// The filter module built by `make build` (`$EXTSVC_WASM`, else the workspace's
+/// `target/wasm32-wasip1/release/external_service_filter.wasm`). Panics with a message
+/// naming `make build` when it is missing.
+pub fn wasm_module() -> PathBuf {
+    let p = std::env::var_os("EXTSVC_WASM").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/wasm32-wasip1/release/external_service_filter.wasm")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        p.is_file(),
+        "the filter module {} is missing: run `make build` in the workspace root",
+        p.display()
+    );
+    p
+}
+
 /// How to run Envoy.
 #[derive(Clone, Debug)]
 pub struct EnvoyOptions {

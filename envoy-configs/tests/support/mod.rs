@@ -26,6 +26,8 @@ pub mod upstream;
 
 pub use certs::{Ca, CertKey, Validity};
 pub use curl::{Curl, Response};
-pub use envoy::{envoy_binary, validate_config, validate_yaml, Envoy, EnvoyOptions, Validation};
+pub use envoy::{
+    envoy_binary, validate_config, validate_yaml, wasm_module, Envoy, EnvoyOptions, Validation,
+};
 pub use net::{eventually, free_port, test_dir};
 pub use upstream::{dns_resolver_yaml, Upstream, UpstreamBuilder};
