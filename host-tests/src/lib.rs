@@ -16,6 +16,7 @@
 //! ```
 //!
 //! State lives in one wasmtime `Store<HostState>` per [`Plugin`]: tests run in parallel.
+//! Compile the module once per test binary and clone it (see `tests/support/mod.rs`).
 //! Imports the host does not implement still link, and trap naming the function if called.
 //!
 //! Clean build of this crate (wasmtime 48.0.8 with cranelift, runtime, parallel-compilation;

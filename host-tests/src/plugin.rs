@@ -74,6 +74,9 @@ impl Module {
     pub fn from_binary(bytes: &[u8]) -> Result<Module> {
         let mut config = Config::new();
         config.consume_fuel(true);
+        // The module is already optimised by LLVM; this cuts the filter's compile time in a
+        // debug test build from ~5.0 s to ~3.5 s.
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
         let engine = Engine::new(&config)?;
         let module = wasmtime::Module::new(&engine, bytes)?;
         let pre = linker_for(&module)?.instantiate_pre(&module)?;
@@ -237,6 +240,7 @@ impl std::error::Error for StartError {}
 pub struct Plugin {
     store: Store<HostState>,
     instance: wasmtime::Instance,
+    memory: Option<wasmtime::Memory>,
     next_context: u32,
     last_call_fuel: u64,
 }
@@ -290,9 +294,11 @@ impl Plugin {
                 ))
             }
         };
+        let memory = instance.get_memory(&mut store, "memory");
         let mut plugin = Plugin {
             store,
             instance,
+            memory,
             next_context: ROOT_CONTEXT + 1,
             last_call_fuel: 0,
         };
@@ -588,10 +594,8 @@ impl Plugin {
 
     /// The size of the module's linear memory in bytes (it only grows: use it to spot leaks
     /// over many requests).
-    pub fn memory_size_bytes(&mut self) -> usize {
-        self.instance
-            .get_memory(&mut self.store, "memory")
-            .map_or(0, |m| m.data_size(&self.store))
+    pub fn memory_size_bytes(&self) -> usize {
+        self.memory.map_or(0, |m| m.data_size(&self.store))
     }
 
     /// Fuel (roughly: wasm instructions) the last call into the module burnt; deterministic for
