@@ -10,6 +10,25 @@
 //! - [`curl`]: run curl and get status, headers and body back.
 //! - [`net`]: free loopback ports and a bounded "eventually" helper.
 //!
+//! Typical use (see `../harness.rs` for complete examples):
+//!
+//! ```text
+//! let dir = test_dir();
+//! let ca = Ca::new(dir.path(), "test-ca");
+//! let cert = ca.server_cert(dir.path(), "httpbin", &["httpbin.test"], &[LOCALHOST]);
+//! let up = UpstreamBuilder::new()
+//!     .tls("tls", &cert)
+//!     .dns("httpbin.test", &[LOCALHOST])
+//!     .start(dir.path());
+//! // A bootstrap naming up.port("tls") and dns_resolver_yaml(up.dns_addr().unwrap(), 0):
+//! let envoy = Envoy::start(dir.path(), "sidecar", &yaml);
+//! let r = Curl::get("http://httpbin.test/get")
+//!     .proxy(format!("http://127.0.0.1:{}", envoy.listener_port("outbound")))
+//!     .run();
+//! assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"));
+//! assert_eq!(envoy.counter("cluster.httpbin.ssl.handshake"), 1);
+//! ```
+//!
 //! `ENVOY_FACTS.md` beside this file records the Envoy 1.40 configuration facts the
 //! generator relies on, each checked against the real binary.
 
