@@ -403,20 +403,23 @@ pub struct Validation {
 
 /// Runs `envoy --mode validate -c <path>` (bounded by 60 s).
 pub fn validate_config(path: &Path) -> Validation {
+    use std::io::{Seek, SeekFrom};
+    // Files, not pipes: a chatty Envoy must not block on a full pipe while we wait.
+    let mut out = tempfile::tempfile().expect("temp file for envoy output");
     let mut child = Command::new(envoy_binary())
         .args(["--mode", "validate", "-l", "warning", "-c"])
         .arg(path)
         .args(["--base-id", &unique_base_id().to_string()])
         .arg("--disable-hot-restart")
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(out.try_clone().expect("clone temp file"))
+        .stderr(out.try_clone().expect("clone temp file"))
         .spawn()
         .expect("spawn envoy --mode validate");
     let start = Instant::now();
-    loop {
+    let status = loop {
         match child.try_wait().expect("wait for envoy") {
-            Some(_) => break,
+            Some(status) => break status,
             None if start.elapsed() > Duration::from_secs(60) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -424,15 +427,13 @@ pub fn validate_config(path: &Path) -> Validation {
             }
             None => thread::sleep(Duration::from_millis(20)),
         }
-    }
-    let out = child.wait_with_output().expect("envoy output");
+    };
+    let mut output = Vec::new();
+    out.seek(SeekFrom::Start(0)).expect("rewind envoy output");
+    out.read_to_end(&mut output).expect("read envoy output");
     Validation {
-        ok: out.status.success(),
-        output: format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+        ok: status.success(),
+        output: String::from_utf8_lossy(&output).to_string(),
     }
 }
 
