@@ -1,0 +1,167 @@
+//! `extsvc generate FILE...`: a full Envoy bootstrap from the resources.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::generate::{self, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_SYSTEM_CA, DEFAULT_WASM};
+use crate::read::{self, Loaded};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  extsvc generate services.yaml -o envoy.yaml
+  extsvc generate mesh.yaml services/*.yaml --listen 127.0.0.1:15001 -o envoy.yaml
+  envoy -c envoy.yaml
+
+The configuration has an HTTP proxy listener (`outbound_http`; use it as
+http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane
+outbound, one cluster per kuma.io/service (`external_service_<name>`) with TLS
+origination, and the filter (fail closed) on every HTTP listener.
+
+Exit status: 0 when the configuration was written, 1 when the resources are invalid
+(the report is the one `extsvc validate` prints; nothing is written), 2 when the
+command cannot run (unknown flag, missing file).")]
+pub struct GenerateArgs {
+    /// Resource files: YAML (documents separated by ---) or JSON (one resource or an array),
+    /// in Kuma's Universal or Kubernetes form.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Write the configuration to FILE instead of stdout. A file holding inline private keys
+    /// is created readable by its owner only (mode 0600).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// The filter module Envoy loads (what `make build` makes).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_WASM)]
+    pub wasm: PathBuf,
+
+    /// Address of the HTTP proxy listener.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Address of Envoy's admin interface.
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_ADMIN)]
+    pub admin: SocketAddr,
+
+    /// CA bundle that verifies external services without a caCert.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SYSTEM_CA)]
+    pub system_ca: PathBuf,
+
+    /// DNS server for Envoy to use instead of the system's resolver.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dns_resolver: Option<SocketAddr>,
+
+    /// The mesh to serve, when the resources span several.
+    #[arg(long, value_name = "NAME")]
+    pub mesh: Option<String>,
+}
+
+impl GenerateArgs {
+    /// The generator's options; paths made absolute, as Envoy may run elsewhere.
+    pub fn options(&self) -> Options {
+        Options {
+            listen: self.listen,
+            admin: self.admin,
+            wasm: absolute(&self.wasm),
+            system_ca: absolute(&self.system_ca),
+            dns_resolver: self.dns_resolver,
+            mesh: self.mesh.clone(),
+        }
+    }
+}
+
+/// Why `generate` wrote nothing.
+#[derive(Debug)]
+pub enum Error {
+    /// A file could not be read (exit 2).
+    Read(read::ReadError),
+    /// Invalid resources (exit 1): print with `cli::validate::write_text`.
+    Invalid(Box<Loaded>),
+    /// Valid resources that one Envoy configuration cannot hold (exit 1).
+    Generate(generate::Error),
+    /// The output could not be written (exit 2).
+    Write { path: PathBuf, error: std::io::Error },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Invalid(_) | Error::Generate(_) => 1,
+            Error::Read(_) | Error::Write { .. } => 2,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Read(e) => e.fmt(f),
+            Error::Invalid(_) => f.write_str("invalid resources: no configuration written"),
+            Error::Generate(e) => e.fmt(f),
+            Error::Write { path, error } => write!(f, "cannot write {}: {error}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Runs the command: the YAML goes to `-o FILE`, else to `out`.
+pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
+    let loaded = read::load(&args.files).map_err(Error::Read)?;
+    if !loaded.is_valid() {
+        return Err(Error::Invalid(Box::new(loaded)));
+    }
+    let bootstrap = match generate::generate(&loaded.checked, &args.options()) {
+        Ok(b) => b,
+        Err(generate::Error::Invalid(reports)) => {
+            let mut loaded = loaded;
+            loaded.checked.reports = reports;
+            return Err(Error::Invalid(Box::new(loaded)));
+        }
+        Err(e) => return Err(Error::Generate(e)),
+    };
+    let yaml = bootstrap.to_yaml().map_err(Error::Generate)?;
+    match &args.output {
+        Some(path) => write_file(path, &yaml, bootstrap.inline_private_keys),
+        None => out.write_all(yaml.as_bytes()).map_err(|error| Error::Write {
+            path: PathBuf::from("stdout"),
+            error,
+        }),
+    }
+}
+
+/// Writes a sibling temporary file, then renames it: a reader never sees half a file, and a
+/// file holding private keys is private from its first byte.
+fn write_file(path: &Path, text: &str, private: bool) -> Result<(), Error> {
+    let error = |error| Error::Write {
+        path: path.to_path_buf(),
+        error,
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.{}.tmp", std::process::id()));
+    let mode = if private { 0o600 } else { 0o644 };
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|()| fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written.map_err(error)
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}

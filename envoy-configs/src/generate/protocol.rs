@@ -1,0 +1,23 @@
+//! What the upstream speaks: HTTP/2 options for http2 and grpc, and the ALPN TLS offers.
+
+use external_service_filter::protocol::Protocol;
+use serde_json::{json, Value};
+
+/// `typed_extension_protocol_options` of an HTTP/2 cluster.
+pub fn http2_options() -> Value {
+    json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        },
+    })
+}
+
+/// The ALPN to offer over TLS: what the cluster will speak, nothing for TCP.
+pub fn alpn(protocol: Protocol) -> Option<&'static str> {
+    match protocol {
+        Protocol::Http => Some("http/1.1"),
+        Protocol::Http2 | Protocol::Grpc => Some("h2"),
+        Protocol::Tcp | Protocol::Kafka => None,
+    }
+}

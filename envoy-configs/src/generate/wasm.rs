@@ -1,0 +1,79 @@
+//! The filter in an HTTP connection manager, and its plugin configuration: the filter crate's
+//! own `PluginConfig`, so what the generator writes is what the filter reads.
+
+use external_service_filter::config::PluginConfig;
+use external_service_filter::resource::{Resource, Spec};
+use serde_json::{json, Value};
+
+use super::Context;
+
+pub const FILTER_NAME: &str = "external_service";
+/// The filter state the filter sets (`external_service`, prefixed by Envoy): the service a
+/// request was forwarded to.
+pub const SERVICE_FILTER_STATE: &str = "wasm.external_service";
+/// The response header the filter sets on a refusal, naming the reason.
+pub const DENIED_HEADER: &str = "x-external-service-denied";
+
+/// The plugin configuration: the served mesh's Mesh and ExternalServices, without TLS key and
+/// certificate material (the filter never needs it, and secrets stay out of it); no Secrets, no
+/// Dataplanes. `service` binds the filter to one service (a Dataplane outbound listener).
+pub fn plugin_config(ctx: &Context<'_>, service: Option<&str>) -> PluginConfig {
+    let resources = ctx
+        .resources
+        .iter()
+        .filter(|r| r.mesh == ctx.mesh())
+        .filter_map(for_filter)
+        .map(|r| r.to_universal())
+        .collect();
+    PluginConfig {
+        resources,
+        mesh: Some(ctx.mesh().to_string()),
+        service: service.map(str::to_string),
+    }
+}
+
+fn for_filter(resource: &Resource) -> Option<Resource> {
+    match &resource.spec {
+        Spec::Mesh(_) => Some(resource.clone()),
+        Spec::ExternalService(es) => {
+            let mut es = es.clone();
+            if let Some(tls) = es.networking.as_mut().and_then(|n| n.tls.as_mut()) {
+                tls.ca_cert = None;
+                tls.client_cert = None;
+                tls.client_key = None;
+            }
+            Some(Resource {
+                spec: Spec::ExternalService(es),
+                ..resource.clone()
+            })
+        }
+        Spec::Secret(_) | Spec::Dataplane(_) => None,
+    }
+}
+
+/// The HTTP filter. Fails closed: a VM that does not start or a configuration the filter
+/// refuses stops Envoy from starting (and would refuse requests at runtime).
+pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> Value {
+    let config = plugin_config(ctx, service);
+    // PluginConfig holds only strings and JSON values: serialising cannot fail.
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default();
+    json!({
+        "name": FILTER_NAME,
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": FILTER_NAME,
+                "vm_config": {
+                    "vm_id": FILTER_NAME,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": ctx.options.wasm.display().to_string()}},
+                },
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": text + "\n",
+                },
+                "failure_policy": "FAIL_CLOSED",
+            },
+        },
+    })
+}
