@@ -51,8 +51,9 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
     }
 }
 
-/// The HTTP filter. Fails closed: a VM that does not start or a configuration the filter
-/// refuses stops Envoy from starting (and would refuse requests at runtime).
+/// The HTTP filter. A configuration the filter refuses stops Envoy from starting, whatever
+/// the policy; FAIL_RELOAD answers 503 to a request whose VM crashed and reloads the VM, where
+/// FAIL_CLOSED would answer 503 to every later request until a restart (ENVOY_FACTS.md, e).
 pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> Value {
     let config = plugin_config(ctx, service);
     // PluginConfig holds only strings and JSON values: serialising cannot fail.
@@ -72,7 +73,7 @@ pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> Value {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
                     "value": text + "\n",
                 },
-                "failure_policy": "FAIL_CLOSED",
+                "failure_policy": "FAIL_RELOAD",
             },
         },
     })

@@ -1,0 +1,464 @@
+//! Golden files of `extsvc generate` (`testdata/<scenario>/`), each also accepted by
+//! `envoy --mode validate` with the real filter module, and the generator's refusals.
+//!
+//! Regenerate: `UPDATE_GOLDEN=1 cargo test -p envoy-configs --test golden`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use envoy_configs::generate::{self, Bootstrap, Error, Options};
+use envoy_configs::read;
+use external_service_filter::config;
+use serde_json::Value;
+use support::{test_dir, Ca, CertKey};
+
+const UPDATE: &str = "UPDATE_GOLDEN=1 cargo test -p envoy-configs --test golden";
+const GOLDEN_WASM: &str = "/path/to/external_service_filter.wasm";
+const GOLDEN_CA_FILE: &str = "/testdata/ca.pem";
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+/// Test certificates, and what stands for them in resources and golden files.
+struct Pki {
+    ca: Ca,
+    client: CertKey,
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        let ca = Ca::new(dir, "ca");
+        let client = ca.client_cert(dir, "client", "client-app");
+        Pki { ca, client }
+    }
+
+    fn fill(&self, template: &str) -> String {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        template
+            .replace(
+                "${CA_PEM}",
+                &serde_json::to_string(self.ca.ca_pem()).unwrap(),
+            )
+            .replace("${CA_BASE64}", &b64(self.ca.ca_pem()))
+            .replace("${CA_FILE}", &self.ca.ca_path().display().to_string())
+            .replace("${CLIENT_CERT_BASE64}", &b64(&self.client.cert_pem))
+            .replace("${CLIENT_KEY_BASE64}", &b64(&self.client.key_pem))
+    }
+
+    /// Every string of the generated tree that is test material, as its placeholder.
+    fn placeholders(&self) -> Vec<(String, &'static str)> {
+        vec![
+            (self.ca.ca_pem().to_string(), "<test CA certificate, PEM>"),
+            (
+                self.client.cert_pem.clone(),
+                "<test client certificate, PEM>",
+            ),
+            (self.client.key_pem.clone(), "<test client key, PEM>"),
+            (self.ca.ca_path().display().to_string(), GOLDEN_CA_FILE),
+        ]
+    }
+}
+
+fn replace_strings(v: &mut Value, map: &[(String, &'static str)]) {
+    match v {
+        Value::String(s) => {
+            if let Some((_, to)) = map.iter().find(|(from, _)| from == s) {
+                *s = (*to).to_string();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| replace_strings(i, map)),
+        Value::Object(fields) => fields.values_mut().for_each(|f| replace_strings(f, map)),
+        _ => {}
+    }
+}
+
+/// A scenario's resources with the test's certificates, read like the CLI reads them.
+fn load(dir: &Path, pki: &Pki, resources: &str) -> read::Loaded {
+    let path = dir.join("resources.yaml");
+    fs::write(&path, pki.fill(resources)).unwrap();
+    let loaded = read::load(&[path]).unwrap();
+    assert!(
+        loaded.is_valid(),
+        "test resources must be valid: {:#?} {:#?}",
+        loaded.syntax_errors,
+        loaded.checked.invalid().collect::<Vec<_>>()
+    );
+    loaded
+}
+
+fn golden_options() -> Options {
+    Options {
+        wasm: PathBuf::from(GOLDEN_WASM),
+        ..Options::default()
+    }
+}
+
+/// Every wasm plugin configuration in the bootstrap.
+fn plugin_configurations(config: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    fn walk(v: &Value, found: &mut Vec<String>) {
+        match v {
+            Value::Object(fields) => {
+                if fields.get("@type").and_then(Value::as_str)
+                    == Some("type.googleapis.com/google.protobuf.StringValue")
+                {
+                    found.push(fields["value"].as_str().unwrap().to_string());
+                }
+                fields.values().for_each(|f| walk(f, found));
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, found)),
+            _ => {}
+        }
+    }
+    walk(config, &mut found);
+    found
+}
+
+fn check_scenario(scenario: &str) {
+    let dir = test_dir();
+    let pki = Pki::new(dir.path());
+    let source = testdata().join(scenario);
+    let resources = fs::read_to_string(source.join("resources.yaml")).unwrap();
+    let loaded = load(dir.path(), &pki, &resources);
+
+    // 1. The golden file: placeholders for the module path and the test material.
+    let bootstrap = generate::generate(&loaded.checked, &golden_options())
+        .unwrap_or_else(|e| panic!("{scenario}: {e}"));
+    let mut config = bootstrap.config.clone();
+    replace_strings(&mut config, &pki.placeholders());
+    let yaml = Bootstrap {
+        config,
+        inline_private_keys: bootstrap.inline_private_keys,
+    }
+    .to_yaml()
+    .unwrap();
+    let yaml = format!(
+        "# Generated by `extsvc generate` from resources.yaml; regenerate with\n# {UPDATE}\n{yaml}"
+    );
+    let golden = source.join(format!("{scenario}.golden.yaml"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        fs::write(&golden, &yaml).unwrap();
+    } else {
+        let want = fs::read_to_string(&golden).unwrap_or_default();
+        if want != yaml {
+            let line = want
+                .lines()
+                .zip(yaml.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(want.lines().count().min(yaml.lines().count()));
+            panic!(
+                "{} differs from the generated configuration at line {}:\n  golden:    {:?}\n  generated: {:?}\nIf the change is intended, run\n  {UPDATE}\nand review the diff.",
+                golden.display(),
+                line + 1,
+                want.lines().nth(line).unwrap_or("<end of file>"),
+                yaml.lines().nth(line).unwrap_or("<end of file>"),
+            );
+        }
+    }
+
+    // 2. The filter reads back what the generator wrote for it, with the same services.
+    for text in plugin_configurations(&bootstrap.config) {
+        let filter = config::configure(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{scenario}: the filter refuses {text}: {e:?}"));
+        let catalog = external_service_filter::Catalog::build(&loaded.checked.resources, "default");
+        // The same services, minus the TLS material the filter is not given.
+        let shape = |c: &external_service_filter::Catalog| {
+            c.services
+                .iter()
+                .map(|s| {
+                    let tls = s
+                        .tls
+                        .as_ref()
+                        .map(|t| (t.server_name.clone(), t.skip_hostname_verification));
+                    (
+                        s.name.clone(),
+                        s.protocol,
+                        s.endpoints.clone(),
+                        s.authority.clone(),
+                        tls,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shape(&filter.catalog), shape(&catalog), "{scenario}");
+        assert_eq!(
+            filter.catalog.passthrough, catalog.passthrough,
+            "{scenario}"
+        );
+        assert!(
+            !text.contains("BEGIN"),
+            "{scenario}: key material in {text}"
+        );
+    }
+
+    // 3. Envoy accepts it, with the real module and existing files.
+    let options = Options {
+        wasm: support::wasm_module(),
+        system_ca: pki.ca.ca_path().to_path_buf(),
+        ..Options::default()
+    };
+    let real = generate::generate(&loaded.checked, &options).unwrap();
+    let path = dir.path().join(format!("{scenario}.yaml"));
+    fs::write(&path, real.to_yaml().unwrap()).unwrap();
+    let validation = support::validate_config(&path);
+    assert!(
+        validation.ok,
+        "{scenario}: envoy --mode validate refused {}:\n{}",
+        path.display(),
+        validation.output
+    );
+}
+
+#[test]
+fn http_by_name() {
+    check_scenario("http-by-name");
+}
+
+#[test]
+fn tls_inline_ca() {
+    check_scenario("tls-inline-ca");
+}
+
+#[test]
+fn mtls_secret() {
+    check_scenario("mtls-secret");
+}
+
+#[test]
+fn ip_service() {
+    check_scenario("ip-service");
+}
+
+#[test]
+fn http2_grpc() {
+    check_scenario("http2-grpc");
+}
+
+#[test]
+fn tcp_dataplane() {
+    check_scenario("tcp-dataplane");
+}
+
+#[test]
+fn passthrough_off() {
+    check_scenario("passthrough-off");
+}
+
+#[test]
+fn multi_endpoint() {
+    check_scenario("multi-endpoint");
+}
+
+// ---------------------------------------------------------------------------------------
+// Properties the golden files show, asserted where a reader would not spot a regression.
+// ---------------------------------------------------------------------------------------
+
+fn generate_from(resources: &str) -> Result<Bootstrap, Error> {
+    let dir = test_dir();
+    let pki = Pki::new(dir.path());
+    let path = dir.path().join("resources.yaml");
+    fs::write(&path, pki.fill(resources)).unwrap();
+    let loaded = read::load(&[path]).unwrap();
+    generate::generate(&loaded.checked, &golden_options())
+}
+
+fn cluster<'a>(b: &'a Bootstrap, name: &str) -> &'a Value {
+    b.config["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name}"))
+}
+
+const HTTPBIN: &str = "type: ExternalService
+mesh: default
+name: httpbin
+tags: {kuma.io/service: httpbin, kuma.io/protocol: http}
+networking: {address: httpbin.test:443, tls: {enabled: true}}
+";
+
+#[test]
+fn tls_is_verified_against_the_system_store_by_default() {
+    let b = generate_from(HTTPBIN).unwrap();
+    let tls = &cluster(&b, "external_service_httpbin")["transport_socket"]["typed_config"];
+    assert_eq!(tls["sni"], "httpbin.test");
+    let v = &tls["common_tls_context"]["validation_context"];
+    assert_eq!(
+        v["trusted_ca"]["filename"],
+        generate::DEFAULT_SYSTEM_CA,
+        "{v}"
+    );
+    assert_eq!(
+        v["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+        "httpbin.test"
+    );
+    assert!(!b.inline_private_keys);
+}
+
+#[test]
+fn inline_private_keys_are_flagged() {
+    let resources = fs::read_to_string(testdata().join("mtls-secret/resources.yaml")).unwrap();
+    assert!(generate_from(&resources).unwrap().inline_private_keys);
+}
+
+#[test]
+fn dns_resolver_option_sets_the_bootstrap_resolver() {
+    let dir = test_dir();
+    let pki = Pki::new(dir.path());
+    let loaded = load(dir.path(), &pki, HTTPBIN);
+    let options = Options {
+        dns_resolver: Some("127.0.0.1:5353".parse().unwrap()),
+        ..golden_options()
+    };
+    let b = generate::generate(&loaded.checked, &options).unwrap();
+    let r = &b.config["typed_dns_resolver_config"]["typed_config"]["resolvers"][0];
+    assert_eq!(r["socket_address"]["address"], "127.0.0.1");
+    assert_eq!(r["socket_address"]["port_value"], 5353);
+}
+
+#[test]
+fn invalid_resources_are_refused_with_every_report() {
+    let err = generate_from(
+        "type: ExternalService
+mesh: default
+name: broken
+tags: {kuma.io/protocol: http}
+networking: {address: 'http://example.com:8080'}
+---
+type: ExternalService
+mesh: default
+name: fine
+tags: {kuma.io/service: fine}
+networking: {address: fine.test:80}
+",
+    )
+    .unwrap_err();
+    let Error::Invalid(reports) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        reports.len(),
+        2,
+        "valid ones are reported too, as validate does"
+    );
+    assert!(reports[0].violations.len() >= 4, "{:?}", reports[0]);
+    assert!(reports[1].violations.is_empty());
+}
+
+#[test]
+fn a_service_mixing_ips_and_names_is_refused() {
+    let err = generate_from(
+        "type: ExternalService
+mesh: default
+name: by-name
+tags: {kuma.io/service: api}
+networking: {address: api.test:443}
+---
+type: ExternalService
+mesh: default
+name: by-ip
+tags: {kuma.io/service: api}
+networking: {address: 10.0.0.1:443}
+",
+    )
+    .unwrap_err();
+    let Error::Invalid(reports) = err else {
+        panic!("{err:?}")
+    };
+    let said = format!("{:?}", reports[1].violations);
+    assert!(
+        said.contains("cannot mix IP addresses and host names"),
+        "{said}"
+    );
+}
+
+#[test]
+fn two_services_with_one_authority_are_refused() {
+    // Different ports, one authority: 443 is the default with TLS, 80 without.
+    let err = generate_from(
+        "type: ExternalService
+mesh: default
+name: secure
+tags: {kuma.io/service: secure, kuma.io/protocol: http}
+networking: {address: api.test:443, tls: {enabled: true}}
+---
+type: ExternalService
+mesh: default
+name: plain
+tags: {kuma.io/service: plain, kuma.io/protocol: http}
+networking: {address: api.test:80}
+",
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::SameAuthority { authority, .. } if authority == "api.test"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("\"secure\" and \"plain\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_meshes_need_a_choice() {
+    let two = "type: ExternalService
+mesh: one
+name: a
+tags: {kuma.io/service: a}
+networking: {address: a.test:80}
+---
+type: ExternalService
+mesh: two
+name: b
+tags: {kuma.io/service: b}
+networking: {address: b.test:80}
+";
+    let err = generate_from(two).unwrap_err();
+    assert!(matches!(err, Error::Mesh(_)), "{err:?}");
+
+    let dir = test_dir();
+    let pki = Pki::new(dir.path());
+    let loaded = load(dir.path(), &pki, two);
+    let options = Options {
+        mesh: Some("two".into()),
+        ..golden_options()
+    };
+    let b = generate::generate(&loaded.checked, &options).unwrap();
+    assert!(cluster(&b, "external_service_b").is_object());
+    assert_eq!(
+        b.config["static_resources"]["clusters"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn an_outbound_on_the_proxy_port_is_refused() {
+    let err = generate_from(&format!(
+        "{HTTPBIN}---
+type: Dataplane
+mesh: default
+name: dp
+networking:
+  address: 127.0.0.1
+  outbound: [{{port: 15001, tags: {{kuma.io/service: httpbin}}}}]
+"
+    ))
+    .unwrap_err();
+    let want: SocketAddr = "127.0.0.1:15001".parse().unwrap();
+    assert!(
+        matches!(&err, Error::SameAddress { address, .. } if *address == want),
+        "{err:?}"
+    );
+}
