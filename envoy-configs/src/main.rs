@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use envoy_configs::cli::generate::{self, GenerateArgs};
 use envoy_configs::cli::validate::{self, ValidateArgs};
 
 #[derive(Debug, Parser)]
@@ -20,21 +21,33 @@ struct Cli {
 enum Command {
     /// Check resource files and report every violation
     Validate(ValidateArgs),
+    /// Write an Envoy bootstrap that serves the resources
+    Generate(GenerateArgs),
 }
 
-/// Bad content exits 1; a command that cannot run exits 2 (clap does the same for usage).
+/// Bad content exits 1; a command that cannot run exits 2 (as clap does for usage errors).
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
-    let result = match &cli.command {
-        Command::Validate(args) => validate::run(args, &mut stdout),
-    };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("extsvc: {e}");
-            ExitCode::from(2)
-        }
+    match &cli.command {
+        Command::Validate(args) => match validate::run(args, &mut stdout) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => fail(&e, 2),
+        },
+        Command::Generate(args) => match generate::run(args, &mut stdout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(generate::Error::Invalid(loaded)) => {
+                // The configuration may be going to stdout: the report goes to stderr.
+                let _ = validate::write_text(&loaded, &mut std::io::stderr().lock());
+                fail(&"invalid resources: no configuration written", 1)
+            }
+            Err(e) => fail(&e, e.exit_code()),
+        },
     }
+}
+
+fn fail(error: &dyn std::fmt::Display, code: u8) -> ExitCode {
+    eprintln!("extsvc: {error}");
+    ExitCode::from(code)
 }

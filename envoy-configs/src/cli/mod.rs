@@ -1,3 +1,4 @@
 //! The `extsvc` subcommands.
 
+pub mod generate;
 pub mod validate;
