@@ -2,6 +2,7 @@
 
 use std::cell::OnceCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -13,6 +14,8 @@ use crate::decision::{self, Decision, Denial, Request};
 /// Filter state key (`wasm.external_service` in Envoy) naming the service a request went to.
 const SERVICE_PROPERTY: &str = "external_service";
 const DENIED_HEADER: &str = "x-external-service-denied";
+/// How often the VM's linear memory size is published (`external_service.vm_memory_bytes`).
+const MEMORY_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
 proxy_wasm::main! {{
     // Installs the logger and a panic hook that logs; `on_configure` lowers the level to Envoy's.
@@ -26,6 +29,7 @@ struct Configured {
     forwarded: Vec<u32>,
     denied: [u32; Denial::ALL_REASONS.len()],
     passthrough: u32,
+    vm_memory: u32,
 }
 
 #[derive(Default)]
@@ -52,7 +56,9 @@ impl RootContext for Root {
                             "off"
                         }
                     );
+                    report_memory(configured.vm_memory);
                     self.configured = Some(Rc::new(configured));
+                    self.set_tick_period(MEMORY_REPORT_PERIOD);
                     true
                 }
                 Err(e) => {
@@ -77,6 +83,18 @@ impl RootContext for Root {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+
+    fn on_tick(&mut self) {
+        if let Some(configured) = &self.configured {
+            report_memory(configured.vm_memory);
+        }
+    }
+}
+
+/// A soak can watch this gauge to see that requests leave the VM's memory flat.
+fn report_memory(gauge: u32) {
+    let bytes = core::arch::wasm32::memory_size(0) * 65536;
+    let _ = hostcalls::record_metric(gauge, bytes as u64);
 }
 
 /// Formatting a debug line costs even when Envoy drops it: let `log` skip it up front.
@@ -104,11 +122,14 @@ fn define_metrics(filter: Filter) -> Result<Configured, proxy_wasm::types::Statu
         *id = counter(format!("external_service.denied.{reason}"))?;
     }
     let passthrough = counter("external_service.passthrough".to_string())?;
+    let vm_memory =
+        hostcalls::define_metric(MetricType::Gauge, "external_service.vm_memory_bytes")?;
     Ok(Configured {
         filter,
         forwarded,
         denied,
         passthrough,
+        vm_memory,
     })
 }
 

@@ -297,3 +297,16 @@ fn ten_thousand_services_still_forward_correctly() {
         }
     }
 }
+
+#[test]
+fn vm_memory_is_published_as_a_gauge_every_ten_seconds() {
+    let mut plugin = start(&plugin_config(Setup::Closed), LogLevel::Info);
+    assert_eq!(plugin.tick_period_ms(), 10_000);
+    let at_configure = plugin.gauge("external_service.vm_memory_bytes").unwrap();
+    assert_eq!(at_configure as usize, plugin.memory_size_bytes());
+    plugin.call_on_tick().unwrap();
+    assert_eq!(
+        plugin.gauge("external_service.vm_memory_bytes").unwrap() as usize,
+        plugin.memory_size_bytes()
+    );
+}
