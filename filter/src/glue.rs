@@ -153,9 +153,19 @@ impl Request for Headers<'_> {
 
     fn content_type(&self) -> Option<&str> {
         self.content_type
-            .get_or_init(|| self.stream.get_http_request_header("content-type"))
+            .get_or_init(|| request_header(self.stream, "content-type"))
             .as_deref()
     }
+}
+
+/// A request header as text. The SDK's `get_http_request_header` panics on bytes that are
+/// not UTF-8; here they become U+FFFD, which no rule accepts.
+fn request_header(stream: &Stream, name: &str) -> Option<String> {
+    let bytes = stream.get_http_request_header_bytes(name)?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    })
 }
 
 impl HttpContext for Stream {
@@ -164,7 +174,7 @@ impl HttpContext for Stream {
         let filter = &configured.filter;
         let request = Headers {
             stream: self,
-            authority: self.get_http_request_header(":authority"),
+            authority: request_header(self, ":authority"),
             content_type: OnceCell::new(),
         };
         match decision::decide(&filter.catalog, filter.bound, &request) {
