@@ -1,0 +1,1093 @@
+//! End to end: resources YAML -> the real `extsvc generate` -> a real Envoy 1.40 with the
+//! real filter module -> real TLS / mTLS / HTTP/2 / TCP upstreams (a second Envoy, which also
+//! serves DNS for the `*.test` names). Each scenario of the issue is its own test; each test
+//! has its own temp dir, upstream and Envoy, and checks what the app got, what the upstream
+//! saw, the access log line and the filter's counters.
+//!
+//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test e2e`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::ffi::OsString;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::Value;
+use support::{
+    free_port, test_dir, wasm_module, Ca, CertKey, Curl, Envoy, EnvoyOptions, Response, Upstream,
+    UpstreamBuilder,
+};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// Bound for anything that should happen at once (a counter, a log line).
+const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------------
+// The CLI
+// ---------------------------------------------------------------------------------------------
+
+/// What `extsvc` did.
+#[derive(Debug)]
+struct Cli {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `extsvc ARGS...`, bounded by 30 s (output to files: no pipe can fill up).
+fn extsvc(dir: &Path, args: &[OsString]) -> Cli {
+    let out_path = dir.join("extsvc.stdout");
+    let err_path = dir.join("extsvc.stderr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_extsvc"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("run extsvc");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("extsvc {args:?} took over 30 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Cli {
+        code: status.code(),
+        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
+    }
+}
+
+/// Writes `resources` to `<dir>/resources.yaml` and runs
+/// `extsvc generate resources.yaml -o <dir>/envoy.yaml --listen 127.0.0.1:<listen>
+/// --admin 127.0.0.1:0 --wasm <module> --dns-resolver <dns> EXTRA...`.
+fn generate(dir: &Path, resources: &str, listen: u16, up: &Upstream, extra: &[OsString]) -> Cli {
+    let input = dir.join("resources.yaml");
+    fs::write(&input, resources).unwrap();
+    let mut args: Vec<OsString> = vec![
+        "generate".into(),
+        input.into(),
+        "-o".into(),
+        dir.join("envoy.yaml").into(),
+        "--listen".into(),
+        format!("127.0.0.1:{listen}").into(),
+        "--admin".into(),
+        "127.0.0.1:0".into(),
+        "--wasm".into(),
+        wasm_module().into(),
+        "--dns-resolver".into(),
+        up.dns_addr()
+            .expect("the upstream serves DNS")
+            .to_string()
+            .into(),
+    ];
+    args.extend(extra.iter().cloned());
+    extsvc(dir, &args)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Envoy under test
+// ---------------------------------------------------------------------------------------------
+
+/// The generated Envoy, running.
+struct Sidecar {
+    envoy: Envoy,
+    /// Port of `outbound_http`.
+    listen: u16,
+    /// Ports handed to the resources for Dataplane outbounds, in order.
+    outbound: Vec<u16>,
+}
+
+impl Sidecar {
+    /// Generates from `resources(outbound_ports)` and starts Envoy on the result. Fresh ports
+    /// (and a fresh generation) when a port was taken in the meantime.
+    fn start(
+        dir: &Path,
+        up: &Upstream,
+        outbounds: usize,
+        extra: &[OsString],
+        resources: impl Fn(&[u16]) -> String,
+    ) -> Sidecar {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let listen = free_port();
+            let outbound: Vec<u16> = (0..outbounds).map(|_| free_port()).collect();
+            let cli = generate(dir, &resources(&outbound), listen, up, extra);
+            assert_eq!(cli.code, Some(0), "extsvc generate failed: {cli:?}");
+            let config = dir.join("envoy.yaml");
+            match Envoy::try_start_file(dir, "sidecar", &config, &EnvoyOptions::default()) {
+                Ok(envoy) => {
+                    return Sidecar {
+                        envoy,
+                        listen,
+                        outbound,
+                    }
+                }
+                Err(e) if e.contains("Address already in use") || e.contains("cannot bind") => {
+                    last = e;
+                }
+                Err(e) => panic!("the generated configuration did not start: {e}"),
+            }
+        }
+        panic!("ports kept colliding: {last}");
+    }
+
+    fn proxy(&self) -> String {
+        format!("http://127.0.0.1:{}", self.listen)
+    }
+
+    /// `curl -x http://127.0.0.1:<listen> <url>`: the app uses Envoy as its HTTP proxy.
+    fn via_proxy(&self, url: &str) -> Curl {
+        Curl::get(url).proxy(self.proxy())
+    }
+
+    /// `curl http://127.0.0.1:<listen><path> -H "Host: <host>"`.
+    fn with_host(&self, host: &str, path: &str) -> Curl {
+        Curl::get(format!("{}{path}", self.proxy())).host(host)
+    }
+
+    /// Waits for `count` access log lines (JSON on stdout) and returns them all, parsed.
+    fn access_log(&self, count: usize) -> Vec<Value> {
+        self.envoy
+            .wait_for_stdout_lines("\"listener\":", count, WAIT)
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+
+    /// Waits until the counter equals `value` (a filter counter appears with its first use).
+    fn expect_counter(&self, name: &str, value: u64) {
+        if value == 0 {
+            assert_eq!(self.envoy.counter(name), 0, "{name}");
+            return;
+        }
+        let start = Instant::now();
+        loop {
+            let seen = self.envoy.counter(name);
+            if seen == value {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "{name} = {seen}, expected {value}\n{}",
+                self.envoy.log_tail(20)
+            );
+            thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn forwarded(&self, service: &str, value: u64) {
+        self.expect_counter(
+            &format!("wasmcustom.external_service.forwarded.{service}"),
+            value,
+        );
+    }
+
+    fn denied(&self, reason: &str, value: u64) {
+        self.expect_counter(
+            &format!("wasmcustom.external_service.denied.{reason}"),
+            value,
+        );
+    }
+}
+
+/// The access log fields every forwarded request must have.
+fn assert_forwarded_line(line: &Value, listener: &str, service: &str, authority: &str, code: u64) {
+    assert_eq!(line["listener"], listener, "{line}");
+    assert_eq!(line["external_service"], service, "{line}");
+    assert_eq!(
+        line["upstream_cluster"],
+        format!("external_service_{service}"),
+        "{line}"
+    );
+    assert_eq!(line["authority"], authority, "{line}");
+    assert_eq!(line["response_code"], code, "{line}");
+    assert!(line["denied"].is_null(), "{line}");
+    if code == 200 {
+        assert_eq!(line["response_flags"], "-", "{line}");
+        assert!(
+            line["upstream_transport_failure_reason"].is_null(),
+            "{line}"
+        );
+    }
+}
+
+/// The access log fields of a TLS origination that failed: 503 `UF` with the TLS reason.
+fn assert_tls_failure_line(line: &Value, service: &str, reason_part: &str) {
+    assert_eq!(line["external_service"], service, "{line}");
+    assert_eq!(
+        line["upstream_cluster"],
+        format!("external_service_{service}"),
+        "{line}"
+    );
+    assert_eq!(line["response_code"], 503, "{line}");
+    assert_eq!(line["response_flags"], "UF", "{line}");
+    let reason = line["upstream_transport_failure_reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no upstream_transport_failure_reason: {line}"));
+    assert!(
+        reason.contains(reason_part),
+        "{reason_part:?} not in {line}"
+    );
+}
+
+fn assert_ok_from(r: &Response, upstream_listener: &str) {
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("x-upstream-name"),
+        Some(upstream_listener),
+        "{r:?}"
+    );
+}
+
+/// A 503 from Envoy that never reached the upstream (no echo headers).
+fn assert_503_without_upstream(r: &Response) {
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.header("x-upstream-name"), None, "{r:?}");
+    assert!(r.body.starts_with("upstream connect error"), "{}", r.body);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources and certificates
+// ---------------------------------------------------------------------------------------------
+
+/// Strips the common indentation, so resources can be written indented in the code.
+fn dedent(text: &str) -> String {
+    let indent = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    let mut out: String = text
+        .lines()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    out = out.trim_start_matches('\n').to_string();
+    out.push('\n');
+    out
+}
+
+fn mesh(passthrough: bool) -> String {
+    dedent(&format!(
+        "
+        type: Mesh
+        name: default
+        networking:
+          outbound:
+            passthrough: {passthrough}
+        "
+    ))
+}
+
+/// An HTTP ExternalService at `address` with TLS origination; `tls` holds more lines of the
+/// `tls:` block (indented by 4), e.g. `caCert: {file: ...}`.
+fn https_service(name: &str, protocol: &str, address: &str, tls: &[String]) -> String {
+    let mut y = dedent(&format!(
+        "
+        type: ExternalService
+        mesh: default
+        name: {name}
+        tags:
+          kuma.io/service: {name}
+          kuma.io/protocol: {protocol}
+        networking:
+          address: {address}
+          tls:
+            enabled: true
+        "
+    ));
+    for line in tls {
+        y.push_str(&format!("    {line}\n"));
+    }
+    y
+}
+
+fn ca_file(ca: &Ca) -> String {
+    format!("caCert: {{file: \"{}\"}}", ca.ca_path().display())
+}
+
+fn docs(parts: &[String]) -> String {
+    parts.join("---\n")
+}
+
+/// A test CA and a server certificate for `names` (and 127.0.0.1).
+struct Pki {
+    ca: Ca,
+    server: CertKey,
+}
+
+fn pki(dir: &Path, names: &[&str]) -> Pki {
+    let ca = Ca::new(dir, "test-ca");
+    let server = ca.server_cert(dir, "server", names, &[LOCALHOST]);
+    Pki { ca, server }
+}
+
+/// DNS for every name (all 127.0.0.1) on the upstream builder.
+fn with_dns(mut b: UpstreamBuilder, names: &[&str]) -> UpstreamBuilder {
+    for n in names {
+        b = b.dns(n, &[LOCALHOST]);
+    }
+    b
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    fs::write(&p, text).unwrap();
+    p
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access by name
+// ---------------------------------------------------------------------------------------------
+
+/// `curl -x <envoy> http://httpbin.mesh/get` and `-H "Host: httpbin.mesh"`: the app speaks
+/// plain HTTP, the upstream gets TLS with SNI httpbin.test and Host = the real host.
+#[test]
+fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let port = up.port("tls");
+    let real = format!("httpbin.test:{port}");
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    let responses = [
+        s.via_proxy("http://httpbin.mesh/get").run(),
+        s.with_host("httpbin.mesh", "/get").run(),
+        s.via_proxy(&format!("http://httpbin.mesh:{port}/get"))
+            .run(),
+    ];
+    for r in &responses {
+        assert_ok_from(r, "tls");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+        assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+        assert_eq!(r.header("x-seen-path"), Some("/get"), "{r:?}");
+        assert_eq!(r.header("x-seen-tls-version"), Some("TLSv1.3"), "{r:?}");
+        assert_eq!(r.header("x-seen-protocol"), Some("HTTP/1.1"), "{r:?}");
+        // The app's side stays plain HTTP/1.1.
+        assert_eq!(r.http_version, "1.1");
+    }
+
+    for line in s.access_log(3) {
+        assert_forwarded_line(&line, "outbound_http", "httpbin", &real, 200);
+        assert_eq!(line["upstream_host"], format!("127.0.0.1:{port}"), "{line}");
+        assert_eq!(line["path"], "/get", "{line}");
+    }
+    s.forwarded("httpbin", 3);
+    s.denied("undeclared-host", 0);
+    assert!(
+        s.envoy
+            .counter("cluster.external_service_httpbin.ssl.handshake")
+            >= 1
+    );
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_httpbin.upstream_rq_200"),
+        3
+    );
+}
+
+/// The real name on the service's port reaches it (proxy form and Host header), and so does
+/// the real name without a port (port 80) when no other service claims it.
+#[test]
+fn real_name_on_the_service_port_reaches_the_service() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let port = up.port("tls");
+    let real = format!("httpbin.test:{port}");
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    for r in [
+        s.via_proxy(&format!("http://{real}/anything")).run(),
+        s.with_host(&real, "/anything").run(),
+        s.via_proxy("http://httpbin.test/anything").run(),
+    ] {
+        assert_ok_from(&r, "tls");
+        assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+        assert_eq!(r.header("x-seen-path"), Some("/anything"), "{r:?}");
+    }
+    for line in s.access_log(3) {
+        assert_forwarded_line(&line, "outbound_http", "httpbin", &real, 200);
+    }
+    s.forwarded("httpbin", 3);
+}
+
+/// One host on two ports declared as two services: each port reaches its own service (and
+/// upstream), each `.mesh` name too; the bare host is ambiguous and refused.
+#[test]
+fn same_host_on_two_ports_is_two_services() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new()
+            .tls("first", &p.server)
+            .tls("second", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let a = format!("httpbin.test:{}", up.port("first"));
+    let b = format!("httpbin.test:{}", up.port("second"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin-a", "http", &a, &[ca_file(&p.ca)]),
+            https_service("httpbin-b", "http", &b, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    for (url, upstream, host) in [
+        (format!("http://{a}/"), "first", &a),
+        (format!("http://{b}/"), "second", &b),
+        ("http://httpbin-a.mesh/".to_string(), "first", &a),
+        ("http://httpbin-b.mesh/".to_string(), "second", &b),
+    ] {
+        let r = s.via_proxy(&url).run();
+        assert_ok_from(&r, upstream);
+        assert_eq!(r.header("x-seen-host"), Some(host.as_str()), "{url}: {r:?}");
+    }
+    let ambiguous = s.via_proxy("http://httpbin.test/").run();
+    assert_eq!(ambiguous.status, 403, "{ambiguous:?}");
+    assert_eq!(
+        ambiguous.header("x-external-service-denied"),
+        Some("ambiguous-host")
+    );
+
+    let log = s.access_log(5);
+    assert_forwarded_line(&log[0], "outbound_http", "httpbin-a", &a, 200);
+    assert_forwarded_line(&log[1], "outbound_http", "httpbin-b", &b, 200);
+    assert_forwarded_line(&log[2], "outbound_http", "httpbin-a", &a, 200);
+    assert_forwarded_line(&log[3], "outbound_http", "httpbin-b", &b, 200);
+    assert_eq!(log[4]["denied"], "ambiguous-host", "{}", log[4]);
+    assert_eq!(log[4]["response_code"], 403, "{}", log[4]);
+    assert!(log[4]["upstream_cluster"].is_null(), "{}", log[4]);
+    s.forwarded("httpbin-a", 2);
+    s.forwarded("httpbin-b", 2);
+    s.denied("ambiguous-host", 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS origination: mTLS, trust, names
+// ---------------------------------------------------------------------------------------------
+
+/// mTLS: the upstream requires a client certificate; the one from the resources (clientCert
+/// from a Secret, clientKey from a file) is presented and the upstream sees its subject.
+#[test]
+fn mtls_presents_the_client_certificate() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let client = p.ca.client_cert(d, "app-client", "app-client");
+    let up = with_dns(
+        UpstreamBuilder::new().mtls("mtls", &p.server, &p.ca),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("mtls"));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&client.cert_pem);
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            dedent(&format!(
+                "
+                type: Secret
+                mesh: default
+                name: httpbin-client-cert
+                data: {b64}
+                "
+            )),
+            https_service(
+                "httpbin",
+                "http",
+                &real,
+                &[
+                    ca_file(&p.ca),
+                    "clientCert: {secret: httpbin-client-cert}".to_string(),
+                    format!("clientKey: {{file: \"{}\"}}", client.key_path.display()),
+                ],
+            ),
+        ])
+    });
+
+    let r = s.via_proxy("http://httpbin.mesh/get").run();
+    assert_ok_from(&r, "mtls");
+    assert_eq!(
+        r.header("x-seen-peer-subject"),
+        Some("CN=app-client"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+    assert_forwarded_line(&s.access_log(1)[0], "outbound_http", "httpbin", &real, 200);
+    s.forwarded("httpbin", 1);
+}
+
+/// mTLS upstream, no clientCert in the resource: the handshake fails and the app gets 503.
+#[test]
+fn mtls_without_client_certificate_fails_with_503() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().mtls("mtls", &p.server, &p.ca),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("mtls"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    let r = s.via_proxy("http://httpbin.mesh/get").run();
+    assert_503_without_upstream(&r);
+    let line = &s.access_log(1)[0];
+    assert_forwarded_line(line, "outbound_http", "httpbin", &real, 503);
+    // With TLS 1.3 the client's side of the handshake is done before the server checks the
+    // (empty) certificate; its alert then ends the connection: `UC`, "connection termination"
+    // (`UF` with TLS 1.2, see ENVOY_FACTS.md a). Either way, no request reached the upstream.
+    let flags = line["response_flags"].as_str().unwrap_or_default();
+    assert!(flags == "UC" || flags == "UF", "{line}");
+    let details = line["response_code_details"].as_str().unwrap_or_default();
+    assert!(
+        details.starts_with("upstream_reset_before_response_started"),
+        "{line}"
+    );
+    s.forwarded("httpbin", 1);
+    // The upstream refused the handshake for want of a client certificate.
+    assert_eq!(
+        up.envoy
+            .counter("listener.127.0.0.1_0.ssl.fail_verify_no_cert"),
+        1
+    );
+    assert_eq!(up.envoy.counter("http.mtls.downstream_rq_total"), 0);
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_httpbin.ssl.connection_error"),
+        1
+    );
+}
+
+/// A caCert that did not sign the server certificate: 503 five times out of five, each with
+/// the TLS failure in the access log; the right CA beside it: 200.
+#[test]
+fn wrong_ca_fails_every_time_and_the_right_ca_succeeds() {
+    let dir = test_dir();
+    let d = dir.path();
+    let names = ["httpbin.test", "good.test"];
+    let p = pki(d, &names);
+    let other = Ca::new(d, "other-ca");
+    let up = with_dns(UpstreamBuilder::new().tls("tls", &p.server), &names).start(d);
+    let port = up.port("tls");
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service(
+                "httpbin",
+                "http",
+                &format!("httpbin.test:{port}"),
+                &[ca_file(&other)],
+            ),
+            https_service(
+                "good",
+                "http",
+                &format!("good.test:{port}"),
+                &[ca_file(&p.ca)],
+            ),
+        ])
+    });
+
+    for _ in 0..5 {
+        assert_503_without_upstream(&s.via_proxy("http://httpbin.mesh/get").run());
+    }
+    assert_ok_from(&s.via_proxy("http://good.mesh/get").run(), "tls");
+
+    let log = s.access_log(6);
+    for line in &log[..5] {
+        assert_tls_failure_line(line, "httpbin", "CERTIFICATE_VERIFY_FAILED");
+        assert_tls_failure_line(line, "httpbin", "unable_to_get_local_issuer_certificate");
+    }
+    assert_forwarded_line(
+        &log[5],
+        "outbound_http",
+        "good",
+        &format!("good.test:{port}"),
+        200,
+    );
+    s.forwarded("httpbin", 5);
+    s.forwarded("good", 1);
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_httpbin.ssl.fail_verify_error"),
+        5
+    );
+}
+
+/// No caCert: the server is verified against the bundle given by `--system-ca`.
+#[test]
+fn no_ca_cert_verifies_against_the_system_ca_bundle() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let unrelated = Ca::new(d, "unrelated-ca");
+    let bundle = write(
+        d,
+        "bundle.pem",
+        &format!("{}{}", unrelated.ca_pem(), p.ca.ca_pem()),
+    );
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &["--system-ca".into(), bundle.into()], |_| {
+        docs(&[mesh(false), https_service("httpbin", "http", &real, &[])])
+    });
+
+    let r = s.via_proxy("http://httpbin.mesh/get").run();
+    assert_ok_from(&r, "tls");
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+    assert_forwarded_line(&s.access_log(1)[0], "outbound_http", "httpbin", &real, 200);
+    s.forwarded("httpbin", 1);
+}
+
+/// No caCert, and the `--system-ca` bundle lacks the server's CA: refused.
+#[test]
+fn no_ca_cert_is_refused_when_the_system_bundle_lacks_the_ca() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let unrelated = Ca::new(d, "unrelated-ca");
+    let bundle = write(d, "bundle.pem", unrelated.ca_pem());
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &["--system-ca".into(), bundle.into()], |_| {
+        docs(&[mesh(false), https_service("httpbin", "http", &real, &[])])
+    });
+
+    assert_503_without_upstream(&s.via_proxy("http://httpbin.mesh/get").run());
+    let line = &s.access_log(1)[0];
+    assert_tls_failure_line(line, "httpbin", "unable_to_get_local_issuer_certificate");
+    s.forwarded("httpbin", 1);
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_httpbin.ssl.fail_verify_error"),
+        1
+    );
+}
+
+/// The server certificate names another host: the SAN check fails.
+#[test]
+fn san_mismatch_fails() {
+    let dir = test_dir();
+    let d = dir.path();
+    let ca = Ca::new(d, "test-ca");
+    let cert = ca.server_cert(d, "server", &["elsewhere.test"], &[]);
+    let up = with_dns(UpstreamBuilder::new().tls("tls", &cert), &["httpbin.test"]).start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&ca)]),
+        ])
+    });
+
+    assert_503_without_upstream(&s.via_proxy("http://httpbin.mesh/get").run());
+    let line = &s.access_log(1)[0];
+    assert_tls_failure_line(line, "httpbin", "CERTIFICATE_VERIFY_FAILED");
+    assert_tls_failure_line(line, "httpbin", "SAN_matcher");
+    assert_tls_failure_line(line, "httpbin", "[elsewhere.test]");
+    s.forwarded("httpbin", 1);
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_httpbin.ssl.fail_verify_san"),
+        1
+    );
+}
+
+/// The same mismatching certificate with `skipHostnameVerification: true`: accepted (the
+/// chain is still verified against the caCert).
+#[test]
+fn skip_hostname_verification_accepts_a_san_mismatch() {
+    let dir = test_dir();
+    let d = dir.path();
+    let ca = Ca::new(d, "test-ca");
+    let cert = ca.server_cert(d, "server", &["elsewhere.test"], &[]);
+    let up = with_dns(UpstreamBuilder::new().tls("tls", &cert), &["httpbin.test"]).start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service(
+                "httpbin",
+                "http",
+                &real,
+                &[ca_file(&ca), "skipHostnameVerification: true".to_string()],
+            ),
+        ])
+    });
+
+    let r = s.via_proxy("http://httpbin.mesh/get").run();
+    assert_ok_from(&r, "tls");
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+    assert_forwarded_line(&s.access_log(1)[0], "outbound_http", "httpbin", &real, 200);
+    s.forwarded("httpbin", 1);
+}
+
+/// `serverName` is the SNI the upstream sees, and the name its certificate is checked
+/// against; Host stays the real address.
+#[test]
+fn server_name_sets_the_sni() {
+    let dir = test_dir();
+    let d = dir.path();
+    let ca = Ca::new(d, "test-ca");
+    let cert = ca.server_cert(d, "server", &["api.internal.test"], &[]);
+    let up = with_dns(UpstreamBuilder::new().tls("tls", &cert), &["httpbin.test"]).start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service(
+                "httpbin",
+                "http",
+                &real,
+                &[ca_file(&ca), "serverName: api.internal.test".to_string()],
+            ),
+        ])
+    });
+
+    let r = s.via_proxy("http://httpbin.mesh/get").run();
+    assert_ok_from(&r, "tls");
+    assert_eq!(r.header("x-seen-sni"), Some("api.internal.test"), "{r:?}");
+    assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    assert_forwarded_line(&s.access_log(1)[0], "outbound_http", "httpbin", &real, 200);
+    s.forwarded("httpbin", 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Passthrough
+// ---------------------------------------------------------------------------------------------
+
+/// Passthrough off: an undeclared host gets the filter's 403 and never reaches the upstream.
+#[test]
+fn passthrough_off_refuses_an_undeclared_host() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server).plain("plain"),
+        &["httpbin.test", "plain.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let undeclared = format!("plain.test:{}", up.port("plain"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    let r = s.via_proxy(&format!("http://{undeclared}/get")).run();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        r.header("x-external-service-denied"),
+        Some("undeclared-host")
+    );
+    assert!(
+        r.body
+            .contains(&format!("host \"{undeclared}\" is not declared")),
+        "{}",
+        r.body
+    );
+    // The declared service still works beside it.
+    assert_ok_from(&s.via_proxy("http://httpbin.mesh/").run(), "tls");
+
+    let log = s.access_log(2);
+    assert_eq!(log[0]["denied"], "undeclared-host", "{}", log[0]);
+    assert_eq!(log[0]["response_code"], 403, "{}", log[0]);
+    assert_eq!(log[0]["authority"], undeclared, "{}", log[0]);
+    assert!(log[0]["external_service"].is_null(), "{}", log[0]);
+    assert!(log[0]["upstream_cluster"].is_null(), "{}", log[0]);
+    assert_forwarded_line(&log[1], "outbound_http", "httpbin", &real, 200);
+    s.denied("undeclared-host", 1);
+    s.forwarded("httpbin", 1);
+    s.expect_counter("wasmcustom.external_service.passthrough", 0);
+    assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 0);
+}
+
+/// Passthrough on: an undeclared local plain-HTTP upstream is reached as it is, by name and
+/// by IP; declared services are still forwarded.
+#[test]
+fn passthrough_on_reaches_an_undeclared_plain_http_upstream() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server).plain("plain"),
+        &["httpbin.test", "plain.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let plain = up.port("plain");
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(true),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    for host in [format!("plain.test:{plain}"), format!("127.0.0.1:{plain}")] {
+        let r = s.via_proxy(&format!("http://{host}/get")).run();
+        assert_ok_from(&r, "plain");
+        assert_eq!(r.header("x-seen-host"), Some(host.as_str()), "{r:?}");
+        assert_eq!(r.header("x-external-service-denied"), None);
+    }
+    assert_ok_from(&s.via_proxy("http://httpbin.mesh/").run(), "tls");
+
+    let log = s.access_log(3);
+    for line in &log[..2] {
+        assert_eq!(line["upstream_cluster"], "passthrough", "{line}");
+        assert_eq!(
+            line["upstream_host"],
+            format!("127.0.0.1:{plain}"),
+            "{line}"
+        );
+        assert_eq!(line["response_code"], 200, "{line}");
+        assert_eq!(line["response_flags"], "-", "{line}");
+        assert!(line["external_service"].is_null(), "{line}");
+        assert!(line["denied"].is_null(), "{line}");
+    }
+    assert_forwarded_line(&log[2], "outbound_http", "httpbin", &real, 200);
+    s.expect_counter("wasmcustom.external_service.passthrough", 2);
+    s.forwarded("httpbin", 1);
+    s.denied("undeclared-host", 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dataplane outbounds, protocols
+// ---------------------------------------------------------------------------------------------
+
+/// The policy doc's Dataplane: `127.0.0.1:<outbound port>` reaches httpbin over TLS,
+/// whatever Host the app sends.
+#[test]
+fn dataplane_outbound_reaches_httpbin() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 1, &[], |ports| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+            dataplane(ports[0], "httpbin"),
+        ])
+    });
+    let out = s.outbound[0];
+    let listener = format!("outbound:127.0.0.1:{out}");
+    assert_eq!(s.envoy.listener_port(&listener), out);
+
+    let direct = Curl::get(format!("http://127.0.0.1:{out}/get")).run();
+    let other_host = Curl::get(format!("http://127.0.0.1:{out}/get"))
+        .host("whatever.example")
+        .run();
+    for r in [&direct, &other_host] {
+        assert_ok_from(r, "tls");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+        assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    }
+    for line in s.access_log(2) {
+        assert_forwarded_line(&line, &listener, "httpbin", &real, 200);
+    }
+    s.forwarded("httpbin", 2);
+}
+
+/// The policy doc's Dataplane with another outbound port.
+fn dataplane(port: u16, service: &str) -> String {
+    dedent(&format!(
+        "
+        type: Dataplane
+        mesh: default
+        name: redis-dp
+        networking:
+          address: 127.0.0.1
+          inbound:
+          - port: 9000
+            tags:
+              kuma.io/service: redis
+          outbound:
+          - port: {port}
+            tags:
+              kuma.io/service: {service}
+        "
+    ))
+}
+
+/// `kuma.io/protocol: http2`: the app speaks HTTP/1.1, the upstream sees HTTP/2 (ALPN h2).
+#[test]
+fn http2_service_reaches_the_upstream_over_http2() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["grpcbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().h2("h2", &p.server),
+        &["grpcbin.test"],
+    )
+    .start(d);
+    let real = format!("grpcbin.test:{}", up.port("h2"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("grpcbin", "http2", &real, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    let r = s.via_proxy("http://grpcbin.mesh/get").run();
+    assert_ok_from(&r, "h2");
+    assert_eq!(r.header("x-seen-protocol"), Some("HTTP/2"), "{r:?}");
+    assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    assert_eq!(r.http_version, "1.1");
+    let line = &s.access_log(1)[0];
+    assert_forwarded_line(line, "outbound_http", "grpcbin", &real, 200);
+    assert_eq!(line["protocol"], "HTTP/1.1", "{line}");
+    s.forwarded("grpcbin", 1);
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_grpcbin.upstream_cx_http2_total"),
+        1
+    );
+}
+
+/// `kuma.io/protocol: tcp` with TLS off: a TLS-speaking client goes through the Dataplane
+/// outbound's TCP listener end to end (the upstream sees the client's own SNI and Host);
+/// the same service asked for through the HTTP listener is refused as not HTTP.
+#[test]
+fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["secure.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["secure.test"],
+    )
+    .start(d);
+    let port = up.port("tls");
+    let real = format!("secure.test:{port}");
+    let s = Sidecar::start(d, &up, 1, &[], |ports| {
+        docs(&[
+            mesh(false),
+            dedent(&format!(
+                "
+                type: ExternalService
+                mesh: default
+                name: secure
+                tags:
+                  kuma.io/service: secure
+                  kuma.io/protocol: tcp
+                networking:
+                  address: {real}
+                  tls:
+                    enabled: false
+                "
+            )),
+            dataplane(ports[0], "secure"),
+        ])
+    });
+    let out = s.outbound[0];
+    let listener = format!("outbound:127.0.0.1:{out}");
+
+    let r = Curl::get(format!("https://{real}/over-tls"))
+        .connect_to("secure.test", port, "127.0.0.1", out)
+        .cacert(p.ca.ca_path())
+        .run();
+    assert_ok_from(&r, "tls");
+    assert_eq!(r.header("x-seen-sni"), Some("secure.test"), "{r:?}");
+    assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    assert_eq!(r.header("x-seen-path"), Some("/over-tls"), "{r:?}");
+
+    let refused = s.via_proxy("http://secure.mesh/").run();
+    assert_eq!(refused.status, 421, "{refused:?}");
+    assert_eq!(
+        refused.header("x-external-service-denied"),
+        Some("not-http")
+    );
+
+    let log = s.access_log(2);
+    let tcp = log
+        .iter()
+        .find(|l| l["listener"] == listener.as_str())
+        .unwrap_or_else(|| panic!("no TCP access log line: {log:?}"));
+    assert_eq!(tcp["external_service"], "secure", "{tcp}");
+    assert_eq!(tcp["upstream_cluster"], "external_service_secure", "{tcp}");
+    assert_eq!(tcp["upstream_host"], format!("127.0.0.1:{port}"), "{tcp}");
+    assert_eq!(tcp["response_flags"], "-", "{tcp}");
+    assert!(tcp["upstream_transport_failure_reason"].is_null(), "{tcp}");
+    assert!(tcp["bytes_received"].as_u64().unwrap_or(0) > 0, "{tcp}");
+    assert!(tcp["bytes_sent"].as_u64().unwrap_or(0) > 0, "{tcp}");
+    let http = log
+        .iter()
+        .find(|l| l["listener"] == "outbound_http")
+        .unwrap_or_else(|| panic!("no HTTP access log line: {log:?}"));
+    assert_eq!(http["denied"], "not-http", "{http}");
+    assert_eq!(http["response_code"], 421, "{http}");
+    s.denied("not-http", 1);
+    // Envoy made no TLS of its own: the cluster has no TLS transport socket.
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_secure.ssl.handshake"),
+        0
+    );
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_secure.upstream_cx_total"),
+        1
+    );
+}
