@@ -120,6 +120,11 @@ pub fn distinct_hosts(service: &Service) -> Vec<&Host> {
 }
 
 fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> Value {
+    // With endpoints on several hosts the route's `auto_host_rewrite` sets `Host` from the
+    // endpoint's hostname, which is the bare DNS name unless given: give `host:port` when the
+    // port is not the scheme's default, as the filter does for a single host.
+    let several_hosts = distinct_hosts(service).len() > 1;
+    let default_port = if service.tls.is_some() { 443 } else { 80 };
     let lb_endpoints: Vec<Value> = service
         .endpoints
         .iter()
@@ -130,6 +135,9 @@ fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> Valu
                     "port_value": e.address.port,
                 }}},
             });
+            if several_hosts && e.address.port != default_port {
+                lb["endpoint"]["hostname"] = json!(e.address.to_string());
+            }
             if per_host_tls {
                 lb["metadata"] = json!({"filter_metadata": {
                     "envoy.transport_socket_match": {HOST_MATCH_KEY: e.address.host.to_string()},
