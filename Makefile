@@ -41,3 +41,12 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
 	envoy-configs/examples/run.sh $(RESOURCES)
+
+.PHONY: bench
+bench: build ## Benchmarks (~15 min, not in `make test`): wasm vs native vs Lua, fuel, scale -> BENCHMARKS.md
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	@python3 -c 'import yaml' 2>/dev/null || (apt-get update -qq && apt-get install -y -qq python3-yaml)
+	@command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
+	@command -v taskset >/dev/null || (apt-get update -qq && apt-get install -y -qq util-linux)
+	@test -x /usr/bin/time || (apt-get update -qq && apt-get install -y -qq time)
+	python3 bench/bench.py --out BENCHMARKS.md
