@@ -12,7 +12,7 @@ mod support;
 
 use std::ffi::OsString;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use serde_json::Value;
 use support::{
-    free_port, test_dir, wasm_module, Ca, CertKey, Curl, Envoy, EnvoyOptions, Response, Upstream,
-    UpstreamBuilder,
+    free_port, loopback_ports_bindable, test_dir, wasm_module, Ca, CertKey, Curl, Envoy,
+    EnvoyOptions, Response, Upstream, UpstreamBuilder,
 };
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -412,6 +412,79 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
     );
 }
 
+/// The doc's own shape, `httpbin.org:443`: with the upstream really on port 443 (and a plain
+/// one on port 80), the port is left out of Host, as the scheme's default: `Host:
+/// httpbin.test` over TLS, `Host: plain.test` without. `curl httpbin.mesh` (port 80) and the
+/// real name on port 443 both speak plain HTTP to Envoy.
+#[test]
+fn default_ports_are_left_out_of_the_host_header() {
+    let Some(ip) = loopback_ports_bindable(&[443, 80]) else {
+        eprintln!("SKIPPED: cannot bind ports 443 and 80 on a loopback address (not root?)");
+        return;
+    };
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = UpstreamBuilder::new()
+        .tls("tls", &p.server)
+        .at(SocketAddr::new(ip, 443))
+        .plain("plain")
+        .at(SocketAddr::new(ip, 80))
+        .dns("httpbin.test", &[ip])
+        .dns("plain.test", &[ip])
+        .start(d);
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", "httpbin.test:443", &[ca_file(&p.ca)]),
+            dedent(
+                "
+                type: ExternalService
+                mesh: default
+                name: plainsvc
+                tags:
+                  kuma.io/service: plainsvc
+                  kuma.io/protocol: http
+                networking:
+                  address: plain.test:80
+                ",
+            ),
+        ])
+    });
+
+    for url in [
+        "http://httpbin.mesh/get",
+        "http://httpbin.test:443/get",
+        "http://httpbin.test/get",
+    ] {
+        let r = s.via_proxy(url).run();
+        assert_ok_from(&r, "tls");
+        assert_eq!(
+            r.header("x-seen-host"),
+            Some("httpbin.test"),
+            "{url}: {r:?}"
+        );
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{url}: {r:?}");
+    }
+    for url in ["http://plainsvc.mesh/get", "http://plain.test/get"] {
+        let r = s.via_proxy(url).run();
+        assert_ok_from(&r, "plain");
+        assert_eq!(r.header("x-seen-host"), Some("plain.test"), "{url}: {r:?}");
+        assert_eq!(r.header("x-seen-sni"), None, "{url}: {r:?}");
+    }
+    let log = s.access_log(5);
+    for line in &log[..3] {
+        assert_forwarded_line(line, "outbound_http", "httpbin", "httpbin.test", 200);
+        assert_eq!(line["upstream_host"], format!("{ip}:443"), "{line}");
+    }
+    for line in &log[3..] {
+        assert_forwarded_line(line, "outbound_http", "plainsvc", "plain.test", 200);
+        assert_eq!(line["upstream_host"], format!("{ip}:80"), "{line}");
+    }
+    s.forwarded("httpbin", 3);
+    s.forwarded("plainsvc", 2);
+}
+
 /// The real name on the service's port reaches it (proxy form and Host header), and so does
 /// the real name without a port (port 80) when no other service claims it.
 #[test]
@@ -607,7 +680,7 @@ fn mtls_without_client_certificate_fails_with_503() {
 }
 
 /// A caCert that did not sign the server certificate: 503 five times out of five, each with
-/// the TLS failure in the access log; the right CA beside it: 200.
+/// the TLS failure in the access log; the right CA beside it (as `inlineString`): 200.
 #[test]
 fn wrong_ca_fails_every_time_and_the_right_ca_succeeds() {
     let dir = test_dir();
@@ -630,7 +703,10 @@ fn wrong_ca_fails_every_time_and_the_right_ca_succeeds() {
                 "good",
                 "http",
                 &format!("good.test:{port}"),
-                &[ca_file(&p.ca)],
+                &[format!(
+                    "caCert: {{inlineString: {}}}",
+                    serde_json::to_string(p.ca.ca_pem()).unwrap()
+                )],
             ),
         ])
     });
@@ -1090,4 +1166,317 @@ fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
             .counter("cluster.external_service_secure.upstream_cx_total"),
         1
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input
+// ---------------------------------------------------------------------------------------------
+
+/// Invalid resources: `extsvc generate` exits 1 with the violations and writes nothing.
+#[test]
+fn generate_refuses_invalid_resources_and_writes_nothing() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = UpstreamBuilder::new()
+        .dns("httpbin.test", &[LOCALHOST])
+        .start(d);
+    let resources = docs(&[
+        mesh(false),
+        dedent(
+            "
+            type: ExternalService
+            mesh: default
+            name: broken
+            tags:
+              kuma.io/protocol: websocket
+            networking:
+              address: http://httpbin.test:8080
+            ",
+        ),
+    ]);
+    let cli = generate(d, &resources, free_port(), &up, &[]);
+    assert_eq!(cli.code, Some(1), "{cli:?}");
+    for violation in [
+        "ExternalService \"broken\" (mesh \"default\")",
+        "networking.address: unable to parse address",
+        "networking.address: port must be in the range [1, 65535]",
+        "tags: mandatory tag \"kuma.io/service\" is missing",
+        "tag \"kuma.io/protocol\" has an invalid value \"websocket\"",
+        "no configuration written",
+    ] {
+        assert!(
+            cli.stderr.contains(violation),
+            "{violation:?} not in {cli:?}"
+        );
+    }
+    assert_eq!(cli.stdout, "", "{cli:?}");
+    // Neither the output nor a temporary file beside it.
+    let written: Vec<_> = fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("envoy.yaml"))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+}
+
+/// A generated configuration whose plugin configuration is corrupted (one resource made
+/// invalid behind the generator's back): Envoy refuses to start and its log names the
+/// violation. Unlike `filter_in_envoy.rs` (a hand-written FAIL_CLOSED stanza), this is the
+/// generator's own stanza (FAIL_RELOAD, mesh field, one copy per listener).
+#[test]
+fn envoy_refuses_a_generated_config_with_an_invalid_plugin_configuration() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let resources = docs(&[
+        mesh(false),
+        https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+    ]);
+    let cli = generate(d, &resources, free_port(), &up, &[]);
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    let text = fs::read_to_string(d.join("envoy.yaml")).unwrap();
+    let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+
+    let wasm = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"][0]["typed_config"]["config"];
+    assert_eq!(wasm["failure_policy"].as_str(), Some("FAIL_RELOAD"));
+    let value = &mut wasm["configuration"]["value"];
+    let mut plugin: Value = serde_json::from_str(value.as_str().unwrap()).unwrap();
+    let service = plugin["resources"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["type"] == "ExternalService")
+        .unwrap();
+    service["tags"]["kuma.io/protocol"] = Value::from("websocket");
+    *value = serde_yaml_ng::Value::from(plugin.to_string());
+
+    let corrupted = serde_yaml_ng::to_string(&config).unwrap();
+    let started = Instant::now();
+    let error = match Envoy::try_start(d, "corrupted", &corrupted, &EnvoyOptions::default()) {
+        Ok(_) => panic!("Envoy started with an invalid plugin configuration"),
+        Err(e) => e,
+    };
+    assert!(
+        error.contains(
+            "ExternalService \"httpbin\" (mesh \"default\"): tags[\"kuma.io/protocol\"]: \
+             tag \"kuma.io/protocol\" has an invalid value \"websocket\""
+        ),
+        "{error}"
+    );
+    assert!(error.contains("Unable to create Wasm plugin"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The policy document's own resources
+// ---------------------------------------------------------------------------------------------
+
+/// `external-service-policy.md`, Universal tab: the `httpbin` ExternalService as written (only
+/// the address points at a local HTTPS upstream; no caCert, so it is verified against the
+/// system store, here a bundle with the test CA) and the Dataplane (another outbound port).
+/// As the document says: `curl httpbin.mesh` (port 80) speaks plain HTTP and gets the HTTPS
+/// service, the real name and port work, and the Dataplane outbound reaches httpbin.
+#[test]
+fn policy_doc_universal_example_works_as_documented() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 1, &["--system-ca".into(), bundle.into()], |ports| {
+        docs(&[
+            dedent(&format!(
+                "
+                    type: ExternalService
+                    mesh: default
+                    name: httpbin
+                    tags:
+                      kuma.io/service: httpbin
+                      kuma.io/protocol: http
+                    networking:
+                      address: {real}
+                      tls:
+                        enabled: true
+                    "
+            )),
+            dataplane(ports[0], "httpbin"),
+        ])
+    });
+    let out = s.outbound[0];
+
+    for r in [
+        s.via_proxy("http://httpbin.mesh/get").run(),
+        s.with_host("httpbin.mesh:80", "/get").run(),
+        s.via_proxy(&format!("http://{real}/get")).run(),
+        Curl::get(format!("http://127.0.0.1:{out}/get")).run(),
+    ] {
+        assert_ok_from(&r, "tls");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+        assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+        assert_eq!(r.header("x-seen-tls-version"), Some("TLSv1.3"), "{r:?}");
+    }
+    let log = s.access_log(4);
+    for line in &log[..3] {
+        assert_forwarded_line(line, "outbound_http", "httpbin", &real, 200);
+    }
+    assert_forwarded_line(
+        &log[3],
+        &format!("outbound:127.0.0.1:{out}"),
+        "httpbin",
+        &real,
+        200,
+    );
+    s.forwarded("httpbin", 4);
+}
+
+/// The Kubernetes tab of the same document: the same service, the same behaviour.
+#[test]
+fn policy_doc_kubernetes_example_works_as_documented() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &["--system-ca".into(), bundle.into()], |_| {
+        dedent(&format!(
+            "
+            apiVersion: kuma.io/v1alpha1
+            kind: ExternalService
+            mesh: default
+            metadata:
+              namespace: default
+              name: httpbin
+            spec:
+              tags:
+                kuma.io/service: httpbin
+                kuma.io/protocol: http
+              networking:
+                address: {real}
+                tls:
+                  enabled: true
+            "
+        ))
+    });
+
+    for r in [
+        s.via_proxy("http://httpbin.mesh/get").run(),
+        s.via_proxy(&format!("http://{real}/get")).run(),
+    ] {
+        assert_ok_from(&r, "tls");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+        assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    }
+    for line in s.access_log(2) {
+        assert_forwarded_line(&line, "outbound_http", "httpbin", &real, 200);
+    }
+    s.forwarded("httpbin", 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// More shapes of services
+// ---------------------------------------------------------------------------------------------
+
+/// An IP address: a STATIC cluster, no SNI sent, the certificate checked for the IP SAN
+/// (caCert given as `inline` base64).
+#[test]
+fn ip_address_service_sends_no_sni_and_checks_the_ip_san() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("127.0.0.1:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service(
+                "byip",
+                "http",
+                &real,
+                &[format!(
+                    "caCert: {{inline: {}}}",
+                    base64::engine::general_purpose::STANDARD.encode(p.ca.ca_pem())
+                )],
+            ),
+        ])
+    });
+
+    for r in [
+        s.via_proxy("http://byip.mesh/").run(),
+        s.via_proxy(&format!("http://{real}/")).run(),
+    ] {
+        assert_ok_from(&r, "tls");
+        assert_eq!(r.header("x-seen-sni"), None, "{r:?}");
+        assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    }
+    for line in s.access_log(2) {
+        assert_forwarded_line(&line, "outbound_http", "byip", &real, 200);
+    }
+    s.forwarded("byip", 2);
+}
+
+/// Two ExternalServices with one `kuma.io/service` and different hosts: one cluster, each
+/// endpoint with its own SNI (and SAN check), Host following the endpoint chosen.
+#[test]
+fn one_service_with_endpoints_on_two_hosts() {
+    let dir = test_dir();
+    let d = dir.path();
+    let names = ["one.test", "two.test"];
+    let ca = Ca::new(d, "test-ca");
+    let one = ca.server_cert(d, "one", &["one.test"], &[]);
+    let two = ca.server_cert(d, "two", &["two.test"], &[]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("one", &one).tls("two", &two),
+        &names,
+    )
+    .start(d);
+    let (p1, p2) = (up.port("one"), up.port("two"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("pair-1", "http", &format!("one.test:{p1}"), &[ca_file(&ca)])
+                .replace("kuma.io/service: pair-1", "kuma.io/service: pair"),
+            https_service("pair-2", "http", &format!("two.test:{p2}"), &[ca_file(&ca)])
+                .replace("kuma.io/service: pair-2", "kuma.io/service: pair"),
+        ])
+    });
+
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..6 {
+        let r = s.via_proxy("http://pair.mesh/").run();
+        assert_eq!(r.status, 200, "{r:?}");
+        let name = r.header("x-upstream-name").unwrap().to_string();
+        let sni = r.header("x-seen-sni").unwrap_or("-").to_string();
+        let host = r.header("x-seen-host").unwrap_or("-").to_string();
+        seen.insert(name, (sni, host));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen["one"], ("one.test".into(), format!("one.test:{p1}")));
+    assert_eq!(seen["two"], ("two.test".into(), format!("two.test:{p2}")));
+    for line in s.access_log(6) {
+        assert_eq!(line["external_service"], "pair", "{line}");
+        assert_eq!(line["upstream_cluster"], "external_service_pair", "{line}");
+        assert_eq!(line["response_code"], 200, "{line}");
+    }
+    s.forwarded("pair", 6);
 }

@@ -49,4 +49,4 @@ pub use envoy::{
     envoy_binary, validate_config, validate_yaml, wasm_module, Envoy, EnvoyOptions, Validation,
 };
 pub use net::{eventually, free_port, test_dir};
-pub use upstream::{dns_resolver_yaml, Upstream, UpstreamBuilder};
+pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

@@ -19,11 +19,12 @@
 //! TCP listeners echo every byte back (`envoy.filters.network.echo`). A TLS listener with
 //! the network `direct_response` filter loses its answer (it writes before the handshake),
 //! hence echo.
-//! All listeners bind port 0 on 127.0.0.1; ask [`Upstream::port`] for the real port.
+//! All listeners bind port 0 on 127.0.0.1 unless [`UpstreamBuilder::at`] says otherwise; ask
+//! [`Upstream::port`] for the real port.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
 use super::certs::{Ca, CertKey};
@@ -47,6 +48,8 @@ pub struct UpstreamBuilder {
     listeners: Vec<(String, Kind)>,
     dns: Vec<(String, Vec<IpAddr>)>,
     echo: Vec<String>,
+    /// Listeners that bind somewhere else than 127.0.0.1:0.
+    addresses: BTreeMap<String, SocketAddr>,
 }
 
 impl UpstreamBuilder {
@@ -104,6 +107,15 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Binds the listener added last to `address` instead of 127.0.0.1:0, e.g. a well-known
+    /// port (443, 80) on a loopback address of its own (`127.x.y.z`), so that tests running at
+    /// the same time do not meet. Privileged ports need root (see [`loopback_ports_bindable`]).
+    pub fn at(mut self, address: SocketAddr) -> Self {
+        let (name, _) = self.listeners.last().expect("at() follows a listener");
+        self.addresses.insert(name.clone(), address);
+        self
+    }
+
     /// Echo this request header back as `x-seen-<name>` on every HTTP listener.
     pub fn echo_request_header(mut self, name: &str) -> Self {
         self.echo.push(name.to_ascii_lowercase());
@@ -143,8 +155,15 @@ impl UpstreamBuilder {
             Kind::Mtls { cert, client_ca } => Some(downstream_tls(cert, Some(client_ca), false)),
             Kind::H2 { cert } => Some(downstream_tls(cert, None, true)),
         };
+        let address = self
+            .addresses
+            .get(name)
+            .copied()
+            .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
         let mut y = format!(
-            "  - name: {name}\n    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}\n"
+            "  - name: {name}\n    address: {{socket_address: {{address: \"{}\", port_value: {}}}}}\n",
+            address.ip(),
+            address.port()
         );
         if tls.is_some() {
             // Without tls_inspector, %REQUESTED_SERVER_NAME% stays empty.
@@ -215,12 +234,8 @@ impl UpstreamBuilder {
     pub fn start_named(self, dir: &Path, name: &str) -> Upstream {
         let envoy = Envoy::try_start(dir, name, &self.yaml(), &EnvoyOptions::default())
             .unwrap_or_else(|e| panic!("{e}"));
-        let ports = envoy
-            .listeners()
-            .into_iter()
-            .map(|(k, v)| (k, v.port()))
-            .collect();
-        Upstream { envoy, ports }
+        let addrs = envoy.listeners();
+        Upstream { envoy, addrs }
     }
 }
 
@@ -261,28 +276,26 @@ fn downstream_tls(cert: &CertKey, client_ca: Option<&String>, h2: bool) -> Strin
 /// A running upstream Envoy.
 pub struct Upstream {
     pub envoy: Envoy,
-    ports: BTreeMap<String, u16>,
+    addrs: BTreeMap<String, SocketAddr>,
 }
 
 impl Upstream {
     /// The port of a listener.
     pub fn port(&self, listener: &str) -> u16 {
+        self.addr(listener).port()
+    }
+
+    /// The address a listener is bound to (`127.0.0.1:<port>` unless [`UpstreamBuilder::at`]).
+    pub fn addr(&self, listener: &str) -> SocketAddr {
         *self
-            .ports
+            .addrs
             .get(listener)
             .unwrap_or_else(|| panic!("upstream has no listener '{listener}'"))
     }
 
-    /// `127.0.0.1:<port>` of a listener.
-    pub fn addr(&self, listener: &str) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port(listener)))
-    }
-
     /// The DNS server's UDP address, when [`UpstreamBuilder::dns`] was used.
     pub fn dns_addr(&self) -> Option<SocketAddr> {
-        self.ports
-            .get(DNS_LISTENER)
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        self.addrs.get(DNS_LISTENER).copied()
     }
 }
 
@@ -304,4 +317,29 @@ pub fn dns_resolver_yaml(dns: SocketAddr, indent: usize) -> String {
         dns.ip(),
         dns.port()
     )
+}
+
+/// A loopback address of this process's own (`127.<a>.<b>.<c>`, never 127.0.0.1) on which TCP
+/// `ports` can all be bound right now, or `None` (e.g. privileged ports without root). For
+/// upstreams that must sit on well-known ports.
+pub fn loopback_ports_bindable(ports: &[u16]) -> Option<IpAddr> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let pid = std::process::id();
+    for _ in 0..20 {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let ip = Ipv4Addr::new(
+            127,
+            u8::try_from(20 + pid % 200).unwrap_or(20),
+            u8::try_from((pid / 200) % 250).unwrap_or(0),
+            u8::try_from(1 + n % 250).unwrap_or(1),
+        );
+        let all = ports
+            .iter()
+            .all(|p| std::net::TcpListener::bind((ip, *p)).is_ok());
+        if all {
+            return Some(IpAddr::V4(ip));
+        }
+    }
+    None
 }
