@@ -355,8 +355,9 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 // Access by name
 // ---------------------------------------------------------------------------------------------
 
-/// `curl -x <envoy> http://httpbin.mesh/get` and `-H "Host: httpbin.mesh"`: the app speaks
-/// plain HTTP, the upstream gets TLS with SNI httpbin.test and Host = the real host.
+/// `curl -x <envoy> http://httpbin.mesh/get` and `-H "Host: httpbin.mesh"` (also with the
+/// service's port, and in another case): the app speaks plain HTTP, the upstream gets TLS
+/// with SNI httpbin.test and Host = the real host.
 #[test]
 fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
     let dir = test_dir();
@@ -381,6 +382,7 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
         s.with_host("httpbin.mesh", "/get").run(),
         s.via_proxy(&format!("http://httpbin.mesh:{port}/get"))
             .run(),
+        s.with_host("HttpBin.MESH", "/get").run(),
     ];
     for r in &responses {
         assert_ok_from(r, "tls");
@@ -393,12 +395,12 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
         assert_eq!(r.http_version, "1.1");
     }
 
-    for line in s.access_log(3) {
+    for line in s.access_log(4) {
         assert_forwarded_line(&line, "outbound_http", "httpbin", &real, 200);
         assert_eq!(line["upstream_host"], format!("127.0.0.1:{port}"), "{line}");
         assert_eq!(line["path"], "/get", "{line}");
     }
-    s.forwarded("httpbin", 3);
+    s.forwarded("httpbin", 4);
     s.denied("undeclared-host", 0);
     assert!(
         s.envoy
@@ -408,7 +410,7 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
     assert_eq!(
         s.envoy
             .counter("cluster.external_service_httpbin.upstream_rq_200"),
-        3
+        4
     );
 }
 
@@ -921,15 +923,25 @@ fn passthrough_off_refuses_an_undeclared_host() {
     );
     // The declared service still works beside it.
     assert_ok_from(&s.via_proxy("http://httpbin.mesh/").run(), "tls");
+    // An authority that is no host[:port] is refused as such.
+    let bad = s.with_host("httpbin.mesh:99999", "/").run();
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert_eq!(
+        bad.header("x-external-service-denied"),
+        Some("bad-authority")
+    );
 
-    let log = s.access_log(2);
+    let log = s.access_log(3);
     assert_eq!(log[0]["denied"], "undeclared-host", "{}", log[0]);
     assert_eq!(log[0]["response_code"], 403, "{}", log[0]);
     assert_eq!(log[0]["authority"], undeclared, "{}", log[0]);
     assert!(log[0]["external_service"].is_null(), "{}", log[0]);
     assert!(log[0]["upstream_cluster"].is_null(), "{}", log[0]);
     assert_forwarded_line(&log[1], "outbound_http", "httpbin", &real, 200);
+    assert_eq!(log[2]["denied"], "bad-authority", "{}", log[2]);
+    assert_eq!(log[2]["response_code"], 400, "{}", log[2]);
     s.denied("undeclared-host", 1);
+    s.denied("bad-authority", 1);
     s.forwarded("httpbin", 1);
     s.expect_counter("wasmcustom.external_service.passthrough", 0);
     assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 0);
@@ -1479,4 +1491,98 @@ fn one_service_with_endpoints_on_two_hosts() {
         assert_eq!(line["response_code"], 200, "{line}");
     }
     s.forwarded("pair", 6);
+}
+
+/// `kuma.io/protocol: grpc`: gRPC requests go to the upstream over HTTP/2; anything else is
+/// refused by the filter (415) before it leaves.
+#[test]
+fn grpc_service_takes_only_grpc_requests() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["grpc.test"]);
+    let up = with_dns(UpstreamBuilder::new().h2("h2", &p.server), &["grpc.test"]).start(d);
+    let real = format!("grpc.test:{}", up.port("h2"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("grpcsvc", "grpc", &real, &[ca_file(&p.ca)]),
+        ])
+    });
+
+    let r = s
+        .via_proxy("http://grpcsvc.mesh/pkg.Service/Method")
+        .header("content-type", "application/grpc")
+        .data("")
+        .run();
+    assert_ok_from(&r, "h2");
+    assert_eq!(r.header("x-seen-protocol"), Some("HTTP/2"), "{r:?}");
+    assert_eq!(r.header("x-seen-method"), Some("POST"), "{r:?}");
+    assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    let refused = s.via_proxy("http://grpcsvc.mesh/").run();
+    assert_eq!(refused.status, 415, "{refused:?}");
+    assert_eq!(
+        refused.header("x-external-service-denied"),
+        Some("not-grpc")
+    );
+
+    let log = s.access_log(2);
+    assert_forwarded_line(&log[0], "outbound_http", "grpcsvc", &real, 200);
+    assert_eq!(log[1]["denied"], "not-grpc", "{}", log[1]);
+    assert!(log[1]["upstream_cluster"].is_null(), "{}", log[1]);
+    s.forwarded("grpcsvc", 1);
+    s.denied("not-grpc", 1);
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_grpcsvc.upstream_cx_http2_total"),
+        1
+    );
+}
+
+/// `kuma.io/protocol: tcp` with TLS on: plain bytes into the Dataplane outbound, TLS (with
+/// the service's SNI and CA) to the upstream.
+#[test]
+fn tcp_service_with_tls_originates_tls() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["echo.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tcp_tls("echo", &p.server),
+        &["echo.test"],
+    )
+    .start(d);
+    let real = format!("echo.test:{}", up.port("echo"));
+    let s = Sidecar::start(d, &up, 1, &[], |ports| {
+        docs(&[
+            mesh(false),
+            https_service("echo", "tcp", &real, &[ca_file(&p.ca)]),
+            dataplane(ports[0], "echo"),
+        ])
+    });
+    let out = s.outbound[0];
+
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", out)).unwrap();
+    conn.set_read_timeout(Some(WAIT)).unwrap();
+    let msg = b"ping over tls\n";
+    std::io::Write::write_all(&mut conn, msg).unwrap();
+    let mut back = vec![0u8; msg.len()];
+    std::io::Read::read_exact(&mut conn, &mut back).unwrap();
+    assert_eq!(back, msg);
+    drop(conn);
+
+    let line = &s.access_log(1)[0];
+    assert_eq!(
+        line["listener"],
+        format!("outbound:127.0.0.1:{out}"),
+        "{line}"
+    );
+    assert_eq!(line["external_service"], "echo", "{line}");
+    assert_eq!(line["upstream_cluster"], "external_service_echo", "{line}");
+    assert_eq!(line["bytes_received"], msg.len(), "{line}");
+    assert_eq!(line["bytes_sent"], msg.len(), "{line}");
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_echo.ssl.handshake"),
+        1
+    );
+    assert_eq!(up.envoy.counter("listener.127.0.0.1_0.ssl.handshake"), 1);
 }
