@@ -1586,3 +1586,40 @@ fn tcp_service_with_tls_originates_tls() {
     );
     assert_eq!(up.envoy.counter("listener.127.0.0.1_0.ssl.handshake"), 1);
 }
+
+/// `disableHostDNSEntry: true`: the `.mesh` name still works, the real name is no longer
+/// the service's (passthrough off: refused as undeclared).
+#[test]
+fn disable_host_dns_entry_hides_the_real_name() {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = pki(d, &["httpbin.test"]);
+    let up = with_dns(
+        UpstreamBuilder::new().tls("tls", &p.server),
+        &["httpbin.test"],
+    )
+    .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let s = Sidecar::start(d, &up, 0, &[], |_| {
+        docs(&[
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)])
+                .replace("  address:", "  disableHostDNSEntry: true\n  address:"),
+        ])
+    });
+
+    let r = s.via_proxy("http://httpbin.mesh/get").run();
+    assert_ok_from(&r, "tls");
+    assert_eq!(r.header("x-seen-host"), Some(real.as_str()), "{r:?}");
+    let refused = s.via_proxy(&format!("http://{real}/get")).run();
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(
+        refused.header("x-external-service-denied"),
+        Some("undeclared-host")
+    );
+    let log = s.access_log(2);
+    assert_forwarded_line(&log[0], "outbound_http", "httpbin", &real, 200);
+    assert_eq!(log[1]["denied"], "undeclared-host", "{}", log[1]);
+    s.forwarded("httpbin", 1);
+    s.denied("undeclared-host", 1);
+}
