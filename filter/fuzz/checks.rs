@@ -1,0 +1,305 @@
+//! What each fuzz target does with one input, and the invariants it asserts. Shared with
+//! filter/tests/regressions.rs, which replays saved crash inputs through the same code.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv6Addr;
+use std::sync::OnceLock;
+
+use external_service_filter::authority::{self, HostRef, NameBuf};
+use external_service_filter::config::{self, Filter};
+use external_service_filter::resource::{self, Origin};
+use external_service_filter::{decide, Decision, Denial, Request};
+use serde_json::Value;
+
+#[path = "../tests/scenarios/mod.rs"]
+mod scenarios;
+
+use scenarios::{plugin_config, Setup};
+
+/// Target `resources_json`: the bytes as the plugin configuration, then as resource documents.
+pub fn resources_json(data: &[u8]) {
+    match config::configure(data) {
+        Ok(filter) => configured(&filter),
+        Err(e) => assert!(!e.lines().is_empty(), "an error without a line: {e:?}"),
+    }
+    if let Ok(Ok(values)) = std::str::from_utf8(data).map(resource::json_documents) {
+        documents(values);
+    }
+}
+
+/// Target `resources_yaml` after its YAML reading; also where its saved inputs are replayed.
+pub fn documents(values: Vec<Value>) {
+    let count = values.len();
+    let checked = config::check(with_origins(values), None);
+    assert_eq!(checked.reports.len(), count, "one report per document");
+    for report in &checked.reports {
+        assert!(!report.to_string().is_empty());
+    }
+    if !checked.is_valid() {
+        return;
+    }
+    // The generator writes valid resources back in Universal form for the filter to read:
+    // they must read back the same, and stay valid.
+    let written = checked.resources.iter().map(|r| r.to_universal()).collect();
+    let again = config::check(with_origins(written), None);
+    assert!(
+        again.is_valid(),
+        "valid resources invalid once written: {:?}",
+        again.invalid().collect::<Vec<_>>()
+    );
+    assert_eq!(again.resources, checked.resources, "changed once written");
+}
+
+fn with_origins(values: Vec<Value>) -> Vec<(Value, Origin)> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(document, value)| {
+            let origin = Origin {
+                file: "fuzz".to_string(),
+                document,
+            };
+            (value, origin)
+        })
+        .collect()
+}
+
+/// Whatever a configured filter holds, deciding for its own names must not panic or point
+/// outside its tables.
+fn configured(filter: &Filter) {
+    let catalog = &filter.catalog;
+    if let Some(bound) = filter.bound {
+        assert!(bound < catalog.services.len());
+    }
+    for service in &catalog.services {
+        let mesh_name = format!("{}.mesh", service.name);
+        for name in [service.authority.as_str(), mesh_name.as_str()] {
+            let request = Plain {
+                authority: Some(name),
+                content_type: Some("application/grpc"),
+            };
+            match decide(catalog, filter.bound, &request) {
+                Decision::Forward(id, s) => assert!(std::ptr::eq(s, &catalog.services[id])),
+                Decision::Passthrough => assert!(catalog.passthrough),
+                Decision::Deny(d) => {
+                    let _ = d.body(catalog, &request);
+                }
+            }
+        }
+    }
+}
+
+pub struct Plain<'a> {
+    pub authority: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+}
+
+impl Request for Plain<'_> {
+    fn authority(&self) -> Option<&str> {
+        self.authority
+    }
+    fn content_type(&self) -> Option<&str> {
+        self.content_type
+    }
+}
+
+/// A host as the invariants compare them, worked out without the crate's parser.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Host {
+    Name(String),
+    V6(Ipv6Addr),
+}
+
+/// What the scenario configuration declares, read from its JSON rather than from the catalog.
+struct Declared {
+    /// Service name -> the hosts it declares and the ports they may be asked for on.
+    hosts: BTreeMap<String, (BTreeSet<Host>, BTreeSet<u16>)>,
+    /// Service name -> the authority a forwarded request gets.
+    authority: BTreeMap<String, String>,
+}
+
+struct Fixture {
+    closed: Filter,
+    open: Filter,
+    bound: Filter,
+    declared: Declared,
+}
+
+const BOUND: &str = "httpbin";
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let filter = |setup| {
+            let bytes = plugin_config(setup).to_string();
+            match config::configure(bytes.as_bytes()) {
+                Ok(filter) => filter,
+                Err(e) => panic!("the scenario configuration is refused: {e:?}"),
+            }
+        };
+        Fixture {
+            closed: filter(Setup::Closed),
+            open: filter(Setup::Open),
+            bound: filter(Setup::Bound(BOUND)),
+            declared: declared(&scenarios::services()),
+        }
+    })
+}
+
+fn declared(services: &[Value]) -> Declared {
+    let mut hosts: BTreeMap<String, (BTreeSet<Host>, BTreeSet<u16>)> = BTreeMap::new();
+    let mut authority = BTreeMap::new();
+    for es in services {
+        let service = es["tags"]["kuma.io/service"].as_str().unwrap_or_default();
+        let networking = &es["networking"];
+        let address = networking["address"].as_str().unwrap_or_default();
+        let (host, port) = address.rsplit_once(':').unwrap_or((address, "0"));
+        let port: u16 = port.parse().unwrap_or(0);
+        let tls = networking["tls"]["enabled"].as_bool().unwrap_or(false);
+        let entry = hosts.entry(service.to_string()).or_default();
+        let mesh = format!("{}.mesh", service.to_ascii_lowercase());
+        entry.0.insert(Host::Name(mesh.replace('_', ".")));
+        entry.0.insert(Host::Name(mesh));
+        if !networking["disableHostDNSEntry"].as_bool().unwrap_or(false) {
+            entry.0.extend(host_of(host));
+        }
+        entry.1.extend([port, 80]);
+        let default_port = if tls { 443 } else { 80 };
+        let rewritten = if port == default_port {
+            host.to_string()
+        } else {
+            address.to_string()
+        };
+        authority.entry(service.to_string()).or_insert(rewritten);
+    }
+    Declared { hosts, authority }
+}
+
+/// `Name` lower case without one trailing dot, or a bracketed IPv6 address.
+fn host_of(raw: &str) -> Option<Host> {
+    if let Some(inner) = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        return inner.parse().ok().map(Host::V6);
+    }
+    let name = raw.strip_suffix('.').unwrap_or(raw);
+    Some(Host::Name(name.to_ascii_lowercase()))
+}
+
+/// Splits off a `:port` (any digits) and normalises the host: case, one trailing dot.
+fn oracle(raw: &str) -> Option<(Host, Option<u16>)> {
+    let (host, port) = match raw.rsplit_once(':') {
+        Some((host, digits)) if host.ends_with(']') || !host.contains(':') => {
+            (host, Some(digits.parse::<u16>().ok()?))
+        }
+        _ => (raw, None),
+    };
+    Some((host_of(host)?, port))
+}
+
+/// Target `authority`: the first line is `:authority`, the rest (if any) the content-type.
+pub fn authority(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let (authority, content_type) = match text.split_once('\n') {
+        Some((a, ct)) => (a, Some(ct)),
+        None => (text.as_ref(), None),
+    };
+    normalised_is_stable(authority);
+    for content_type in [content_type, None] {
+        request(Some(authority), content_type);
+    }
+}
+
+/// A parsed authority, written out again, parses to the same host and port.
+pub fn normalised_is_stable(raw: &str) {
+    let mut buf = NameBuf::new();
+    let Ok(first) = authority::parse(raw, &mut buf) else {
+        return;
+    };
+    let written = match first.host {
+        HostRef::Name(name) => {
+            assert!(!name.ends_with('.') && name.len() <= authority::MAX_NAME);
+            assert_eq!(name, name.to_ascii_lowercase());
+            name.to_string()
+        }
+        HostRef::Ip(std::net::IpAddr::V4(ip)) => ip.to_string(),
+        HostRef::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+    };
+    let written = match first.port {
+        Some(port) => format!("{written}:{port}"),
+        None => written,
+    };
+    let mut again_buf = NameBuf::new();
+    let again = authority::parse(&written, &mut again_buf);
+    assert_eq!(again, Ok(first), "{raw:?} normalised to {written:?}");
+}
+
+/// Decides one request with each scenario filter and checks what each may answer.
+pub fn request(authority: Option<&str>, content_type: Option<&str>) {
+    let fixture = fixture();
+    let request = Plain {
+        authority,
+        content_type,
+    };
+    let oracle = authority.and_then(oracle);
+    for filter in [&fixture.closed, &fixture.open, &fixture.bound] {
+        let catalog = &filter.catalog;
+        let decision = decide(catalog, filter.bound, &request);
+        match decision {
+            Decision::Forward(id, service) => {
+                assert!(std::ptr::eq(service, &catalog.services[id]));
+                let declared = fixture.declared.hosts.get(&service.name);
+                let (hosts, ports) = match declared {
+                    Some(d) => d,
+                    None => panic!("{authority:?} forwarded to undeclared {:?}", service.name),
+                };
+                assert_eq!(
+                    fixture.declared.authority.get(&service.name),
+                    Some(&service.authority),
+                    "{authority:?} forwarded with another service's authority"
+                );
+                if filter.bound.is_some() {
+                    assert_eq!(service.name, BOUND);
+                    continue;
+                }
+                // Chosen by name: the name, modulo case, one trailing dot and port, and the
+                // port (80 when none) must be ones this service declares.
+                match &oracle {
+                    Some((host, port)) if hosts.contains(host) => assert!(
+                        ports.contains(&port.unwrap_or(80)),
+                        "{authority:?} forwarded to {:?} on an undeclared port",
+                        service.name
+                    ),
+                    _ => panic!(
+                        "{authority:?} forwarded to {:?}, which does not declare it",
+                        service.name
+                    ),
+                }
+            }
+            Decision::Passthrough => {
+                assert!(
+                    catalog.passthrough && filter.bound.is_none(),
+                    "{authority:?} passed through with passthrough off"
+                );
+                let mut buf = NameBuf::new();
+                assert!(authority::parse(authority.unwrap_or(""), &mut buf).is_ok());
+            }
+            Decision::Deny(denial) => {
+                if filter.bound.is_some() {
+                    panic!("{authority:?} denied ({denial:?}) on a filter bound to http");
+                }
+                if let Denial::UndeclaredHost | Denial::AmbiguousHost = denial {
+                    assert!(!catalog.passthrough);
+                }
+                let body = denial.body(catalog, &request);
+                // The request's values are echoed 100 characters at most, each escaped to at
+                // most 10 bytes (`\u{10ffff}`).
+                assert!(body.len() < 2560, "a {} byte reply", body.len());
+                let line = body.strip_suffix('\n').unwrap_or(&body);
+                assert!(
+                    !line.contains(['\n', '\r', '\0']),
+                    "the reply echoes control characters: {body:?}"
+                );
+            }
+        }
+    }
+}
