@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::generate::{self, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_SYSTEM_CA, DEFAULT_WASM};
+use crate::generate::{
+    self, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_SYSTEM_CA, DEFAULT_WASM,
+};
 use crate::read::{self, Loaded};
 
 #[derive(Debug, Args)]
@@ -86,7 +88,10 @@ pub enum Error {
     /// Valid resources that one Envoy configuration cannot hold (exit 1).
     Generate(generate::Error),
     /// The output could not be written (exit 2).
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 impl Error {
@@ -129,10 +134,12 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
     let yaml = bootstrap.to_yaml().map_err(Error::Generate)?;
     match &args.output {
         Some(path) => write_file(path, &yaml, bootstrap.inline_private_keys),
-        None => out.write_all(yaml.as_bytes()).map_err(|error| Error::Write {
-            path: PathBuf::from("stdout"),
-            error,
-        }),
+        None => out
+            .write_all(yaml.as_bytes())
+            .map_err(|error| Error::Write {
+                path: PathBuf::from("stdout"),
+                error,
+            }),
     }
 }
 
