@@ -552,11 +552,19 @@ def machine():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="re-write the report from the last run's target/bench/results.json")
     args = ap.parse_args()
+    saved = os.path.join(WORK, "results.json")
+    if args.report_only:
+        report(args.out, **json.load(open(saved)))
+        return
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(1)))
     os.makedirs(WORK, exist_ok=True)
     t_start = time.perf_counter()
     m = machine()
+    m["knobs"] = dict(rounds=ROUNDS, seconds=SECONDS, lat_seconds=LAT_SECONDS, connections=CONNECTIONS,
+                      services=SERVICES)
     log(f"machine: {m['nproc']} x {m['cpu']}, load {m['load']}")
     certs = make_certs(SERVICES)
     dns_names = [f"{name(i)}.bench.test" for i in range(SERVICES)]
@@ -587,11 +595,17 @@ def main():
         stop_all()
     elapsed = time.perf_counter() - t_start
     m["load_after"] = sh("cat /proc/loadavg")
-    report(args.out, m, plain, tls, names, cost_cmd, cost_out, prof_built, prof_t, sc, elapsed)
+    data = dict(m=m, plain=plain, tls=tls, names=names, cost_cmd=cost_cmd, cost_out=cost_out,
+                prof_built=prof_built, prof_t=prof_t, sc=sc, elapsed=elapsed)
+    write(saved, json.dumps(data, indent=1))
+    report(args.out, **data)
     log(f"wrote {args.out} in {elapsed:.0f} s")
 
 
 def report(out, m, plain, tls, names, cost_cmd, cost_out, prof_built, prof_t, sc, elapsed):
+    kn = m.get("knobs", {})
+    rounds, seconds, lat_seconds = kn.get("rounds", ROUNDS), kn.get("seconds", SECONDS), kn.get("lat_seconds", LAT_SECONDS)
+    conns, services = kn.get("connections", CONNECTIONS), kn.get("services", SERVICES)
     L = []
     w = L.append
     w("# Benchmarks\n")
@@ -603,13 +617,41 @@ def report(out, m, plain, tls, names, cost_cmd, cost_out, prof_built, prof_t, sc
     w(f"- Load average before / after: `{m['load']}` / `{m['load_after']}` (the machine is shared)")
     w(f"- Envoy: `{m['envoy']}`")
     w(f"- wrk: `{m['wrk']}`; {m['rustc']}; wasm-opt: {m['wasm_opt']}\n")
+    w("## Targets\n")
+    summary = {}
+    for line in cost_out.splitlines():
+        if line.startswith("SUMMARY"):
+            parts = line.split("\t")
+            summary[parts[1]] = parts[2:]
+    ok = lambda c: "met" if c else "**missed**"
+    w("| target | result | |")
+    w("|---|---|---|")
+    for title, t in (("plain", plain), ("TLS", tls)):
+        ab, ac = ratios(t, "A", "B"), ratios(t, "A", "C")
+        w(f"| A/B proxy CPU per request <= 1.05 ({title}) | {ab['cpu_us'][0]:.3f} | {ok(ab['cpu_us'][0] <= 1.05)} |")
+        w(f"| A/B requests/s >= 0.95 ({title}) | {ab['rps'][0]:.3f} | {ok(ab['rps'][0] >= 0.95)} |")
+        added = ab.get("p99_added_1c")
+        w(f"| p99 added by the filter <= 50 µs, 1 connection ({title}) | {added:+.0f} µs | {ok(added is not None and added <= 50)} |")
+        w(f"| A cheaper than C, CPU per request ({title}) | A/C {ac['cpu_us'][0]:.3f} | {ok(ac['cpu_us'][0] < 1.0)} |")
+    rel = next(iter(summary.values()), None)
+    if rel:
+        fwd = int(rel[1]) / max(int(rel[0]), 1)
+        deny = int(rel[3]) / max(int(rel[2]), 1)
+        w(f"| Per-request fuel 1 -> 10,000 services <= +10% | forward x{fwd:.3f}, deny x{deny:.3f} | {ok(fwd <= 1.10 and deny <= 1.10)} |")
+        w(f"| Configure 10,000 services <= 100 ms in the wasm engine | {rel[5]} in wasmtime (Cranelift, no opt), {int(rel[4]) / 1e6:.0f} M fuel | {ok(float(rel[5].split()[0]) <= 100)} |")
+    size = os.path.getsize(WASM)
+    w(f"| `.wasm` <= 300 KiB | {size / 1024:.1f} KiB | {ok(size <= 300 * 1024)} |")
+    big = [r for r in sc if r["n"] == 10000]
+    if big:
+        w(f"| Generate 10,000 services <= 1 s | {big[0]['gen_wall'] * 1000:.0f} ms | {ok(big[0]['gen_wall'] <= 1.0)} |")
+    w("")
     w("## 1. Throughput and latency through Envoy\n")
     w(f"Setup: the proxy Envoy runs with `--concurrency 1`, pinned to CPU {PROXY_CPU} (`taskset -c {PROXY_CPU}`); "
       f"wrk (`-t1`) and the upstream Envoy (`direct_response` 200, `--concurrency 1`) are pinned to CPU {LOAD_CPU}. "
-      f"{SERVICES} ExternalServices, Mesh passthrough off; every request is `GET /get` with `Host: {TARGET_HOST}` "
+      f"{services} ExternalServices, Mesh passthrough off; every request is `GET /get` with `Host: {TARGET_HOST}` "
       "(forwarded, rewritten to `svc-00042.bench.test:PORT`). "
       f"The three proxies run side by side; each round runs A, B, C in a rotated order (ABC, BCA, CAB, ...), "
-      f"{ROUNDS} rounds, {SECONDS} s at {CONNECTIONS} connections, then {LAT_SECONDS} s at 1 connection "
+      f"{rounds} rounds, {seconds} s at {conns} connections, then {lat_seconds} s at 1 connection "
       "(latency at equal, light load). A 2 s warm-up precedes the rounds. "
       "Cells: median (min–max over rounds). Proxy CPU per request = (utime+stime of the Envoy process from "
       "`/proc/<pid>/stat`, all threads, across the wrk run) / requests served.\n")
@@ -657,11 +699,6 @@ def report(out, m, plain, tls, names, cost_cmd, cost_out, prof_built, prof_t, sc
           "`cargo build --target wasm32-wasip1 -p external-service-filter --profile wasm-<name> "
           "--config 'profile.wasm-<name>.inherits=\"release\"' --config 'profile.wasm-<name>.opt-level=...'`; "
           "`+wasm-opt` rows are that build run through binaryen's `wasm-opt`.\n")
-        summary = {}
-        for line in cost_out.splitlines():
-            if line.startswith("SUMMARY"):
-                parts = line.split("\t")
-                summary[parts[1]] = parts[2:]
         w("| build | .wasm bytes | KiB | forward fuel (1 / 10,000 services) | deny fuel (1 / 10,000) | configure 10,000: fuel | configure 10,000: wall | A requests/s | A CPU µs/request |")
         w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for n, p, _ in prof_built:
@@ -672,7 +709,7 @@ def report(out, m, plain, tls, names, cost_cmd, cost_out, prof_built, prof_t, sc
             size = os.path.getsize(p)
             w(f"| {n} | {size} | {size / 1024:.1f} | {s[0]} / {s[1]} | {s[2]} / {s[3]} | {s[4]} | {s[5]} | {rps} | {cpu} |")
         if prof_t:
-            w(f"\nThroughput rows: variant A (plain HTTP), {max(2, ROUNDS // 2)} rounds of {max(3, SECONDS // 2)} s, "
+            w(f"\nThroughput rows: variant A (plain HTTP), {max(2, rounds // 2)} rounds of {max(3, seconds // 2)} s, "
               "one proxy at a time, rotated order; median (min–max).\n")
     w("## 3. Generator and Envoy at scale\n")
     w("`extsvc generate` under `/usr/bin/time -f '%e %M %U %S'` (median wall of 3 runs, max peak RSS), then Envoy started on the "
