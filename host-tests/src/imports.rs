@@ -231,10 +231,7 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
             let Ok(pairs) = deserialize_map(&read(&mut c, ptr, len)?) else {
                 return status(Status::ParseFailure);
             };
-            let pairs: Vec<_> = pairs
-                .into_iter()
-                .map(|(k, v)| (lower(k), lossy(v)))
-                .collect();
+            let pairs: Vec<_> = pairs.into_iter().map(|(k, v)| (lower(k), v)).collect();
             match with_map(&mut c, map, |m| *m = pairs) {
                 Some(()) => status(Status::Ok),
                 None => status(Status::BadArgument),
@@ -255,7 +252,7 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
                 None => status(Status::BadArgument),
                 Some(None) => status(Status::NotFound),
                 Some(Some(value)) => {
-                    return_bytes(&mut c, value.as_bytes(), ret_ptr, ret_len)?;
+                    return_bytes(&mut c, &value, ret_ptr, ret_len)?;
                     status(Status::Ok)
                 }
             }
@@ -266,7 +263,7 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
         "proxy_replace_header_map_value",
         |mut c: Ctx<'_>, map: u32, key_ptr: u32, key_len: u32, value_ptr: u32, value_len: u32| {
             let key = lower(read(&mut c, key_ptr, key_len)?);
-            let value = lossy(read(&mut c, value_ptr, value_len)?);
+            let value = read(&mut c, value_ptr, value_len)?;
             // Envoy's setCopy: the name ends up with exactly this one value; we keep its place.
             let done = with_map(&mut c, map, |m| {
                 match m.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
@@ -290,7 +287,7 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
         "proxy_add_header_map_value",
         |mut c: Ctx<'_>, map: u32, key_ptr: u32, key_len: u32, value_ptr: u32, value_len: u32| {
             let key = lower(read(&mut c, key_ptr, key_len)?);
-            let value = lossy(read(&mut c, value_ptr, value_len)?);
+            let value = read(&mut c, value_ptr, value_len)?;
             let done = with_map(&mut c, map, |m| m.push((key, value)));
             status(done.map_or(Status::BadArgument, |()| Status::Ok))
         },
@@ -477,7 +474,7 @@ fn add_wasi_functions(l: &mut Linker<HostState>) -> Result<()> {
 fn with_map<R>(
     c: &mut Ctx<'_>,
     map: u32,
-    f: impl FnOnce(&mut crate::state::HeaderMap) -> R,
+    f: impl FnOnce(&mut crate::state::RawHeaderMap) -> R,
 ) -> Option<R> {
     let map = MapType::from_u32(map)?;
     let stream = c.data_mut().active_stream()?;

@@ -10,7 +10,8 @@ use wasmtime::{Config, Engine, InstancePre, Store, WasmParams, WasmResults};
 use crate::abi::{Action, LogLevel};
 use crate::imports::linker_for;
 use crate::state::{
-    find_header, HostState, LocalResponse, LogEntry, Metric, MetricValue, StreamState,
+    find_raw_header, lossy_map, HostState, LocalResponse, LogEntry, Metric, MetricValue,
+    StreamState,
 };
 
 const BUILD_HINT: &str = "build it with `make build` (or `cargo build --release --target wasm32-wasip1 -p external-service-filter`), or set EXTSVC_WASM to a built module";
@@ -417,6 +418,27 @@ impl Plugin {
         Action::from_u32(action)
     }
 
+    /// Like [`Plugin::call_on_request_headers`], with values given as bytes: a value need not
+    /// be UTF-8 (Envoy passes header values to the module as raw bytes).
+    pub fn call_on_request_headers_bytes(
+        &mut self,
+        stream: HttpStream,
+        headers: &[(&str, &[u8])],
+        end_of_stream: bool,
+    ) -> Result<Action> {
+        self.stream_mut(stream)?.request_headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+            .collect();
+        let n = wasm_len(headers.len())?;
+        let action = self.call::<(u32, u32, u32), u32>(
+            stream.0,
+            "proxy_on_request_headers",
+            (stream.0, n, u32::from(end_of_stream)),
+        )?;
+        Action::from_u32(action)
+    }
+
     /// Gives the stream these response headers and calls `proxy_on_response_headers`.
     pub fn call_on_response_headers(
         &mut self,
@@ -471,27 +493,27 @@ impl Plugin {
     /// The request headers as the module left them.
     pub fn current_request_headers(&self, stream: HttpStream) -> Vec<(String, String)> {
         self.stream(stream)
-            .map(|s| s.request_headers.clone())
+            .map(|s| lossy_map(&s.request_headers))
             .unwrap_or_default()
     }
 
     /// The first request header `name` (ASCII case-insensitive), as the module left it.
     pub fn request_header(&self, stream: HttpStream, name: &str) -> Option<String> {
         let s = self.stream(stream)?;
-        find_header(&s.request_headers, name).map(str::to_owned)
+        find_raw_header(&s.request_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The response headers as the module left them.
     pub fn current_response_headers(&self, stream: HttpStream) -> Vec<(String, String)> {
         self.stream(stream)
-            .map(|s| s.response_headers.clone())
+            .map(|s| lossy_map(&s.response_headers))
             .unwrap_or_default()
     }
 
     /// The first response header `name` (ASCII case-insensitive), as the module left it.
     pub fn response_header(&self, stream: HttpStream, name: &str) -> Option<String> {
         let s = self.stream(stream)?;
-        find_header(&s.response_headers, name).map(str::to_owned)
+        find_raw_header(&s.response_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The local response the module sent on this stream (the last one if several).
@@ -615,10 +637,10 @@ impl Plugin {
     }
 }
 
-fn owned(headers: &[(&str, &str)]) -> Vec<(String, String)> {
+fn owned(headers: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
         .collect()
 }
 

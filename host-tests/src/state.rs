@@ -8,6 +8,10 @@ use crate::abi::{LogLevel, MapType, MetricType};
 /// An ordered header map that may hold a name more than once.
 pub type HeaderMap = Vec<(String, String)>;
 
+/// A stream's header map as the host keeps it: values are bytes, as in Envoy, so a test can
+/// hand the module a value that is not UTF-8.
+pub(crate) type RawHeaderMap = Vec<(String, Vec<u8>)>;
+
 /// One line the module logged, through `proxy_log` or by writing to stdout/stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -58,10 +62,10 @@ pub enum MetricValue {
 
 #[derive(Debug, Default)]
 pub(crate) struct StreamState {
-    pub request_headers: HeaderMap,
-    pub request_trailers: HeaderMap,
-    pub response_headers: HeaderMap,
-    pub response_trailers: HeaderMap,
+    pub request_headers: RawHeaderMap,
+    pub request_trailers: RawHeaderMap,
+    pub response_headers: RawHeaderMap,
+    pub response_trailers: RawHeaderMap,
     pub local_response: Option<LocalResponse>,
     /// `proxy_on_done` returned false and `proxy_done` was not called yet.
     pub awaiting_done: bool,
@@ -71,7 +75,7 @@ pub(crate) struct StreamState {
 }
 
 impl StreamState {
-    pub fn map_mut(&mut self, map: MapType) -> &mut HeaderMap {
+    pub fn map_mut(&mut self, map: MapType) -> &mut RawHeaderMap {
         match map {
             MapType::RequestHeaders => &mut self.request_headers,
             MapType::RequestTrailers => &mut self.request_trailers,
@@ -184,4 +188,17 @@ pub(crate) fn find_header<'a>(map: &'a HeaderMap, name: &str) -> Option<&'a str>
     map.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+/// A raw header map as text (lossy), for the string-typed accessors.
+pub(crate) fn lossy_map(map: &RawHeaderMap) -> HeaderMap {
+    map.iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect()
+}
+
+pub(crate) fn find_raw_header<'a>(map: &'a RawHeaderMap, name: &str) -> Option<&'a [u8]> {
+    map.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
 }
