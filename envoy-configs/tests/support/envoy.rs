@@ -63,6 +63,9 @@ pub struct EnvoyOptions {
     pub ready_timeout: Duration,
     /// More arguments for the command line.
     pub extra_args: Vec<String>,
+    /// Hot restart instead of `--disable-hot-restart`: `(base_id, restart_epoch)`. Epoch 0 and
+    /// a later epoch of the same `base_id` (see [`hot_restart_base_id`]) talk to each other.
+    pub hot_restart: Option<(u32, u32)>,
 }
 
 impl Default for EnvoyOptions {
@@ -72,8 +75,14 @@ impl Default for EnvoyOptions {
             component_log_level: None,
             ready_timeout: Duration::from_secs(20),
             extra_args: Vec::new(),
+            hot_restart: None,
         }
     }
+}
+
+/// A base id for a hot-restart pair (epoch 0 and its successors), distinct from every other.
+pub fn hot_restart_base_id() -> u32 {
+    unique_base_id()
 }
 
 /// Distinct per process and per start, so that concurrent Envoys never share one.
@@ -133,11 +142,16 @@ impl Envoy {
         let stdout = fs::File::create(&stdout_path).map_err(|e| format!("stdout file: {e}"))?;
         let stderr = fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
         let mut cmd = Command::new(envoy_binary());
-        cmd.arg("-c")
-            .arg(config_path)
-            .args(["--base-id", &unique_base_id().to_string()])
-            .arg("--disable-hot-restart")
-            .args(["--concurrency", "1"])
+        cmd.arg("-c").arg(config_path);
+        match opts.hot_restart {
+            Some((base_id, epoch)) => cmd
+                .args(["--base-id", &base_id.to_string()])
+                .args(["--restart-epoch", &epoch.to_string()]),
+            None => cmd
+                .args(["--base-id", &unique_base_id().to_string()])
+                .arg("--disable-hot-restart"),
+        };
+        cmd.args(["--concurrency", "1"])
             .args(["-l", &opts.log_level])
             .args(["--file-flush-interval-msec", "50"])
             .arg("--admin-address-path")

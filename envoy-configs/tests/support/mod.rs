@@ -46,7 +46,8 @@ pub mod upstream;
 pub use certs::{Ca, CertKey, Validity};
 pub use curl::{Curl, Response};
 pub use envoy::{
-    envoy_binary, validate_config, validate_yaml, wasm_module, Envoy, EnvoyOptions, Validation,
+    envoy_binary, hot_restart_base_id, validate_config, validate_yaml, wasm_module, Envoy,
+    EnvoyOptions, Validation,
 };
 pub use net::{eventually, free_port, test_dir};
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};
