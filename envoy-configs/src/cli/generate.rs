@@ -4,13 +4,14 @@ use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use crate::generate::{
-    self, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_SYSTEM_CA, DEFAULT_WASM,
+    self, secrets, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS,
+    DEFAULT_SYSTEM_CA, DEFAULT_WASM,
 };
 use crate::read::{self, Loaded};
 
@@ -62,6 +63,16 @@ pub struct GenerateArgs {
     /// The mesh to serve, when the resources span several.
     #[arg(long, value_name = "NAME")]
     pub mesh: Option<String>,
+
+    /// How long a request may wait for the upstream's whole answer before the app gets 504
+    /// (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_ROUTE_TIMEOUT_SECS)]
+    pub route_timeout: u64,
+
+    /// Write TLS material given inline or by a Secret to files in DIR (created mode 0700,
+    /// files mode 0600) and have the configuration name them by path, instead of inlining it.
+    #[arg(long, value_name = "DIR")]
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl GenerateArgs {
@@ -74,6 +85,7 @@ impl GenerateArgs {
             system_ca: absolute(&self.system_ca),
             dns_resolver: self.dns_resolver,
             mesh: self.mesh.clone(),
+            route_timeout: std::time::Duration::from_secs(self.route_timeout),
         }
     }
 }
@@ -122,7 +134,7 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
-    let bootstrap = match generate::generate(&loaded.checked, &args.options()) {
+    let mut bootstrap = match generate::generate(&loaded.checked, &args.options()) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
             let mut loaded = loaded;
@@ -131,9 +143,15 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
         }
         Err(e) => return Err(Error::Generate(e)),
     };
+    if let Some(dir) = &args.secrets_dir {
+        let dir = absolute(dir);
+        let files = secrets::externalize(&mut bootstrap.config, &dir);
+        write_secrets(&dir, &files)?;
+        bootstrap.inline_private_keys = false;
+    }
     let yaml = bootstrap.to_yaml().map_err(Error::Generate)?;
     match &args.output {
-        Some(path) => write_file(path, &yaml, bootstrap.inline_private_keys),
+        Some(path) => write_file(path, yaml.as_bytes(), bootstrap.inline_private_keys),
         None => out
             .write_all(yaml.as_bytes())
             .map_err(|error| Error::Write {
@@ -143,9 +161,25 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
     }
 }
 
+/// Creates `dir` (mode 0700) when missing and writes each file into it with mode 0600.
+fn write_secrets(dir: &Path, files: &[secrets::SecretFile]) -> Result<(), Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|error| Error::Write {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+    for file in files {
+        write_file(&file.path, &file.bytes, true)?;
+    }
+    Ok(())
+}
+
 /// Writes a sibling temporary file, then renames it: a reader never sees half a file, and a
 /// file holding private keys is private from its first byte.
-fn write_file(path: &Path, text: &str, private: bool) -> Result<(), Error> {
+fn write_file(path: &Path, text: &[u8], private: bool) -> Result<(), Error> {
     let error = |error| Error::Write {
         path: path.to_path_buf(),
         error,
@@ -161,7 +195,7 @@ fn write_file(path: &Path, text: &str, private: bool) -> Result<(), Error> {
         .create_new(true)
         .mode(mode)
         .open(&tmp)
-        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|()| f.sync_all()))
+        .and_then(|mut f| f.write_all(text).and_then(|()| f.sync_all()))
         .and_then(|()| fs::rename(&tmp, path));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -49,10 +49,13 @@ pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec
     filters
 }
 
-/// The route to a service's cluster. With endpoints on several hosts, `Host` follows the
-/// endpoint chosen.
-pub fn route(service: &Service) -> Value {
-    let mut route = json!({"cluster": cluster::name(&service.name)});
+/// The route to a service's cluster, with the options' timeout for the whole upstream answer
+/// (504 `UT` past it). With endpoints on several hosts, `Host` follows the endpoint chosen.
+pub fn route(ctx: &Context<'_>, service: &Service) -> Value {
+    let mut route = json!({
+        "cluster": cluster::name(&service.name),
+        "timeout": format!("{}s", ctx.options.route_timeout.as_secs()),
+    });
     if cluster::distinct_hosts(service).len() > 1 {
         route["auto_host_rewrite"] = json!(true);
     }
@@ -74,7 +77,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Result<Vec<Value>, Error> {
         hosts.push(json!({
             "name": cluster::name(&service.name),
             "domains": [service.authority],
-            "routes": [route(service)],
+            "routes": [route(ctx, service)],
         }));
     }
     hosts.push(if ctx.catalog.passthrough {
@@ -101,10 +104,10 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Result<Vec<Value>, Error> {
 }
 
 /// A listener bound to one service: everything goes to its cluster.
-pub fn bound_virtual_hosts(service: &Service) -> Vec<Value> {
+pub fn bound_virtual_hosts(ctx: &Context<'_>, service: &Service) -> Vec<Value> {
     vec![json!({
         "name": cluster::name(&service.name),
         "domains": ["*"],
-        "routes": [route(service)],
+        "routes": [route(ctx, service)],
     })]
 }

@@ -64,7 +64,7 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Result<Value, Err
         http::connection_manager(
             &name,
             &stat_prefix(&name),
-            http::bound_virtual_hosts(service),
+            http::bound_virtual_hosts(ctx, service),
             http::filters(ctx, Some(&service.name), false),
         )
     } else {

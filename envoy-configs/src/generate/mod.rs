@@ -18,6 +18,7 @@ pub mod cluster;
 pub mod http;
 pub mod listener;
 pub mod protocol;
+pub mod secrets;
 pub mod tls;
 pub mod wasm;
 
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use external_service_filter::catalog::{self, Catalog, Service};
 use external_service_filter::config::Checked;
@@ -39,6 +41,8 @@ pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/external_service_fi
 pub const DEFAULT_SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
+/// How long a route waits for an upstream's whole answer before a 504 (Envoy's own default).
+pub const DEFAULT_ROUTE_TIMEOUT_SECS: u64 = 15;
 /// Where a Dataplane outbound listens when it names no address (Kuma's default).
 pub const DEFAULT_OUTBOUND_ADDRESS: &str = "127.0.0.1";
 
@@ -56,6 +60,8 @@ pub struct Options {
     pub dns_resolver: Option<SocketAddr>,
     /// The mesh to serve; needed only when the resources span several.
     pub mesh: Option<String>,
+    /// Each route's timeout for the upstream's whole answer (whole seconds; 0 turns it off).
+    pub route_timeout: Duration,
 }
 
 impl Default for Options {
@@ -67,6 +73,7 @@ impl Default for Options {
             system_ca: PathBuf::from(DEFAULT_SYSTEM_CA),
             dns_resolver: None,
             mesh: None,
+            route_timeout: Duration::from_secs(DEFAULT_ROUTE_TIMEOUT_SECS),
         }
     }
 }
