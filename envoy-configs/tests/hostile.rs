@@ -1,0 +1,498 @@
+//! Hostile requests through real Envoy (the generated configuration, the real filter module),
+//! passthrough off. Every request gets a clear answer, from Envoy's codec, from the filter (a
+//! local reply with `x-external-service-denied`) or from the declared upstream, and none
+//! reaches the undeclared upstream: its request counter stays 0.
+//!
+//! The undeclared upstream (`plain.test:<port>`, also 127.0.0.1 / ::ffff:127.0.0.1) is one a
+//! leaked request would really reach, so a leak would show.
+//!
+//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test hostile`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod reliability;
+mod support;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+
+use reliability::{docs, https_service, mesh, raw_request, Raw, Sidecar};
+use support::{test_dir, Ca, Curl, Response, Upstream, UpstreamBuilder};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// Who answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Who {
+    /// Envoy itself (codec or router), before or without the filter's word.
+    Envoy,
+    /// The filter's local reply (`x-external-service-denied`).
+    Filter,
+    /// The declared upstream (`x-upstream-name: tls`).
+    Declared,
+    /// No HTTP answer at all (connection closed or reset).
+    Nobody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Answer {
+    status: Option<u16>,
+    who: Who,
+    /// The filter's reason, if it answered.
+    denied: Option<String>,
+}
+
+impl fmt::Display for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = self.status.map_or("-".to_string(), |s| s.to_string());
+        match &self.denied {
+            Some(d) => write!(f, "{status} {:?} ({d})", self.who),
+            None => write!(f, "{status} {:?}", self.who),
+        }
+    }
+}
+
+fn of_curl(r: &Response) -> Answer {
+    classify(
+        Some(r.status),
+        r.header("x-external-service-denied").map(str::to_string),
+        r.header("x-upstream-name").map(str::to_string),
+    )
+}
+
+fn of_raw(r: &Raw) -> Answer {
+    classify(
+        r.status,
+        r.header("x-external-service-denied"),
+        r.header("x-upstream-name"),
+    )
+}
+
+fn classify(status: Option<u16>, denied: Option<String>, upstream: Option<String>) -> Answer {
+    let who = match (status, &denied, upstream.as_deref()) {
+        (None, _, _) => Who::Nobody,
+        (_, Some(_), _) => Who::Filter,
+        (_, None, Some("tls")) => Who::Declared,
+        (_, None, Some(other)) => panic!("answered by upstream listener {other:?}: a leak"),
+        (_, None, None) => Who::Envoy,
+    };
+    Answer {
+        status,
+        who,
+        denied,
+    }
+}
+
+fn filter(status: u16, reason: &str) -> Answer {
+    Answer {
+        status: Some(status),
+        who: Who::Filter,
+        denied: Some(reason.to_string()),
+    }
+}
+
+fn envoy(status: u16) -> Answer {
+    Answer {
+        status: Some(status),
+        who: Who::Envoy,
+        denied: None,
+    }
+}
+
+fn declared() -> Answer {
+    Answer {
+        status: Some(200),
+        who: Who::Declared,
+        denied: None,
+    }
+}
+
+fn nobody() -> Answer {
+    Answer {
+        status: None,
+        who: Who::Nobody,
+        denied: None,
+    }
+}
+
+fn bad() -> Answer {
+    filter(400, "bad-authority")
+}
+
+fn undeclared() -> Answer {
+    filter(403, "undeclared-host")
+}
+
+/// The setup: `httpbin` declared (TLS upstream `httpbin.test`), `plain.test` undeclared.
+struct World {
+    up: Upstream,
+    s: Sidecar,
+    plain: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let dir = test_dir();
+    let d = dir.path();
+    let ca = Ca::new(d, "test-ca");
+    let cert = ca.server_cert(d, "server", &["httpbin.test"], &[LOCALHOST]);
+    let up = UpstreamBuilder::new()
+        .tls("tls", &cert)
+        .plain("plain")
+        .dns("httpbin.test", &[LOCALHOST])
+        .dns("plain.test", &[LOCALHOST])
+        .start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    let resources = docs(&[
+        mesh(false),
+        https_service(
+            "httpbin",
+            &real,
+            &[format!("caCert: {{file: \"{}\"}}", ca.ca_path().display())],
+        ),
+    ]);
+    let s = Sidecar::start(d, up.dns_addr(), &resources, &[]);
+    let plain = up.port("plain");
+    World {
+        up,
+        s,
+        plain,
+        _dir: dir,
+    }
+}
+
+impl World {
+    /// `GET /get` with exactly this Host header (bytes as they are).
+    fn host(&self, host: &[u8]) -> Answer {
+        let mut req = b"GET /get HTTP/1.1\r\nHost: ".to_vec();
+        req.extend_from_slice(host);
+        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+        self.raw(&req)
+    }
+
+    fn raw(&self, request: &[u8]) -> Answer {
+        of_raw(&raw_request(self.s.listen, request))
+    }
+
+    fn curl(&self, c: Curl) -> Answer {
+        match c.send() {
+            Ok(r) => of_curl(&r),
+            Err(e) => {
+                eprintln!("no answer: {e}");
+                nobody()
+            }
+        }
+    }
+
+    /// No request so far reached the undeclared upstream.
+    fn assert_no_leak(&self) {
+        assert_eq!(
+            self.up.envoy.counter("http.plain.downstream_rq_total"),
+            0,
+            "a request reached the undeclared upstream"
+        );
+        assert_eq!(
+            self.up.envoy.counter("http.plain.downstream_cx_total"),
+            0,
+            "a connection reached the undeclared upstream"
+        );
+    }
+}
+
+/// Runs every row, then reports all mismatches at once (label, got, wanted).
+fn check(w: &World, rows: Vec<(String, Answer, Answer)>) {
+    let mut wrong = Vec::new();
+    for (label, got, want) in &rows {
+        eprintln!("{label:60} -> {got}");
+        if got != want {
+            wrong.push(format!("{label}: got {got}, want {want}"));
+        }
+    }
+    w.assert_no_leak();
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// Names: case, trailing dots, suffixes, `#`, userinfo; and the undeclared upstream by every
+/// spelling of its name and address.
+#[test]
+fn names_case_dots_suffixes_fragments_userinfo() {
+    let w = world();
+    let p = w.plain;
+    let mut rows = Vec::new();
+    let mut host = |h: String, want: Answer| {
+        let got = w.host(h.as_bytes());
+        rows.push((format!("Host: {h}"), got, want));
+    };
+    host("HTTPBIN.MESH".into(), declared());
+    host("HttpBin.Mesh".into(), declared());
+    host("httpbin.mesh.".into(), declared());
+    host("HTTPBIN.MESH.".into(), declared());
+    host("httpbin.mesh..".into(), bad());
+    host("httpbin.mesh.evil.example".into(), undeclared());
+    host(format!("httpbin.mesh.plain.test:{p}"), undeclared());
+    // `#` is not a Host character: Envoy's codec refuses it before the filter.
+    host("evil.example#httpbin.mesh".into(), envoy(400));
+    host(format!("plain.test:{p}#httpbin.mesh"), envoy(400));
+    host("user@httpbin.mesh".into(), bad());
+    host(format!("httpbin.mesh@plain.test:{p}"), bad());
+    host(format!("plain.test:{p}"), undeclared());
+    host(format!("PLAIN.TEST:{p}"), undeclared());
+    host(format!("plain.test.:{p}"), undeclared());
+    host(format!("127.0.0.1:{p}"), undeclared());
+    host(format!("localhost:{p}"), undeclared());
+    // curl's proxy form: userinfo in the URL goes to Authorization, never into Host.
+    let got = w.curl(Curl::get("http://user:pw@httpbin.mesh/get").proxy(w.s.proxy()));
+    rows.push((
+        "curl -x .. http://user:pw@httpbin.mesh/get".into(),
+        got,
+        declared(),
+    ));
+    let got = w.curl(Curl::get(format!("http://user@plain.test:{p}/get")).proxy(w.s.proxy()));
+    rows.push((
+        format!("curl -x .. http://user@plain.test:{p}/get"),
+        got,
+        undeclared(),
+    ));
+    check(&w, rows);
+}
+
+/// Two Host headers, absolute-form URIs whose host differs from Host, userinfo in the
+/// absolute form, HTTP/1.0 and HTTP/1.1 without Host.
+#[test]
+fn host_header_tricks_and_request_line_forms() {
+    let w = world();
+    let p = w.plain;
+    let mut rows = Vec::new();
+    let mut raw = |label: &str, req: String, want: Answer| {
+        let got = w.raw(req.as_bytes());
+        rows.push((label.to_string(), got, want));
+    };
+    raw(
+        "two Host: declared first, undeclared second",
+        format!("GET /get HTTP/1.1\r\nHost: httpbin.mesh\r\nHost: plain.test:{p}\r\n\r\n"),
+        bad(),
+    );
+    raw(
+        "two Host: undeclared first, declared second",
+        format!("GET /get HTTP/1.1\r\nHost: plain.test:{p}\r\nHost: httpbin.mesh\r\n\r\n"),
+        bad(),
+    );
+    raw(
+        "two Host: the same twice",
+        "GET /get HTTP/1.1\r\nHost: httpbin.mesh\r\nHost: httpbin.mesh\r\n\r\n".into(),
+        bad(),
+    );
+    raw(
+        "absolute-form undeclared URI, Host: httpbin.mesh",
+        format!("GET http://plain.test:{p}/get HTTP/1.1\r\nHost: httpbin.mesh\r\nConnection: close\r\n\r\n"),
+        undeclared(),
+    );
+    raw(
+        "absolute-form http://httpbin.mesh/get, undeclared Host",
+        format!("GET http://httpbin.mesh/get HTTP/1.1\r\nHost: plain.test:{p}\r\nConnection: close\r\n\r\n"),
+        declared(),
+    );
+    raw(
+        "absolute-form with userinfo http://user@plain.test",
+        format!("GET http://user@plain.test:{p}/get HTTP/1.1\r\nHost: httpbin.mesh\r\nConnection: close\r\n\r\n"),
+        undeclared(),
+    );
+    raw(
+        "absolute-form https://plain.test, Host: httpbin.mesh",
+        format!("GET https://plain.test:{p}/get HTTP/1.1\r\nHost: httpbin.mesh\r\nConnection: close\r\n\r\n"),
+        undeclared(),
+    );
+    raw(
+        "HTTP/1.0 without Host",
+        "GET /get HTTP/1.0\r\n\r\n".into(),
+        envoy(426),
+    );
+    raw(
+        "HTTP/1.0 with Host: httpbin.mesh",
+        "GET /get HTTP/1.0\r\nHost: httpbin.mesh\r\n\r\n".into(),
+        envoy(426),
+    );
+    raw(
+        "HTTP/1.1 without Host",
+        "GET /get HTTP/1.1\r\nConnection: close\r\n\r\n".into(),
+        envoy(400),
+    );
+    raw(
+        "HTTP/1.1 empty Host",
+        "GET /get HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n".into(),
+        bad(),
+    );
+    check(&w, rows);
+}
+
+/// Sizes and bytes curl cannot send: 64 KiB, 8 KiB, NUL, non-ASCII, not UTF-8, control bytes.
+#[test]
+fn oversized_and_binary_authorities() {
+    let w = world();
+    let mut rows = Vec::new();
+    let mut host = |label: &str, h: Vec<u8>, want: Answer| {
+        let got = w.host(&h);
+        rows.push((label.to_string(), got, want));
+    };
+    host("64 KiB Host", vec![b'a'; 64 * 1024], envoy(431));
+    let mut big = b"a.".repeat(4 * 1024);
+    big.extend_from_slice(b"httpbin.mesh");
+    host("8 KiB Host ending in .httpbin.mesh", big, bad());
+    host(
+        "254-byte name",
+        [&[b'a'; 249][..], b".mesh"].concat(),
+        bad(),
+    );
+    host(
+        "NUL inside",
+        b"httpbin.mesh\0.plain.test".to_vec(),
+        envoy(400),
+    );
+    host("NUL at the end", b"httpbin.mesh\0".to_vec(), envoy(400));
+    // Envoy's HTTP/1 codec checks Host characters: these never reach the filter (which
+    // refuses them too, see host-tests/tests/hostile.rs).
+    host(
+        "non-ASCII UTF-8 (httpb\u{ed}n.mesh)",
+        "httpbín.mesh".as_bytes().to_vec(),
+        envoy(400),
+    );
+    host(
+        "not UTF-8 (\\xff)",
+        b"httpbin.mesh\xff".to_vec(),
+        envoy(400),
+    );
+    host(
+        "zero-width space",
+        "httpbin.mesh\u{200b}".as_bytes().to_vec(),
+        envoy(400),
+    );
+    host("DEL byte", b"httpbin.mesh\x7f".to_vec(), envoy(400));
+    host("vertical tab", b"httpbin\x0b.mesh".to_vec(), envoy(400));
+    host("space inside", b"httpbin .mesh".to_vec(), envoy(400));
+    host("percent-encoded", b"%68ttpbin.mesh".to_vec(), bad());
+    check(&w, rows);
+}
+
+/// Ports and IPv6 forms.
+#[test]
+fn ports_and_ipv6() {
+    let w = world();
+    let p = w.plain;
+    let mut rows = Vec::new();
+    let mut host = |h: String, want: Answer| {
+        let got = w.host(h.as_bytes());
+        rows.push((format!("Host: {h}"), got, want));
+    };
+    host("httpbin.mesh:0".into(), bad());
+    host("httpbin.mesh:99999".into(), bad());
+    host("httpbin.mesh:080".into(), bad());
+    host("httpbin.mesh:".into(), bad());
+    host("httpbin.mesh:-1".into(), bad());
+    host("httpbin.mesh:80".into(), declared());
+    // The service is on a random port, not 443: `.mesh` on 443 is not it.
+    host("httpbin.mesh:443".into(), undeclared());
+    host(format!("[::1]:{p}"), undeclared());
+    host(format!("[::ffff:127.0.0.1]:{p}"), undeclared());
+    host(format!("[0:0:0:0:0:0:0:1]:{p}"), undeclared());
+    host("[::1]".into(), undeclared());
+    host("::1".into(), bad());
+    host(format!("::1:{p}"), bad());
+    host("[::1".into(), bad());
+    host(format!("[fe80::1%25lo]:{p}"), bad());
+    host(format!("127.1:{p}"), bad());
+    host(format!("2130706433:{p}"), bad());
+    // A DNS name as far as the rules go (not dotted-quad): undeclared, so refused.
+    host(format!("0x7f.0.0.1:{p}"), undeclared());
+    check(&w, rows);
+}
+
+/// CONNECT: to an undeclared host it is refused by the filter; to a declared one it is not
+/// tunnelled either (the generated routes have no CONNECT route): nothing goes around the rules.
+#[test]
+fn connect_never_tunnels() {
+    let w = world();
+    let p = w.plain;
+    let tls = w.up.port("tls");
+    let mut rows = Vec::new();
+    let mut raw = |label: String, req: String, want: Answer| {
+        let got = w.raw(req.as_bytes());
+        rows.push((label, got, want));
+    };
+    raw(
+        format!("CONNECT plain.test:{p}"),
+        format!("CONNECT plain.test:{p} HTTP/1.1\r\nHost: plain.test:{p}\r\n\r\n"),
+        undeclared(),
+    );
+    raw(
+        format!("CONNECT 127.0.0.1:{p}"),
+        format!("CONNECT 127.0.0.1:{p} HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\n\r\n"),
+        undeclared(),
+    );
+    raw(
+        format!("CONNECT plain.test:{p}, Host: httpbin.mesh"),
+        format!("CONNECT plain.test:{p} HTTP/1.1\r\nHost: httpbin.mesh\r\n\r\n"),
+        undeclared(),
+    );
+    raw(
+        "CONNECT httpbin.mesh:80 (declared)".into(),
+        "CONNECT httpbin.mesh:80 HTTP/1.1\r\nHost: httpbin.mesh:80\r\n\r\n".into(),
+        envoy(404),
+    );
+    raw(
+        format!("CONNECT httpbin.test:{tls} (declared, real name)"),
+        format!("CONNECT httpbin.test:{tls} HTTP/1.1\r\nHost: httpbin.test:{tls}\r\n\r\n"),
+        envoy(404),
+    );
+    // HTTP/2 CONNECT through curl is not possible; h2c extended CONNECT is off in Envoy by
+    // default.
+    check(&w, rows);
+    // The declared upstream saw no CONNECT either.
+    assert_eq!(w.up.envoy.counter("http.tls.downstream_rq_total"), 0);
+}
+
+/// HTTP/2 clients (h2c, prior knowledge): the same rules.
+#[test]
+fn http2_clients() {
+    let w = world();
+    let p = w.plain;
+    let h2 = |host: &str| {
+        Curl::get(format!("{}/get", w.s.proxy()))
+            .host(host)
+            .http2_prior_knowledge()
+    };
+    let mut rows = Vec::new();
+    for (host, want) in [
+        ("httpbin.mesh".to_string(), declared()),
+        ("HTTPBIN.MESH.".to_string(), declared()),
+        (format!("plain.test:{p}"), undeclared()),
+        (format!("127.0.0.1:{p}"), undeclared()),
+        ("httpbin.mesh.evil.example".to_string(), undeclared()),
+        // Envoy's HTTP/2 codec resets a stream whose :authority has userinfo or `#`.
+        ("user@httpbin.mesh".to_string(), nobody()),
+        ("evil.example#httpbin.mesh".to_string(), nobody()),
+        ("httpbin.mesh:99999".to_string(), bad()),
+        ("httpbin.mesh:080".to_string(), bad()),
+        ("httpbin.mesh:0".to_string(), bad()),
+    ] {
+        let got = w.curl(h2(&host));
+        rows.push((format!("h2c :authority {host}"), got, want));
+    }
+    // (curl speaks HTTP/1.1 to a proxy even with --http2-prior-knowledge: no h2c proxy form.)
+    check(&w, rows);
+    // Ten lines: the two streams Envoy's codec reset are logged as such (`DPE`, with
+    // `http2.invalid...` details), the others as HTTP/2 answers.
+    let log = w.s.access_log(10);
+    for l in &log {
+        if l["response_code"] == 0 {
+            assert_eq!(l["response_flags"], "DPE", "{l}");
+            assert!(
+                l["response_code_details"]
+                    .as_str()
+                    .is_some_and(|d| d.starts_with("http2.")),
+                "{l}"
+            );
+        } else {
+            assert_eq!(l["protocol"], "HTTP/2", "{l}");
+        }
+    }
+}
