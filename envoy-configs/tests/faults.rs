@@ -1,0 +1,394 @@
+//! Upstream faults through real Envoy on the generated configuration: each gives the app a
+//! clear error, puts the cause in the access log, and never falls back to an unverified or
+//! other connection. Reloading Envoy (hot restart) with an invalid configuration keeps the old
+//! one serving.
+//!
+//! The misbehaving upstreams are tiny TCP servers in this file (down, slow, resetting) or
+//! TLS listeners of the upstream Envoy with bad certificates.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod reliability;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use reliability::{docs, http_service, https_service, mesh, Sidecar};
+use serde_json::Value;
+use support::{
+    hot_restart_base_id, test_dir, Ca, Curl, Envoy, EnvoyOptions, UpstreamBuilder, Validity,
+};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// How a fake upstream treats each connection.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// Reads the request, then says nothing for this long and closes.
+    Silent(Duration),
+    /// Sends a status line and half a header, then closes.
+    PartialHeaders,
+    /// Sends full headers promising 1000 bytes, 10 of them, then closes.
+    PartialBody,
+}
+
+/// A loopback TCP server misbehaving as told, until dropped (bounded: 60 s at most).
+struct Fake {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Fake {
+    fn start(behaviour: Behaviour) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (s, a) = (Arc::clone(&stop), Arc::clone(&accepted));
+        thread::spawn(move || {
+            let start = Instant::now();
+            while !s.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        a.fetch_add(1, Ordering::SeqCst);
+                        let _ = conn.set_nonblocking(false);
+                        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                        thread::spawn(move || serve(&mut conn, behaviour));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Fake {
+            port,
+            stop,
+            accepted,
+        }
+    }
+
+    fn connections(&self) -> u32 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve(conn: &mut std::net::TcpStream, behaviour: Behaviour) {
+    let mut buf = [0u8; 4096];
+    let mut seen = Vec::new();
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    match behaviour {
+        Behaviour::Silent(d) => thread::sleep(d),
+        Behaviour::PartialHeaders => {
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Le");
+        }
+        Behaviour::PartialBody => {
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+        }
+    }
+    let _ = conn.flush();
+    // Dropping the stream closes it.
+}
+
+/// The access log line of `service` (the only request to it).
+fn line_of(log: &[Value], service: &str) -> Value {
+    let lines: Vec<&Value> = log
+        .iter()
+        .filter(|l| l["external_service"] == service)
+        .collect();
+    assert_eq!(lines.len(), 1, "{service}: {log:?}");
+    lines[0].clone()
+}
+
+fn assert_line(line: &Value, code: u64, flags: &str, details_part: &str) {
+    assert_eq!(line["response_code"], code, "{line}");
+    assert_eq!(line["response_flags"], flags, "{line}");
+    let details = line["response_code_details"].as_str().unwrap_or("");
+    assert!(
+        details.contains(details_part),
+        "{details_part:?} not in {line}"
+    );
+}
+
+/// Plain-HTTP services whose upstream is down, too slow, not resolvable, or breaks off in the
+/// middle of the headers or of the body.
+#[test]
+fn upstream_down_slow_unresolvable_and_resetting() {
+    let dir = test_dir();
+    let d = dir.path();
+    let names = ["down.test", "slow.test", "partial.test", "cut.test"];
+    let mut b = UpstreamBuilder::new().plain("unused");
+    for n in names {
+        b = b.dns(n, &[LOCALHOST]);
+    }
+    let up = b.start(d);
+    let slow = Fake::start(Behaviour::Silent(Duration::from_secs(4)));
+    let partial = Fake::start(Behaviour::PartialHeaders);
+    let cut = Fake::start(Behaviour::PartialBody);
+    // A port nothing listens on: bound, then closed.
+    let down_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let resources = docs(&[
+        mesh(false),
+        http_service("down", &format!("down.test:{down_port}")),
+        http_service("slow", &format!("slow.test:{}", slow.port)),
+        http_service("nowhere", "nowhere.test:8080"),
+        http_service("partial", &format!("partial.test:{}", partial.port)),
+        http_service("cut", &format!("cut.test:{}", cut.port)),
+    ]);
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &resources,
+        &["--route-timeout".into(), "1".into()],
+    );
+    let get = |svc: &str| Curl::get(format!("http://{svc}.mesh/get")).proxy(s.proxy());
+
+    // Down: 503, connection failure.
+    let r = get("down").run();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.body.contains("remote connection failure"), "{}", r.body);
+
+    // Too slow: 504 after the route timeout (1 s), not the 4 s the upstream takes.
+    let started = Instant::now();
+    let r = get("slow").run();
+    let took = started.elapsed();
+    assert_eq!(r.status, 504, "{r:?}");
+    assert_eq!(r.body, "upstream request timeout");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // Not resolvable: the cluster has no host.
+    let r = get("nowhere").run();
+    assert_eq!(r.status, 503, "{r:?}");
+    assert_eq!(r.body, "no healthy upstream");
+
+    // Half a header, then close: 502 (a protocol error) before any response started.
+    let r = get("partial").run();
+    assert_eq!(r.status, 502, "{r:?}");
+    assert!(r
+        .body
+        .contains("upstream connect error or disconnect/reset before headers"));
+
+    // Headers sent, the body cut short: the app's transfer fails (curl 18), it never gets a
+    // complete-looking answer.
+    let e = get("cut")
+        .send()
+        .expect_err("a cut body must not look complete");
+    assert_eq!(e.exit_code, Some(18), "{e}");
+
+    let log = s.access_log(5);
+    assert_line(
+        &line_of(&log, "down"),
+        503,
+        "UF",
+        "remote_connection_failure",
+    );
+    assert_line(&line_of(&log, "slow"), 504, "UT", "response_timeout");
+    assert_line(&line_of(&log, "nowhere"), 503, "UH", "no_healthy_upstream");
+    assert_line(
+        &line_of(&log, "partial"),
+        502,
+        "UPE",
+        "upstream_reset_before_response_started{protocol_error}",
+    );
+    assert_line(
+        &line_of(&log, "cut"),
+        200,
+        "UPE",
+        "upstream_reset_after_response_started",
+    );
+    for svc in ["down", "slow", "nowhere", "partial", "cut"] {
+        s.expect_counter(&format!("wasmcustom.external_service.forwarded.{svc}"), 1);
+    }
+    // No retries, no other endpoint: exactly one connection each.
+    assert_eq!(slow.connections(), 1);
+    assert_eq!(partial.connections(), 1);
+    assert_eq!(cut.connections(), 1);
+}
+
+/// TLS origination to servers whose certificate is expired, not yet valid, or for another
+/// name: 503 `UF` with the TLS reason in the access log, every time; the upstream never gets a
+/// request (no fallback to plain or unverified TLS).
+#[test]
+fn bad_server_certificates_fail_closed() {
+    let dir = test_dir();
+    let d = dir.path();
+    let ca = Ca::new(d, "test-ca");
+    let expired = ca.server_cert_with_validity(
+        d,
+        "expired",
+        &["expired.test"],
+        &[LOCALHOST],
+        Validity::Expired,
+    );
+    let notyet = ca.server_cert_with_validity(
+        d,
+        "notyet",
+        &["notyet.test"],
+        &[LOCALHOST],
+        Validity::NotYetValid,
+    );
+    let other = ca.server_cert(d, "other", &["other.test"], &[]);
+    let up = UpstreamBuilder::new()
+        .tls("expired", &expired)
+        .tls("notyet", &notyet)
+        .tls("wrongname", &other)
+        .dns("expired.test", &[LOCALHOST])
+        .dns("notyet.test", &[LOCALHOST])
+        .dns("wrongname.test", &[LOCALHOST])
+        .start(d);
+    let ca_line = format!("caCert: {{file: \"{}\"}}", ca.ca_path().display());
+    let svc = |name: &str| {
+        https_service(
+            name,
+            &format!("{name}.test:{}", up.port(name)),
+            std::slice::from_ref(&ca_line),
+        )
+    };
+    let resources = docs(&[mesh(false), svc("expired"), svc("notyet"), svc("wrongname")]);
+    let s = Sidecar::start(d, up.dns_addr(), &resources, &[]);
+
+    for name in ["expired", "notyet", "wrongname"] {
+        for _ in 0..2 {
+            let r = Curl::get(format!("http://{name}.mesh/get"))
+                .proxy(s.proxy())
+                .run();
+            assert_eq!(r.status, 503, "{name}: {r:?}");
+            assert_eq!(r.header("x-upstream-name"), None, "{name}: {r:?}");
+        }
+    }
+    let log = s.access_log(6);
+    for (name, reason) in [
+        ("expired", "certificate_has_expired"),
+        ("notyet", "certificate_is_not_yet_valid"),
+        ("wrongname", "SAN_matcher"),
+    ] {
+        let lines: Vec<&Value> = log
+            .iter()
+            .filter(|l| l["external_service"] == name)
+            .collect();
+        assert_eq!(lines.len(), 2, "{name}: {log:?}");
+        for l in lines {
+            assert_eq!(l["response_code"], 503, "{l}");
+            assert_eq!(l["response_flags"], "UF", "{l}");
+            let why = l["upstream_transport_failure_reason"]
+                .as_str()
+                .unwrap_or("");
+            assert!(why.contains("CERTIFICATE_VERIFY_FAILED"), "{l}");
+            assert!(why.contains(reason), "{reason}: {l}");
+        }
+        // The server never saw a request: the handshake failed, nothing else was tried.
+        assert_eq!(
+            up.envoy
+                .counter(&format!("http.{name}.downstream_rq_total")),
+            0,
+            "{name}"
+        );
+    }
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_expired.ssl.fail_verify_error"),
+        2
+    );
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_notyet.ssl.fail_verify_error"),
+        2
+    );
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_wrongname.ssl.fail_verify_san"),
+        2
+    );
+}
+
+/// Hot restart: epoch 0 serves a good generated configuration; epoch 1 (same base id) is given
+/// an invalid one: it exits with an error, and epoch 0 keeps serving, still with the filter.
+#[test]
+fn reload_with_an_invalid_configuration_keeps_the_old_one_serving() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = UpstreamBuilder::new()
+        .plain("plain")
+        .dns("plain.test", &[LOCALHOST])
+        .start(d);
+    let resources = docs(&[
+        mesh(false),
+        http_service("plain", &format!("plain.test:{}", up.port("plain"))),
+    ]);
+    let base_id = hot_restart_base_id();
+    let opts = EnvoyOptions {
+        hot_restart: Some((base_id, 0)),
+        ..EnvoyOptions::default()
+    };
+    let s = Sidecar::start_with(d, up.dns_addr(), &resources, &[], &opts);
+    let get = |host: &str| Curl::get(format!("{}/get", s.proxy())).host(host).run();
+    assert_eq!(get("plain.mesh").status, 200);
+
+    // The same file with the filter's configuration broken, and a plain YAML error.
+    let good = std::fs::read_to_string(d.join("envoy.yaml")).unwrap();
+    let broken_plugin = good.replacen("\"resources\":", "\"resourcez\":", 1);
+    assert_ne!(
+        broken_plugin, good,
+        "the plugin configuration was not found"
+    );
+    for (name, config) in [
+        ("epoch1-plugin", broken_plugin),
+        ("epoch1-yaml", format!("{good}\n  this: [is not yaml\n")),
+    ] {
+        let next = EnvoyOptions {
+            hot_restart: Some((base_id, 1)),
+            ready_timeout: Duration::from_secs(15),
+            ..EnvoyOptions::default()
+        };
+        let err = match Envoy::try_start(d, name, &config, &next) {
+            Ok(_) => panic!("{name}: Envoy started on an invalid configuration"),
+            Err(e) => e,
+        };
+        assert!(err.contains("exited with"), "{name}: {err}");
+        // The old one still serves, with its rules.
+        assert_eq!(get("plain.mesh").status, 200, "{name}");
+        assert_eq!(get("evil.example").status, 403, "{name}");
+        // Envoy shuts the parent's admin listener down early in a hot restart: when the new
+        // epoch fails after that (the plugin case), the old one serves traffic but no admin.
+        eprintln!(
+            "{name}: old epoch's admin: {:?}",
+            s.envoy.admin_get("/ready")
+        );
+    }
+    // Three requests went to the service and two were refused: the filter still ran.
+    let log = s.access_log(5);
+    let to_plain = log
+        .iter()
+        .filter(|l| l["external_service"] == "plain")
+        .count();
+    let refused = log
+        .iter()
+        .filter(|l| l["denied"] == "undeclared-host")
+        .count();
+    assert_eq!((to_plain, refused), (3, 2), "{log:?}");
+    // Hot restart leaves its shared memory behind when killed.
+    drop(s);
+    let _ = std::fs::remove_file(format!("/dev/shm/envoy_shared_memory_{}", base_id * 10));
+}
