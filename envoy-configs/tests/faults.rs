@@ -323,6 +323,16 @@ fn bad_server_certificates_fail_closed() {
     );
 }
 
+/// Hot restart leaves its shared memory behind when Envoy is killed: removed on drop (also
+/// when the test fails).
+struct ShmCleanup(u32);
+
+impl Drop for ShmCleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(format!("/dev/shm/envoy_shared_memory_{}", self.0 * 10));
+    }
+}
+
 /// Hot restart: epoch 0 serves a good generated configuration; epoch 1 (same base id) is given
 /// an invalid one: it exits with an error, and epoch 0 keeps serving, still with the filter.
 #[test]
@@ -338,6 +348,7 @@ fn reload_with_an_invalid_configuration_keeps_the_old_one_serving() {
         http_service("plain", &format!("plain.test:{}", up.port("plain"))),
     ]);
     let base_id = hot_restart_base_id();
+    let _shm = ShmCleanup(base_id);
     let opts = EnvoyOptions {
         hot_restart: Some((base_id, 0)),
         ..EnvoyOptions::default()
@@ -388,7 +399,4 @@ fn reload_with_an_invalid_configuration_keeps_the_old_one_serving() {
         .filter(|l| l["denied"] == "undeclared-host")
         .count();
     assert_eq!((to_plain, refused), (3, 2), "{log:?}");
-    // Hot restart leaves its shared memory behind when killed.
-    drop(s);
-    let _ = std::fs::remove_file(format!("/dev/shm/envoy_shared_memory_{}", base_id * 10));
 }
