@@ -9,6 +9,8 @@ EXTSVC := target/release/extsvc
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := resources_json resources_yaml authority
+SOAK_SECONDS ?= 600
+SOAK_RATE ?= 200
 
 export EXTSVC_ENVOY := $(abspath $(ENVOY))
 export EXTSVC_WASM := $(abspath $(WASM))
@@ -60,3 +62,7 @@ bench: build ## Benchmarks (~15 min, not in `make test`): wasm vs native vs Lua,
 	@command -v taskset >/dev/null || (apt-get update -qq && apt-get install -y -qq util-linux)
 	@test -x /usr/bin/time || (apt-get update -qq && apt-get install -y -qq time)
 	python3 bench/bench.py --out BENCHMARKS.md
+
+.PHONY: soak
+soak: build ## Soak: SOAK_RATE req/s (200) for SOAK_SECONDS (600) with TLS origination; checks leaks and memory -> BENCHMARKS.md
+	python3 soak/soak.py --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --out BENCHMARKS.md
