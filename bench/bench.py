@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`make bench`: the filter against native Envoy and Lua, per-request cost, and scale.
 
-Writes BENCHMARKS.md (or --out). Python standard library plus PyYAML (Debian python3-yaml).
+Writes BENCHMARKS.md (or --out), keeping the "## Soak" section `make soak` writes there.
+Python standard library plus PyYAML (Debian python3-yaml).
 Knobs (environment): BENCH_ROUNDS, BENCH_SECONDS, BENCH_LAT_SECONDS, BENCH_CONNECTIONS,
 BENCH_SERVICES, BENCH_SCALE (comma list), BENCH_PROFILES (0 skips the profile study),
 BENCH_PORT_BASE, BENCH_ACCESS_LOG (1 keeps the generated access log in every variant).
@@ -730,6 +731,11 @@ def report(out, m, plain, tls, names, cost_cmd, cost_out, prof_built, prof_t, sc
     notes = os.path.join(ROOT, "bench", "NOTES.md")
     if os.path.exists(notes):
         w(open(notes).read())
+    # `make soak` owns the "## Soak" section of the same file: keep it.
+    if os.path.exists(out):
+        soak = re.search(r"^## Soak\n.*?(?=^## |\Z)", open(out).read(), flags=re.S | re.M)
+        if soak:
+            w(soak.group(0).rstrip("\n") + "\n")
     write(out, "\n".join(L) + "\n")
 
 
