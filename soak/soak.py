@@ -379,7 +379,8 @@ networking:
         f"{args.undeclared_every} asks for an undeclared host that a leak would really reach.",
         "",
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit {rev}; "
-        f"duration {args.seconds:g} s at {args.rate:g} req/s (achieved {achieved:.1f} req/s, "
+        f"duration {args.seconds:g} s{' (a shortened run; the default is 600 s)' if args.seconds < 600 else ''} "
+        f"at {args.rate:g} req/s (achieved {achieved:.1f} req/s, "
         f"{load.late} requests started >100 ms late); load average at the end {' '.join(load_avg)}",
         f"- Declared (`httpbin.mesh`): {declared_total} requests, {declared_ok} 2xx, "
         f"outcomes {dict(sorted(load.declared.items()))}",
