@@ -22,7 +22,7 @@ enum Command {
     /// Check resource files and report every violation
     Validate(ValidateArgs),
     /// Write an Envoy bootstrap that serves the resources
-    Generate(GenerateArgs),
+    Generate(Box<GenerateArgs>),
 }
 
 /// Bad content exits 1; a command that cannot run exits 2 (as clap does for usage errors).
