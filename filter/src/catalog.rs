@@ -1,7 +1,9 @@
 //! The compiled form of one mesh's valid resources: its services, and a table from every name
 //! a request may use to the service it reaches. Built once at configure time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use crate::address::{self, Address, Host};
@@ -63,8 +65,10 @@ pub struct Catalog {
     pub mesh: String,
     pub passthrough: bool,
     pub services: Vec<Service>,
-    names: HashMap<Box<str>, Ports>,
-    ips: HashMap<IpAddr, Ports>,
+    // Fx, not SipHash: the keys come from the configuration, so requests cannot aim
+    // collisions at the table, and every request hashes its host once.
+    names: FxHashMap<Box<str>, Ports>,
+    ips: FxHashMap<IpAddr, Ports>,
 }
 
 /// The port a request without one means: apps speak plain HTTP to the outbound listener.
@@ -77,10 +81,10 @@ impl Catalog {
             mesh: mesh.to_string(),
             passthrough: true,
             services: Vec::new(),
-            names: HashMap::new(),
-            ips: HashMap::new(),
+            names: FxHashMap::default(),
+            ips: FxHashMap::default(),
         };
-        let mut by_name: HashMap<String, ServiceId> = HashMap::new();
+        let mut by_name: FxHashMap<&str, ServiceId> = FxHashMap::default();
         for r in resources.iter().filter(|r| r.mesh == mesh) {
             match &r.spec {
                 Spec::Mesh(m) => catalog.passthrough = m.passthrough(),
@@ -96,7 +100,7 @@ impl Catalog {
                         address,
                         disable_host_dns_entry: net.disable_host_dns_entry,
                     };
-                    let id = *by_name.entry(service.to_string()).or_insert_with(|| {
+                    let id = *by_name.entry(service).or_insert_with(|| {
                         let tls = net.tls.clone().filter(Tls::is_enabled);
                         let default_port = if tls.is_some() { 443 } else { 80 };
                         let authority = if endpoint.address.port == default_port {
@@ -131,42 +135,41 @@ impl Catalog {
 
     fn claim_names(&mut self, id: ServiceId) {
         let service = &self.services[id];
-        let mut ports: BTreeSet<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
-        ports.insert(DEFAULT_REQUEST_PORT);
-        let mut claims: Vec<(Host, u16, Rank)> = Vec::new();
-        let mesh_name = format!("{}.mesh", service.name.to_ascii_lowercase());
+        let target = Target::Service(id);
+        let mut ports: Vec<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
+        ports.push(DEFAULT_REQUEST_PORT);
+        ports.sort_unstable();
+        ports.dedup();
+        let mut mesh_name = service.name.to_ascii_lowercase();
+        mesh_name.push_str(".mesh");
+        let mut claims: Vec<(Host, Vec<(u16, Rank)>)> = Vec::new();
         if address::is_dns_name(&mesh_name) {
-            let dotted = mesh_name.replace('_', ".");
-            for &port in &ports {
-                claims.push((Host::Name(mesh_name.clone()), port, Rank::Exact));
-                if dotted != mesh_name {
-                    claims.push((Host::Name(dotted.clone()), port, Rank::Inferred));
-                }
+            let exact = ports.iter().map(|&p| (p, Rank::Exact)).collect();
+            if mesh_name.contains('_') {
+                let inferred = ports.iter().map(|&p| (p, Rank::Inferred)).collect();
+                claims.push((Host::Name(mesh_name.replace('_', ".")), inferred));
             }
+            claims.push((Host::Name(mesh_name), exact));
         }
         for e in service
             .endpoints
             .iter()
             .filter(|e| !e.disable_host_dns_entry)
         {
-            claims.push((e.address.host.clone(), e.address.port, Rank::Exact));
+            let mut on = vec![(e.address.port, Rank::Exact)];
             if !e.address.host.is_ip() {
-                claims.push((e.address.host.clone(), DEFAULT_REQUEST_PORT, Rank::Inferred));
+                on.push((DEFAULT_REQUEST_PORT, Rank::Inferred));
             }
+            claims.push((e.address.host.clone(), on));
         }
-        for (host, port, rank) in claims {
-            let ports = match host {
+        for (host, on) in claims {
+            let held = match host {
                 Host::Name(name) => self.names.entry(name.into_boxed_str()).or_default(),
                 Host::Ip(ip) => self.ips.entry(ip).or_default(),
             };
-            claim(
-                ports,
-                port,
-                Claim {
-                    target: Target::Service(id),
-                    rank,
-                },
-            );
+            for (port, rank) in on {
+                claim(held, port, Claim { target, rank });
+            }
         }
     }
 

@@ -570,18 +570,22 @@ fn finish(
 }
 
 fn read_spec(kind: Kind, body: Value) -> Result<Spec, Violation> {
-    fn typed<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, Violation> {
-        serde_path_to_error::deserialize(body).map_err(|e| {
-            let field = e.path().to_string();
-            let field = if field == "." { String::new() } else { field };
-            Violation::new(field, e.into_inner().to_string())
+    /// Plain serde first; only a document that fails is read again to find the field path
+    /// (tracking paths for every document doubles configure time).
+    fn typed<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, Violation> {
+        T::deserialize(body).or_else(|_| {
+            serde_path_to_error::deserialize(body).map_err(|e| {
+                let field = e.path().to_string();
+                let field = if field == "." { String::new() } else { field };
+                Violation::new(field, e.into_inner().to_string())
+            })
         })
     }
     Ok(match kind {
-        Kind::ExternalService => Spec::ExternalService(typed(body)?),
-        Kind::Mesh => Spec::Mesh(typed(body)?),
-        Kind::Secret => Spec::Secret(typed(body)?),
-        Kind::Dataplane => Spec::Dataplane(typed(body)?),
+        Kind::ExternalService => Spec::ExternalService(typed(&body)?),
+        Kind::Mesh => Spec::Mesh(typed(&body)?),
+        Kind::Secret => Spec::Secret(typed(&body)?),
+        Kind::Dataplane => Spec::Dataplane(typed(&body)?),
     })
 }
 

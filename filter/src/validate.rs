@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine as _;
+use rustc_hash::FxHashMap;
 
 use crate::address::{self, Address};
 use crate::protocol::Protocol;
@@ -104,24 +105,20 @@ fn tags(tags: &BTreeMap<String, String>) -> Vec<Violation> {
         }
     }
     for (key, value) in tags {
-        let field = tag_field(key);
+        let mut problem = |message: &str| out.push(Violation::new(tag_field(key), message));
         if key.is_empty() {
-            out.push(Violation::new(&field, "tag name must be non-empty"));
+            problem("tag name must be non-empty");
         }
         if value.is_empty() {
-            out.push(Violation::new(&field, "tag value must be non-empty"));
+            problem("tag value must be non-empty");
         }
         if !key.bytes().all(|b| is_tag_char(b) || b == b'/') {
-            out.push(Violation::new(
-                &field,
-                "tag name must consist of alphanumeric characters, dots, dashes, slashes and underscores",
-            ));
+            problem("tag name must consist of alphanumeric characters, dots, dashes, slashes and underscores");
         }
         if !value.bytes().all(is_tag_char) {
-            out.push(Violation::new(
-                &field,
+            problem(
                 "tag value must consist of alphanumeric characters, dots, dashes and underscores",
-            ));
+            );
         }
     }
     if !tags.contains_key(SERVICE_TAG) {
@@ -228,7 +225,7 @@ fn cross_checks(resources: &[Resource]) -> Vec<(usize, Violation)> {
 }
 
 fn duplicate_names(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
-    let mut seen: HashMap<(Kind, &str, &str), usize> = HashMap::new();
+    let mut seen: FxHashMap<(Kind, &str, &str), usize> = FxHashMap::default();
     for (i, r) in resources.iter().enumerate() {
         if let Some(&first) = seen.get(&(r.kind(), &r.mesh, &r.name)) {
             out.push((
@@ -307,7 +304,7 @@ pub fn find_secret<'r>(resources: &'r [Resource], mesh: &str, name: &str) -> Opt
 
 /// Two services may not share `host:port` unless one gives up its real name.
 fn shared_addresses(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
-    let mut owners: HashMap<(&str, Address), (usize, &Resource, &str)> = HashMap::new();
+    let mut owners: FxHashMap<(&str, Address), (usize, &Resource, &str)> = FxHashMap::default();
     for (i, r, es) in external_services(resources) {
         let (Some(net), Some(service)) = (&es.networking, es.service()) else {
             continue;
