@@ -63,7 +63,7 @@ impl Action {
 }
 
 /// `proxy_metric_type_t`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MetricType {
     Counter,
     Gauge,

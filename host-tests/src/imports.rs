@@ -315,21 +315,21 @@ fn add_metric_functions(l: &mut Linker<HostState>) -> Result<()> {
                 return status(Status::BadArgument);
             };
             let name = lossy(read(&mut c, name_ptr, name_len)?);
-            let metrics = &mut c.data_mut().metrics;
+            let state = c.data_mut();
             // Defining a name again hands back the same metric, as Envoy does.
-            let index = match metrics
-                .iter()
-                .position(|m| m.name == name && m.kind == kind)
-            {
-                Some(i) => i,
+            let index = match state.metric_index.get(&(name.clone(), kind)) {
+                Some(&i) => i,
                 None => {
                     let value = match kind {
                         MetricType::Counter => MetricValue::Counter(0),
                         MetricType::Gauge => MetricValue::Gauge(0),
                         MetricType::Histogram => MetricValue::Histogram(Vec::new()),
                     };
-                    metrics.push(Metric { name, kind, value });
-                    metrics.len() - 1
+                    state
+                        .metric_index
+                        .insert((name.clone(), kind), state.metrics.len());
+                    state.metrics.push(Metric { name, kind, value });
+                    state.metrics.len() - 1
                 }
             };
             let id = u32::try_from(index + 1).map_err(|_| format_err!("too many metrics"))?;

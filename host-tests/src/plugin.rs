@@ -1,6 +1,6 @@
 //! Loading a module once and running plugin instances of it, one `Store` each.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -269,6 +269,7 @@ impl Plugin {
             plugin_configuration: options.configuration,
             properties: options.properties.into_iter().collect::<BTreeMap<_, _>>(),
             metrics: Vec::new(),
+            metric_index: HashMap::new(),
             foreign_answers: options.foreign_functions.into_iter().collect(),
             foreign_calls: Vec::new(),
             root_context: ROOT_CONTEXT,

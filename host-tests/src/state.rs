@@ -96,6 +96,8 @@ pub(crate) struct HostState {
     pub properties: BTreeMap<Vec<String>, Vec<u8>>,
     /// Index + 1 is the metric id handed to the module.
     pub metrics: Vec<Metric>,
+    /// Position in `metrics` by name and kind, so defining 10,000 metrics stays linear.
+    pub metric_index: HashMap<(String, MetricType), usize>,
     pub foreign_answers: HashMap<String, Vec<u8>>,
     pub foreign_calls: Vec<(String, Vec<u8>)>,
     pub root_context: u32,
