@@ -108,8 +108,9 @@ fn json_documents(file: &str, text: &str) -> (Vec<Value>, Option<SyntaxError>) {
     }
 }
 
-/// The documents of a YAML stream, up to the first that is not well-formed.
-fn yaml_documents(file: &str, text: &str) -> (Vec<Value>, Option<SyntaxError>) {
+/// The documents of a YAML stream, up to the first that is not well-formed (the fuzz target
+/// `resources_yaml` reads text the same way).
+pub fn yaml_documents(file: &str, text: &str) -> (Vec<Value>, Option<SyntaxError>) {
     let mut values = Vec::new();
     for document in serde_yaml_ng::Deserializer::from_str(text) {
         match Value::deserialize(document) {
