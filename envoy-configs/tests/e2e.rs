@@ -14,316 +14,22 @@ use std::ffi::OsString;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value;
 use support::{
-    free_port, loopback_ports_bindable, test_dir, wasm_module, Ca, CertKey, Curl, Envoy,
-    EnvoyOptions, Response, Upstream, UpstreamBuilder,
+    assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
+    ca_file, dedent, docs, free_port, generate, https_service, loopback_ports_bindable, mesh,
+    test_dir, with_dns, Ca, CertKey, Curl, Envoy, EnvoyOptions, Sidecar, Upstream, UpstreamBuilder,
+    WAIT,
 };
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-/// Bound for anything that should happen at once (a counter, a log line).
-const WAIT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------------
-// The CLI
+// Certificates and files
 // ---------------------------------------------------------------------------------------------
-
-/// What `extsvc` did.
-#[derive(Debug)]
-struct Cli {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `extsvc ARGS...`, bounded by 30 s (output to files: no pipe can fill up).
-fn extsvc(dir: &Path, args: &[OsString]) -> Cli {
-    let out_path = dir.join("extsvc.stdout");
-    let err_path = dir.join("extsvc.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_extsvc"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .expect("run extsvc");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("extsvc {args:?} took over 30 s");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Cli {
-        code: status.code(),
-        stdout: fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: fs::read_to_string(&err_path).unwrap_or_default(),
-    }
-}
-
-/// Writes `resources` to `<dir>/resources.yaml` and runs
-/// `extsvc generate resources.yaml -o <dir>/envoy.yaml --listen 127.0.0.1:<listen>
-/// --admin 127.0.0.1:0 --wasm <module> --dns-resolver <dns> EXTRA...`.
-fn generate(dir: &Path, resources: &str, listen: u16, up: &Upstream, extra: &[OsString]) -> Cli {
-    let input = dir.join("resources.yaml");
-    fs::write(&input, resources).unwrap();
-    let mut args: Vec<OsString> = vec![
-        "generate".into(),
-        input.into(),
-        "-o".into(),
-        dir.join("envoy.yaml").into(),
-        "--listen".into(),
-        format!("127.0.0.1:{listen}").into(),
-        "--admin".into(),
-        "127.0.0.1:0".into(),
-        "--wasm".into(),
-        wasm_module().into(),
-        "--dns-resolver".into(),
-        up.dns_addr()
-            .expect("the upstream serves DNS")
-            .to_string()
-            .into(),
-    ];
-    args.extend(extra.iter().cloned());
-    extsvc(dir, &args)
-}
-
-// ---------------------------------------------------------------------------------------------
-// The Envoy under test
-// ---------------------------------------------------------------------------------------------
-
-/// The generated Envoy, running.
-struct Sidecar {
-    envoy: Envoy,
-    /// Port of `outbound_http`.
-    listen: u16,
-    /// Ports handed to the resources for Dataplane outbounds, in order.
-    outbound: Vec<u16>,
-}
-
-impl Sidecar {
-    /// Generates from `resources(outbound_ports)` and starts Envoy on the result. Fresh ports
-    /// (and a fresh generation) when a port was taken in the meantime.
-    fn start(
-        dir: &Path,
-        up: &Upstream,
-        outbounds: usize,
-        extra: &[OsString],
-        resources: impl Fn(&[u16]) -> String,
-    ) -> Sidecar {
-        let mut last = String::new();
-        for _ in 0..3 {
-            let listen = free_port();
-            let outbound: Vec<u16> = (0..outbounds).map(|_| free_port()).collect();
-            let cli = generate(dir, &resources(&outbound), listen, up, extra);
-            assert_eq!(cli.code, Some(0), "extsvc generate failed: {cli:?}");
-            let config = dir.join("envoy.yaml");
-            match Envoy::try_start_file(dir, "sidecar", &config, &EnvoyOptions::default()) {
-                Ok(envoy) => {
-                    return Sidecar {
-                        envoy,
-                        listen,
-                        outbound,
-                    }
-                }
-                Err(e) if e.contains("Address already in use") || e.contains("cannot bind") => {
-                    last = e;
-                }
-                Err(e) => panic!("the generated configuration did not start: {e}"),
-            }
-        }
-        panic!("ports kept colliding: {last}");
-    }
-
-    fn proxy(&self) -> String {
-        format!("http://127.0.0.1:{}", self.listen)
-    }
-
-    /// `curl -x http://127.0.0.1:<listen> <url>`: the app uses Envoy as its HTTP proxy.
-    fn via_proxy(&self, url: &str) -> Curl {
-        Curl::get(url).proxy(self.proxy())
-    }
-
-    /// `curl http://127.0.0.1:<listen><path> -H "Host: <host>"`.
-    fn with_host(&self, host: &str, path: &str) -> Curl {
-        Curl::get(format!("{}{path}", self.proxy())).host(host)
-    }
-
-    /// Waits for `count` access log lines (JSON on stdout) and returns them all, parsed.
-    fn access_log(&self, count: usize) -> Vec<Value> {
-        self.envoy
-            .wait_for_stdout_lines("\"listener\":", count, WAIT)
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect()
-    }
-
-    /// Waits until the counter equals `value` (a filter counter appears with its first use).
-    fn expect_counter(&self, name: &str, value: u64) {
-        if value == 0 {
-            assert_eq!(self.envoy.counter(name), 0, "{name}");
-            return;
-        }
-        let start = Instant::now();
-        loop {
-            let seen = self.envoy.counter(name);
-            if seen == value {
-                return;
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "{name} = {seen}, expected {value}\n{}",
-                self.envoy.log_tail(20)
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    fn forwarded(&self, service: &str, value: u64) {
-        self.expect_counter(
-            &format!("wasmcustom.external_service.forwarded.{service}"),
-            value,
-        );
-    }
-
-    fn denied(&self, reason: &str, value: u64) {
-        self.expect_counter(
-            &format!("wasmcustom.external_service.denied.{reason}"),
-            value,
-        );
-    }
-}
-
-/// The access log fields every forwarded request must have.
-fn assert_forwarded_line(line: &Value, listener: &str, service: &str, authority: &str, code: u64) {
-    assert_eq!(line["listener"], listener, "{line}");
-    assert_eq!(line["external_service"], service, "{line}");
-    assert_eq!(
-        line["upstream_cluster"],
-        format!("external_service_{service}"),
-        "{line}"
-    );
-    assert_eq!(line["authority"], authority, "{line}");
-    assert_eq!(line["response_code"], code, "{line}");
-    assert!(line["denied"].is_null(), "{line}");
-    if code == 200 {
-        assert_eq!(line["response_flags"], "-", "{line}");
-        assert!(
-            line["upstream_transport_failure_reason"].is_null(),
-            "{line}"
-        );
-    }
-}
-
-/// The access log fields of a TLS origination that failed: 503 `UF` with the TLS reason.
-fn assert_tls_failure_line(line: &Value, service: &str, reason_part: &str) {
-    assert_eq!(line["external_service"], service, "{line}");
-    assert_eq!(
-        line["upstream_cluster"],
-        format!("external_service_{service}"),
-        "{line}"
-    );
-    assert_eq!(line["response_code"], 503, "{line}");
-    assert_eq!(line["response_flags"], "UF", "{line}");
-    let reason = line["upstream_transport_failure_reason"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no upstream_transport_failure_reason: {line}"));
-    assert!(
-        reason.contains(reason_part),
-        "{reason_part:?} not in {line}"
-    );
-}
-
-fn assert_ok_from(r: &Response, upstream_listener: &str) {
-    assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(
-        r.header("x-upstream-name"),
-        Some(upstream_listener),
-        "{r:?}"
-    );
-}
-
-/// A 503 from Envoy that never reached the upstream (no echo headers).
-fn assert_503_without_upstream(r: &Response) {
-    assert_eq!(r.status, 503, "{r:?}");
-    assert_eq!(r.header("x-upstream-name"), None, "{r:?}");
-    assert!(r.body.starts_with("upstream connect error"), "{}", r.body);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Resources and certificates
-// ---------------------------------------------------------------------------------------------
-
-/// Strips the common indentation, so resources can be written indented in the code.
-fn dedent(text: &str) -> String {
-    let indent = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.len() - l.trim_start().len())
-        .min()
-        .unwrap_or(0);
-    let mut out: String = text
-        .lines()
-        .map(|l| l.get(indent..).unwrap_or("").trim_end())
-        .collect::<Vec<_>>()
-        .join("\n");
-    out = out.trim_start_matches('\n').to_string();
-    out.push('\n');
-    out
-}
-
-fn mesh(passthrough: bool) -> String {
-    dedent(&format!(
-        "
-        type: Mesh
-        name: default
-        networking:
-          outbound:
-            passthrough: {passthrough}
-        "
-    ))
-}
-
-/// An HTTP ExternalService at `address` with TLS origination; `tls` holds more lines of the
-/// `tls:` block (indented by 4), e.g. `caCert: {file: ...}`.
-fn https_service(name: &str, protocol: &str, address: &str, tls: &[String]) -> String {
-    let mut y = dedent(&format!(
-        "
-        type: ExternalService
-        mesh: default
-        name: {name}
-        tags:
-          kuma.io/service: {name}
-          kuma.io/protocol: {protocol}
-        networking:
-          address: {address}
-          tls:
-            enabled: true
-        "
-    ));
-    for line in tls {
-        y.push_str(&format!("    {line}\n"));
-    }
-    y
-}
-
-fn ca_file(ca: &Ca) -> String {
-    format!("caCert: {{file: \"{}\"}}", ca.ca_path().display())
-}
-
-fn docs(parts: &[String]) -> String {
-    parts.join("---\n")
-}
 
 /// A test CA and a server certificate for `names` (and 127.0.0.1).
 struct Pki {
@@ -337,18 +43,51 @@ fn pki(dir: &Path, names: &[&str]) -> Pki {
     Pki { ca, server }
 }
 
-/// DNS for every name (all 127.0.0.1) on the upstream builder.
-fn with_dns(mut b: UpstreamBuilder, names: &[&str]) -> UpstreamBuilder {
-    for n in names {
-        b = b.dns(n, &[LOCALHOST]);
-    }
-    b
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     fs::write(&p, text).unwrap();
     p
+}
+
+/// A TLS upstream (listener `tls`, certificate `server`) with DNS for `httpbin.test`, and its
+/// real address `httpbin.test:<port>`.
+fn httpbin_upstream(d: &Path, server: &CertKey) -> (Upstream, String) {
+    let up = with_dns(UpstreamBuilder::new().tls("tls", server), &["httpbin.test"]).start(d);
+    let real = format!("httpbin.test:{}", up.port("tls"));
+    (up, real)
+}
+
+/// [`httpbin_upstream`], and the sidecar with `httpbin` declared there over TLS (passthrough
+/// off), with these more `tls:` lines and CLI options. Returns the upstream (keep it: dropped,
+/// it stops), the sidecar and the real address `httpbin.test:<port>`.
+fn httpbin_over_tls(
+    d: &Path,
+    server: &CertKey,
+    tls: &[String],
+    extra: &[OsString],
+) -> (Upstream, Sidecar, String) {
+    let (up, real) = httpbin_upstream(d, server);
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[mesh(false), https_service("httpbin", "http", &real, tls)]),
+        extra,
+    );
+    (up, s, real)
+}
+
+/// [`httpbin_over_tls`] with a server certificate for `cert_name` only (no IP SAN) from a test
+/// CA the service trusts by file, and `tls_option`, one more `tls:` line.
+fn httpbin_with_cert_for(
+    d: &Path,
+    cert_name: &str,
+    tls_option: Option<&str>,
+) -> (Upstream, Sidecar, String) {
+    let ca = Ca::new(d, "test-ca");
+    let cert = ca.server_cert(d, "server", &[cert_name], &[]);
+    let mut tls = vec![ca_file(&ca)];
+    tls.extend(tls_option.map(str::to_string));
+    httpbin_over_tls(d, &cert, &tls, &[])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,19 +102,8 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
     let dir = test_dir();
     let d = dir.path();
     let p = pki(d, &["httpbin.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
+    let (up, s, real) = httpbin_over_tls(d, &p.server, &[ca_file(&p.ca)], &[]);
     let port = up.port("tls");
-    let real = format!("httpbin.test:{port}");
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
-            mesh(false),
-            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-        ])
-    });
 
     let responses = [
         s.via_proxy("http://httpbin.mesh/get").run(),
@@ -435,8 +163,10 @@ fn default_ports_are_left_out_of_the_host_header() {
         .dns("httpbin.test", &[ip])
         .dns("plain.test", &[ip])
         .start(d);
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("httpbin", "http", "httpbin.test:443", &[ca_file(&p.ca)]),
             dedent(
@@ -451,8 +181,9 @@ fn default_ports_are_left_out_of_the_host_header() {
                   address: plain.test:80
                 ",
             ),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     for url in [
         "http://httpbin.mesh/get",
@@ -494,19 +225,7 @@ fn real_name_on_the_service_port_reaches_the_service() {
     let dir = test_dir();
     let d = dir.path();
     let p = pki(d, &["httpbin.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let port = up.port("tls");
-    let real = format!("httpbin.test:{port}");
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
-            mesh(false),
-            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-        ])
-    });
+    let (_up, s, real) = httpbin_over_tls(d, &p.server, &[ca_file(&p.ca)], &[]);
 
     for r in [
         s.via_proxy(&format!("http://{real}/anything")).run(),
@@ -540,13 +259,16 @@ fn same_host_on_two_ports_is_two_services() {
     .start(d);
     let a = format!("httpbin.test:{}", up.port("first"));
     let b = format!("httpbin.test:{}", up.port("second"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("httpbin-a", "http", &a, &[ca_file(&p.ca)]),
             https_service("httpbin-b", "http", &b, &[ca_file(&p.ca)]),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     for (url, upstream, host) in [
         (format!("http://{a}/"), "first", &a),
@@ -597,8 +319,10 @@ fn mtls_presents_the_client_certificate() {
     .start(d);
     let real = format!("httpbin.test:{}", up.port("mtls"));
     let b64 = base64::engine::general_purpose::STANDARD.encode(&client.cert_pem);
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             dedent(&format!(
                 "
@@ -618,8 +342,9 @@ fn mtls_presents_the_client_certificate() {
                     format!("clientKey: {{file: \"{}\"}}", client.key_path.display()),
                 ],
             ),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
     assert_ok_from(&r, "mtls");
@@ -645,12 +370,15 @@ fn mtls_without_client_certificate_fails_with_503() {
     )
     .start(d);
     let real = format!("httpbin.test:{}", up.port("mtls"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
     assert_503_without_upstream(&r);
@@ -692,8 +420,10 @@ fn wrong_ca_fails_every_time_and_the_right_ca_succeeds() {
     let other = Ca::new(d, "other-ca");
     let up = with_dns(UpstreamBuilder::new().tls("tls", &p.server), &names).start(d);
     let port = up.port("tls");
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service(
                 "httpbin",
@@ -710,8 +440,9 @@ fn wrong_ca_fails_every_time_and_the_right_ca_succeeds() {
                     serde_json::to_string(p.ca.ca_pem()).unwrap()
                 )],
             ),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     for _ in 0..5 {
         assert_503_without_upstream(&s.via_proxy("http://httpbin.mesh/get").run());
@@ -751,15 +482,8 @@ fn no_ca_cert_verifies_against_the_system_ca_bundle() {
         "bundle.pem",
         &format!("{}{}", unrelated.ca_pem(), p.ca.ca_pem()),
     );
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &["--system-ca".into(), bundle.into()], |_| {
-        docs(&[mesh(false), https_service("httpbin", "http", &real, &[])])
-    });
+    let (_up, s, real) =
+        httpbin_over_tls(d, &p.server, &[], &["--system-ca".into(), bundle.into()]);
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
     assert_ok_from(&r, "tls");
@@ -776,15 +500,7 @@ fn no_ca_cert_is_refused_when_the_system_bundle_lacks_the_ca() {
     let p = pki(d, &["httpbin.test"]);
     let unrelated = Ca::new(d, "unrelated-ca");
     let bundle = write(d, "bundle.pem", unrelated.ca_pem());
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &["--system-ca".into(), bundle.into()], |_| {
-        docs(&[mesh(false), https_service("httpbin", "http", &real, &[])])
-    });
+    let (_up, s, _) = httpbin_over_tls(d, &p.server, &[], &["--system-ca".into(), bundle.into()]);
 
     assert_503_without_upstream(&s.via_proxy("http://httpbin.mesh/get").run());
     let line = &s.access_log(1)[0];
@@ -802,16 +518,7 @@ fn no_ca_cert_is_refused_when_the_system_bundle_lacks_the_ca() {
 fn san_mismatch_fails() {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "test-ca");
-    let cert = ca.server_cert(d, "server", &["elsewhere.test"], &[]);
-    let up = with_dns(UpstreamBuilder::new().tls("tls", &cert), &["httpbin.test"]).start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
-            mesh(false),
-            https_service("httpbin", "http", &real, &[ca_file(&ca)]),
-        ])
-    });
+    let (_up, s, _) = httpbin_with_cert_for(d, "elsewhere.test", None);
 
     assert_503_without_upstream(&s.via_proxy("http://httpbin.mesh/get").run());
     let line = &s.access_log(1)[0];
@@ -832,21 +539,8 @@ fn san_mismatch_fails() {
 fn skip_hostname_verification_accepts_a_san_mismatch() {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "test-ca");
-    let cert = ca.server_cert(d, "server", &["elsewhere.test"], &[]);
-    let up = with_dns(UpstreamBuilder::new().tls("tls", &cert), &["httpbin.test"]).start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
-            mesh(false),
-            https_service(
-                "httpbin",
-                "http",
-                &real,
-                &[ca_file(&ca), "skipHostnameVerification: true".to_string()],
-            ),
-        ])
-    });
+    let (_up, s, real) =
+        httpbin_with_cert_for(d, "elsewhere.test", Some("skipHostnameVerification: true"));
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
     assert_ok_from(&r, "tls");
@@ -861,21 +555,11 @@ fn skip_hostname_verification_accepts_a_san_mismatch() {
 fn server_name_sets_the_sni() {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "test-ca");
-    let cert = ca.server_cert(d, "server", &["api.internal.test"], &[]);
-    let up = with_dns(UpstreamBuilder::new().tls("tls", &cert), &["httpbin.test"]).start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
-            mesh(false),
-            https_service(
-                "httpbin",
-                "http",
-                &real,
-                &[ca_file(&ca), "serverName: api.internal.test".to_string()],
-            ),
-        ])
-    });
+    let (_up, s, real) = httpbin_with_cert_for(
+        d,
+        "api.internal.test",
+        Some("serverName: api.internal.test"),
+    );
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
     assert_ok_from(&r, "tls");
@@ -902,12 +586,15 @@ fn passthrough_off_refuses_an_undeclared_host() {
     .start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
     let undeclared = format!("plain.test:{}", up.port("plain"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     let r = s.via_proxy(&format!("http://{undeclared}/get")).run();
     assert_eq!(r.status, 403, "{r:?}");
@@ -961,12 +648,15 @@ fn passthrough_on_reaches_an_undeclared_plain_http_upstream() {
     .start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
     let plain = up.port("plain");
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(true),
             https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     for host in [format!("plain.test:{plain}"), format!("127.0.0.1:{plain}")] {
         let r = s.via_proxy(&format!("http://{host}/get")).run();
@@ -1006,13 +696,8 @@ fn dataplane_outbound_reaches_httpbin() {
     let dir = test_dir();
     let d = dir.path();
     let p = pki(d, &["httpbin.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 1, &[], |ports| {
+    let (up, real) = httpbin_upstream(d, &p.server);
+    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
         docs(&[
             mesh(false),
             https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
@@ -1071,12 +756,15 @@ fn http2_service_reaches_the_upstream_over_http2() {
     )
     .start(d);
     let real = format!("grpcbin.test:{}", up.port("h2"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("grpcbin", "http2", &real, &[ca_file(&p.ca)]),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     let r = s.via_proxy("http://grpcbin.mesh/get").run();
     assert_ok_from(&r, "h2");
@@ -1109,7 +797,7 @@ fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
     .start(d);
     let port = up.port("tls");
     let real = format!("secure.test:{port}");
-    let s = Sidecar::start(d, &up, 1, &[], |ports| {
+    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
         docs(&[
             mesh(false),
             dedent(&format!(
@@ -1206,7 +894,7 @@ fn generate_refuses_invalid_resources_and_writes_nothing() {
             ",
         ),
     ]);
-    let cli = generate(d, &resources, free_port(), &up, &[]);
+    let cli = generate(d, &resources, free_port(), up.dns_addr(), &[]);
     assert_eq!(cli.code, Some(1), "{cli:?}");
     for violation in [
         "ExternalService \"broken\" (mesh \"default\")",
@@ -1240,17 +928,12 @@ fn envoy_refuses_a_generated_config_with_an_invalid_plugin_configuration() {
     let dir = test_dir();
     let d = dir.path();
     let p = pki(d, &["httpbin.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
+    let (up, real) = httpbin_upstream(d, &p.server);
     let resources = docs(&[
         mesh(false),
         https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
     ]);
-    let cli = generate(d, &resources, free_port(), &up, &[]);
+    let cli = generate(d, &resources, free_port(), up.dns_addr(), &[]);
     assert_eq!(cli.code, Some(0), "{cli:?}");
     let text = fs::read_to_string(d.join("envoy.yaml")).unwrap();
     let mut config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
@@ -1301,16 +984,16 @@ fn policy_doc_universal_example_works_as_documented() {
     let d = dir.path();
     let p = pki(d, &["httpbin.test"]);
     let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 1, &["--system-ca".into(), bundle.into()], |ports| {
-        docs(&[
-            dedent(&format!(
-                "
+    let (up, real) = httpbin_upstream(d, &p.server);
+    let s = Sidecar::start_with_outbounds(
+        d,
+        up.dns_addr(),
+        1,
+        &["--system-ca".into(), bundle.into()],
+        |ports| {
+            docs(&[
+                dedent(&format!(
+                    "
                     type: ExternalService
                     mesh: default
                     name: httpbin
@@ -1322,10 +1005,11 @@ fn policy_doc_universal_example_works_as_documented() {
                       tls:
                         enabled: true
                     "
-            )),
-            dataplane(ports[0], "httpbin"),
-        ])
-    });
+                )),
+                dataplane(ports[0], "httpbin"),
+            ])
+        },
+    );
     let out = s.outbound[0];
 
     for r in [
@@ -1360,14 +1044,11 @@ fn policy_doc_kubernetes_example_works_as_documented() {
     let d = dir.path();
     let p = pki(d, &["httpbin.test"]);
     let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &["--system-ca".into(), bundle.into()], |_| {
-        dedent(&format!(
+    let (up, real) = httpbin_upstream(d, &p.server);
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &dedent(&format!(
             "
             apiVersion: kuma.io/v1alpha1
             kind: ExternalService
@@ -1384,8 +1065,9 @@ fn policy_doc_kubernetes_example_works_as_documented() {
                 tls:
                   enabled: true
             "
-        ))
-    });
+        )),
+        &["--system-ca".into(), bundle.into()],
+    );
 
     for r in [
         s.via_proxy("http://httpbin.mesh/get").run(),
@@ -1418,8 +1100,10 @@ fn ip_address_service_sends_no_sni_and_checks_the_ip_san() {
     )
     .start(d);
     let real = format!("127.0.0.1:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service(
                 "byip",
@@ -1430,8 +1114,9 @@ fn ip_address_service_sends_no_sni_and_checks_the_ip_san() {
                     base64::engine::general_purpose::STANDARD.encode(p.ca.ca_pem())
                 )],
             ),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     for r in [
         s.via_proxy("http://byip.mesh/").run(),
@@ -1463,15 +1148,18 @@ fn one_service_with_endpoints_on_two_hosts() {
     )
     .start(d);
     let (p1, p2) = (up.port("one"), up.port("two"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("pair-1", "http", &format!("one.test:{p1}"), &[ca_file(&ca)])
                 .replace("kuma.io/service: pair-1", "kuma.io/service: pair"),
             https_service("pair-2", "http", &format!("two.test:{p2}"), &[ca_file(&ca)])
                 .replace("kuma.io/service: pair-2", "kuma.io/service: pair"),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     let mut seen = std::collections::BTreeMap::new();
     for _ in 0..6 {
@@ -1502,12 +1190,15 @@ fn grpc_service_takes_only_grpc_requests() {
     let p = pki(d, &["grpc.test"]);
     let up = with_dns(UpstreamBuilder::new().h2("h2", &p.server), &["grpc.test"]).start(d);
     let real = format!("grpc.test:{}", up.port("h2"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("grpcsvc", "grpc", &real, &[ca_file(&p.ca)]),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     let r = s
         .via_proxy("http://grpcsvc.mesh/pkg.Service/Method")
@@ -1551,7 +1242,7 @@ fn tcp_service_with_tls_originates_tls() {
     )
     .start(d);
     let real = format!("echo.test:{}", up.port("echo"));
-    let s = Sidecar::start(d, &up, 1, &[], |ports| {
+    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
         docs(&[
             mesh(false),
             https_service("echo", "tcp", &real, &[ca_file(&p.ca)]),
@@ -1594,19 +1285,17 @@ fn disable_host_dns_entry_hides_the_real_name() {
     let dir = test_dir();
     let d = dir.path();
     let p = pki(d, &["httpbin.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let s = Sidecar::start(d, &up, 0, &[], |_| {
-        docs(&[
+    let (up, real) = httpbin_upstream(d, &p.server);
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
             mesh(false),
             https_service("httpbin", "http", &real, &[ca_file(&p.ca)])
                 .replace("  address:", "  disableHostDNSEntry: true\n  address:"),
-        ])
-    });
+        ]),
+        &[],
+    );
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
     assert_ok_from(&r, "tls");

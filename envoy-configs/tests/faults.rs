@@ -8,7 +8,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod reliability;
 mod support;
 
 use std::io::{Read, Write};
@@ -18,10 +17,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reliability::{docs, http_service, https_service, mesh, Sidecar};
 use serde_json::Value;
 use support::{
-    hot_restart_base_id, test_dir, Ca, Curl, Envoy, EnvoyOptions, UpstreamBuilder, Validity,
+    assert_tls_failure_line, ca_file, docs, hot_restart_base_id, http_service, https_service, mesh,
+    test_dir, with_dns, Ca, Curl, Envoy, EnvoyOptions, Sidecar, UpstreamBuilder, Validity,
 };
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -133,11 +132,7 @@ fn upstream_down_slow_unresolvable_and_resetting() {
     let dir = test_dir();
     let d = dir.path();
     let names = ["down.test", "slow.test", "partial.test", "cut.test"];
-    let mut b = UpstreamBuilder::new().plain("unused");
-    for n in names {
-        b = b.dns(n, &[LOCALHOST]);
-    }
-    let up = b.start(d);
+    let up = with_dns(UpstreamBuilder::new().plain("unused"), &names).start(d);
     let slow = Fake::start(Behaviour::Silent(Duration::from_secs(4)));
     let partial = Fake::start(Behaviour::PartialHeaders);
     let cut = Fake::start(Behaviour::PartialBody);
@@ -250,20 +245,20 @@ fn bad_server_certificates_fail_closed() {
         Validity::NotYetValid,
     );
     let other = ca.server_cert(d, "other", &["other.test"], &[]);
-    let up = UpstreamBuilder::new()
-        .tls("expired", &expired)
-        .tls("notyet", &notyet)
-        .tls("wrongname", &other)
-        .dns("expired.test", &[LOCALHOST])
-        .dns("notyet.test", &[LOCALHOST])
-        .dns("wrongname.test", &[LOCALHOST])
-        .start(d);
-    let ca_line = format!("caCert: {{file: \"{}\"}}", ca.ca_path().display());
+    let up = with_dns(
+        UpstreamBuilder::new()
+            .tls("expired", &expired)
+            .tls("notyet", &notyet)
+            .tls("wrongname", &other),
+        &["expired.test", "notyet.test", "wrongname.test"],
+    )
+    .start(d);
     let svc = |name: &str| {
         https_service(
             name,
+            "http",
             &format!("{name}.test:{}", up.port(name)),
-            std::slice::from_ref(&ca_line),
+            &[ca_file(&ca)],
         )
     };
     let resources = docs(&[mesh(false), svc("expired"), svc("notyet"), svc("wrongname")]);
@@ -290,13 +285,8 @@ fn bad_server_certificates_fail_closed() {
             .collect();
         assert_eq!(lines.len(), 2, "{name}: {log:?}");
         for l in lines {
-            assert_eq!(l["response_code"], 503, "{l}");
-            assert_eq!(l["response_flags"], "UF", "{l}");
-            let why = l["upstream_transport_failure_reason"]
-                .as_str()
-                .unwrap_or("");
-            assert!(why.contains("CERTIFICATE_VERIFY_FAILED"), "{l}");
-            assert!(why.contains(reason), "{reason}: {l}");
+            assert_tls_failure_line(l, name, "CERTIFICATE_VERIFY_FAILED");
+            assert_tls_failure_line(l, name, reason);
         }
         // The server never saw a request: the handshake failed, nothing else was tried.
         assert_eq!(

@@ -320,29 +320,40 @@ fn client_yaml(p: &Pki, up: &Upstream) -> String {
               matcher: {exact: httpbin.test}
 ";
     let tls13 = "          tls_params: {tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3}\n";
+    // `httpbin.test` (STRICT_DNS) on `port`, over TLS with this UpstreamTlsContext body.
+    let tls_cluster = |name: &str, port: u16, tls: &str| {
+        cluster(name, "STRICT_DNS", "httpbin.test", port, &upstream_tls(tls))
+    };
+    // SNI httpbin.test, verified against the CA in `ca` with the DNS SAN; `params`: "" or
+    // `tls13`.
+    let verified_by = |ca: &str, params: &str| {
+        format!(
+            "        sni: httpbin.test
+        common_tls_context:
+{params}          validation_context:
+            trusted_ca: {{filename: \"{ca}\"}}
+{sans_dns}"
+        )
+    };
     let mut clusters = String::new();
     // a. CA by file, DNS SAN, TLS 1.2..1.3.
-    clusters += &cluster(
+    clusters += &tls_cluster(
         "tls_file",
-        "STRICT_DNS",
-        "httpbin.test",
         up.port("tls"),
-        &upstream_tls(&format!(
+        &format!(
             "        sni: httpbin.test
         allow_renegotiation: false
         common_tls_context:
 {tls13}          validation_context:
             trusted_ca: {{filename: \"{ca_file}\"}}
 {sans_dns}"
-        )),
+        ),
     );
     // a. CA inline, DNS + IP SANs (either may match), no tls_params: TLS 1.2 at most.
-    clusters += &cluster(
+    clusters += &tls_cluster(
         "tls_inline",
-        "STRICT_DNS",
-        "httpbin.test",
         up.port("tls"),
-        &upstream_tls(&format!(
+        &format!(
             "        sni: httpbin.test
         common_tls_context:
           validation_context:
@@ -354,7 +365,7 @@ fn client_yaml(p: &Pki, up: &Upstream) -> String {
               matcher: {{exact: 127.0.0.1}}
 ",
             q(p.ca.ca_pem())
-        )),
+        ),
     );
     // a. An IP endpoint: STATIC, no SNI, IP SAN.
     clusters += &cluster(
@@ -373,12 +384,10 @@ fn client_yaml(p: &Pki, up: &Upstream) -> String {
         )),
     );
     // a. mTLS, client cert by file and inline; and without one.
-    clusters += &cluster(
+    clusters += &tls_cluster(
         "mtls_file",
-        "STRICT_DNS",
-        "httpbin.test",
         up.port("mtls"),
-        &upstream_tls(&format!(
+        &format!(
             "        sni: httpbin.test
         common_tls_context:
 {tls13}          tls_certificates:
@@ -389,14 +398,12 @@ fn client_yaml(p: &Pki, up: &Upstream) -> String {
 {sans_dns}",
             p.client.cert_path.display(),
             p.client.key_path.display()
-        )),
+        ),
     );
-    clusters += &cluster(
+    clusters += &tls_cluster(
         "mtls_inline",
-        "STRICT_DNS",
-        "httpbin.test",
         up.port("mtls"),
-        &upstream_tls(&format!(
+        &format!(
             "        sni: httpbin.test
         common_tls_context:
           tls_certificates:
@@ -408,42 +415,26 @@ fn client_yaml(p: &Pki, up: &Upstream) -> String {
             q(&p.client.cert_pem),
             q(&p.client.key_pem),
             q(p.ca.ca_pem())
-        )),
+        ),
     );
-    clusters += &cluster(
+    clusters += &tls_cluster(
         "mtls_none",
-        "STRICT_DNS",
-        "httpbin.test",
         up.port("mtls"),
-        &upstream_tls(&format!(
+        &format!(
             "        sni: httpbin.test
         common_tls_context:
           validation_context:
             trusted_ca: {{filename: \"{ca_file}\"}}
 "
-        )),
+        ),
     );
     // a. Failures: wrong CA, SAN mismatch, expired and not-yet-valid certificates.
     let other_ca = p.other_ca.ca_path().display().to_string();
-    clusters += &cluster(
-        "wrong_ca",
-        "STRICT_DNS",
-        "httpbin.test",
-        up.port("tls"),
-        &upstream_tls(&format!(
-            "        sni: httpbin.test
-        common_tls_context:
-          validation_context:
-            trusted_ca: {{filename: \"{other_ca}\"}}
-{sans_dns}"
-        )),
-    );
-    clusters += &cluster(
+    clusters += &tls_cluster("wrong_ca", up.port("tls"), &verified_by(&other_ca, ""));
+    clusters += &tls_cluster(
         "bad_san",
-        "STRICT_DNS",
-        "httpbin.test",
         up.port("tls"),
-        &upstream_tls(&format!(
+        &format!(
             "        sni: httpbin.test
         common_tls_context:
           validation_context:
@@ -452,22 +443,10 @@ fn client_yaml(p: &Pki, up: &Upstream) -> String {
             - san_type: DNS
               matcher: {{exact: other.test}}
 "
-        )),
+        ),
     );
     for l in ["expired", "not_yet_valid"] {
-        clusters += &cluster(
-            l,
-            "STRICT_DNS",
-            "httpbin.test",
-            up.port(l),
-            &upstream_tls(&format!(
-                "        sni: httpbin.test
-        common_tls_context:
-          validation_context:
-            trusted_ca: {{filename: \"{ca_file}\"}}
-{sans_dns}"
-            )),
-        );
+        clusters += &tls_cluster(l, up.port(l), &verified_by(&ca_file, ""));
     }
     // b. HTTP/2 upstream over TLS with ALPN h2.
     clusters += &cluster(
@@ -500,18 +479,10 @@ fn client_yaml(p: &Pki, up: &Upstream) -> String {
         up.port("tls"),
         "",
     );
-    clusters += &cluster(
+    clusters += &tls_cluster(
         "tcp_originate",
-        "STRICT_DNS",
-        "httpbin.test",
         up.port("tcp_tls"),
-        &upstream_tls(&format!(
-            "        sni: httpbin.test
-        common_tls_context:
-{tls13}          validation_context:
-            trusted_ca: {{filename: \"{ca_file}\"}}
-{sans_dns}"
-        )),
+        &verified_by(&ca_file, tls13),
     );
     // c. Passthrough on: the dynamic forward proxy cluster.
     clusters += &format!(

@@ -10,14 +10,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod reliability;
 mod support;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::time::{Duration, Instant};
 
-use reliability::{docs, https_service, mesh, raw_request, Raw, Sidecar};
-use support::{test_dir, Ca, Curl, Response, Upstream, UpstreamBuilder};
+use support::{
+    ca_file, docs, https_service, mesh, test_dir, Ca, Curl, Response, Sidecar, Upstream,
+    UpstreamBuilder, WAIT,
+};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -123,6 +126,92 @@ fn undeclared() -> Answer {
     filter(403, "undeclared-host")
 }
 
+// ---------------------------------------------------------------------------------------------
+// Raw requests: bytes curl cannot send
+// ---------------------------------------------------------------------------------------------
+
+/// What came back on a raw connection.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    /// The status of the first response, `None` when nothing parseable came back.
+    pub status: Option<u16>,
+    /// The response head (status line and headers), lossy.
+    pub head: String,
+    pub body: String,
+}
+
+impl Raw {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
+    }
+}
+
+/// Writes `request` as it is to 127.0.0.1:`port` and reads until Envoy closes the connection,
+/// the first response is complete (by Content-Length) or 5 s pass.
+pub fn raw_request(port: u16, request: &[u8]) -> Raw {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.set_write_timeout(Some(WAIT)).unwrap();
+    // Envoy may answer and close before it read everything: a failed write is fine.
+    let _ = s.write_all(request);
+    let start = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while start.elapsed() < WAIT {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+        if complete(&raw) {
+            break;
+        }
+    }
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let (head, body) = match split {
+        Some(i) => (&raw[..i], &raw[i + 4..]),
+        None => (&raw[..], &raw[raw.len()..]),
+    };
+    let head = String::from_utf8_lossy(head).to_string();
+    let status = head
+        .lines()
+        .next()
+        .filter(|l| l.starts_with("HTTP/"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok());
+    Raw {
+        status,
+        head,
+        body: String::from_utf8_lossy(body).to_string(),
+    }
+}
+
+fn complete(raw: &[u8]) -> bool {
+    let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..i]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    len.is_some_and(|n| raw.len() >= i + 4 + n)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The setup and the checks
+// ---------------------------------------------------------------------------------------------
+
 /// The setup: `httpbin` declared (TLS upstream `httpbin.test`), `plain.test` undeclared.
 struct World {
     up: Upstream,
@@ -145,11 +234,7 @@ fn world() -> World {
     let real = format!("httpbin.test:{}", up.port("tls"));
     let resources = docs(&[
         mesh(false),
-        https_service(
-            "httpbin",
-            &real,
-            &[format!("caCert: {{file: \"{}\"}}", ca.ca_path().display())],
-        ),
+        https_service("httpbin", "http", &real, &[ca_file(&ca)]),
     ]);
     let s = Sidecar::start(d, up.dns_addr(), &resources, &[]);
     let plain = up.port("plain");
@@ -168,6 +253,11 @@ impl World {
         req.extend_from_slice(host);
         req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
         self.raw(&req)
+    }
+
+    /// [`World::host`] as a row for [`check`], labelled `Host: <h>`.
+    fn host_row(&self, h: &str, want: Answer) -> Row {
+        (format!("Host: {h}"), self.host(h.as_bytes()), want)
     }
 
     fn raw(&self, request: &[u8]) -> Answer {
@@ -199,8 +289,11 @@ impl World {
     }
 }
 
+/// A table row: what was sent, what came back, what should have.
+type Row = (String, Answer, Answer);
+
 /// Runs every row, then reports all mismatches at once (label, got, wanted).
-fn check(w: &World, rows: Vec<(String, Answer, Answer)>) {
+fn check(w: &World, rows: Vec<Row>) {
     let mut wrong = Vec::new();
     for (label, got, want) in &rows {
         eprintln!("{label:60} -> {got}");
@@ -219,10 +312,7 @@ fn names_case_dots_suffixes_fragments_userinfo() {
     let w = world();
     let p = w.plain;
     let mut rows = Vec::new();
-    let mut host = |h: String, want: Answer| {
-        let got = w.host(h.as_bytes());
-        rows.push((format!("Host: {h}"), got, want));
-    };
+    let mut host = |h: String, want: Answer| rows.push(w.host_row(&h, want));
     host("HTTPBIN.MESH".into(), declared());
     host("HttpBin.Mesh".into(), declared());
     host("httpbin.mesh.".into(), declared());
@@ -379,10 +469,7 @@ fn ports_and_ipv6() {
     let w = world();
     let p = w.plain;
     let mut rows = Vec::new();
-    let mut host = |h: String, want: Answer| {
-        let got = w.host(h.as_bytes());
-        rows.push((format!("Host: {h}"), got, want));
-    };
+    let mut host = |h: String, want: Answer| rows.push(w.host_row(&h, want));
     host("httpbin.mesh:0".into(), bad());
     host("httpbin.mesh:99999".into(), bad());
     host("httpbin.mesh:080".into(), bad());

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod reliability;
 mod support;
 
 use std::ffi::OsString;
@@ -15,8 +14,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use base64::Engine as _;
-use reliability::{dedent, docs, extsvc, https_service, mesh, Sidecar};
-use support::{test_dir, Ca, CertKey, Curl, UpstreamBuilder};
+use support::{
+    dedent, docs, extsvc, https_service, mesh, test_dir, Ca, CertKey, Curl, Sidecar, Upstream,
+    UpstreamBuilder,
+};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -62,6 +63,7 @@ fn inline_resources(ca: &Ca, client: &CertKey, address: &str) -> String {
         )),
         https_service(
             "httpbin",
+            "http",
             address,
             &[
                 format!(
@@ -73,6 +75,34 @@ fn inline_resources(ca: &Ca, client: &CertKey, address: &str) -> String {
             ],
         ),
     ])
+}
+
+/// An mTLS upstream for `httpbin.test`, and the sidecar on [`inline_resources`] for it with
+/// these more CLI options. Returns the client certificate, the upstream (keep it: dropped, it
+/// stops) and the sidecar.
+fn mtls_sidecar(d: &Path, extra: &[OsString]) -> (CertKey, Upstream, Sidecar) {
+    let ca = Ca::new(d, "ca");
+    let server = ca.server_cert(d, "server", &["httpbin.test"], &[LOCALHOST]);
+    let client = ca.client_cert(d, "client", "client-app");
+    let up = UpstreamBuilder::new()
+        .mtls("mtls", &server, &ca)
+        .dns("httpbin.test", &[LOCALHOST])
+        .start(d);
+    let real = format!("httpbin.test:{}", up.port("mtls"));
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &inline_resources(&ca, &client, &real),
+        extra,
+    );
+    (client, up, s)
+}
+
+/// Once `requests` access log lines are out: neither they nor Envoy's own log hold `key`.
+fn assert_logs_hold_no_key(s: &Sidecar, requests: usize, key: &CertKey) {
+    s.access_log(requests);
+    assert_no_key("access log", &s.envoy.stdout(), key);
+    assert_no_key("envoy log", &s.envoy.log(), key);
 }
 
 fn args(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
@@ -140,6 +170,7 @@ fn file_sources_stay_paths() {
         mesh(false),
         https_service(
             "httpbin",
+            "http",
             "httpbin.test:443",
             &[
                 "caCert: {file: ca.pem}".to_string(),
@@ -172,21 +203,8 @@ fn file_sources_stay_paths() {
 fn secrets_dir_moves_material_to_private_files_that_envoy_uses() {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "ca");
-    let server = ca.server_cert(d, "server", &["httpbin.test"], &[LOCALHOST]);
-    let client = ca.client_cert(d, "client", "client-app");
-    let up = UpstreamBuilder::new()
-        .mtls("mtls", &server, &ca)
-        .dns("httpbin.test", &[LOCALHOST])
-        .start(d);
-    let real = format!("httpbin.test:{}", up.port("mtls"));
     let secrets = d.join("secrets");
-    let s = Sidecar::start(
-        d,
-        up.dns_addr(),
-        &inline_resources(&ca, &client, &real),
-        &["--secrets-dir".into(), secrets.clone().into()],
-    );
+    let (client, _up, s) = mtls_sidecar(d, &["--secrets-dir".into(), secrets.clone().into()]);
 
     assert_eq!(mode(&secrets), 0o700);
     let mut names: Vec<String> = fs::read_dir(&secrets)
@@ -226,9 +244,7 @@ fn secrets_dir_moves_material_to_private_files_that_envoy_uses() {
     assert_eq!(r.header("x-seen-peer-subject"), Some("CN=client-app"));
     let denied = Curl::get("http://evil.example/").proxy(s.proxy()).run();
     assert_eq!(denied.status, 403);
-    s.access_log(2);
-    assert_no_key("access log", &s.envoy.stdout(), &client);
-    assert_no_key("envoy log", &s.envoy.log(), &client);
+    assert_logs_hold_no_key(&s, 2, &client);
 }
 
 /// The inline form in real Envoy: the access log and Envoy's log (info) hold no key either.
@@ -236,25 +252,10 @@ fn secrets_dir_moves_material_to_private_files_that_envoy_uses() {
 fn inline_keys_stay_out_of_envoy_logs() {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "ca");
-    let server = ca.server_cert(d, "server", &["httpbin.test"], &[LOCALHOST]);
-    let client = ca.client_cert(d, "client", "client-app");
-    let up = UpstreamBuilder::new()
-        .mtls("mtls", &server, &ca)
-        .dns("httpbin.test", &[LOCALHOST])
-        .start(d);
-    let real = format!("httpbin.test:{}", up.port("mtls"));
-    let s = Sidecar::start(
-        d,
-        up.dns_addr(),
-        &inline_resources(&ca, &client, &real),
-        &[],
-    );
+    let (client, _up, s) = mtls_sidecar(d, &[]);
     let r = Curl::get("http://httpbin.mesh/get").proxy(s.proxy()).run();
     assert_eq!(r.status, 200, "{r:?}");
-    s.access_log(1);
-    assert_no_key("access log", &s.envoy.stdout(), &client);
-    assert_no_key("envoy log", &s.envoy.log(), &client);
+    assert_logs_hold_no_key(&s, 1, &client);
     // The filter's configuration (in the same file) carries no TLS material at all.
     assert_eq!(mode(&d.join("envoy.yaml")), 0o600);
 }

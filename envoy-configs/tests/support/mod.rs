@@ -9,6 +9,8 @@
 //! - [`upstream`]: a second Envoy acting as TLS / mTLS / HTTP/2 / TCP upstreams and a DNS server.
 //! - [`curl`]: run curl and get status, headers and body back.
 //! - [`net`]: free loopback ports and a bounded "eventually" helper.
+//! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
+//!   wrote, build the resources YAML, check the access log lines.
 //!
 //! Typical use (see `../harness.rs` for complete examples):
 //!
@@ -29,6 +31,17 @@
 //! assert_eq!(envoy.counter("cluster.httpbin.ssl.handshake"), 1);
 //! ```
 //!
+//! The end-to-end tests (`../e2e.rs`, `../hostile.rs`, `../faults.rs`, `../secrets.rs`)
+//! drive the generated configuration through [`sidecar`] instead:
+//!
+//! ```text
+//! let s = Sidecar::start(dir.path(), up.dns_addr(), &docs(&[mesh(false),
+//!     https_service("httpbin", "http", &format!("httpbin.test:{}", up.port("tls")),
+//!         &[ca_file(&ca)])]), &[]);
+//! assert_ok_from(&s.via_proxy("http://httpbin.mesh/get").run(), "tls");
+//! s.forwarded("httpbin", 1);
+//! ```
+//!
 //! `ENVOY_FACTS.md` beside this file records the Envoy 1.40 configuration facts the
 //! generator relies on, each checked against the real binary.
 
@@ -41,6 +54,7 @@ pub mod certs;
 pub mod curl;
 pub mod envoy;
 pub mod net;
+pub mod sidecar;
 pub mod upstream;
 
 pub use certs::{Ca, CertKey, Validity};
@@ -50,4 +64,9 @@ pub use envoy::{
     EnvoyOptions, Validation,
 };
 pub use net::{eventually, free_port, test_dir};
+pub use sidecar::{
+    assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
+    ca_file, dedent, docs, extsvc, generate, http_service, https_service, mesh, with_dns, Cli,
+    Sidecar, WAIT,
+};
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};
