@@ -410,13 +410,12 @@ impl Plugin {
         end_of_stream: bool,
     ) -> Result<Action> {
         self.stream_mut(stream)?.request_headers = owned(headers);
-        let n = wasm_len(headers.len())?;
-        let action = self.call::<(u32, u32, u32), u32>(
-            stream.0,
+        self.call_on_headers(
+            stream,
             "proxy_on_request_headers",
-            (stream.0, n, u32::from(end_of_stream)),
-        )?;
-        Action::from_u32(action)
+            headers.len(),
+            end_of_stream,
+        )
     }
 
     /// Like [`Plugin::call_on_request_headers`], with values given as bytes: a value need not
@@ -431,13 +430,12 @@ impl Plugin {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
             .collect();
-        let n = wasm_len(headers.len())?;
-        let action = self.call::<(u32, u32, u32), u32>(
-            stream.0,
+        self.call_on_headers(
+            stream,
             "proxy_on_request_headers",
-            (stream.0, n, u32::from(end_of_stream)),
-        )?;
-        Action::from_u32(action)
+            headers.len(),
+            end_of_stream,
+        )
     }
 
     /// Gives the stream these response headers and calls `proxy_on_response_headers`.
@@ -448,10 +446,27 @@ impl Plugin {
         end_of_stream: bool,
     ) -> Result<Action> {
         self.stream_mut(stream)?.response_headers = owned(headers);
-        let n = wasm_len(headers.len())?;
+        self.call_on_headers(
+            stream,
+            "proxy_on_response_headers",
+            headers.len(),
+            end_of_stream,
+        )
+    }
+
+    /// Calls a headers callback (`proxy_on_request_headers` or `proxy_on_response_headers`)
+    /// once the stream holds the headers.
+    fn call_on_headers(
+        &mut self,
+        stream: HttpStream,
+        callback: &str,
+        count: usize,
+        end_of_stream: bool,
+    ) -> Result<Action> {
+        let n = wasm_len(count)?;
         let action = self.call::<(u32, u32, u32), u32>(
             stream.0,
-            "proxy_on_response_headers",
+            callback,
             (stream.0, n, u32::from(end_of_stream)),
         )?;
         Action::from_u32(action)
