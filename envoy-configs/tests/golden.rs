@@ -15,7 +15,7 @@ use base64::Engine as _;
 use envoy_configs::generate::{self, Bootstrap, Error, Options};
 use envoy_configs::read;
 use external_service_filter::config;
-use serde_json::Value;
+use serde_json::{json, Value};
 use support::{test_dir, Ca, CertKey};
 
 const UPDATE: &str = "UPDATE_GOLDEN=1 cargo test -p envoy-configs --test golden";
@@ -380,10 +380,31 @@ networking: {address: 10.0.0.1:443}
     );
 }
 
+/// The domains of the outbound listener's virtual hosts, by virtual host name.
+fn outbound_domains(b: &Bootstrap) -> Vec<(String, Value)> {
+    let listener = b.config["static_resources"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "outbound_http")
+        .unwrap();
+    listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap().to_string(),
+                v["domains"].clone(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn two_services_with_one_authority_are_refused() {
-    // Different ports, one authority: 443 is the default with TLS, 80 without.
-    let err = generate_from(
+fn one_host_on_the_default_ports_of_tls_and_plain_keeps_both_ports() {
+    // 443 is the default with TLS, 80 without: both would shorten to `api.test`.
+    let bootstrap = generate_from(
         "type: ExternalService
 mesh: default
 name: secure
@@ -397,13 +418,43 @@ tags: {kuma.io/service: plain, kuma.io/protocol: http}
 networking: {address: api.test:80}
 ",
     )
+    .unwrap();
+    let domains = outbound_domains(&bootstrap);
+    assert!(
+        domains.contains(&("external_service_secure".into(), json!(["api.test:443"]))),
+        "{domains:?}"
+    );
+    assert!(
+        domains.contains(&("external_service_plain".into(), json!(["api.test:80"]))),
+        "{domains:?}"
+    );
+}
+
+#[test]
+fn two_services_with_one_authority_are_refused() {
+    // One address for two services is allowed when one gives up its real name, but the
+    // filter would send both to the same authority: no route can tell them apart.
+    let err = generate_from(
+        "type: ExternalService
+mesh: default
+name: secure
+tags: {kuma.io/service: secure, kuma.io/protocol: http}
+networking: {address: api.test:443, tls: {enabled: true}}
+---
+type: ExternalService
+mesh: default
+name: other
+tags: {kuma.io/service: other, kuma.io/protocol: http}
+networking: {address: api.test:443, disableHostDNSEntry: true, tls: {enabled: true}}
+",
+    )
     .unwrap_err();
     assert!(
-        matches!(&err, Error::SameAuthority { authority, .. } if authority == "api.test"),
+        matches!(&err, Error::SameAuthority { authority, .. } if authority == "api.test:443"),
         "{err:?}"
     );
     assert!(
-        err.to_string().contains("\"secure\" and \"plain\""),
+        err.to_string().contains("\"secure\" and \"other\""),
         "{err}"
     );
 }

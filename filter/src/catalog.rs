@@ -127,10 +127,29 @@ impl Catalog {
                 Spec::Secret(_) | Spec::Dataplane(_) => {}
             }
         }
+        catalog.keep_ports_where_authorities_clash();
         for id in 0..catalog.services.len() {
             catalog.claim_names(id);
         }
         catalog
+    }
+
+    /// `api.test:443` with TLS and `api.test:80` without both shorten to `api.test`: such
+    /// services keep their ports, so the upstream side (routes) can still tell them apart.
+    fn keep_ports_where_authorities_clash(&mut self) {
+        let mut users: FxHashMap<&str, usize> = FxHashMap::default();
+        for service in &self.services {
+            *users.entry(&service.authority).or_default() += 1;
+        }
+        let clashing: Vec<ServiceId> = (0..self.services.len())
+            .filter(|&id| users[self.services[id].authority.as_str()] > 1)
+            .collect();
+        for id in clashing {
+            let service = &mut self.services[id];
+            if let Some(first) = service.endpoints.first() {
+                service.authority = first.address.to_string();
+            }
+        }
     }
 
     fn claim_names(&mut self, id: ServiceId) {

@@ -67,6 +67,22 @@ pub fn services() -> Vec<Value> {
             "shared.example.com:8443",
             true,
         ),
+        // One host on the default ports of TLS and of plain HTTP: both would shorten to
+        // `dual.example.com`, so both keep their ports.
+        es(
+            "dual-tls",
+            "dual-tls",
+            Some("http"),
+            "dual.example.com:443",
+            true,
+        ),
+        es(
+            "dual-plain",
+            "dual-plain",
+            Some("http"),
+            "dual.example.com:80",
+            false,
+        ),
     ]
 }
 
@@ -233,6 +249,21 @@ pub fn cases() -> Vec<Case> {
             Closed,
             "shared.example.com:443",
             forward("web-a", "shared.example.com"),
+        ),
+        case(
+            Closed,
+            "dual.example.com:443",
+            forward("dual-tls", "dual.example.com:443"),
+        ),
+        case(
+            Closed,
+            "dual.example.com",
+            forward("dual-plain", "dual.example.com:80"),
+        ),
+        case(
+            Closed,
+            "dual-tls.mesh",
+            forward("dual-tls", "dual.example.com:443"),
         ),
         // Undeclared hosts, and names that only look declared.
         case(Closed, "evil.example", UNDECLARED),
