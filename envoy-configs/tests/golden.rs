@@ -401,22 +401,29 @@ fn outbound_domains(b: &Bootstrap) -> Vec<(String, Value)> {
         .collect()
 }
 
-#[test]
-fn one_host_on_the_default_ports_of_tls_and_plain_keeps_both_ports() {
-    // 443 is the default with TLS, 80 without: both would shorten to `api.test`.
-    let bootstrap = generate_from(
-        "type: ExternalService
+/// An HTTP service with TLS on `api.test:443`, the default port of TLS; a second document follows.
+const SECURE_API: &str = "type: ExternalService
 mesh: default
 name: secure
 tags: {kuma.io/service: secure, kuma.io/protocol: http}
 networking: {address: api.test:443, tls: {enabled: true}}
 ---
-type: ExternalService
+";
+
+#[test]
+fn one_host_on_the_default_ports_of_tls_and_plain_keeps_both_ports() {
+    // 443 is the default with TLS, 80 without: both would shorten to `api.test`.
+    let bootstrap = generate_from(
+        &[
+            SECURE_API,
+            "type: ExternalService
 mesh: default
 name: plain
 tags: {kuma.io/service: plain, kuma.io/protocol: http}
 networking: {address: api.test:80}
 ",
+        ]
+        .concat(),
     )
     .unwrap();
     let domains = outbound_domains(&bootstrap);
@@ -435,18 +442,16 @@ fn two_services_with_one_authority_are_refused() {
     // One address for two services is allowed when one gives up its real name, but the
     // filter would send both to the same authority: no route can tell them apart.
     let err = generate_from(
-        "type: ExternalService
-mesh: default
-name: secure
-tags: {kuma.io/service: secure, kuma.io/protocol: http}
-networking: {address: api.test:443, tls: {enabled: true}}
----
-type: ExternalService
+        &[
+            SECURE_API,
+            "type: ExternalService
 mesh: default
 name: other
 tags: {kuma.io/service: other, kuma.io/protocol: http}
 networking: {address: api.test:443, disableHostDNSEntry: true, tls: {enabled: true}}
 ",
+        ]
+        .concat(),
     )
     .unwrap_err();
     assert!(
