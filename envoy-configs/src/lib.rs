@@ -1,5 +1,7 @@
 //! Turns Kuma ExternalService resources into Envoy configuration.
 
 pub mod cli;
+pub mod cluster_rules;
 pub mod generate;
 pub mod read;
+pub mod resolve;

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use extsvc_testkit as support;
 
 use std::fs;
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use envoy_configs::generate::{self, Bootstrap, Error, Options};
 use envoy_configs::read;
-use external_service_filter::config;
+use external_service_model::config;
 use serde_json::{json, Value};
 use support::{test_dir, Ca, CertKey};
 
@@ -167,9 +167,9 @@ fn check_scenario(scenario: &str) {
     for text in plugin_configurations(&bootstrap.config) {
         let filter = config::configure(text.as_bytes())
             .unwrap_or_else(|e| panic!("{scenario}: the filter refuses {text}: {e:?}"));
-        let catalog = external_service_filter::Catalog::build(&loaded.checked.resources, "default");
+        let catalog = external_service_model::Catalog::build(&loaded.checked.resources, "default");
         // The same services, minus the TLS material the filter is not given.
-        let shape = |c: &external_service_filter::Catalog| {
+        let shape = |c: &external_service_model::Catalog| {
             c.services
                 .iter()
                 .map(|s| {

@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use extsvc_testkit as support;
 
 use std::fmt;
 use std::io::{Read, Write};

@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use extsvc_testkit as support;
 
 use std::ffi::OsString;
 use std::fs;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
+use external_service_model::contract::MODULE_PATH;
 use wasmtime::{Config, Engine, InstancePre, Store, WasmParams, WasmResults};
 
 use crate::abi::{Action, LogLevel};
@@ -36,17 +37,13 @@ impl fmt::Debug for Module {
 }
 
 impl Module {
-    /// Where the filter module is: `$EXTSVC_WASM`, else
-    /// `<workspace>/target/wasm32-wasip1/release/external_service_filter.wasm`.
+    /// Where the filter module is: `$EXTSVC_WASM`, else `<workspace>/`[`MODULE_PATH`].
     pub fn default_path() -> PathBuf {
         if let Some(path) = std::env::var_os("EXTSVC_WASM").filter(|p| !p.is_empty()) {
             return PathBuf::from(path);
         }
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-        manifest
-            .parent()
-            .unwrap_or(manifest)
-            .join("target/wasm32-wasip1/release/external_service_filter.wasm")
+        manifest.parent().unwrap_or(manifest).join(MODULE_PATH)
     }
 
     /// Loads and compiles the filter module from [`Module::default_path`].

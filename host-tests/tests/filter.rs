@@ -6,8 +6,7 @@
 
 mod support;
 
-#[path = "../../filter/tests/scenarios/mod.rs"]
-mod scenarios;
+use external_service_conformance::scenarios;
 
 use std::collections::HashMap;
 

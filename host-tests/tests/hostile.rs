@@ -7,8 +7,7 @@
 
 mod support;
 
-#[path = "../../filter/tests/scenarios/mod.rs"]
-mod scenarios;
+use external_service_conformance::scenarios;
 
 use host_tests::{Action, LogLevel, Plugin, PluginOptions};
 use scenarios::{plugin_config, Setup};

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use external_service_filter::Report;
+use external_service_model::Report;
 use serde::Serialize;
 
 use crate::read::{self, Loaded, SyntaxError};

@@ -3,7 +3,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::wasm::{DENIED_HEADER, SERVICE_FILTER_STATE};
+use external_service_model::contract::{DENIED_HEADER, SERVICE_FILTER_STATE};
 
 /// For an HTTP connection manager.
 pub fn http(listener: &str) -> Value {

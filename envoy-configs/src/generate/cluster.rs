@@ -2,8 +2,8 @@
 
 use std::net::SocketAddr;
 
-use external_service_filter::address::Host;
-use external_service_filter::catalog::Service;
+use external_service_model::address::Host;
+use external_service_model::catalog::Service;
 use serde_json::{json, Map, Value};
 
 use super::{protocol, tls, Context, Error};

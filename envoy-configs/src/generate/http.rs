@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use external_service_filter::catalog::Service;
+use external_service_model::catalog::Service;
 use serde_json::{json, Value};
 
 use super::{access_log, cluster, wasm, Context, Error};

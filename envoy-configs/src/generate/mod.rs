@@ -28,15 +28,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use external_service_filter::catalog::{self, Catalog, Service};
-use external_service_filter::config::Checked;
-use external_service_filter::resource::{Resource, Spec};
-use external_service_filter::validate::cluster_checks;
-use external_service_filter::Report;
+use external_service_model::catalog::{self, Catalog, Service};
+use external_service_model::config::Checked;
+use external_service_model::resource::{Resource, Spec};
+use external_service_model::Report;
 use serde_json::{json, Value};
 
-/// Where `make build` puts the filter module, relative to the workspace root.
-pub const DEFAULT_WASM: &str = "target/wasm32-wasip1/release/external_service_filter.wasm";
+pub use external_service_model::contract::MODULE_PATH as DEFAULT_WASM;
 /// Debian's bundle of trusted CAs: what verifies servers when an ExternalService has no caCert.
 pub const DEFAULT_SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
@@ -240,7 +238,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
 /// Invalid resources, and valid ones that one Envoy cluster per service cannot hold, are
 /// refused with every report, so the CLI prints what `validate` prints.
 fn refuse_invalid(checked: &Checked) -> Result<(), Error> {
-    let extra = cluster_checks(&checked.resources);
+    let extra = crate::cluster_rules::check(&checked.resources);
     if checked.is_valid() && extra.iter().all(Vec::is_empty) {
         return Ok(());
     }
@@ -294,7 +292,7 @@ fn outbounds<'a>(ctx: &Context<'a>) -> Result<Vec<Outbound<'a>>, Error> {
                 .map_err(|_| {
                     Error::Invalid(vec![Report::of(
                         r,
-                        vec![external_service_filter::Violation::new(
+                        vec![external_service_model::Violation::new(
                             format!("networking.outbound[{i}]"),
                             "address and port do not make a socket address",
                         )],

@@ -1,6 +1,6 @@
 //! What the upstream speaks: HTTP/2 options for http2 and grpc, and the ALPN TLS offers.
 
-use external_service_filter::protocol::Protocol;
+use external_service_model::protocol::Protocol;
 use serde_json::{json, Value};
 
 /// `typed_extension_protocol_options` of an HTTP/2 cluster.

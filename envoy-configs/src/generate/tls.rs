@@ -4,11 +4,11 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::resolve::{self, Material};
 use base64::Engine as _;
-use external_service_filter::address::Host;
-use external_service_filter::catalog::Service;
-use external_service_filter::resolve::{self, Material};
-use external_service_filter::resource::{DataSource, Tls};
+use external_service_model::address::Host;
+use external_service_model::catalog::Service;
+use external_service_model::resource::{DataSource, Tls};
 use serde_json::{json, Map, Value};
 
 use super::{protocol, Context, Error};

@@ -1,18 +1,12 @@
-//! The filter in an HTTP connection manager, and its plugin configuration: the filter crate's
+//! The filter in an HTTP connection manager, and its plugin configuration: the model's
 //! own `PluginConfig`, so what the generator writes is what the filter reads.
 
-use external_service_filter::config::PluginConfig;
-use external_service_filter::resource::{Resource, Spec};
+use external_service_model::config::PluginConfig;
+use external_service_model::contract::FILTER_NAME;
+use external_service_model::resource::{Resource, Spec};
 use serde_json::{json, Value};
 
 use super::Context;
-
-pub const FILTER_NAME: &str = "external_service";
-/// The filter state the filter sets (`external_service`, prefixed by Envoy): the service a
-/// request was forwarded to.
-pub const SERVICE_FILTER_STATE: &str = "wasm.external_service";
-/// The response header the filter sets on a refusal, naming the reason.
-pub const DENIED_HEADER: &str = "x-external-service-denied";
 
 /// The plugin configuration: the served mesh's Mesh and ExternalServices, without TLS key and
 /// certificate material (the filter never needs it, and secrets stay out of it); no Secrets, no

@@ -2,7 +2,6 @@
 //! `authority::parse` and `decide` with passthrough off, on, and a filter bound to one service.
 #![no_main]
 
-#[path = "../checks.rs"]
-mod checks;
+use external_service_conformance::checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::authority(data));

@@ -2,7 +2,6 @@
 //! resource file (`config::check`).
 #![no_main]
 
-#[path = "../checks.rs"]
-mod checks;
+use external_service_conformance::checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| checks::resources_json(data));

@@ -1,13 +1,12 @@
 //! Arbitrary text as a YAML resource file, read as `extsvc` reads one
-//! (`envoy_configs::read::yaml_documents`), then `config::check`.
+//! (`documents::yaml_documents`), then `config::check`.
 #![no_main]
 
-#[path = "../checks.rs"]
-mod checks;
+use external_service_conformance::checks;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let (documents, _syntax_error) = envoy_configs::read::yaml_documents("fuzz", text);
+        let (documents, _syntax_error) = external_service_model::documents::yaml_documents("fuzz", text);
         checks::documents(documents);
     }
 });

@@ -8,9 +8,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::report::Violation;
-use crate::resource::{DataSource, Resource, Source, Spec};
-use crate::validate::{decode_base64, find_secret, single_source};
+use external_service_model::report::Violation;
+use external_service_model::resource::{DataSource, Resource, Source, Spec};
+use external_service_model::validate::{decode_base64, find_secret, single_source};
 
 /// What Envoy is given for a DataSource: the bytes, or the path of a file it reads itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,11 @@ pub fn check(resources: &[Resource]) -> Vec<Vec<Violation>> {
         .collect()
 }
 
-fn check_tls(tls: &crate::resource::Tls, mesh: &str, resources: &[Resource]) -> Vec<Violation> {
+fn check_tls(
+    tls: &external_service_model::resource::Tls,
+    mesh: &str,
+    resources: &[Resource],
+) -> Vec<Violation> {
     let mut out = Vec::new();
     let mut read = |field: &str, ds: &Option<DataSource>| {
         let bytes = readable(ds.as_ref()?, mesh, resources)?;

@@ -3,9 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use external_service_filter::config::{check, Checked};
-use external_service_filter::validate::cluster_checks;
-use external_service_filter::Origin;
+use external_service_model::config::{check, Checked};
+use external_service_model::Origin;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -284,20 +283,6 @@ fn two_services_on_one_address() {
 }
 
 #[test]
-fn one_cluster_per_service_needs_one_kind_of_endpoint() {
-    let ip = es(json!("192.168.0.1:8080"), backend());
-    let mut name = es(json!("example.com:8080"), backend());
-    name["name"] = json!("es-2");
-    let checked = check_all(vec![ip, name]);
-    assert!(checked.is_valid(), "Kuma accepts this");
-    let found = cluster_checks(&checked.resources);
-    assert_eq!(found[0], vec![]);
-    assert!(found[1][0]
-        .message
-        .contains("cannot mix IP addresses and host names"));
-}
-
-#[test]
 fn both_forms_read_the_same() {
     let universal = json!({
         "type": "ExternalService", "mesh": "default", "name": "httpbin",
@@ -470,13 +455,12 @@ proptest! {
     fn arbitrary_documents_never_panic(docs in prop::collection::vec(arbitrary_json(), 0..5)) {
         let checked = check_all(docs.clone());
         prop_assert_eq!(checked.reports.len(), docs.len());
-        let _ = cluster_checks(&checked.resources);
         let config = json!({ "resources": docs }).to_string();
-        let _ = external_service_filter::config::configure(config.as_bytes());
+        let _ = external_service_model::config::configure(config.as_bytes());
     }
 
     #[test]
     fn arbitrary_plugin_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
-        let _ = external_service_filter::config::configure(&bytes);
+        let _ = external_service_model::config::configure(&bytes);
     }
 }

@@ -1,11 +1,10 @@
 //! Replays fuzz inputs through the fuzz targets' own code (filter/fuzz/checks.rs): every crash
-//! input saved under tests/regressions/<target>/, and the seed corpora under fuzz/corpus/.
+//! input saved under tests/regressions/<target>/, and the seed corpora under filter/fuzz/corpus/.
 //! `documents/` holds JSON arrays: the documents a YAML input read to, for `resources_yaml`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../fuzz/checks.rs"]
-mod checks;
+use external_service_conformance::checks;
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +45,7 @@ fn resources_json() {
     let n = replay(
         &[
             "tests/regressions/resources_json",
-            "fuzz/corpus/resources_json",
+            "../fuzz/corpus/resources_json",
         ],
         checks::resources_json,
     );
@@ -64,7 +63,7 @@ fn resources_yaml_documents() {
 #[test]
 fn authority() {
     let n = replay(
-        &["tests/regressions/authority", "fuzz/corpus/authority"],
+        &["tests/regressions/authority", "../fuzz/corpus/authority"],
         checks::authority,
     );
     assert!(n > 0, "no inputs found");

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use external_service_model::contract::MODULE_PATH;
+
 /// The Envoy binary: `$EXTSVC_ENVOY` (exported by the Makefile), else the workspace's
 /// `.venv/bin/envoy`. Panics with a message naming `make setup` when neither exists.
 pub fn envoy_binary() -> PathBuf {
@@ -23,7 +25,7 @@ pub fn envoy_binary() -> PathBuf {
         );
         return p;
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/envoy");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
     assert!(
         p.is_file(),
         "Envoy not found at {}: run `make setup` in the workspace root \
@@ -34,13 +36,14 @@ pub fn envoy_binary() -> PathBuf {
 }
 
 /// The filter module built by `make build` (`$EXTSVC_WASM`, else the workspace's
-/// `target/wasm32-wasip1/release/external_service_filter.wasm`). Panics with a message
+/// [`MODULE_PATH`]). Panics with a message
 /// naming `make build` when it is missing.
 pub fn wasm_module() -> PathBuf {
     let p = std::env::var_os("EXTSVC_WASM").map_or_else(
         || {
             Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/wasm32-wasip1/release/external_service_filter.wasm")
+                .join("../..")
+                .join(MODULE_PATH)
         },
         PathBuf::from,
     );
@@ -208,7 +211,7 @@ impl Envoy {
         }
     }
 
-    /// Starts Envoy with a config that names fixed ports (from [`crate::support::free_port`]);
+    /// Starts Envoy with a config that names fixed ports (from [`crate::free_port`]);
     /// `make_config(attempt)` is called again, for fresh ports, when a port was taken in
     /// the meantime. At most `attempts` tries.
     pub fn start_retrying(

@@ -4,16 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[path = "../fuzz/checks.rs"]
-mod checks;
+use external_service_conformance::checks;
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv6Addr};
 
-use external_service_filter::authority::{self, HostRef, NameBuf};
-use external_service_filter::catalog::Target;
-use external_service_filter::config::{self, Filter};
-use external_service_filter::{decide, Decision};
+use external_service_model::authority::{self, HostRef, NameBuf};
+use external_service_model::catalog::Target;
+use external_service_model::config::{self, Filter};
+use external_service_model::{decide, Decision};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 

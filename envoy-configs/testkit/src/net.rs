@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// handed out twice by one process.
 ///
 /// Prefer port 0 in configurations where the test can ask Envoy for the bound
-/// port afterwards ([`crate::support::Envoy::listener_port`]); use this for
+/// port afterwards ([`crate::Envoy::listener_port`]); use this for
 /// ports that must be known before Envoy starts.
 pub fn free_port() -> u16 {
     const LOW: u32 = 20_000;

@@ -2,10 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod scenarios;
+use external_service_conformance::scenarios;
 
-use external_service_filter::config::{self, Filter};
-use external_service_filter::{decide, Decision, Request};
+use external_service_model::config::{self, Filter};
+use external_service_model::{decide, Decision, Request};
 use scenarios::{cases, plugin_config, Expect, Setup};
 
 struct Plain {

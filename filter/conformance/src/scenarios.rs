@@ -1,6 +1,5 @@
-//! Request scenarios shared by the native decision tests (filter/tests/decisions.rs) and the
-//! tests that run the compiled module (host-tests/tests/filter.rs): one table, two engines.
-#![allow(dead_code)]
+//! Request scenarios shared by the native decision tests (tests/decisions.rs) and the tests
+//! that run the compiled module (host-tests/tests/filter.rs): one table, two engines.
 
 use serde_json::{json, Value};
 

@@ -27,8 +27,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
-use super::certs::{Ca, CertKey};
-use super::envoy::{Envoy, EnvoyOptions};
+use crate::certs::{Ca, CertKey};
+use crate::envoy::{Envoy, EnvoyOptions};
 
 const DNS_LISTENER: &str = "__dns";
 

@@ -1,21 +1,18 @@
-//! What each fuzz target does with one input, and the invariants it asserts. Shared with
-//! filter/tests/regressions.rs, which replays saved crash inputs through the same code.
-#![allow(dead_code)]
+//! What each fuzz target does with one input, and the invariants it asserts. The property
+//! tests and tests/regressions.rs (saved crash inputs) run the same code.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv6Addr;
 use std::sync::OnceLock;
 
-use external_service_filter::authority::{self, HostRef, NameBuf};
-use external_service_filter::config::{self, Filter};
-use external_service_filter::resource::{self, Origin};
-use external_service_filter::{decide, Decision, Denial, Request};
+use external_service_model::authority::{self, HostRef, NameBuf};
+use external_service_model::config::{self, Filter};
+use external_service_model::documents;
+use external_service_model::resource::Origin;
+use external_service_model::{decide, Decision, Denial, Request};
 use serde_json::Value;
 
-#[path = "../tests/scenarios/mod.rs"]
-mod scenarios;
-
-use scenarios::{plugin_config, Setup};
+use crate::scenarios::{plugin_config, Setup};
 
 /// Target `resources_json`: the bytes as the plugin configuration, then as resource documents.
 pub fn resources_json(data: &[u8]) {
@@ -23,7 +20,7 @@ pub fn resources_json(data: &[u8]) {
         Ok(filter) => configured(&filter),
         Err(e) => assert!(!e.lines().is_empty(), "an error without a line: {e:?}"),
     }
-    if let Ok(Ok(values)) = std::str::from_utf8(data).map(resource::json_documents) {
+    if let Ok(Ok(values)) = std::str::from_utf8(data).map(documents::json_documents) {
         documents(values);
     }
 }
@@ -142,7 +139,7 @@ fn fixture() -> &'static Fixture {
             closed: filter(Setup::Closed),
             open: filter(Setup::Open),
             bound: filter(Setup::Bound(BOUND)),
-            declared: declared(&scenarios::services()),
+            declared: declared(&crate::scenarios::services()),
         }
     })
 }

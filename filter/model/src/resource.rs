@@ -645,11 +645,3 @@ fn json_type_name(v: &Value) -> &'static str {
         Value::Object(_) => "a mapping",
     }
 }
-
-/// Splits a JSON text into documents: one resource, or an array of them.
-pub fn json_documents(text: &str) -> Result<Vec<Value>, serde_json::Error> {
-    Ok(match serde_json::from_str(text)? {
-        Value::Array(items) => items,
-        one => vec![one],
-    })
-}

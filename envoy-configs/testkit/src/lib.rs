@@ -1,6 +1,5 @@
-//! Test support for the end-to-end tests against real Envoy.
-//!
-//! Each integration test file includes it with `mod support;`. Every piece is
+//! The test kit: what the end-to-end tests against real Envoy, the soak and the benchmark
+//! run on. Every piece is
 //! bounded in time, uses loopback addresses only, and cleans up after itself
 //! (processes are killed on drop, files live in a per-test temp dir).
 //!
@@ -12,7 +11,7 @@
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
-//! Typical use (see `../harness.rs` for complete examples):
+//! Typical use (see `envoy-configs/tests/harness.rs` for complete examples):
 //!
 //! ```text
 //! let dir = test_dir();
@@ -31,7 +30,7 @@
 //! assert_eq!(envoy.counter("cluster.httpbin.ssl.handshake"), 1);
 //! ```
 //!
-//! The end-to-end tests (`../e2e.rs`, `../hostile.rs`, `../faults.rs`, `../secrets.rs`)
+//! The end-to-end tests (`envoy-configs/tests/`)
 //! drive the generated configuration through [`sidecar`] instead:
 //!
 //! ```text
@@ -42,11 +41,9 @@
 //! s.forwarded("httpbin", 1);
 //! ```
 //!
-//! `ENVOY_FACTS.md` beside this file records the Envoy 1.40 configuration facts the
+//! `ENVOY_FACTS.md` in this crate records the Envoy 1.40 configuration facts the
 //! generator relies on, each checked against the real binary.
 
-// Each test binary uses only part of the support code.
-#![allow(dead_code, unused_imports)]
 // Test support: failing loudly is the point (clippy.toml only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -66,7 +63,7 @@ pub use envoy::{
 pub use net::{eventually, free_port, test_dir};
 pub use sidecar::{
     assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
-    ca_file, dedent, docs, extsvc, generate, http_service, https_service, mesh, with_dns, Cli,
-    Sidecar, WAIT,
+    ca_file, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service, mesh,
+    with_dns, Cli, Sidecar, WAIT,
 };
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

@@ -9,14 +9,14 @@
 use std::ffi::OsString;
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{free_port, wasm_module, Ca, Curl, Envoy, EnvoyOptions, Response, UpstreamBuilder};
+use crate::{free_port, wasm_module, Ca, Curl, Envoy, EnvoyOptions, Response, UpstreamBuilder};
 
 /// Bound for anything that should happen at once (a counter, a log line).
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -35,11 +35,31 @@ pub struct Cli {
     pub stderr: String,
 }
 
+/// The `extsvc` to test: `$EXTSVC`, else the one beside the running executable (cargo builds
+/// a package's binaries into the directory above its test executables' `deps/`).
+pub fn extsvc_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("EXTSVC").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the running executable");
+    let mut dir = exe.parent().expect("its directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join("extsvc");
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build -p envoy-configs` (or `make build`), or set EXTSVC",
+        p.display()
+    );
+    p
+}
+
 /// Runs `extsvc ARGS...` in `dir`, bounded by 30 s (output to files: no pipe can fill up).
 pub fn extsvc(dir: &Path, args: &[OsString]) -> Cli {
     let out_path = dir.join("extsvc.stdout");
     let err_path = dir.join("extsvc.stderr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_extsvc"))
+    let mut child = Command::new(extsvc_binary())
         .args(args)
         .current_dir(dir)
         .stdin(Stdio::null())

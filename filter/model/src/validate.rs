@@ -1,5 +1,6 @@
 //! Validation: Kuma's rules with Kuma's wording, plus this project's stricter checks, every
-//! violation at once. Pure: no files, no clocks; what needs I/O lives in `resolve`.
+//! violation at once. Pure: no files, no clocks; what needs I/O lives in `extsvc`
+//! (envoy-configs/src/resolve.rs).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -247,7 +248,7 @@ fn duplicate_names(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
     }
 }
 
-fn external_services(
+pub fn external_services(
     resources: &[Resource],
 ) -> impl Iterator<Item = (usize, &Resource, &ExternalServiceSpec)> {
     resources
@@ -340,49 +341,6 @@ fn shared_addresses(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
             }
         }
     }
-}
-
-/// What Kuma accepts but one Envoy cluster per `kuma.io/service` cannot hold: endpoints of one
-/// service mixing IP addresses and host names (STATIC vs STRICT_DNS), or differing in TLS
-/// settings. The generator refuses these; the filter does not care. Aligned with `resources`.
-pub fn cluster_checks(resources: &[Resource]) -> Vec<Vec<Violation>> {
-    let mut out = vec![Vec::new(); resources.len()];
-    let mut first_of: HashMap<(&str, &str), (&Resource, &ExternalServiceSpec)> = HashMap::new();
-    for (i, r, es) in external_services(resources) {
-        let (Some(service), Some(net)) = (es.service(), &es.networking) else {
-            continue;
-        };
-        let Some(&(first, first_es)) = first_of.get(&(r.mesh.as_str(), service)) else {
-            first_of.insert((r.mesh.as_str(), service), (r, es));
-            continue;
-        };
-        let first_net = first_es.networking.clone().unwrap_or_default();
-        let is_ip = |address: &str| address::parse(address).map(|a| a.host.is_ip());
-        if let (Ok(a), Ok(b)) = (is_ip(&net.address), is_ip(&first_net.address)) {
-            if a != b {
-                out[i].push(Violation::new(
-                    "networking.address",
-                    format!(
-                        "ExternalService {:?} has the same kuma.io/service {service:?} with {}: \
-                         one Envoy cluster cannot mix IP addresses and host names",
-                        first.name,
-                        if b { "an IP address" } else { "a host name" }
-                    ),
-                ));
-            }
-        }
-        if net.tls != first_net.tls {
-            out[i].push(Violation::new(
-                "networking.tls",
-                format!(
-                    "must match ExternalService {:?}, which has the same kuma.io/service {service:?}: \
-                     the endpoints of one Envoy cluster share their TLS settings",
-                    first.name
-                ),
-            ));
-        }
-    }
-    out
 }
 
 /// A Dataplane outbound must name an ExternalService of its mesh.

@@ -1,0 +1,92 @@
+//! What Kuma accepts but this generator cannot build: it makes one Envoy cluster per
+//! `kuma.io/service`, so the endpoints of a service must agree on their kind and TLS settings.
+
+use std::collections::HashMap;
+
+use external_service_model::address;
+use external_service_model::resource::{ExternalServiceSpec, Resource};
+use external_service_model::validate::external_services;
+use external_service_model::Violation;
+
+/// What Kuma accepts but one Envoy cluster per `kuma.io/service` cannot hold: endpoints of one
+/// service mixing IP addresses and host names (STATIC vs STRICT_DNS), or differing in TLS
+/// settings. The generator refuses these; the filter does not care. Aligned with `resources`.
+pub fn check(resources: &[Resource]) -> Vec<Vec<Violation>> {
+    let mut out = vec![Vec::new(); resources.len()];
+    let mut first_of: HashMap<(&str, &str), (&Resource, &ExternalServiceSpec)> = HashMap::new();
+    for (i, r, es) in external_services(resources) {
+        let (Some(service), Some(net)) = (es.service(), &es.networking) else {
+            continue;
+        };
+        let Some(&(first, first_es)) = first_of.get(&(r.mesh.as_str(), service)) else {
+            first_of.insert((r.mesh.as_str(), service), (r, es));
+            continue;
+        };
+        let first_net = first_es.networking.clone().unwrap_or_default();
+        let is_ip = |address: &str| address::parse(address).map(|a| a.host.is_ip());
+        if let (Ok(a), Ok(b)) = (is_ip(&net.address), is_ip(&first_net.address)) {
+            if a != b {
+                out[i].push(Violation::new(
+                    "networking.address",
+                    format!(
+                        "ExternalService {:?} has the same kuma.io/service {service:?} with {}: \
+                         one Envoy cluster cannot mix IP addresses and host names",
+                        first.name,
+                        if b { "an IP address" } else { "a host name" }
+                    ),
+                ));
+            }
+        }
+        if net.tls != first_net.tls {
+            out[i].push(Violation::new(
+                "networking.tls",
+                format!(
+                    "must match ExternalService {:?}, which has the same kuma.io/service {service:?}: \
+                     the endpoints of one Envoy cluster share their TLS settings",
+                    first.name
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use external_service_model::config::check as check_documents;
+    use external_service_model::Origin;
+    use serde_json::json;
+
+    #[test]
+    fn one_cluster_per_service_needs_one_kind_of_endpoint() {
+        let es = |name: &str, address: &str| {
+            json!({"type": "ExternalService", "mesh": "default", "name": name,
+                   "tags": {"kuma.io/service": "backend"}, "networking": {"address": address}})
+        };
+        let documents = [
+            es("es-1", "192.168.0.1:8080"),
+            es("es-2", "example.com:8080"),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(document, v)| {
+            (
+                v,
+                Origin {
+                    file: "test.json".into(),
+                    document,
+                },
+            )
+        })
+        .collect();
+        let checked = check_documents(documents, None);
+        assert!(checked.is_valid(), "Kuma accepts this");
+        let found = super::check(&checked.resources);
+        assert_eq!(found[0], vec![]);
+        assert!(found[1][0]
+            .message
+            .contains("cannot mix IP addresses and host names"));
+    }
+}

@@ -1,0 +1,28 @@
+//! The names the filter, the generator, the tests and the tools agree on: written here once.
+
+/// The filter's name in the generated configuration (`http_filters[].name`, the plugin name).
+pub const FILTER_NAME: &str = "external_service";
+/// The response header of a refusal: its value is the denial's reason.
+pub const DENIED_HEADER: &str = "x-external-service-denied";
+/// The filter-state key the filter sets to the service a request went to.
+pub const SERVICE_PROPERTY: &str = "external_service";
+/// The same key as Envoy's access log reads it (`%FILTER_STATE(wasm.external_service:PLAIN)%`).
+pub const SERVICE_FILTER_STATE: &str = "wasm.external_service";
+/// Where `make build` puts the module, relative to the workspace root.
+pub const MODULE_PATH: &str = "target/wasm32-wasip1/release/external_service_filter.wasm";
+/// The prefix Envoy gives every metric a wasm module defines.
+pub const ENVOY_METRIC_PREFIX: &str = "wasmcustom.";
+/// Requests forwarded through the filter's listener to an undeclared host (passthrough on).
+pub const PASSTHROUGH_METRIC: &str = "external_service.passthrough";
+/// The VM's linear memory, published every few seconds.
+pub const VM_MEMORY_METRIC: &str = "external_service.vm_memory_bytes";
+
+/// Requests forwarded to a service, by its `kuma.io/service`.
+pub fn forwarded_metric(service: &str) -> String {
+    format!("external_service.forwarded.{service}")
+}
+
+/// Requests refused, by reason (`Denial::reason`).
+pub fn denied_metric(reason: &str) -> String {
+    format!("external_service.denied.{reason}")
+}
