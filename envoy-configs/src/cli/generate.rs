@@ -86,6 +86,7 @@ impl GenerateArgs {
             dns_resolver: self.dns_resolver,
             mesh: self.mesh.clone(),
             route_timeout: std::time::Duration::from_secs(self.route_timeout),
+            secrets_dir: self.secrets_dir.as_deref().map(absolute),
         }
     }
 }
@@ -134,7 +135,8 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
-    let mut bootstrap = match generate::generate(&loaded.checked, &args.options()) {
+    let options = args.options();
+    let bootstrap = match generate::generate(&loaded.checked, &options) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
             let mut loaded = loaded;
@@ -143,11 +145,8 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
         }
         Err(e) => return Err(Error::Generate(e)),
     };
-    if let Some(dir) = &args.secrets_dir {
-        let dir = absolute(dir);
-        let files = secrets::externalize(&mut bootstrap.config, &dir);
-        write_secrets(&dir, &files)?;
-        bootstrap.inline_private_keys = false;
+    if let Some(dir) = &options.secrets_dir {
+        write_secrets(dir, &bootstrap.secret_files)?;
     }
     let yaml = bootstrap.to_yaml().map_err(Error::Generate)?;
     match &args.output {

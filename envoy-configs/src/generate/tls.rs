@@ -4,104 +4,74 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::envoy::{
+    CertificateValidationContext, CommonTlsContext, DataSource, Extension, SanType, StringMatcher,
+    SubjectAltNameMatcher, TlsCertificate, TlsParameters, TlsVersion, TransportSocket,
+    TransportSocketConfig, UpstreamTlsContext,
+};
 use crate::resolve::{self, Material};
-use base64::Engine as _;
 use external_service_model::address::Host;
 use external_service_model::catalog::Service;
-use external_service_model::resource::{DataSource, Tls};
-use serde_json::{json, Map, Value};
+use external_service_model::resource::{self, Tls};
 
-use super::{protocol, Context, Error};
-
-pub struct Built {
-    pub transport_socket: Value,
-    pub inline_private_key: bool,
-}
+use super::secrets::{Field, Secrets};
+use super::{cluster, protocol, Context, Error};
 
 /// The transport socket for the endpoints on `host`.
 pub fn upstream(
     ctx: &Context<'_>,
+    secrets: &mut Secrets,
     service: &Service,
     tls: &Tls,
     host: &Host,
-) -> Result<Built, Error> {
+) -> Result<TransportSocket, Error> {
     let sni = sni(tls, host);
-    let mut common = Map::new();
-    common.insert(
-        "tls_params".into(),
-        // Envoy's upstream default stops at TLS 1.2.
-        json!({
-            "tls_minimum_protocol_version": "TLSv1_2",
-            "tls_maximum_protocol_version": "TLSv1_3",
-        }),
-    );
-    if let Some(alpn) = protocol::alpn(service.protocol) {
-        common.insert("alpn_protocols".into(), json!([alpn]));
-    }
-    let mut inline_private_key = false;
-    match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let key = data_source(ctx, service, "clientKey", key)?;
-            inline_private_key = key.get("filename").is_none();
-            common.insert(
-                "tls_certificates".into(),
-                json!([{
-                    "certificate_chain": data_source(ctx, service, "clientCert", cert)?,
-                    "private_key": key,
-                }]),
-            );
-        }
-        (None, None) => {}
-        // Validation refuses one without the other.
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(Error::DataSource {
-                service: service.name.clone(),
-                resource: resource(service),
-                field: "clientKey",
-                message: "clientCert and clientKey go together".into(),
-            })
-        }
-    }
-    let mut validation = Map::new();
-    validation.insert(
-        "trusted_ca".into(),
-        match &tls.ca_cert {
-            Some(ca) => data_source(ctx, service, "caCert", ca)?,
-            None => json!({"filename": absolute(&ctx.options.system_ca)}),
-        },
-    );
-    if !tls.skip_hostname_verification {
+    let mut source = |field, ds| data_source(ctx, secrets, service, field, ds);
+    // Validation refuses a certificate without its key, and the reverse.
+    let tls_certificates = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => vec![TlsCertificate {
+            certificate_chain: source(Field::ClientCert, cert)?,
+            private_key: source(Field::ClientKey, key)?,
+        }],
+        _ => Vec::new(),
+    };
+    let trusted_ca = match &tls.ca_cert {
+        Some(ca) => source(Field::CaCert, ca)?,
+        None => DataSource::Filename(absolute(&ctx.options.system_ca)),
+    };
+    let match_typed_subject_alt_names = if tls.skip_hostname_verification {
+        Vec::new()
+    } else {
         let expected = sni.clone().unwrap_or_else(|| bare(host));
         let san_type = if expected.parse::<IpAddr>().is_ok() {
-            "IP_ADDRESS"
+            SanType::IpAddress
         } else {
-            "DNS"
+            SanType::Dns
         };
-        validation.insert(
-            "match_typed_subject_alt_names".into(),
-            json!([{"san_type": san_type, "matcher": {"exact": expected}}]),
-        );
-    }
-    common.insert("validation_context".into(), Value::Object(validation));
-
-    let mut context = Map::new();
-    context.insert(
-        "@type".into(),
-        json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"),
-    );
-    if let Some(sni) = sni {
-        context.insert("sni".into(), json!(sni));
-    }
-    if tls.allow_renegotiation {
-        context.insert("allow_renegotiation".into(), json!(true));
-    }
-    context.insert("common_tls_context".into(), Value::Object(common));
-    Ok(Built {
-        transport_socket: json!({
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": context,
+        vec![SubjectAltNameMatcher {
+            san_type,
+            matcher: StringMatcher::Exact(expected),
+        }]
+    };
+    Ok(Extension {
+        name: "envoy.transport_sockets.tls",
+        typed_config: TransportSocketConfig::UpstreamTls(UpstreamTlsContext {
+            sni,
+            allow_renegotiation: tls.allow_renegotiation,
+            common_tls_context: CommonTlsContext {
+                // Envoy's upstream default stops at TLS 1.2.
+                tls_params: TlsParameters {
+                    tls_minimum_protocol_version: TlsVersion::Tls12,
+                    tls_maximum_protocol_version: TlsVersion::Tls13,
+                },
+                alpn_protocols: protocol::alpn(service.protocol).into_iter().collect(),
+                tls_certificates,
+                validation_context: CertificateValidationContext {
+                    trusted_ca,
+                    match_typed_subject_alt_names,
+                },
+            },
         }),
-        inline_private_key,
     })
 }
 
@@ -121,37 +91,30 @@ fn bare(host: &Host) -> String {
     }
 }
 
-/// The ExternalService that declared the service's (shared) TLS settings.
-fn resource(service: &Service) -> String {
-    service
-        .endpoints
-        .first()
-        .map(|e| e.resource.clone())
-        .unwrap_or_default()
-}
-
-/// An Envoy DataSource: inline bytes as text when they are text, a file by its absolute path.
+/// A file by its absolute path; inline material where [`Secrets`] puts it.
 fn data_source(
     ctx: &Context<'_>,
+    secrets: &mut Secrets,
     service: &Service,
-    field: &'static str,
-    ds: &DataSource,
-) -> Result<Value, Error> {
+    field: Field,
+    ds: &resource::DataSource,
+) -> Result<DataSource, Error> {
+    // Validation checked that the material can be had; should it not, the configuration is
+    // refused rather than written without it.
     let material =
         resolve::material(ds, ctx.mesh(), ctx.resources).map_err(|message| Error::DataSource {
             service: service.name.clone(),
-            resource: resource(service),
-            field,
+            resource: service
+                .endpoints
+                .first()
+                .map(|e| e.resource.clone())
+                .unwrap_or_default(),
+            field: field.name(),
             message,
         })?;
     Ok(match material {
-        Material::Inline(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => json!({"inline_string": text}),
-            Err(e) => json!({
-                "inline_bytes": base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
-            }),
-        },
-        Material::File(path) => json!({"filename": absolute(&path)}),
+        Material::Inline(bytes) => secrets.data_source(&cluster::name(&service.name), field, bytes),
+        Material::File(path) => DataSource::Filename(absolute(&path)),
     })
 }
 

@@ -4,7 +4,11 @@
 use external_service_model::config::PluginConfig;
 use external_service_model::contract::FILTER_NAME;
 use external_service_model::resource::{Resource, Spec};
-use serde_json::{json, Value};
+
+use crate::envoy::{
+    self, AsyncDataSource, DataSource, Extension, FailurePolicy, HttpFilter, HttpFilterConfig,
+    PluginConfiguration, StringValue, VmConfig, Wasm,
+};
 
 use super::Context;
 
@@ -48,27 +52,25 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
 /// The HTTP filter. A configuration the filter refuses stops Envoy from starting, whatever
 /// the policy; FAIL_RELOAD answers 503 to a request whose VM crashed and reloads the VM, where
 /// FAIL_CLOSED would answer 503 to every later request until a restart (ENVOY_FACTS.md, e).
-pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> Value {
+pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> HttpFilter {
     let config = plugin_config(ctx, service);
     // PluginConfig holds only strings and JSON values: serialising cannot fail.
     let text = serde_json::to_string_pretty(&config).unwrap_or_default();
-    json!({
-        "name": FILTER_NAME,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": FILTER_NAME,
-                "vm_config": {
-                    "vm_id": FILTER_NAME,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": ctx.options.wasm.display().to_string()}},
+    Extension {
+        name: FILTER_NAME,
+        typed_config: HttpFilterConfig::Wasm(Wasm {
+            config: envoy::PluginConfig {
+                name: FILTER_NAME,
+                vm_config: VmConfig {
+                    vm_id: FILTER_NAME,
+                    runtime: "envoy.wasm.runtime.v8",
+                    code: AsyncDataSource {
+                        local: DataSource::Filename(ctx.options.wasm.display().to_string()),
+                    },
                 },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": text + "\n",
-                },
-                "failure_policy": "FAIL_RELOAD",
+                configuration: PluginConfiguration::String(StringValue { value: text + "\n" }),
+                failure_policy: FailurePolicy::FailReload,
             },
-        },
-    })
+        }),
+    }
 }
