@@ -167,3 +167,209 @@ pub fn dns_resolver(server: SocketAddr) -> Extension<DnsResolverConfig> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, service, yaml, yaml_eliding, Fixture};
+
+    fn cluster_of(resources: &str, name: &str) -> Cluster {
+        let f = Fixture::new(resources);
+        service_cluster(&f.ctx(), &mut Secrets::default(), f.service(name)).unwrap()
+    }
+
+    fn first_endpoint(cluster: &Cluster) -> &LbEndpoint {
+        &cluster.load_assignment.as_ref().unwrap().endpoints[0].lb_endpoints[0]
+    }
+
+    /// Two ExternalServices of one `kuma.io/service`.
+    fn two_hosts(tls: &str) -> String {
+        let es = |name: &str, address: &str| {
+            format!(
+                "type: ExternalService\nmesh: default\nname: {name}\n\
+                 tags: {{kuma.io/service: api, kuma.io/protocol: http}}\n\
+                 networking: {{address: {address}{tls}}}\n---\n"
+            )
+        };
+        es("eu", "eu.api.test:8443") + &es("us", "us.api.test:443")
+    }
+
+    #[test]
+    fn clusters_and_endpoints() {
+        assert_cases(&[
+            (
+                "a host name: STRICT_DNS, plain TCP",
+                yaml(&cluster_of(
+                    &service("httpbin", "http", "{address: httpbin.test:80}"),
+                    "httpbin",
+                )),
+                "
+name: external_service_httpbin
+type: STRICT_DNS
+connect_timeout: 5s
+dns_lookup_family: V4_PREFERRED
+load_assignment:
+  cluster_name: external_service_httpbin
+  endpoints:
+  - lb_endpoints:
+    - endpoint:
+        address:
+          socket_address:
+            address: httpbin.test
+            port_value: 80
+",
+            ),
+            (
+                "an IP: STATIC; gRPC: HTTP/2 upstream",
+                yaml(&cluster_of(
+                    &service("rpc", "grpc", "{address: '[::1]:9000'}"),
+                    "rpc",
+                )),
+                "
+name: external_service_rpc
+type: STATIC
+connect_timeout: 5s
+load_assignment:
+  cluster_name: external_service_rpc
+  endpoints:
+  - lb_endpoints:
+    - endpoint:
+        address:
+          socket_address:
+            address: ::1
+            port_value: 9000
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    explicit_http_config:
+      http2_protocol_options: {}
+",
+            ),
+            (
+                "several hosts: each endpoint names itself with a port that is not the default",
+                yaml(&cluster_of(&two_hosts(""), "api").load_assignment),
+                "
+cluster_name: external_service_api
+endpoints:
+- lb_endpoints:
+  - endpoint:
+      address:
+        socket_address:
+          address: eu.api.test
+          port_value: 8443
+      hostname: eu.api.test:8443
+  - endpoint:
+      address:
+        socket_address:
+          address: us.api.test
+          port_value: 443
+      hostname: us.api.test:443
+",
+            ),
+            (
+                "undeclared hosts with passthrough on",
+                yaml(&passthrough()),
+                "
+name: passthrough
+connect_timeout: 5s
+lb_policy: CLUSTER_PROVIDED
+cluster_type:
+  name: envoy.clusters.dynamic_forward_proxy
+  typed_config:
+    '@type': type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig
+    dns_cache_config:
+      name: passthrough
+      dns_lookup_family: V4_PREFERRED
+",
+            ),
+            (
+                "one DNS server for all",
+                yaml(&dns_resolver("127.0.0.1:5353".parse().unwrap())),
+                "
+name: envoy.network.dns_resolver.cares
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+  resolvers:
+  - socket_address:
+      address: 127.0.0.1
+      port_value: 5353
+  use_resolvers_as_fallback: false
+  dns_resolver_options:
+    use_tcp_for_dns_lookups: false
+    no_default_search_domain: true
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn tls_on_several_hosts_picks_each_endpoints_socket_by_its_host() {
+        let tls = ", tls: {enabled: true}";
+        let with_sni = ", tls: {serverName: api.test}";
+        assert_cases(&[
+            (
+                "a socket per host, and the first for any other endpoint",
+                yaml_eliding(
+                    &cluster_of(&two_hosts(tls), "api"),
+                    &[
+                        "/load_assignment",
+                        "/transport_socket_matches/0/transport_socket",
+                        "/transport_socket_matches/1/transport_socket",
+                        "/transport_socket",
+                    ],
+                ),
+                "
+name: external_service_api
+type: STRICT_DNS
+connect_timeout: 5s
+dns_lookup_family: V4_PREFERRED
+load_assignment: <elided>
+transport_socket_matches:
+- name: eu.api.test
+  match:
+    external_service_host: eu.api.test
+  transport_socket: <elided>
+- name: us.api.test
+  match:
+    external_service_host: us.api.test
+  transport_socket: <elided>
+transport_socket: <elided>
+",
+            ),
+            (
+                "endpoints carry their host",
+                yaml(&first_endpoint(&cluster_of(&two_hosts(tls), "api"))),
+                "
+endpoint:
+  address:
+    socket_address:
+      address: eu.api.test
+      port_value: 8443
+  hostname: eu.api.test:8443
+metadata:
+  filter_metadata:
+    envoy.transport_socket_match:
+      external_service_host: eu.api.test
+",
+            ),
+            (
+                "one server name: one socket",
+                yaml_eliding(
+                    &cluster_of(&two_hosts(with_sni), "api"),
+                    &["/load_assignment", "/transport_socket/typed_config"],
+                ),
+                "
+name: external_service_api
+type: STRICT_DNS
+connect_timeout: 5s
+dns_lookup_family: V4_PREFERRED
+load_assignment: <elided>
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config: <elided>
+",
+            ),
+        ]);
+    }
+}

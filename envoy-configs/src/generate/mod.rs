@@ -22,6 +22,8 @@ pub mod http;
 pub mod listener;
 pub mod protocol;
 pub mod secrets;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod wasm;
 

@@ -124,3 +124,105 @@ fn safe(name: &str) -> String {
         .to_string()
 }
 
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, yaml};
+
+    /// Places each (cluster, field, bytes) in turn; the DataSources as YAML, then the files.
+    fn place(dir: Option<&str>, material: &[(&str, Field, &[u8])]) -> (String, Secrets) {
+        let mut secrets = Secrets::new(dir.map(Path::new));
+        let sources: Vec<DataSource> = material
+            .iter()
+            .map(|(cluster, field, bytes)| secrets.data_source(cluster, *field, bytes.to_vec()))
+            .collect();
+        (yaml(&sources), secrets)
+    }
+
+    #[test]
+    fn material_is_inline_or_in_files() {
+        let (a, b, c) = (
+            "external_service_a",
+            "external_service_b",
+            "external_service_c",
+        );
+        assert_cases(&[
+            (
+                "inline: text as a string, other bytes as base64",
+                place(
+                    None,
+                    &[(a, Field::CaCert, b"CA"), (a, Field::ClientKey, b"\xff\0")],
+                )
+                .0,
+                "
+- inline_string: CA
+- inline_bytes: /wA=
+",
+            ),
+            (
+                "a directory: one file per cluster and field, the same bytes once",
+                place(
+                    Some("/s"),
+                    &[
+                        (a, Field::ClientCert, b"CERT"),
+                        (a, Field::ClientKey, b"KEY"),
+                        (a, Field::CaCert, b"CA"),
+                        (b, Field::CaCert, b"CA"),
+                        (a, Field::CaCert, b"CA"),
+                    ],
+                )
+                .0,
+                "
+- filename: /s/external_service_a.client-cert.pem
+- filename: /s/external_service_a.client-key.pem
+- filename: /s/external_service_a.ca-cert.pem
+- filename: /s/external_service_b.ca-cert.pem
+- filename: /s/external_service_a.ca-cert.pem
+",
+            ),
+            (
+                "names made safe; other bytes under a taken name get a number",
+                place(
+                    Some("/s"),
+                    &[
+                        ("external_service_c:x", Field::CaCert, b"CA-1"),
+                        ("external_service_c_x", Field::CaCert, b"CA-2"),
+                        ("external_service_c:x", Field::CaCert, b"CA-1"),
+                        (c, Field::CaCert, b"CA-3"),
+                    ],
+                )
+                .0,
+                "
+- filename: /s/external_service_c_x.ca-cert.pem
+- filename: /s/external_service_c_x.ca-cert-2.pem
+- filename: /s/external_service_c_x.ca-cert.pem
+- filename: /s/external_service_c.ca-cert.pem
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn files_hold_the_bytes_and_only_inline_keys_are_flagged() {
+        let (_, secrets) = place(None, &[("c", Field::ClientCert, b"CERT")]);
+        assert!(!secrets.inline_private_keys());
+        let (_, secrets) = place(None, &[("c", Field::ClientKey, b"KEY")]);
+        assert!(secrets.inline_private_keys());
+        assert!(secrets.into_files().is_empty());
+
+        let (_, secrets) = place(Some("/s"), &[("c", Field::ClientKey, b"KEY")]);
+        assert!(!secrets.inline_private_keys());
+        let files = secrets.into_files();
+        assert_eq!(
+            files,
+            vec![SecretFile {
+                path: "/s/c.client-key.pem".into(),
+                bytes: b"KEY".to_vec()
+            }]
+        );
+        // Debug never shows the bytes.
+        assert!(!format!("{files:?}").contains("KEY"));
+    }
+}
