@@ -67,3 +67,63 @@ fn stdout(fields: &[(&str, &str)]) -> Vec<AccessLog> {
         }),
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, part, yaml};
+
+    #[test]
+    fn access_logs() {
+        assert_cases(&[
+            (
+                "HTTP: the request, the service the filter chose, the answer",
+                yaml(&http("outbound_http")),
+                "
+- name: envoy.access_loggers.stdout
+  typed_config:
+    '@type': type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+    log_format:
+      json_format:
+        start_time: '%START_TIME%'
+        listener: outbound_http
+        method: '%REQ(:METHOD)%'
+        authority: '%REQ(:AUTHORITY)%'
+        path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%'
+        protocol: '%PROTOCOL%'
+        external_service: '%FILTER_STATE(wasm.external_service:PLAIN)%'
+        upstream_cluster: '%UPSTREAM_CLUSTER%'
+        upstream_host: '%UPSTREAM_HOST%'
+        response_code: '%RESPONSE_CODE%'
+        response_flags: '%RESPONSE_FLAGS%'
+        response_code_details: '%RESPONSE_CODE_DETAILS%'
+        upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%'
+        denied: '%RESP(x-external-service-denied)%'
+        duration_ms: '%DURATION%'
+",
+            ),
+            (
+                "TCP (the same logger): the connection, to the service the listener is bound to",
+                yaml(&part(
+                    &tcp("outbound:127.0.0.1:10001", "redis"),
+                    "/0/typed_config/log_format/json_format",
+                )),
+                "
+start_time: '%START_TIME%'
+listener: outbound:127.0.0.1:10001
+external_service: redis
+downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%'
+upstream_cluster: '%UPSTREAM_CLUSTER%'
+upstream_host: '%UPSTREAM_HOST%'
+response_flags: '%RESPONSE_FLAGS%'
+upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%'
+bytes_received: '%BYTES_RECEIVED%'
+bytes_sent: '%BYTES_SENT%'
+duration_ms: '%DURATION%'
+",
+            ),
+        ]);
+    }
+}

@@ -117,3 +117,161 @@ pub fn bound_virtual_hosts(ctx: &Context<'_>, service: &Service) -> Vec<VirtualH
         routes: vec![route(ctx, service)],
     }]
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, service, yaml, yaml_eliding, Fixture};
+
+    const PASSTHROUGH_OFF: &str =
+        "type: Mesh\nname: default\nnetworking: {outbound: {passthrough: false}}\n---\n";
+
+    #[test]
+    fn virtual_hosts_and_routes() {
+        let httpbin = service("httpbin", "http", "{address: httpbin.test:80}");
+        let two_hosts = [
+            PASSTHROUGH_OFF,
+            &service("redis", "tcp", "{address: redis.test:6379}"),
+            "type: ExternalService\nmesh: default\nname: api-eu\n\
+             tags: {kuma.io/service: api, kuma.io/protocol: http}\n\
+             networking: {address: eu.api.test:8080}\n---\n",
+            "type: ExternalService\nmesh: default\nname: api-us\n\
+             tags: {kuma.io/service: api, kuma.io/protocol: http}\n\
+             networking: {address: us.api.test:8080}\n",
+        ]
+        .concat();
+        let f = Fixture::new(&httpbin);
+        let mut no_timeout = Fixture::new(&httpbin);
+        no_timeout.options.route_timeout = std::time::Duration::ZERO;
+        assert_cases(&[
+            (
+                "the outbound listener: a service by its authority, then passthrough",
+                yaml(&outbound_virtual_hosts(&f.ctx())),
+                "
+- name: external_service_httpbin
+  domains:
+  - httpbin.test
+  routes:
+  - match:
+      prefix: /
+    route:
+      cluster: external_service_httpbin
+      timeout: 15s
+- name: passthrough
+  domains:
+  - '*'
+  routes:
+  - match:
+      prefix: /
+    route:
+      cluster: passthrough
+",
+            ),
+            (
+                "passthrough off: HTTP services only, Host by endpoint, then a 403",
+                yaml(&outbound_virtual_hosts(&Fixture::new(&two_hosts).ctx())),
+                "
+- name: external_service_api
+  domains:
+  - eu.api.test:8080
+  routes:
+  - match:
+      prefix: /
+    route:
+      cluster: external_service_api
+      timeout: 15s
+      auto_host_rewrite: true
+- name: undeclared
+  domains:
+  - '*'
+  routes:
+  - match:
+      prefix: /
+    direct_response:
+      status: 403
+      body:
+        inline_string: |
+          the host is not declared by any ExternalService of mesh \"default\", and the mesh's passthrough is off
+",
+            ),
+            (
+                "a listener bound to one service",
+                yaml_eliding(
+                    &bound_virtual_hosts(&f.ctx(), f.service("httpbin")),
+                    &["/0/routes"],
+                ),
+                "
+- name: external_service_httpbin
+  domains:
+  - '*'
+  routes: <elided>
+",
+            ),
+            (
+                "a timeout of 0 turns it off",
+                yaml(&route(&no_timeout.ctx(), no_timeout.service("httpbin")).action),
+                "
+route:
+  cluster: external_service_httpbin
+  timeout: 0s
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn connection_manager_and_its_filters() {
+        let f = Fixture::new(&service("httpbin", "http", "{address: httpbin.test:80}"));
+        let hcm = connection_manager("l", "l_stats", Vec::new(), filters(&f.ctx(), None, true));
+        let names: Vec<&str> = filters(&f.ctx(), None, false)
+            .iter()
+            .map(|filter| filter.name)
+            .collect();
+        assert_cases(&[
+            (
+                "passthrough on: the filter, the dynamic forward proxy, the router",
+                yaml_eliding(
+                    &hcm,
+                    &[
+                        "/typed_config/access_log/0/typed_config",
+                        "/typed_config/http_filters/0/typed_config",
+                    ],
+                ),
+                "
+name: envoy.filters.network.http_connection_manager
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+  stat_prefix: l_stats
+  access_log:
+  - name: envoy.access_loggers.stdout
+    typed_config: <elided>
+  route_config:
+    name: l
+    virtual_hosts: []
+  http_filters:
+  - name: external_service
+    typed_config: <elided>
+  - name: envoy.filters.http.dynamic_forward_proxy
+    typed_config:
+      '@type': type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig
+      dns_cache_config:
+        name: passthrough
+        dns_lookup_family: V4_PREFERRED
+  - name: envoy.filters.http.router
+    typed_config:
+      '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+",
+            ),
+            (
+                "passthrough off: the filter and the router",
+                yaml(&names),
+                "
+- external_service
+- envoy.filters.http.router
+",
+            ),
+        ]);
+    }
+}

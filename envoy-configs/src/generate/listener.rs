@@ -68,3 +68,82 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
     };
     listener(&name, outbound.address, filter)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, part, service, yaml, yaml_eliding, Fixture};
+
+    const FILTER: &str = "/filter_chains/0/filters/0/typed_config";
+
+    fn outbound_of(f: &Fixture, address: &str, service: &str) -> Listener {
+        let address = address.parse().unwrap();
+        let service = f.service(service);
+        outbound(&f.ctx(), &Outbound { address, service })
+    }
+
+    #[test]
+    fn listeners() {
+        let mut f = Fixture::new(
+            &[
+                service("httpbin", "http", "{address: httpbin.test:80}"),
+                service("kafka", "kafka", "{address: kafka.test:9092}"),
+            ]
+            .concat(),
+        );
+        f.options.listen = "[::1]:15001".parse().unwrap();
+        let http = outbound_of(&f, "127.0.0.1:10000", "httpbin");
+        let tcp = outbound_of(&f, "127.0.0.2:10002", "kafka");
+        let filter = |l: &Listener| part(l, "/filter_chains/0/filters/0");
+        assert_cases(&[
+            (
+                "the HTTP proxy apps use",
+                yaml_eliding(&outbound_http(&f.ctx()), &[FILTER]),
+                "
+name: outbound_http
+address:
+  socket_address:
+    address: ::1
+    port_value: 15001
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config: <elided>
+",
+            ),
+            (
+                "outbounds by Kuma's names",
+                yaml(&[&http.name, &tcp.name]),
+                "
+- outbound:127.0.0.1:10000
+- outbound:127.0.0.2:10002
+",
+            ),
+            (
+                "an HTTP service's outbound: the connection manager, stats by the listener",
+                yaml(&[
+                    part(&filter(&http), "/name"),
+                    part(&filter(&http), "/typed_config/stat_prefix"),
+                ]),
+                "
+- envoy.filters.network.http_connection_manager
+- outbound_127_0_0_1_10000
+",
+            ),
+            (
+                "any other service's outbound: tcp_proxy to its cluster",
+                yaml_eliding(&filter(&tcp), &["/typed_config/access_log"]),
+                "
+name: envoy.filters.network.tcp_proxy
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+  stat_prefix: outbound_127_0_0_2_10002
+  cluster: external_service_kafka
+  access_log: <elided>
+",
+            ),
+        ]);
+    }
+}

@@ -72,18 +72,25 @@ pub fn service(name: &str, protocol: &str, networking: &str) -> String {
 }
 
 /// What the generated file holds for `value`.
-pub fn yaml<T: Serialize>(value: &T) -> String {
-    yaml_eliding(value, &[])
+pub fn yaml(value: &impl Serialize) -> String {
+    yaml_eliding::<&str>(value, &[])
 }
 
 /// [`yaml`], with what is at these JSON pointers shown as `<elided>`: other tests show it.
-pub fn yaml_eliding<T: Serialize>(value: &T, pointers: &[&str]) -> String {
+pub fn yaml_eliding<P: AsRef<str>>(value: &impl Serialize, pointers: &[P]) -> String {
     let mut v = serde_json::to_value(value).unwrap();
-    for p in pointers {
+    for p in pointers.iter().map(P::as_ref) {
         let at = v.pointer_mut(p).unwrap_or_else(|| panic!("nothing at {p}"));
         *at = serde_json::Value::String("<elided>".into());
     }
     serde_yaml_ng::to_string(&v).unwrap()
+}
+
+/// The part of `value` at a JSON pointer.
+pub fn part(value: &impl Serialize, pointer: &str) -> serde_json::Value {
+    let v = serde_json::to_value(value).unwrap();
+    let found = v.pointer(pointer).cloned();
+    found.unwrap_or_else(|| panic!("nothing at {pointer}"))
 }
 
 /// Each case's YAML is the one wanted (written from its second line on, for readability).

@@ -126,3 +126,138 @@ fn absolute(path: &Path) -> String {
         .display()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, part, service, yaml, yaml_eliding, Fixture};
+
+    const PARAMS: &str = "/typed_config/common_tls_context/tls_params";
+
+    /// The socket for the first host of the only service, with material placed by `secrets`.
+    fn socket(protocol: &str, networking: &str, secrets: &mut Secrets) -> TransportSocket {
+        let f = Fixture::new(&service("s", protocol, networking));
+        let s = f.service("s");
+        let host = &s.endpoints[0].address.host;
+        upstream(&f.ctx(), secrets, s, s.tls.as_ref().unwrap(), host).unwrap()
+    }
+
+    fn inline(protocol: &str, networking: &str) -> String {
+        let socket = socket(protocol, networking, &mut Secrets::default());
+        yaml_eliding(&socket, &[PARAMS])
+    }
+
+    #[test]
+    fn upstream_tls() {
+        let mtls = "{address: api.test:443, tls: {serverName: other.test, \
+                    skipHostnameVerification: true, caCert: {file: /etc/ca.pem}, \
+                    clientCert: {inlineString: CERT}, clientKey: {inline: S0VZ}}}";
+        let mut secrets = Secrets::new(Some(Path::new("/s")));
+        let to_files = socket("http2", mtls, &mut secrets);
+        let common = "/typed_config/common_tls_context";
+        let sources = [
+            part(
+                &to_files,
+                &format!("{common}/tls_certificates/0/certificate_chain"),
+            ),
+            part(
+                &to_files,
+                &format!("{common}/tls_certificates/0/private_key"),
+            ),
+            part(
+                &to_files,
+                &format!("{common}/validation_context/trusted_ca"),
+            ),
+        ];
+        assert_cases(&[
+            (
+                "no caCert: the system store, and the host's name as SNI and SAN",
+                yaml(&socket(
+                    "http",
+                    "{address: httpbin.test:443, tls: {enabled: true}}",
+                    &mut Secrets::default(),
+                )),
+                "
+name: envoy.transport_sockets.tls
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+  sni: httpbin.test
+  common_tls_context:
+    tls_params:
+      tls_minimum_protocol_version: TLSv1_2
+      tls_maximum_protocol_version: TLSv1_3
+    alpn_protocols:
+    - http/1.1
+    validation_context:
+      trusted_ca:
+        filename: /etc/ssl/certs/ca-certificates.crt
+      match_typed_subject_alt_names:
+      - san_type: DNS
+        matcher:
+          exact: httpbin.test
+",
+            ),
+            (
+                "an IP over TCP: no SNI, no ALPN, the IP as SAN; renegotiation as asked",
+                inline(
+                    "tcp",
+                    "{address: 10.0.0.1:5432, tls: {caCert: {inlineString: CA}, \
+                     allowRenegotiation: true}}",
+                ),
+                "
+name: envoy.transport_sockets.tls
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+  allow_renegotiation: true
+  common_tls_context:
+    tls_params: <elided>
+    validation_context:
+      trusted_ca:
+        inline_string: CA
+      match_typed_subject_alt_names:
+      - san_type: IP_ADDRESS
+        matcher:
+          exact: 10.0.0.1
+",
+            ),
+            (
+                "mTLS with serverName, no name check; HTTP/2",
+                inline(
+                    "http2",
+                    &mtls.replace("{file: /etc/ca.pem}", "{inlineString: CA}"),
+                ),
+                "
+name: envoy.transport_sockets.tls
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+  sni: other.test
+  common_tls_context:
+    tls_params: <elided>
+    alpn_protocols:
+    - h2
+    tls_certificates:
+    - certificate_chain:
+        inline_string: CERT
+      private_key:
+        inline_string: KEY
+    validation_context:
+      trusted_ca:
+        inline_string: CA
+",
+            ),
+            (
+                "with a secrets directory: inline material in files there, files stay",
+                yaml(&sources),
+                "
+- filename: /s/external_service_s.client-cert.pem
+- filename: /s/external_service_s.client-key.pem
+- filename: /etc/ca.pem
+",
+            ),
+        ]);
+        let files: Vec<_> = secrets.into_files().into_iter().map(|f| f.bytes).collect();
+        assert_eq!(files, [b"CERT".to_vec(), b"KEY".to_vec()]);
+    }
+}
