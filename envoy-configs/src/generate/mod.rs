@@ -91,7 +91,8 @@ impl Default for Options {
 /// A generated bootstrap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bootstrap {
-    /// The Envoy v3 bootstrap, keys in the order a reader wants them.
+    /// The Envoy v3 bootstrap ([`envoy::Bootstrap`] as JSON), keys in the order a reader
+    /// wants them.
     pub config: Value,
     /// Whether a private key is written inline (the file must then be private).
     pub inline_private_keys: bool,
@@ -323,4 +324,58 @@ fn check_addresses(options: &Options, outbounds: &[Outbound<'_>]) -> Result<(), 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::test_support::{service, Fixture};
+    use super::*;
+
+    #[test]
+    fn listeners_and_the_admin_need_addresses_of_their_own() {
+        let f = Fixture::new(&service("h", "http", "{address: h.test:80}"));
+        let at = |address: &str| Outbound {
+            address: address.parse().unwrap(),
+            service: f.service("h"),
+        };
+        let with = |listen: &str, admin: &str| Options {
+            listen: listen.parse().unwrap(),
+            admin: admin.parse().unwrap(),
+            ..Options::default()
+        };
+        let clash = |options: &Options, outbounds: &[Outbound<'_>]| match check_addresses(
+            options, outbounds,
+        ) {
+            Ok(()) => None,
+            Err(Error::SameAddress { listeners, .. }) => Some(listeners),
+            Err(e) => panic!("{e:?}"),
+        };
+        let defaults = Options::default();
+        assert_eq!(clash(&defaults, &[at("127.0.0.1:10000")]), None);
+        assert_eq!(
+            clash(&defaults, &[at("127.0.0.1:9901")]),
+            Some(["admin".into(), "outbound:127.0.0.1:9901".into()])
+        );
+        assert_eq!(
+            clash(&defaults, &[at("127.0.0.1:10000"), at("127.0.0.1:10000")]),
+            Some([
+                "outbound:127.0.0.1:10000".into(),
+                "outbound:127.0.0.1:10000".into()
+            ])
+        );
+        assert_eq!(
+            clash(
+                &with("127.0.0.1:10000", "127.0.0.1:9901"),
+                &[at("127.0.0.1:10000")]
+            ),
+            Some(["outbound_http".into(), "outbound:127.0.0.1:10000".into()])
+        );
+        // Port 0: the kernel chooses, so never a clash.
+        assert_eq!(
+            clash(&with("127.0.0.1:0", "127.0.0.1:0"), &[at("127.0.0.1:0")]),
+            None
+        );
+    }
 }
