@@ -171,7 +171,11 @@ fn add_proxy_functions(l: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_property",
         |mut c: Ctx<'_>, path_ptr: u32, path_len: u32, ret_ptr: u32, ret_len: u32| {
             let path = split_property_path(&read(&mut c, path_ptr, path_len)?);
-            let Some(value) = c.data().properties.get(&path).cloned() else {
+            let st = c.data_mut();
+            let on_stream = st
+                .active_stream()
+                .and_then(|s| s.properties.get(&path).cloned());
+            let Some(value) = on_stream.or_else(|| st.properties.get(&path).cloned()) else {
                 return status(Status::NotFound);
             };
             return_bytes(&mut c, &value, ret_ptr, ret_len)?;
@@ -184,7 +188,11 @@ fn add_proxy_functions(l: &mut Linker<HostState>) -> Result<()> {
         |mut c: Ctx<'_>, path_ptr: u32, path_len: u32, value_ptr: u32, value_len: u32| {
             let path = split_property_path(&read(&mut c, path_ptr, path_len)?);
             let value = read(&mut c, value_ptr, value_len)?;
-            c.data_mut().properties.insert(path, value);
+            let st = c.data_mut();
+            match st.active_stream() {
+                Some(stream) => stream.properties.insert(path, value),
+                None => st.properties.insert(path, value),
+            };
             status(Status::Ok)
         },
     )?;

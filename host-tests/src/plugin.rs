@@ -150,8 +150,7 @@ impl PluginOptions {
 
     /// Pre-sets property `path` (e.g. `&["xds", "cluster_name"]`).
     pub fn property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
-        self.properties
-            .push((path.iter().map(|s| (*s).to_owned()).collect(), value.into()));
+        self.properties.push((property_key(path), value.into()));
         self
     }
 
@@ -587,16 +586,30 @@ impl Plugin {
         &self.store.data().metrics
     }
 
-    /// Property `path` as pre-set or as the module set it.
+    /// Property `path` as pre-set, or as the module set it outside any stream.
     pub fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        self.store.data().properties.get(&key).cloned()
+        self.store
+            .data()
+            .properties
+            .get(&property_key(path))
+            .cloned()
+    }
+
+    /// Property `path` as the module set it on this stream (in Envoy, the request's filter
+    /// state, e.g. `contract::SERVICE_PROPERTY`).
+    pub fn stream_property(&self, stream: HttpStream, path: &[&str]) -> Option<Vec<u8>> {
+        self.stream(stream)?
+            .properties
+            .get(&property_key(path))
+            .cloned()
     }
 
     /// Sets property `path` for the calls that follow.
     pub fn set_property(&mut self, path: &[&str], value: impl Into<Vec<u8>>) {
-        let key = path.iter().map(|s| (*s).to_owned()).collect();
-        self.store.data_mut().properties.insert(key, value.into());
+        self.store
+            .data_mut()
+            .properties
+            .insert(property_key(path), value.into());
     }
 
     /// Every `proxy_call_foreign_function` call as (name, arguments), known names or not.
@@ -648,6 +661,10 @@ impl Plugin {
         let value = f(self)?;
         Ok((value, before.saturating_sub(self.store.get_fuel()?)))
     }
+}
+
+fn property_key(path: &[&str]) -> Vec<String> {
+    path.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn owned(headers: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {

@@ -12,6 +12,9 @@ pub type HeaderMap = Vec<(String, String)>;
 /// hand the module a value that is not UTF-8.
 pub(crate) type RawHeaderMap = Vec<(String, Vec<u8>)>;
 
+/// Property values by path segments (`["xds", "cluster_name"]`).
+pub(crate) type Properties = BTreeMap<Vec<String>, Vec<u8>>;
+
 /// One line the module logged, through `proxy_log` or by writing to stdout/stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -67,6 +70,9 @@ pub(crate) struct StreamState {
     pub response_headers: RawHeaderMap,
     pub response_trailers: RawHeaderMap,
     pub local_response: Option<LocalResponse>,
+    /// Properties the module set while this stream was active: Envoy keeps them in the
+    /// request's filter state, not beside the plugin.
+    pub properties: Properties,
     /// `proxy_on_done` returned false and `proxy_done` was not called yet.
     pub awaiting_done: bool,
     /// `proxy_done` was called while `awaiting_done`.
@@ -93,7 +99,8 @@ pub(crate) struct HostState {
     pub stdio_partial: [Vec<u8>; 2],
     pub vm_configuration: Vec<u8>,
     pub plugin_configuration: Vec<u8>,
-    pub properties: BTreeMap<Vec<String>, Vec<u8>>,
+    /// Pre-set properties, and those set outside any stream.
+    pub properties: Properties,
     /// Index + 1 is the metric id handed to the module.
     pub metrics: Vec<Metric>,
     /// Position in `metrics` by name and kind, so defining 10,000 metrics stays linear.

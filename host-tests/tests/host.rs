@@ -332,9 +332,11 @@ fn properties_and_foreign_functions_behave_like_envoy() {
     plugin.call_on_request_headers(stream, &[], true).unwrap();
 
     assert_eq!(
-        plugin.property(&["copy", "of"]).as_deref(),
+        plugin.stream_property(stream, &["copy", "of"]).as_deref(),
         Some(&b"outbound:httpbin"[..])
     );
+    // Set on a stream, as Envoy keeps it: in that request's filter state.
+    assert_eq!(plugin.property(&["copy", "of"]), None);
     assert_eq!(plugin.logs(LogLevel::Info), ["zipped"]);
     let calls: Vec<(&str, &[u8])> = plugin
         .foreign_calls()
