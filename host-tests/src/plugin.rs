@@ -11,8 +11,7 @@ use wasmtime::{Config, Engine, InstancePre, Store, WasmParams, WasmResults};
 use crate::abi::{Action, LogLevel};
 use crate::imports::linker_for;
 use crate::state::{
-    find_raw_header, lossy_map, HostState, LocalResponse, LogEntry, Metric, MetricValue,
-    StreamState,
+    header_text, lossy_map, HostState, LocalResponse, LogEntry, Metric, MetricValue, StreamState,
 };
 
 const BUILD_HINT: &str = "build it with `make build` (or `cargo build --release --target wasm32-wasip1 -p external-service-filter`), or set EXTSVC_WASM to a built module";
@@ -405,13 +404,8 @@ impl Plugin {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Action> {
-        self.stream_mut(stream)?.request_headers = owned(headers);
-        self.call_on_headers(
-            stream,
-            "proxy_on_request_headers",
-            headers.len(),
-            end_of_stream,
-        )
+        let bytes: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        self.call_on_request_headers_bytes(stream, &bytes, end_of_stream)
     }
 
     /// Like [`Plugin::call_on_request_headers`], with values given as bytes: a value need not
@@ -512,7 +506,7 @@ impl Plugin {
     /// The first request header `name` (ASCII case-insensitive), as the module left it.
     pub fn request_header(&self, stream: HttpStream, name: &str) -> Option<String> {
         let s = self.stream(stream)?;
-        find_raw_header(&s.request_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
+        header_text(&s.request_headers, name)
     }
 
     /// The response headers as the module left them.
@@ -525,7 +519,7 @@ impl Plugin {
     /// The first response header `name` (ASCII case-insensitive), as the module left it.
     pub fn response_header(&self, stream: HttpStream, name: &str) -> Option<String> {
         let s = self.stream(stream)?;
-        find_raw_header(&s.response_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
+        header_text(&s.response_headers, name)
     }
 
     /// The local response the module sent on this stream (the last one if several).

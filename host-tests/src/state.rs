@@ -157,11 +157,7 @@ impl HostState {
 
     /// Appends `bytes` written to fd 1 or 2; whole lines become log entries.
     pub fn write_stdio(&mut self, fd: usize, bytes: &[u8]) {
-        let level = if fd == 1 {
-            LogLevel::Info
-        } else {
-            LogLevel::Error
-        };
+        let level = stdio_level(fd);
         let Some(partial) = self.stdio_partial.get_mut(fd - 1) else {
             return;
         };
@@ -183,13 +179,17 @@ impl HostState {
                 continue;
             }
             let rest = std::mem::take(&mut self.stdio_partial[fd - 1]);
-            let level = if fd == 1 {
-                LogLevel::Info
-            } else {
-                LogLevel::Error
-            };
-            self.log(level, String::from_utf8_lossy(&rest).into_owned());
+            self.log(stdio_level(fd), String::from_utf8_lossy(&rest).into_owned());
         }
+    }
+}
+
+/// What a line on stdout (fd 1) or stderr (fd 2) is logged as.
+fn stdio_level(fd: usize) -> LogLevel {
+    if fd == 1 {
+        LogLevel::Info
+    } else {
+        LogLevel::Error
     }
 }
 
@@ -206,8 +206,9 @@ pub(crate) fn lossy_map(map: &RawHeaderMap) -> HeaderMap {
         .collect()
 }
 
-pub(crate) fn find_raw_header<'a>(map: &'a RawHeaderMap, name: &str) -> Option<&'a [u8]> {
+/// The first value of header `name` (ASCII case-insensitive) as text (lossy).
+pub(crate) fn header_text(map: &RawHeaderMap, name: &str) -> Option<String> {
     map.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }
