@@ -44,7 +44,7 @@ fn every_scenario_through_the_module() {
         if let Some(authority) = &case.authority {
             headers.push((":authority", authority.as_bytes()));
         }
-        if let Some(content_type) = case.content_type {
+        if let Some(content_type) = &case.content_type {
             headers.push(("content-type", content_type.as_bytes()));
         }
         support::outcome(plugin, &headers)

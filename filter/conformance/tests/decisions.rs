@@ -24,7 +24,7 @@ fn every_scenario() {
             .or_insert_with(|| filter(case.setup));
         let request = Plain {
             authority: case.authority.as_deref(),
-            content_type: case.content_type,
+            content_type: case.content_type.as_deref(),
         };
         let untouched = case.authority.clone();
         match decide(&filter.catalog, filter.bound, &request) {
