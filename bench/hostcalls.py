@@ -56,7 +56,8 @@ def build():
         subprocess.run(["cargo", "build", "-q", "--release", "--target", "wasm32-wasip1", "-p",
                         "external-service-filter"], cwd=src, env=env, check=True)
         out = os.path.join(SCRATCH, f"{label}.wasm")
-        shutil.copy(os.path.join(SCRATCH, "target", "wasm32-wasip1", "release", "external_service_filter.wasm"), out)
+        # bench.WASM is <root>/target/...: the same place under the scratch copy.
+        shutil.copy(os.path.join(SCRATCH, os.path.relpath(bench.WASM, bench.ROOT)), out)
         built[label] = out
     return built
 
