@@ -267,8 +267,12 @@ pub fn run(mut engine: impl FnMut(&Case) -> Outcome) {
         if got != case.expect {
             let _ = write!(
                 wrong,
-                "\n{:?} {:?} content-type {:?}:\n  want {:?}\n  got  {:?}",
-                case.setup, case.authority, case.content_type, case.expect, got
+                "\n{:?} {} content-type {}:\n  want {}\n  got  {}",
+                case.setup,
+                short(&case.authority),
+                short(&case.content_type),
+                short(&case.expect),
+                short(&got)
             );
         }
     }
@@ -277,6 +281,21 @@ pub fn run(mut engine: impl FnMut(&Case) -> Outcome) {
         "of {} scenarios, these differ:{wrong}",
         all.len()
     );
+}
+
+/// `{:?}` of `value`, its middle cut out past 600 bytes (the 64 KiB rows).
+fn short(value: &impl std::fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    let (Some((head, _)), Some((tail, _))) = (
+        text.char_indices().nth(300),
+        text.char_indices().nth_back(300),
+    ) else {
+        return text;
+    };
+    if tail <= head {
+        return text;
+    }
+    format!("{} ... {}", &text[..head], &text[tail..])
 }
 
 fn with(setup: Setup, authority: Option<String>, content_type: Option<String>, then: Then) -> Case {
