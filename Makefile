@@ -63,4 +63,4 @@ bench: build ## Benchmarks (~15 min, not in `make test`): wasm vs native vs Lua,
 
 .PHONY: soak
 soak: build ## Soak: SOAK_RATE req/s (200) for SOAK_SECONDS (600) with TLS origination; checks leaks and memory -> BENCHMARKS.md
-	python3 soak/soak.py --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --out BENCHMARKS.md
+	$(CARGO) run --release -q -p extsvc-testkit --bin soak -- --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --out BENCHMARKS.md

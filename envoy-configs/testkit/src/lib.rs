@@ -51,7 +51,9 @@ pub mod certs;
 pub mod curl;
 pub mod envoy;
 pub mod net;
+pub mod runner;
 pub mod sidecar;
+pub mod soak;
 pub mod upstream;
 
 pub use certs::{Ca, CertKey, Validity};
