@@ -47,6 +47,7 @@
 // Test support: failing loudly is the point (clippy.toml only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bench;
 pub mod certs;
 pub mod curl;
 pub mod envoy;
