@@ -187,8 +187,8 @@ impl Bench {
             })
             .collect();
         Ok(Bench {
-            extsvc: crate::extsvc_binary(),
-            wasm: crate::wasm_module(),
+            extsvc: canonical(crate::extsvc_binary()),
+            wasm: canonical(crate::wasm_module()),
             upstream_http: upstream.port("http"),
             upstream_tls: upstream.port("tls"),
             dns,
@@ -226,6 +226,10 @@ impl Bench {
     }
 }
 
+fn canonical(p: PathBuf) -> PathBuf {
+    p.canonicalize().unwrap_or(p)
+}
+
 /// Everything a run measured, for the report.
 pub struct Results {
     pub machine: report::Machine,
@@ -252,17 +256,19 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     let bench = Bench::start(knobs.clone())?;
     log("part 1: plain HTTP upstream");
     let abc = [("A", None), ("B", None), ("C", None)];
-    let plain = throughput::run(
-        &bench,
-        "plain",
-        false,
-        &abc,
-        knobs.rounds,
-        knobs.seconds,
-        true,
-    )?;
+    let part1 = |label, tls| throughput::Plan {
+        label,
+        tls,
+        kinds: &abc,
+        rounds: knobs.rounds,
+        seconds: knobs.seconds,
+        latency: true,
+        host: TARGET_HOST,
+        smoke: true,
+    };
+    let plain = throughput::run(&bench, &part1("plain", false))?;
     log("part 1: TLS origination");
-    let tls = throughput::run(&bench, "tls", true, &abc, knobs.rounds, knobs.seconds, true)?;
+    let tls = throughput::run(&bench, &part1("tls", true))?;
     let prof_built = if knobs.profiles {
         fuel::build_profiles(&bench)?
     } else {
@@ -287,12 +293,16 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
             kinds.iter().map(|(k, p)| (k.as_str(), p.clone())).collect();
         Some(throughput::run(
             &bench,
-            "profiles",
-            false,
-            &kinds,
-            (knobs.rounds / 2).max(2),
-            (knobs.seconds / 2).max(3),
-            false,
+            &throughput::Plan {
+                label: "profiles",
+                tls: false,
+                kinds: &kinds,
+                rounds: (knobs.rounds / 2).max(2),
+                seconds: (knobs.seconds / 2).max(3),
+                latency: false,
+                host: TARGET_HOST,
+                smoke: true,
+            },
         )?)
     };
     log("part 3: scale");

@@ -9,18 +9,38 @@ use super::load::{measured, request, wrk};
 use super::{log, name, Bench, Throughput, PROXY_CPU, TARGET_HOST};
 use crate::runner::Proc;
 
-/// Runs `kinds` (`A`, `B`, `C`, or `A-<profile>` with its module) `rounds` times for `seconds`
-/// at the configured connections, then (with `latency`) at 1 connection. Variants whose letters
-/// differ run side by side; several `A-*` run one at a time on A's port.
-pub fn run(
-    b: &Bench,
-    label: &str,
-    tls: bool,
-    kinds: &[(&str, Option<PathBuf>)],
-    rounds: usize,
-    seconds: u64,
-    latency: bool,
-) -> Result<Throughput, String> {
+/// One part-1 style measurement.
+pub struct Plan<'a> {
+    /// Names the work directory (`target/bench/<label>/`).
+    pub label: &'a str,
+    /// TLS origination to the upstream, else plain HTTP.
+    pub tls: bool,
+    /// `A`, `B`, `C`, or `A-<name>` with its own module.
+    pub kinds: &'a [(&'a str, Option<PathBuf>)],
+    pub rounds: usize,
+    pub seconds: u64,
+    /// Also a run at 1 connection per round.
+    pub latency: bool,
+    /// The `Host` of every measured request.
+    pub host: &'a str,
+    /// Check a forwarded and a denied request on each proxy first.
+    pub smoke: bool,
+}
+
+/// Runs the plan's variants `rounds` times for `seconds` at the configured connections, then
+/// (with `latency`) at 1 connection. Variants whose letters differ run side by side; several
+/// `A-*` run one at a time on A's port.
+pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
+    let Plan {
+        label,
+        tls,
+        kinds,
+        rounds,
+        seconds,
+        latency,
+        host,
+        smoke,
+    } = *plan;
     let k = &b.knobs;
     let d = b.work.join(label);
     fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -57,7 +77,7 @@ pub fn run(
             (format!("{}.mesh", name(7)), 200),
             ("not-declared.example.com".to_string(), 403),
         ];
-        for (h, want) in checks {
+        for (h, want) in checks.into_iter().filter(|_| smoke) {
             let got = request(listen, &h)?;
             if got != want {
                 return Err(format!(
@@ -67,7 +87,7 @@ pub fn run(
             }
         }
         // Warm-up: connections to the upstream, V8 tiers up.
-        wrk(listen, 2, k.connections, TARGET_HOST)?;
+        wrk(listen, 2, k.connections, host)?;
         Ok(p)
     };
     let mut procs: BTreeMap<String, Proc> = BTreeMap::new();
@@ -94,7 +114,7 @@ pub fn run(
             }
             let p = procs.get(kind).ok_or("a variant did not start")?;
             let listen = b.port(kind);
-            let (s, cmd) = measured(p.pid(), listen, seconds, k.connections, TARGET_HOST)?;
+            let (s, cmd) = measured(p.pid(), listen, seconds, k.connections, host)?;
             t.wrk_cmd = cmd;
             log(&format!(
                 "{label} round {}/{rounds} {kind}: {:.0} req/s, {:.1} us CPU/req, p99 {:.0} us",
@@ -105,7 +125,7 @@ pub fn run(
             ));
             t.results.entry(kind.to_string()).or_default().push(s);
             if latency {
-                let (s, cmd) = measured(p.pid(), listen, k.lat_seconds, 1, TARGET_HOST)?;
+                let (s, cmd) = measured(p.pid(), listen, k.lat_seconds, 1, host)?;
                 t.lat_cmd = cmd;
                 t.latency.entry(kind.to_string()).or_default().push(s);
             }
