@@ -262,7 +262,7 @@ pub fn prefer_real_envoy() {
     for lib in libs.flatten() {
         let real = lib.path().join("site-packages/envoy/_bin/envoy");
         if real.is_file() {
-            std::env::set_var("EXTSVC_ENVOY", real);
+            std::env::set_var("EXTSVC_ENVOY", real.canonicalize().unwrap_or(real));
             return;
         }
     }
