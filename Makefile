@@ -55,12 +55,10 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; cras
 .PHONY: bench
 bench: build ## Benchmarks (~15 min, not in `make test`): wasm vs native vs Lua, fuel, scale -> BENCHMARKS.md
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check pyyaml==6.0.2
-	@command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
 	@command -v taskset >/dev/null || (apt-get update -qq && apt-get install -y -qq util-linux)
 	@test -x /usr/bin/time || (apt-get update -qq && apt-get install -y -qq time)
-	$(VENV)/bin/python bench/bench.py --out BENCHMARKS.md
+	$(CARGO) run --release -q -p extsvc-testkit --bin bench -- --out BENCHMARKS.md
 
 .PHONY: soak
 soak: build ## Soak: SOAK_RATE req/s (200) for SOAK_SECONDS (600) with TLS origination; checks leaks and memory -> BENCHMARKS.md
-	python3 soak/soak.py --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --out BENCHMARKS.md
+	$(CARGO) run --release -q -p extsvc-testkit --bin soak -- --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --out BENCHMARKS.md

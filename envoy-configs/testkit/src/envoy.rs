@@ -234,6 +234,11 @@ impl Envoy {
         panic!("envoy '{name}': ports kept colliding; last error:\n{last}");
     }
 
+    /// The process id, while Envoy runs (for `/proc` readings).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The exit status, if Envoy has exited.
     pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
         self.child

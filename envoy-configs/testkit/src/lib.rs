@@ -47,11 +47,14 @@
 // Test support: failing loudly is the point (clippy.toml only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bench;
 pub mod certs;
 pub mod curl;
 pub mod envoy;
 pub mod net;
+pub mod runner;
 pub mod sidecar;
+pub mod soak;
 pub mod upstream;
 
 pub use certs::{Ca, CertKey, Validity};

@@ -50,6 +50,8 @@ pub struct UpstreamBuilder {
     echo: Vec<String>,
     /// Listeners that bind somewhere else than 127.0.0.1:0.
     addresses: BTreeMap<String, SocketAddr>,
+    /// No `x-seen-*` / `x-upstream-name` headers ([`UpstreamBuilder::without_echo`]).
+    bare: bool,
 }
 
 impl UpstreamBuilder {
@@ -119,6 +121,12 @@ impl UpstreamBuilder {
     /// Echo this request header back as `x-seen-<name>` on every HTTP listener.
     pub fn echo_request_header(mut self, name: &str) -> Self {
         self.echo.push(name.to_ascii_lowercase());
+        self
+    }
+
+    /// HTTP listeners answer without the echo headers: the cheapest upstream, for the bench.
+    pub fn without_echo(mut self) -> Self {
+        self.bare = true;
         self
     }
 
@@ -196,6 +204,10 @@ impl UpstreamBuilder {
                 add("x-seen-tls-version", "%DOWNSTREAM_TLS_VERSION%");
                 for h in &self.echo {
                     add(&format!("x-seen-{h}"), &format!("%REQ({h})%"));
+                }
+                if self.bare {
+                    // `response_headers_to_add:` with nothing after it is null: no headers.
+                    headers.clear();
                 }
                 let _ = write!(
                     y,

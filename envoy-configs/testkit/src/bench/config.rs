@@ -1,0 +1,264 @@
+//! The bench's configurations: n ExternalServices, `extsvc generate` on them (timed), and the
+//! variants made from the generated bootstrap: A as generated, B native routes, C Lua.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::json;
+use serde_yaml_ng::Value;
+
+use super::{name, Bench};
+use crate::runner;
+
+/// Where service i lives: a name the bench DNS answers, or a loopback IP (no DNS at all).
+pub fn address(b: &Bench, i: usize, tls: bool, ip: bool) -> String {
+    let port = if tls { b.upstream_tls } else { b.upstream_http };
+    if ip {
+        format!("127.1.{}.{}:{port}", i >> 8, i & 255)
+    } else {
+        format!("{}.bench.test:{port}", name(i))
+    }
+}
+
+/// n ExternalServices `svc-NNNNN` -> [`address`], passthrough off, TLS with the bench CA
+/// inline when `tls`.
+pub fn resources(b: &Bench, n: usize, tls: bool, ip: bool) -> String {
+    let mut y = String::from(
+        "type: Mesh\nname: default\nnetworking:\n  outbound:\n    passthrough: false\n",
+    );
+    let ca = base64::engine::general_purpose::STANDARD.encode(b.ca.ca_pem());
+    for i in 0..n {
+        let _ = write!(
+            y,
+            "---\ntype: ExternalService\nmesh: default\nname: es-{i}\ntags:\n  kuma.io/service: {}\n  \
+             kuma.io/protocol: http\nnetworking:\n  address: {}\n",
+            name(i),
+            address(b, i, tls, ip)
+        );
+        if tls {
+            let _ = write!(
+                y,
+                "  tls:\n    enabled: true\n    caCert:\n      inline: {ca}\n"
+            );
+        }
+    }
+    y
+}
+
+/// One `extsvc generate` run under `/usr/bin/time`.
+pub struct Generated {
+    pub cmd: Vec<String>,
+    pub wall: f64,
+    pub rss_kib: u64,
+    pub cpu: f64,
+}
+
+/// Runs `extsvc generate RESOURCES -o OUT` (listener on A's port) under `/usr/bin/time`.
+pub fn generate(b: &Bench, resources: &Path, out: &Path) -> Result<Generated, String> {
+    let cmd: Vec<String> = vec![
+        b.extsvc.display().to_string(),
+        "generate".into(),
+        resources.display().to_string(),
+        "-o".into(),
+        out.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", b.port("A")),
+        "--admin".into(),
+        "127.0.0.1:0".into(),
+        "--wasm".into(),
+        b.wasm.display().to_string(),
+        "--system-ca".into(),
+        "/etc/ssl/certs/ca-certificates.crt".into(),
+        "--dns-resolver".into(),
+        b.dns.to_string(),
+    ];
+    let stats = out.with_extension("time");
+    let o = runner::run(
+        Command::new("/usr/bin/time")
+            .arg("-o")
+            .arg(&stats)
+            .args(["-f", "%e %M %U %S"])
+            .args(&cmd),
+        Duration::from_secs(300),
+    )?;
+    if !o.status.success() {
+        return Err(format!(
+            "extsvc generate failed ({}): {}\n{}",
+            o.status,
+            cmd.join(" "),
+            o.stderr
+        ));
+    }
+    let text = fs::read_to_string(&stats).map_err(|e| format!("{}: {e}", stats.display()))?;
+    let f: Vec<&str> = text.split_whitespace().collect();
+    let last4 = f.get(f.len().saturating_sub(4)..).unwrap_or(&[]);
+    let num = |i: usize| last4.get(i).and_then(|v| v.parse::<f64>().ok());
+    match (num(0), num(1), num(2), num(3)) {
+        (Some(wall), Some(rss), Some(user), Some(sys)) => Ok(Generated {
+            cmd,
+            wall,
+            rss_kib: rss as u64,
+            cpu: user + sys,
+        }),
+        _ => Err(format!("{}: unexpected {text:?}", stats.display())),
+    }
+}
+
+/// Reads a YAML file into a value (order kept).
+pub fn read_yaml(path: &Path) -> Result<Value, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes a value as YAML.
+pub fn write_yaml(path: &Path, v: &Value) -> Result<(), String> {
+    let text = serde_yaml_ng::to_string(v).map_err(|e| format!("{}: {e}", path.display()))?;
+    fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn at<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Value, String> {
+    let mut cur = v;
+    for key in path {
+        cur = match key.parse::<usize>() {
+            Ok(i) => cur.get_mut(i),
+            Err(_) => cur.get_mut(*key),
+        }
+        .ok_or_else(|| format!("generated config has no {}", path.join(".")))?;
+    }
+    Ok(cur)
+}
+
+fn seq<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Vec<Value>, String> {
+    at(v, path)?
+        .as_sequence_mut()
+        .ok_or_else(|| format!("generated config: {} is not a list", path.join(".")))
+}
+
+fn to_value(j: serde_json::Value) -> Value {
+    serde_yaml_ng::to_value(j).unwrap_or(Value::Null)
+}
+
+/// The same job as the filter: .mesh name (or declared host) -> rewrite; anything else -> 403.
+const LUA: &str = r#"
+-- The same job as the filter: .mesh name (or declared host) -> rewrite; anything else -> 403.
+local services = {
+%s
+}
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local target = services[string.lower(headers:get(":authority") or "")]
+  if target == nil then
+    handle:respond({[":status"] = "403", ["x-external-service-denied"] = "undeclared-host"},
+      "the host is not declared by any ExternalService\n")
+    return
+  end
+  headers:replace(":authority", target)
+  handle:clearRouteCache()
+end
+"#;
+
+/// What one variant is made of.
+pub struct Variant<'a> {
+    /// `A` (generated, wasm), `B` (native routes + `host_rewrite_literal`), `C` (Lua).
+    pub kind: char,
+    pub services: usize,
+    /// The authority the filter rewrites service i to.
+    pub authority: &'a dyn Fn(usize) -> String,
+    /// For A: another module than the generated one.
+    pub wasm: Option<&'a Path>,
+    pub listen: u16,
+    pub access_log: bool,
+}
+
+/// Variant `v` of the generated config `cfg_a`: the same clusters, admin on port 0.
+pub fn variant(cfg_a: &Value, v: &Variant) -> Result<Value, String> {
+    let mut cfg = cfg_a.clone();
+    *at(
+        &mut cfg,
+        &["admin", "address", "socket_address", "port_value"],
+    )? = Value::from(0);
+    let listeners = seq(&mut cfg, &["static_resources", "listeners"])?;
+    let outbound = listeners
+        .iter_mut()
+        .find(|l| l.get("name").and_then(Value::as_str) == Some("outbound_http"))
+        .ok_or("generated config has no outbound_http listener")?;
+    *at(outbound, &["address", "socket_address", "port_value"])? = Value::from(v.listen);
+    let hcm = at(
+        outbound,
+        &["filter_chains", "0", "filters", "0", "typed_config"],
+    )?;
+    if !v.access_log {
+        if let Some(m) = hcm.as_mapping_mut() {
+            m.remove("access_log");
+        }
+    }
+    let filters = seq(hcm, &["http_filters"])?;
+    let wasm_at = filters
+        .iter()
+        .position(|f| {
+            f.get("typed_config")
+                .and_then(|t| t.get("@type"))
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.contains("wasm"))
+        })
+        .ok_or("generated config has no wasm filter")?;
+    let names: Vec<String> = (0..v.services).map(name).collect();
+    match v.kind {
+        'A' => {
+            if let Some(wasm) = v.wasm {
+                let f = &mut filters[wasm_at];
+                *at(
+                    f,
+                    &[
+                        "typed_config",
+                        "config",
+                        "vm_config",
+                        "code",
+                        "local",
+                        "filename",
+                    ],
+                )? = Value::from(wasm.display().to_string());
+            }
+        }
+        'B' => {
+            filters.remove(wasm_at);
+            let vhosts = seq(hcm, &["route_config", "virtual_hosts"])?;
+            let catch_all = vhosts
+                .pop()
+                .ok_or("generated config has no virtual hosts")?;
+            vhosts.clear();
+            for (i, n) in names.iter().enumerate() {
+                let a = (v.authority)(i);
+                vhosts.push(to_value(json!({
+                    "name": format!("external_service_{n}"),
+                    "domains": [format!("{n}.mesh"), format!("{n}.mesh:80"), a],
+                    "routes": [{"match": {"prefix": "/"}, "route": {
+                        "cluster": format!("external_service_{n}"), "host_rewrite_literal": a}}],
+                })));
+            }
+            vhosts.push(catch_all);
+        }
+        'C' => {
+            let mut entries = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                let a = (v.authority)(i);
+                for h in [format!("{n}.mesh"), format!("{n}.mesh:80"), a.clone()] {
+                    entries.push(format!("  [\"{h}\"] = \"{a}\","));
+                }
+            }
+            filters[wasm_at] = to_value(json!({
+                "name": "envoy.filters.http.lua",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": {"inline_string": LUA.replacen("%s", &entries.join("\n"), 1)},
+                },
+            }));
+        }
+        k => return Err(format!("unknown variant {k}")),
+    }
+    Ok(cfg)
+}

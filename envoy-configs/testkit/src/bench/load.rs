@@ -1,0 +1,142 @@
+//! wrk on [`LOAD_CPU`], and the proxy's CPU time (`/proc/<pid>/stat`) across it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use super::{Sample, LOAD_CPU};
+use crate::runner;
+
+/// `taskset -c LOAD_CPU wrk -t1 -cN -dSs --latency -H "Host: host" http://127.0.0.1:port/get`.
+/// Any non-2xx/3xx answer or socket error fails the run. `cpu_us` is left 0.
+pub fn wrk(
+    port: u16,
+    seconds: u64,
+    connections: usize,
+    host: &str,
+) -> Result<(Sample, Vec<String>), String> {
+    let cmd: Vec<String> = vec![
+        "taskset".into(),
+        "-c".into(),
+        LOAD_CPU.to_string(),
+        "wrk".into(),
+        "-t1".into(),
+        format!("-c{connections}"),
+        format!("-d{seconds}s"),
+        "--latency".into(),
+        "-H".into(),
+        format!("Host: {host}"),
+        format!("http://127.0.0.1:{port}/get"),
+    ];
+    let o = runner::run(
+        Command::new(&cmd[0]).args(&cmd[1..]),
+        Duration::from_secs(seconds + 60),
+    )?;
+    if !o.status.success() {
+        return Err(format!(
+            "{} failed: {}{}",
+            cmd.join(" "),
+            o.stdout,
+            o.stderr
+        ));
+    }
+    let out = o.stdout;
+    if out.contains("Non-2xx or 3xx responses:") || out.contains("Socket errors:") {
+        return Err(format!("wrk saw failures on port {port}:\n{out}"));
+    }
+    let mut p50 = None;
+    let mut p99 = None;
+    let mut requests = None;
+    for line in out.lines() {
+        let t: Vec<&str> = line.split_whitespace().collect();
+        match t.as_slice() {
+            [pct @ ("50%" | "99%"), value] => {
+                let v = micros(value);
+                if *pct == "50%" {
+                    p50 = v;
+                } else {
+                    p99 = v;
+                }
+            }
+            [n, "requests", "in", ..] => requests = n.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    match (requests, p50, p99) {
+        (Some(requests), Some(p50), Some(p99)) => Ok((
+            Sample {
+                requests,
+                rps: requests as f64 / seconds as f64,
+                p50,
+                p99,
+                cpu_us: 0.0,
+            },
+            cmd,
+        )),
+        _ => Err(format!("cannot read wrk's output:\n{out}")),
+    }
+}
+
+/// `960.00us`, `1.72ms`, `1.2s`, `1m` -> µs.
+fn micros(v: &str) -> Option<f64> {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+    let scale = match unit {
+        "us" => 1.0,
+        "ms" => 1e3,
+        "s" => 1e6,
+        "m" => 60e6,
+        _ => return None,
+    };
+    Some(num.parse::<f64>().ok()? * scale)
+}
+
+/// [`wrk`] with the proxy's CPU time per request.
+pub fn measured(
+    pid: u32,
+    port: u16,
+    seconds: u64,
+    connections: usize,
+    host: &str,
+) -> Result<(Sample, Vec<String>), String> {
+    let before = runner::cpu_ticks(pid)?;
+    let (mut s, cmd) = wrk(port, seconds, connections, host)?;
+    let ticks = runner::cpu_ticks(pid)?.saturating_sub(before);
+    s.cpu_us = ticks as f64 / runner::ticks_per_second() * 1e6 / s.requests.max(1) as f64;
+    Ok((s, cmd))
+}
+
+/// One `GET /get` with `Host: host` on a fresh connection: the status.
+pub fn request(port: u16, host: &str) -> Result<u16, String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let t = Duration::from_secs(5);
+    let err = |e: std::io::Error| format!("GET http://{addr}/get (Host: {host}): {e}");
+    let mut s = TcpStream::connect_timeout(&addr, t).map_err(err)?;
+    s.set_read_timeout(Some(t)).map_err(err)?;
+    write!(
+        s,
+        "GET /get HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(err)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(err)?;
+    String::from_utf8_lossy(&raw)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("GET http://{addr}/get (Host: {host}): no status line"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::micros;
+
+    #[test]
+    fn wrk_units() {
+        let near = |v: &str, want: f64| micros(v).is_some_and(|m| (m - want).abs() < 1e-6);
+        assert!(near("960.00us", 960.0));
+        assert!(near("1.72ms", 1720.0));
+        assert!(near("2s", 2e6));
+        assert_eq!(micros("x"), None);
+    }
+}

@@ -1,0 +1,330 @@
+//! The benchmark (`make bench`, `src/bin/bench.rs`): the filter against native Envoy routes and
+//! Lua, the per-request cost inside the filter (fuel), release profiles, and scale to 10,000
+//! services. Writes BENCHMARKS.md (or `--out`), keeping the "## Soak" section `make soak`
+//! writes there.
+//!
+//! - [`config`]: the resources, `extsvc generate` under `/usr/bin/time`, and variants B and C
+//!   made from the generated configuration.
+//! - [`load`]: wrk, and the proxy's CPU time around it.
+//! - [`throughput`]: part 1, A/B/C side by side in rotated rounds.
+//! - [`fuel`]: part 2 (`cargo bench -p host-tests --bench filter_cost`) and the profile builds.
+//! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
+//! - [`report`]: writes BENCHMARKS.md.
+
+pub mod config;
+pub mod fuel;
+pub mod load;
+pub mod report;
+pub mod scale;
+pub mod throughput;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::runner::{self, Tracked};
+use crate::{free_port, Ca, EnvoyOptions, Upstream, UpstreamBuilder};
+
+/// The proxies under test run here; wrk and the upstream on [`LOAD_CPU`].
+pub const PROXY_CPU: usize = 0;
+pub const LOAD_CPU: usize = 1;
+/// Every measured request asks for this service.
+pub const TARGET_HOST: &str = "svc-00042.mesh";
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// What a run measures (the `BENCH_*` variables).
+#[derive(Clone, Debug)]
+pub struct Knobs {
+    pub rounds: usize,
+    pub seconds: u64,
+    pub lat_seconds: u64,
+    pub connections: usize,
+    pub services: usize,
+    pub scale: Vec<usize>,
+    pub profiles: bool,
+    /// Fixed ports from here (upstream +80/+443, proxies +101..+104); else free ports.
+    pub port_base: Option<u16>,
+    /// Keep the generated access log in every variant.
+    pub access_log: bool,
+}
+
+/// Service `i`'s name: fixed width, so that strings have the same length at every count.
+pub fn name(i: usize) -> String {
+    format!("svc-{i:05}")
+}
+
+/// `[bench HH:MM:SS] msg` on stderr.
+pub fn log(msg: &str) {
+    let s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    eprintln!(
+        "[bench {:02}:{:02}:{:02}] {msg}",
+        s / 3600,
+        s / 60 % 60,
+        s % 60
+    );
+}
+
+/// The statistics module's median (mean of the middle two for an even count).
+pub fn med(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+pub fn min(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+pub fn max(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// One wrk run against one proxy.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub requests: u64,
+    pub rps: f64,
+    /// Latency percentiles in µs.
+    pub p50: f64,
+    pub p99: f64,
+    /// Proxy CPU time per request, µs.
+    pub cpu_us: f64,
+}
+
+impl Sample {
+    pub fn get(&self, key: &str) -> f64 {
+        match key {
+            "rps" => self.rps,
+            "p50" => self.p50,
+            "p99" => self.p99,
+            "cpu_us" => self.cpu_us,
+            _ => f64::NAN,
+        }
+    }
+}
+
+/// Part 1's results for one upstream kind (plain or TLS) or the profile study.
+#[derive(Clone, Debug, Default)]
+pub struct Throughput {
+    /// Variant -> one sample per round at the configured connections.
+    pub results: BTreeMap<String, Vec<Sample>>,
+    /// Variant -> one sample per round at 1 connection.
+    pub latency: BTreeMap<String, Vec<Sample>>,
+    pub gen_cmd: Vec<String>,
+    pub wrk_cmd: Vec<String>,
+    pub lat_cmd: Vec<String>,
+    pub dir: PathBuf,
+}
+
+/// The fixed parts of a run: where it works, the upstream, the certificates, the binaries.
+pub struct Bench {
+    pub knobs: Knobs,
+    pub root: PathBuf,
+    pub work: PathBuf,
+    pub extsvc: PathBuf,
+    pub wasm: PathBuf,
+    /// The CA that signed the upstream's certificate (SANs: every service host).
+    pub ca: Ca,
+    pub upstream_http: u16,
+    pub upstream_tls: u16,
+    pub dns: SocketAddr,
+    /// Proxy listener port per variant letter (A, B, C, S).
+    ports: BTreeMap<char, u16>,
+    // Drop order: untracked, then the upstream is killed.
+    _tracked: Tracked,
+    _upstream: Upstream,
+}
+
+impl Bench {
+    /// Makes the certificates and starts the upstream Envoy (pinned to [`LOAD_CPU`]):
+    /// `direct_response` 200 on plain HTTP and on TLS 1.2..1.3, and DNS for every service host.
+    pub fn start(knobs: Knobs) -> Result<Bench, String> {
+        let root = runner::root();
+        let work = root.join("target/bench");
+        let certs = work.join("certs");
+        fs::create_dir_all(&certs).map_err(|e| format!("{}: {e}", certs.display()))?;
+        let ca = Ca::new(&certs, "bench-ca");
+        let hosts: Vec<String> = (0..knobs.services)
+            .map(|i| format!("{}.bench.test", name(i)))
+            .collect();
+        let host_refs: Vec<&str> = hosts.iter().map(String::as_str).collect();
+        let server = ca.server_cert(&certs, "server", &host_refs, &[]);
+        let mut b = UpstreamBuilder::new().without_echo().plain("http");
+        if let Some(base) = knobs.port_base {
+            b = b.at(SocketAddr::new(LOCALHOST, base + 80));
+        }
+        b = b.tls("tls", &server);
+        if let Some(base) = knobs.port_base {
+            b = b.at(SocketAddr::new(LOCALHOST, base + 443));
+        }
+        for h in &hosts {
+            b = b.dns(h, &[LOCALHOST]);
+        }
+        runner::check()?;
+        let upstream = runner::on_cpu(Some(LOAD_CPU), || b.start_named(&work, "upstream"));
+        let tracked = Tracked::new(upstream.envoy.pid().unwrap_or(0));
+        let dns = upstream
+            .dns_addr()
+            .ok_or("the upstream has no DNS listener")?;
+        let ports = ['A', 'B', 'C', 'S']
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let port = match knobs.port_base {
+                    Some(base) => base + 101 + i as u16,
+                    None => free_port(),
+                };
+                (*k, port)
+            })
+            .collect();
+        Ok(Bench {
+            extsvc: canonical(crate::extsvc_binary()),
+            wasm: canonical(crate::wasm_module()),
+            upstream_http: upstream.port("http"),
+            upstream_tls: upstream.port("tls"),
+            dns,
+            ports,
+            knobs,
+            root,
+            work,
+            ca,
+            _tracked: tracked,
+            _upstream: upstream,
+        })
+    }
+
+    /// The listener port of variant `kind` (its first letter counts: `A-o3` is A's).
+    pub fn port(&self, kind: &str) -> u16 {
+        let letter = kind.chars().next().unwrap_or('A');
+        self.ports.get(&letter).copied().unwrap_or(0)
+    }
+
+    /// How the proxies run: `-l error`, up to 120 s to get ready.
+    pub fn envoy_options(&self) -> EnvoyOptions {
+        EnvoyOptions {
+            log_level: "error".to_string(),
+            ready_timeout: Duration::from_secs(120),
+            ..EnvoyOptions::default()
+        }
+    }
+
+    /// A path relative to the workspace root, for the report.
+    pub fn rel(&self, p: &Path) -> String {
+        p.strip_prefix(&self.root)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    }
+}
+
+fn canonical(p: PathBuf) -> PathBuf {
+    p.canonicalize().unwrap_or(p)
+}
+
+/// Everything a run measured, for the report.
+pub struct Results {
+    pub machine: report::Machine,
+    pub plain: Throughput,
+    pub tls: Throughput,
+    pub cost_cmd: Vec<String>,
+    pub cost_out: String,
+    /// (name, module path, build command)
+    pub prof_built: Vec<(String, PathBuf, String)>,
+    pub prof_t: Option<Throughput>,
+    pub scale: Vec<scale::Row>,
+    pub elapsed: Duration,
+}
+
+/// The whole `make bench`: parts 1, 2, the profile study and part 3, then the report.
+pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
+    runner::prefer_real_envoy();
+    let started = Instant::now();
+    let mut machine = report::Machine::now(&knobs);
+    log(&format!(
+        "machine: {} x {}, load {}",
+        machine.nproc, machine.cpu, machine.load
+    ));
+    let bench = Bench::start(knobs.clone())?;
+    log("part 1: plain HTTP upstream");
+    let abc = [("A", None), ("B", None), ("C", None)];
+    let part1 = |label, tls| throughput::Plan {
+        label,
+        tls,
+        kinds: &abc,
+        rounds: knobs.rounds,
+        seconds: knobs.seconds,
+        latency: true,
+        host: TARGET_HOST,
+        smoke: true,
+    };
+    let plain = throughput::run(&bench, &part1("plain", false))?;
+    log("part 1: TLS origination");
+    let tls = throughput::run(&bench, &part1("tls", true))?;
+    let prof_built = if knobs.profiles {
+        fuel::build_profiles(&bench)?
+    } else {
+        Vec::new()
+    };
+    log("part 2: fuel");
+    let mut modules = vec![(
+        "release (opt-level 3, as built)".to_string(),
+        bench.wasm.clone(),
+    )];
+    modules.extend(prof_built.iter().map(|(n, p, _)| (n.clone(), p.clone())));
+    let (cost_cmd, cost_out) = fuel::filter_cost(&bench, &modules)?;
+    let prof_t = if prof_built.is_empty() {
+        None
+    } else {
+        log("profile study: throughput of A with each module");
+        let kinds: Vec<(String, Option<PathBuf>)> = prof_built
+            .iter()
+            .map(|(n, p, _)| (format!("A-{n}"), Some(p.clone())))
+            .collect();
+        let kinds: Vec<(&str, Option<PathBuf>)> =
+            kinds.iter().map(|(k, p)| (k.as_str(), p.clone())).collect();
+        Some(throughput::run(
+            &bench,
+            &throughput::Plan {
+                label: "profiles",
+                tls: false,
+                kinds: &kinds,
+                rounds: (knobs.rounds / 2).max(2),
+                seconds: (knobs.seconds / 2).max(3),
+                latency: false,
+                host: TARGET_HOST,
+                smoke: true,
+            },
+        )?)
+    };
+    log("part 3: scale");
+    let scale = scale::run(&bench)?;
+    let elapsed = started.elapsed();
+    machine.load_after = runner::load_average(true);
+    let results = Results {
+        machine,
+        plain,
+        tls,
+        cost_cmd,
+        cost_out,
+        prof_built,
+        prof_t,
+        scale,
+        elapsed,
+    };
+    report::write(&bench, &results, out)?;
+    log(&format!(
+        "wrote {} in {:.0} s",
+        out.display(),
+        elapsed.as_secs_f64()
+    ));
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Part 1: requests/s, latency and proxy CPU per request of each variant, in rotated rounds.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+
+use super::config::{self, Variant};
+use super::load::{measured, request, wrk};
+use super::{log, name, Bench, Throughput, PROXY_CPU, TARGET_HOST};
+use crate::runner::Proc;
+
+/// One part-1 style measurement.
+pub struct Plan<'a> {
+    /// Names the work directory (`target/bench/<label>/`).
+    pub label: &'a str,
+    /// TLS origination to the upstream, else plain HTTP.
+    pub tls: bool,
+    /// `A`, `B`, `C`, or `A-<name>` with its own module.
+    pub kinds: &'a [(&'a str, Option<PathBuf>)],
+    pub rounds: usize,
+    pub seconds: u64,
+    /// Also a run at 1 connection per round.
+    pub latency: bool,
+    /// The `Host` of every measured request.
+    pub host: &'a str,
+    /// Check a forwarded and a denied request on each proxy first.
+    pub smoke: bool,
+}
+
+/// Runs the plan's variants `rounds` times for `seconds` at the configured connections, then
+/// (with `latency`) at 1 connection. Variants whose letters differ run side by side; several
+/// `A-*` run one at a time on A's port.
+pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
+    let Plan {
+        label,
+        tls,
+        kinds,
+        rounds,
+        seconds,
+        latency,
+        host,
+        smoke,
+    } = *plan;
+    let k = &b.knobs;
+    let d = b.work.join(label);
+    fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+    let res = d.join("resources.yaml");
+    fs::write(&res, config::resources(b, k.services, tls, false))
+        .map_err(|e| format!("{}: {e}", res.display()))?;
+    let generated = d.join("A.generated.yaml");
+    let gen = config::generate(b, &res, &generated)?;
+    let cfg_a = config::read_yaml(&generated)?;
+    let authority = |i: usize| config::address(b, i, tls, false);
+    let mut paths = BTreeMap::new();
+    for (kind, wasm) in kinds {
+        let v = Variant {
+            kind: kind.chars().next().unwrap_or('A'),
+            services: k.services,
+            authority: &authority,
+            wasm: wasm.as_deref(),
+            listen: b.port(kind),
+            access_log: k.access_log,
+        };
+        let path = d.join(format!("{kind}.yaml"));
+        config::write_yaml(&path, &config::variant(&cfg_a, &v)?)?;
+        paths.insert(kind.to_string(), path);
+    }
+    let letters: std::collections::BTreeSet<char> =
+        kinds.iter().filter_map(|(k, _)| k.chars().next()).collect();
+    let side_by_side = letters.len() == kinds.len();
+    let up = |kind: &str| -> Result<Proc, String> {
+        let listen = b.port(kind);
+        let path = &paths[kind];
+        let p = Proc::start(&d, kind, path, &b.envoy_options(), Some(PROXY_CPU))?;
+        let checks = [
+            (TARGET_HOST.to_string(), 200),
+            (format!("{}.mesh", name(7)), 200),
+            ("not-declared.example.com".to_string(), 403),
+        ];
+        for (h, want) in checks.into_iter().filter(|_| smoke) {
+            let got = request(listen, &h)?;
+            if got != want {
+                return Err(format!(
+                    "{label} {kind}: {h} answered {got}, expected {want}; see {}",
+                    p.stderr_path.display()
+                ));
+            }
+        }
+        // Warm-up: connections to the upstream, V8 tiers up.
+        wrk(listen, 2, k.connections, host)?;
+        Ok(p)
+    };
+    let mut procs: BTreeMap<String, Proc> = BTreeMap::new();
+    if side_by_side {
+        for (kind, _) in kinds {
+            procs.insert(kind.to_string(), up(kind)?);
+        }
+    }
+    let mut t = Throughput {
+        gen_cmd: gen.cmd,
+        dir: d.clone(),
+        ..Throughput::default()
+    };
+    for r in 0..rounds {
+        let shift = r % kinds.len();
+        let order: Vec<&str> = kinds[shift..]
+            .iter()
+            .chain(&kinds[..shift])
+            .map(|(k, _)| *k)
+            .collect();
+        for kind in order {
+            if !side_by_side {
+                procs.insert(kind.to_string(), up(kind)?);
+            }
+            let p = procs.get(kind).ok_or("a variant did not start")?;
+            let listen = b.port(kind);
+            let (s, cmd) = measured(p.pid(), listen, seconds, k.connections, host)?;
+            t.wrk_cmd = cmd;
+            log(&format!(
+                "{label} round {}/{rounds} {kind}: {:.0} req/s, {:.1} us CPU/req, p99 {:.0} us",
+                r + 1,
+                s.rps,
+                s.cpu_us,
+                s.p99
+            ));
+            t.results.entry(kind.to_string()).or_default().push(s);
+            if latency {
+                let (s, cmd) = measured(p.pid(), listen, k.lat_seconds, 1, host)?;
+                t.lat_cmd = cmd;
+                t.latency.entry(kind.to_string()).or_default().push(s);
+            }
+            if !side_by_side {
+                procs.remove(kind);
+            }
+        }
+    }
+    Ok(t)
+}

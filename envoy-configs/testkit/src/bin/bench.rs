@@ -1,0 +1,84 @@
+//! `make bench`: the filter against native Envoy routes and Lua (proxy CPU per request,
+//! requests/s, latency), the per-request cost inside the filter (fuel), release profiles, and
+//! scale to 10,000 services. Writes BENCHMARKS.md (or `--out`), keeping its "## Soak" section.
+//! Everything runs on 127.0.0.1; every process started is stopped on exit, Ctrl-C included.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use extsvc_testkit::{bench, runner};
+
+/// Benchmark the filter (see the file's doc comment). Each flag also reads its BENCH_* variable.
+#[derive(Parser, Debug)]
+#[command(
+    name = "bench",
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 \\\n    cargo run --release -p extsvc-testkit --bin bench -- --out /tmp/bench-check.md"
+)]
+struct Args {
+    /// Rounds of A, B, C in part 1.
+    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 5)]
+    rounds: usize,
+    /// Seconds of each wrk run at --connections.
+    #[arg(long, env = "BENCH_SECONDS", default_value_t = 6)]
+    seconds: u64,
+    /// Seconds of each wrk run at 1 connection.
+    #[arg(long, env = "BENCH_LAT_SECONDS", default_value_t = 3)]
+    lat_seconds: u64,
+    /// wrk connections.
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 16)]
+    connections: usize,
+    /// ExternalServices in part 1.
+    #[arg(long, env = "BENCH_SERVICES", default_value_t = 100)]
+    services: usize,
+    /// Service counts of part 3 (comma list).
+    #[arg(
+        long,
+        env = "BENCH_SCALE",
+        value_delimiter = ',',
+        default_value = "10,1000,10000"
+    )]
+    scale: Vec<usize>,
+    /// 0 skips the release profile study.
+    #[arg(long, env = "BENCH_PROFILES", default_value_t = 1)]
+    profiles: u8,
+    /// Fixed ports from here (upstream +80 and +443, proxies +101..+104) instead of free ones.
+    #[arg(long, env = "BENCH_PORT_BASE")]
+    port_base: Option<u16>,
+    /// 1 keeps the generated access log in every variant.
+    #[arg(long, env = "BENCH_ACCESS_LOG", default_value_t = 0)]
+    access_log: u8,
+    /// The report [default: BENCHMARKS.md in the workspace].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    runner::install();
+    let a = Args::parse();
+    if a.services < 43 || a.scale.contains(&0) || a.rounds == 0 {
+        eprintln!("bench: --services must be at least 43 (requests go to svc-00042), --scale counts and --rounds above 0");
+        return ExitCode::from(2);
+    }
+    let knobs = bench::Knobs {
+        rounds: a.rounds,
+        seconds: a.seconds.max(1),
+        lat_seconds: a.lat_seconds.max(1),
+        connections: a.connections,
+        services: a.services,
+        scale: a.scale,
+        profiles: a.profiles != 0,
+        port_base: a.port_base,
+        access_log: a.access_log == 1,
+    };
+    let out = a
+        .out
+        .unwrap_or_else(|| runner::root().join("BENCHMARKS.md"));
+    match bench::run(knobs, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
