@@ -68,12 +68,13 @@ fn denial_bodies_say_what_and_why() {
         undeclared.contains("\"evil.example\"") && undeclared.contains("passthrough is off"),
         "{undeclared}"
     );
-    let tcp = body("redis.mesh", None);
-    assert!(
-        tcp.contains("\"redis\"")
-            && tcp.contains("kuma.io/protocol: tcp")
-            && tcp.contains("Dataplane outbound"),
-        "{tcp}"
+    assert_eq!(
+        body("redis.mesh", None),
+        "service \"redis\" has no kuma.io/protocol tag, so it is tcp (Kuma's default) and cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc\n"
+    );
+    assert_eq!(
+        body("kafka.mesh", None),
+        "service \"kafka\" is declared kuma.io/protocol: kafka, so it cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc\n"
     );
     let grpc = body("grpc-svc.mesh", Some("text/plain"));
     assert!(
