@@ -88,7 +88,14 @@ pub struct Bootstrap {
 impl Bootstrap {
     /// The bootstrap as YAML.
     pub fn to_yaml(&self) -> Result<String, Error> {
-        serde_yaml_ng::to_string(&self.config).map_err(|e| Error::Yaml(e.to_string()))
+        serde_yaml_ng::to_string(&self.config).map_err(|e| Error::Serialize(e.to_string()))
+    }
+
+    /// The bootstrap as JSON, for a file Envoy reads by its `.json` name.
+    pub fn to_json(&self) -> Result<String, Error> {
+        serde_json::to_string_pretty(&self.config)
+            .map(|json| json + "\n")
+            .map_err(|e| Error::Serialize(e.to_string()))
     }
 }
 
@@ -127,7 +134,7 @@ pub enum Error {
         address: SocketAddr,
         listeners: [String; 2],
     },
-    Yaml(String),
+    Serialize(String),
 }
 
 impl fmt::Display for Error {
@@ -137,7 +144,7 @@ impl fmt::Display for Error {
                 let n = reports.iter().filter(|r| !r.is_valid()).count();
                 write!(f, "{n} invalid resource{}", if n == 1 { "" } else { "s" })
             }
-            Error::Mesh(e) => write!(f, "mesh: {e}"),
+            Error::Mesh(e) => write!(f, "{e}: name the one to serve with --mesh NAME"),
             Error::MixedEndpoints { service } => write!(
                 f,
                 "service {service:?}: its endpoints mix IP addresses and host names; one Envoy cluster cannot hold both"
@@ -170,7 +177,7 @@ impl fmt::Display for Error {
                 address,
                 listeners: [a, b],
             } => write!(f, "listeners {a:?} and {b:?} both use {address}"),
-            Error::Yaml(e) => write!(f, "cannot write YAML: {e}"),
+            Error::Serialize(e) => write!(f, "cannot write the configuration: {e}"),
         }
     }
 }

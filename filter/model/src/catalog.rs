@@ -237,7 +237,7 @@ pub fn select_mesh(resources: &[Resource], asked: Option<&str>) -> Result<String
             .map(|m| m.to_string())
             .unwrap_or_default()),
         (None, _) => Err(format!(
-            "the resources belong to several meshes ({}): name the one to serve",
+            "the resources belong to several meshes ({})",
             meshes.into_iter().collect::<Vec<_>>().join(", ")
         )),
     }
