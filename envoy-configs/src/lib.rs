@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod cluster_rules;
+pub mod envoy;
 pub mod generate;
 pub mod read;
 pub mod resolve;

@@ -135,7 +135,7 @@ fn check_scenario(scenario: &str) {
     replace_strings(&mut config, &pki.placeholders());
     let yaml = Bootstrap {
         config,
-        inline_private_keys: bootstrap.inline_private_keys,
+        ..bootstrap.clone()
     }
     .to_yaml()
     .unwrap();

@@ -103,6 +103,7 @@ impl GenerateArgs {
             dns_resolver: self.dns_resolver,
             mesh: self.mesh.clone(),
             route_timeout: std::time::Duration::from_secs(self.route_timeout),
+            secrets_dir: self.secrets_dir.as_deref().map(absolute),
         }
     }
 }
@@ -161,7 +162,8 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
-    let mut bootstrap = match generate::generate(&loaded.checked, &args.options(wasm)) {
+    let options = args.options(wasm);
+    let bootstrap = match generate::generate(&loaded.checked, &options) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
             let mut loaded = loaded;
@@ -175,11 +177,8 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
             let _ = writeln!(notes, "extsvc: warning: {warning}");
         }
     }
-    if let Some(dir) = &args.secrets_dir {
-        let dir = absolute(dir);
-        let files = secrets::externalize(&mut bootstrap.config, &dir);
-        write_secrets(&dir, &files)?;
-        bootstrap.inline_private_keys = false;
+    if let Some(dir) = &options.secrets_dir {
+        write_secrets(dir, &bootstrap.secret_files)?;
     }
     let json_file = args
         .output

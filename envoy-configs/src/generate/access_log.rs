@@ -1,69 +1,129 @@
 //! One JSON line on stdout per request (HTTP) or connection (TCP). Never key material: only
 //! names, addresses, codes and Envoy's failure reasons.
 
-use serde_json::{json, Map, Value};
-
 use external_service_model::contract::{DENIED_HEADER, SERVICE_FILTER_STATE};
 
+use crate::envoy::{
+    AccessLog, AccessLogConfig, Extension, Map, StdoutAccessLog, SubstitutionFormatString,
+};
+
 /// For an HTTP connection manager.
-pub fn http(listener: &str) -> Value {
-    let mut format = Map::new();
-    let mut field = |k: &str, v: String| {
-        format.insert(k.into(), Value::String(v));
-    };
-    field("start_time", "%START_TIME%".into());
-    field("listener", listener.into());
-    field("method", "%REQ(:METHOD)%".into());
-    field("authority", "%REQ(:AUTHORITY)%".into());
-    field("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%".into());
-    field("protocol", "%PROTOCOL%".into());
-    field(
-        "external_service",
-        format!("%FILTER_STATE({SERVICE_FILTER_STATE}:PLAIN)%"),
-    );
-    field("upstream_cluster", "%UPSTREAM_CLUSTER%".into());
-    field("upstream_host", "%UPSTREAM_HOST%".into());
-    field("response_code", "%RESPONSE_CODE%".into());
-    field("response_flags", "%RESPONSE_FLAGS%".into());
-    field("response_code_details", "%RESPONSE_CODE_DETAILS%".into());
-    field(
-        "upstream_transport_failure_reason",
-        "%UPSTREAM_TRANSPORT_FAILURE_REASON%".into(),
-    );
-    field("denied", format!("%RESP({DENIED_HEADER})%"));
-    field("duration_ms", "%DURATION%".into());
-    stdout(format)
+pub fn http(listener: &str) -> Vec<AccessLog> {
+    stdout(&[
+        ("start_time", "%START_TIME%"),
+        ("listener", listener),
+        ("method", "%REQ(:METHOD)%"),
+        ("authority", "%REQ(:AUTHORITY)%"),
+        ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+        ("protocol", "%PROTOCOL%"),
+        (
+            "external_service",
+            &format!("%FILTER_STATE({SERVICE_FILTER_STATE}:PLAIN)%"),
+        ),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+        ("upstream_host", "%UPSTREAM_HOST%"),
+        ("response_code", "%RESPONSE_CODE%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+        (
+            "upstream_transport_failure_reason",
+            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+        ),
+        ("denied", &format!("%RESP({DENIED_HEADER})%")),
+        ("duration_ms", "%DURATION%"),
+    ])
 }
 
 /// For a `tcp_proxy` bound to one service: the service is known, no request fields exist.
-pub fn tcp(listener: &str, service: &str) -> Value {
-    let mut format = Map::new();
-    let mut field = |k: &str, v: &str| {
-        format.insert(k.into(), Value::String(v.into()));
-    };
-    field("start_time", "%START_TIME%");
-    field("listener", listener);
-    field("external_service", service);
-    field("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%");
-    field("upstream_cluster", "%UPSTREAM_CLUSTER%");
-    field("upstream_host", "%UPSTREAM_HOST%");
-    field("response_flags", "%RESPONSE_FLAGS%");
-    field(
-        "upstream_transport_failure_reason",
-        "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-    );
-    field("bytes_received", "%BYTES_RECEIVED%");
-    field("bytes_sent", "%BYTES_SENT%");
-    field("duration_ms", "%DURATION%");
-    stdout(format)
+pub fn tcp(listener: &str, service: &str) -> Vec<AccessLog> {
+    stdout(&[
+        ("start_time", "%START_TIME%"),
+        ("listener", listener),
+        ("external_service", service),
+        ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+        ("upstream_host", "%UPSTREAM_HOST%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        (
+            "upstream_transport_failure_reason",
+            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+        ),
+        ("bytes_received", "%BYTES_RECEIVED%"),
+        ("bytes_sent", "%BYTES_SENT%"),
+        ("duration_ms", "%DURATION%"),
+    ])
 }
 
-fn stdout(format: Map<String, Value>) -> Value {
-    json!([{
-        "name": "envoy.access_loggers.stdout",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-            "log_format": {"json_format": format},
-        },
-    }])
+/// A JSON line of these fields, in this order.
+fn stdout(fields: &[(&str, &str)]) -> Vec<AccessLog> {
+    let json_format = Map(fields
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect());
+    vec![Extension {
+        name: "envoy.access_loggers.stdout",
+        typed_config: AccessLogConfig::Stdout(StdoutAccessLog {
+            log_format: SubstitutionFormatString { json_format },
+        }),
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, part, yaml};
+
+    #[test]
+    fn access_logs() {
+        assert_cases(&[
+            (
+                "HTTP: the request, the service the filter chose, the answer",
+                yaml(&http("outbound_http")),
+                "
+- name: envoy.access_loggers.stdout
+  typed_config:
+    '@type': type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+    log_format:
+      json_format:
+        start_time: '%START_TIME%'
+        listener: outbound_http
+        method: '%REQ(:METHOD)%'
+        authority: '%REQ(:AUTHORITY)%'
+        path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%'
+        protocol: '%PROTOCOL%'
+        external_service: '%FILTER_STATE(wasm.external_service:PLAIN)%'
+        upstream_cluster: '%UPSTREAM_CLUSTER%'
+        upstream_host: '%UPSTREAM_HOST%'
+        response_code: '%RESPONSE_CODE%'
+        response_flags: '%RESPONSE_FLAGS%'
+        response_code_details: '%RESPONSE_CODE_DETAILS%'
+        upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%'
+        denied: '%RESP(x-external-service-denied)%'
+        duration_ms: '%DURATION%'
+",
+            ),
+            (
+                "TCP (the same logger): the connection, to the service the listener is bound to",
+                yaml(&part(
+                    &tcp("outbound:127.0.0.1:10001", "redis"),
+                    "/0/typed_config/log_format/json_format",
+                )),
+                "
+start_time: '%START_TIME%'
+listener: outbound:127.0.0.1:10001
+external_service: redis
+downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%'
+upstream_cluster: '%UPSTREAM_CLUSTER%'
+upstream_host: '%UPSTREAM_HOST%'
+response_flags: '%RESPONSE_FLAGS%'
+upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%'
+bytes_received: '%BYTES_RECEIVED%'
+bytes_sent: '%BYTES_SENT%'
+duration_ms: '%DURATION%'
+",
+            ),
+        ]);
+    }
 }

@@ -4,13 +4,20 @@ use std::net::SocketAddr;
 
 use external_service_model::address::Host;
 use external_service_model::catalog::Service;
-use serde_json::{json, Map, Value};
 
+use crate::envoy::{
+    Address, CaresDnsResolverConfig, Cluster, ClusterLoadAssignment, ClusterTypeConfig,
+    DiscoveryType, DnsCacheConfig, DnsLookupFamily, DnsResolverConfig, DnsResolverOptions,
+    DynamicForwardProxyConfig, Endpoint, Extension, LbEndpoint, LbPolicy, LocalityLbEndpoints, Map,
+    Metadata, Seconds, TransportSocketMatch,
+};
+
+use super::secrets::Secrets;
 use super::{protocol, tls, Context, Error};
 
-pub const CONNECT_TIMEOUT: &str = "5s";
+pub const CONNECT_TIMEOUT: Seconds = Seconds(5);
 /// Resolve both families, use IPv4 when there is one: loopback test servers and most hosts.
-pub const DNS_LOOKUP_FAMILY: &str = "V4_PREFERRED";
+pub const DNS_LOOKUP_FAMILY: DnsLookupFamily = DnsLookupFamily::V4Preferred;
 /// The dynamic forward proxy cluster (and DNS cache) undeclared hosts go to when passthrough
 /// is on.
 pub const PASSTHROUGH: &str = "passthrough";
@@ -23,16 +30,19 @@ pub fn name(service: &str) -> String {
     format!("external_service_{service}")
 }
 
-pub struct Built {
-    pub cluster: Value,
-    pub inline_private_key: bool,
-}
-
 /// A service's cluster: STRICT_DNS for host names, STATIC for IPs; TLS origination and HTTP/2
 /// as the service asks.
-pub fn service_cluster(ctx: &Context<'_>, service: &Service) -> Result<Built, Error> {
+pub fn service_cluster(
+    ctx: &Context<'_>,
+    secrets: &mut Secrets,
+    service: &Service,
+) -> Result<Cluster, Error> {
     let name = name(&service.name);
-    let by_ip = endpoints_by_ip(service)?;
+    // The endpoints are all IPs or all names (`cluster_rules`): the first says which.
+    let by_ip = service
+        .endpoints
+        .first()
+        .is_some_and(|e| e.address.host.is_ip());
     let hosts = distinct_hosts(service);
     let per_host_tls = service
         .tls
@@ -40,72 +50,41 @@ pub fn service_cluster(ctx: &Context<'_>, service: &Service) -> Result<Built, Er
         .is_some_and(|t| t.server_name.is_none())
         && hosts.len() > 1;
 
-    let mut cluster = Map::new();
-    cluster.insert("name".into(), json!(name));
-    cluster.insert(
-        "type".into(),
-        json!(if by_ip { "STATIC" } else { "STRICT_DNS" }),
-    );
-    cluster.insert("connect_timeout".into(), json!(CONNECT_TIMEOUT));
-    if !by_ip {
-        cluster.insert("dns_lookup_family".into(), json!(DNS_LOOKUP_FAMILY));
-    }
-    cluster.insert(
-        "load_assignment".into(),
-        load_assignment(&name, service, per_host_tls),
-    );
-    if service.protocol.is_http2() {
-        cluster.insert(
-            "typed_extension_protocol_options".into(),
-            protocol::http2_options(),
-        );
-    }
-    let mut inline_private_key = false;
+    let mut sockets = Vec::new();
     if let Some(settings) = &service.tls {
-        let mut sockets = Vec::new();
-        for host in &hosts {
-            let built = tls::upstream(ctx, service, settings, host)?;
-            inline_private_key |= built.inline_private_key;
-            sockets.push((host, built.transport_socket));
-        }
-        if per_host_tls {
-            let matches: Vec<Value> = sockets
-                .iter()
-                .map(|(host, socket)| {
-                    json!({
-                        "name": host.to_string(),
-                        "match": {HOST_MATCH_KEY: host.to_string()},
-                        "transport_socket": socket,
-                    })
-                })
-                .collect();
-            cluster.insert("transport_socket_matches".into(), Value::Array(matches));
-        }
-        // With per-host matches too: an endpoint that matches none still gets TLS.
-        if let Some((_, socket)) = sockets.into_iter().next() {
-            cluster.insert("transport_socket".into(), socket);
+        let wanted = if per_host_tls { hosts.len() } else { 1 };
+        for host in hosts.iter().take(wanted) {
+            sockets.push((host, tls::upstream(ctx, secrets, service, settings, host)?));
         }
     }
-    Ok(Built {
-        cluster: Value::Object(cluster),
-        inline_private_key,
-    })
-}
-
-/// Whether the endpoints are IPs (STATIC) rather than names (STRICT_DNS); never a mix.
-fn endpoints_by_ip(service: &Service) -> Result<bool, Error> {
-    let ips = service
-        .endpoints
-        .iter()
-        .filter(|e| e.address.host.is_ip())
-        .count();
-    match ips {
-        0 => Ok(false),
-        n if n == service.endpoints.len() => Ok(true),
-        _ => Err(Error::MixedEndpoints {
-            service: service.name.clone(),
+    let transport_socket_matches = if per_host_tls {
+        sockets
+            .iter()
+            .map(|(host, socket)| TransportSocketMatch {
+                name: host.to_string(),
+                criteria: Map::of(HOST_MATCH_KEY, host.to_string()),
+                transport_socket: socket.clone(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Cluster {
+        load_assignment: Some(load_assignment(&name, service, per_host_tls)),
+        name,
+        discovery_type: Some(if by_ip {
+            DiscoveryType::Static
+        } else {
+            DiscoveryType::StrictDns
         }),
-    }
+        connect_timeout: CONNECT_TIMEOUT,
+        dns_lookup_family: (!by_ip).then_some(DNS_LOOKUP_FAMILY),
+        typed_extension_protocol_options: service.protocol.is_http2().then(protocol::http2_options),
+        transport_socket_matches,
+        // With per-host matches too: an endpoint that matches none still gets TLS.
+        transport_socket: sockets.into_iter().next().map(|(_, socket)| socket),
+        ..Cluster::default()
+    })
 }
 
 /// The endpoints' hosts, each once, in declaration order.
@@ -119,79 +98,278 @@ pub fn distinct_hosts(service: &Service) -> Vec<&Host> {
     hosts
 }
 
-fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> Value {
+fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> ClusterLoadAssignment {
     // With endpoints on several hosts the route's `auto_host_rewrite` sets `Host` from the
     // endpoint's hostname, which is the bare DNS name unless given: give `host:port` when the
     // port is not the scheme's default, as the filter does for a single host.
     let several_hosts = distinct_hosts(service).len() > 1;
     let default_port = if service.tls.is_some() { 443 } else { 80 };
-    let lb_endpoints: Vec<Value> = service
+    let lb_endpoints = service
         .endpoints
         .iter()
-        .map(|e| {
-            let mut lb = json!({
-                "endpoint": {"address": {"socket_address": {
-                    "address": e.address.bare_host(),
-                    "port_value": e.address.port,
-                }}},
-            });
-            if several_hosts && e.address.port != default_port {
-                lb["endpoint"]["hostname"] = json!(e.address.to_string());
-            }
-            if per_host_tls {
-                lb["metadata"] = json!({"filter_metadata": {
-                    "envoy.transport_socket_match": {HOST_MATCH_KEY: e.address.host.to_string()},
-                }});
-            }
-            lb
+        .map(|e| LbEndpoint {
+            endpoint: Endpoint {
+                address: Address::new(e.address.bare_host(), e.address.port),
+                hostname: (several_hosts && e.address.port != default_port)
+                    .then(|| e.address.to_string()),
+            },
+            metadata: per_host_tls.then(|| Metadata {
+                filter_metadata: Map::of(
+                    "envoy.transport_socket_match",
+                    Map::of(HOST_MATCH_KEY, e.address.host.to_string()),
+                ),
+            }),
         })
         .collect();
-    json!({
-        "cluster_name": cluster,
-        "endpoints": [{"lb_endpoints": lb_endpoints}],
-    })
+    ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints: vec![LocalityLbEndpoints { lb_endpoints }],
+    }
 }
 
 /// The DNS cache shared by the dynamic forward proxy filter and cluster.
-pub fn dns_cache() -> Value {
-    json!({
-        "name": PASSTHROUGH,
-        "dns_lookup_family": DNS_LOOKUP_FAMILY,
-    })
+pub fn dns_cache() -> DynamicForwardProxyConfig {
+    DynamicForwardProxyConfig {
+        dns_cache_config: DnsCacheConfig {
+            name: PASSTHROUGH,
+            dns_lookup_family: DNS_LOOKUP_FAMILY,
+        },
+    }
 }
 
 /// Undeclared plain-HTTP hosts, when the mesh's passthrough is on.
-pub fn passthrough() -> Value {
-    json!({
-        "name": PASSTHROUGH,
-        "connect_timeout": CONNECT_TIMEOUT,
-        "lb_policy": "CLUSTER_PROVIDED",
-        "cluster_type": {
-            "name": "envoy.clusters.dynamic_forward_proxy",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig",
-                "dns_cache_config": dns_cache(),
-            },
-        },
-    })
+pub fn passthrough() -> Cluster {
+    Cluster {
+        name: PASSTHROUGH.to_string(),
+        connect_timeout: CONNECT_TIMEOUT,
+        lb_policy: Some(LbPolicy::ClusterProvided),
+        cluster_type: Some(Extension {
+            name: "envoy.clusters.dynamic_forward_proxy",
+            typed_config: ClusterTypeConfig::DynamicForwardProxy(dns_cache()),
+        }),
+        ..Cluster::default()
+    }
 }
 
 /// Envoy's c-ares resolver pointed at one server only (bootstrap level: every cluster and the
 /// DNS cache use it).
-pub fn dns_resolver(server: SocketAddr) -> Value {
-    json!({
-        "name": "envoy.network.dns_resolver.cares",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
-            "resolvers": [{"socket_address": {
-                "address": server.ip().to_string(),
-                "port_value": server.port(),
-            }}],
-            "use_resolvers_as_fallback": false,
-            "dns_resolver_options": {
-                "use_tcp_for_dns_lookups": false,
-                "no_default_search_domain": true,
+pub fn dns_resolver(server: SocketAddr) -> Extension<DnsResolverConfig> {
+    Extension {
+        name: "envoy.network.dns_resolver.cares",
+        typed_config: DnsResolverConfig::Cares(CaresDnsResolverConfig {
+            resolvers: vec![Address::from(server)],
+            use_resolvers_as_fallback: false,
+            dns_resolver_options: DnsResolverOptions {
+                use_tcp_for_dns_lookups: false,
+                no_default_search_domain: true,
             },
-        },
-    })
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, service, yaml, yaml_eliding, Fixture};
+
+    fn cluster_of(resources: &str, name: &str) -> Cluster {
+        let f = Fixture::new(resources);
+        service_cluster(&f.ctx(), &mut Secrets::default(), f.service(name)).unwrap()
+    }
+
+    fn first_endpoint(cluster: &Cluster) -> &LbEndpoint {
+        &cluster.load_assignment.as_ref().unwrap().endpoints[0].lb_endpoints[0]
+    }
+
+    /// Two ExternalServices of one `kuma.io/service`.
+    fn two_hosts(tls: &str) -> String {
+        let es = |name: &str, address: &str| {
+            format!(
+                "type: ExternalService\nmesh: default\nname: {name}\n\
+                 tags: {{kuma.io/service: api, kuma.io/protocol: http}}\n\
+                 networking: {{address: {address}{tls}}}\n---\n"
+            )
+        };
+        es("eu", "eu.api.test:8443") + &es("us", "us.api.test:443")
+    }
+
+    #[test]
+    fn clusters_and_endpoints() {
+        assert_cases(&[
+            (
+                "a host name: STRICT_DNS, plain TCP",
+                yaml(&cluster_of(
+                    &service("httpbin", "http", "{address: httpbin.test:80}"),
+                    "httpbin",
+                )),
+                "
+name: external_service_httpbin
+type: STRICT_DNS
+connect_timeout: 5s
+dns_lookup_family: V4_PREFERRED
+load_assignment:
+  cluster_name: external_service_httpbin
+  endpoints:
+  - lb_endpoints:
+    - endpoint:
+        address:
+          socket_address:
+            address: httpbin.test
+            port_value: 80
+",
+            ),
+            (
+                "an IP: STATIC; gRPC: HTTP/2 upstream",
+                yaml(&cluster_of(
+                    &service("rpc", "grpc", "{address: '[::1]:9000'}"),
+                    "rpc",
+                )),
+                "
+name: external_service_rpc
+type: STATIC
+connect_timeout: 5s
+load_assignment:
+  cluster_name: external_service_rpc
+  endpoints:
+  - lb_endpoints:
+    - endpoint:
+        address:
+          socket_address:
+            address: ::1
+            port_value: 9000
+typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    '@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    explicit_http_config:
+      http2_protocol_options: {}
+",
+            ),
+            (
+                "several hosts: each endpoint names itself with a port that is not the default",
+                yaml(&cluster_of(&two_hosts(""), "api").load_assignment),
+                "
+cluster_name: external_service_api
+endpoints:
+- lb_endpoints:
+  - endpoint:
+      address:
+        socket_address:
+          address: eu.api.test
+          port_value: 8443
+      hostname: eu.api.test:8443
+  - endpoint:
+      address:
+        socket_address:
+          address: us.api.test
+          port_value: 443
+      hostname: us.api.test:443
+",
+            ),
+            (
+                "undeclared hosts with passthrough on",
+                yaml(&passthrough()),
+                "
+name: passthrough
+connect_timeout: 5s
+lb_policy: CLUSTER_PROVIDED
+cluster_type:
+  name: envoy.clusters.dynamic_forward_proxy
+  typed_config:
+    '@type': type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig
+    dns_cache_config:
+      name: passthrough
+      dns_lookup_family: V4_PREFERRED
+",
+            ),
+            (
+                "one DNS server for all",
+                yaml(&dns_resolver("127.0.0.1:5353".parse().unwrap())),
+                "
+name: envoy.network.dns_resolver.cares
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig
+  resolvers:
+  - socket_address:
+      address: 127.0.0.1
+      port_value: 5353
+  use_resolvers_as_fallback: false
+  dns_resolver_options:
+    use_tcp_for_dns_lookups: false
+    no_default_search_domain: true
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn tls_on_several_hosts_picks_each_endpoints_socket_by_its_host() {
+        let tls = ", tls: {enabled: true}";
+        let with_sni = ", tls: {serverName: api.test}";
+        assert_cases(&[
+            (
+                "a socket per host, and the first for any other endpoint",
+                yaml_eliding(
+                    &cluster_of(&two_hosts(tls), "api"),
+                    &[
+                        "/load_assignment",
+                        "/transport_socket_matches/0/transport_socket",
+                        "/transport_socket_matches/1/transport_socket",
+                        "/transport_socket",
+                    ],
+                ),
+                "
+name: external_service_api
+type: STRICT_DNS
+connect_timeout: 5s
+dns_lookup_family: V4_PREFERRED
+load_assignment: <elided>
+transport_socket_matches:
+- name: eu.api.test
+  match:
+    external_service_host: eu.api.test
+  transport_socket: <elided>
+- name: us.api.test
+  match:
+    external_service_host: us.api.test
+  transport_socket: <elided>
+transport_socket: <elided>
+",
+            ),
+            (
+                "endpoints carry their host",
+                yaml(&first_endpoint(&cluster_of(&two_hosts(tls), "api"))),
+                "
+endpoint:
+  address:
+    socket_address:
+      address: eu.api.test
+      port_value: 8443
+  hostname: eu.api.test:8443
+metadata:
+  filter_metadata:
+    envoy.transport_socket_match:
+      external_service_host: eu.api.test
+",
+            ),
+            (
+                "one server name: one socket",
+                yaml_eliding(
+                    &cluster_of(&two_hosts(with_sni), "api"),
+                    &["/load_assignment", "/transport_socket/typed_config"],
+                ),
+                "
+name: external_service_api
+type: STRICT_DNS
+connect_timeout: 5s
+dns_lookup_family: V4_PREFERRED
+load_assignment: <elided>
+transport_socket:
+  name: envoy.transport_sockets.tls
+  typed_config: <elided>
+",
+            ),
+        ]);
+    }
 }

@@ -1,113 +1,277 @@
 //! The HTTP connection manager and its routes. The filter rewrites `:authority` to the
 //! service's real authority, so one virtual host per service, matching exactly that, routes it.
 
-use std::collections::BTreeMap;
-
 use external_service_model::catalog::Service;
-use serde_json::{json, Value};
 
-use super::{access_log, cluster, wasm, Context, Error};
+use crate::envoy::{
+    Action, DataSource, DirectResponseAction, Extension, HttpConnectionManager, HttpFilter,
+    HttpFilterConfig, NetworkFilter, NetworkFilterConfig, Route, RouteAction, RouteConfiguration,
+    RouteMatch, Router, Seconds, VirtualHost,
+};
+
+use super::{access_log, cluster, wasm, Context};
 
 /// The HCM network filter.
 pub fn connection_manager(
     listener: &str,
     stat_prefix: &str,
-    virtual_hosts: Vec<Value>,
-    http_filters: Vec<Value>,
-) -> Value {
-    json!({
-        "name": "envoy.filters.network.http_connection_manager",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-            "stat_prefix": stat_prefix,
-            "access_log": access_log::http(listener),
-            "route_config": {
-                "name": listener,
-                "virtual_hosts": virtual_hosts,
+    virtual_hosts: Vec<VirtualHost>,
+    http_filters: Vec<HttpFilter>,
+) -> NetworkFilter {
+    Extension {
+        name: "envoy.filters.network.http_connection_manager",
+        typed_config: NetworkFilterConfig::HttpConnectionManager(HttpConnectionManager {
+            stat_prefix: stat_prefix.to_string(),
+            access_log: access_log::http(listener),
+            route_config: RouteConfiguration {
+                name: listener.to_string(),
+                virtual_hosts,
             },
-            "http_filters": http_filters,
-        },
-    })
+            http_filters,
+        }),
+    }
 }
 
 /// The filter, the dynamic forward proxy when passthrough is on, the router.
-pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec<Value> {
+pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec<HttpFilter> {
     let mut filters = vec![wasm::http_filter(ctx, bound)];
     if passthrough {
-        filters.push(json!({
-            "name": "envoy.filters.http.dynamic_forward_proxy",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig",
-                "dns_cache_config": cluster::dns_cache(),
-            },
-        }));
+        filters.push(Extension {
+            name: "envoy.filters.http.dynamic_forward_proxy",
+            typed_config: HttpFilterConfig::DynamicForwardProxy(cluster::dns_cache()),
+        });
     }
-    filters.push(json!({
-        "name": "envoy.filters.http.router",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
-    }));
+    filters.push(Extension {
+        name: "envoy.filters.http.router",
+        typed_config: HttpFilterConfig::Router(Router {}),
+    });
     filters
+}
+
+/// Every path.
+fn all(action: Action) -> Route {
+    Route {
+        route_match: RouteMatch {
+            prefix: "/".to_string(),
+        },
+        action,
+    }
 }
 
 /// The route to a service's cluster, with the options' timeout for the whole upstream answer
 /// (504 `UT` past it). With endpoints on several hosts, `Host` follows the endpoint chosen.
-pub fn route(ctx: &Context<'_>, service: &Service) -> Value {
-    let mut route = json!({
-        "cluster": cluster::name(&service.name),
-        "timeout": format!("{}s", ctx.options.route_timeout.as_secs()),
-    });
-    if cluster::distinct_hosts(service).len() > 1 {
-        route["auto_host_rewrite"] = json!(true);
-    }
-    json!({"match": {"prefix": "/"}, "route": route})
+pub fn route(ctx: &Context<'_>, service: &Service) -> Route {
+    all(Action::Route(RouteAction {
+        cluster: cluster::name(&service.name),
+        timeout: Some(Seconds(ctx.options.route_timeout.as_secs())),
+        auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
+    }))
 }
 
 /// One virtual host per HTTP service of the catalog, by the authority the filter writes, then
 /// the default: passthrough, or a 403 that holds even without the filter.
-pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Result<Vec<Value>, Error> {
-    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
-    let mut hosts = Vec::new();
-    for service in ctx.catalog.services.iter().filter(|s| s.protocol.is_http()) {
-        if let Some(other) = owners.insert(&service.authority, &service.name) {
-            return Err(Error::SameAuthority {
-                authority: service.authority.clone(),
-                services: [other.to_string(), service.name.clone()],
-            });
-        }
-        hosts.push(json!({
-            "name": cluster::name(&service.name),
-            "domains": [service.authority],
-            "routes": [route(ctx, service)],
-        }));
-    }
-    hosts.push(if ctx.catalog.passthrough {
-        json!({
-            "name": cluster::PASSTHROUGH,
-            "domains": ["*"],
-            "routes": [{"match": {"prefix": "/"}, "route": {"cluster": cluster::PASSTHROUGH}}],
+pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
+    let mut hosts: Vec<VirtualHost> = ctx
+        .catalog
+        .services
+        .iter()
+        .filter(|s| s.protocol.is_http())
+        .map(|service| VirtualHost {
+            name: cluster::name(&service.name),
+            domains: vec![service.authority.clone()],
+            routes: vec![route(ctx, service)],
         })
+        .collect();
+    hosts.push(if ctx.catalog.passthrough {
+        VirtualHost {
+            name: cluster::PASSTHROUGH.to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![all(Action::Route(RouteAction {
+                cluster: cluster::PASSTHROUGH.to_string(),
+                timeout: None,
+                auto_host_rewrite: false,
+            }))],
+        }
     } else {
         let body = format!(
             "the host is not declared by any ExternalService of mesh {:?}, and the mesh's passthrough is off\n",
             ctx.mesh()
         );
-        json!({
-            "name": "undeclared",
-            "domains": ["*"],
-            "routes": [{
-                "match": {"prefix": "/"},
-                "direct_response": {"status": 403, "body": {"inline_string": body}},
-            }],
-        })
+        VirtualHost {
+            name: "undeclared".to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![all(Action::DirectResponse(DirectResponseAction {
+                status: 403,
+                body: DataSource::InlineString(body),
+            }))],
+        }
     });
-    Ok(hosts)
+    hosts
 }
 
 /// A listener bound to one service: everything goes to its cluster.
-pub fn bound_virtual_hosts(ctx: &Context<'_>, service: &Service) -> Vec<Value> {
-    vec![json!({
-        "name": cluster::name(&service.name),
-        "domains": ["*"],
-        "routes": [route(ctx, service)],
-    })]
+pub fn bound_virtual_hosts(ctx: &Context<'_>, service: &Service) -> Vec<VirtualHost> {
+    vec![VirtualHost {
+        name: cluster::name(&service.name),
+        domains: vec!["*".to_string()],
+        routes: vec![route(ctx, service)],
+    }]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, service, yaml, yaml_eliding, Fixture};
+
+    const PASSTHROUGH_OFF: &str =
+        "type: Mesh\nname: default\nnetworking: {outbound: {passthrough: false}}\n---\n";
+
+    #[test]
+    fn virtual_hosts_and_routes() {
+        let httpbin = service("httpbin", "http", "{address: httpbin.test:80}");
+        let two_hosts = [
+            PASSTHROUGH_OFF,
+            &service("redis", "tcp", "{address: redis.test:6379}"),
+            "type: ExternalService\nmesh: default\nname: api-eu\n\
+             tags: {kuma.io/service: api, kuma.io/protocol: http}\n\
+             networking: {address: eu.api.test:8080}\n---\n",
+            "type: ExternalService\nmesh: default\nname: api-us\n\
+             tags: {kuma.io/service: api, kuma.io/protocol: http}\n\
+             networking: {address: us.api.test:8080}\n",
+        ]
+        .concat();
+        let f = Fixture::new(&httpbin);
+        let mut no_timeout = Fixture::new(&httpbin);
+        no_timeout.options.route_timeout = std::time::Duration::ZERO;
+        assert_cases(&[
+            (
+                "the outbound listener: a service by its authority, then passthrough",
+                yaml(&outbound_virtual_hosts(&f.ctx())),
+                "
+- name: external_service_httpbin
+  domains:
+  - httpbin.test
+  routes:
+  - match:
+      prefix: /
+    route:
+      cluster: external_service_httpbin
+      timeout: 15s
+- name: passthrough
+  domains:
+  - '*'
+  routes:
+  - match:
+      prefix: /
+    route:
+      cluster: passthrough
+",
+            ),
+            (
+                "passthrough off: HTTP services only, Host by endpoint, then a 403",
+                yaml(&outbound_virtual_hosts(&Fixture::new(&two_hosts).ctx())),
+                "
+- name: external_service_api
+  domains:
+  - eu.api.test:8080
+  routes:
+  - match:
+      prefix: /
+    route:
+      cluster: external_service_api
+      timeout: 15s
+      auto_host_rewrite: true
+- name: undeclared
+  domains:
+  - '*'
+  routes:
+  - match:
+      prefix: /
+    direct_response:
+      status: 403
+      body:
+        inline_string: |
+          the host is not declared by any ExternalService of mesh \"default\", and the mesh's passthrough is off
+",
+            ),
+            (
+                "a listener bound to one service",
+                yaml_eliding(
+                    &bound_virtual_hosts(&f.ctx(), f.service("httpbin")),
+                    &["/0/routes"],
+                ),
+                "
+- name: external_service_httpbin
+  domains:
+  - '*'
+  routes: <elided>
+",
+            ),
+            (
+                "a timeout of 0 turns it off",
+                yaml(&route(&no_timeout.ctx(), no_timeout.service("httpbin")).action),
+                "
+route:
+  cluster: external_service_httpbin
+  timeout: 0s
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn connection_manager_and_its_filters() {
+        let f = Fixture::new(&service("httpbin", "http", "{address: httpbin.test:80}"));
+        let hcm = connection_manager("l", "l_stats", Vec::new(), filters(&f.ctx(), None, true));
+        let names: Vec<&str> = filters(&f.ctx(), None, false)
+            .iter()
+            .map(|filter| filter.name)
+            .collect();
+        assert_cases(&[
+            (
+                "passthrough on: the filter, the dynamic forward proxy, the router",
+                yaml_eliding(
+                    &hcm,
+                    &[
+                        "/typed_config/access_log/0/typed_config",
+                        "/typed_config/http_filters/0/typed_config",
+                    ],
+                ),
+                "
+name: envoy.filters.network.http_connection_manager
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+  stat_prefix: l_stats
+  access_log:
+  - name: envoy.access_loggers.stdout
+    typed_config: <elided>
+  route_config:
+    name: l
+    virtual_hosts: []
+  http_filters:
+  - name: external_service
+    typed_config: <elided>
+  - name: envoy.filters.http.dynamic_forward_proxy
+    typed_config:
+      '@type': type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig
+      dns_cache_config:
+        name: passthrough
+        dns_lookup_family: V4_PREFERRED
+  - name: envoy.filters.http.router
+    typed_config:
+      '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+",
+            ),
+            (
+                "passthrough off: the filter and the router",
+                yaml(&names),
+                "
+- external_service
+- envoy.filters.http.router
+",
+            ),
+        ]);
+    }
 }

@@ -2,45 +2,34 @@
 
 use std::net::SocketAddr;
 
-use serde_json::{json, Value};
+use crate::envoy::{
+    Address, Extension, FilterChain, Listener, NetworkFilter, NetworkFilterConfig, TcpProxy,
+};
 
-use super::{access_log, cluster, http, Context, Error, Outbound};
+use super::{access_log, cluster, http, Context, Outbound};
 
 pub const OUTBOUND_HTTP: &str = "outbound_http";
 
-pub fn socket_address(address: SocketAddr) -> Value {
-    json!({"socket_address": {
-        "address": address.ip().to_string(),
-        "port_value": address.port(),
-    }})
-}
-
-/// The address a generated listener binds, read back.
-pub fn address_of(listener: &Value) -> Option<SocketAddr> {
-    let sa = &listener["address"]["socket_address"];
-    let ip = sa["address"].as_str()?.parse().ok()?;
-    let port = u16::try_from(sa["port_value"].as_u64()?).ok()?;
-    Some(SocketAddr::new(ip, port))
-}
-
-fn listener(name: &str, address: SocketAddr, network_filter: Value) -> Value {
-    json!({
-        "name": name,
-        "address": socket_address(address),
-        "filter_chains": [{"filters": [network_filter]}],
-    })
+fn listener(name: &str, address: SocketAddr, network_filter: NetworkFilter) -> Listener {
+    Listener {
+        name: name.to_string(),
+        address: Address::from(address),
+        filter_chains: vec![FilterChain {
+            filters: vec![network_filter],
+        }],
+    }
 }
 
 /// The HTTP proxy listener (`http_proxy=http://127.0.0.1:15001`, or a Host header).
-pub fn outbound_http(ctx: &Context<'_>) -> Result<Value, Error> {
+pub fn outbound_http(ctx: &Context<'_>) -> Listener {
     let passthrough = ctx.catalog.passthrough;
     let hcm = http::connection_manager(
         OUTBOUND_HTTP,
         OUTBOUND_HTTP,
-        http::outbound_virtual_hosts(ctx)?,
+        http::outbound_virtual_hosts(ctx),
         http::filters(ctx, None, passthrough),
     );
-    Ok(listener(OUTBOUND_HTTP, ctx.options.listen, hcm))
+    listener(OUTBOUND_HTTP, ctx.options.listen, hcm)
 }
 
 /// Kuma's name for an outbound listener.
@@ -57,7 +46,7 @@ fn stat_prefix(name: &str) -> String {
 
 /// A Dataplane outbound: HTTP services through the filter bound to the service, the others
 /// through `tcp_proxy`.
-pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Result<Value, Error> {
+pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
     let name = outbound_name(outbound.address);
     let service = outbound.service;
     let filter = if service.protocol.is_http() {
@@ -68,15 +57,93 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Result<Value, Err
             http::filters(ctx, Some(&service.name), false),
         )
     } else {
-        json!({
-            "name": "envoy.filters.network.tcp_proxy",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-                "stat_prefix": stat_prefix(&name),
-                "cluster": cluster::name(&service.name),
-                "access_log": access_log::tcp(&name, &service.name),
-            },
-        })
+        Extension {
+            name: "envoy.filters.network.tcp_proxy",
+            typed_config: NetworkFilterConfig::TcpProxy(TcpProxy {
+                stat_prefix: stat_prefix(&name),
+                cluster: cluster::name(&service.name),
+                access_log: access_log::tcp(&name, &service.name),
+            }),
+        }
     };
-    Ok(listener(&name, outbound.address, filter))
+    listener(&name, outbound.address, filter)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, part, service, yaml, yaml_eliding, Fixture};
+
+    const FILTER: &str = "/filter_chains/0/filters/0/typed_config";
+
+    fn outbound_of(f: &Fixture, address: &str, service: &str) -> Listener {
+        let address = address.parse().unwrap();
+        let service = f.service(service);
+        outbound(&f.ctx(), &Outbound { address, service })
+    }
+
+    #[test]
+    fn listeners() {
+        let mut f = Fixture::new(
+            &[
+                service("httpbin", "http", "{address: httpbin.test:80}"),
+                service("kafka", "kafka", "{address: kafka.test:9092}"),
+            ]
+            .concat(),
+        );
+        f.options.listen = "[::1]:15001".parse().unwrap();
+        let http = outbound_of(&f, "127.0.0.1:10000", "httpbin");
+        let tcp = outbound_of(&f, "127.0.0.2:10002", "kafka");
+        let filter = |l: &Listener| part(l, "/filter_chains/0/filters/0");
+        assert_cases(&[
+            (
+                "the HTTP proxy apps use",
+                yaml_eliding(&outbound_http(&f.ctx()), &[FILTER]),
+                "
+name: outbound_http
+address:
+  socket_address:
+    address: ::1
+    port_value: 15001
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config: <elided>
+",
+            ),
+            (
+                "outbounds by Kuma's names",
+                yaml(&[&http.name, &tcp.name]),
+                "
+- outbound:127.0.0.1:10000
+- outbound:127.0.0.2:10002
+",
+            ),
+            (
+                "an HTTP service's outbound: the connection manager, stats by the listener",
+                yaml(&[
+                    part(&filter(&http), "/name"),
+                    part(&filter(&http), "/typed_config/stat_prefix"),
+                ]),
+                "
+- envoy.filters.network.http_connection_manager
+- outbound_127_0_0_1_10000
+",
+            ),
+            (
+                "any other service's outbound: tcp_proxy to its cluster",
+                yaml_eliding(&filter(&tcp), &["/typed_config/access_log"]),
+                "
+name: envoy.filters.network.tcp_proxy
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+  stat_prefix: outbound_127_0_0_2_10002
+  cluster: external_service_kafka
+  access_log: <elided>
+",
+            ),
+        ]);
+    }
 }

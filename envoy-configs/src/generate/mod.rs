@@ -1,6 +1,7 @@
 //! Envoy bootstrap generation: validated resources in, a full Envoy v3 bootstrap out.
 //!
-//! One small builder per Envoy concern, in the manner of Kuma's cluster configurers:
+//! One small builder per Envoy concern, in the manner of Kuma's cluster configurers, each
+//! making typed Envoy values ([`crate::envoy`]):
 //!
 //! - [`cluster`]: one cluster per `kuma.io/service` (endpoints, type, DNS) and the passthrough
 //!   cluster;
@@ -9,9 +10,11 @@
 //! - [`listener`]: the outbound HTTP proxy listener and one listener per Dataplane outbound;
 //! - [`http`]: the HTTP connection manager and its routes;
 //! - [`wasm`]: the filter, with its plugin configuration;
-//! - [`access_log`]: one JSON line on stdout per request or connection.
+//! - [`access_log`]: one JSON line on stdout per request or connection;
+//! - [`secrets`]: TLS material inline, or in files of its own (`--secrets-dir`).
 //!
-//! [`generate`] combines them and checks what one Envoy configuration cannot hold.
+//! [`generate`] checks what one Envoy configuration cannot hold, then combines them. Rules on
+//! the resources are validation's: the builders take valid resources and do not check again.
 
 pub mod access_log;
 pub mod cluster;
@@ -19,12 +22,14 @@ pub mod http;
 pub mod listener;
 pub mod protocol;
 pub mod secrets;
+#[cfg(test)]
+mod test_support;
 pub mod tls;
 pub mod wasm;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,7 +37,10 @@ use external_service_model::catalog::{self, Catalog, Service};
 use external_service_model::config::Checked;
 use external_service_model::resource::{Resource, Spec};
 use external_service_model::Report;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::envoy::{self, Admin, StaticResources};
+use secrets::{SecretFile, Secrets};
 
 pub use external_service_model::contract::MODULE_PATH as DEFAULT_WASM;
 /// Debian's bundle of trusted CAs: what verifies servers when an ExternalService has no caCert.
@@ -60,6 +68,9 @@ pub struct Options {
     pub mesh: Option<String>,
     /// Each route's timeout for the upstream's whole answer (whole seconds; 0 turns it off).
     pub route_timeout: Duration,
+    /// Where TLS material given inline or by a Secret goes instead of the configuration: one
+    /// file per piece, named by the configuration ([`Bootstrap::secret_files`]).
+    pub secrets_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -72,6 +83,7 @@ impl Default for Options {
             dns_resolver: None,
             mesh: None,
             route_timeout: Duration::from_secs(DEFAULT_ROUTE_TIMEOUT_SECS),
+            secrets_dir: None,
         }
     }
 }
@@ -79,10 +91,13 @@ impl Default for Options {
 /// A generated bootstrap.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bootstrap {
-    /// The Envoy v3 bootstrap, keys in the order a reader wants them.
+    /// The Envoy v3 bootstrap ([`envoy::Bootstrap`] as JSON), keys in the order a reader
+    /// wants them.
     pub config: Value,
     /// Whether a private key is written inline (the file must then be private).
     pub inline_private_keys: bool,
+    /// The files in [`Options::secrets_dir`] that the configuration names: write them first.
+    pub secret_files: Vec<SecretFile>,
 }
 
 impl Bootstrap {
@@ -106,11 +121,7 @@ pub enum Error {
     Invalid(Vec<Report>),
     /// The mesh to serve is not clear (several meshes, none named).
     Mesh(String),
-    /// A service whose endpoints mix IP addresses and host names (one cluster cannot).
-    MixedEndpoints {
-        service: String,
-    },
-    /// A TLS DataSource whose material cannot be had.
+    /// A TLS DataSource whose material cannot be had (validation makes sure it can).
     DataSource {
         service: String,
         resource: String,
@@ -123,13 +134,7 @@ pub enum Error {
         authority: String,
         services: [String; 2],
     },
-    /// A Dataplane outbound naming no ExternalService of the mesh.
-    UnknownService {
-        dataplane: String,
-        outbound: usize,
-        service: String,
-    },
-    /// Two listeners on one address.
+    /// Two listeners (or one and the admin) on one address.
     SameAddress {
         address: SocketAddr,
         listeners: [String; 2],
@@ -145,10 +150,6 @@ impl fmt::Display for Error {
                 write!(f, "{n} invalid resource{}", if n == 1 { "" } else { "s" })
             }
             Error::Mesh(e) => write!(f, "{e}: name the one to serve with --mesh NAME"),
-            Error::MixedEndpoints { service } => write!(
-                f,
-                "service {service:?}: its endpoints mix IP addresses and host names; one Envoy cluster cannot hold both"
-            ),
             Error::DataSource {
                 service,
                 resource,
@@ -164,14 +165,6 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "services {a:?} and {b:?} are both forwarded with authority {authority:?}, so no route can tell them apart; give one of them another port or set disableHostDNSEntry on it"
-            ),
-            Error::UnknownService {
-                dataplane,
-                outbound,
-                service,
-            } => write!(
-                f,
-                "Dataplane {dataplane:?}: networking.outbound[{outbound}]: no ExternalService has kuma.io/service {service:?}"
             ),
             Error::SameAddress {
                 address,
@@ -209,36 +202,35 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         resources,
     };
 
+    let mut secrets = Secrets::new(options.secrets_dir.as_deref());
     let mut clusters = Vec::new();
-    let mut inline_private_keys = false;
     for service in &catalog.services {
-        let built = cluster::service_cluster(&ctx, service)?;
-        inline_private_keys |= built.inline_private_key;
-        clusters.push(built.cluster);
+        clusters.push(cluster::service_cluster(&ctx, &mut secrets, service)?);
     }
     if catalog.passthrough {
         clusters.push(cluster::passthrough());
     }
 
-    let mut listeners = vec![listener::outbound_http(&ctx)?];
-    for outbound in outbounds(&ctx)? {
-        listeners.push(listener::outbound(&ctx, &outbound)?);
-    }
-    check_addresses(&listeners, options.admin)?;
+    check_authorities(&catalog)?;
+    let outbounds = outbounds(&ctx);
+    check_addresses(options, &outbounds)?;
+    let mut listeners = vec![listener::outbound_http(&ctx)];
+    listeners.extend(outbounds.iter().map(|o| listener::outbound(&ctx, o)));
 
-    let mut bootstrap = json!({
-        "admin": {"address": listener::socket_address(options.admin)},
-    });
-    if let Some(dns) = options.dns_resolver {
-        bootstrap["typed_dns_resolver_config"] = cluster::dns_resolver(dns);
-    }
-    bootstrap["static_resources"] = json!({
-        "listeners": listeners,
-        "clusters": clusters,
-    });
+    let bootstrap = envoy::Bootstrap {
+        admin: Admin {
+            address: options.admin.into(),
+        },
+        typed_dns_resolver_config: options.dns_resolver.map(cluster::dns_resolver),
+        static_resources: StaticResources {
+            listeners,
+            clusters,
+        },
+    };
     Ok(Bootstrap {
-        config: bootstrap,
-        inline_private_keys,
+        config: serde_json::to_value(&bootstrap).map_err(|e| Error::Serialize(e.to_string()))?,
+        inline_private_keys: secrets.inline_private_keys(),
+        secret_files: secrets.into_files(),
     })
 }
 
@@ -267,74 +259,70 @@ fn refuse_invalid(checked: &Checked) -> Result<(), Error> {
     Err(Error::Invalid(reports))
 }
 
+/// Two HTTP services that the filter sends to the same authority: no route can tell them
+/// apart.
+fn check_authorities(catalog: &Catalog) -> Result<(), Error> {
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    for service in catalog.services.iter().filter(|s| s.protocol.is_http()) {
+        if let Some(other) = owners.insert(&service.authority, &service.name) {
+            return Err(Error::SameAuthority {
+                authority: service.authority.clone(),
+                services: [other.to_string(), service.name.clone()],
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A Dataplane outbound of the served mesh, resolved to its service.
 pub struct Outbound<'a> {
-    pub dataplane: &'a str,
     pub address: SocketAddr,
     pub service: &'a Service,
 }
 
-fn outbounds<'a>(ctx: &Context<'a>) -> Result<Vec<Outbound<'a>>, Error> {
+fn outbounds<'a>(ctx: &Context<'a>) -> Vec<Outbound<'a>> {
     let mut found = Vec::new();
     for r in ctx.resources.iter().filter(|r| r.mesh == ctx.mesh()) {
         let Spec::Dataplane(dp) = &r.spec else {
             continue;
         };
-        for (i, ob) in dp.networking.outbound.iter().enumerate() {
-            let name = ob.service().unwrap_or_default();
+        for ob in &dp.networking.outbound {
+            // Validation makes sure that the outbound names a service of its mesh, that its
+            // address is an IP and its port in range.
             let service = ctx
                 .catalog
                 .services
                 .iter()
-                .find(|s| s.name == name)
-                .ok_or_else(|| Error::UnknownService {
-                    dataplane: r.name.clone(),
-                    outbound: i,
-                    service: name.to_string(),
-                })?;
+                .find(|s| ob.service() == Some(s.name.as_str()));
             let ip = ob.address.as_deref().unwrap_or(DEFAULT_OUTBOUND_ADDRESS);
-            // Validation checked both; a bad value is reported rather than trusted.
-            let address = format!("{}:{}", bracket(ip), ob.port)
-                .parse::<SocketAddr>()
-                .map_err(|_| {
-                    Error::Invalid(vec![Report::of(
-                        r,
-                        vec![external_service_model::Violation::new(
-                            format!("networking.outbound[{i}]"),
-                            "address and port do not make a socket address",
-                        )],
-                    )])
-                })?;
+            let (Some(service), Ok(ip), Ok(port)) =
+                (service, ip.parse::<IpAddr>(), u16::try_from(ob.port))
+            else {
+                continue;
+            };
             found.push(Outbound {
-                dataplane: &r.name,
-                address,
+                address: SocketAddr::new(ip, port),
                 service,
             });
         }
     }
-    Ok(found)
-}
-
-fn bracket(ip: &str) -> String {
-    if ip.contains(':') {
-        format!("[{ip}]")
-    } else {
-        ip.to_string()
-    }
+    found
 }
 
 /// Envoy refuses to start when two listeners (or the admin) share an address; say which.
-fn check_addresses(listeners: &[Value], admin: SocketAddr) -> Result<(), Error> {
+fn check_addresses(options: &Options, outbounds: &[Outbound<'_>]) -> Result<(), Error> {
     let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
-    if admin.port() != 0 {
-        seen.insert(admin, "admin".to_string());
-    }
-    for l in listeners {
-        let name = l["name"].as_str().unwrap_or_default().to_string();
-        // Port 0 lets the kernel choose: never a clash.
-        let Some(address) = listener::address_of(l).filter(|a| a.port() != 0) else {
+    let listeners = std::iter::once((options.listen, listener::OUTBOUND_HTTP.to_string())).chain(
+        outbounds
+            .iter()
+            .map(|o| (o.address, listener::outbound_name(o.address))),
+    );
+    for (address, name) in std::iter::once((options.admin, "admin".to_string())).chain(listeners) {
+        // Port 0 lets the kernel choose: never a clash. Envoy binds the IP and port only.
+        let address = SocketAddr::new(address.ip(), address.port());
+        if address.port() == 0 {
             continue;
-        };
+        }
         if let Some(first) = seen.insert(address, name.clone()) {
             return Err(Error::SameAddress {
                 address,
@@ -343,4 +331,58 @@ fn check_addresses(listeners: &[Value], admin: SocketAddr) -> Result<(), Error> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::test_support::{service, Fixture};
+    use super::*;
+
+    #[test]
+    fn listeners_and_the_admin_need_addresses_of_their_own() {
+        let f = Fixture::new(&service("h", "http", "{address: h.test:80}"));
+        let at = |address: &str| Outbound {
+            address: address.parse().unwrap(),
+            service: f.service("h"),
+        };
+        let with = |listen: &str, admin: &str| Options {
+            listen: listen.parse().unwrap(),
+            admin: admin.parse().unwrap(),
+            ..Options::default()
+        };
+        let clash = |options: &Options, outbounds: &[Outbound<'_>]| match check_addresses(
+            options, outbounds,
+        ) {
+            Ok(()) => None,
+            Err(Error::SameAddress { listeners, .. }) => Some(listeners),
+            Err(e) => panic!("{e:?}"),
+        };
+        let defaults = Options::default();
+        assert_eq!(clash(&defaults, &[at("127.0.0.1:10000")]), None);
+        assert_eq!(
+            clash(&defaults, &[at("127.0.0.1:9901")]),
+            Some(["admin".into(), "outbound:127.0.0.1:9901".into()])
+        );
+        assert_eq!(
+            clash(&defaults, &[at("127.0.0.1:10000"), at("127.0.0.1:10000")]),
+            Some([
+                "outbound:127.0.0.1:10000".into(),
+                "outbound:127.0.0.1:10000".into()
+            ])
+        );
+        assert_eq!(
+            clash(
+                &with("127.0.0.1:10000", "127.0.0.1:9901"),
+                &[at("127.0.0.1:10000")]
+            ),
+            Some(["outbound_http".into(), "outbound:127.0.0.1:10000".into()])
+        );
+        // Port 0: the kernel chooses, so never a clash.
+        assert_eq!(
+            clash(&with("127.0.0.1:0", "127.0.0.1:0"), &[at("127.0.0.1:0")]),
+            None
+        );
+    }
 }

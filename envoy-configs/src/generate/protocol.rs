@@ -1,16 +1,19 @@
 //! What the upstream speaks: HTTP/2 options for http2 and grpc, and the ALPN TLS offers.
 
 use external_service_model::protocol::Protocol;
-use serde_json::{json, Value};
+
+use crate::envoy::{
+    ExplicitHttpConfig, Http2ProtocolOptions, HttpProtocolOptions, Map, ProtocolOptions,
+};
 
 /// `typed_extension_protocol_options` of an HTTP/2 cluster.
-pub fn http2_options() -> Value {
-    json!({
-        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "explicit_http_config": {"http2_protocol_options": {}},
-        },
-    })
+pub fn http2_options() -> Map<ProtocolOptions> {
+    Map::of(
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        ProtocolOptions::Http(HttpProtocolOptions {
+            explicit_http_config: ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {}),
+        }),
+    )
 }
 
 /// The ALPN to offer over TLS: what the cluster will speak, nothing for TCP.

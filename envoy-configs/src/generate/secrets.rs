@@ -1,22 +1,12 @@
-//! `extsvc generate --secrets-dir DIR`: TLS material given inline (or by a Secret) moves out of
-//! the configuration into files of its own, which the configuration names by path.
-//!
-//! Pure: [`externalize`] rewrites the bootstrap and returns the files to write; the CLI writes
+//! Where TLS material given inline (or by a Secret) goes: into the configuration, or, with
+//! `--secrets-dir` ([`Options::secrets_dir`](super::Options::secrets_dir)), into files of its
+//! own that the configuration names by path. The generator returns those files; the CLI writes
 //! them (directory 0700, files 0600) before the configuration.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use serde_json::{json, Value};
-
-/// The TLS DataSource fields of an `UpstreamTlsContext` that may hold inline material.
-const FIELDS: [(&str, &str); 3] = [
-    ("trusted_ca", "ca-cert"),
-    ("certificate_chain", "client-cert"),
-    ("private_key", "client-key"),
-];
+use crate::envoy::DataSource;
 
 /// One file to write. `Debug` leaves the bytes out: they may be a private key.
 #[derive(Clone, PartialEq, Eq)]
@@ -34,70 +24,89 @@ impl fmt::Debug for SecretFile {
     }
 }
 
-/// Replaces every inline DataSource in the clusters' TLS contexts with a `filename` in `dir`
-/// (`<cluster>.<field>.pem`; `-2`, `-3`... when one cluster holds different material for the
-/// same field). The same material in one cluster is one file. Returns the files to write, in
-/// order.
-pub fn externalize(config: &mut Value, dir: &Path) -> Vec<SecretFile> {
-    let mut files: Vec<SecretFile> = Vec::new();
-    let Some(clusters) = config
-        .pointer_mut("/static_resources/clusters")
-        .and_then(Value::as_array_mut)
-    else {
-        return files;
-    };
-    for cluster in clusters {
-        let name = safe(cluster["name"].as_str().unwrap_or("cluster"));
-        let mut named: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
-        walk(cluster, &mut |field, source| {
-            let Some(bytes) = inline_bytes(source) else {
-                return;
-            };
-            let variants = named.entry(field.to_string()).or_default();
-            let index = match variants.iter().position(|b| *b == bytes) {
-                Some(i) => i,
-                None => {
-                    variants.push(bytes.clone());
-                    variants.len() - 1
-                }
-            };
-            let suffix = if index == 0 {
-                String::new()
-            } else {
-                format!("-{}", index + 1)
-            };
-            let path = dir.join(format!("{name}.{field}{suffix}.pem"));
-            *source = json!({"filename": path.display().to_string()});
-            if !files.iter().any(|f| f.path == path) {
-                files.push(SecretFile { path, bytes });
-            }
-        });
-    }
-    files
+/// The TLS DataSource fields of an ExternalService.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    CaCert,
+    ClientCert,
+    ClientKey,
 }
 
-/// Calls `f(file_stem_field, data_source)` for each TLS DataSource field under `v`.
-fn walk(v: &mut Value, f: &mut dyn FnMut(&str, &mut Value)) {
-    match v {
-        Value::Object(fields) => {
-            for (key, value) in fields.iter_mut() {
-                match FIELDS.iter().find(|(k, _)| k == key) {
-                    Some((_, stem)) if value.is_object() => f(stem, value),
-                    _ => walk(value, f),
+impl Field {
+    /// As the resource names it (`networking.tls.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::CaCert => "caCert",
+            Field::ClientCert => "clientCert",
+            Field::ClientKey => "clientKey",
+        }
+    }
+
+    fn file_stem(self) -> &'static str {
+        match self {
+            Field::CaCert => "ca-cert",
+            Field::ClientCert => "client-cert",
+            Field::ClientKey => "client-key",
+        }
+    }
+}
+
+/// Places the material of every TLS DataSource of one bootstrap.
+#[derive(Debug, Default)]
+pub struct Secrets {
+    dir: Option<PathBuf>,
+    files: Vec<SecretFile>,
+    inline_private_keys: bool,
+}
+
+impl Secrets {
+    /// Material stays inline without a directory.
+    pub fn new(dir: Option<&Path>) -> Secrets {
+        Secrets {
+            dir: dir.map(Path::to_path_buf),
+            ..Secrets::default()
+        }
+    }
+
+    /// The DataSource for `bytes` of a cluster's `field`: inline (as text when it is text), or
+    /// the file `<dir>/<cluster>.<field>.pem` (`-2`, `-3`... when that name holds other bytes).
+    /// The same bytes under one name are one file.
+    pub fn data_source(&mut self, cluster: &str, field: Field, bytes: Vec<u8>) -> DataSource {
+        let Some(dir) = &self.dir else {
+            self.inline_private_keys |= field == Field::ClientKey;
+            return match String::from_utf8(bytes) {
+                Ok(text) => DataSource::InlineString(text),
+                Err(e) => DataSource::InlineBytes(e.into_bytes()),
+            };
+        };
+        let stem = format!("{}.{}", safe(cluster), field.file_stem());
+        let mut n = 1;
+        loop {
+            let path = match n {
+                1 => dir.join(format!("{stem}.pem")),
+                n => dir.join(format!("{stem}-{n}.pem")),
+            };
+            let filename = DataSource::Filename(path.display().to_string());
+            match self.files.iter().find(|f| f.path == path) {
+                Some(taken) if taken.bytes == bytes => return filename,
+                Some(_) => n += 1,
+                None => {
+                    self.files.push(SecretFile { path, bytes });
+                    return filename;
                 }
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(|i| walk(i, f)),
-        _ => {}
     }
-}
 
-fn inline_bytes(source: &Value) -> Option<Vec<u8>> {
-    if let Some(text) = source.get("inline_string").and_then(Value::as_str) {
-        return Some(text.as_bytes().to_vec());
+    /// Whether a private key is written inline (the configuration must then be private).
+    pub fn inline_private_keys(&self) -> bool {
+        self.inline_private_keys
     }
-    let b64 = source.get("inline_bytes").and_then(Value::as_str)?;
-    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+
+    /// The files to write, in the order they were named.
+    pub fn into_files(self) -> Vec<SecretFile> {
+        self.files
+    }
 }
 
 /// A file-name-safe cluster name (service names are tags: keep them readable).
@@ -117,78 +126,103 @@ fn safe(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    fn tls(ca: Value, key: Option<Value>) -> Value {
-        let mut common = json!({"validation_context": {"trusted_ca": ca}});
-        if let Some(key) = key {
-            common["tls_certificates"] = json!([{
-                "certificate_chain": {"inline_string": "CERT"},
-                "private_key": key,
-            }]);
-        }
-        json!({"name": "envoy.transport_sockets.tls", "typed_config": {"common_tls_context": common}})
+    use super::*;
+    use crate::generate::test_support::{assert_cases, yaml};
+
+    /// Places each (cluster, field, bytes) in turn; the DataSources as YAML, then the files.
+    fn place(dir: Option<&str>, material: &[(&str, Field, &[u8])]) -> (String, Secrets) {
+        let mut secrets = Secrets::new(dir.map(Path::new));
+        let sources: Vec<DataSource> = material
+            .iter()
+            .map(|(cluster, field, bytes)| secrets.data_source(cluster, *field, bytes.to_vec()))
+            .collect();
+        (yaml(&sources), secrets)
     }
 
     #[test]
-    fn inline_material_becomes_files_and_file_sources_stay() {
-        let mut config = json!({"static_resources": {"clusters": [
-            {"name": "external_service_a", "transport_socket":
-                tls(json!({"inline_string": "CA-A"}), Some(json!({"inline_bytes": "S0VZ"})))},
-            {"name": "external_service_b", "transport_socket":
-                tls(json!({"filename": "/etc/ca.pem"}), None)},
-            {"name": "external_service_c/x", "transport_socket_matches": [
-                {"transport_socket": tls(json!({"inline_string": "CA-1"}), None)},
-                {"transport_socket": tls(json!({"inline_string": "CA-1"}), None)},
-                {"transport_socket": tls(json!({"inline_string": "CA-2"}), None)},
-            ]},
-        ]}});
-        let files = externalize(&mut config, Path::new("/s"));
-        let got: Vec<(String, Vec<u8>)> = files
-            .iter()
-            .map(|f| (f.path.display().to_string(), f.bytes.clone()))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("/s/external_service_a.ca-cert.pem".into(), b"CA-A".to_vec()),
-                (
-                    "/s/external_service_a.client-cert.pem".into(),
-                    b"CERT".to_vec()
-                ),
-                (
-                    "/s/external_service_a.client-key.pem".into(),
-                    b"KEY".to_vec()
-                ),
-                (
-                    "/s/external_service_c_x.ca-cert.pem".into(),
-                    b"CA-1".to_vec()
-                ),
-                (
-                    "/s/external_service_c_x.ca-cert-2.pem".into(),
-                    b"CA-2".to_vec()
-                ),
-            ]
+    fn material_is_inline_or_in_files() {
+        let (a, b, c) = (
+            "external_service_a",
+            "external_service_b",
+            "external_service_c",
         );
-        let text = config.to_string();
-        assert!(!text.contains("inline_"), "{text}");
-        assert!(text.contains("\"/etc/ca.pem\""), "{text}");
+        assert_cases(&[
+            (
+                "inline: text as a string, other bytes as base64",
+                place(
+                    None,
+                    &[(a, Field::CaCert, b"CA"), (a, Field::ClientKey, b"\xff\0")],
+                )
+                .0,
+                "
+- inline_string: CA
+- inline_bytes: /wA=
+",
+            ),
+            (
+                "a directory: one file per cluster and field, the same bytes once",
+                place(
+                    Some("/s"),
+                    &[
+                        (a, Field::ClientCert, b"CERT"),
+                        (a, Field::ClientKey, b"KEY"),
+                        (a, Field::CaCert, b"CA"),
+                        (b, Field::CaCert, b"CA"),
+                        (a, Field::CaCert, b"CA"),
+                    ],
+                )
+                .0,
+                "
+- filename: /s/external_service_a.client-cert.pem
+- filename: /s/external_service_a.client-key.pem
+- filename: /s/external_service_a.ca-cert.pem
+- filename: /s/external_service_b.ca-cert.pem
+- filename: /s/external_service_a.ca-cert.pem
+",
+            ),
+            (
+                "names made safe; other bytes under a taken name get a number",
+                place(
+                    Some("/s"),
+                    &[
+                        ("external_service_c:x", Field::CaCert, b"CA-1"),
+                        ("external_service_c_x", Field::CaCert, b"CA-2"),
+                        ("external_service_c:x", Field::CaCert, b"CA-1"),
+                        (c, Field::CaCert, b"CA-3"),
+                    ],
+                )
+                .0,
+                "
+- filename: /s/external_service_c_x.ca-cert.pem
+- filename: /s/external_service_c_x.ca-cert-2.pem
+- filename: /s/external_service_c_x.ca-cert.pem
+- filename: /s/external_service_c.ca-cert.pem
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn files_hold_the_bytes_and_only_inline_keys_are_flagged() {
+        let (_, secrets) = place(None, &[("c", Field::ClientCert, b"CERT")]);
+        assert!(!secrets.inline_private_keys());
+        let (_, secrets) = place(None, &[("c", Field::ClientKey, b"KEY")]);
+        assert!(secrets.inline_private_keys());
+        assert!(secrets.into_files().is_empty());
+
+        let (_, secrets) = place(Some("/s"), &[("c", Field::ClientKey, b"KEY")]);
+        assert!(!secrets.inline_private_keys());
+        let files = secrets.into_files();
         assert_eq!(
-            config["static_resources"]["clusters"][0]["transport_socket"]["typed_config"]
-                ["common_tls_context"]["tls_certificates"][0]["private_key"],
-            json!({"filename": "/s/external_service_a.client-key.pem"})
+            files,
+            vec![SecretFile {
+                path: "/s/c.client-key.pem".into(),
+                bytes: b"KEY".to_vec()
+            }]
         );
         // Debug never shows the bytes.
         assert!(!format!("{files:?}").contains("KEY"));
-    }
-
-    #[test]
-    fn nothing_inline_nothing_written() {
-        let mut config = json!({"static_resources": {"clusters": [
-            {"name": "passthrough"},
-        ]}});
-        let before = config.clone();
-        assert!(externalize(&mut config, Path::new("/s")).is_empty());
-        assert_eq!(config, before);
     }
 }

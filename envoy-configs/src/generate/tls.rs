@@ -4,104 +4,74 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::envoy::{
+    CertificateValidationContext, CommonTlsContext, DataSource, Extension, SanType, StringMatcher,
+    SubjectAltNameMatcher, TlsCertificate, TlsParameters, TlsVersion, TransportSocket,
+    TransportSocketConfig, UpstreamTlsContext,
+};
 use crate::resolve::{self, Material};
-use base64::Engine as _;
 use external_service_model::address::Host;
 use external_service_model::catalog::Service;
-use external_service_model::resource::{DataSource, Tls};
-use serde_json::{json, Map, Value};
+use external_service_model::resource::{self, Tls};
 
-use super::{protocol, Context, Error};
-
-pub struct Built {
-    pub transport_socket: Value,
-    pub inline_private_key: bool,
-}
+use super::secrets::{Field, Secrets};
+use super::{cluster, protocol, Context, Error};
 
 /// The transport socket for the endpoints on `host`.
 pub fn upstream(
     ctx: &Context<'_>,
+    secrets: &mut Secrets,
     service: &Service,
     tls: &Tls,
     host: &Host,
-) -> Result<Built, Error> {
+) -> Result<TransportSocket, Error> {
     let sni = sni(tls, host);
-    let mut common = Map::new();
-    common.insert(
-        "tls_params".into(),
-        // Envoy's upstream default stops at TLS 1.2.
-        json!({
-            "tls_minimum_protocol_version": "TLSv1_2",
-            "tls_maximum_protocol_version": "TLSv1_3",
-        }),
-    );
-    if let Some(alpn) = protocol::alpn(service.protocol) {
-        common.insert("alpn_protocols".into(), json!([alpn]));
-    }
-    let mut inline_private_key = false;
-    match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => {
-            let key = data_source(ctx, service, "clientKey", key)?;
-            inline_private_key = key.get("filename").is_none();
-            common.insert(
-                "tls_certificates".into(),
-                json!([{
-                    "certificate_chain": data_source(ctx, service, "clientCert", cert)?,
-                    "private_key": key,
-                }]),
-            );
-        }
-        (None, None) => {}
-        // Validation refuses one without the other.
-        (Some(_), None) | (None, Some(_)) => {
-            return Err(Error::DataSource {
-                service: service.name.clone(),
-                resource: resource(service),
-                field: "clientKey",
-                message: "clientCert and clientKey go together".into(),
-            })
-        }
-    }
-    let mut validation = Map::new();
-    validation.insert(
-        "trusted_ca".into(),
-        match &tls.ca_cert {
-            Some(ca) => data_source(ctx, service, "caCert", ca)?,
-            None => json!({"filename": absolute(&ctx.options.system_ca)}),
-        },
-    );
-    if !tls.skip_hostname_verification {
+    let mut source = |field, ds| data_source(ctx, secrets, service, field, ds);
+    // Validation refuses a certificate without its key, and the reverse.
+    let tls_certificates = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => vec![TlsCertificate {
+            certificate_chain: source(Field::ClientCert, cert)?,
+            private_key: source(Field::ClientKey, key)?,
+        }],
+        _ => Vec::new(),
+    };
+    let trusted_ca = match &tls.ca_cert {
+        Some(ca) => source(Field::CaCert, ca)?,
+        None => DataSource::Filename(absolute(&ctx.options.system_ca)),
+    };
+    let match_typed_subject_alt_names = if tls.skip_hostname_verification {
+        Vec::new()
+    } else {
         let expected = sni.clone().unwrap_or_else(|| bare(host));
         let san_type = if expected.parse::<IpAddr>().is_ok() {
-            "IP_ADDRESS"
+            SanType::IpAddress
         } else {
-            "DNS"
+            SanType::Dns
         };
-        validation.insert(
-            "match_typed_subject_alt_names".into(),
-            json!([{"san_type": san_type, "matcher": {"exact": expected}}]),
-        );
-    }
-    common.insert("validation_context".into(), Value::Object(validation));
-
-    let mut context = Map::new();
-    context.insert(
-        "@type".into(),
-        json!("type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"),
-    );
-    if let Some(sni) = sni {
-        context.insert("sni".into(), json!(sni));
-    }
-    if tls.allow_renegotiation {
-        context.insert("allow_renegotiation".into(), json!(true));
-    }
-    context.insert("common_tls_context".into(), Value::Object(common));
-    Ok(Built {
-        transport_socket: json!({
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": context,
+        vec![SubjectAltNameMatcher {
+            san_type,
+            matcher: StringMatcher::Exact(expected),
+        }]
+    };
+    Ok(Extension {
+        name: "envoy.transport_sockets.tls",
+        typed_config: TransportSocketConfig::UpstreamTls(UpstreamTlsContext {
+            sni,
+            allow_renegotiation: tls.allow_renegotiation,
+            common_tls_context: CommonTlsContext {
+                // Envoy's upstream default stops at TLS 1.2.
+                tls_params: TlsParameters {
+                    tls_minimum_protocol_version: TlsVersion::Tls12,
+                    tls_maximum_protocol_version: TlsVersion::Tls13,
+                },
+                alpn_protocols: protocol::alpn(service.protocol).into_iter().collect(),
+                tls_certificates,
+                validation_context: CertificateValidationContext {
+                    trusted_ca,
+                    match_typed_subject_alt_names,
+                },
+            },
         }),
-        inline_private_key,
     })
 }
 
@@ -121,37 +91,30 @@ fn bare(host: &Host) -> String {
     }
 }
 
-/// The ExternalService that declared the service's (shared) TLS settings.
-fn resource(service: &Service) -> String {
-    service
-        .endpoints
-        .first()
-        .map(|e| e.resource.clone())
-        .unwrap_or_default()
-}
-
-/// An Envoy DataSource: inline bytes as text when they are text, a file by its absolute path.
+/// A file by its absolute path; inline material where [`Secrets`] puts it.
 fn data_source(
     ctx: &Context<'_>,
+    secrets: &mut Secrets,
     service: &Service,
-    field: &'static str,
-    ds: &DataSource,
-) -> Result<Value, Error> {
+    field: Field,
+    ds: &resource::DataSource,
+) -> Result<DataSource, Error> {
+    // Validation checked that the material can be had; should it not, the configuration is
+    // refused rather than written without it.
     let material =
         resolve::material(ds, ctx.mesh(), ctx.resources).map_err(|message| Error::DataSource {
             service: service.name.clone(),
-            resource: resource(service),
-            field,
+            resource: service
+                .endpoints
+                .first()
+                .map(|e| e.resource.clone())
+                .unwrap_or_default(),
+            field: field.name(),
             message,
         })?;
     Ok(match material {
-        Material::Inline(bytes) => match String::from_utf8(bytes) {
-            Ok(text) => json!({"inline_string": text}),
-            Err(e) => json!({
-                "inline_bytes": base64::engine::general_purpose::STANDARD.encode(e.into_bytes()),
-            }),
-        },
-        Material::File(path) => json!({"filename": absolute(&path)}),
+        Material::Inline(bytes) => secrets.data_source(&cluster::name(&service.name), field, bytes),
+        Material::File(path) => DataSource::Filename(absolute(&path)),
     })
 }
 
@@ -162,4 +125,139 @@ fn absolute(path: &Path) -> String {
         .unwrap_or_else(|_| PathBuf::from(path))
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, part, service, yaml, yaml_eliding, Fixture};
+
+    const PARAMS: &str = "/typed_config/common_tls_context/tls_params";
+
+    /// The socket for the first host of the only service, with material placed by `secrets`.
+    fn socket(protocol: &str, networking: &str, secrets: &mut Secrets) -> TransportSocket {
+        let f = Fixture::new(&service("s", protocol, networking));
+        let s = f.service("s");
+        let host = &s.endpoints[0].address.host;
+        upstream(&f.ctx(), secrets, s, s.tls.as_ref().unwrap(), host).unwrap()
+    }
+
+    fn inline(protocol: &str, networking: &str) -> String {
+        let socket = socket(protocol, networking, &mut Secrets::default());
+        yaml_eliding(&socket, &[PARAMS])
+    }
+
+    #[test]
+    fn upstream_tls() {
+        let mtls = "{address: api.test:443, tls: {serverName: other.test, \
+                    skipHostnameVerification: true, caCert: {file: /etc/ca.pem}, \
+                    clientCert: {inlineString: CERT}, clientKey: {inline: S0VZ}}}";
+        let mut secrets = Secrets::new(Some(Path::new("/s")));
+        let to_files = socket("http2", mtls, &mut secrets);
+        let common = "/typed_config/common_tls_context";
+        let sources = [
+            part(
+                &to_files,
+                &format!("{common}/tls_certificates/0/certificate_chain"),
+            ),
+            part(
+                &to_files,
+                &format!("{common}/tls_certificates/0/private_key"),
+            ),
+            part(
+                &to_files,
+                &format!("{common}/validation_context/trusted_ca"),
+            ),
+        ];
+        assert_cases(&[
+            (
+                "no caCert: the system store, and the host's name as SNI and SAN",
+                yaml(&socket(
+                    "http",
+                    "{address: httpbin.test:443, tls: {enabled: true}}",
+                    &mut Secrets::default(),
+                )),
+                "
+name: envoy.transport_sockets.tls
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+  sni: httpbin.test
+  common_tls_context:
+    tls_params:
+      tls_minimum_protocol_version: TLSv1_2
+      tls_maximum_protocol_version: TLSv1_3
+    alpn_protocols:
+    - http/1.1
+    validation_context:
+      trusted_ca:
+        filename: /etc/ssl/certs/ca-certificates.crt
+      match_typed_subject_alt_names:
+      - san_type: DNS
+        matcher:
+          exact: httpbin.test
+",
+            ),
+            (
+                "an IP over TCP: no SNI, no ALPN, the IP as SAN; renegotiation as asked",
+                inline(
+                    "tcp",
+                    "{address: 10.0.0.1:5432, tls: {caCert: {inlineString: CA}, \
+                     allowRenegotiation: true}}",
+                ),
+                "
+name: envoy.transport_sockets.tls
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+  allow_renegotiation: true
+  common_tls_context:
+    tls_params: <elided>
+    validation_context:
+      trusted_ca:
+        inline_string: CA
+      match_typed_subject_alt_names:
+      - san_type: IP_ADDRESS
+        matcher:
+          exact: 10.0.0.1
+",
+            ),
+            (
+                "mTLS with serverName, no name check; HTTP/2",
+                inline(
+                    "http2",
+                    &mtls.replace("{file: /etc/ca.pem}", "{inlineString: CA}"),
+                ),
+                "
+name: envoy.transport_sockets.tls
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+  sni: other.test
+  common_tls_context:
+    tls_params: <elided>
+    alpn_protocols:
+    - h2
+    tls_certificates:
+    - certificate_chain:
+        inline_string: CERT
+      private_key:
+        inline_string: KEY
+    validation_context:
+      trusted_ca:
+        inline_string: CA
+",
+            ),
+            (
+                "with a secrets directory: inline material in files there, files stay",
+                yaml(&sources),
+                "
+- filename: /s/external_service_s.client-cert.pem
+- filename: /s/external_service_s.client-key.pem
+- filename: /etc/ca.pem
+",
+            ),
+        ]);
+        let files: Vec<_> = secrets.into_files().into_iter().map(|f| f.bytes).collect();
+        assert_eq!(files, [b"CERT".to_vec(), b"KEY".to_vec()]);
+    }
 }

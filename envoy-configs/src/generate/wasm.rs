@@ -4,7 +4,11 @@
 use external_service_model::config::PluginConfig;
 use external_service_model::contract::FILTER_NAME;
 use external_service_model::resource::{Resource, Spec};
-use serde_json::{json, Value};
+
+use crate::envoy::{
+    self, AsyncDataSource, DataSource, Extension, FailurePolicy, HttpFilter, HttpFilterConfig,
+    PluginConfiguration, StringValue, VmConfig, Wasm,
+};
 
 use super::Context;
 
@@ -48,27 +52,119 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
 /// The HTTP filter. A configuration the filter refuses stops Envoy from starting, whatever
 /// the policy; FAIL_RELOAD answers 503 to a request whose VM crashed and reloads the VM, where
 /// FAIL_CLOSED would answer 503 to every later request until a restart (ENVOY_FACTS.md, e).
-pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> Value {
+pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> HttpFilter {
     let config = plugin_config(ctx, service);
     // PluginConfig holds only strings and JSON values: serialising cannot fail.
     let text = serde_json::to_string_pretty(&config).unwrap_or_default();
-    json!({
-        "name": FILTER_NAME,
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": FILTER_NAME,
-                "vm_config": {
-                    "vm_id": FILTER_NAME,
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": ctx.options.wasm.display().to_string()}},
+    Extension {
+        name: FILTER_NAME,
+        typed_config: HttpFilterConfig::Wasm(Wasm {
+            config: envoy::PluginConfig {
+                name: FILTER_NAME,
+                vm_config: VmConfig {
+                    vm_id: FILTER_NAME,
+                    runtime: "envoy.wasm.runtime.v8",
+                    code: AsyncDataSource {
+                        local: DataSource::Filename(ctx.options.wasm.display().to_string()),
+                    },
                 },
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": text + "\n",
-                },
-                "failure_policy": "FAIL_RELOAD",
+                configuration: PluginConfiguration::String(StringValue { value: text + "\n" }),
+                failure_policy: FailurePolicy::FailReload,
             },
-        },
-    })
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{assert_cases, service, yaml, yaml_eliding, Fixture};
+
+    #[test]
+    fn the_filter_and_its_configuration() {
+        let f = Fixture::new(
+            &[
+                "type: Mesh\nname: default\n---\n",
+                "type: Secret\nmesh: default\nname: key\ndata: S0VZ\n---\n",
+                &service(
+                    "api",
+                    "http",
+                    "{address: api.test:443, tls: {serverName: api.test, \
+                     caCert: {inlineString: CA}, clientCert: {inlineString: CERT}, \
+                     clientKey: {secret: key}}}",
+                ),
+                "type: Dataplane\nmesh: default\nname: dp\n\
+                 networking: {address: 127.0.0.1, outbound: [{port: 10000, \
+                 tags: {kuma.io/service: api}}]}\n---\n",
+                "type: ExternalService\nmesh: other\nname: elsewhere\n\
+                 tags: {kuma.io/service: elsewhere}\nnetworking: {address: elsewhere.test:80}\n",
+            ]
+            .concat(),
+        );
+        assert_cases(&[
+            (
+                "the served mesh's Mesh and ExternalServices, without TLS material",
+                yaml(&plugin_config(&f.ctx(), None)),
+                "
+resources:
+- type: Mesh
+  name: default
+- type: ExternalService
+  name: api
+  mesh: default
+  tags:
+    kuma.io/protocol: http
+    kuma.io/service: api
+  networking:
+    address: api.test:443
+    tls:
+      serverName: api.test
+mesh: default
+",
+            ),
+            (
+                "bound to one service (a Dataplane outbound)",
+                yaml_eliding(&plugin_config(&f.ctx(), Some("api")), &["/resources"]),
+                "
+resources: <elided>
+mesh: default
+service: api
+",
+            ),
+            (
+                "the wasm filter, failing closed",
+                yaml_eliding(
+                    &http_filter(&f.ctx(), None),
+                    &["/typed_config/config/configuration/value"],
+                ),
+                "
+name: external_service
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+  config:
+    name: external_service
+    vm_config:
+      vm_id: external_service
+      runtime: envoy.wasm.runtime.v8
+      code:
+        local:
+          filename: /filter.wasm
+    configuration:
+      '@type': type.googleapis.com/google.protobuf.StringValue
+      value: <elided>
+    failure_policy: FAIL_RELOAD
+",
+            ),
+        ]);
+        // The value is the plugin configuration as JSON, which the filter reads back.
+        let filter = serde_json::to_value(http_filter(&f.ctx(), Some("api"))).unwrap();
+        let value = &filter["typed_config"]["config"]["configuration"]["value"];
+        let text = value.as_str().unwrap();
+        let read = external_service_model::config::configure(text.as_bytes()).unwrap();
+        assert!(read.bound.is_some(), "{text}");
+        assert_eq!(read.catalog.services[0].name, "api", "{text}");
+        assert!(text.ends_with("}\n"), "{text}");
+    }
 }

@@ -1,0 +1,551 @@
+//! The parts of Envoy's v3 API that the generator writes, as typed values that serialise to
+//! Envoy's proto-JSON/YAML form: proto field names, defaults left out, `Any` as `@type` plus
+//! the message's fields, fields in the order a reader wants them.
+//!
+//! Written by hand rather than taken from a crate: `envoy-types` (the whole API, prost and
+//! tonic) has no serde at all, and prost messages do not serialise to this form without
+//! pbjson; `xds-api` with its `pbjson` feature lacks most extensions written here (wasm,
+//! tcp_proxy, the stdout access log, c-ares, the dynamic forward proxy, HTTP protocol
+//! options), expands `Any` only for the xDS top-level messages, writes fields in proto order
+//! and leaves out the `false`s the DNS resolver spells out, so the output would change. Either
+//! would also bring prost, tonic and megabytes of generated code for the few dozen messages
+//! below.
+//!
+//! Every `typed_config` is an enum of the messages written there, tagged with `@type`.
+
+use std::net::SocketAddr;
+
+use base64::Engine as _;
+use serde::{Serialize, Serializer};
+
+// ------------------------------------------------------------------------------------------
+// Common types
+// ------------------------------------------------------------------------------------------
+
+/// A proto `map` or `google.protobuf.Struct` of strings, keys in the order they are written.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Map<V>(pub Vec<(String, V)>);
+
+impl<V> Map<V> {
+    pub fn of(key: &str, value: V) -> Map<V> {
+        Map(vec![(key.to_string(), value)])
+    }
+}
+
+impl<V: Serialize> Serialize for Map<V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// A `google.protobuf.Duration` of whole seconds: `5s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Seconds(pub u64);
+
+impl Serialize for Seconds {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{}s", self.0))
+    }
+}
+
+/// `config.core.v3.Address` (socket addresses only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Address {
+    pub socket_address: SocketAddress,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SocketAddress {
+    /// An IP (IPv6 without brackets) or, for STRICT_DNS endpoints, a host name.
+    pub address: String,
+    pub port_value: u16,
+}
+
+impl Address {
+    pub fn new(address: String, port_value: u16) -> Address {
+        Address {
+            socket_address: SocketAddress {
+                address,
+                port_value,
+            },
+        }
+    }
+}
+
+impl From<SocketAddr> for Address {
+    fn from(a: SocketAddr) -> Address {
+        Address::new(a.ip().to_string(), a.port())
+    }
+}
+
+/// `config.core.v3.DataSource`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    Filename(String),
+    /// Bytes, written as base64 (proto-JSON's form of `bytes`).
+    InlineBytes(#[serde(serialize_with = "base64")] Vec<u8>),
+    InlineString(String),
+}
+
+fn base64<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+/// An extension: `TypedExtensionConfig`, and the same shape under other names (network and
+/// HTTP filters, transport sockets, access logs, custom cluster types).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Extension<T> {
+    pub name: &'static str,
+    pub typed_config: T,
+}
+
+// ------------------------------------------------------------------------------------------
+// Bootstrap
+// ------------------------------------------------------------------------------------------
+
+/// `config.bootstrap.v3.Bootstrap`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bootstrap {
+    pub admin: Admin,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_dns_resolver_config: Option<Extension<DnsResolverConfig>>,
+    pub static_resources: StaticResources,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Admin {
+    pub address: Address,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaticResources {
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum DnsResolverConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig"
+    )]
+    Cares(CaresDnsResolverConfig),
+}
+
+/// The c-ares resolver. Its booleans are written even when false: the choice is the point.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaresDnsResolverConfig {
+    pub resolvers: Vec<Address>,
+    pub use_resolvers_as_fallback: bool,
+    pub dns_resolver_options: DnsResolverOptions,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsResolverOptions {
+    pub use_tcp_for_dns_lookups: bool,
+    pub no_default_search_domain: bool,
+}
+
+// ------------------------------------------------------------------------------------------
+// Clusters
+// ------------------------------------------------------------------------------------------
+
+/// `config.cluster.v3.Cluster`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub discovery_type: Option<DiscoveryType>,
+    pub connect_timeout: Seconds,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_lookup_family: Option<DnsLookupFamily>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lb_policy: Option<LbPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_type: Option<Extension<ClusterTypeConfig>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_assignment: Option<ClusterLoadAssignment>,
+    /// By the full name of the options' message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_extension_protocol_options: Option<Map<ProtocolOptions>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket: Option<TransportSocket>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DiscoveryType {
+    Static,
+    StrictDns,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DnsLookupFamily {
+    V4Preferred,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LbPolicy {
+    ClusterProvided,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum ClusterTypeConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig"
+    )]
+    DynamicForwardProxy(DynamicForwardProxyConfig),
+}
+
+/// The dynamic forward proxy's cluster and HTTP filter configurations (the same fields here).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DynamicForwardProxyConfig {
+    pub dns_cache_config: DnsCacheConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsCacheConfig {
+    pub name: &'static str,
+    pub dns_lookup_family: DnsLookupFamily,
+}
+
+/// `config.endpoint.v3.ClusterLoadAssignment`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterLoadAssignment {
+    pub cluster_name: String,
+    pub endpoints: Vec<LocalityLbEndpoints>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalityLbEndpoints {
+    pub lb_endpoints: Vec<LbEndpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LbEndpoint {
+    pub endpoint: Endpoint,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Endpoint {
+    pub address: Address,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// `config.core.v3.Metadata`: by filter name, a Struct.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metadata {
+    pub filter_metadata: Map<Map<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum ProtocolOptions {
+    #[serde(rename = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions")]
+    Http(HttpProtocolOptions),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpProtocolOptions {
+    pub explicit_http_config: ExplicitHttpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExplicitHttpConfig {
+    Http2ProtocolOptions(Http2ProtocolOptions),
+}
+
+/// Envoy's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Http2ProtocolOptions {}
+
+/// `Cluster.TransportSocketMatch`: endpoints whose metadata holds `match` get this socket.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransportSocketMatch {
+    pub name: String,
+    #[serde(rename = "match")]
+    pub criteria: Map<String>,
+    pub transport_socket: TransportSocket,
+}
+
+// ------------------------------------------------------------------------------------------
+// Upstream TLS
+// ------------------------------------------------------------------------------------------
+
+pub type TransportSocket = Extension<TransportSocketConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum TransportSocketConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+    )]
+    UpstreamTls(UpstreamTlsContext),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpstreamTlsContext {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_renegotiation: bool,
+    pub common_tls_context: CommonTlsContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommonTlsContext {
+    pub tls_params: TlsParameters,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alpn_protocols: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_certificates: Vec<TlsCertificate>,
+    pub validation_context: CertificateValidationContext,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TlsParameters {
+    pub tls_minimum_protocol_version: TlsVersion,
+    pub tls_maximum_protocol_version: TlsVersion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1_2")]
+    Tls12,
+    #[serde(rename = "TLSv1_3")]
+    Tls13,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TlsCertificate {
+    pub certificate_chain: DataSource,
+    pub private_key: DataSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertificateValidationContext {
+    pub trusted_ca: DataSource,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub match_typed_subject_alt_names: Vec<SubjectAltNameMatcher>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubjectAltNameMatcher {
+    pub san_type: SanType,
+    pub matcher: StringMatcher,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SanType {
+    Dns,
+    IpAddress,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StringMatcher {
+    Exact(String),
+}
+
+// ------------------------------------------------------------------------------------------
+// Listeners and network filters
+// ------------------------------------------------------------------------------------------
+
+/// `config.listener.v3.Listener`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Listener {
+    pub name: String,
+    pub address: Address,
+    pub filter_chains: Vec<FilterChain>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterChain {
+    pub filters: Vec<NetworkFilter>,
+}
+
+pub type NetworkFilter = Extension<NetworkFilterConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum NetworkFilterConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    )]
+    HttpConnectionManager(HttpConnectionManager),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy")]
+    TcpProxy(TcpProxy),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpProxy {
+    pub stat_prefix: String,
+    pub cluster: String,
+    pub access_log: Vec<AccessLog>,
+}
+
+// ------------------------------------------------------------------------------------------
+// HTTP connection manager, routes, HTTP filters
+// ------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpConnectionManager {
+    pub stat_prefix: String,
+    pub access_log: Vec<AccessLog>,
+    pub route_config: RouteConfiguration,
+    pub http_filters: Vec<HttpFilter>,
+}
+
+/// `config.route.v3.RouteConfiguration`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteConfiguration {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VirtualHost {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Route {
+    #[serde(rename = "match")]
+    pub route_match: RouteMatch,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteMatch {
+    pub prefix: String,
+}
+
+/// What a route does (the `action` oneof).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Route(RouteAction),
+    DirectResponse(DirectResponseAction),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteAction {
+    pub cluster: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Seconds>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub auto_host_rewrite: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectResponseAction {
+    pub status: u32,
+    pub body: DataSource,
+}
+
+pub type HttpFilter = Extension<HttpFilterConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum HttpFilterConfig {
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm")]
+    Wasm(Wasm),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig"
+    )]
+    DynamicForwardProxy(DynamicForwardProxyConfig),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router")]
+    Router(Router),
+}
+
+/// Envoy's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Router {}
+
+// ------------------------------------------------------------------------------------------
+// Wasm
+// ------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Wasm {
+    pub config: PluginConfig,
+}
+
+/// `extensions.wasm.v3.PluginConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginConfig {
+    pub name: &'static str,
+    pub vm_config: VmConfig,
+    pub configuration: PluginConfiguration,
+    pub failure_policy: FailurePolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VmConfig {
+    pub vm_id: &'static str,
+    pub runtime: &'static str,
+    pub code: AsyncDataSource,
+}
+
+/// `config.core.v3.AsyncDataSource` (local only).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AsyncDataSource {
+    pub local: DataSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum PluginConfiguration {
+    #[serde(rename = "type.googleapis.com/google.protobuf.StringValue")]
+    String(StringValue),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StringValue {
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailurePolicy {
+    FailReload,
+}
+
+// ------------------------------------------------------------------------------------------
+// Access logs
+// ------------------------------------------------------------------------------------------
+
+pub type AccessLog = Extension<AccessLogConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum AccessLogConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+    )]
+    Stdout(StdoutAccessLog),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StdoutAccessLog {
+    pub log_format: SubstitutionFormatString,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubstitutionFormatString {
+    pub json_format: Map<String>,
+}
