@@ -22,6 +22,7 @@ pub mod http;
 pub mod listener;
 pub mod protocol;
 pub mod secrets;
+pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
@@ -221,6 +222,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         admin: Admin {
             address: options.admin.into(),
         },
+        stats_config: stats::labels(),
         typed_dns_resolver_config: options.dns_resolver.map(cluster::dns_resolver),
         static_resources: StaticResources {
             listeners,
