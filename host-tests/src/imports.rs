@@ -171,7 +171,11 @@ fn add_proxy_functions(l: &mut Linker<HostState>) -> Result<()> {
         "proxy_get_property",
         |mut c: Ctx<'_>, path_ptr: u32, path_len: u32, ret_ptr: u32, ret_len: u32| {
             let path = split_property_path(&read(&mut c, path_ptr, path_len)?);
-            let Some(value) = c.data().properties.get(&path).cloned() else {
+            let st = c.data_mut();
+            let on_stream = st
+                .active_stream()
+                .and_then(|s| s.properties.get(&path).cloned());
+            let Some(value) = on_stream.or_else(|| st.properties.get(&path).cloned()) else {
                 return status(Status::NotFound);
             };
             return_bytes(&mut c, &value, ret_ptr, ret_len)?;
@@ -184,7 +188,11 @@ fn add_proxy_functions(l: &mut Linker<HostState>) -> Result<()> {
         |mut c: Ctx<'_>, path_ptr: u32, path_len: u32, value_ptr: u32, value_len: u32| {
             let path = split_property_path(&read(&mut c, path_ptr, path_len)?);
             let value = read(&mut c, value_ptr, value_len)?;
-            c.data_mut().properties.insert(path, value);
+            let st = c.data_mut();
+            match st.active_stream() {
+                Some(stream) => stream.properties.insert(path, value),
+                None => st.properties.insert(path, value),
+            };
             status(Status::Ok)
         },
     )?;
@@ -262,10 +270,9 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_replace_header_map_value",
         |mut c: Ctx<'_>, map: u32, key_ptr: u32, key_len: u32, value_ptr: u32, value_len: u32| {
-            let key = lower(read(&mut c, key_ptr, key_len)?);
-            let value = read(&mut c, value_ptr, value_len)?;
+            let pair = (key_ptr, key_len, value_ptr, value_len);
             // Envoy's setCopy: the name ends up with exactly this one value; we keep its place.
-            let done = with_map(&mut c, map, |m| {
+            edit_map(&mut c, map, pair, |m, key, value| {
                 match m.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
                     Some(first) => {
                         m[first].1 = value;
@@ -278,18 +285,15 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
                     }
                     None => m.push((key, value)),
                 }
-            });
-            status(done.map_or(Status::BadArgument, |()| Status::Ok))
+            })
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_add_header_map_value",
         |mut c: Ctx<'_>, map: u32, key_ptr: u32, key_len: u32, value_ptr: u32, value_len: u32| {
-            let key = lower(read(&mut c, key_ptr, key_len)?);
-            let value = read(&mut c, value_ptr, value_len)?;
-            let done = with_map(&mut c, map, |m| m.push((key, value)));
-            status(done.map_or(Status::BadArgument, |()| Status::Ok))
+            let pair = (key_ptr, key_len, value_ptr, value_len);
+            edit_map(&mut c, map, pair, |m, key, value| m.push((key, value)))
         },
     )?;
     l.func_wrap(
@@ -341,33 +345,32 @@ fn add_metric_functions(l: &mut Linker<HostState>) -> Result<()> {
         "env",
         "proxy_increment_metric",
         |mut c: Ctx<'_>, id: u32, offset: i64| {
-            let Some(metric) = c.data_mut().metric_mut(id) else {
-                return status(Status::NotFound);
-            };
-            match &mut metric.value {
+            update_metric(&mut c, id, |value| match value {
                 MetricValue::Counter(v) if offset >= 0 => {
-                    *v = v.saturating_add(offset.unsigned_abs())
+                    *v = v.saturating_add(offset.unsigned_abs());
+                    Status::Ok
                 }
-                MetricValue::Gauge(v) => *v = v.saturating_add_signed(offset),
-                _ => return status(Status::BadArgument),
-            }
-            status(Status::Ok)
+                MetricValue::Gauge(v) => {
+                    *v = v.saturating_add_signed(offset);
+                    Status::Ok
+                }
+                _ => Status::BadArgument,
+            })
         },
     )?;
     l.func_wrap(
         "env",
         "proxy_record_metric",
         |mut c: Ctx<'_>, id: u32, value: u64| {
-            let Some(metric) = c.data_mut().metric_mut(id) else {
-                return status(Status::NotFound);
-            };
-            match &mut metric.value {
-                // Envoy adds the value to a counter and sets a gauge.
-                MetricValue::Counter(v) => *v = v.saturating_add(value),
-                MetricValue::Gauge(v) => *v = value,
-                MetricValue::Histogram(samples) => samples.push(value),
-            }
-            status(Status::Ok)
+            update_metric(&mut c, id, |metric| {
+                match metric {
+                    // Envoy adds the value to a counter and sets a gauge.
+                    MetricValue::Counter(v) => *v = v.saturating_add(value),
+                    MetricValue::Gauge(v) => *v = value,
+                    MetricValue::Histogram(samples) => samples.push(value),
+                }
+                Status::Ok
+            })
         },
     )?;
     l.func_wrap(
@@ -388,33 +391,33 @@ fn add_metric_functions(l: &mut Linker<HostState>) -> Result<()> {
     Ok(())
 }
 
+/// Runs `f` on the value of metric `id`; an unknown id is `NotFound`.
+fn update_metric(
+    c: &mut Ctx<'_>,
+    id: u32,
+    f: impl FnOnce(&mut MetricValue) -> Status,
+) -> Result<u32> {
+    match c.data_mut().metric_mut(id) {
+        Some(metric) => status(f(&mut metric.value)),
+        None => status(Status::NotFound),
+    }
+}
+
 fn add_wasi_functions(l: &mut Linker<HostState>) -> Result<()> {
-    l.func_wrap(
-        WASI,
-        "environ_sizes_get",
-        |mut c: Ctx<'_>, count: u32, size: u32| {
+    // No environment variables and no arguments: both lists are empty.
+    for (sizes_get, get) in [
+        ("environ_sizes_get", "environ_get"),
+        ("args_sizes_get", "args_get"),
+    ] {
+        l.func_wrap(WASI, sizes_get, |mut c: Ctx<'_>, count: u32, size: u32| {
             write_u32(&mut c, count, 0)?;
             write_u32(&mut c, size, 0)?;
             Ok(ERRNO_SUCCESS)
-        },
-    )?;
-    l.func_wrap(
-        WASI,
-        "environ_get",
-        |_: Ctx<'_>, _environ: u32, _buf: u32| Ok(ERRNO_SUCCESS),
-    )?;
-    l.func_wrap(
-        WASI,
-        "args_sizes_get",
-        |mut c: Ctx<'_>, count: u32, size: u32| {
-            write_u32(&mut c, count, 0)?;
-            write_u32(&mut c, size, 0)?;
+        })?;
+        l.func_wrap(WASI, get, |_: Ctx<'_>, _list: u32, _buf: u32| {
             Ok(ERRNO_SUCCESS)
-        },
-    )?;
-    l.func_wrap(WASI, "args_get", |_: Ctx<'_>, _argv: u32, _buf: u32| {
-        Ok(ERRNO_SUCCESS)
-    })?;
+        })?;
+    }
     l.func_wrap(
         WASI,
         "fd_write",
@@ -468,6 +471,20 @@ fn add_wasi_functions(l: &mut Linker<HostState>) -> Result<()> {
     })?;
     l.func_wrap(WASI, "sched_yield", |_: Ctx<'_>| Ok(ERRNO_SUCCESS))?;
     Ok(())
+}
+
+/// Reads a header name (lower-cased) and value the module passed as `(name_ptr, name_len,
+/// value_ptr, value_len)` and hands them to `f` with header map `map` of the active stream.
+fn edit_map(
+    c: &mut Ctx<'_>,
+    map: u32,
+    (key_ptr, key_len, value_ptr, value_len): (u32, u32, u32, u32),
+    f: impl FnOnce(&mut crate::state::RawHeaderMap, String, Vec<u8>),
+) -> Result<u32> {
+    let key = lower(read(c, key_ptr, key_len)?);
+    let value = read(c, value_ptr, value_len)?;
+    let done = with_map(c, map, |m| f(m, key, value));
+    status(done.map_or(Status::BadArgument, |()| Status::Ok))
 }
 
 /// Runs `f` on header map `map` of the active HTTP stream; `None` when there is none.

@@ -11,8 +11,7 @@ use wasmtime::{Config, Engine, InstancePre, Store, WasmParams, WasmResults};
 use crate::abi::{Action, LogLevel};
 use crate::imports::linker_for;
 use crate::state::{
-    find_raw_header, lossy_map, HostState, LocalResponse, LogEntry, Metric, MetricValue,
-    StreamState,
+    header_text, lossy_map, HostState, LocalResponse, LogEntry, Metric, MetricValue, StreamState,
 };
 
 const BUILD_HINT: &str = "build it with `make build` (or `cargo build --release --target wasm32-wasip1 -p external-service-filter`), or set EXTSVC_WASM to a built module";
@@ -150,8 +149,7 @@ impl PluginOptions {
 
     /// Pre-sets property `path` (e.g. `&["xds", "cluster_name"]`).
     pub fn property(mut self, path: &[&str], value: impl Into<Vec<u8>>) -> Self {
-        self.properties
-            .push((path.iter().map(|s| (*s).to_owned()).collect(), value.into()));
+        self.properties.push((property_key(path), value.into()));
         self
     }
 
@@ -406,13 +404,8 @@ impl Plugin {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Action> {
-        self.stream_mut(stream)?.request_headers = owned(headers);
-        self.call_on_headers(
-            stream,
-            "proxy_on_request_headers",
-            headers.len(),
-            end_of_stream,
-        )
+        let bytes: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+        self.call_on_request_headers_bytes(stream, &bytes, end_of_stream)
     }
 
     /// Like [`Plugin::call_on_request_headers`], with values given as bytes: a value need not
@@ -513,7 +506,7 @@ impl Plugin {
     /// The first request header `name` (ASCII case-insensitive), as the module left it.
     pub fn request_header(&self, stream: HttpStream, name: &str) -> Option<String> {
         let s = self.stream(stream)?;
-        find_raw_header(&s.request_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
+        header_text(&s.request_headers, name)
     }
 
     /// The response headers as the module left them.
@@ -526,7 +519,7 @@ impl Plugin {
     /// The first response header `name` (ASCII case-insensitive), as the module left it.
     pub fn response_header(&self, stream: HttpStream, name: &str) -> Option<String> {
         let s = self.stream(stream)?;
-        find_raw_header(&s.response_headers, name).map(|v| String::from_utf8_lossy(v).into_owned())
+        header_text(&s.response_headers, name)
     }
 
     /// The local response the module sent on this stream (the last one if several).
@@ -587,16 +580,30 @@ impl Plugin {
         &self.store.data().metrics
     }
 
-    /// Property `path` as pre-set or as the module set it.
+    /// Property `path` as pre-set, or as the module set it outside any stream.
     pub fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let key: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-        self.store.data().properties.get(&key).cloned()
+        self.store
+            .data()
+            .properties
+            .get(&property_key(path))
+            .cloned()
+    }
+
+    /// Property `path` as the module set it on this stream (in Envoy, the request's filter
+    /// state, e.g. `contract::SERVICE_PROPERTY`).
+    pub fn stream_property(&self, stream: HttpStream, path: &[&str]) -> Option<Vec<u8>> {
+        self.stream(stream)?
+            .properties
+            .get(&property_key(path))
+            .cloned()
     }
 
     /// Sets property `path` for the calls that follow.
     pub fn set_property(&mut self, path: &[&str], value: impl Into<Vec<u8>>) {
-        let key = path.iter().map(|s| (*s).to_owned()).collect();
-        self.store.data_mut().properties.insert(key, value.into());
+        self.store
+            .data_mut()
+            .properties
+            .insert(property_key(path), value.into());
     }
 
     /// Every `proxy_call_foreign_function` call as (name, arguments), known names or not.
@@ -648,6 +655,10 @@ impl Plugin {
         let value = f(self)?;
         Ok((value, before.saturating_sub(self.store.get_fuel()?)))
     }
+}
+
+fn property_key(path: &[&str]) -> Vec<String> {
+    path.iter().map(|s| (*s).to_owned()).collect()
 }
 
 fn owned(headers: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {

@@ -12,6 +12,9 @@ pub type HeaderMap = Vec<(String, String)>;
 /// hand the module a value that is not UTF-8.
 pub(crate) type RawHeaderMap = Vec<(String, Vec<u8>)>;
 
+/// Property values by path segments (`["xds", "cluster_name"]`).
+pub(crate) type Properties = BTreeMap<Vec<String>, Vec<u8>>;
+
 /// One line the module logged, through `proxy_log` or by writing to stdout/stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -67,6 +70,9 @@ pub(crate) struct StreamState {
     pub response_headers: RawHeaderMap,
     pub response_trailers: RawHeaderMap,
     pub local_response: Option<LocalResponse>,
+    /// Properties the module set while this stream was active: Envoy keeps them in the
+    /// request's filter state, not beside the plugin.
+    pub properties: Properties,
     /// `proxy_on_done` returned false and `proxy_done` was not called yet.
     pub awaiting_done: bool,
     /// `proxy_done` was called while `awaiting_done`.
@@ -93,7 +99,8 @@ pub(crate) struct HostState {
     pub stdio_partial: [Vec<u8>; 2],
     pub vm_configuration: Vec<u8>,
     pub plugin_configuration: Vec<u8>,
-    pub properties: BTreeMap<Vec<String>, Vec<u8>>,
+    /// Pre-set properties, and those set outside any stream.
+    pub properties: Properties,
     /// Index + 1 is the metric id handed to the module.
     pub metrics: Vec<Metric>,
     /// Position in `metrics` by name and kind, so defining 10,000 metrics stays linear.
@@ -150,11 +157,7 @@ impl HostState {
 
     /// Appends `bytes` written to fd 1 or 2; whole lines become log entries.
     pub fn write_stdio(&mut self, fd: usize, bytes: &[u8]) {
-        let level = if fd == 1 {
-            LogLevel::Info
-        } else {
-            LogLevel::Error
-        };
+        let level = stdio_level(fd);
         let Some(partial) = self.stdio_partial.get_mut(fd - 1) else {
             return;
         };
@@ -176,13 +179,17 @@ impl HostState {
                 continue;
             }
             let rest = std::mem::take(&mut self.stdio_partial[fd - 1]);
-            let level = if fd == 1 {
-                LogLevel::Info
-            } else {
-                LogLevel::Error
-            };
-            self.log(level, String::from_utf8_lossy(&rest).into_owned());
+            self.log(stdio_level(fd), String::from_utf8_lossy(&rest).into_owned());
         }
+    }
+}
+
+/// What a line on stdout (fd 1) or stderr (fd 2) is logged as.
+fn stdio_level(fd: usize) -> LogLevel {
+    if fd == 1 {
+        LogLevel::Info
+    } else {
+        LogLevel::Error
     }
 }
 
@@ -199,8 +206,9 @@ pub(crate) fn lossy_map(map: &RawHeaderMap) -> HeaderMap {
         .collect()
 }
 
-pub(crate) fn find_raw_header<'a>(map: &'a RawHeaderMap, name: &str) -> Option<&'a [u8]> {
+/// The first value of header `name` (ASCII case-insensitive) as text (lossy).
+pub(crate) fn header_text(map: &RawHeaderMap, name: &str) -> Option<String> {
     map.iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
 }

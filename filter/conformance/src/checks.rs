@@ -6,7 +6,7 @@ use std::net::Ipv6Addr;
 use std::sync::OnceLock;
 
 use external_service_model::authority::{self, HostRef, NameBuf};
-use external_service_model::config::{self, Filter};
+use external_service_model::config::{self, Filter, PLUGIN_CONFIGURATION};
 use external_service_model::documents;
 use external_service_model::resource::Origin;
 use external_service_model::{decide, Decision, Denial, Request};
@@ -18,20 +18,43 @@ use crate::scenarios::{plugin_config, Setup};
 pub fn resources_json(data: &[u8]) {
     match config::configure(data) {
         Ok(filter) => configured(&filter),
-        Err(e) => assert!(!e.lines().is_empty(), "an error without a line: {e:?}"),
+        Err(e) => {
+            let lines = e.lines();
+            let source = format!("{PLUGIN_CONFIGURATION}: ");
+            assert!(
+                !lines.is_empty() && lines.iter().all(|l| l.starts_with(&source)),
+                "each line of a refusal names the plugin configuration: {lines:#?}"
+            );
+        }
     }
     if let Ok(Ok(values)) = std::str::from_utf8(data).map(documents::json_documents) {
         documents(values);
     }
 }
 
-/// Target `resources_yaml` after its YAML reading; also where its saved inputs are replayed.
-pub fn documents(values: Vec<Value>) {
-    let count = values.len();
-    let checked = config::check(with_origins(values), None);
-    assert_eq!(checked.reports.len(), count, "one report per document");
-    for report in &checked.reports {
-        assert!(!report.to_string().is_empty());
+/// Target `resources_yaml`: the text read as `extsvc` reads a YAML file, then checked.
+pub fn resources_yaml(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let (values, _syntax_error) = documents::yaml_documents(FILE, text);
+        documents(values);
+    }
+}
+
+/// The file name the fuzz targets' documents come from.
+const FILE: &str = "fuzz";
+
+/// Documents as a resource file holds them: one report each, in order, headed by what the
+/// document says it is.
+fn documents(values: Vec<Value>) {
+    let checked = config::check(with_origins(values.clone()), None);
+    assert_eq!(
+        checked.reports.len(),
+        values.len(),
+        "one report per document"
+    );
+    for (document, (report, value)) in checked.reports.iter().zip(&values).enumerate() {
+        assert_eq!(report.document, document, "reports out of order");
+        heading_names_the_document(&report.heading(), document, value);
     }
     if !checked.is_valid() {
         return;
@@ -48,13 +71,34 @@ pub fn documents(values: Vec<Value>) {
     assert_eq!(again.resources, checked.resources, "changed once written");
 }
 
+/// `fuzz: Kind "name"` from the document's own `type`/`kind` and `name`/`metadata.name`; with
+/// no kind, `resource`; with no name, the document's place.
+fn heading_names_the_document(heading: &str, document: usize, value: &Value) {
+    let kubernetes = value.get("apiVersion").is_some() || value.get("metadata").is_some();
+    let (kind, name) = if kubernetes {
+        (value["kind"].as_str(), value["metadata"]["name"].as_str())
+    } else {
+        (value["type"].as_str(), value["name"].as_str())
+    };
+    let kind = kind.filter(|k| !k.is_empty()).unwrap_or("resource");
+    let name = match name.filter(|n| !n.is_empty()) {
+        Some(name) => format!("{name:?}"),
+        None => format!("(document {})", document + 1),
+    };
+    let want = format!("{FILE}: {kind} {name}");
+    assert!(
+        heading == want || heading.starts_with(&format!("{want} (mesh ")),
+        "heading {heading:?} for document {document} {value}; want {want:?}"
+    );
+}
+
 fn with_origins(values: Vec<Value>) -> Vec<(Value, Origin)> {
     values
         .into_iter()
         .enumerate()
         .map(|(document, value)| {
             let origin = Origin {
-                file: "fuzz".to_string(),
+                file: FILE.to_string(),
                 document,
             };
             (value, origin)

@@ -1,6 +1,12 @@
 //! Request scenarios shared by the native decision tests (tests/decisions.rs) and the tests
-//! that run the compiled module (host-tests/tests/filter.rs): one table, two engines.
+//! that run the compiled module (host-tests/tests/filter.rs): one table, two engines, as
+//! proxytest's `vmTest` runs one test body natively and in the VM. Each row says what the
+//! filter leaves behind (`:authority`, filter state, the counter that moves, the local reply);
+//! each engine reads the same columns back and `run` compares them.
 
+use std::fmt::Write as _;
+
+use external_service_model::contract::{denied_metric, forwarded_metric, PASSTHROUGH_METRIC};
 use serde_json::{json, Value};
 
 /// The ExternalServices every scenario configuration starts from.
@@ -115,253 +121,364 @@ pub fn plugin_config(setup: Setup) -> Value {
     config
 }
 
+/// What the filter leaves behind after one request's headers: the table's columns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `:authority` as the filter leaves it: rewritten on a forward, as sent otherwise.
+    pub authority: Option<String>,
+    /// The filter state `contract::SERVICE_PROPERTY`: the service a forward went to.
+    pub filter_state: Option<String>,
+    /// The one counter that went up, by one (`contract::forwarded_metric`, `denied_metric`,
+    /// `PASSTHROUGH_METRIC`).
+    pub counter: String,
+    /// The local reply, when the request is refused.
+    pub reply: Option<Reply>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u32,
+    /// The `contract::DENIED_HEADER` value: the denial's reason.
+    pub denied: String,
+    pub body: String,
+}
+
+/// What a row expects, in short; [`outcome`] spells out every column from it and the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expect {
+pub enum Then {
     /// Forwarded to `service` with `:authority` rewritten to `authority`.
     Forward {
         service: &'static str,
         authority: &'static str,
     },
-    /// Left untouched.
+    /// Left untouched: passthrough is on and the host is not declared.
     Passthrough,
-    /// A local reply with this status and `x-external-service-denied: reason`.
-    Deny { status: u32, reason: &'static str },
+    /// 403 `undeclared-host`.
+    Undeclared,
+    /// 403 `ambiguous-host`.
+    Ambiguous,
+    /// 400 `bad-authority`, for this reason (one of the `BAD_*` texts).
+    BadAuthority(&'static str),
+    /// 421 `not-http`: the service is declared with this protocol, or none (tcp by default).
+    NotHttp {
+        service: &'static str,
+        protocol: Option<&'static str>,
+    },
+    /// 415 `not-grpc`: a grpc-svc request without a gRPC content-type.
+    NotGrpc,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct Case {
-    pub setup: Setup,
-    /// `None`: the request carries no `:authority` at all.
-    pub authority: Option<&'static str>,
-    pub content_type: Option<&'static str>,
-    pub expect: Expect,
-}
+pub const BAD_EMPTY: &str = "the host is empty";
+pub const BAD_TOO_LONG: &str = "the host is longer than 253 characters";
+pub const BAD_CHARACTER: &str =
+    "the host may hold only letters, digits, '-', '_' and '.' (IPv6 in brackets)";
+pub const BAD_EMPTY_LABEL: &str = "the host has an empty label";
+pub const BAD_IP: &str = "the host looks like an IP address but is not one";
+pub const BAD_PORT: &str = "the port must be a number from 1 to 65535 without leading zeros";
 
-const fn forward(service: &'static str, authority: &'static str) -> Expect {
-    Expect::Forward { service, authority }
-}
+/// The mesh every scenario configuration serves.
+const MESH: &str = "default";
 
-const UNDECLARED: Expect = Expect::Deny {
-    status: 403,
-    reason: "undeclared-host",
-};
-const BAD_AUTHORITY: Expect = Expect::Deny {
-    status: 400,
-    reason: "bad-authority",
-};
-
-const fn case(setup: Setup, authority: &'static str, expect: Expect) -> Case {
-    Case {
-        setup,
-        authority: Some(authority),
-        content_type: None,
-        expect,
+/// Every column of `then` for a request with this `:authority` and content-type.
+pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) -> Outcome {
+    let host = echo(authority.unwrap_or(""));
+    let untouched = authority.map(str::to_owned);
+    let deny = |status: u32, reason: &str, body: String| Outcome {
+        authority: untouched.clone(),
+        filter_state: None,
+        counter: denied_metric(reason),
+        reply: Some(Reply {
+            status,
+            denied: reason.to_owned(),
+            body: body + "\n",
+        }),
+    };
+    match then {
+        Then::Forward { service, authority } => Outcome {
+            authority: Some(authority.to_owned()),
+            filter_state: Some(service.to_owned()),
+            counter: forwarded_metric(service),
+            reply: None,
+        },
+        Then::Passthrough => Outcome {
+            authority: untouched,
+            filter_state: None,
+            counter: PASSTHROUGH_METRIC.to_owned(),
+            reply: None,
+        },
+        Then::Undeclared => deny(
+            403,
+            "undeclared-host",
+            format!("host {host} is not declared by any ExternalService of mesh \"{MESH}\", and the mesh's passthrough is off"),
+        ),
+        Then::Ambiguous => deny(
+            403,
+            "ambiguous-host",
+            format!("host {host} is declared by several ExternalServices of mesh \"{MESH}\" on different ports; add the port to the request"),
+        ),
+        Then::BadAuthority(why) => deny(
+            400,
+            "bad-authority",
+            format!("the request authority {host} is not a valid host[:port]: {why}"),
+        ),
+        Then::NotHttp { service, protocol } => {
+            let why = match protocol {
+                Some(protocol) => format!("is declared kuma.io/protocol: {protocol}, so it"),
+                None => "has no kuma.io/protocol tag, so it is tcp (Kuma's default) and".to_owned(),
+            };
+            deny(
+                421,
+                "not-http",
+                format!("service \"{service}\" {why} cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc"),
+            )
+        }
+        Then::NotGrpc => deny(
+            415,
+            "not-grpc",
+            format!(
+                "service \"grpc-svc\" is declared kuma.io/protocol: grpc and takes only gRPC requests (content-type application/grpc), not {}",
+                echo(content_type.unwrap_or(""))
+            ),
+        ),
     }
 }
 
-const fn grpc(content_type: Option<&'static str>, expect: Expect) -> Case {
+/// A request value as a reply quotes it: Rust-escaped, the first 100 characters only.
+fn echo(raw: &str) -> String {
+    match raw.char_indices().nth(100) {
+        None => format!("{raw:?}"),
+        Some((cut, _)) => {
+            let mut out = format!("{:?}", &raw[..cut]);
+            let _ = write!(out, " (cut, {} bytes in all)", raw.len());
+            out
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub setup: Setup,
+    /// `None`: the request carries no `:authority` at all.
+    pub authority: Option<String>,
+    pub content_type: Option<String>,
+    pub expect: Outcome,
+}
+
+/// Runs every case through `engine` and fails once, listing every row that differs.
+pub fn run(mut engine: impl FnMut(&Case) -> Outcome) {
+    let mut wrong = String::new();
+    let all = cases();
+    for case in &all {
+        let got = engine(case);
+        if got != case.expect {
+            let _ = write!(
+                wrong,
+                "\n{:?} {} content-type {}:\n  want {}\n  got  {}",
+                case.setup,
+                short(&case.authority),
+                short(&case.content_type),
+                short(&case.expect),
+                short(&got)
+            );
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "of {} scenarios, these differ:{wrong}",
+        all.len()
+    );
+}
+
+/// `{:?}` of `value`, its middle cut out past 600 bytes (the 64 KiB rows).
+fn short(value: &impl std::fmt::Debug) -> String {
+    let text = format!("{value:?}");
+    let (Some((head, _)), Some((tail, _))) = (
+        text.char_indices().nth(300),
+        text.char_indices().nth_back(300),
+    ) else {
+        return text;
+    };
+    if tail <= head {
+        return text;
+    }
+    format!("{} ... {}", &text[..head], &text[tail..])
+}
+
+fn with(setup: Setup, authority: Option<String>, content_type: Option<String>, then: Then) -> Case {
+    let expect = outcome(authority.as_deref(), content_type.as_deref(), then);
     Case {
-        setup: Setup::Closed,
-        authority: Some("grpc-svc.mesh"),
+        setup,
+        authority,
         content_type,
         expect,
     }
 }
 
+fn case(setup: Setup, authority: impl Into<String>, then: Then) -> Case {
+    with(setup, Some(authority.into()), None, then)
+}
+
+fn closed(authority: impl Into<String>, then: Then) -> Case {
+    case(Setup::Closed, authority, then)
+}
+
+fn grpc(content_type: Option<String>, then: Then) -> Case {
+    with(
+        Setup::Closed,
+        Some("grpc-svc.mesh".into()),
+        content_type,
+        then,
+    )
+}
+
+const fn forward(service: &'static str, authority: &'static str) -> Then {
+    Then::Forward { service, authority }
+}
+
+const fn not_http(service: &'static str, protocol: Option<&'static str>) -> Then {
+    Then::NotHttp { service, protocol }
+}
+
 pub fn cases() -> Vec<Case> {
     use Setup::*;
+    use Then::{Ambiguous, BadAuthority as Bad, NotGrpc, Passthrough, Undeclared};
+    let httpbin = forward("httpbin", "httpbin.org");
+    let my_svc = forward("my_svc", "api.example.com:8080");
+    let ipv6 = forward("ipv6-svc", "[::1]:9443");
+    let grpc_svc = forward("grpc-svc", "grpc.example.com");
     vec![
-        // `<service>.mesh`: no port, port 80, the service's own port; any case; one trailing dot.
-        case(Closed, "httpbin.mesh", forward("httpbin", "httpbin.org")),
-        case(Closed, "httpbin.mesh:80", forward("httpbin", "httpbin.org")),
-        case(
-            Closed,
-            "httpbin.mesh:443",
-            forward("httpbin", "httpbin.org"),
-        ),
-        case(Closed, "HttpBin.MESH.", forward("httpbin", "httpbin.org")),
-        case(Closed, "httpbin.mesh:8080", UNDECLARED),
-        // Underscores in the service tag: reachable with dots too.
-        case(
-            Closed,
-            "my_svc.mesh",
-            forward("my_svc", "api.example.com:8080"),
-        ),
-        case(
-            Closed,
-            "my.svc.mesh",
-            forward("my_svc", "api.example.com:8080"),
-        ),
-        case(
-            Closed,
-            "my.svc.mesh:8080",
-            forward("my_svc", "api.example.com:8080"),
-        ),
+        // `<service>.mesh`: no port, port 80, the service's own port; any case; one trailing
+        // dot, with or without a port.
+        closed("httpbin.mesh", httpbin),
+        closed("httpbin.mesh:80", httpbin),
+        closed("httpbin.mesh:443", httpbin),
+        closed("HttpBin.MESH.", httpbin),
+        closed("httpbin.mesh.:443", httpbin),
+        closed("httpbin.mesh:8080", Undeclared),
+        // Underscores in the service tag: reachable with dots too, on its own port or 80 only.
+        closed("my_svc.mesh", my_svc),
+        closed("my.svc.mesh", my_svc),
+        closed("my.svc.mesh:8080", my_svc),
+        closed("my_svc.mesh:443", Undeclared),
         // The real name on the service's port, and on port 80 (or none) for a DNS host.
-        case(Closed, "httpbin.org:443", forward("httpbin", "httpbin.org")),
-        case(Closed, "httpbin.org", forward("httpbin", "httpbin.org")),
-        case(Closed, "httpbin.org:80", forward("httpbin", "httpbin.org")),
-        case(
-            Closed,
-            "HTTPBIN.ORG.:443",
-            forward("httpbin", "httpbin.org"),
-        ),
-        case(
-            Closed,
-            "api.example.com:8080",
-            forward("my_svc", "api.example.com:8080"),
-        ),
-        case(Closed, "h2.mesh", forward("h2", "h2.example.com:8443")),
-        // IP services: the address itself, no port-80 alias; IPv6 in brackets.
-        case(
-            Closed,
-            "127.0.0.5:8080",
-            forward("ip-svc", "127.0.0.5:8080"),
-        ),
-        case(Closed, "127.0.0.5", UNDECLARED),
-        case(Closed, "[::1]:9443", forward("ipv6-svc", "[::1]:9443")),
-        case(Closed, "[0:0::1]:9443", forward("ipv6-svc", "[::1]:9443")),
-        case(Closed, "ipv6-svc.mesh", forward("ipv6-svc", "[::1]:9443")),
+        closed("httpbin.org:443", httpbin),
+        closed("httpbin.org", httpbin),
+        closed("httpbin.org:80", httpbin),
+        closed("HTTPBIN.ORG.:443", httpbin),
+        closed("api.example.com:8080", my_svc),
+        closed("h2.mesh", forward("h2", "h2.example.com:8443")),
+        // IP services: the address itself, no port-80 alias; IPv6 in brackets, any spelling.
+        closed("127.0.0.5:8080", forward("ip-svc", "127.0.0.5:8080")),
+        closed("127.0.0.5", Undeclared),
+        closed("[::1]:9443", ipv6),
+        closed("[0:0::1]:9443", ipv6),
+        closed("[0:0:0:0:0:0:0:1]:9443", ipv6),
+        closed("ipv6-svc.mesh", ipv6),
+        closed("[::1]", Undeclared),
+        closed("[::1]:80", Undeclared),
+        closed("[::ffff:127.0.0.5]:8080", Undeclared),
+        // IPv6 not in brackets, unclosed, with a zone, or not an address.
+        closed("::1", Bad(BAD_PORT)),
+        closed("::1:9443", Bad(BAD_PORT)),
+        closed("::1]", Bad(BAD_PORT)),
+        closed("[::1", Bad(BAD_IP)),
+        closed("[::1]x", Bad(BAD_PORT)),
+        closed("[fe80::1%25eth0]:9443", Bad(BAD_IP)),
+        closed("[v1.x]", Bad(BAD_IP)),
+        closed("[]", Bad(BAD_IP)),
+        closed("[evil.example]", Bad(BAD_IP)),
         // disableHostDNSEntry: the .mesh name only.
-        case(
-            Closed,
-            "hidden.mesh",
-            forward("hidden", "hidden.example.com"),
-        ),
-        case(Closed, "hidden.example.com:443", UNDECLARED),
-        case(Closed, "hidden.example.com", UNDECLARED),
+        closed("hidden.mesh", forward("hidden", "hidden.example.com")),
+        closed("hidden.example.com:443", Undeclared),
+        closed("hidden.example.com", Undeclared),
         // One host on two ports: without a port the name is ambiguous, with one it is not.
-        case(
-            Closed,
-            "shared.example.com",
-            Expect::Deny {
-                status: 403,
-                reason: "ambiguous-host",
-            },
-        ),
-        case(
-            Closed,
+        closed("shared.example.com", Ambiguous),
+        closed(
             "shared.example.com:8443",
             forward("web-b", "shared.example.com:8443"),
         ),
-        case(
-            Closed,
+        closed(
             "shared.example.com:443",
             forward("web-a", "shared.example.com"),
         ),
-        case(
-            Closed,
+        closed(
             "dual.example.com:443",
             forward("dual-tls", "dual.example.com:443"),
         ),
-        case(
-            Closed,
+        closed(
             "dual.example.com",
             forward("dual-plain", "dual.example.com:80"),
         ),
-        case(
-            Closed,
-            "dual-tls.mesh",
-            forward("dual-tls", "dual.example.com:443"),
-        ),
+        closed("dual-tls.mesh", forward("dual-tls", "dual.example.com:443")),
         // Undeclared hosts, and names that only look declared.
-        case(Closed, "evil.example", UNDECLARED),
-        case(Closed, "httpbin.mesh.evil.example", UNDECLARED),
-        case(Closed, "evilhttpbin.mesh", UNDECLARED),
-        // Malformed authorities are refused whatever passthrough says.
-        case(Closed, "", BAD_AUTHORITY),
-        case(Closed, "user@httpbin.mesh", BAD_AUTHORITY),
-        case(Closed, "evil.example#httpbin.mesh", BAD_AUTHORITY),
-        case(Closed, "httpbin.mesh:080", BAD_AUTHORITY),
-        case(Closed, "httpbin.mesh:0", BAD_AUTHORITY),
-        case(Closed, "httpbin.mesh:99999", BAD_AUTHORITY),
-        case(Open, "bad host", BAD_AUTHORITY),
-        Case {
-            setup: Closed,
-            authority: None,
-            content_type: None,
-            expect: BAD_AUTHORITY,
-        },
+        closed("evil.example", Undeclared),
+        closed("httpbin.mesh.evil.example", Undeclared),
+        closed("httpbin.mesh.evil.example.", Undeclared),
+        closed("evilhttpbin.mesh", Undeclared),
+        // Malformed authorities are refused whatever passthrough says: user info, URL parts,
+        // escapes, empty labels.
+        closed("", Bad(BAD_EMPTY)),
+        closed("user@httpbin.mesh", Bad(BAD_CHARACTER)),
+        closed("httpbin.mesh@evil.example", Bad(BAD_CHARACTER)),
+        closed("user:pass@httpbin.mesh", Bad(BAD_PORT)),
+        closed("evil.example#httpbin.mesh", Bad(BAD_CHARACTER)),
+        closed("evil.example/httpbin.mesh", Bad(BAD_CHARACTER)),
+        closed("evil.example?httpbin.mesh", Bad(BAD_CHARACTER)),
+        closed("evil.example\\httpbin.mesh", Bad(BAD_CHARACTER)),
+        closed("%68ttpbin.mesh", Bad(BAD_CHARACTER)),
+        closed("httpbin.mesh..", Bad(BAD_EMPTY_LABEL)),
+        closed(".httpbin.mesh", Bad(BAD_EMPTY_LABEL)),
+        closed("httpbin..mesh", Bad(BAD_EMPTY_LABEL)),
+        case(Open, "bad host", Bad(BAD_CHARACTER)),
+        with(Closed, None, None, Bad(BAD_EMPTY)),
+        // Ports: zero, too large, zero-padded, empty, signed, two, hex.
+        closed("httpbin.mesh:0", Bad(BAD_PORT)),
+        closed("httpbin.mesh:99999", Bad(BAD_PORT)),
+        closed("httpbin.mesh:65536", Bad(BAD_PORT)),
+        closed("httpbin.mesh:080", Bad(BAD_PORT)),
+        closed("httpbin.mesh:", Bad(BAD_PORT)),
+        closed("httpbin.mesh:+80", Bad(BAD_PORT)),
+        closed("httpbin.mesh:-1", Bad(BAD_PORT)),
+        closed("httpbin.mesh:80:80", Bad(BAD_PORT)),
+        closed("httpbin.mesh:0x50", Bad(BAD_PORT)),
+        // Non-ASCII (IDN look-alikes, a zero-width space), NUL, CR LF and other control bytes;
+        // the reply echoes them escaped.
+        closed("httpbín.mesh", Bad(BAD_CHARACTER)),
+        closed("httpbin.mesh\u{200b}", Bad(BAD_CHARACTER)),
+        closed("ｈttpbin.mesh", Bad(BAD_CHARACTER)),
+        closed("httpbin.mesh\0", Bad(BAD_CHARACTER)),
+        closed("httpbin.mesh\0.evil.example", Bad(BAD_CHARACTER)),
+        closed("\0", Bad(BAD_CHARACTER)),
+        closed("httpbin.mesh\r\nx: y", Bad(BAD_PORT)),
+        closed("httpbin.mesh\t", Bad(BAD_CHARACTER)),
+        closed("httpbin.mesh ", Bad(BAD_CHARACTER)),
+        // Too long for DNS (64 KiB, or one past 253), refused with the value cut short; a
+        // label past 63 characters is only undeclared.
+        closed("a".repeat(64 * 1024), Bad(BAD_TOO_LONG)),
+        closed(
+            format!("{}.httpbin.mesh", "a.".repeat(32 * 1024)),
+            Bad(BAD_TOO_LONG),
+        ),
+        closed(format!("{}.mesh", "a".repeat(249)), Bad(BAD_TOO_LONG)),
+        closed(format!("{}.mesh", "a".repeat(64)), Undeclared),
         // Protocol rules.
-        case(
-            Closed,
-            "redis.mesh",
-            Expect::Deny {
-                status: 421,
-                reason: "not-http",
-            },
-        ),
-        case(
-            Closed,
-            "redis.example.com:6379",
-            Expect::Deny {
-                status: 421,
-                reason: "not-http",
-            },
-        ),
-        case(
-            Closed,
-            "kafka.mesh",
-            Expect::Deny {
-                status: 421,
-                reason: "not-http",
-            },
-        ),
-        grpc(
-            Some("application/grpc"),
-            forward("grpc-svc", "grpc.example.com"),
-        ),
-        grpc(
-            Some("application/grpc+proto"),
-            forward("grpc-svc", "grpc.example.com"),
-        ),
-        grpc(
-            Some("Application/GRPC;charset=utf-8"),
-            forward("grpc-svc", "grpc.example.com"),
-        ),
-        grpc(
-            Some("text/plain"),
-            Expect::Deny {
-                status: 415,
-                reason: "not-grpc",
-            },
-        ),
-        grpc(
-            Some("application/grpcx"),
-            Expect::Deny {
-                status: 415,
-                reason: "not-grpc",
-            },
-        ),
-        grpc(
-            None,
-            Expect::Deny {
-                status: 415,
-                reason: "not-grpc",
-            },
-        ),
+        closed("redis.mesh", not_http("redis", None)),
+        closed("redis.example.com:6379", not_http("redis", None)),
+        closed("kafka.mesh", not_http("kafka", Some("kafka"))),
+        grpc(Some("application/grpc".into()), grpc_svc),
+        grpc(Some("application/grpc+proto".into()), grpc_svc),
+        grpc(Some("Application/GRPC;charset=utf-8".into()), grpc_svc),
+        grpc(Some("text/plain".into()), NotGrpc),
+        grpc(Some("application/grpcx".into()), NotGrpc),
+        grpc(None, NotGrpc),
+        grpc(Some("x".repeat(64 * 1024)), NotGrpc),
         // Passthrough on: unknown hosts go on untouched; declared ones are still rewritten.
-        case(Open, "evil.example", Expect::Passthrough),
-        case(Open, "shared.example.com", Expect::Passthrough),
-        case(Open, "httpbin.mesh", forward("httpbin", "httpbin.org")),
+        case(Open, "evil.example", Passthrough),
+        case(Open, "shared.example.com", Passthrough),
+        case(Open, "httpbin.mesh", httpbin),
         // Bound to a service: the host does not choose.
-        case(
-            Bound("httpbin"),
-            "anything.example",
-            forward("httpbin", "httpbin.org"),
-        ),
-        case(
-            Bound("httpbin"),
-            "127.0.0.1:10000",
-            forward("httpbin", "httpbin.org"),
-        ),
-        case(
-            Bound("redis"),
-            "127.0.0.1:10001",
-            Expect::Deny {
-                status: 421,
-                reason: "not-http",
-            },
-        ),
+        case(Bound("httpbin"), "anything.example", httpbin),
+        case(Bound("httpbin"), "127.0.0.1:10000", httpbin),
+        case(Bound("redis"), "127.0.0.1:10001", not_http("redis", None)),
     ]
 }
