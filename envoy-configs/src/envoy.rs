@@ -419,7 +419,14 @@ pub struct HttpConnectionManager {
     pub access_log: Vec<AccessLog>,
     pub route_config: RouteConfiguration,
     pub http_filters: Vec<HttpFilter>,
+    pub upgrade_configs: Vec<UpgradeConfig>,
     pub local_reply_config: LocalReplyConfig,
+}
+
+/// An upgrade the connection manager takes through its filters instead of refusing it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpgradeConfig {
+    pub upgrade_type: &'static str,
 }
 
 /// What Envoy changes in the replies it makes itself.
@@ -474,6 +481,8 @@ pub struct VirtualHost {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Route {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(rename = "match")]
     pub route_match: RouteMatch,
     #[serde(flatten)]

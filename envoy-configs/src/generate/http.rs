@@ -8,7 +8,7 @@ use crate::envoy::{
     AccessLogFilter, Action, DataSource, DirectResponseAction, Extension, HeaderValue,
     HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig,
     NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
-    RouteConfiguration, RouteMatch, Router, Seconds, VirtualHost,
+    RouteConfiguration, RouteMatch, Router, Seconds, UpgradeConfig, VirtualHost,
 };
 
 use super::{access_log, cluster, wasm, Context};
@@ -30,6 +30,11 @@ pub fn connection_manager(
                 virtual_hosts,
             },
             http_filters,
+            // Without it Envoy answers CONNECT itself (403) before the filter can; no route
+            // tunnels: the only CONNECT routes refuse (`all`).
+            upgrade_configs: vec![UpgradeConfig {
+                upgrade_type: "CONNECT",
+            }],
             local_reply_config: upstream_failure_reason(),
         }),
     }
@@ -76,10 +81,12 @@ pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec
     filters
 }
 
-/// Every path; CONNECT first gets the refusal that says what to do instead.
-fn all(action: Action) -> Vec<Route> {
+/// Every path, in a route of this name; CONNECT first gets the refusal that says what to do
+/// instead.
+fn all(name: Option<&str>, action: Action) -> Vec<Route> {
     vec![
         Route {
+            name: None,
             route_match: RouteMatch::ConnectMatcher {},
             action: Action::DirectResponse(DirectResponseAction {
                 status: 405,
@@ -88,6 +95,7 @@ fn all(action: Action) -> Vec<Route> {
             response_headers_to_add: vec![header(DENIED_HEADER, CONNECT_DENIAL)],
         },
         Route {
+            name: name.map(str::to_string),
             route_match: RouteMatch::Prefix("/".to_string()),
             action,
             response_headers_to_add: Vec::new(),
@@ -99,14 +107,18 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
     the proxy (http_proxy=http://...), and Envoy originates TLS to the service; an app that \
     speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)\n";
 
-/// The route to a service's cluster, with the options' timeout for the whole upstream answer
-/// (504 `UT` past it). With endpoints on several hosts, `Host` follows the endpoint chosen.
+/// The route to a service's cluster, named after the service (the access log's
+/// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
+/// it). With endpoints on several hosts, `Host` follows the endpoint chosen.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
-    all(Action::Route(RouteAction {
-        cluster: cluster::name(&service.name),
-        timeout: Some(Seconds(ctx.options.route_timeout.as_secs())),
-        auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
-    }))
+    all(
+        Some(&service.name),
+        Action::Route(RouteAction {
+            cluster: cluster::name(&service.name),
+            timeout: Some(Seconds(ctx.options.route_timeout.as_secs())),
+            auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
+        }),
+    )
 }
 
 /// One virtual host per HTTP service of the catalog, by the authority the filter writes, then
@@ -127,7 +139,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         VirtualHost {
             name: cluster::PASSTHROUGH.to_string(),
             domains: vec!["*".to_string()],
-            routes: all(Action::Route(RouteAction {
+            routes: all(None, Action::Route(RouteAction {
                 cluster: cluster::PASSTHROUGH.to_string(),
                 timeout: None,
                 auto_host_rewrite: false,
@@ -141,7 +153,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         VirtualHost {
             name: "undeclared".to_string(),
             domains: vec!["*".to_string()],
-            routes: all(Action::DirectResponse(DirectResponseAction {
+            routes: all(None, Action::DirectResponse(DirectResponseAction {
                 status: 403,
                 body: DataSource::InlineString(body),
             })),
@@ -199,7 +211,8 @@ mod tests {
   - httpbin.test
   routes:
   - <elided>
-  - match:
+  - name: httpbin
+    match:
       prefix: /
     route:
       cluster: external_service_httpbin
@@ -227,7 +240,8 @@ mod tests {
   - eu.api.test:8080
   routes:
   - <elided>
-  - match:
+  - name: api
+    match:
       prefix: /
     route:
       cluster: external_service_api
@@ -330,6 +344,8 @@ typed_config:
   - name: envoy.filters.http.router
     typed_config:
       '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  upgrade_configs:
+  - upgrade_type: CONNECT
   local_reply_config:
     mappers:
     - filter:

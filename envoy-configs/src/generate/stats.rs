@@ -1,5 +1,5 @@
 //! Stats tags: the filter's per-service and per-reason counters carry the service and the
-//! reason as labels (`envoy_wasmcustom_external_service_forwarded{external_service="httpbin"}`
+//! reason as labels (`external_service_forwarded{external_service="httpbin"}`
 //! in Prometheus), not baked into the metric's name.
 
 use external_service_model::contract::{DENIED_METRIC, ENVOY_METRIC_PREFIX, FORWARDED_METRIC};

@@ -126,7 +126,8 @@ pub fn plugin_config(setup: Setup) -> Value {
 pub struct Outcome {
     /// `:authority` as the filter leaves it: rewritten on a forward, as sent otherwise.
     pub authority: Option<String>,
-    /// The filter state `contract::SERVICE_PROPERTY`: the service a forward went to.
+    /// The filter state `contract::REQUESTED_AUTHORITY_PROPERTY`: the authority a forwarded
+    /// request asked for.
     pub filter_state: Option<String>,
     /// The one counter that went up, by one (`contract::forwarded_metric`, `denied_metric`,
     /// `PASSTHROUGH_METRIC`).
@@ -196,7 +197,7 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
     match then {
         Then::Forward { service, authority } => Outcome {
             authority: Some(authority.to_owned()),
-            filter_state: Some(service.to_owned()),
+            filter_state: untouched.clone(),
             counter: forwarded_metric(service),
             reply: None,
         },

@@ -9,10 +9,12 @@ pub const CONNECT_DENIAL: &str = "connect-not-served";
 /// The response header of a reply Envoy made because the upstream connection failed: why
 /// (e.g. the TLS verification error).
 pub const UPSTREAM_FAILURE_HEADER: &str = "x-external-service-upstream-failure";
-/// The filter-state key the filter sets to the service a request went to.
-pub const SERVICE_PROPERTY: &str = "external_service";
-/// The same key as Envoy's access log reads it (`%FILTER_STATE(wasm.external_service:PLAIN)%`).
-pub const SERVICE_FILTER_STATE: &str = "wasm.external_service";
+/// The filter-state key the filter sets, on a forwarded request, to the authority the app
+/// asked for (Envoy's `:authority` is the rewritten one by the time the access log is written).
+pub const REQUESTED_AUTHORITY_PROPERTY: &str = "requested_authority";
+/// The same key as Envoy's access log reads it
+/// (`%FILTER_STATE(wasm.requested_authority:PLAIN)%`).
+pub const REQUESTED_AUTHORITY_FILTER_STATE: &str = "wasm.requested_authority";
 /// Where `make build` puts the module, relative to the workspace root.
 pub const MODULE_PATH: &str = "target/wasm32-wasip1/release/external_service_filter.wasm";
 /// The prefix Envoy gives every metric a wasm module defines.
