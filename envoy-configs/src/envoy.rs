@@ -108,9 +108,23 @@ pub struct Extension<T> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bootstrap {
     pub admin: Admin,
+    pub stats_config: StatsConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub typed_dns_resolver_config: Option<Extension<DnsResolverConfig>>,
     pub static_resources: StaticResources,
+}
+
+/// `config.metrics.v3.StatsConfig`: tags that turn parts of stat names into labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsConfig {
+    pub stats_tags: Vec<TagSpecifier>,
+}
+
+/// The regex's first group is cut from the name; its second, inside it, is the tag's value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TagSpecifier {
+    pub tag_name: String,
+    pub regex: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -405,6 +419,50 @@ pub struct HttpConnectionManager {
     pub access_log: Vec<AccessLog>,
     pub route_config: RouteConfiguration,
     pub http_filters: Vec<HttpFilter>,
+    pub upgrade_configs: Vec<UpgradeConfig>,
+    pub local_reply_config: LocalReplyConfig,
+}
+
+/// An upgrade the connection manager takes through its filters instead of refusing it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpgradeConfig {
+    pub upgrade_type: &'static str,
+}
+
+/// What Envoy changes in the replies it makes itself.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalReplyConfig {
+    pub mappers: Vec<ResponseMapper>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResponseMapper {
+    pub filter: AccessLogFilter,
+    pub headers_to_add: Vec<HeaderValueOption>,
+}
+
+/// `config.accesslog.v3.AccessLogFilter`, the one kind used.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccessLogFilter {
+    pub response_flag_filter: ResponseFlagFilter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResponseFlagFilter {
+    pub flags: Vec<&'static str>,
+}
+
+/// A header to add; its value may hold Envoy's `%...%` formatters, and an empty result adds
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeaderValueOption {
+    pub header: HeaderValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeaderValue {
+    pub key: String,
+    pub value: String,
 }
 
 /// `config.route.v3.RouteConfiguration`.
@@ -423,15 +481,22 @@ pub struct VirtualHost {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Route {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(rename = "match")]
     pub route_match: RouteMatch,
     #[serde(flatten)]
     pub action: Action,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RouteMatch {
-    pub prefix: String,
+#[serde(rename_all = "snake_case")]
+pub enum RouteMatch {
+    Prefix(String),
+    /// CONNECT requests, which no other match takes.
+    ConnectMatcher {},
 }
 
 /// What a route does (the `action` oneof).

@@ -30,20 +30,24 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut stdout = std::io::stdout().lock();
     match &cli.command {
-        Command::Validate(args) => match validate::run(args, &mut stdout) {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => fail(&e, 2),
-        },
-        Command::Generate(args) => match generate::run(args, &mut stdout) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(generate::Error::Invalid(loaded)) => {
-                // The configuration may be going to stdout: the report goes to stderr.
-                let _ = validate::write_text(&loaded, &mut std::io::stderr().lock());
-                fail(&"invalid resources: no configuration written", 1)
+        Command::Validate(args) => {
+            match validate::run(args, &mut stdout, &mut std::io::stderr().lock()) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => fail(&e, 2),
             }
-            Err(e) => fail(&e, e.exit_code()),
-        },
+        }
+        Command::Generate(args) => {
+            match generate::run(args, &mut stdout, &mut std::io::stderr().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(generate::Error::Invalid(loaded)) => {
+                    // The configuration may be going to stdout: the report goes to stderr.
+                    let _ = validate::write_text(&loaded, &mut std::io::stderr().lock());
+                    fail(&"invalid resources: no configuration written", 1)
+                }
+                Err(e) => fail(&e, e.exit_code()),
+            }
+        }
     }
 }
 

@@ -39,16 +39,48 @@ impl Loaded {
     }
 }
 
-/// Reads and checks every file; resources of all files are validated together.
-pub fn load(paths: &[PathBuf]) -> Result<Loaded, ReadError> {
+/// The name standard input goes by, as a file argument and in reports.
+pub const STDIN: &str = "-";
+
+/// The files a list of arguments names: `-` is standard input, a directory is all its
+/// `*.yaml`, `*.yml` and `*.json` files in name order (as `kubectl apply -f DIR`).
+pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
+    let mut files = Vec::new();
+    for arg in args {
+        if arg.as_os_str() == STDIN || !arg.is_dir() {
+            files.push(arg.clone());
+            continue;
+        }
+        let error = |error| ReadError {
+            file: arg.clone(),
+            error,
+        };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(arg).map_err(error)? {
+            let path = entry.map_err(error)?.path();
+            let resource_file = path.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                ["yaml", "yml", "json"].contains(&e.to_ascii_lowercase().as_str())
+            });
+            if resource_file && path.is_file() {
+                found.push(path);
+            }
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Reads and checks every file (see [`expand`]); resources of all files are validated
+/// together. Input with no resource at all is an error of each file: an empty file must not
+/// become an open proxy.
+pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
+    let paths = expand(args)?;
     let mut documents = Vec::new();
     let mut syntax_errors = Vec::new();
-    for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|error| ReadError {
-            file: path.clone(),
-            error,
-        })?;
-        let file = path.display().to_string();
+    for path in &paths {
+        let text = read_text(path)?;
+        let file = file_name(path);
         let (values, error) = if is_json(path, &text) {
             json_file_documents(&file, &text)
         } else {
@@ -63,11 +95,48 @@ pub fn load(paths: &[PathBuf]) -> Result<Loaded, ReadError> {
             (value, origin)
         }));
     }
+    if documents.is_empty() && syntax_errors.is_empty() {
+        // A directory without resource files is named itself.
+        let named = if paths.is_empty() { args } else { &paths };
+        syntax_errors = named.iter().map(|path| no_resources(path)).collect();
+    }
     let checked = config::check(documents, Some(&resolve::check));
     Ok(Loaded {
         checked,
         syntax_errors,
     })
+}
+
+/// How reports name a file; standard input is `stdin`.
+fn file_name(path: &Path) -> String {
+    if path.as_os_str() == STDIN {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
+fn no_resources(path: &Path) -> SyntaxError {
+    SyntaxError {
+        file: file_name(path),
+        line: 1,
+        column: 1,
+        message: "no resources: expected ExternalService, Mesh, Secret or Dataplane documents"
+            .to_string(),
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, ReadError> {
+    let error = |error| ReadError {
+        file: path.to_path_buf(),
+        error,
+    };
+    if path.as_os_str() == STDIN {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text).map_err(error)?;
+        return Ok(text);
+    }
+    std::fs::read_to_string(path).map_err(error)
 }
 
 fn is_json(path: &Path, text: &str) -> bool {

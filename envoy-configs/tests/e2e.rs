@@ -111,6 +111,8 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
         s.via_proxy(&format!("http://httpbin.mesh:{port}/get"))
             .run(),
         s.with_host("HttpBin.MESH", "/get").run(),
+        s.via_proxy(&format!("http://httpbin.test:{port}/get"))
+            .run(),
     ];
     for r in &responses {
         assert_ok_from(r, "tls");
@@ -123,12 +125,39 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
         assert_eq!(r.http_version, "1.1");
     }
 
-    for line in s.access_log(4) {
-        assert_forwarded_line(&line, "outbound_http", "httpbin", &real, 200);
+    let log = s.access_log(5);
+    for line in &log {
+        assert_forwarded_line(line, "outbound_http", "httpbin", &real, 200);
         assert_eq!(line["upstream_host"], format!("127.0.0.1:{port}"), "{line}");
         assert_eq!(line["path"], "/get", "{line}");
     }
-    s.forwarded("httpbin", 4);
+    // The rewritten authority is one; what each app asked for is told apart.
+    let requested: Vec<&str> = log
+        .iter()
+        .map(|l| l["requested_authority"].as_str().unwrap_or("-"))
+        .collect();
+    let mesh_port = format!("httpbin.mesh:{port}");
+    assert_eq!(
+        requested,
+        [
+            "httpbin.mesh",
+            "httpbin.mesh",
+            &mesh_port,
+            "HttpBin.MESH",
+            &real
+        ]
+    );
+    s.forwarded("httpbin", 5);
+    // Prometheus sees the service as a label, not as part of the metric's name.
+    let (_, prometheus) = s.envoy.admin_get("/stats/prometheus").unwrap();
+    assert!(
+        prometheus.contains("\nexternal_service_forwarded{external_service=\"httpbin\"} 5\n"),
+        "{prometheus}"
+    );
+    assert!(
+        prometheus.contains("\nexternal_service_denied{reason=\"undeclared-host\"} 0\n"),
+        "{prometheus}"
+    );
     s.denied("undeclared-host", 0);
     assert!(
         s.envoy
@@ -138,7 +167,7 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
     assert_eq!(
         s.envoy
             .counter("cluster.external_service_httpbin.upstream_rq_200"),
-        4
+        5
     );
 }
 

@@ -10,6 +10,8 @@
 
 use extsvc_testkit as support;
 
+use external_service_model::contract::UPSTREAM_FAILURE_HEADER;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,6 +163,12 @@ fn upstream_down_slow_unresolvable_and_resetting() {
     let r = get("down").run();
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.body.contains("remote connection failure"), "{}", r.body);
+    // The app is told why.
+    assert_eq!(
+        r.header(UPSTREAM_FAILURE_HEADER),
+        Some("delayed_connect_error:_Connection_refused"),
+        "{r:?}"
+    );
 
     // Too slow: 504 after the route timeout (1 s), not the 4 s the upstream takes.
     let started = Instant::now();
@@ -271,6 +279,12 @@ fn bad_server_certificates_fail_closed() {
                 .run();
             assert_eq!(r.status, 503, "{name}: {r:?}");
             assert_eq!(r.header("x-upstream-name"), None, "{name}: {r:?}");
+            // The app is told why, not only the access log.
+            let why = r.header(UPSTREAM_FAILURE_HEADER).unwrap_or_default();
+            assert!(
+                why.starts_with("TLS_error:") && why.contains("CERTIFICATE_VERIFY_FAILED"),
+                "{name}: {r:?}"
+            );
         }
     }
     let log = s.access_log(6);

@@ -304,7 +304,7 @@ const ACCESS_LOG: &str = "          access_log:
                   cluster: \"%UPSTREAM_CLUSTER%\"
                   upstream_host: \"%UPSTREAM_HOST%\"
                   tls_failure: \"%UPSTREAM_TRANSPORT_FAILURE_REASON%\"
-                  external_service: \"%FILTER_STATE(wasm.external_service:PLAIN)%\"
+                  requested_authority: \"%FILTER_STATE(wasm.requested_authority:PLAIN)%\"
 ";
 
 const DFP_CACHE: &str = "name: passthrough
@@ -923,7 +923,7 @@ fn fact_d_e_wasm_filter_state_in_access_log_and_bad_configuration_stops_envoy() 
     assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"));
     let log = client.wait_for_stdout("\"authority\":\"httpbin.test", Duration::from_secs(5));
     let log: serde_json::Value = serde_json::from_str(&log).expect("json access log");
-    assert_eq!(log["external_service"], "httpbin", "{log}");
+    assert_eq!(log["requested_authority"], "httpbin.mesh", "{log}");
     assert_eq!(log["cluster"], "httpbin", "{log}");
     let r = Curl::get("http://elsewhere.test/").proxy(&proxy).run();
     assert_eq!(r.status, 403);

@@ -494,7 +494,8 @@ fn ports_and_ipv6() {
 }
 
 /// CONNECT: to an undeclared host it is refused by the filter; to a declared one it is not
-/// tunnelled either (the generated routes have no CONNECT route): nothing goes around the rules.
+/// tunnelled either: the only CONNECT routes answer 405 with what to do instead. Nothing goes
+/// around the rules.
 #[test]
 fn connect_never_tunnels() {
     let w = world();
@@ -523,16 +524,26 @@ fn connect_never_tunnels() {
     raw(
         "CONNECT httpbin.mesh:80 (declared)".into(),
         "CONNECT httpbin.mesh:80 HTTP/1.1\r\nHost: httpbin.mesh:80\r\n\r\n".into(),
-        envoy(404),
+        filter(405, "connect-not-served"),
     );
     raw(
         format!("CONNECT httpbin.test:{tls} (declared, real name)"),
         format!("CONNECT httpbin.test:{tls} HTTP/1.1\r\nHost: httpbin.test:{tls}\r\n\r\n"),
-        envoy(404),
+        filter(405, "connect-not-served"),
     );
     // HTTP/2 CONNECT through curl is not possible; h2c extended CONNECT is off in Envoy by
     // default.
     check(&w, rows);
+    let refusal = raw_request(
+        w.s.listen,
+        b"CONNECT httpbin.mesh:80 HTTP/1.1\r\nHost: httpbin.mesh:80\r\n\r\n",
+    );
+    assert_eq!(
+        refusal.body,
+        "CONNECT (https_proxy) is not served here: send plain HTTP through the proxy \
+         (http_proxy=http://...), and Envoy originates TLS to the service; an app that speaks TLS \
+         itself connects to a tcp service's listener (a Dataplane outbound)\n"
+    );
     // The declared upstream saw no CONNECT either.
     assert_eq!(w.up.envoy.counter("http.tls.downstream_rq_total"), 0);
 }

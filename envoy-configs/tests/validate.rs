@@ -69,7 +69,12 @@ fn json_report(stdout: &str) -> Vec<(String, Vec<(String, String)>)> {
 
 #[test]
 fn kuma_invalid_examples_give_kumas_exact_violations() {
-    let run = extsvc(&["validate", "-o", "json", &fixture("kuma-invalid.yaml")]);
+    let run = extsvc(&[
+        "validate",
+        "--format",
+        "json",
+        &fixture("kuma-invalid.yaml"),
+    ]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let address = "networking.address";
     let all_four = vec![
@@ -196,7 +201,7 @@ fn kubernetes_form_multi_document_yaml_and_json_arrays() {
         r#"[{"type": "ExternalService", "name": "a", "tags": {"kuma.io/service": "a"}, "networking": {"address": "a.example:80"}},
             {"type": "ExternalService", "name": "b", "tags": {"kuma.io/service": "b"}, "networking": {"address": "[::1]:8080"}}]"#,
     );
-    let run = extsvc(&["validate", "-o", "json", &yaml, &json]);
+    let run = extsvc(&["validate", "--format", "json", &yaml, &json]);
     assert_eq!(run.code, 0, "{}", run.stdout);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let ids: Vec<(String, String, String)> = report["resources"]
@@ -246,7 +251,7 @@ fn syntax_errors_name_file_line_and_column() {
         "broken.json",
         "{\n  \"type\": \"ExternalService\",\n  \"name\": \n}\n",
     );
-    let run = extsvc(&["validate", "-o", "json", &json]);
+    let run = extsvc(&["validate", "--format", "json", &json]);
     assert_eq!(run.code, 1);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let error = &report["errors"][0];
@@ -281,6 +286,8 @@ fn help_explains_both_formats_and_exit_codes() {
     assert_eq!(run.code, 0);
     for needle in [
         "-o, --output",
+        "--format",
+        "-f, --filename",
         "text",
         "json",
         "\"violations\"",
@@ -309,7 +316,7 @@ fn indent(pem: &str, by: usize) -> String {
 
 /// `(field, message)` of the only resource in `file`.
 fn violations_of(file: &str) -> Vec<(String, String)> {
-    let run = extsvc(&["validate", "-o", "json", file]);
+    let run = extsvc(&["validate", "--format", "json", file]);
     json_report(&run.stdout).remove(0).1
 }
 

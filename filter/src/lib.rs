@@ -13,7 +13,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use external_service_model::config::{self, Filter};
 use external_service_model::contract::{
-    self, DENIED_HEADER, PASSTHROUGH_METRIC, SERVICE_PROPERTY, VM_MEMORY_METRIC,
+    self, DENIED_HEADER, PASSTHROUGH_METRIC, REQUESTED_AUTHORITY_PROPERTY, VM_MEMORY_METRIC,
 };
 use external_service_model::decision::{self, Decision, Denial, Request};
 
@@ -192,7 +192,14 @@ impl HttpContext for Stream {
                 // envoy-configs/tests/e2e.rs); the `clear_route_cache` foreign function would
                 // cost ~2.7 µs a request for nothing.
                 self.set_http_request_header(":authority", Some(&service.authority));
-                self.set_property(vec![SERVICE_PROPERTY], Some(service.name.as_bytes()));
+                // The service is the route's name in the access log; what Envoy no longer
+                // knows after the rewrite is the name the app used.
+                if let Some(requested) = request.authority() {
+                    self.set_property(
+                        vec![REQUESTED_AUTHORITY_PROPERTY],
+                        Some(requested.as_bytes()),
+                    );
+                }
                 let _ = hostcalls::increment_metric(configured.forwarded[id], 1);
                 Action::Continue
             }

@@ -173,20 +173,24 @@ fn ten_thousand_services_still_forward_correctly() {
         .collect();
     resources.push(json!({ "type": "Mesh", "name": "default", "networking": { "outbound": { "passthrough": false } } }));
     let mut plugin = start(&json!({ "resources": resources }));
-    let forwarded = |service: &str, authority: &str| Outcome {
+    let forwarded = |requested: &str, service: &str, authority: &str| Outcome {
         authority: Some(authority.to_owned()),
-        filter_state: Some(service.to_owned()),
+        filter_state: Some(requested.to_owned()),
         counter: forwarded_metric(service),
         reply: None,
     };
     for (authority, want) in [
         (
             "svc-9999.mesh",
-            forwarded("svc-9999", "host-9999.example.com:8443"),
+            forwarded("svc-9999.mesh", "svc-9999", "host-9999.example.com:8443"),
         ),
         (
             "host-5000.example.com:8443",
-            forwarded("svc-5000", "host-5000.example.com:8443"),
+            forwarded(
+                "host-5000.example.com:8443",
+                "svc-5000",
+                "host-5000.example.com:8443",
+            ),
         ),
         (
             "svc-10000.mesh",

@@ -7,42 +7,53 @@ use std::net::SocketAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
+use external_service_model::catalog::{select_mesh, Catalog};
+use external_service_model::contract::MODULE_PATH;
+use external_service_model::resource::{Resource, Spec};
 
+use super::{format_word, Inputs};
 use crate::generate::{
     self, secrets, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS,
-    DEFAULT_SYSTEM_CA, DEFAULT_WASM,
+    DEFAULT_SYSTEM_CA,
 };
 use crate::read::{self, Loaded};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   extsvc generate services.yaml -o envoy.yaml
-  extsvc generate mesh.yaml services/*.yaml --listen 127.0.0.1:15001 -o envoy.yaml
+  extsvc generate mesh.yaml services/ --listen 127.0.0.1:15001 -o envoy.yaml
+  extsvc generate -f services.yaml -o envoy.json       # JSON, from the file name
   envoy -c envoy.yaml
 
 The configuration has an HTTP proxy listener (`outbound_http`; use it as
 http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane
 outbound, one cluster per kuma.io/service (`external_service_<name>`) with TLS
-origination, and the filter (fail closed) on every HTTP listener.
+origination, and the filter on every HTTP listener (wasm failure_policy FAIL_RELOAD: a
+request whose VM fails is refused and the VM reloaded; no request ever skips the filter).
 
 Exit status: 0 when the configuration was written, 1 when the resources are invalid
 (the report is the one `extsvc validate` prints; nothing is written), 2 when the
 command cannot run (unknown flag, missing file).")]
 pub struct GenerateArgs {
-    /// Resource files: YAML (documents separated by ---) or JSON (one resource or an array),
-    /// in Kuma's Universal or Kubernetes form.
-    #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub inputs: Inputs,
 
     /// Write the configuration to FILE instead of stdout. A file holding inline private keys
     /// is created readable by its owner only (mode 0600).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<PathBuf>,
 
-    /// The filter module Envoy loads (what `make build` makes).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_WASM)]
-    pub wasm: PathBuf,
+    /// The configuration's format; by default JSON for an output file named *.json (Envoy
+    /// reads a bootstrap by its extension), else YAML.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    /// The filter module Envoy loads (what `make build` makes). By default the one beside
+    /// this extsvc's build (`<target>/wasm32-wasip1/release/`), else ./target/...: it must
+    /// exist.
+    #[arg(long, value_name = "PATH")]
+    pub wasm: Option<PathBuf>,
 
     /// Address of the HTTP proxy listener.
     #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
@@ -75,13 +86,19 @@ pub struct GenerateArgs {
     pub secrets_dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Yaml,
+    Json,
+}
+
 impl GenerateArgs {
     /// The generator's options; paths made absolute, as Envoy may run elsewhere.
-    pub fn options(&self) -> Options {
+    pub fn options(&self, wasm: PathBuf) -> Options {
         Options {
             listen: self.listen,
             admin: self.admin,
-            wasm: absolute(&self.wasm),
+            wasm,
             system_ca: absolute(&self.system_ca),
             dns_resolver: self.dns_resolver,
             mesh: self.mesh.clone(),
@@ -96,6 +113,8 @@ impl GenerateArgs {
 pub enum Error {
     /// A file could not be read (exit 2).
     Read(read::ReadError),
+    /// The options cannot work: the module is missing, `-o` names a format (exit 2).
+    Usage(String),
     /// Invalid resources (exit 1): print with `cli::validate::write_text`.
     Invalid(Box<Loaded>),
     /// Valid resources that one Envoy configuration cannot hold (exit 1).
@@ -111,7 +130,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Invalid(_) | Error::Generate(_) => 1,
-            Error::Read(_) | Error::Write { .. } => 2,
+            Error::Read(_) | Error::Usage(_) | Error::Write { .. } => 2,
         }
     }
 }
@@ -120,6 +139,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Read(e) => e.fmt(f),
+            Error::Usage(e) => f.write_str(e),
             Error::Invalid(_) => f.write_str("invalid resources: no configuration written"),
             Error::Generate(e) => e.fmt(f),
             Error::Write { path, error } => write!(f, "cannot write {}: {error}", path.display()),
@@ -129,13 +149,20 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Runs the command: the YAML goes to `-o FILE`, else to `out`.
-pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
-    let loaded = read::load(&args.files).map_err(Error::Read)?;
+/// Runs the command: the configuration goes to `-o FILE`, else to `out`; warnings about what
+/// the configuration lets through go to `notes`.
+pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> Result<(), Error> {
+    if let Some(word) = args.output.as_deref().and_then(format_word) {
+        return Err(Error::Usage(format!(
+            "-o takes a file name, not a format: use --format {word}, or -o envoy.{word}"
+        )));
+    }
+    let wasm = module(args.wasm.as_deref())?;
+    let loaded = read::load(&args.inputs.all()).map_err(Error::Read)?;
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
-    let options = args.options();
+    let options = args.options(wasm);
     let bootstrap = match generate::generate(&loaded.checked, &options) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
@@ -145,19 +172,104 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write) -> Result<(), Error> {
         }
         Err(e) => return Err(Error::Generate(e)),
     };
+    if let Ok(mesh) = select_mesh(&loaded.checked.resources, args.mesh.as_deref()) {
+        for warning in warnings(&loaded.checked.resources, &mesh) {
+            let _ = writeln!(notes, "extsvc: warning: {warning}");
+        }
+    }
     if let Some(dir) = &options.secrets_dir {
         write_secrets(dir, &bootstrap.secret_files)?;
     }
-    let yaml = bootstrap.to_yaml().map_err(Error::Generate)?;
+    let json_file = args
+        .output
+        .as_deref()
+        .and_then(Path::extension)
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let text = match args.format {
+        Some(Format::Json) => bootstrap.to_json(),
+        None if json_file => bootstrap.to_json(),
+        Some(Format::Yaml) | None => bootstrap.to_yaml(),
+    }
+    .map_err(Error::Generate)?;
     match &args.output {
-        Some(path) => write_file(path, yaml.as_bytes(), bootstrap.inline_private_keys),
+        Some(path) => write_file(path, text.as_bytes(), bootstrap.inline_private_keys),
         None => out
-            .write_all(yaml.as_bytes())
+            .write_all(text.as_bytes())
             .map_err(|error| Error::Write {
                 path: PathBuf::from("stdout"),
                 error,
             }),
     }
+}
+
+/// The module Envoy will load, as an absolute path that exists: `--wasm`, else the one that
+/// `make build` put beside this binary's build, else `./target/...`.
+fn module(asked: Option<&Path>) -> Result<PathBuf, Error> {
+    let candidates: Vec<PathBuf> = match asked {
+        Some(path) => vec![absolute(path)],
+        None => beside_this_build()
+            .into_iter()
+            .chain([absolute(Path::new(MODULE_PATH))])
+            .collect(),
+    };
+    candidates
+        .iter()
+        .find(|path| path.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+            Error::Usage(format!(
+                "the filter module is missing (looked for {}): build it with `make build` \
+                 (or `cargo build --release --target wasm32-wasip1 -p external-service-filter`), \
+                 or name it with --wasm PATH",
+                tried.join(", ")
+            ))
+        })
+}
+
+/// `<target>/wasm32-wasip1/release/<module>` for an extsvc at `<target>/<profile>/extsvc`.
+fn beside_this_build() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let target = exe.parent()?.parent()?;
+    let module = Path::new(MODULE_PATH);
+    let relative = module.strip_prefix("target").ok()?;
+    Some(target.join(relative))
+}
+
+/// What the user should know about a configuration that is valid: what passthrough lets out
+/// when no Mesh says otherwise, and tcp services that no listener reaches.
+pub fn warnings(resources: &[Resource], mesh: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let has_mesh = resources
+        .iter()
+        .any(|r| matches!(r.spec, Spec::Mesh(_)) && r.name == mesh);
+    if !has_mesh {
+        found.push(format!(
+            "no Mesh resource {mesh:?}, so passthrough is on and requests to undeclared hosts go \
+             out as they are; add `type: Mesh`, `name: {mesh}` with \
+             `networking.outbound.passthrough: false` to refuse them"
+        ));
+    }
+    let outbound_services: Vec<&str> = resources
+        .iter()
+        .filter(|r| r.mesh == mesh)
+        .filter_map(|r| match &r.spec {
+            Spec::Dataplane(dp) => Some(dp.networking.outbound.iter().filter_map(|o| o.service())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let catalog = Catalog::build(resources, mesh);
+    for service in catalog.services.iter().filter(|s| !s.protocol.is_http()) {
+        if !outbound_services.contains(&service.name.as_str()) {
+            found.push(format!(
+                "service {:?} is {} and no Dataplane outbound names it, so no listener reaches it: \
+                 add a Dataplane outbound with kuma.io/service {:?}, or tag it kuma.io/protocol: http",
+                service.name, service.protocol, service.name
+            ));
+        }
+    }
+    found
 }
 
 /// Creates `dir` (mode 0700) when missing and writes each file into it with mode 0600.

@@ -1,5 +1,6 @@
 //! `extsvc validate FILE...`: every violation of every resource, Kuma's wording.
 
+use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -7,26 +8,31 @@ use clap::{Args, ValueEnum};
 use external_service_model::Report;
 use serde::Serialize;
 
+use super::{format_word, Inputs};
 use crate::read::{self, Loaded, SyntaxError};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   extsvc validate services.yaml
-  extsvc validate mesh.yaml services/*.yaml -o json
+  extsvc validate mesh.yaml services/ --format json
+  kubectl get externalservices -o yaml | extsvc validate -
 
 Exit status: 0 when every resource is valid, 1 when any is not, 2 when the command
 cannot run (unknown flag, missing file).")]
 pub struct ValidateArgs {
-    /// Resource files: YAML (documents separated by ---) or JSON (one resource or an array),
-    /// in Kuma's Universal or Kubernetes form. All files are checked together.
-    #[arg(required = true, value_name = "FILE")]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub inputs: Inputs,
 
-    /// Output format. text: one line per resource, then one `field: message` line per
-    /// violation. json: {"resources":[{"file","kind","name","mesh","violations":[{"field","message"}]}],
+    /// text: one line per resource, then one `field: message` line per violation.
+    /// json: {"resources":[{"file","kind","name","mesh","violations":[{"field","message"}]}],
     /// "errors":[{"file","line","column","message"}]}.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Format::Text)]
-    pub output: Format,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// Write the report to FILE instead of stdout. (`-o json` and `-o text`, the old spelling
+    /// of --format, still work.)
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -41,23 +47,47 @@ struct JsonReport<'a> {
     errors: &'a [SyntaxError],
 }
 
-/// Runs the command; the exit status is the result.
-pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> Result<bool, read::ReadError> {
-    let loaded = read::load(&args.files)?;
-    let written = match args.output {
-        Format::Text => write_text(&loaded, out),
+/// Runs the command: Ok(verdict), or why it could not run (exit 2). Notes for the user go
+/// to `notes`.
+pub fn run(
+    args: &ValidateArgs,
+    out: &mut dyn Write,
+    notes: &mut dyn Write,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let (format, file) = match args.output.as_deref().map(|o| (o, format_word(o))) {
+        Some((_, Some(word))) => {
+            let _ = writeln!(
+                notes,
+                "extsvc: `-o {word}` is deprecated: use --format {word} (-o names a file)"
+            );
+            (Format::from_str(word, true).unwrap_or(args.format), None)
+        }
+        Some((path, None)) => (args.format, Some(path)),
+        None => (args.format, None),
+    };
+    let loaded = read::load(&args.inputs.all())?;
+    let mut report = Vec::new();
+    let _ = match format {
+        Format::Text => write_text(&loaded, &mut report),
         Format::Json => {
-            let report = JsonReport {
+            let json = JsonReport {
                 resources: &loaded.checked.reports,
                 errors: &loaded.syntax_errors,
             };
-            serde_json::to_writer_pretty(&mut *out, &report)
+            serde_json::to_writer_pretty(&mut report, &json)
                 .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(out))
+                .and_then(|()| writeln!(report))
         }
     };
-    // A closed pipe is the reader's choice; the verdict stands.
-    let _ = written;
+    match file {
+        Some(path) => {
+            fs::write(path, &report).map_err(|e| format!("cannot write {}: {e}", path.display()))?
+        }
+        // A closed pipe is the reader's choice; the verdict stands.
+        None => {
+            let _ = out.write_all(&report);
+        }
+    }
     Ok(loaded.is_valid())
 }
 

@@ -1,7 +1,7 @@
 //! One JSON line on stdout per request (HTTP) or connection (TCP). Never key material: only
 //! names, addresses, codes and Envoy's failure reasons.
 
-use external_service_model::contract::{DENIED_HEADER, SERVICE_FILTER_STATE};
+use external_service_model::contract::{DENIED_HEADER, REQUESTED_AUTHORITY_FILTER_STATE};
 
 use crate::envoy::{
     AccessLog, AccessLogConfig, Extension, Map, StdoutAccessLog, SubstitutionFormatString,
@@ -14,12 +14,14 @@ pub fn http(listener: &str) -> Vec<AccessLog> {
         ("listener", listener),
         ("method", "%REQ(:METHOD)%"),
         ("authority", "%REQ(:AUTHORITY)%"),
+        (
+            "requested_authority",
+            &format!("%FILTER_STATE({REQUESTED_AUTHORITY_FILTER_STATE}:PLAIN)%"),
+        ),
         ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
         ("protocol", "%PROTOCOL%"),
-        (
-            "external_service",
-            &format!("%FILTER_STATE({SERVICE_FILTER_STATE}:PLAIN)%"),
-        ),
+        // Each service's routes are named after it (`http::routes`).
+        ("external_service", "%ROUTE_NAME%"),
         ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
         ("upstream_host", "%UPSTREAM_HOST%"),
         ("response_code", "%RESPONSE_CODE%"),
@@ -91,9 +93,10 @@ mod tests {
         listener: outbound_http
         method: '%REQ(:METHOD)%'
         authority: '%REQ(:AUTHORITY)%'
+        requested_authority: '%FILTER_STATE(wasm.requested_authority:PLAIN)%'
         path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%'
         protocol: '%PROTOCOL%'
-        external_service: '%FILTER_STATE(wasm.external_service:PLAIN)%'
+        external_service: '%ROUTE_NAME%'
         upstream_cluster: '%UPSTREAM_CLUSTER%'
         upstream_host: '%UPSTREAM_HOST%'
         response_code: '%RESPONSE_CODE%'

@@ -2,11 +2,13 @@
 //! service's real authority, so one virtual host per service, matching exactly that, routes it.
 
 use external_service_model::catalog::Service;
+use external_service_model::contract::{CONNECT_DENIAL, DENIED_HEADER, UPSTREAM_FAILURE_HEADER};
 
 use crate::envoy::{
-    Action, DataSource, DirectResponseAction, Extension, HttpConnectionManager, HttpFilter,
-    HttpFilterConfig, NetworkFilter, NetworkFilterConfig, Route, RouteAction, RouteConfiguration,
-    RouteMatch, Router, Seconds, VirtualHost,
+    AccessLogFilter, Action, DataSource, DirectResponseAction, Extension, HeaderValue,
+    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig,
+    NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
+    RouteConfiguration, RouteMatch, Router, Seconds, UpgradeConfig, VirtualHost,
 };
 
 use super::{access_log, cluster, wasm, Context};
@@ -28,7 +30,38 @@ pub fn connection_manager(
                 virtual_hosts,
             },
             http_filters,
+            // Without it Envoy answers CONNECT itself (403) before the filter can; no route
+            // tunnels: the only CONNECT routes refuse (`all`).
+            upgrade_configs: vec![UpgradeConfig {
+                upgrade_type: "CONNECT",
+            }],
+            local_reply_config: upstream_failure_reason(),
         }),
+    }
+}
+
+/// A 503 for a failed upstream connection says why (a TLS verification error, say) in
+/// `UPSTREAM_FAILURE_HEADER`, not only in the access log.
+fn upstream_failure_reason() -> LocalReplyConfig {
+    LocalReplyConfig {
+        mappers: vec![ResponseMapper {
+            filter: AccessLogFilter {
+                response_flag_filter: ResponseFlagFilter { flags: vec!["UF"] },
+            },
+            headers_to_add: vec![header(
+                UPSTREAM_FAILURE_HEADER,
+                "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+            )],
+        }],
+    }
+}
+
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+        },
     }
 }
 
@@ -48,24 +81,44 @@ pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec
     filters
 }
 
-/// Every path.
-fn all(action: Action) -> Route {
-    Route {
-        route_match: RouteMatch {
-            prefix: "/".to_string(),
+/// Every path, in a route of this name; CONNECT first gets the refusal that says what to do
+/// instead.
+fn all(name: Option<&str>, action: Action) -> Vec<Route> {
+    vec![
+        Route {
+            name: None,
+            route_match: RouteMatch::ConnectMatcher {},
+            action: Action::DirectResponse(DirectResponseAction {
+                status: 405,
+                body: DataSource::InlineString(CONNECT_REFUSAL.to_string()),
+            }),
+            response_headers_to_add: vec![header(DENIED_HEADER, CONNECT_DENIAL)],
         },
-        action,
-    }
+        Route {
+            name: name.map(str::to_string),
+            route_match: RouteMatch::Prefix("/".to_string()),
+            action,
+            response_headers_to_add: Vec::new(),
+        },
+    ]
 }
 
-/// The route to a service's cluster, with the options' timeout for the whole upstream answer
-/// (504 `UT` past it). With endpoints on several hosts, `Host` follows the endpoint chosen.
-pub fn route(ctx: &Context<'_>, service: &Service) -> Route {
-    all(Action::Route(RouteAction {
-        cluster: cluster::name(&service.name),
-        timeout: Some(Seconds(ctx.options.route_timeout.as_secs())),
-        auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
-    }))
+const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send plain HTTP through \
+    the proxy (http_proxy=http://...), and Envoy originates TLS to the service; an app that \
+    speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)\n";
+
+/// The route to a service's cluster, named after the service (the access log's
+/// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
+/// it). With endpoints on several hosts, `Host` follows the endpoint chosen.
+pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
+    all(
+        Some(&service.name),
+        Action::Route(RouteAction {
+            cluster: cluster::name(&service.name),
+            timeout: Some(Seconds(ctx.options.route_timeout.as_secs())),
+            auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
+        }),
+    )
 }
 
 /// One virtual host per HTTP service of the catalog, by the authority the filter writes, then
@@ -79,18 +132,18 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         .map(|service| VirtualHost {
             name: cluster::name(&service.name),
             domains: vec![service.authority.clone()],
-            routes: vec![route(ctx, service)],
+            routes: routes(ctx, service),
         })
         .collect();
     hosts.push(if ctx.catalog.passthrough {
         VirtualHost {
             name: cluster::PASSTHROUGH.to_string(),
             domains: vec!["*".to_string()],
-            routes: vec![all(Action::Route(RouteAction {
+            routes: all(None, Action::Route(RouteAction {
                 cluster: cluster::PASSTHROUGH.to_string(),
                 timeout: None,
                 auto_host_rewrite: false,
-            }))],
+            })),
         }
     } else {
         let body = format!(
@@ -100,10 +153,10 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         VirtualHost {
             name: "undeclared".to_string(),
             domains: vec!["*".to_string()],
-            routes: vec![all(Action::DirectResponse(DirectResponseAction {
+            routes: all(None, Action::DirectResponse(DirectResponseAction {
                 status: 403,
                 body: DataSource::InlineString(body),
-            }))],
+            })),
         }
     });
     hosts
@@ -114,7 +167,7 @@ pub fn bound_virtual_hosts(ctx: &Context<'_>, service: &Service) -> Vec<VirtualH
     vec![VirtualHost {
         name: cluster::name(&service.name),
         domains: vec!["*".to_string()],
-        routes: vec![route(ctx, service)],
+        routes: routes(ctx, service),
     }]
 }
 
@@ -148,13 +201,18 @@ mod tests {
         assert_cases(&[
             (
                 "the outbound listener: a service by its authority, then passthrough",
-                yaml(&outbound_virtual_hosts(&f.ctx())),
+                yaml_eliding(
+                    &outbound_virtual_hosts(&f.ctx()),
+                    &["/0/routes/0", "/1/routes/0"],
+                ),
                 "
 - name: external_service_httpbin
   domains:
   - httpbin.test
   routes:
-  - match:
+  - <elided>
+  - name: httpbin
+    match:
       prefix: /
     route:
       cluster: external_service_httpbin
@@ -163,6 +221,7 @@ mod tests {
   domains:
   - '*'
   routes:
+  - <elided>
   - match:
       prefix: /
     route:
@@ -171,13 +230,18 @@ mod tests {
             ),
             (
                 "passthrough off: HTTP services only, Host by endpoint, then a 403",
-                yaml(&outbound_virtual_hosts(&Fixture::new(&two_hosts).ctx())),
+                yaml_eliding(
+                    &outbound_virtual_hosts(&Fixture::new(&two_hosts).ctx()),
+                    &["/0/routes/0", "/1/routes/0"],
+                ),
                 "
 - name: external_service_api
   domains:
   - eu.api.test:8080
   routes:
-  - match:
+  - <elided>
+  - name: api
+    match:
       prefix: /
     route:
       cluster: external_service_api
@@ -187,6 +251,7 @@ mod tests {
   domains:
   - '*'
   routes:
+  - <elided>
   - match:
       prefix: /
     direct_response:
@@ -210,8 +275,25 @@ mod tests {
 ",
             ),
             (
+                "every virtual host refuses CONNECT first, saying what to do instead",
+                yaml(&routes(&f.ctx(), f.service("httpbin"))[0]),
+                "
+match:
+  connect_matcher: {}
+direct_response:
+  status: 405
+  body:
+    inline_string: |
+      CONNECT (https_proxy) is not served here: send plain HTTP through the proxy (http_proxy=http://...), and Envoy originates TLS to the service; an app that speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)
+response_headers_to_add:
+- header:
+    key: x-external-service-denied
+    value: connect-not-served
+",
+            ),
+            (
                 "a timeout of 0 turns it off",
-                yaml(&route(&no_timeout.ctx(), no_timeout.service("httpbin")).action),
+                yaml(&routes(&no_timeout.ctx(), no_timeout.service("httpbin"))[1].action),
                 "
 route:
   cluster: external_service_httpbin
@@ -262,6 +344,18 @@ typed_config:
   - name: envoy.filters.http.router
     typed_config:
       '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  upgrade_configs:
+  - upgrade_type: CONNECT
+  local_reply_config:
+    mappers:
+    - filter:
+        response_flag_filter:
+          flags:
+          - UF
+      headers_to_add:
+      - header:
+          key: x-external-service-upstream-failure
+          value: '%UPSTREAM_TRANSPORT_FAILURE_REASON%'
 ",
             ),
             (

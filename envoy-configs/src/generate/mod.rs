@@ -22,6 +22,7 @@ pub mod http;
 pub mod listener;
 pub mod protocol;
 pub mod secrets;
+pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
@@ -103,7 +104,14 @@ pub struct Bootstrap {
 impl Bootstrap {
     /// The bootstrap as YAML.
     pub fn to_yaml(&self) -> Result<String, Error> {
-        serde_yaml_ng::to_string(&self.config).map_err(|e| Error::Yaml(e.to_string()))
+        serde_yaml_ng::to_string(&self.config).map_err(|e| Error::Serialize(e.to_string()))
+    }
+
+    /// The bootstrap as JSON, for a file Envoy reads by its `.json` name.
+    pub fn to_json(&self) -> Result<String, Error> {
+        serde_json::to_string_pretty(&self.config)
+            .map(|json| json + "\n")
+            .map_err(|e| Error::Serialize(e.to_string()))
     }
 }
 
@@ -132,7 +140,7 @@ pub enum Error {
         address: SocketAddr,
         listeners: [String; 2],
     },
-    Yaml(String),
+    Serialize(String),
 }
 
 impl fmt::Display for Error {
@@ -142,7 +150,7 @@ impl fmt::Display for Error {
                 let n = reports.iter().filter(|r| !r.is_valid()).count();
                 write!(f, "{n} invalid resource{}", if n == 1 { "" } else { "s" })
             }
-            Error::Mesh(e) => write!(f, "mesh: {e}"),
+            Error::Mesh(e) => write!(f, "{e}: name the one to serve with --mesh NAME"),
             Error::DataSource {
                 service,
                 resource,
@@ -163,7 +171,7 @@ impl fmt::Display for Error {
                 address,
                 listeners: [a, b],
             } => write!(f, "listeners {a:?} and {b:?} both use {address}"),
-            Error::Yaml(e) => write!(f, "cannot write YAML: {e}"),
+            Error::Serialize(e) => write!(f, "cannot write the configuration: {e}"),
         }
     }
 }
@@ -214,6 +222,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         admin: Admin {
             address: options.admin.into(),
         },
+        stats_config: stats::labels(),
         typed_dns_resolver_config: options.dns_resolver.map(cluster::dns_resolver),
         static_resources: StaticResources {
             listeners,
@@ -221,7 +230,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         },
     };
     Ok(Bootstrap {
-        config: serde_json::to_value(&bootstrap).map_err(|e| Error::Yaml(e.to_string()))?,
+        config: serde_json::to_value(&bootstrap).map_err(|e| Error::Serialize(e.to_string()))?,
         inline_private_keys: secrets.inline_private_keys(),
         secret_files: secrets.into_files(),
     })

@@ -126,7 +126,8 @@ pub fn plugin_config(setup: Setup) -> Value {
 pub struct Outcome {
     /// `:authority` as the filter leaves it: rewritten on a forward, as sent otherwise.
     pub authority: Option<String>,
-    /// The filter state `contract::SERVICE_PROPERTY`: the service a forward went to.
+    /// The filter state `contract::REQUESTED_AUTHORITY_PROPERTY`: the authority a forwarded
+    /// request asked for.
     pub filter_state: Option<String>,
     /// The one counter that went up, by one (`contract::forwarded_metric`, `denied_metric`,
     /// `PASSTHROUGH_METRIC`).
@@ -159,10 +160,10 @@ pub enum Then {
     Ambiguous,
     /// 400 `bad-authority`, for this reason (one of the `BAD_*` texts).
     BadAuthority(&'static str),
-    /// 421 `not-http`: the service is declared with this protocol.
+    /// 421 `not-http`: the service is declared with this protocol, or none (tcp by default).
     NotHttp {
         service: &'static str,
-        protocol: &'static str,
+        protocol: Option<&'static str>,
     },
     /// 415 `not-grpc`: a grpc-svc request without a gRPC content-type.
     NotGrpc,
@@ -196,7 +197,7 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
     match then {
         Then::Forward { service, authority } => Outcome {
             authority: Some(authority.to_owned()),
-            filter_state: Some(service.to_owned()),
+            filter_state: untouched.clone(),
             counter: forwarded_metric(service),
             reply: None,
         },
@@ -221,11 +222,17 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
             "bad-authority",
             format!("the request authority {host} is not a valid host[:port]: {why}"),
         ),
-        Then::NotHttp { service, protocol } => deny(
-            421,
-            "not-http",
-            format!("service \"{service}\" is declared kuma.io/protocol: {protocol}, so it cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare it http, http2 or grpc"),
-        ),
+        Then::NotHttp { service, protocol } => {
+            let why = match protocol {
+                Some(protocol) => format!("is declared kuma.io/protocol: {protocol}, so it"),
+                None => "has no kuma.io/protocol tag, so it is tcp (Kuma's default) and".to_owned(),
+            };
+            deny(
+                421,
+                "not-http",
+                format!("service \"{service}\" {why} cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc"),
+            )
+        }
         Then::NotGrpc => deny(
             415,
             "not-grpc",
@@ -329,7 +336,7 @@ const fn forward(service: &'static str, authority: &'static str) -> Then {
     Then::Forward { service, authority }
 }
 
-const fn not_http(service: &'static str, protocol: &'static str) -> Then {
+const fn not_http(service: &'static str, protocol: Option<&'static str>) -> Then {
     Then::NotHttp { service, protocol }
 }
 
@@ -456,9 +463,9 @@ pub fn cases() -> Vec<Case> {
         closed(format!("{}.mesh", "a".repeat(249)), Bad(BAD_TOO_LONG)),
         closed(format!("{}.mesh", "a".repeat(64)), Undeclared),
         // Protocol rules.
-        closed("redis.mesh", not_http("redis", "tcp")),
-        closed("redis.example.com:6379", not_http("redis", "tcp")),
-        closed("kafka.mesh", not_http("kafka", "kafka")),
+        closed("redis.mesh", not_http("redis", None)),
+        closed("redis.example.com:6379", not_http("redis", None)),
+        closed("kafka.mesh", not_http("kafka", Some("kafka"))),
         grpc(Some("application/grpc".into()), grpc_svc),
         grpc(Some("application/grpc+proto".into()), grpc_svc),
         grpc(Some("Application/GRPC;charset=utf-8".into()), grpc_svc),
@@ -473,6 +480,6 @@ pub fn cases() -> Vec<Case> {
         // Bound to a service: the host does not choose.
         case(Bound("httpbin"), "anything.example", httpbin),
         case(Bound("httpbin"), "127.0.0.1:10000", httpbin),
-        case(Bound("redis"), "127.0.0.1:10001", not_http("redis", "tcp")),
+        case(Bound("redis"), "127.0.0.1:10001", not_http("redis", None)),
     ]
 }

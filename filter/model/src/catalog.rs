@@ -18,6 +18,8 @@ pub type ServiceId = usize;
 pub struct Service {
     pub name: String,
     pub protocol: Protocol,
+    /// No endpoint has a `kuma.io/protocol` tag: `protocol` is Kuma's default, tcp.
+    pub protocol_untagged: bool,
     pub endpoints: Vec<Endpoint>,
     /// Shared by every endpoint (validation makes sure); `None` when TLS origination is off.
     pub tls: Option<Tls>,
@@ -100,6 +102,7 @@ impl Catalog {
                         address,
                         disable_host_dns_entry: net.disable_host_dns_entry,
                     };
+                    let tag = es.tags.get(PROTOCOL_TAG).map(String::as_str);
                     let id = *by_name.entry(service).or_insert_with(|| {
                         let tls = net.tls.clone().filter(Tls::is_enabled);
                         let default_port = if tls.is_some() { 443 } else { 80 };
@@ -110,9 +113,8 @@ impl Catalog {
                         };
                         catalog.services.push(Service {
                             name: service.to_string(),
-                            protocol: Protocol::of_tag(
-                                es.tags.get(PROTOCOL_TAG).map(String::as_str),
-                            ),
+                            protocol: Protocol::of_tag(tag),
+                            protocol_untagged: true,
                             endpoints: Vec::new(),
                             tls,
                             authority,
@@ -120,8 +122,8 @@ impl Catalog {
                         catalog.services.len() - 1
                     });
                     let service = &mut catalog.services[id];
-                    let protocol = Protocol::of_tag(es.tags.get(PROTOCOL_TAG).map(String::as_str));
-                    service.protocol = service.protocol.common(protocol);
+                    service.protocol = service.protocol.common(Protocol::of_tag(tag));
+                    service.protocol_untagged &= tag.is_none();
                     service.endpoints.push(endpoint);
                 }
                 Spec::Secret(_) | Spec::Dataplane(_) => {}
@@ -235,7 +237,7 @@ pub fn select_mesh(resources: &[Resource], asked: Option<&str>) -> Result<String
             .map(|m| m.to_string())
             .unwrap_or_default()),
         (None, _) => Err(format!(
-            "the resources belong to several meshes ({}): name the one to serve",
+            "the resources belong to several meshes ({})",
             meshes.into_iter().collect::<Vec<_>>().join(", ")
         )),
     }

@@ -107,7 +107,9 @@ impl ConfigError {
                     r.violations.iter().map(move |v| format!("{heading}: {v}"))
                 })
                 .collect(),
-            ConfigError::Mesh(e) => vec![format!("{PLUGIN_CONFIGURATION}: mesh: {e}")],
+            ConfigError::Mesh(e) => vec![format!(
+                "{PLUGIN_CONFIGURATION}: mesh: {e}: set `mesh` to the one to serve"
+            )],
             ConfigError::UnknownService { service, mesh } => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service: no ExternalService of mesh {mesh:?} has kuma.io/service {service:?}"
             )],

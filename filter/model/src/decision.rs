@@ -85,11 +85,18 @@ impl Denial {
                 "host {host} is declared by several ExternalServices of mesh {:?} on different ports; add the port to the request",
                 catalog.mesh
             ),
-            Denial::NotHttp(id) => format!(
-                "service {:?} is declared kuma.io/protocol: {}, so it cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare it http, http2 or grpc",
-                service(*id),
-                catalog.services[*id].protocol
-            ),
+            Denial::NotHttp(id) => {
+                let declared = &catalog.services[*id];
+                let why = if declared.protocol_untagged {
+                    "has no kuma.io/protocol tag, so it is tcp (Kuma's default) and".to_string()
+                } else {
+                    format!("is declared kuma.io/protocol: {}, so it", declared.protocol)
+                };
+                format!(
+                    "service {:?} {why} cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc",
+                    declared.name
+                )
+            }
             Denial::NotGrpc(id) => format!(
                 "service {:?} is declared kuma.io/protocol: grpc and takes only gRPC requests (content-type application/grpc), not {}",
                 service(*id),

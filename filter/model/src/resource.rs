@@ -553,8 +553,12 @@ fn finish(
 ) -> Result<Resource, Box<Rejected>> {
     let spec = kind.and_then(|kind| match read_spec(kind, body) {
         Ok(spec) => Some(spec),
-        Err(v) => {
-            violations.push(Violation::new(format!("{prefix}{}", v.field), v.message));
+        Err(found) => {
+            violations.extend(
+                found
+                    .into_iter()
+                    .map(|v| Violation::new(format!("{prefix}{}", v.field), v.message)),
+            );
             None
         }
     });
@@ -569,24 +573,72 @@ fn finish(
     }
 }
 
-fn read_spec(kind: Kind, body: Value) -> Result<Spec, Violation> {
-    /// Plain serde first; only a document that fails is read again to find the field path
-    /// (tracking paths for every document doubles configure time).
-    fn typed<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, Violation> {
-        T::deserialize(body).or_else(|_| {
-            serde_path_to_error::deserialize(body).map_err(|e| {
-                let field = e.path().to_string();
-                let field = if field == "." { String::new() } else { field };
-                Violation::new(field, e.into_inner().to_string())
-            })
-        })
-    }
+/// Reads a spec; a spec that does not read gives every unknown field it has, then the first
+/// other error, if any.
+fn read_spec(kind: Kind, body: Value) -> Result<Spec, Vec<Violation>> {
     Ok(match kind {
-        Kind::ExternalService => Spec::ExternalService(typed(&body)?),
-        Kind::Mesh => Spec::Mesh(typed(&body)?),
-        Kind::Secret => Spec::Secret(typed(&body)?),
-        Kind::Dataplane => Spec::Dataplane(typed(&body)?),
+        Kind::ExternalService => Spec::ExternalService(typed(body)?),
+        Kind::Mesh => Spec::Mesh(typed(body)?),
+        Kind::Secret => Spec::Secret(typed(body)?),
+        Kind::Dataplane => Spec::Dataplane(typed(body)?),
     })
+}
+
+/// Plain serde first; only a document that fails is read again to find the field path
+/// (tracking paths for every document doubles configure time). serde stops at the first error,
+/// so each field at fault is taken out and the rest read again: every unknown field is
+/// reported, and the first error of another kind (later ones may only follow from it).
+fn typed<T: serde::de::DeserializeOwned>(mut body: Value) -> Result<T, Vec<Violation>> {
+    if let Ok(spec) = T::deserialize(&body) {
+        return Ok(spec);
+    }
+    let mut found = Vec::new();
+    let mut other_reported = false;
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, T>(&body) {
+            Ok(_) => return Err(found),
+            Err(e) => e,
+        };
+        let path = error.path().clone();
+        let message = error.into_inner().to_string();
+        let unknown = message.starts_with("unknown field");
+        if unknown || !other_reported {
+            let field = match path.to_string() {
+                root if root == "." => String::new(),
+                field => field,
+            };
+            found.push(Violation::new(field, message));
+            other_reported |= !unknown;
+        }
+        if !remove_at(&mut body, &path) {
+            return Err(found);
+        }
+    }
+}
+
+/// Takes out the value at `path`; false when there is none (so reading again cannot help).
+fn remove_at(body: &mut Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segments: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut at = body;
+    for segment in parents {
+        let next = match (segment, at) {
+            (Segment::Map { key }, Value::Object(map)) => map.get_mut(key.as_str()),
+            (Segment::Seq { index }, Value::Array(items)) => items.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    match (last, at) {
+        (Segment::Map { key }, Value::Object(map)) => map.remove(key.as_str()).is_some(),
+        _ => false,
+    }
 }
 
 fn kind_or_violation(name: &str, field: &str, violations: &mut Vec<Violation>) -> Option<Kind> {

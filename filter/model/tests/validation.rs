@@ -332,6 +332,23 @@ fn mesh_defaults_to_default() {
 }
 
 #[test]
+fn every_unknown_field_is_named_in_one_run() {
+    let mut doc = es(json!("a.example:443"), backend());
+    doc["tag"] = json!({});
+    doc["networking"]["adress"] = json!("b.example:443");
+    doc["networking"]["tls"] = json!({ "enabeld": true, "serverName": 7 });
+    assert_eq!(
+        one(doc),
+        pairs(&[
+            ("networking.adress", "unknown field `adress`, expected one of `address`, `disableHostDNSEntry`, `tls`"),
+            ("networking.tls.enabeld", "unknown field `enabeld`, expected one of `enabled`, `caCert`, `clientCert`, `clientKey`, `serverName`, `allowRenegotiation`, `skipHostnameVerification`"),
+            ("networking.tls.serverName", "invalid type: integer `7`, expected a string"),
+            ("tag", "unknown field `tag`, expected `tags` or `networking`"),
+        ])
+    );
+}
+
+#[test]
 fn unknown_fields_are_named() {
     let mut doc = es(json!("a.example:443"), backend());
     doc["networking"]["adress"] = json!("b.example:443");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use external_service_conformance::scenarios::{Outcome, Reply};
-use external_service_model::contract::{DENIED_HEADER, SERVICE_PROPERTY};
+use external_service_model::contract::{DENIED_HEADER, REQUESTED_AUTHORITY_PROPERTY};
 use host_tests::{Action, LogLevel, MetricValue, Module, Plugin, PluginOptions};
 
 /// The filter module, compiled once per test binary (a few seconds in a debug build) and shared
@@ -45,7 +45,7 @@ pub fn outcome(plugin: &mut Plugin, headers: &[(&str, &[u8])]) -> Outcome {
     let outcome = Outcome {
         authority: plugin.request_header(stream, ":authority"),
         filter_state: plugin
-            .stream_property(stream, &[SERVICE_PROPERTY])
+            .stream_property(stream, &[REQUESTED_AUTHORITY_PROPERTY])
             .map(|v| String::from_utf8_lossy(&v).into_owned()),
         counter: moved(&before, &counters(plugin)),
         reply: reply.map(|r| Reply {
