@@ -6,7 +6,7 @@
 //! The undeclared upstream (`plain.test:<port>`, also 127.0.0.1 / ::ffff:127.0.0.1) is one a
 //! leaked request would really reach, so a leak would show.
 //!
-//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test hostile`.
+//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test all hostile::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -137,7 +137,6 @@ pub struct Raw {
     pub status: Option<u16>,
     /// The response head (status line and headers), lossy.
     pub head: String,
-    pub body: String,
 }
 
 impl Raw {
@@ -178,10 +177,7 @@ pub fn raw_request(port: u16, request: &[u8]) -> Raw {
         }
     }
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n");
-    let (head, body) = match split {
-        Some(i) => (&raw[..i], &raw[i + 4..]),
-        None => (&raw[..], &raw[raw.len()..]),
-    };
+    let head = &raw[..split.unwrap_or(raw.len())];
     let head = String::from_utf8_lossy(head).to_string();
     let status = head
         .lines()
@@ -192,7 +188,6 @@ pub fn raw_request(port: u16, request: &[u8]) -> Raw {
     Raw {
         status,
         head,
-        body: String::from_utf8_lossy(body).to_string(),
     }
 }
 

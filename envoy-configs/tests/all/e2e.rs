@@ -4,7 +4,7 @@
 //! has its own temp dir, upstream and Envoy, and checks what the app got, what the upstream
 //! saw, the access log line and the filter's counters.
 //!
-//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test e2e`.
+//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test all e2e::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
