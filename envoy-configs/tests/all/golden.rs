@@ -1,7 +1,7 @@
 //! Golden files of `extsvc generate` (`testdata/<scenario>/`), each also accepted by
 //! `envoy --mode validate` with the real filter module, and the generator's refusals.
 //!
-//! Regenerate: `UPDATE_GOLDEN=1 cargo test -p envoy-configs --test golden`.
+//! Regenerate: `UPDATE_GOLDEN=1 cargo test -p envoy-configs --test all golden::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,7 +18,7 @@ use external_service_model::config;
 use serde_json::{json, Value};
 use support::{test_dir, Ca, CertKey};
 
-const UPDATE: &str = "UPDATE_GOLDEN=1 cargo test -p envoy-configs --test golden";
+const UPDATE: &str = "UPDATE_GOLDEN=1 cargo test -p envoy-configs --test all golden::";
 const GOLDEN_WASM: &str = "/path/to/external_service_filter.wasm";
 const GOLDEN_CA_FILE: &str = "/testdata/ca.pem";
 
