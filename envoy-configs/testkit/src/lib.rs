@@ -3,11 +3,12 @@
 //! bounded in time, uses loopback addresses only, and cleans up after itself
 //! (processes are killed on drop, files live in a per-test temp dir).
 //!
-//! - [`certs`]: a test CA, server / client certificates, wrong CA, expired certs (rcgen).
+//! - [`certs`]: a test CA, server / client certificates ([`Pki`]), wrong CA, expired certs
+//!   (rcgen).
 //! - [`envoy`]: start Envoy, wait for readiness, read stats and logs, `--mode validate`.
 //! - [`upstream`]: a second Envoy acting as TLS / mTLS / HTTP/2 / TCP upstreams and a DNS server.
 //! - [`curl`]: run curl and get status, headers and body back.
-//! - [`net`]: free loopback ports and a bounded "eventually" helper.
+//! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
@@ -54,16 +55,16 @@ pub mod net;
 pub mod sidecar;
 pub mod upstream;
 
-pub use certs::{Ca, CertKey, Validity};
+pub use certs::{Ca, CertKey, Pki, Validity};
 pub use curl::{Curl, Response};
 pub use envoy::{
     envoy_binary, hot_restart_base_id, validate_config, validate_yaml, wasm_module, Envoy,
     EnvoyOptions, Validation,
 };
-pub use net::{eventually, free_port, test_dir};
+pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use sidecar::{
     assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
-    ca_file, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service, mesh,
-    with_dns, Cli, Sidecar, WAIT,
+    ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service,
+    mesh, with_dns, Cli, Sidecar, WAIT,
 };
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

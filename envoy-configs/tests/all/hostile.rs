@@ -185,10 +185,7 @@ pub fn raw_request(port: u16, request: &[u8]) -> Raw {
         .filter(|l| l.starts_with("HTTP/"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok());
-    Raw {
-        status,
-        head,
-    }
+    Raw { status, head }
 }
 
 fn complete(raw: &[u8]) -> bool {
