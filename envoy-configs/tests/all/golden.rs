@@ -325,35 +325,6 @@ fn dns_resolver_option_sets_the_bootstrap_resolver() {
 }
 
 #[test]
-fn invalid_resources_are_refused_with_every_report() {
-    let err = generate_from(
-        "type: ExternalService
-mesh: default
-name: broken
-tags: {kuma.io/protocol: http}
-networking: {address: 'http://example.com:8080'}
----
-type: ExternalService
-mesh: default
-name: fine
-tags: {kuma.io/service: fine}
-networking: {address: fine.test:80}
-",
-    )
-    .unwrap_err();
-    let Error::Invalid(reports) = err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(
-        reports.len(),
-        2,
-        "valid ones are reported too, as validate does"
-    );
-    assert!(reports[0].violations.len() >= 4, "{:?}", reports[0]);
-    assert!(reports[1].violations.is_empty());
-}
-
-#[test]
 fn a_service_mixing_ips_and_names_is_refused() {
     let err = generate_from(
         "type: ExternalService
