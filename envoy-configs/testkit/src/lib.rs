@@ -42,6 +42,8 @@
 //! s.forwarded("httpbin", 1);
 //! ```
 //!
+//! `src/bin/demo.rs` (`make run`) serves the built-in demo on the same pieces.
+//!
 //! `ENVOY_FACTS.md` in this crate records the Envoy 1.40 configuration facts the
 //! generator relies on, each checked against the real binary.
 
