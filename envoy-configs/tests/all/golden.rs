@@ -16,7 +16,7 @@ use envoy_configs::generate::{self, Bootstrap, Error, Options};
 use envoy_configs::read;
 use external_service_model::config;
 use serde_json::{json, Value};
-use support::{test_dir, Ca, CertKey};
+use support::{test_dir, Pki};
 
 const UPDATE: &str = "UPDATE_GOLDEN=1 cargo test -p envoy-configs --test all golden::";
 const GOLDEN_WASM: &str = "/path/to/external_service_filter.wasm";
@@ -26,19 +26,13 @@ fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
-/// Test certificates, and what stands for them in resources and golden files.
-struct Pki {
-    ca: Ca,
-    client: CertKey,
+/// What stands for the test certificates (the kit's [`Pki`]) in resources and golden files.
+trait Placeholders {
+    fn fill(&self, template: &str) -> String;
+    fn placeholders(&self) -> Vec<(String, &'static str)>;
 }
 
-impl Pki {
-    fn new(dir: &Path) -> Pki {
-        let ca = Ca::new(dir, "ca");
-        let client = ca.client_cert(dir, "client", "client-app");
-        Pki { ca, client }
-    }
-
+impl Placeholders for Pki {
     fn fill(&self, template: &str) -> String {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         template

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::{test_dir, Ca};
+use support::{test_dir, Pki};
 
 struct Run {
     code: i32,
@@ -317,8 +317,7 @@ fn violations_of(file: &str) -> Vec<(String, String)> {
 fn files_secrets_and_pem_are_checked() {
     let tmp = test_dir();
     let dir = tmp.path();
-    let ca = Ca::new(dir, "ca");
-    let client = ca.client_cert(dir, "client", "app");
+    let Pki { ca, client, .. } = Pki::new(dir);
     let other = ca.client_cert(dir, "other", "other");
     let path = |p: &PathBuf| p.display().to_string();
 
