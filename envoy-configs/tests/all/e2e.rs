@@ -24,6 +24,7 @@ use support::{
     loopback_ports_bindable, mesh, tcp_echo, test_dir, validate_config, with_dns, Ca, CertKey,
     Curl, Envoy, EnvoyOptions, Pki, Response, Sidecar, Upstream, UpstreamBuilder,
 };
+use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------------------------
 // Setups and checks the tests share
@@ -43,12 +44,32 @@ fn sidecar(d: &Path, up: &Upstream, services: &[String], extra: &[OsString]) -> 
     Sidecar::start(d, up.dns_addr(), &docs(&resources), extra)
 }
 
+/// A test dir, the kit's Pki with a server certificate for `names` (and 127.0.0.1), and an
+/// upstream with the listeners `listeners` adds and DNS for `names`.
+fn setup(
+    names: &[&str],
+    listeners: impl FnOnce(UpstreamBuilder, &Pki) -> UpstreamBuilder,
+) -> (TempDir, Pki, Upstream) {
+    let dir = test_dir();
+    let p = Pki::for_names(dir.path(), names);
+    let up = with_dns(listeners(UpstreamBuilder::new(), &p), names).start(dir.path());
+    (dir, p, up)
+}
+
 /// A TLS upstream (listener `tls`, certificate `server`) with DNS for `httpbin.test`, and its
 /// real address `httpbin.test:<port>`.
 fn httpbin_upstream(d: &Path, server: &CertKey) -> (Upstream, String) {
     let up = with_dns(UpstreamBuilder::new().tls("tls", server), &["httpbin.test"]).start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
     (up, real)
+}
+
+/// A test dir, the kit's Pki and [`httpbin_upstream`] with its server certificate.
+fn httpbin() -> (TempDir, Pki, Upstream, String) {
+    let dir = test_dir();
+    let p = Pki::new(dir.path());
+    let (up, real) = httpbin_upstream(dir.path(), &p.server);
+    (dir, p, up, real)
 }
 
 /// [`httpbin_upstream`], and the sidecar with `httpbin` declared there over TLS (passthrough
@@ -232,16 +253,10 @@ fn real_name_on_the_service_port_reaches_the_service() {
 /// upstream), each `.mesh` name too; the bare host is ambiguous and refused.
 #[test]
 fn same_host_on_two_ports_is_two_services() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["httpbin.test"], |b, p| {
+        b.tls("first", &p.server).tls("second", &p.server)
+    });
     let d = dir.path();
-    let p = Pki::new(d);
-    let up = with_dns(
-        UpstreamBuilder::new()
-            .tls("first", &p.server)
-            .tls("second", &p.server),
-        &["httpbin.test"],
-    )
-    .start(d);
     let a = format!("httpbin.test:{}", up.port("first"));
     let b = format!("httpbin.test:{}", up.port("second"));
     let s = sidecar(
@@ -295,14 +310,8 @@ fn same_host_on_two_ports_is_two_services() {
 /// from a Secret, clientKey from a file) is presented and the upstream sees its subject.
 #[test]
 fn mtls_presents_the_client_certificate() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["httpbin.test"], |b, p| b.mtls("mtls", &p.server, &p.ca));
     let d = dir.path();
-    let p = Pki::new(d);
-    let up = with_dns(
-        UpstreamBuilder::new().mtls("mtls", &p.server, &p.ca),
-        &["httpbin.test"],
-    )
-    .start(d);
     let real = format!("httpbin.test:{}", up.port("mtls"));
     let b64 = base64::engine::general_purpose::STANDARD.encode(&p.client.cert_pem);
     let s = sidecar(
@@ -344,14 +353,8 @@ fn mtls_presents_the_client_certificate() {
 /// mTLS upstream, no clientCert in the resource: the handshake fails and the app gets 503.
 #[test]
 fn mtls_without_client_certificate_fails_with_503() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["httpbin.test"], |b, p| b.mtls("mtls", &p.server, &p.ca));
     let d = dir.path();
-    let p = Pki::new(d);
-    let up = with_dns(
-        UpstreamBuilder::new().mtls("mtls", &p.server, &p.ca),
-        &["httpbin.test"],
-    )
-    .start(d);
     let real = format!("httpbin.test:{}", up.port("mtls"));
     let s = sidecar(
         d,
@@ -490,8 +493,9 @@ fn no_ca_cert_is_refused_when_the_system_bundle_lacks_the_ca() {
     );
 }
 
-/// The same mismatching certificate with `skipHostnameVerification: true`: accepted (the
-/// chain is still verified against the caCert).
+/// A server certificate for another name with `skipHostnameVerification: true`: accepted (the
+/// chain is still verified against the caCert; without it the SAN check refuses it, see
+/// `faults::bad_server_certificates_fail_closed`).
 #[test]
 fn skip_hostname_verification_accepts_a_san_mismatch() {
     let dir = test_dir();
@@ -525,14 +529,10 @@ fn server_name_sets_the_sni() {
 /// Passthrough off: an undeclared host gets the filter's 403 and never reaches the upstream.
 #[test]
 fn passthrough_off_refuses_an_undeclared_host() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["httpbin.test", "plain.test"], |b, p| {
+        b.tls("tls", &p.server).plain("plain")
+    });
     let d = dir.path();
-    let p = Pki::new(d);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server).plain("plain"),
-        &["httpbin.test", "plain.test"],
-    )
-    .start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
     let undeclared = format!("plain.test:{}", up.port("plain"));
     let s = sidecar(
@@ -584,14 +584,10 @@ fn passthrough_off_refuses_an_undeclared_host() {
 /// by IP; declared services are still forwarded.
 #[test]
 fn passthrough_on_reaches_an_undeclared_plain_http_upstream() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["httpbin.test", "plain.test"], |b, p| {
+        b.tls("tls", &p.server).plain("plain")
+    });
     let d = dir.path();
-    let p = Pki::new(d);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server).plain("plain"),
-        &["httpbin.test", "plain.test"],
-    )
-    .start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
     let plain = up.port("plain");
     let s = Sidecar::start(
@@ -638,10 +634,8 @@ fn passthrough_on_reaches_an_undeclared_plain_http_upstream() {
 /// whatever Host the app sends.
 #[test]
 fn dataplane_outbound_reaches_httpbin() {
-    let dir = test_dir();
+    let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let p = Pki::new(d);
-    let (up, real) = httpbin_upstream(d, &p.server);
     let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
         docs(&[
             mesh(false),
@@ -669,14 +663,8 @@ fn dataplane_outbound_reaches_httpbin() {
 /// `kuma.io/protocol: http2`: the app speaks HTTP/1.1, the upstream sees HTTP/2 (ALPN h2).
 #[test]
 fn http2_service_reaches_the_upstream_over_http2() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["grpcbin.test"], |b, p| b.h2("h2", &p.server));
     let d = dir.path();
-    let p = Pki::for_names(d, &["grpcbin.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().h2("h2", &p.server),
-        &["grpcbin.test"],
-    )
-    .start(d);
     let real = format!("grpcbin.test:{}", up.port("h2"));
     let s = sidecar(
         d,
@@ -705,14 +693,8 @@ fn http2_service_reaches_the_upstream_over_http2() {
 /// the same service asked for through the HTTP listener is refused as not HTTP.
 #[test]
 fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["secure.test"], |b, p| b.tls("tls", &p.server));
     let d = dir.path();
-    let p = Pki::for_names(d, &["secure.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().tls("tls", &p.server),
-        &["secure.test"],
-    )
-    .start(d);
     let port = up.port("tls");
     let real = format!("secure.test:{port}");
     let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
@@ -854,10 +836,8 @@ extsvc: invalid resources: no configuration written
 /// failing `on_configure` stops Envoy whatever the failure policy (ENVOY_FACTS.md, e).
 #[test]
 fn envoy_refuses_a_generated_config_with_an_invalid_plugin_configuration() {
-    let dir = test_dir();
+    let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let p = Pki::new(d);
-    let (up, real) = httpbin_upstream(d, &p.server);
     let resources = docs(&[
         mesh(false),
         https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
@@ -913,11 +893,9 @@ fn envoy_refuses_a_generated_config_with_an_invalid_plugin_configuration() {
 /// service, the real name and port work, and the Dataplane outbound reaches httpbin.
 #[test]
 fn policy_doc_universal_example_works_as_documented() {
-    let dir = test_dir();
+    let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let p = Pki::new(d);
     let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
-    let (up, real) = httpbin_upstream(d, &p.server);
     let s = Sidecar::start_with_outbounds(
         d,
         up.dns_addr(),
@@ -971,11 +949,9 @@ fn policy_doc_universal_example_works_as_documented() {
 /// The Kubernetes tab of the same document: the same service, the same behaviour.
 #[test]
 fn policy_doc_kubernetes_example_works_as_documented() {
-    let dir = test_dir();
+    let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let p = Pki::new(d);
     let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
-    let (up, real) = httpbin_upstream(d, &p.server);
     let s = Sidecar::start(
         d,
         up.dns_addr(),
@@ -1017,10 +993,8 @@ fn policy_doc_kubernetes_example_works_as_documented() {
 /// (caCert given as `inline` base64).
 #[test]
 fn ip_address_service_sends_no_sni_and_checks_the_ip_san() {
-    let dir = test_dir();
+    let (dir, p, up, _) = httpbin();
     let d = dir.path();
-    let p = Pki::new(d);
-    let (up, _) = httpbin_upstream(d, &p.server);
     let real = format!("127.0.0.1:{}", up.port("tls"));
     let s = sidecar(
         d,
@@ -1098,10 +1072,8 @@ fn one_service_with_endpoints_on_two_hosts() {
 /// refused by the filter (415) before it leaves.
 #[test]
 fn grpc_service_takes_only_grpc_requests() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["grpc.test"], |b, p| b.h2("h2", &p.server));
     let d = dir.path();
-    let p = Pki::for_names(d, &["grpc.test"]);
-    let up = with_dns(UpstreamBuilder::new().h2("h2", &p.server), &["grpc.test"]).start(d);
     let real = format!("grpc.test:{}", up.port("h2"));
     let s = sidecar(
         d,
@@ -1142,14 +1114,8 @@ fn grpc_service_takes_only_grpc_requests() {
 /// the service's SNI and CA) to the upstream.
 #[test]
 fn tcp_service_with_tls_originates_tls() {
-    let dir = test_dir();
+    let (dir, p, up) = setup(&["echo.test"], |b, p| b.tcp_tls("echo", &p.server));
     let d = dir.path();
-    let p = Pki::for_names(d, &["echo.test"]);
-    let up = with_dns(
-        UpstreamBuilder::new().tcp_tls("echo", &p.server),
-        &["echo.test"],
-    )
-    .start(d);
     let real = format!("echo.test:{}", up.port("echo"));
     let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
         docs(&[
@@ -1185,10 +1151,8 @@ fn tcp_service_with_tls_originates_tls() {
 /// the service's (passthrough off: refused as undeclared).
 #[test]
 fn disable_host_dns_entry_hides_the_real_name() {
-    let dir = test_dir();
+    let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let p = Pki::new(d);
-    let (up, real) = httpbin_upstream(d, &p.server);
     let s = sidecar(
         d,
         &up,
