@@ -42,7 +42,7 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 -- -D warnings
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
-	envoy-configs/examples/run.sh $(RESOURCES)
+	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin demo -- $(RESOURCES)
 
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; crashes land in filter/fuzz/artifacts/
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

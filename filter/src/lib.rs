@@ -189,7 +189,7 @@ impl HttpContext for Stream {
                 );
                 // Envoy picks the route again after a filter changes a request header, so the
                 // route for the real authority applies (proven end to end in
-                // envoy-configs/tests/e2e.rs); the `clear_route_cache` foreign function would
+                // envoy-configs/tests/all/e2e.rs); the `clear_route_cache` foreign function would
                 // cost ~2.7 µs a request for nothing.
                 self.set_http_request_header(":authority", Some(&service.authority));
                 // The service is the route's name in the access log; what Envoy no longer

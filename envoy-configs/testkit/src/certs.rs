@@ -31,6 +31,32 @@ pub enum Validity {
     NotYetValid,
 }
 
+/// What most tests need: a test CA (`ca.pem`), a server certificate (`server.pem`) and a client
+/// certificate `CN=client-app` (`client.pem`) signed by it, with their keys, in one dir.
+pub struct Pki {
+    pub ca: Ca,
+    /// For the names given and 127.0.0.1.
+    pub server: CertKey,
+    pub client: CertKey,
+}
+
+impl Pki {
+    /// The server certificate is for `httpbin.test` and 127.0.0.1.
+    pub fn new(dir: &Path) -> Pki {
+        Self::for_names(dir, &["httpbin.test"])
+    }
+
+    /// The server certificate is for `names` and 127.0.0.1.
+    pub fn for_names(dir: &Path, names: &[&str]) -> Pki {
+        let ca = Ca::new(dir, "ca");
+        Pki {
+            server: ca.server_cert(dir, "server", names, &[IpAddr::from([127, 0, 0, 1])]),
+            client: ca.client_cert(dir, "client", "client-app"),
+            ca,
+        }
+    }
+}
+
 /// A test certificate authority that signs server and client certificates.
 pub struct Ca {
     pub name: String,

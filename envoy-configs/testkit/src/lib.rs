@@ -3,15 +3,16 @@
 //! bounded in time, uses loopback addresses only, and cleans up after itself
 //! (processes are killed on drop, files live in a per-test temp dir).
 //!
-//! - [`certs`]: a test CA, server / client certificates, wrong CA, expired certs (rcgen).
+//! - [`certs`]: a test CA, server / client certificates ([`Pki`]), wrong CA, expired certs
+//!   (rcgen).
 //! - [`envoy`]: start Envoy, wait for readiness, read stats and logs, `--mode validate`.
 //! - [`upstream`]: a second Envoy acting as TLS / mTLS / HTTP/2 / TCP upstreams and a DNS server.
 //! - [`curl`]: run curl and get status, headers and body back.
-//! - [`net`]: free loopback ports and a bounded "eventually" helper.
+//! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
-//! Typical use (see `envoy-configs/tests/harness.rs` for complete examples):
+//! Typical use (see `envoy-configs/tests/all/harness.rs` for complete examples):
 //!
 //! ```text
 //! let dir = test_dir();
@@ -41,6 +42,8 @@
 //! s.forwarded("httpbin", 1);
 //! ```
 //!
+//! `src/bin/demo.rs` (`make run`) serves the built-in demo on the same pieces.
+//!
 //! `ENVOY_FACTS.md` in this crate records the Envoy 1.40 configuration facts the
 //! generator relies on, each checked against the real binary.
 
@@ -57,16 +60,16 @@ pub mod sidecar;
 pub mod soak;
 pub mod upstream;
 
-pub use certs::{Ca, CertKey, Validity};
+pub use certs::{Ca, CertKey, Pki, Validity};
 pub use curl::{Curl, Response};
 pub use envoy::{
     envoy_binary, hot_restart_base_id, validate_config, validate_yaml, wasm_module, Envoy,
     EnvoyOptions, Validation,
 };
-pub use net::{eventually, free_port, test_dir};
+pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use sidecar::{
     assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
-    ca_file, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service, mesh,
-    with_dns, Cli, Sidecar, WAIT,
+    ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service,
+    mesh, with_dns, Cli, Sidecar, WAIT,
 };
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

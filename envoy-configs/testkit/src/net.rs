@@ -1,7 +1,8 @@
-//! Loopback ports, temp dirs and bounded polling.
+//! Loopback ports, temp dirs, bounded polling and a TCP echo round trip.
 
 use std::collections::HashSet;
-use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -79,4 +80,18 @@ pub fn eventually<T>(
         }
         thread::sleep(interval);
     }
+}
+
+/// Sends `msg` over TCP to `addr` and reads as many bytes back (bounded by 5 s).
+pub fn tcp_echo(addr: SocketAddr, msg: &str) -> String {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    s.write_all(msg.as_bytes()).expect("write");
+    let mut out = vec![0u8; msg.len()];
+    if let Err(e) = s.read_exact(&mut out) {
+        panic!("tcp echo from {addr}: {e}");
+    }
+    String::from_utf8_lossy(&out).to_string()
 }

@@ -3,7 +3,7 @@
 //! [`Sidecar::start`] writes the resources to `<dir>/resources.yaml`, runs `extsvc generate`
 //! on them (listener on a free loopback port, admin on port 0, the real filter module, DNS
 //! from the upstream's server) and starts Envoy on the generated `<dir>/envoy.yaml`. The
-//! resource builders ([`mesh`], [`https_service`], [`http_service`], [`docs`], ...) write the
+//! resource builders ([`mesh`], [`https_service`], [`http_service`], [`dataplane`], [`docs`], ...) write the
 //! YAML the tests feed it; [`assert_forwarded_line`] and friends check its access log lines.
 
 use std::ffi::OsString;
@@ -407,6 +407,28 @@ pub fn http_service(name: &str, address: &str) -> String {
           kuma.io/protocol: http
         networking:
           address: {address}
+        "
+    ))
+}
+
+/// A Dataplane (the policy document's, with another outbound port) whose one outbound on
+/// `127.0.0.1:<port>` goes to `service`.
+pub fn dataplane(port: u16, service: &str) -> String {
+    dedent(&format!(
+        "
+        type: Dataplane
+        mesh: default
+        name: redis-dp
+        networking:
+          address: 127.0.0.1
+          inbound:
+          - port: 9000
+            tags:
+              kuma.io/service: redis
+          outbound:
+          - port: {port}
+            tags:
+              kuma.io/service: {service}
         "
     ))
 }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use support::{
-    dedent, docs, extsvc, https_service, mesh, test_dir, Ca, CertKey, Curl, Sidecar, Upstream,
+    dedent, docs, extsvc, https_service, mesh, test_dir, Ca, CertKey, Curl, Pki, Sidecar, Upstream,
     UpstreamBuilder,
 };
 
@@ -81,21 +81,19 @@ fn inline_resources(ca: &Ca, client: &CertKey, address: &str) -> String {
 /// these more CLI options. Returns the client certificate, the upstream (keep it: dropped, it
 /// stops) and the sidecar.
 fn mtls_sidecar(d: &Path, extra: &[OsString]) -> (CertKey, Upstream, Sidecar) {
-    let ca = Ca::new(d, "ca");
-    let server = ca.server_cert(d, "server", &["httpbin.test"], &[LOCALHOST]);
-    let client = ca.client_cert(d, "client", "client-app");
+    let p = Pki::new(d);
     let up = UpstreamBuilder::new()
-        .mtls("mtls", &server, &ca)
+        .mtls("mtls", &p.server, &p.ca)
         .dns("httpbin.test", &[LOCALHOST])
         .start(d);
     let real = format!("httpbin.test:{}", up.port("mtls"));
     let s = Sidecar::start(
         d,
         up.dns_addr(),
-        &inline_resources(&ca, &client, &real),
+        &inline_resources(&p.ca, &p.client, &real),
         extra,
     );
-    (client, up, s)
+    (p.client, up, s)
 }
 
 /// Once `requests` access log lines are out: neither they nor Envoy's own log hold `key`.
@@ -115,8 +113,7 @@ fn args(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
 fn the_cli_never_prints_keys_and_writes_inline_keys_privately() {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "ca");
-    let client = ca.client_cert(d, "client", "client-app");
+    let Pki { ca, client, .. } = Pki::new(d);
     let good = inline_resources(&ca, &client, "httpbin.test:443");
     let input = d.join("resources.yaml");
     fs::write(&input, &good).unwrap();
@@ -164,8 +161,7 @@ fn the_cli_never_prints_keys_and_writes_inline_keys_privately() {
 fn file_sources_stay_paths() {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "ca");
-    let client = ca.client_cert(d, "client", "client-app");
+    let client = Pki::new(d).client;
     let resources = docs(&[
         mesh(false),
         https_service(

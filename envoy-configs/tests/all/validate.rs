@@ -5,28 +5,17 @@
 
 use extsvc_testkit as support;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
-use support::{test_dir, Ca};
+use support::{test_dir, Cli, Pki};
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn extsvc(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_extsvc"))
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+/// `extsvc ARGS...` with the kit's runner, in a dir of its own.
+fn extsvc(args: &[&str]) -> Cli {
+    let dir = test_dir();
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    support::extsvc(dir.path(), &args)
 }
 
 fn fixture(name: &str) -> String {
@@ -75,7 +64,7 @@ fn kuma_invalid_examples_give_kumas_exact_violations() {
         "json",
         &fixture("kuma-invalid.yaml"),
     ]);
-    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
     let address = "networking.address";
     let all_four = vec![
         (address, "unable to parse address"),
@@ -146,7 +135,7 @@ fn kuma_invalid_examples_give_kumas_exact_violations() {
 #[test]
 fn kuma_valid_examples_pass_with_one_line_each() {
     let run = extsvc(&["validate", &fixture("kuma-valid.yaml")]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.code, Some(0), "{}{}", run.stdout, run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 4, "{}", run.stdout);
     assert!(
@@ -173,7 +162,7 @@ fn text_report_names_file_kind_name_mesh_then_each_violation() {
         "type: ExternalService\nname: httpbin\nmesh: demo\ntags:\n  kuma.io/service: httpbin\nnetworking:\n  adress: httpbin.org:443\n",
     );
     let run = extsvc(&["validate", &file]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, Some(1));
     let mut lines = run.stdout.lines();
     assert_eq!(
         lines.next().unwrap(),
@@ -202,7 +191,7 @@ fn kubernetes_form_multi_document_yaml_and_json_arrays() {
             {"type": "ExternalService", "name": "b", "tags": {"kuma.io/service": "b"}, "networking": {"address": "[::1]:8080"}}]"#,
     );
     let run = extsvc(&["validate", "--format", "json", &yaml, &json]);
-    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let ids: Vec<(String, String, String)> = report["resources"]
         .as_array()
@@ -238,7 +227,7 @@ fn syntax_errors_name_file_line_and_column() {
         "type: ExternalService\nname: x\ntags: [unclosed\n",
     );
     let run = extsvc(&["validate", &yaml]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, Some(1));
     assert!(
         run.stdout.starts_with(&format!("{yaml}:4:1: "))
             || run.stdout.starts_with(&format!("{yaml}:3:")),
@@ -252,7 +241,7 @@ fn syntax_errors_name_file_line_and_column() {
         "{\n  \"type\": \"ExternalService\",\n  \"name\": \n}\n",
     );
     let run = extsvc(&["validate", "--format", "json", &json]);
-    assert_eq!(run.code, 1);
+    assert_eq!(run.code, Some(1));
     let report: Value = serde_json::from_str(&run.stdout).unwrap();
     let error = &report["errors"][0];
     assert_eq!(
@@ -268,22 +257,22 @@ fn syntax_errors_name_file_line_and_column() {
 #[test]
 fn unusable_invocations_exit_2() {
     let run = extsvc(&["validate", "--no-such-flag", &fixture("kuma-valid.yaml")]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
     let run = extsvc(&["validate", "/no/such/file.yaml"]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, Some(2));
     assert!(
         run.stderr.contains("cannot read /no/such/file.yaml"),
         "{}",
         run.stderr
     );
     let run = extsvc(&["validate"]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, Some(2));
 }
 
 #[test]
 fn help_explains_both_formats_and_exit_codes() {
     let run = extsvc(&["validate", "--help"]);
-    assert_eq!(run.code, 0);
+    assert_eq!(run.code, Some(0));
     for needle in [
         "-o, --output",
         "--format",
@@ -324,8 +313,7 @@ fn violations_of(file: &str) -> Vec<(String, String)> {
 fn files_secrets_and_pem_are_checked() {
     let tmp = test_dir();
     let dir = tmp.path();
-    let ca = Ca::new(dir, "ca");
-    let client = ca.client_cert(dir, "client", "app");
+    let Pki { ca, client, .. } = Pki::new(dir);
     let other = ca.client_cert(dir, "other", "other");
     let path = |p: &PathBuf| p.display().to_string();
 
@@ -357,7 +345,7 @@ fn files_secrets_and_pem_are_checked() {
         ),
     );
     let run = extsvc(&["validate", &secret]);
-    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
 
     // A key that is not the certificate's.
     let mismatch = write(

@@ -6,7 +6,7 @@
 //! The undeclared upstream (`plain.test:<port>`, also 127.0.0.1 / ::ffff:127.0.0.1) is one a
 //! leaked request would really reach, so a leak would show.
 //!
-//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test hostile`.
+//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test all hostile::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
 use support::{
-    ca_file, docs, https_service, mesh, test_dir, Ca, Curl, Response, Sidecar, Upstream,
+    ca_file, docs, https_service, mesh, test_dir, Curl, Pki, Response, Sidecar, Upstream,
     UpstreamBuilder, WAIT,
 };
 
@@ -223,10 +223,9 @@ struct World {
 fn world() -> World {
     let dir = test_dir();
     let d = dir.path();
-    let ca = Ca::new(d, "test-ca");
-    let cert = ca.server_cert(d, "server", &["httpbin.test"], &[LOCALHOST]);
+    let p = Pki::new(d);
     let up = UpstreamBuilder::new()
-        .tls("tls", &cert)
+        .tls("tls", &p.server)
         .plain("plain")
         .dns("httpbin.test", &[LOCALHOST])
         .dns("plain.test", &[LOCALHOST])
@@ -234,7 +233,7 @@ fn world() -> World {
     let real = format!("httpbin.test:{}", up.port("tls"));
     let resources = docs(&[
         mesh(false),
-        https_service("httpbin", "http", &real, &[ca_file(&ca)]),
+        https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
     ]);
     let s = Sidecar::start(d, up.dns_addr(), &resources, &[]);
     let plain = up.port("plain");
