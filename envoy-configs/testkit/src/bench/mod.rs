@@ -10,9 +10,12 @@
 //! - [`fuel`]: part 2 (`cargo bench -p host-tests --bench filter_cost`) and the profile builds.
 //! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
 //! - [`report`]: writes BENCHMARKS.md.
+//! - [`hostcalls`]: what each host call of the forward path costs (`make bench-hostcalls`, not
+//!   in `make bench`).
 
 pub mod config;
 pub mod fuel;
+pub mod hostcalls;
 pub mod load;
 pub mod report;
 pub mod scale;
