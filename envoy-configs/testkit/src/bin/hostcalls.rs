@@ -16,34 +16,28 @@ use extsvc_testkit::{bench, runner};
     after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 cargo run --release -p extsvc-testkit --bin hostcalls"
 )]
 struct Args {
-    /// Rounds of every module and of B.
-    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 5)]
-    rounds: usize,
-    /// Seconds of each wrk run.
-    #[arg(long, env = "BENCH_SECONDS", default_value_t = 6)]
-    seconds: u64,
-    /// Fixed ports from here (upstream +80 and +443, proxies +101..+104) instead of free ones.
-    #[arg(long, env = "BENCH_PORT_BASE")]
-    port_base: Option<u16>,
+    #[command(flatten)]
+    run: bench::Rounds,
 }
 
 fn main() -> ExitCode {
     runner::install();
     let a = Args::parse();
-    if a.rounds == 0 {
+    if a.run.rounds == 0 {
         eprintln!("hostcalls: --rounds must be above 0");
         return ExitCode::from(2);
     }
     // Part 1's load and services, as `make bench` has them by default.
     let knobs = bench::Knobs {
-        rounds: a.rounds,
-        seconds: a.seconds.max(1),
+        rounds: a.run.rounds,
+        seconds: a.run.seconds.max(1),
+        // No runs at 1 connection here.
         lat_seconds: 1,
-        connections: 16,
-        services: 100,
+        connections: bench::CONNECTIONS,
+        services: bench::SERVICES,
         scale: Vec::new(),
         profiles: false,
-        port_base: a.port_base,
+        port_base: a.run.port_base,
         access_log: false,
     };
     match bench::hostcalls::run(knobs) {
