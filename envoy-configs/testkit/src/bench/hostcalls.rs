@@ -87,7 +87,7 @@ pub fn edited(glue: &str, edits: &[Edit]) -> Result<String, String> {
         match text.matches(at).count() {
             1 => Ok(text.replacen(at, &new, 1)),
             n => Err(format!(
-                "{GLUE} has {n} times, not once, the statement {:?}",
+                "{GLUE}: the statement {:?} is there {n} times, not once",
                 at.trim()
             )),
         }
