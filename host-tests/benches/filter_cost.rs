@@ -202,7 +202,8 @@ fn main() -> Result<()> {
                 ratio(last.forward_headers, first.forward_headers),
                 ratio(last.deny_headers, first.deny_headers)
             );
-            // One tab-separated line for bench/bench.py's profile table.
+            // One tab-separated line for the profile table of `make bench`
+            // (envoy-configs/testkit/src/bench/report.rs).
             println!(
                 "SUMMARY\t{label}\t{}\t{}\t{}\t{}\t{}\t{:.1} ms",
                 first.forward_headers,

@@ -10,9 +10,12 @@
 //! - [`fuel`]: part 2 (`cargo bench -p host-tests --bench filter_cost`) and the profile builds.
 //! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
 //! - [`report`]: writes BENCHMARKS.md.
+//! - [`hostcalls`]: what each host call of the forward path costs (`make bench-hostcalls`, not
+//!   in `make bench`).
 
 pub mod config;
 pub mod fuel;
+pub mod hostcalls;
 pub mod load;
 pub mod report;
 pub mod scale;
@@ -33,6 +36,24 @@ pub const LOAD_CPU: usize = 1;
 /// Every measured request asks for this service.
 pub const TARGET_HOST: &str = "svc-00042.mesh";
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// `make bench`'s wrk connections and part 1's service count, by default.
+pub const CONNECTIONS: usize = 16;
+pub const SERVICES: usize = 100;
+
+/// The flags the `bench` and `hostcalls` binaries share; each also reads its `BENCH_*` variable.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Rounds {
+    /// Rounds of every variant, rotated.
+    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 5)]
+    pub rounds: usize,
+    /// Seconds of each wrk run at the configured connections.
+    #[arg(long, env = "BENCH_SECONDS", default_value_t = 6)]
+    pub seconds: u64,
+    /// Fixed ports from here (upstream +80 and +443, proxies +101..+104) instead of free ones.
+    #[arg(long, env = "BENCH_PORT_BASE")]
+    pub port_base: Option<u16>,
+}
 
 /// What a run measures (the `BENCH_*` variables).
 #[derive(Clone, Debug)]

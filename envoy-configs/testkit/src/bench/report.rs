@@ -65,7 +65,8 @@ impl Machine {
     }
 }
 
-fn fmt_range(xs: &[f64], decimals: usize) -> String {
+/// `median (min–max)` with `decimals` decimals; `–` for none.
+pub(super) fn fmt_range(xs: &[f64], decimals: usize) -> String {
     if xs.is_empty() {
         return "–".to_string();
     }
@@ -78,7 +79,8 @@ fn fmt_range(xs: &[f64], decimals: usize) -> String {
     )
 }
 
-fn values(rs: &[Sample], key: &str) -> Vec<f64> {
+/// One [`Sample`] field of every sample.
+pub(super) fn values(rs: &[Sample], key: &str) -> Vec<f64> {
     rs.iter().map(|s| s.get(key)).collect()
 }
 

@@ -16,20 +16,16 @@ use extsvc_testkit::{bench, runner};
     after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 \\\n    cargo run --release -p extsvc-testkit --bin bench -- --out /tmp/bench-check.md"
 )]
 struct Args {
-    /// Rounds of A, B, C in part 1.
-    #[arg(long, env = "BENCH_ROUNDS", default_value_t = 5)]
-    rounds: usize,
-    /// Seconds of each wrk run at --connections.
-    #[arg(long, env = "BENCH_SECONDS", default_value_t = 6)]
-    seconds: u64,
+    #[command(flatten)]
+    run: bench::Rounds,
     /// Seconds of each wrk run at 1 connection.
     #[arg(long, env = "BENCH_LAT_SECONDS", default_value_t = 3)]
     lat_seconds: u64,
     /// wrk connections.
-    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = bench::CONNECTIONS)]
     connections: usize,
     /// ExternalServices in part 1.
-    #[arg(long, env = "BENCH_SERVICES", default_value_t = 100)]
+    #[arg(long, env = "BENCH_SERVICES", default_value_t = bench::SERVICES)]
     services: usize,
     /// Service counts of part 3 (comma list).
     #[arg(
@@ -42,9 +38,6 @@ struct Args {
     /// 0 skips the release profile study.
     #[arg(long, env = "BENCH_PROFILES", default_value_t = 1)]
     profiles: u8,
-    /// Fixed ports from here (upstream +80 and +443, proxies +101..+104) instead of free ones.
-    #[arg(long, env = "BENCH_PORT_BASE")]
-    port_base: Option<u16>,
     /// 1 keeps the generated access log in every variant.
     #[arg(long, env = "BENCH_ACCESS_LOG", default_value_t = 0)]
     access_log: u8,
@@ -56,19 +49,19 @@ struct Args {
 fn main() -> ExitCode {
     runner::install();
     let a = Args::parse();
-    if a.services < 43 || a.scale.contains(&0) || a.rounds == 0 {
+    if a.services < 43 || a.scale.contains(&0) || a.run.rounds == 0 {
         eprintln!("bench: --services must be at least 43 (requests go to svc-00042), --scale counts and --rounds above 0");
         return ExitCode::from(2);
     }
     let knobs = bench::Knobs {
-        rounds: a.rounds,
-        seconds: a.seconds.max(1),
+        rounds: a.run.rounds,
+        seconds: a.run.seconds.max(1),
         lat_seconds: a.lat_seconds.max(1),
         connections: a.connections,
         services: a.services,
         scale: a.scale,
         profiles: a.profiles != 0,
-        port_base: a.port_base,
+        port_base: a.run.port_base,
         access_log: a.access_log == 1,
     };
     let out = a

@@ -1,0 +1,275 @@
+//! What each per-request host call of the filter costs in Envoy (`make bench-hostcalls`,
+//! `src/bin/hostcalls.rs`; an experiment, not in `make bench`).
+//!
+//! Copies the committed tree to a scratch directory, builds the module once as is and once per
+//! [`VARIANTS`] entry with one statement of the forward path removed or added (matched by exact
+//! text, so a changed `filter/src/lib.rs` fails loudly), then runs variant A of part 1 with each
+//! module, one proxy at a time, rotated, and B (native) beside them: proxy CPU per request. The
+//! cost is Envoy's side of each call (C++ and V8), which the wasmtime host of host-tests cannot
+//! stand in for: hence Envoy, not fuel. Every request uses the real authority, which the filter
+//! forwards (same work as a `.mesh` name) and which routes even when the filter does nothing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use external_service_model::contract::MODULE_PATH;
+
+use super::report::{fmt_range, values};
+use super::throughput::{self, Plan};
+use super::{config, log, med, Bench, Knobs, Throughput};
+use crate::runner;
+
+/// The glue, relative to the workspace root.
+const GLUE: &str = "filter/src/lib.rs";
+/// Where requests go: service 42's real authority.
+const SERVICE: usize = 42;
+
+const REWRITE: &str =
+    "                self.set_http_request_header(\":authority\", Some(&service.authority));\n";
+/// Dropped from the glue (Envoy picks the route again by itself); measured again here.
+const CLEAR: &str =
+    "                let _ = hostcalls::call_foreign_function(\"clear_route_cache\", Some(&[]));\n";
+const PROPERTY: &str = "                if let Some(requested) = request.authority() {
+                    self.set_property(
+                        vec![REQUESTED_AUTHORITY_PROPERTY],
+                        Some(requested.as_bytes()),
+                    );
+                }
+";
+const COUNTER: &str =
+    "                let _ = hostcalls::increment_metric(configured.forwarded[id], 1);\n";
+const NO_COUNTER: &str = "                let _ = id;\n";
+const HEAD: &str =
+    "fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {\n";
+const CONTINUE_AT_ONCE: &str = "        #[allow(unreachable_code)]
+        if true {
+            return Action::Continue;
+        }
+";
+
+/// One change to the glue, at a statement that must be there exactly once.
+pub enum Edit {
+    Drop(&'static str),
+    Swap(&'static str, &'static str),
+    /// Code put before the statement.
+    Before(&'static str, &'static str),
+    /// Code put after the statement.
+    After(&'static str, &'static str),
+}
+
+/// Module name -> the edits it is built with.
+pub const VARIANTS: [(&str, &[Edit]); 6] = [
+    ("as-is", &[]),
+    ("plus-clear_route_cache", &[Edit::Before(REWRITE, CLEAR)]),
+    ("no-set_property", &[Edit::Drop(PROPERTY)]),
+    ("no-forward-counter", &[Edit::Swap(COUNTER, NO_COUNTER)]),
+    (
+        "rewrite-only",
+        &[Edit::Drop(PROPERTY), Edit::Swap(COUNTER, NO_COUNTER)],
+    ),
+    (
+        "returns-Continue-at-once",
+        &[Edit::After(HEAD, CONTINUE_AT_ONCE)],
+    ),
+];
+
+/// `glue` with `edits` made, or which statement is no longer there exactly once.
+pub fn edited(glue: &str, edits: &[Edit]) -> Result<String, String> {
+    edits.iter().try_fold(glue.to_string(), |text, edit| {
+        let (at, new) = match *edit {
+            Edit::Drop(at) => (at, String::new()),
+            Edit::Swap(at, code) => (at, code.to_string()),
+            Edit::Before(at, code) => (at, format!("{code}{at}")),
+            Edit::After(at, code) => (at, format!("{at}{code}")),
+        };
+        match text.matches(at).count() {
+            1 => Ok(text.replacen(at, &new, 1)),
+            n => Err(format!(
+                "{GLUE}: the statement {:?} is there {n} times, not once",
+                at.trim()
+            )),
+        }
+    })
+}
+
+/// The committed tree in `scratch/src`, built once per variant into `scratch/<name>.wasm`:
+/// (name, module) for each, in [`VARIANTS`] order.
+pub fn build(b: &Bench, scratch: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let src = scratch.join("src");
+    if src.exists() {
+        fs::remove_dir_all(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    }
+    fs::create_dir_all(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+    let tar = scratch.join("src.tar");
+    let mut archive = Command::new("git");
+    archive
+        .arg("-C")
+        .arg(&b.root)
+        .args(["archive", "-o"])
+        .arg(&tar)
+        .arg("HEAD");
+    let mut extract = Command::new("tar");
+    extract.arg("-xf").arg(&tar).arg("-C").arg(&src);
+    succeed(&mut archive, Duration::from_secs(120))?;
+    succeed(&mut extract, Duration::from_secs(120))?;
+    let glue = src.join(GLUE);
+    let original = fs::read_to_string(&glue).map_err(|e| format!("{}: {e}", glue.display()))?;
+    // Every variant's edits first: a changed glue fails before anything is built.
+    let texts = VARIANTS
+        .iter()
+        .map(|(name, edits)| edited(&original, edits).map_err(|e| format!("{name}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let target = scratch.join("target");
+    let mut built = Vec::new();
+    for ((name, _), text) in VARIANTS.iter().zip(texts) {
+        fs::write(&glue, text).map_err(|e| format!("{}: {e}", glue.display()))?;
+        log(&format!("building {name}"));
+        let mut cargo = Command::new("cargo");
+        cargo
+            .args(["build", "-q", "--release", "--target", "wasm32-wasip1"])
+            .args(["-p", "external-service-filter"])
+            .current_dir(&src)
+            .env("CARGO_TARGET_DIR", &target);
+        succeed(&mut cargo, Duration::from_secs(1800))?;
+        let out = scratch.join(format!("{name}.wasm"));
+        // MODULE_PATH is <root>/target/...: the same place under the scratch target.
+        fs::copy(scratch.join(MODULE_PATH), &out).map_err(|e| format!("{}: {e}", out.display()))?;
+        built.push((name.to_string(), out));
+    }
+    Ok(built)
+}
+
+fn succeed(cmd: &mut Command, limit: Duration) -> Result<(), String> {
+    let o = runner::run(cmd, limit)?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({}):\n{}", o.status, o.stderr))
+    }
+}
+
+/// The Markdown table: each module's proxy CPU per request (median, range), against as-is and
+/// against B, and requests/s.
+pub fn table(t: &Throughput, kinds: &[&str]) -> String {
+    let empty = Vec::new();
+    let cpu = |k: &str| values(t.results.get(k).unwrap_or(&empty), "cpu_us");
+    let base = med(&cpu(&format!("A-{}", VARIANTS[0].0)));
+    let native = med(&cpu("B"));
+    let mut rows = vec![
+        "| module | proxy CPU µs/request | vs as-is | vs native (B) | requests/s |".to_string(),
+        "|---|---:|---:|---:|---:|".to_string(),
+    ];
+    for k in kinds {
+        let c = cpu(k);
+        let m = med(&c);
+        rows.push(format!(
+            "| {k} | {} | {:+.2} | {:+.2} | {} |",
+            fmt_range(&c, 2),
+            m - base,
+            m - native,
+            fmt_range(&values(t.results.get(*k).unwrap_or(&empty), "rps"), 0)
+        ));
+    }
+    rows.join("\n")
+}
+
+/// Builds the modules, runs A with each and B (`knobs.rounds` rounds of `knobs.seconds`), and
+/// returns [`table`].
+pub fn run(knobs: Knobs) -> Result<String, String> {
+    runner::prefer_real_envoy();
+    let bench = Bench::start(knobs)?;
+    let label = "hostcalls";
+    let modules = build(&bench, &bench.work.join(label))?;
+    let names: Vec<String> = modules
+        .iter()
+        .map(|(n, _)| format!("A-{n}"))
+        .chain(["B".to_string()])
+        .collect();
+    let kinds: Vec<(&str, Option<PathBuf>)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(modules.into_iter().map(|(_, p)| Some(p)).chain([None]))
+        .collect();
+    let host = config::address(&bench, SERVICE, false, false);
+    log(&format!(
+        "throughput of A with each module, and B, to {host}"
+    ));
+    let t = throughput::run(
+        &bench,
+        &Plan {
+            label,
+            tls: false,
+            kinds: &kinds,
+            rounds: bench.knobs.rounds,
+            seconds: bench.knobs.seconds,
+            latency: false,
+            host: &host,
+            smoke: false,
+        },
+    )?;
+    let order: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
+    Ok(table(&t, &order))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::Sample;
+
+    const CURRENT_GLUE: &str = include_str!("../../../../filter/src/lib.rs");
+
+    #[test]
+    fn every_variant_applies_to_the_glue() {
+        for (name, edits) in &VARIANTS {
+            let text = edited(CURRENT_GLUE, edits).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(text == CURRENT_GLUE, edits.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_missing_or_repeated_statement_fails() {
+        let e = edited("a\n", &[Edit::Drop("b\n")]).unwrap_err();
+        assert!(e.contains("0 times") && e.contains("\"b\""), "{e}");
+        assert!(edited("b\nb\n", &[Edit::Drop("b\n")]).is_err());
+        assert_eq!(
+            edited(
+                "a\nb\n",
+                &[Edit::Before("b\n", "x\n"), Edit::After("a\n", "y\n")]
+            )
+            .unwrap(),
+            "a\ny\nx\nb\n"
+        );
+    }
+
+    #[test]
+    fn the_table_compares_with_as_is_and_native() {
+        let sample = |cpu_us| Sample {
+            requests: 1,
+            rps: 1000.0,
+            p50: 0.0,
+            p99: 0.0,
+            cpu_us,
+        };
+        let mut t = Throughput::default();
+        t.results
+            .insert("A-as-is".into(), vec![sample(50.0), sample(52.0)]);
+        t.results.insert("A-x".into(), vec![sample(48.0)]);
+        t.results.insert("B".into(), vec![sample(40.0)]);
+        let table = table(&t, &["A-as-is", "A-x", "B"]);
+        let rows: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            rows[2],
+            "| A-as-is | 51.00 (50.00–52.00) | +0.00 | +11.00 | 1000 (1000–1000) |"
+        );
+        assert_eq!(
+            rows[3],
+            "| A-x | 48.00 (48.00–48.00) | -3.00 | +8.00 | 1000 (1000–1000) |"
+        );
+        assert_eq!(
+            rows[4],
+            "| B | 40.00 (40.00–40.00) | -11.00 | +0.00 | 1000 (1000–1000) |"
+        );
+    }
+}

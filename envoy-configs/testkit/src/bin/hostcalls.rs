@@ -1,0 +1,53 @@
+//! `make bench-hostcalls`: what each per-request host call of the filter costs in Envoy (proxy
+//! CPU per request), from scratch builds of the committed tree with one statement of the forward
+//! path removed or added (see `extsvc_testkit::bench::hostcalls`). Prints a Markdown table.
+//! Everything runs on 127.0.0.1; every process started is stopped on exit, Ctrl-C included.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use extsvc_testkit::{bench, runner};
+
+/// Measure the filter's host calls (see the file's doc comment). Each flag also reads its
+/// BENCH_* variable, as the bench does.
+#[derive(Parser, Debug)]
+#[command(
+    name = "hostcalls",
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 cargo run --release -p extsvc-testkit --bin hostcalls"
+)]
+struct Args {
+    #[command(flatten)]
+    run: bench::Rounds,
+}
+
+fn main() -> ExitCode {
+    runner::install();
+    let a = Args::parse();
+    if a.run.rounds == 0 {
+        eprintln!("hostcalls: --rounds must be above 0");
+        return ExitCode::from(2);
+    }
+    // Part 1's load and services, as `make bench` has them by default.
+    let knobs = bench::Knobs {
+        rounds: a.run.rounds,
+        seconds: a.run.seconds.max(1),
+        // No runs at 1 connection here.
+        lat_seconds: 1,
+        connections: bench::CONNECTIONS,
+        services: bench::SERVICES,
+        scale: Vec::new(),
+        profiles: false,
+        port_base: a.run.port_base,
+        access_log: false,
+    };
+    match bench::hostcalls::run(knobs) {
+        Ok(table) => {
+            println!("{table}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hostcalls: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
