@@ -65,23 +65,11 @@ mod tests {
             json!({"type": "ExternalService", "mesh": "default", "name": name,
                    "tags": {"kuma.io/service": "backend"}, "networking": {"address": address}})
         };
-        let documents = [
+        let documents = vec![
             es("es-1", "192.168.0.1:8080"),
             es("es-2", "example.com:8080"),
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(document, v)| {
-            (
-                v,
-                Origin {
-                    file: "test.json".into(),
-                    document,
-                },
-            )
-        })
-        .collect();
-        let checked = check_documents(documents, None);
+        ];
+        let checked = check_documents(Origin::in_file("test.json", documents), None);
         assert!(checked.is_valid(), "Kuma accepts this");
         let found = super::check(&checked.resources);
         assert_eq!(found[0], vec![]);

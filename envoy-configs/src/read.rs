@@ -87,13 +87,7 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
             yaml_documents(&file, &text)
         };
         syntax_errors.extend(error);
-        documents.extend(values.into_iter().enumerate().map(|(document, value)| {
-            let origin = Origin {
-                file: file.clone(),
-                document,
-            };
-            (value, origin)
-        }));
+        documents.extend(Origin::in_file(&file, values));
     }
     if documents.is_empty() && syntax_errors.is_empty() {
         // A directory without resource files is named itself.

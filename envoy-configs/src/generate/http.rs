@@ -203,7 +203,7 @@ mod tests {
                 "the outbound listener: a service by its authority, then passthrough",
                 yaml_eliding(
                     &outbound_virtual_hosts(&f.ctx()),
-                    &["/0/routes/0", "/1/routes/0"],
+                    &["/0/routes/0", "/1/routes"],
                 ),
                 "
 - name: external_service_httpbin
@@ -220,12 +220,17 @@ mod tests {
 - name: passthrough
   domains:
   - '*'
-  routes:
-  - <elided>
-  - match:
-      prefix: /
-    route:
-      cluster: passthrough
+  routes: <elided>
+",
+            ),
+            (
+                "passthrough on: everything else goes to the passthrough cluster",
+                yaml(&outbound_virtual_hosts(&f.ctx())[1].routes[1]),
+                "
+match:
+  prefix: /
+route:
+  cluster: passthrough
 ",
             ),
             (

@@ -93,17 +93,7 @@ fn heading_names_the_document(heading: &str, document: usize, value: &Value) {
 }
 
 fn with_origins(values: Vec<Value>) -> Vec<(Value, Origin)> {
-    values
-        .into_iter()
-        .enumerate()
-        .map(|(document, value)| {
-            let origin = Origin {
-                file: FILE.to_string(),
-                document,
-            };
-            (value, origin)
-        })
-        .collect()
+    Origin::in_file(FILE, values)
 }
 
 /// Whatever a configured filter holds, deciding for its own names must not panic or point

@@ -121,19 +121,10 @@ impl ConfigError {
 pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
     let config: PluginConfig =
         serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-    let documents = config
-        .resources
-        .into_iter()
-        .enumerate()
-        .map(|(document, value)| {
-            let origin = Origin {
-                file: PLUGIN_CONFIGURATION.to_string(),
-                document,
-            };
-            (value, origin)
-        })
-        .collect();
-    let checked = check(documents, None);
+    let checked = check(
+        Origin::in_file(PLUGIN_CONFIGURATION, config.resources),
+        None,
+    );
     if !checked.is_valid() {
         return Err(ConfigError::Invalid(checked.invalid().cloned().collect()));
     }

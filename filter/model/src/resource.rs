@@ -62,6 +62,23 @@ pub struct Origin {
     pub document: usize,
 }
 
+impl Origin {
+    /// The documents of one file, each with its origin.
+    pub fn in_file(file: &str, documents: Vec<Value>) -> Vec<(Value, Origin)> {
+        documents
+            .into_iter()
+            .enumerate()
+            .map(|(document, value)| {
+                let origin = Origin {
+                    file: file.to_string(),
+                    document,
+                };
+                (value, origin)
+            })
+            .collect()
+    }
+}
+
 /// A resource that parsed: its identity and its typed spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {

@@ -9,20 +9,7 @@ use external_service_model::Origin;
 use serde_json::{json, Value};
 
 fn check_all(docs: Vec<Value>) -> Checked {
-    let documents = docs
-        .into_iter()
-        .enumerate()
-        .map(|(document, v)| {
-            (
-                v,
-                Origin {
-                    file: "test.json".into(),
-                    document,
-                },
-            )
-        })
-        .collect();
-    check(documents, None)
+    check(Origin::in_file("test.json", docs), None)
 }
 
 /// `(field, message)` pairs of each document.
