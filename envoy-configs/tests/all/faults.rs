@@ -1,7 +1,7 @@
 //! Upstream faults through real Envoy on the generated configuration: each gives the app a
 //! clear error, puts the cause in the access log, and never falls back to an unverified or
-//! other connection. Reloading Envoy (hot restart) with an invalid configuration keeps the old
-//! one serving.
+//! other connection. Reloading Envoy (hot restart) takes a changed configuration up with no
+//! request refused, and an invalid configuration keeps the old one serving.
 //!
 //! The misbehaving upstreams are tiny TCP servers in this file (down, slow, resetting) or
 //! TLS listeners of the upstream Envoy with bad certificates.
@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    assert_tls_failure_line, ca_file, docs, hot_restart_base_id, http_service, https_service, mesh,
-    test_dir, with_dns, Ca, Curl, Envoy, EnvoyOptions, Sidecar, UpstreamBuilder, Validity,
+    assert_tls_failure_line, ca_file, docs, generate, hot_restart_base_id, http_service,
+    https_service, mesh, test_dir, with_dns, Ca, Curl, Envoy, EnvoyOptions, Sidecar,
+    UpstreamBuilder, Validity,
 };
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -338,6 +339,84 @@ impl Drop for ShmCleanup {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(format!("/dev/shm/envoy_shared_memory_{}", self.0 * 10));
     }
+}
+
+/// Hot restart, as README's day-2 section tells it: epoch 0 serves one service; epoch 1 (same
+/// base id) is generated with a second one. Requests to the first keep succeeding while the new
+/// epoch takes the listener over, the second is served, and the old process exits.
+#[test]
+fn reload_with_a_new_service_refuses_no_request() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = UpstreamBuilder::new()
+        .plain("plain")
+        .plain("added")
+        .dns("plain.test", &[LOCALHOST])
+        .dns("added.test", &[LOCALHOST])
+        .start(d);
+    let plain = http_service("plain", &format!("plain.test:{}", up.port("plain")));
+    let base_id = hot_restart_base_id();
+    let _shm = ShmCleanup(base_id);
+    let first = EnvoyOptions {
+        hot_restart: Some((base_id, 0)),
+        ..EnvoyOptions::default()
+    };
+    let mut s = Sidecar::start_with(
+        d,
+        up.dns_addr(),
+        &docs(&[mesh(false), plain.clone()]),
+        &[],
+        &first,
+    );
+    let proxy = s.proxy();
+    let get = move |host: &str| Curl::get(format!("{proxy}/get")).host(host).run();
+    assert_eq!(get("plain.mesh").status, 200);
+    assert_eq!(get("added.mesh").status, 403);
+
+    // A steady stream of requests to the unchanged service, across the restart.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let (stop, get) = (Arc::clone(&stop), get.clone());
+        thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                statuses.push(get("plain.mesh").status);
+            }
+            statuses
+        })
+    };
+    let added = http_service("added", &format!("added.test:{}", up.port("added")));
+    let cli = generate(
+        d,
+        &docs(&[mesh(false), plain, added]),
+        s.listen,
+        up.dns_addr(),
+        &[],
+    );
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    // The old epoch drains for 1 s and is told to exit after 3 (Envoy's defaults: 10 and 15 min).
+    let next = EnvoyOptions {
+        hot_restart: Some((base_id, 1)),
+        ready_timeout: Duration::from_secs(15),
+        extra_args: ["--drain-time-s", "1", "--parent-shutdown-time-s", "3"]
+            .map(String::from)
+            .to_vec(),
+        ..EnvoyOptions::default()
+    };
+    let config = std::fs::read_to_string(d.join("envoy.yaml")).unwrap();
+    let epoch1 = Envoy::try_start(d, "epoch1", &config, &next).unwrap();
+    assert_eq!(get("added.mesh").status, 200);
+    // The old epoch drains and exits by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.envoy.exit_status().is_none() {
+        assert!(Instant::now() < deadline, "epoch 0 still runs");
+        thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let statuses = stream.join().unwrap();
+    assert!(statuses.len() > 10, "{statuses:?}");
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    drop(epoch1);
 }
 
 /// Hot restart: epoch 0 serves a good generated configuration; epoch 1 (same base id) is given
