@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use external_service_model::config::{self, Checked};
 pub use external_service_model::documents::SyntaxError;
-use external_service_model::documents::{json_file_documents, yaml_documents};
+use external_service_model::documents::{field_positions, json_file_documents, yaml_documents};
 use external_service_model::Origin;
 
 use crate::resolve;
@@ -78,6 +78,7 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
     let paths = expand(args)?;
     let mut documents = Vec::new();
     let mut syntax_errors = Vec::new();
+    let mut texts = Vec::new();
     for path in &paths {
         let text = read_text(path)?;
         let file = file_name(path);
@@ -88,17 +89,40 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
         };
         syntax_errors.extend(error);
         documents.extend(Origin::in_file(&file, values));
+        texts.push((file, text));
     }
     if documents.is_empty() && syntax_errors.is_empty() {
         // A directory without resource files is named itself.
         let named = if paths.is_empty() { args } else { &paths };
         syntax_errors = named.iter().map(|path| no_resources(path)).collect();
     }
-    let checked = config::check(documents, Some(&resolve::check));
+    let mut checked = config::check(documents, Some(&resolve::check));
+    locate(&mut checked, &texts);
     Ok(Loaded {
         checked,
         syntax_errors,
     })
+}
+
+/// Adds where each violation's field is written, reading again only files with violations.
+fn locate(checked: &mut Checked, texts: &[(String, String)]) {
+    for (file, text) in texts {
+        let mut positions = None;
+        for report in checked.reports.iter_mut().filter(|r| &r.file == file) {
+            if report.violations.is_empty() {
+                continue;
+            }
+            let positions = positions.get_or_insert_with(|| field_positions(text));
+            let Some(fields) = positions.get(report.document) else {
+                continue;
+            };
+            for v in &mut report.violations {
+                if let Some((line, column)) = fields.of(&v.field) {
+                    (v.line, v.column) = (Some(line), Some(column));
+                }
+            }
+        }
+    }
 }
 
 /// How reports name a file; standard input is `stdin`.

@@ -806,7 +806,8 @@ fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
 // ---------------------------------------------------------------------------------------------
 
 /// Invalid resources: `extsvc generate` exits 1 with the report `validate` gives (every
-/// violation of the invalid resource, the valid ones named as such) and writes nothing.
+/// violation of the invalid resource with the line and column of its field, the valid ones
+/// named as such) and writes nothing.
 #[test]
 fn generate_refuses_invalid_resources_and_writes_nothing() {
     let dir = test_dir();
@@ -835,13 +836,13 @@ fn generate_refuses_invalid_resources_and_writes_nothing() {
         format!(
             "{file}: Mesh \"default\" (mesh \"default\"): valid
 {file}: ExternalService \"broken\" (mesh \"default\"): 6 violations
-  networking.address: unable to parse address
-  networking.address: address has to be a valid IP address or a domain name
-  networking.address: unable to parse port in address
-  networking.address: port must be in the range [1, 65535]
+  networking.address: unable to parse address (line 14, column 3)
+  networking.address: address has to be a valid IP address or a domain name (line 14, column 3)
+  networking.address: unable to parse port in address (line 14, column 3)
+  networking.address: port must be in the range [1, 65535] (line 14, column 3)
   tags[\"kuma.io/protocol\"]: tag \"kuma.io/protocol\" has an invalid value \"websocket\". \
-Allowed values: grpc, http, http2, kafka, tcp
-  tags: mandatory tag \"kuma.io/service\" is missing
+Allowed values: grpc, http, http2, kafka, tcp (line 12, column 3)
+  tags: mandatory tag \"kuma.io/service\" is missing (line 11, column 1)
 {file}: ExternalService \"fine\" (mesh \"default\"): valid
 extsvc: invalid resources: no configuration written
 "

@@ -11,6 +11,11 @@ use crate::resource::{Rejected, Resource};
 pub struct Violation {
     pub field: String,
     pub message: String,
+    /// Where the field is written (1-based), when the reader knows (`extsvc` reading a file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 impl Violation {
@@ -18,6 +23,8 @@ impl Violation {
         Violation {
             field: field.into(),
             message: message.into(),
+            line: None,
+            column: None,
         }
     }
 }
@@ -25,9 +32,13 @@ impl Violation {
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.field.is_empty() {
-            f.write_str(&self.message)
+            f.write_str(&self.message)?;
         } else {
-            write!(f, "{}: {}", self.field, self.message)
+            write!(f, "{}: {}", self.field, self.message)?;
+        }
+        match (self.line, self.column) {
+            (Some(line), Some(column)) => write!(f, " (line {line}, column {column})"),
+            _ => Ok(()),
         }
     }
 }
