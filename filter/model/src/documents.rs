@@ -126,6 +126,9 @@ mod positions {
     use super::Positions;
 
     type At = (usize, usize);
+    /// A collection being read: where it starts, and the key read and not yet given a value
+    /// (maps only).
+    type Open = (Node, At, Option<(String, At)>);
 
     /// A document as nested positions, no values.
     pub enum Node {
@@ -171,9 +174,7 @@ mod positions {
     #[derive(Default)]
     pub struct Tree {
         pub documents: Vec<Node>,
-        /// Open collections, each with where it starts and the key read and not yet given a
-        /// value (maps only).
-        open: Vec<(Node, At, Option<(String, At)>)>,
+        open: Vec<Open>,
     }
 
     impl Tree {
