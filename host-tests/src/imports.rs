@@ -266,22 +266,7 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
-    // Envoy's setCopy: the name ends up with exactly this one value; we keep its place.
-    wrap_edit_map(l, "proxy_replace_header_map_value", |m, key, value| match m
-        .iter()
-        .position(|(k, _)| k.eq_ignore_ascii_case(&key))
-    {
-        Some(first) => {
-            m[first].1 = value;
-            let mut index = 0;
-            m.retain(|(k, _)| {
-                let keep = index <= first || !k.eq_ignore_ascii_case(&key);
-                index += 1;
-                keep
-            });
-        }
-        None => m.push((key, value)),
-    })?;
+    wrap_edit_map(l, "proxy_replace_header_map_value", set_copy)?;
     wrap_edit_map(l, "proxy_add_header_map_value", |m, key, value| {
         m.push((key, value))
     })?;
@@ -460,6 +445,22 @@ fn add_wasi_functions(l: &mut Linker<HostState>) -> Result<()> {
     })?;
     l.func_wrap(WASI, "sched_yield", |_: Ctx<'_>| Ok(ERRNO_SUCCESS))?;
     Ok(())
+}
+
+/// Envoy's setCopy: the name ends up with exactly this one value; we keep its place.
+fn set_copy(m: &mut crate::state::RawHeaderMap, key: String, value: Vec<u8>) {
+    match m.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
+        Some(first) => {
+            m[first].1 = value;
+            let mut index = 0;
+            m.retain(|(k, _)| {
+                let keep = index <= first || !k.eq_ignore_ascii_case(&key);
+                index += 1;
+                keep
+            });
+        }
+        None => m.push((key, value)),
+    }
 }
 
 /// Defines the host call `name(map, name_ptr, name_len, value_ptr, value_len)`: it reads the
