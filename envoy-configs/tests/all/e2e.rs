@@ -56,6 +56,17 @@ fn setup(
     (dir, p, up)
 }
 
+/// [`setup`], and the address `<names[0]>:<port of the upstream listener `listener`>`.
+fn setup_at(
+    names: &[&str],
+    listeners: impl FnOnce(UpstreamBuilder, &Pki) -> UpstreamBuilder,
+    listener: &str,
+) -> (TempDir, Pki, Upstream, String) {
+    let (dir, p, up) = setup(names, listeners);
+    let real = format!("{}:{}", names[0], up.port(listener));
+    (dir, p, up, real)
+}
+
 /// A TLS upstream (listener `tls`, certificate `server`) with DNS for `httpbin.test`, and its
 /// real address `httpbin.test:<port>`.
 fn httpbin_upstream(d: &Path, server: &CertKey) -> (Upstream, String) {
@@ -161,8 +172,7 @@ fn one_service(
     service: &str,
     protocol: &str,
 ) -> (TempDir, Upstream, Sidecar, String) {
-    let (dir, p, up) = setup(names, listeners);
-    let real = format!("{}:{}", names[0], up.port(listener));
+    let (dir, p, up, real) = setup_at(names, listeners, listener);
     let s = sidecar(
         dir.path(),
         &up,
@@ -170,6 +180,17 @@ fn one_service(
         &[],
     );
     (dir, up, s, real)
+}
+
+/// [`one_service`] on an HTTP/2 upstream (listener `h2`) for `host`.
+fn h2_service(host: &str, service: &str, protocol: &str) -> (TempDir, Upstream, Sidecar, String) {
+    one_service(
+        &[host],
+        |b, p| b.h2("h2", &p.server),
+        "h2",
+        service,
+        protocol,
+    )
 }
 
 /// The sidecar (passthrough off) with `resource`, and a Dataplane whose one outbound goes to
@@ -194,6 +215,12 @@ fn get_httpbin_once(s: &Sidecar, listener: &str, sni: &str, real: &str) -> Respo
     assert_reached(&r, listener, Some(sni), real);
     assert_forwarded(s, 1, "httpbin", real);
     r
+}
+
+/// The cluster counter `cluster.external_service_<service>.<stat>`, now.
+fn cluster_counter(s: &Sidecar, service: &str, stat: &str) -> u64 {
+    s.envoy
+        .counter(&format!("cluster.external_service_{service}.{stat}"))
 }
 
 /// The filter's refusal: `status`, with `reason` in `x-external-service-denied`.
@@ -265,16 +292,8 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
     );
     s.denied("undeclared-host", 0);
     // One TLS connection, kept open and used by all five requests.
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.handshake"),
-        1
-    );
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.upstream_rq_200"),
-        5
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.handshake"), 1);
+    assert_eq!(cluster_counter(&s, "httpbin", "upstream_rq_200"), 5);
 }
 
 /// The doc's own shape, `httpbin.org:443`: with the upstream really on port 443 (and a plain
@@ -413,9 +432,12 @@ fn same_host_on_two_ports_is_two_services() {
 /// from a Secret, clientKey from a file) is presented and the upstream sees its subject.
 #[test]
 fn mtls_presents_the_client_certificate() {
-    let (dir, p, up) = setup(&["httpbin.test"], |b, p| b.mtls("mtls", &p.server, &p.ca));
+    let (dir, p, up, real) = setup_at(
+        &["httpbin.test"],
+        |b, p| b.mtls("mtls", &p.server, &p.ca),
+        "mtls",
+    );
     let d = dir.path();
-    let real = format!("httpbin.test:{}", up.port("mtls"));
     let b64 = base64::engine::general_purpose::STANDARD.encode(&p.client.cert_pem);
     let s = sidecar(
         d,
@@ -483,11 +505,7 @@ fn mtls_without_client_certificate_fails_with_503() {
         1
     );
     assert_eq!(up.envoy.counter("http.mtls.downstream_rq_total"), 0);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.connection_error"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.connection_error"), 1);
 }
 
 /// A caCert that did not sign the server certificate: 503 five times out of five, each with
@@ -543,11 +561,7 @@ fn wrong_ca_fails_every_time_and_the_right_ca_succeeds() {
     );
     s.forwarded("httpbin", 5);
     s.forwarded("good", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.fail_verify_error"),
-        5
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.fail_verify_error"), 5);
 }
 
 /// No caCert: the server is verified against the bundle given by `--system-ca`.
@@ -566,11 +580,7 @@ fn no_ca_cert_is_refused_when_the_system_bundle_lacks_the_ca() {
     let line = &s.access_log(1)[0];
     assert_tls_failure_line(line, "httpbin", "unable_to_get_local_issuer_certificate");
     s.forwarded("httpbin", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.fail_verify_error"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.fail_verify_error"), 1);
 }
 
 /// A server certificate for another name with `skipHostnameVerification: true`: accepted (the
@@ -645,11 +655,12 @@ fn passthrough_off_refuses_an_undeclared_host() {
 /// by IP; declared services are still forwarded.
 #[test]
 fn passthrough_on_reaches_an_undeclared_plain_http_upstream() {
-    let (dir, p, up) = setup(&["httpbin.test", "plain.test"], |b, p| {
-        b.tls("tls", &p.server).plain("plain")
-    });
+    let (dir, p, up, real) = setup_at(
+        &["httpbin.test", "plain.test"],
+        |b, p| b.tls("tls", &p.server).plain("plain"),
+        "tls",
+    );
     let d = dir.path();
-    let real = format!("httpbin.test:{}", up.port("tls"));
     let plain = up.port("plain");
     let s = Sidecar::start(
         d,
@@ -722,13 +733,7 @@ fn dataplane_outbound_reaches_httpbin() {
 /// `kuma.io/protocol: http2`: the app speaks HTTP/1.1, the upstream sees HTTP/2 (ALPN h2).
 #[test]
 fn http2_service_reaches_the_upstream_over_http2() {
-    let (_dir, _up, s, real) = one_service(
-        &["grpcbin.test"],
-        |b, p| b.h2("h2", &p.server),
-        "h2",
-        "grpcbin",
-        "http2",
-    );
+    let (_dir, _up, s, real) = h2_service("grpcbin.test", "grpcbin", "http2");
 
     let r = s.via_proxy("http://grpcbin.mesh/get").run();
     assert_reached(&r, "h2", Some("grpcbin.test"), &real);
@@ -738,11 +743,7 @@ fn http2_service_reaches_the_upstream_over_http2() {
     assert_forwarded_line(line, "outbound_http", "grpcbin", &real, 200);
     assert_eq!(line["protocol"], "HTTP/1.1", "{line}");
     s.forwarded("grpcbin", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_grpcbin.upstream_cx_http2_total"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "grpcbin", "upstream_cx_http2_total"), 1);
 }
 
 /// `kuma.io/protocol: tcp` with TLS off: a TLS-speaking client goes through the Dataplane
@@ -750,10 +751,9 @@ fn http2_service_reaches_the_upstream_over_http2() {
 /// the same service asked for through the HTTP listener is refused as not HTTP.
 #[test]
 fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
-    let (dir, p, up) = setup(&["secure.test"], |b, p| b.tls("tls", &p.server));
+    let (dir, p, up, real) = setup_at(&["secure.test"], |b, p| b.tls("tls", &p.server), "tls");
     let d = dir.path();
     let port = up.port("tls");
-    let real = format!("secure.test:{port}");
     let secure = dedent(&format!(
         "
         type: ExternalService
@@ -807,16 +807,8 @@ fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
     assert_eq!(http["response_code"], 421, "{http}");
     s.denied("not-http", 1);
     // Envoy made no TLS of its own: the cluster has no TLS transport socket.
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_secure.ssl.handshake"),
-        0
-    );
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_secure.upstream_cx_total"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "secure", "ssl.handshake"), 0);
+    assert_eq!(cluster_counter(&s, "secure", "upstream_cx_total"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,17 +938,17 @@ fn policy_doc_universal_example_works_as_documented() {
         docs(&[
             dedent(&format!(
                 "
-                    type: ExternalService
-                    mesh: default
-                    name: httpbin
-                    tags:
-                      kuma.io/service: httpbin
-                      kuma.io/protocol: http
-                    networking:
-                      address: {real}
-                      tls:
-                        enabled: true
-                    "
+                type: ExternalService
+                mesh: default
+                name: httpbin
+                tags:
+                  kuma.io/service: httpbin
+                  kuma.io/protocol: http
+                networking:
+                  address: {real}
+                  tls:
+                    enabled: true
+                "
             )),
             dataplane(ports[0], "httpbin"),
         ])
@@ -1112,13 +1104,7 @@ fn one_service_with_endpoints_on_two_hosts() {
 /// refused by the filter (415) before it leaves.
 #[test]
 fn grpc_service_takes_only_grpc_requests() {
-    let (_dir, _up, s, real) = one_service(
-        &["grpc.test"],
-        |b, p| b.h2("h2", &p.server),
-        "h2",
-        "grpcsvc",
-        "grpc",
-    );
+    let (_dir, _up, s, real) = h2_service("grpc.test", "grpcsvc", "grpc");
 
     let r = s
         .via_proxy("http://grpcsvc.mesh/pkg.Service/Method")
@@ -1136,20 +1122,15 @@ fn grpc_service_takes_only_grpc_requests() {
     assert!(log[1]["upstream_cluster"].is_null(), "{}", log[1]);
     s.forwarded("grpcsvc", 1);
     s.denied("not-grpc", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_grpcsvc.upstream_cx_http2_total"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "grpcsvc", "upstream_cx_http2_total"), 1);
 }
 
 /// `kuma.io/protocol: tcp` with TLS on: plain bytes into the Dataplane outbound, TLS (with
 /// the service's SNI and CA) to the upstream.
 #[test]
 fn tcp_service_with_tls_originates_tls() {
-    let (dir, p, up) = setup(&["echo.test"], |b, p| b.tcp_tls("echo", &p.server));
+    let (dir, p, up, real) = setup_at(&["echo.test"], |b, p| b.tcp_tls("echo", &p.server), "echo");
     let d = dir.path();
-    let real = format!("echo.test:{}", up.port("echo"));
     let (s, out) = with_outbound(
         d,
         &up,
@@ -1170,11 +1151,7 @@ fn tcp_service_with_tls_originates_tls() {
     assert_eq!(line["upstream_cluster"], "external_service_echo", "{line}");
     assert_eq!(line["bytes_received"], msg.len(), "{line}");
     assert_eq!(line["bytes_sent"], msg.len(), "{line}");
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_echo.ssl.handshake"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "echo", "ssl.handshake"), 1);
     assert_eq!(up.envoy.counter("listener.127.0.0.1_0.ssl.handshake"), 1);
 }
 
