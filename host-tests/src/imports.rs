@@ -266,36 +266,10 @@ fn add_header_map_functions(l: &mut Linker<HostState>) -> Result<()> {
             }
         },
     )?;
-    l.func_wrap(
-        "env",
-        "proxy_replace_header_map_value",
-        |mut c: Ctx<'_>, map: u32, key_ptr: u32, key_len: u32, value_ptr: u32, value_len: u32| {
-            let pair = (key_ptr, key_len, value_ptr, value_len);
-            // Envoy's setCopy: the name ends up with exactly this one value; we keep its place.
-            edit_map(&mut c, map, pair, |m, key, value| {
-                match m.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
-                    Some(first) => {
-                        m[first].1 = value;
-                        let mut index = 0;
-                        m.retain(|(k, _)| {
-                            let keep = index <= first || !k.eq_ignore_ascii_case(&key);
-                            index += 1;
-                            keep
-                        });
-                    }
-                    None => m.push((key, value)),
-                }
-            })
-        },
-    )?;
-    l.func_wrap(
-        "env",
-        "proxy_add_header_map_value",
-        |mut c: Ctx<'_>, map: u32, key_ptr: u32, key_len: u32, value_ptr: u32, value_len: u32| {
-            let pair = (key_ptr, key_len, value_ptr, value_len);
-            edit_map(&mut c, map, pair, |m, key, value| m.push((key, value)))
-        },
-    )?;
+    wrap_edit_map(l, "proxy_replace_header_map_value", set_copy)?;
+    wrap_edit_map(l, "proxy_add_header_map_value", |m, key, value| {
+        m.push((key, value))
+    })?;
     l.func_wrap(
         "env",
         "proxy_remove_header_map_value",
@@ -473,18 +447,46 @@ fn add_wasi_functions(l: &mut Linker<HostState>) -> Result<()> {
     Ok(())
 }
 
-/// Reads a header name (lower-cased) and value the module passed as `(name_ptr, name_len,
-/// value_ptr, value_len)` and hands them to `f` with header map `map` of the active stream.
-fn edit_map(
-    c: &mut Ctx<'_>,
-    map: u32,
-    (key_ptr, key_len, value_ptr, value_len): (u32, u32, u32, u32),
-    f: impl FnOnce(&mut crate::state::RawHeaderMap, String, Vec<u8>),
-) -> Result<u32> {
-    let key = lower(read(c, key_ptr, key_len)?);
-    let value = read(c, value_ptr, value_len)?;
-    let done = with_map(c, map, |m| f(m, key, value));
-    status(done.map_or(Status::BadArgument, |()| Status::Ok))
+/// Envoy's setCopy: the name ends up with exactly this one value; we keep its place.
+fn set_copy(m: &mut crate::state::RawHeaderMap, key: String, value: Vec<u8>) {
+    match m.iter().position(|(k, _)| k.eq_ignore_ascii_case(&key)) {
+        Some(first) => {
+            m[first].1 = value;
+            let mut index = 0;
+            m.retain(|(k, _)| {
+                let keep = index <= first || !k.eq_ignore_ascii_case(&key);
+                index += 1;
+                keep
+            });
+        }
+        None => m.push((key, value)),
+    }
+}
+
+/// Defines the host call `name(map, name_ptr, name_len, value_ptr, value_len)`: it reads the
+/// header name (lower-cased) and value the module passed and hands them to `edit` with header
+/// map `map` of the active stream.
+fn wrap_edit_map(
+    l: &mut Linker<HostState>,
+    name: &str,
+    edit: fn(&mut crate::state::RawHeaderMap, String, Vec<u8>),
+) -> Result<()> {
+    l.func_wrap(
+        "env",
+        name,
+        move |mut c: Ctx<'_>,
+              map: u32,
+              key_ptr: u32,
+              key_len: u32,
+              value_ptr: u32,
+              value_len: u32| {
+            let key = lower(read(&mut c, key_ptr, key_len)?);
+            let value = read(&mut c, value_ptr, value_len)?;
+            let done = with_map(&mut c, map, |m| edit(m, key, value));
+            status(done.map_or(Status::BadArgument, |()| Status::Ok))
+        },
+    )?;
+    Ok(())
 }
 
 /// Runs `f` on header map `map` of the active HTTP stream; `None` when there is none.

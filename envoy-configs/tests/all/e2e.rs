@@ -56,6 +56,17 @@ fn setup(
     (dir, p, up)
 }
 
+/// [`setup`], and the address `<names[0]>:<port of the upstream listener `listener`>`.
+fn setup_at(
+    names: &[&str],
+    listeners: impl FnOnce(UpstreamBuilder, &Pki) -> UpstreamBuilder,
+    listener: &str,
+) -> (TempDir, Pki, Upstream, String) {
+    let (dir, p, up) = setup(names, listeners);
+    let real = format!("{}:{}", names[0], up.port(listener));
+    (dir, p, up, real)
+}
+
 /// A TLS upstream (listener `tls`, certificate `server`) with DNS for `httpbin.test`, and its
 /// real address `httpbin.test:<port>`.
 fn httpbin_upstream(d: &Path, server: &CertKey) -> (Upstream, String) {
@@ -109,16 +120,113 @@ fn assert_forwarded(s: &Sidecar, n: usize, service: &str, authority: &str) -> Ve
     log
 }
 
-/// [`httpbin_over_tls`] with a server certificate for `cert_name` only (no IP SAN) from a test
-/// CA the service trusts by file, and `tls_option`, one more `tls:` line.
+/// A test dir and [`httpbin_over_tls`] with the kit's server certificate, trusting the kit's
+/// CA by file.
+fn httpbin_trusted() -> (TempDir, Upstream, Sidecar, String) {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = Pki::new(d);
+    let (up, s, real) = httpbin_over_tls(d, &p.server, &[ca_file(&p.ca)], &[]);
+    (dir, up, s, real)
+}
+
+/// A test dir and [`httpbin_over_tls`] with a server certificate for `cert_name` only (no IP
+/// SAN) from a test CA the service trusts by file, and `tls_option`, one more `tls:` line.
 fn httpbin_with_cert_for(
-    d: &Path,
     cert_name: &str,
     tls_option: &str,
-) -> (Upstream, Sidecar, String) {
+) -> (TempDir, Upstream, Sidecar, String) {
+    let dir = test_dir();
+    let d = dir.path();
     let p = Pki::for_names(d, &[]);
     let cert = p.ca.server_cert(d, "named", &[cert_name], &[]);
-    httpbin_over_tls(d, &cert, &[ca_file(&p.ca), tls_option.to_string()], &[])
+    let (up, s, real) = httpbin_over_tls(d, &cert, &[ca_file(&p.ca), tls_option.to_string()], &[]);
+    (dir, up, s, real)
+}
+
+/// A test dir and [`httpbin_over_tls`] without caCert, the kit's server certificate verified
+/// against the `--system-ca` bundle: an unrelated CA, and the kit's CA when `with_kit_ca`.
+fn httpbin_with_system_bundle(with_kit_ca: bool) -> (TempDir, Upstream, Sidecar, String) {
+    let dir = test_dir();
+    let d = dir.path();
+    let p = Pki::new(d);
+    let unrelated = Ca::new(d, "unrelated-ca");
+    let kit_ca = if with_kit_ca { p.ca.ca_pem() } else { "" };
+    let bundle = system_ca(d, "bundle.pem", &format!("{}{kit_ca}", unrelated.ca_pem()));
+    let (up, s, real) = httpbin_over_tls(d, &p.server, &[], &bundle);
+    (dir, up, s, real)
+}
+
+/// The CLI options `--system-ca <d>/<name>`, that file holding `pem`.
+fn system_ca(d: &Path, name: &str, pem: &str) -> Vec<OsString> {
+    vec!["--system-ca".into(), write(d, name, pem).into()]
+}
+
+/// [`setup`] for `names`, and the sidecar (passthrough off) with the one HTTPS service `service`
+/// (`protocol`) at `<names[0]>:<port of the upstream listener listener>`, trusting the kit's CA
+/// by file. Returns the test dir, the upstream, the sidecar and that address.
+fn one_service(
+    names: &[&str],
+    listeners: impl FnOnce(UpstreamBuilder, &Pki) -> UpstreamBuilder,
+    listener: &str,
+    service: &str,
+    protocol: &str,
+) -> (TempDir, Upstream, Sidecar, String) {
+    let (dir, p, up, real) = setup_at(names, listeners, listener);
+    let s = sidecar(
+        dir.path(),
+        &up,
+        &[https_service(service, protocol, &real, &[ca_file(&p.ca)])],
+        &[],
+    );
+    (dir, up, s, real)
+}
+
+/// [`one_service`] on an HTTP/2 upstream (listener `h2`) for `host`.
+fn h2_service(host: &str, service: &str, protocol: &str) -> (TempDir, Upstream, Sidecar, String) {
+    one_service(
+        &[host],
+        |b, p| b.h2("h2", &p.server),
+        "h2",
+        service,
+        protocol,
+    )
+}
+
+/// The sidecar (passthrough off) with `resource`, and a Dataplane whose one outbound goes to
+/// `service`. Returns the sidecar and that outbound's port.
+fn with_outbound(d: &Path, up: &Upstream, resource: &str, service: &str) -> (Sidecar, u16) {
+    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
+        docs(&[
+            mesh(false),
+            resource.to_string(),
+            dataplane(ports[0], service),
+        ])
+    });
+    let out = s.outbound[0];
+    (s, out)
+}
+
+/// One `http://httpbin.mesh/get` through the proxy: it reaches the upstream listener `listener`
+/// with this SNI and Host `real`, and is forwarded as `httpbin`'s one request. Returns the
+/// response.
+fn get_httpbin_once(s: &Sidecar, listener: &str, sni: &str, real: &str) -> Response {
+    let r = s.via_proxy("http://httpbin.mesh/get").run();
+    assert_reached(&r, listener, Some(sni), real);
+    assert_forwarded(s, 1, "httpbin", real);
+    r
+}
+
+/// The cluster counter `cluster.external_service_<service>.<stat>`, now.
+fn cluster_counter(s: &Sidecar, service: &str, stat: &str) -> u64 {
+    s.envoy
+        .counter(&format!("cluster.external_service_{service}.{stat}"))
+}
+
+/// The filter's refusal: `status`, with `reason` in `x-external-service-denied`.
+fn assert_refused(r: &Response, status: u16, reason: &str) {
+    assert_eq!(r.status, status, "{r:?}");
+    assert_eq!(r.header("x-external-service-denied"), Some(reason));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,10 +238,7 @@ fn httpbin_with_cert_for(
 /// with SNI httpbin.test and Host = the real host.
 #[test]
 fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
-    let dir = test_dir();
-    let d = dir.path();
-    let p = Pki::new(d);
-    let (up, s, real) = httpbin_over_tls(d, &p.server, &[ca_file(&p.ca)], &[]);
+    let (_dir, up, s, real) = httpbin_trusted();
     let port = up.port("tls");
 
     let responses = [
@@ -187,16 +292,8 @@ fn mesh_name_is_plain_http_for_the_app_and_tls_with_the_real_host_upstream() {
     );
     s.denied("undeclared-host", 0);
     // One TLS connection, kept open and used by all five requests.
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.handshake"),
-        1
-    );
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.upstream_rq_200"),
-        5
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.handshake"), 1);
+    assert_eq!(cluster_counter(&s, "httpbin", "upstream_rq_200"), 5);
 }
 
 /// The doc's own shape, `httpbin.org:443`: with the upstream really on port 443 (and a plain
@@ -262,10 +359,7 @@ fn default_ports_are_left_out_of_the_host_header() {
 /// the real name without a port (port 80) when no other service claims it.
 #[test]
 fn real_name_on_the_service_port_reaches_the_service() {
-    let dir = test_dir();
-    let d = dir.path();
-    let p = Pki::new(d);
-    let (_up, s, real) = httpbin_over_tls(d, &p.server, &[ca_file(&p.ca)], &[]);
+    let (_dir, _up, s, real) = httpbin_trusted();
 
     for r in [
         s.via_proxy(&format!("http://{real}/anything")).run(),
@@ -311,11 +405,10 @@ fn same_host_on_two_ports_is_two_services() {
             host,
         );
     }
-    let ambiguous = s.via_proxy("http://httpbin.test/").run();
-    assert_eq!(ambiguous.status, 403, "{ambiguous:?}");
-    assert_eq!(
-        ambiguous.header("x-external-service-denied"),
-        Some("ambiguous-host")
+    assert_refused(
+        &s.via_proxy("http://httpbin.test/").run(),
+        403,
+        "ambiguous-host",
     );
 
     let log = s.access_log(5);
@@ -339,9 +432,12 @@ fn same_host_on_two_ports_is_two_services() {
 /// from a Secret, clientKey from a file) is presented and the upstream sees its subject.
 #[test]
 fn mtls_presents_the_client_certificate() {
-    let (dir, p, up) = setup(&["httpbin.test"], |b, p| b.mtls("mtls", &p.server, &p.ca));
+    let (dir, p, up, real) = setup_at(
+        &["httpbin.test"],
+        |b, p| b.mtls("mtls", &p.server, &p.ca),
+        "mtls",
+    );
     let d = dir.path();
-    let real = format!("httpbin.test:{}", up.port("mtls"));
     let b64 = base64::engine::general_purpose::STANDARD.encode(&p.client.cert_pem);
     let s = sidecar(
         d,
@@ -369,27 +465,23 @@ fn mtls_presents_the_client_certificate() {
         &[],
     );
 
-    let r = s.via_proxy("http://httpbin.mesh/get").run();
-    assert_reached(&r, "mtls", Some("httpbin.test"), &real);
+    let r = get_httpbin_once(&s, "mtls", "httpbin.test", &real);
     assert_eq!(
         r.header("x-seen-peer-subject"),
         Some("CN=client-app"),
         "{r:?}"
     );
-    assert_forwarded(&s, 1, "httpbin", &real);
 }
 
 /// mTLS upstream, no clientCert in the resource: the handshake fails and the app gets 503.
 #[test]
 fn mtls_without_client_certificate_fails_with_503() {
-    let (dir, p, up) = setup(&["httpbin.test"], |b, p| b.mtls("mtls", &p.server, &p.ca));
-    let d = dir.path();
-    let real = format!("httpbin.test:{}", up.port("mtls"));
-    let s = sidecar(
-        d,
-        &up,
-        &[https_service("httpbin", "http", &real, &[ca_file(&p.ca)])],
-        &[],
+    let (_dir, up, s, real) = one_service(
+        &["httpbin.test"],
+        |b, p| b.mtls("mtls", &p.server, &p.ca),
+        "mtls",
+        "httpbin",
+        "http",
     );
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
@@ -413,11 +505,7 @@ fn mtls_without_client_certificate_fails_with_503() {
         1
     );
     assert_eq!(up.envoy.counter("http.mtls.downstream_rq_total"), 0);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.connection_error"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.connection_error"), 1);
 }
 
 /// A caCert that did not sign the server certificate: 503 five times out of five, each with
@@ -473,52 +561,26 @@ fn wrong_ca_fails_every_time_and_the_right_ca_succeeds() {
     );
     s.forwarded("httpbin", 5);
     s.forwarded("good", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.fail_verify_error"),
-        5
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.fail_verify_error"), 5);
 }
 
 /// No caCert: the server is verified against the bundle given by `--system-ca`.
 #[test]
 fn no_ca_cert_verifies_against_the_system_ca_bundle() {
-    let dir = test_dir();
-    let d = dir.path();
-    let p = Pki::new(d);
-    let unrelated = Ca::new(d, "unrelated-ca");
-    let bundle = write(
-        d,
-        "bundle.pem",
-        &format!("{}{}", unrelated.ca_pem(), p.ca.ca_pem()),
-    );
-    let (_up, s, real) =
-        httpbin_over_tls(d, &p.server, &[], &["--system-ca".into(), bundle.into()]);
-
-    let r = s.via_proxy("http://httpbin.mesh/get").run();
-    assert_reached(&r, "tls", Some("httpbin.test"), &real);
-    assert_forwarded(&s, 1, "httpbin", &real);
+    let (_dir, _up, s, real) = httpbin_with_system_bundle(true);
+    get_httpbin_once(&s, "tls", "httpbin.test", &real);
 }
 
 /// No caCert, and the `--system-ca` bundle lacks the server's CA: refused.
 #[test]
 fn no_ca_cert_is_refused_when_the_system_bundle_lacks_the_ca() {
-    let dir = test_dir();
-    let d = dir.path();
-    let p = Pki::new(d);
-    let unrelated = Ca::new(d, "unrelated-ca");
-    let bundle = write(d, "bundle.pem", unrelated.ca_pem());
-    let (_up, s, _) = httpbin_over_tls(d, &p.server, &[], &["--system-ca".into(), bundle.into()]);
+    let (_dir, _up, s, _) = httpbin_with_system_bundle(false);
 
     assert_503_without_upstream(&s.via_proxy("http://httpbin.mesh/get").run());
     let line = &s.access_log(1)[0];
     assert_tls_failure_line(line, "httpbin", "unable_to_get_local_issuer_certificate");
     s.forwarded("httpbin", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_httpbin.ssl.fail_verify_error"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "httpbin", "ssl.fail_verify_error"), 1);
 }
 
 /// A server certificate for another name with `skipHostnameVerification: true`: accepted (the
@@ -526,28 +588,18 @@ fn no_ca_cert_is_refused_when_the_system_bundle_lacks_the_ca() {
 /// `faults::bad_server_certificates_fail_closed`).
 #[test]
 fn skip_hostname_verification_accepts_a_san_mismatch() {
-    let dir = test_dir();
-    let d = dir.path();
-    let (_up, s, real) =
-        httpbin_with_cert_for(d, "elsewhere.test", "skipHostnameVerification: true");
-
-    let r = s.via_proxy("http://httpbin.mesh/get").run();
-    assert_reached(&r, "tls", Some("httpbin.test"), &real);
-    assert_forwarded(&s, 1, "httpbin", &real);
+    let (_dir, _up, s, real) =
+        httpbin_with_cert_for("elsewhere.test", "skipHostnameVerification: true");
+    get_httpbin_once(&s, "tls", "httpbin.test", &real);
 }
 
 /// `serverName` is the SNI the upstream sees, and the name its certificate is checked
 /// against; Host stays the real address.
 #[test]
 fn server_name_sets_the_sni() {
-    let dir = test_dir();
-    let d = dir.path();
-    let (_up, s, real) =
-        httpbin_with_cert_for(d, "api.internal.test", "serverName: api.internal.test");
-
-    let r = s.via_proxy("http://httpbin.mesh/get").run();
-    assert_reached(&r, "tls", Some("api.internal.test"), &real);
-    assert_forwarded(&s, 1, "httpbin", &real);
+    let (_dir, _up, s, real) =
+        httpbin_with_cert_for("api.internal.test", "serverName: api.internal.test");
+    get_httpbin_once(&s, "tls", "api.internal.test", &real);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -557,25 +609,17 @@ fn server_name_sets_the_sni() {
 /// Passthrough off: an undeclared host gets the filter's 403 and never reaches the upstream.
 #[test]
 fn passthrough_off_refuses_an_undeclared_host() {
-    let (dir, p, up) = setup(&["httpbin.test", "plain.test"], |b, p| {
-        b.tls("tls", &p.server).plain("plain")
-    });
-    let d = dir.path();
-    let real = format!("httpbin.test:{}", up.port("tls"));
-    let undeclared = format!("plain.test:{}", up.port("plain"));
-    let s = sidecar(
-        d,
-        &up,
-        &[https_service("httpbin", "http", &real, &[ca_file(&p.ca)])],
-        &[],
+    let (_dir, up, s, real) = one_service(
+        &["httpbin.test", "plain.test"],
+        |b, p| b.tls("tls", &p.server).plain("plain"),
+        "tls",
+        "httpbin",
+        "http",
     );
+    let undeclared = format!("plain.test:{}", up.port("plain"));
 
     let r = s.via_proxy(&format!("http://{undeclared}/get")).run();
-    assert_eq!(r.status, 403, "{r:?}");
-    assert_eq!(
-        r.header("x-external-service-denied"),
-        Some("undeclared-host")
-    );
+    assert_refused(&r, 403, "undeclared-host");
     assert!(
         r.body
             .contains(&format!("host \"{undeclared}\" is not declared")),
@@ -585,11 +629,10 @@ fn passthrough_off_refuses_an_undeclared_host() {
     // The declared service still works beside it.
     assert_ok_from(&s.via_proxy("http://httpbin.mesh/").run(), "tls");
     // An authority that is no host[:port] is refused as such.
-    let bad = s.with_host("httpbin.mesh:99999", "/").run();
-    assert_eq!(bad.status, 400, "{bad:?}");
-    assert_eq!(
-        bad.header("x-external-service-denied"),
-        Some("bad-authority")
+    assert_refused(
+        &s.with_host("httpbin.mesh:99999", "/").run(),
+        400,
+        "bad-authority",
     );
 
     let log = s.access_log(3);
@@ -612,11 +655,12 @@ fn passthrough_off_refuses_an_undeclared_host() {
 /// by IP; declared services are still forwarded.
 #[test]
 fn passthrough_on_reaches_an_undeclared_plain_http_upstream() {
-    let (dir, p, up) = setup(&["httpbin.test", "plain.test"], |b, p| {
-        b.tls("tls", &p.server).plain("plain")
-    });
+    let (dir, p, up, real) = setup_at(
+        &["httpbin.test", "plain.test"],
+        |b, p| b.tls("tls", &p.server).plain("plain"),
+        "tls",
+    );
     let d = dir.path();
-    let real = format!("httpbin.test:{}", up.port("tls"));
     let plain = up.port("plain");
     let s = Sidecar::start(
         d,
@@ -664,14 +708,12 @@ fn passthrough_on_reaches_an_undeclared_plain_http_upstream() {
 fn dataplane_outbound_reaches_httpbin() {
     let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
-        docs(&[
-            mesh(false),
-            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-            dataplane(ports[0], "httpbin"),
-        ])
-    });
-    let out = s.outbound[0];
+    let (s, out) = with_outbound(
+        d,
+        &up,
+        &https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        "httpbin",
+    );
     let listener = format!("outbound:127.0.0.1:{out}");
     assert_eq!(s.envoy.listener_port(&listener), out);
 
@@ -691,15 +733,7 @@ fn dataplane_outbound_reaches_httpbin() {
 /// `kuma.io/protocol: http2`: the app speaks HTTP/1.1, the upstream sees HTTP/2 (ALPN h2).
 #[test]
 fn http2_service_reaches_the_upstream_over_http2() {
-    let (dir, p, up) = setup(&["grpcbin.test"], |b, p| b.h2("h2", &p.server));
-    let d = dir.path();
-    let real = format!("grpcbin.test:{}", up.port("h2"));
-    let s = sidecar(
-        d,
-        &up,
-        &[https_service("grpcbin", "http2", &real, &[ca_file(&p.ca)])],
-        &[],
-    );
+    let (_dir, _up, s, real) = h2_service("grpcbin.test", "grpcbin", "http2");
 
     let r = s.via_proxy("http://grpcbin.mesh/get").run();
     assert_reached(&r, "h2", Some("grpcbin.test"), &real);
@@ -709,11 +743,7 @@ fn http2_service_reaches_the_upstream_over_http2() {
     assert_forwarded_line(line, "outbound_http", "grpcbin", &real, 200);
     assert_eq!(line["protocol"], "HTTP/1.1", "{line}");
     s.forwarded("grpcbin", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_grpcbin.upstream_cx_http2_total"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "grpcbin", "upstream_cx_http2_total"), 1);
 }
 
 /// `kuma.io/protocol: tcp` with TLS off: a TLS-speaking client goes through the Dataplane
@@ -721,31 +751,24 @@ fn http2_service_reaches_the_upstream_over_http2() {
 /// the same service asked for through the HTTP listener is refused as not HTTP.
 #[test]
 fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
-    let (dir, p, up) = setup(&["secure.test"], |b, p| b.tls("tls", &p.server));
+    let (dir, p, up, real) = setup_at(&["secure.test"], |b, p| b.tls("tls", &p.server), "tls");
     let d = dir.path();
     let port = up.port("tls");
-    let real = format!("secure.test:{port}");
-    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
-        docs(&[
-            mesh(false),
-            dedent(&format!(
-                "
-                type: ExternalService
-                mesh: default
-                name: secure
-                tags:
-                  kuma.io/service: secure
-                  kuma.io/protocol: tcp
-                networking:
-                  address: {real}
-                  tls:
-                    enabled: false
-                "
-            )),
-            dataplane(ports[0], "secure"),
-        ])
-    });
-    let out = s.outbound[0];
+    let secure = dedent(&format!(
+        "
+        type: ExternalService
+        mesh: default
+        name: secure
+        tags:
+          kuma.io/service: secure
+          kuma.io/protocol: tcp
+        networking:
+          address: {real}
+          tls:
+            enabled: false
+        "
+    ));
+    let (s, out) = with_outbound(d, &up, &secure, "secure");
     let listener = format!("outbound:127.0.0.1:{out}");
 
     let r = Curl::get(format!("https://{real}/over-tls"))
@@ -755,12 +778,7 @@ fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
     assert_reached(&r, "tls", Some("secure.test"), &real);
     assert_eq!(r.header("x-seen-path"), Some("/over-tls"), "{r:?}");
 
-    let refused = s.via_proxy("http://secure.mesh/").run();
-    assert_eq!(refused.status, 421, "{refused:?}");
-    assert_eq!(
-        refused.header("x-external-service-denied"),
-        Some("not-http")
-    );
+    assert_refused(&s.via_proxy("http://secure.mesh/").run(), 421, "not-http");
 
     let log = s.access_log(2);
     let tcp = log
@@ -789,16 +807,8 @@ fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
     assert_eq!(http["response_code"], 421, "{http}");
     s.denied("not-http", 1);
     // Envoy made no TLS of its own: the cluster has no TLS transport socket.
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_secure.ssl.handshake"),
-        0
-    );
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_secure.upstream_cx_total"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "secure", "ssl.handshake"), 0);
+    assert_eq!(cluster_counter(&s, "secure", "upstream_cx_total"), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -924,32 +934,26 @@ fn envoy_refuses_a_generated_config_with_an_invalid_plugin_configuration() {
 fn policy_doc_universal_example_works_as_documented() {
     let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
-    let s = Sidecar::start_with_outbounds(
-        d,
-        up.dns_addr(),
-        1,
-        &["--system-ca".into(), bundle.into()],
-        |ports| {
-            docs(&[
-                dedent(&format!(
-                    "
-                    type: ExternalService
-                    mesh: default
-                    name: httpbin
-                    tags:
-                      kuma.io/service: httpbin
-                      kuma.io/protocol: http
-                    networking:
-                      address: {real}
-                      tls:
-                        enabled: true
-                    "
-                )),
-                dataplane(ports[0], "httpbin"),
-            ])
-        },
-    );
+    let bundle = system_ca(d, "system-ca.pem", p.ca.ca_pem());
+    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &bundle, |ports| {
+        docs(&[
+            dedent(&format!(
+                "
+                type: ExternalService
+                mesh: default
+                name: httpbin
+                tags:
+                  kuma.io/service: httpbin
+                  kuma.io/protocol: http
+                networking:
+                  address: {real}
+                  tls:
+                    enabled: true
+                "
+            )),
+            dataplane(ports[0], "httpbin"),
+        ])
+    });
     let out = s.outbound[0];
 
     for r in [
@@ -980,7 +984,7 @@ fn policy_doc_universal_example_works_as_documented() {
 fn policy_doc_kubernetes_example_works_as_documented() {
     let (dir, p, up, real) = httpbin();
     let d = dir.path();
-    let bundle = write(d, "system-ca.pem", p.ca.ca_pem());
+    let bundle = system_ca(d, "system-ca.pem", p.ca.ca_pem());
     let s = Sidecar::start(
         d,
         up.dns_addr(),
@@ -1002,7 +1006,7 @@ fn policy_doc_kubernetes_example_works_as_documented() {
                   enabled: true
             "
         )),
-        &["--system-ca".into(), bundle.into()],
+        &bundle,
     );
 
     for r in [
@@ -1101,15 +1105,7 @@ fn one_service_with_endpoints_on_two_hosts() {
 /// refused by the filter (415) before it leaves.
 #[test]
 fn grpc_service_takes_only_grpc_requests() {
-    let (dir, p, up) = setup(&["grpc.test"], |b, p| b.h2("h2", &p.server));
-    let d = dir.path();
-    let real = format!("grpc.test:{}", up.port("h2"));
-    let s = sidecar(
-        d,
-        &up,
-        &[https_service("grpcsvc", "grpc", &real, &[ca_file(&p.ca)])],
-        &[],
-    );
+    let (_dir, _up, s, real) = h2_service("grpc.test", "grpcsvc", "grpc");
 
     let r = s
         .via_proxy("http://grpcsvc.mesh/pkg.Service/Method")
@@ -1119,12 +1115,7 @@ fn grpc_service_takes_only_grpc_requests() {
     assert_reached(&r, "h2", Some("grpc.test"), &real);
     assert_eq!(r.header("x-seen-protocol"), Some("HTTP/2"), "{r:?}");
     assert_eq!(r.header("x-seen-method"), Some("POST"), "{r:?}");
-    let refused = s.via_proxy("http://grpcsvc.mesh/").run();
-    assert_eq!(refused.status, 415, "{refused:?}");
-    assert_eq!(
-        refused.header("x-external-service-denied"),
-        Some("not-grpc")
-    );
+    assert_refused(&s.via_proxy("http://grpcsvc.mesh/").run(), 415, "not-grpc");
 
     let log = s.access_log(2);
     assert_forwarded_line(&log[0], "outbound_http", "grpcsvc", &real, 200);
@@ -1132,28 +1123,21 @@ fn grpc_service_takes_only_grpc_requests() {
     assert!(log[1]["upstream_cluster"].is_null(), "{}", log[1]);
     s.forwarded("grpcsvc", 1);
     s.denied("not-grpc", 1);
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_grpcsvc.upstream_cx_http2_total"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "grpcsvc", "upstream_cx_http2_total"), 1);
 }
 
 /// `kuma.io/protocol: tcp` with TLS on: plain bytes into the Dataplane outbound, TLS (with
 /// the service's SNI and CA) to the upstream.
 #[test]
 fn tcp_service_with_tls_originates_tls() {
-    let (dir, p, up) = setup(&["echo.test"], |b, p| b.tcp_tls("echo", &p.server));
+    let (dir, p, up, real) = setup_at(&["echo.test"], |b, p| b.tcp_tls("echo", &p.server), "echo");
     let d = dir.path();
-    let real = format!("echo.test:{}", up.port("echo"));
-    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), 1, &[], |ports| {
-        docs(&[
-            mesh(false),
-            https_service("echo", "tcp", &real, &[ca_file(&p.ca)]),
-            dataplane(ports[0], "echo"),
-        ])
-    });
-    let out = s.outbound[0];
+    let (s, out) = with_outbound(
+        d,
+        &up,
+        &https_service("echo", "tcp", &real, &[ca_file(&p.ca)]),
+        "echo",
+    );
 
     let msg = "ping over tls\n";
     assert_eq!(tcp_echo(SocketAddr::from(([127, 0, 0, 1], out)), msg), msg);
@@ -1168,11 +1152,7 @@ fn tcp_service_with_tls_originates_tls() {
     assert_eq!(line["upstream_cluster"], "external_service_echo", "{line}");
     assert_eq!(line["bytes_received"], msg.len(), "{line}");
     assert_eq!(line["bytes_sent"], msg.len(), "{line}");
-    assert_eq!(
-        s.envoy
-            .counter("cluster.external_service_echo.ssl.handshake"),
-        1
-    );
+    assert_eq!(cluster_counter(&s, "echo", "ssl.handshake"), 1);
     assert_eq!(up.envoy.counter("listener.127.0.0.1_0.ssl.handshake"), 1);
 }
 
@@ -1192,11 +1172,10 @@ fn disable_host_dns_entry_hides_the_real_name() {
 
     let r = s.via_proxy("http://httpbin.mesh/get").run();
     assert_reached(&r, "tls", Some("httpbin.test"), &real);
-    let refused = s.via_proxy(&format!("http://{real}/get")).run();
-    assert_eq!(refused.status, 403, "{refused:?}");
-    assert_eq!(
-        refused.header("x-external-service-denied"),
-        Some("undeclared-host")
+    assert_refused(
+        &s.via_proxy(&format!("http://{real}/get")).run(),
+        403,
+        "undeclared-host",
     );
     let log = s.access_log(2);
     assert_forwarded_line(&log[0], "outbound_http", "httpbin", &real, 200);

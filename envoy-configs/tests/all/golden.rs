@@ -375,22 +375,22 @@ networking: {address: api.test:443, tls: {enabled: true}}
 ---
 ";
 
+/// [`generate_from`] [`SECURE_API`] and then the HTTP service `name` with this `networking`.
+fn generate_beside_secure_api(name: &str, networking: &str) -> Result<Bootstrap, Error> {
+    generate_from(&format!(
+        "{SECURE_API}type: ExternalService
+mesh: default
+name: {name}
+tags: {{kuma.io/service: {name}, kuma.io/protocol: http}}
+networking: {networking}
+"
+    ))
+}
+
 #[test]
 fn one_host_on_the_default_ports_of_tls_and_plain_keeps_both_ports() {
     // 443 is the default with TLS, 80 without: both would shorten to `api.test`.
-    let bootstrap = generate_from(
-        &[
-            SECURE_API,
-            "type: ExternalService
-mesh: default
-name: plain
-tags: {kuma.io/service: plain, kuma.io/protocol: http}
-networking: {address: api.test:80}
-",
-        ]
-        .concat(),
-    )
-    .unwrap();
+    let bootstrap = generate_beside_secure_api("plain", "{address: api.test:80}").unwrap();
     let domains = outbound_domains(&bootstrap);
     assert!(
         domains.contains(&("external_service_secure".into(), json!(["api.test:443"]))),
@@ -406,17 +406,9 @@ networking: {address: api.test:80}
 fn two_services_with_one_authority_are_refused() {
     // One address for two services is allowed when one gives up its real name, but the
     // filter would send both to the same authority: no route can tell them apart.
-    let err = generate_from(
-        &[
-            SECURE_API,
-            "type: ExternalService
-mesh: default
-name: other
-tags: {kuma.io/service: other, kuma.io/protocol: http}
-networking: {address: api.test:443, disableHostDNSEntry: true, tls: {enabled: true}}
-",
-        ]
-        .concat(),
+    let err = generate_beside_secure_api(
+        "other",
+        "{address: api.test:443, disableHostDNSEntry: true, tls: {enabled: true}}",
     )
     .unwrap_err();
     assert!(

@@ -522,6 +522,21 @@ fn client_yaml(p: &Certs, up: &Upstream) -> String {
               routes: [{{match: {{prefix: \"/\"}}, direct_response: {{status: 403, body: {{inline_string: \"passthrough is off\\n\"}}}}}}]
 "
     );
+    // A listener on a loopback port whose one network filter `filter` (of type `kind`) has
+    // the stat prefix `name`, then the lines `rest`.
+    let listener = |name: &str, filter: &str, kind: &str, rest: &str| {
+        format!(
+            "  - name: {name}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+    filter_chains:
+    - filters:
+      - name: {filter}
+        typed_config:
+          \"@type\": {kind}
+          stat_prefix: {name}
+{rest}"
+        )
+    };
     let hcm = |name: &str, vhosts: &str, dfp: bool| {
         let dfp_filter = if dfp {
             format!(
@@ -535,36 +550,27 @@ fn client_yaml(p: &Certs, up: &Upstream) -> String {
         } else {
             String::new()
         };
-        format!(
-            "  - name: {name}
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          \"@type\": {HCM}
-          stat_prefix: {name}
-{ACCESS_LOG}          route_config:
+        listener(
+            name,
+            "envoy.filters.network.http_connection_manager",
+            HCM,
+            &format!(
+                "{ACCESS_LOG}          route_config:
             name: {name}
             virtual_hosts:
 {vhosts}          http_filters:
 {dfp_filter}          - name: envoy.filters.http.router
             typed_config: {ROUTER}
 "
+            ),
         )
     };
     let tcp = |name: &str, cluster: &str| {
-        format!(
-            "  - name: {name}
-    address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          \"@type\": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: {name}
-          cluster: {cluster}
-"
+        listener(
+            name,
+            "envoy.filters.network.tcp_proxy",
+            "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            &format!("          cluster: {cluster}\n"),
         )
     };
     format!(
