@@ -590,7 +590,7 @@ impl Plugin {
     }
 
     /// Property `path` as the module set it on this stream (in Envoy, the request's filter
-    /// state, e.g. `contract::SERVICE_PROPERTY`).
+    /// state, e.g. `contract::REQUESTED_AUTHORITY_PROPERTY`).
     pub fn stream_property(&self, stream: HttpStream, path: &[&str]) -> Option<Vec<u8>> {
         self.stream(stream)?
             .properties

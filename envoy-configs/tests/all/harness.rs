@@ -895,7 +895,7 @@ fn filter_configuration(address: &str) -> String {
 
 /// The filter module in a hand-written bootstrap: `httpbin.mesh`, by proxy and by Host header,
 /// is rewritten to the real authority, for which Envoy picks the route again (TLS to the
-/// upstream); the service's name reaches the access log through filter state; an undeclared
+/// upstream); the name the app asked for reaches the access log through filter state; an undeclared
 /// host gets the filter's own 403; its counters count both.
 #[test]
 fn fact_d_e_wasm_rewrite_reroutes_and_filter_state_reaches_the_access_log() {
