@@ -1,7 +1,7 @@
 //! Live updates through the xDS files of `extsvc generate --xds-dir`: one Envoy, never
 //! restarted, takes up an added, a moved and a removed service, and keeps its configuration
 //! when a change is invalid, while a steady stream of requests to an unchanged service is
-//! never refused.
+//! never refused; a removed service's request in flight finishes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +10,8 @@ use extsvc_testkit as support;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -139,14 +140,22 @@ fn eventually_status(proxy: &str, host: &str, status: u16) -> support::Response 
     )
 }
 
-/// Envoy on the xDS files of passthrough off and `steady`, serving it.
-fn start(d: &Path, up: &Upstream, steady: &str) -> Sidecar {
-    let s = Sidecar::start(
-        d,
-        up.dns_addr(),
-        &docs(&[mesh(false), steady.to_string()]),
-        &xds_args(d),
-    );
+/// The upstream of the unchanged service, and that service.
+fn steady_upstream(d: &Path) -> (Upstream, String) {
+    let up = UpstreamBuilder::new()
+        .plain("steady")
+        .dns("steady.test", &[LOCALHOST])
+        .start(d);
+    let steady = http_service("steady", &format!("steady.test:{}", up.port("steady")));
+    (up, steady)
+}
+
+/// Envoy on the xDS files of passthrough off and `services`, serving `steady.mesh`.
+fn start(d: &Path, up: &Upstream, services: &[String]) -> Sidecar {
+    let resources: Vec<String> = std::iter::once(mesh(false))
+        .chain(services.iter().cloned())
+        .collect();
+    let s = Sidecar::start(d, up.dns_addr(), &docs(&resources), &xds_args(d));
     assert!(s.envoy.pid().is_some());
     eventually_status(&s.proxy(), "steady.mesh", 200);
     s
@@ -166,7 +175,7 @@ fn a_running_envoy_takes_up_added_moved_and_removed_services_with_no_request_los
     let steady = http_service("steady", &format!("steady.test:{}", up.port("steady")));
     let mover =
         |upstream: &str| http_service("mover", &format!("mover.test:{}", up.port(upstream)));
-    let s = start(d, &up, &steady);
+    let s = start(d, &up, std::slice::from_ref(&steady));
     let (proxy, pid) = (s.proxy(), s.envoy.pid());
     assert_eq!(eventually_status(&proxy, "mover.mesh", 403).status, 403);
     let update = |resources: &[String]| {
@@ -220,12 +229,8 @@ fn a_running_envoy_takes_up_added_moved_and_removed_services_with_no_request_los
 fn an_invalid_change_is_refused_and_leaves_the_running_configuration_as_it_was() {
     let dir = test_dir();
     let d = dir.path();
-    let up = UpstreamBuilder::new()
-        .plain("steady")
-        .dns("steady.test", &[LOCALHOST])
-        .start(d);
-    let steady = http_service("steady", &format!("steady.test:{}", up.port("steady")));
-    let s = start(d, &up, &steady);
+    let (up, steady) = steady_upstream(d);
+    let s = start(d, &up, std::slice::from_ref(&steady));
     let (proxy, pid) = (s.proxy(), s.envoy.pid());
     let before = snapshot(d);
     let seen = successes(&s.envoy);
@@ -259,4 +264,72 @@ fn an_invalid_change_is_refused_and_leaves_the_running_configuration_as_it_was()
     assert_eq!(s.envoy.counter(&format!("{LDS}.update_rejected")), 0);
     assert_eq!(s.envoy.counter(&format!("{CDS}.update_rejected")), 0);
     assert_eq!(s.envoy.pid(), pid);
+}
+
+/// A loopback HTTP server that answers its first request 200 after `delay`, and says when the
+/// request has arrived.
+fn slow_server(delay: Duration) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let arrived = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&arrived);
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        flag.store(true, Ordering::SeqCst);
+        thread::sleep(delay);
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+    });
+    (port, arrived)
+}
+
+#[test]
+fn a_removed_service_finishes_its_requests_in_flight() {
+    let dir = test_dir();
+    let d = dir.path();
+    let (up, steady) = steady_upstream(d);
+    let (port, arrived) = slow_server(Duration::from_millis(1500));
+    let slow = http_service("slow", &format!("127.0.0.1:{port}"));
+    let s = start(d, &up, &[steady.clone(), slow]);
+    let proxy = s.proxy();
+    let in_flight = {
+        let proxy = proxy.clone();
+        thread::spawn(move || Curl::get(format!("{proxy}/get")).host("slow.mesh").run())
+    };
+    eventually(
+        "the slow request reaches its upstream",
+        UPDATE,
+        Duration::from_millis(10),
+        || {
+            arrived
+                .load(Ordering::SeqCst)
+                .then_some(())
+                .ok_or_else(String::new)
+        },
+    );
+
+    let cli = generate(
+        d,
+        &docs(&[mesh(false), steady]),
+        s.listen,
+        up.dns_addr(),
+        &xds_args(d),
+    );
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    eventually_status(&proxy, "slow.mesh", 403);
+    s.envoy
+        .wait_for_stat(&format!("{CDS}.update_success"), UPDATE, |n| n >= 2);
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(s.envoy.counter(&format!("{CDS}.update_rejected")), 0);
 }
