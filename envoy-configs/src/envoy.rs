@@ -107,11 +107,16 @@ pub struct Extension<T> {
 /// `config.bootstrap.v3.Bootstrap`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Bootstrap {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Node>,
     pub admin: Admin,
     pub stats_config: StatsConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub typed_dns_resolver_config: Option<Extension<DnsResolverConfig>>,
-    pub static_resources: StaticResources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_resources: Option<StaticResources>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_resources: Option<DynamicResources>,
 }
 
 /// `config.metrics.v3.StatsConfig`: tags that turn parts of stat names into labels.
@@ -136,6 +141,55 @@ pub struct Admin {
 pub struct StaticResources {
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+}
+
+/// `config.core.v3.Node`: who this Envoy is, which xDS requires.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Node {
+    pub id: String,
+    pub cluster: String,
+}
+
+/// `config.bootstrap.v3.Bootstrap.DynamicResources`: listeners and clusters from xDS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DynamicResources {
+    pub lds_config: ConfigSource,
+    pub cds_config: ConfigSource,
+}
+
+/// `config.core.v3.ConfigSource`, from a file only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigSource {
+    pub path_config_source: PathConfigSource,
+}
+
+/// A file Envoy reads again whenever a file is moved into `watched_directory`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PathConfigSource {
+    pub path: String,
+    pub watched_directory: WatchedDirectory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchedDirectory {
+    pub path: String,
+}
+
+/// `service.discovery.v3.DiscoveryResponse` as a file: what a `path_config_source` holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DiscoveryResponse<R> {
+    pub version_info: String,
+    pub resources: Vec<R>,
+}
+
+/// A resource of a DiscoveryResponse, as an `Any`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum XdsResource<'a> {
+    #[serde(rename = "type.googleapis.com/envoy.config.listener.v3.Listener")]
+    Listener(&'a Listener),
+    #[serde(rename = "type.googleapis.com/envoy.config.cluster.v3.Cluster")]
+    Cluster(&'a Cluster),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -470,6 +524,10 @@ pub struct HeaderValue {
 pub struct RouteConfiguration {
     pub name: String,
     pub virtual_hosts: Vec<VirtualHost>,
+    /// Envoy's default for an inline route table is to refuse it while a route names a
+    /// cluster it does not have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validate_clusters: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -14,7 +14,7 @@ use external_service_model::resource::{Resource, Spec};
 
 use super::{format_word, Inputs};
 use crate::generate::{
-    self, secrets, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS,
+    self, secrets, xds, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS,
     DEFAULT_SYSTEM_CA,
 };
 use crate::read::{self, Loaded};
@@ -25,6 +25,7 @@ use crate::read::{self, Loaded};
   extsvc generate mesh.yaml services/ --listen 127.0.0.1:15001 -o envoy.yaml
   extsvc generate -f services.yaml -o envoy.json       # JSON, from the file name
   envoy -c envoy.yaml
+  extsvc generate services.yaml -o envoy.yaml --xds-dir xds/   # then again after each edit
 
 The configuration has an HTTP proxy listener (`outbound_http`; use it as
 http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane
@@ -84,6 +85,13 @@ pub struct GenerateArgs {
     /// files mode 0600) and have the configuration name them by path, instead of inlining it.
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
+
+    /// Put the listeners and clusters in DIR/lds.yaml and DIR/cds.yaml, which the bootstrap
+    /// has Envoy watch: running the command again with changed resources updates a running
+    /// Envoy, with no restart. Each file is renamed into place whole; clusters that the
+    /// listeners may still name go last. An invalid change leaves DIR as it was.
+    #[arg(long, value_name = "DIR")]
+    pub xds_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,6 +112,7 @@ impl GenerateArgs {
             mesh: self.mesh.clone(),
             route_timeout: std::time::Duration::from_secs(self.route_timeout),
             secrets_dir: self.secrets_dir.as_deref().map(absolute),
+            xds_dir: self.xds_dir.as_deref().map(absolute),
         }
     }
 }
@@ -179,6 +188,9 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
     }
     if let Some(dir) = &options.secrets_dir {
         write_secrets(dir, &bootstrap.secret_files)?;
+    }
+    if let (Some(dir), Some(files)) = (&options.xds_dir, &bootstrap.xds) {
+        write_xds(dir, files, bootstrap.inline_private_keys)?;
     }
     let json_file = args
         .output
@@ -274,18 +286,47 @@ pub fn warnings(resources: &[Resource], mesh: &str) -> Vec<String> {
 
 /// Creates `dir` (mode 0700) when missing and writes each file into it with mode 0600.
 fn write_secrets(dir: &Path, files: &[secrets::SecretFile]) -> Result<(), Error> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|error| Error::Write {
-            path: dir.to_path_buf(),
-            error,
-        })?;
+    create_dir(dir, 0o700)?;
     for file in files {
         write_file(&file.path, &file.bytes, true)?;
     }
     Ok(())
+}
+
+/// Updates the xDS files in `dir` (created when missing) so that no route ever names a
+/// cluster Envoy has dropped: the old and new clusters first, then the listeners, then the
+/// new clusters. A file already holding its text is left alone.
+fn write_xds(dir: &Path, files: &xds::Files, private: bool) -> Result<(), Error> {
+    create_dir(dir, 0o755)?;
+    let (cds_path, lds_path) = (dir.join(xds::CDS_FILE), dir.join(xds::LDS_FILE));
+    let old_cds = fs::read_to_string(&cds_path).ok();
+    let union = old_cds
+        .as_deref()
+        .and_then(|old| xds::cluster_union(&files.cds, old));
+    let update = |path: &Path, response: &serde_json::Value| {
+        let text = xds::to_yaml(response).map_err(Error::Generate)?;
+        if fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
+            return Ok(());
+        }
+        write_file(path, text.as_bytes(), private)
+    };
+    if let Some(union) = &union {
+        update(&cds_path, union)?;
+    }
+    update(&lds_path, &files.lds)?;
+    update(&cds_path, &files.cds)
+}
+
+/// Creates `dir` and its parents, when missing, with `mode`.
+fn create_dir(dir: &Path, mode: u32) -> Result<(), Error> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|error| Error::Write {
+            path: dir.to_path_buf(),
+            error,
+        })
 }
 
 /// Writes a sibling temporary file, then renames it: a reader never sees half a file, and a

@@ -15,6 +15,7 @@ use super::{access_log, cluster, wasm, Context};
 
 /// The HCM network filter.
 pub fn connection_manager(
+    ctx: &Context<'_>,
     listener: &str,
     stat_prefix: &str,
     virtual_hosts: Vec<VirtualHost>,
@@ -28,6 +29,8 @@ pub fn connection_manager(
             route_config: RouteConfiguration {
                 name: listener.to_string(),
                 virtual_hosts,
+                // From xDS files, a route may name a cluster Envoy has yet to read (see xds).
+                validate_clusters: ctx.options.xds_dir.is_some().then_some(false),
             },
             http_filters,
             // Without it Envoy answers CONNECT itself (403) before the filter can; no route
@@ -311,7 +314,13 @@ route:
     #[test]
     fn connection_manager_and_its_filters() {
         let f = Fixture::new(&service("httpbin", "http", "{address: httpbin.test:80}"));
-        let hcm = connection_manager("l", "l_stats", Vec::new(), filters(&f.ctx(), None, true));
+        let hcm = connection_manager(
+            &f.ctx(),
+            "l",
+            "l_stats",
+            Vec::new(),
+            filters(&f.ctx(), None, true),
+        );
         let names: Vec<&str> = filters(&f.ctx(), None, false)
             .iter()
             .map(|filter| filter.name)

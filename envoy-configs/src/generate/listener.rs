@@ -24,6 +24,7 @@ fn listener(name: &str, address: SocketAddr, network_filter: NetworkFilter) -> L
 pub fn outbound_http(ctx: &Context<'_>) -> Listener {
     let passthrough = ctx.catalog.passthrough;
     let hcm = http::connection_manager(
+        ctx,
         OUTBOUND_HTTP,
         OUTBOUND_HTTP,
         http::outbound_virtual_hosts(ctx),
@@ -51,6 +52,7 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
     let service = outbound.service;
     let filter = if service.protocol.is_http() {
         http::connection_manager(
+            ctx,
             &name,
             &stat_prefix(&name),
             http::bound_virtual_hosts(ctx, service),

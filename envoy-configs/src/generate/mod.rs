@@ -11,7 +11,8 @@
 //! - [`http`]: the HTTP connection manager and its routes;
 //! - [`wasm`]: the filter, with its plugin configuration;
 //! - [`access_log`]: one JSON line on stdout per request or connection;
-//! - [`secrets`]: TLS material inline, or in files of its own (`--secrets-dir`).
+//! - [`secrets`]: TLS material inline, or in files of its own (`--secrets-dir`);
+//! - [`xds`]: listeners and clusters in files Envoy watches, for live updates (`--xds-dir`).
 //!
 //! [`generate`] checks what one Envoy configuration cannot hold, then combines them. Rules on
 //! the resources are validation's: the builders take valid resources and do not check again.
@@ -27,6 +28,7 @@ pub mod stats;
 mod test_support;
 pub mod tls;
 pub mod wasm;
+pub mod xds;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -72,6 +74,9 @@ pub struct Options {
     /// Where TLS material given inline or by a Secret goes instead of the configuration: one
     /// file per piece, named by the configuration ([`Bootstrap::secret_files`]).
     pub secrets_dir: Option<PathBuf>,
+    /// Where listeners and clusters go instead of the bootstrap, as files Envoy watches
+    /// ([`xds`], [`Bootstrap::xds`]); absolute, as the bootstrap names it.
+    pub xds_dir: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -85,6 +90,7 @@ impl Default for Options {
             mesh: None,
             route_timeout: Duration::from_secs(DEFAULT_ROUTE_TIMEOUT_SECS),
             secrets_dir: None,
+            xds_dir: None,
         }
     }
 }
@@ -99,6 +105,8 @@ pub struct Bootstrap {
     pub inline_private_keys: bool,
     /// The files in [`Options::secrets_dir`] that the configuration names: write them first.
     pub secret_files: Vec<SecretFile>,
+    /// With [`Options::xds_dir`], the listeners and clusters: the files the bootstrap names.
+    pub xds: Option<xds::Files>,
 }
 
 impl Bootstrap {
@@ -218,21 +226,35 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
     let mut listeners = vec![listener::outbound_http(&ctx)];
     listeners.extend(outbounds.iter().map(|o| listener::outbound(&ctx, o)));
 
-    let bootstrap = envoy::Bootstrap {
+    let mut bootstrap = envoy::Bootstrap {
+        node: None,
         admin: Admin {
             address: options.admin.into(),
         },
         stats_config: stats::labels(),
         typed_dns_resolver_config: options.dns_resolver.map(cluster::dns_resolver),
-        static_resources: StaticResources {
-            listeners,
-            clusters,
-        },
+        static_resources: None,
+        dynamic_resources: None,
+    };
+    let files = match &options.xds_dir {
+        None => {
+            bootstrap.static_resources = Some(StaticResources {
+                listeners,
+                clusters,
+            });
+            None
+        }
+        Some(dir) => {
+            bootstrap.node = Some(xds::node(&mesh));
+            bootstrap.dynamic_resources = Some(xds::dynamic_resources(dir));
+            Some(xds::Files::new(&listeners, &clusters)?)
+        }
     };
     Ok(Bootstrap {
         config: serde_json::to_value(&bootstrap).map_err(|e| Error::Serialize(e.to_string()))?,
         inline_private_keys: secrets.inline_private_keys(),
         secret_files: secrets.into_files(),
+        xds: files,
     })
 }
 

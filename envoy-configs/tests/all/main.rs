@@ -10,6 +10,7 @@
 //! - `e2e`: resources -> `extsvc generate` -> real Envoy -> real TLS / mTLS / HTTP/2 / TCP
 //!   upstreams.
 //! - `faults`: upstream faults and reloads with an invalid configuration.
+//! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
 //! - `secrets`: key material stays out of output and logs.
 //!
@@ -21,5 +22,6 @@ mod faults;
 mod golden;
 mod harness;
 mod hostile;
+mod live;
 mod secrets;
 mod validate;

@@ -108,7 +108,8 @@ fn args(parts: &[&dyn AsRef<std::ffi::OsStr>]) -> Vec<OsString> {
 }
 
 /// validate and generate print no key material, also when they refuse the resources; the
-/// generated file with an inline key is 0600, even when it replaces a 0644 file.
+/// generated file with an inline key is 0600, even when it replaces a 0644 file, and so is
+/// the clusters' xDS file that holds it.
 #[test]
 fn the_cli_never_prints_keys_and_writes_inline_keys_privately() {
     let dir = test_dir();
@@ -132,6 +133,23 @@ fn the_cli_never_prints_keys_and_writes_inline_keys_privately() {
     assert_no_key("generate stderr", &run.stderr, &client);
     assert_eq!(mode(&out), 0o600, "a file with an inline key");
     assert!(fs::read_to_string(&out).unwrap().contains("PRIVATE KEY"));
+
+    // With --xds-dir the key is in the clusters' file, private as well.
+    let xds = d.join("xds");
+    let run = extsvc(
+        d,
+        &args(&[&"generate", &input, &"-o", &out, &"--xds-dir", &xds]),
+    );
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert_eq!(
+        mode(&xds.join("cds.yaml")),
+        0o600,
+        "cds.yaml with an inline key"
+    );
+    assert!(fs::read_to_string(xds.join("cds.yaml"))
+        .unwrap()
+        .contains("PRIVATE KEY"));
+    assert_no_key("the bootstrap", &fs::read_to_string(&out).unwrap(), &client);
 
     // Invalid beside the key (a bad address; a key that is not the certificate's): the
     // reports name the fields, never the bytes.

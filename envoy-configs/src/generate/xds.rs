@@ -1,0 +1,177 @@
+//! Listeners and clusters as files Envoy watches (`--xds-dir`): the bootstrap names
+//! `DIR/lds.yaml` and `DIR/cds.yaml` in its `dynamic_resources`, and Envoy reads both again
+//! whenever a file is renamed into DIR, so writing them anew updates a running Envoy.
+//!
+//! Envoy reads the two files in no fixed order after a rename. So the routes do not have
+//! Envoy check their clusters (a route naming a cluster not read yet would get the whole
+//! listener refused, and not retried), and the writer ([`crate::cli::generate`]) puts in
+//! place the union of the old and new clusters first, then the listeners, then the new
+//! clusters: a cluster that a route may still name is removed only after the route is gone.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::Error;
+use crate::envoy::{
+    Cluster, ConfigSource, DiscoveryResponse, DynamicResources, Listener, Node, PathConfigSource,
+    WatchedDirectory, XdsResource,
+};
+
+/// The clusters' file in the xDS directory.
+pub const CDS_FILE: &str = "cds.yaml";
+/// The listeners' file in the xDS directory.
+pub const LDS_FILE: &str = "lds.yaml";
+
+/// The bootstrap's `dynamic_resources`: LDS and CDS from the files in `dir` (absolute).
+pub fn dynamic_resources(dir: &Path) -> DynamicResources {
+    let source = |file: &str| ConfigSource {
+        path_config_source: PathConfigSource {
+            path: dir.join(file).display().to_string(),
+            watched_directory: WatchedDirectory {
+                path: dir.display().to_string(),
+            },
+        },
+    };
+    DynamicResources {
+        lds_config: source(LDS_FILE),
+        cds_config: source(CDS_FILE),
+    }
+}
+
+/// Envoy takes xDS only from a node with an id and a cluster: this Envoy, serving `mesh`.
+pub fn node(mesh: &str) -> Node {
+    Node {
+        id: "extsvc".to_string(),
+        cluster: mesh.to_string(),
+    }
+}
+
+/// The two files' contents, as DiscoveryResponses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Files {
+    pub lds: Value,
+    pub cds: Value,
+}
+
+impl Files {
+    pub fn new(listeners: &[Listener], clusters: &[Cluster]) -> Result<Files, Error> {
+        let values = |resources: Vec<XdsResource<'_>>| {
+            resources
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<Result<Vec<Value>, _>>()
+                .map_err(|e| Error::Serialize(e.to_string()))
+        };
+        let listeners = values(listeners.iter().map(XdsResource::Listener).collect())?;
+        let clusters = values(clusters.iter().map(XdsResource::Cluster).collect())?;
+        Ok(Files {
+            lds: response(listeners)?,
+            cds: response(clusters)?,
+        })
+    }
+}
+
+/// The clusters of `cds` and, after them, those of the file text `old` that `cds` lacks:
+/// what CDS holds while the listeners change. `None` when `old` is not a DiscoveryResponse.
+pub fn cluster_union(cds: &Value, old: &str) -> Option<Value> {
+    let old: Value = serde_yaml_ng::from_str(old).ok()?;
+    let mut resources = cds.get("resources")?.as_array()?.clone();
+    let name = |r: &Value| r.get("name").cloned();
+    let kept: Vec<Value> = old
+        .get("resources")?
+        .as_array()?
+        .iter()
+        .filter(|o| !resources.iter().any(|r| name(r) == name(o)))
+        .cloned()
+        .collect();
+    resources.extend(kept);
+    response(resources).ok()
+}
+
+/// A file's text: YAML, as the bootstrap.
+pub fn to_yaml(response: &Value) -> Result<String, Error> {
+    serde_yaml_ng::to_string(response).map_err(|e| Error::Serialize(e.to_string()))
+}
+
+/// A DiscoveryResponse whose version is a digest of its resources: Envoy shows it as
+/// `listener_manager.lds.version_text` and `cluster_manager.cds.version_text`.
+fn response(resources: Vec<Value>) -> Result<Value, Error> {
+    let text = serde_json::to_string(&resources).map_err(|e| Error::Serialize(e.to_string()))?;
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let digest = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    serde_json::to_value(DiscoveryResponse {
+        version_info: format!("{digest:016x}"),
+        resources,
+    })
+    .map_err(|e| Error::Serialize(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use serde_json::json;
+
+    fn cluster(name: &str) -> Cluster {
+        Cluster {
+            name: name.to_string(),
+            ..Cluster::default()
+        }
+    }
+
+    fn names(response: &Value) -> Vec<&str> {
+        response["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn each_file_is_a_discovery_response_of_typed_resources() {
+        let files = Files::new(&[], &[cluster("a")]).unwrap();
+        assert_eq!(
+            files.cds["resources"],
+            json!([{
+                "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                "name": "a",
+                "connect_timeout": "0s",
+            }])
+        );
+        assert_eq!(files.lds["resources"], json!([]));
+        let version = files.cds["version_info"].as_str().unwrap();
+        assert_eq!(version.len(), 16);
+        let other = Files::new(&[], &[cluster("b")]).unwrap();
+        assert_ne!(other.cds["version_info"], files.cds["version_info"]);
+    }
+
+    #[test]
+    fn the_union_keeps_the_new_clusters_and_adds_the_old_ones_missing() {
+        let new = Files::new(&[], &[cluster("b"), cluster("c")]).unwrap();
+        let old = Files::new(&[], &[cluster("a"), cluster("b")]).unwrap();
+        let union = cluster_union(&new.cds, &to_yaml(&old.cds).unwrap()).unwrap();
+        assert_eq!(names(&union), ["b", "c", "a"]);
+        let same = cluster_union(&new.cds, &to_yaml(&new.cds).unwrap()).unwrap();
+        assert_eq!(same, new.cds);
+        assert_eq!(cluster_union(&new.cds, "not: [a response"), None);
+    }
+
+    #[test]
+    fn the_bootstrap_names_both_files_and_watches_their_directory() {
+        let d = serde_json::to_value(dynamic_resources(Path::new("/x/xds"))).unwrap();
+        assert_eq!(
+            d,
+            json!({
+                "lds_config": {"path_config_source": {
+                    "path": "/x/xds/lds.yaml", "watched_directory": {"path": "/x/xds"}}},
+                "cds_config": {"path_config_source": {
+                    "path": "/x/xds/cds.yaml", "watched_directory": {"path": "/x/xds"}}},
+            })
+        );
+    }
+}

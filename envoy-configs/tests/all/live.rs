@@ -1,0 +1,335 @@
+//! Live updates through the xDS files of `extsvc generate --xds-dir`: one Envoy, never
+//! restarted, takes up an added, a moved and a removed service, and keeps its configuration
+//! when a change is invalid, while a steady stream of requests to an unchanged service is
+//! never refused; a removed service's request in flight finishes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use extsvc_testkit as support;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use support::{
+    assert_ok_from, docs, eventually, generate, http_service, mesh, test_dir, Curl, Envoy, Sidecar,
+    Upstream, UpstreamBuilder,
+};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// How long an update may take to be served.
+const UPDATE: Duration = Duration::from_secs(5);
+const LDS: &str = "listener_manager.lds";
+const CDS: &str = "cluster_manager.cds";
+
+/// `--xds-dir <dir>/xds`.
+fn xds_args(dir: &Path) -> Vec<OsString> {
+    vec!["--xds-dir".into(), xds_dir(dir).into()]
+}
+
+fn xds_dir(dir: &Path) -> PathBuf {
+    dir.join("xds")
+}
+
+/// Every file of the xDS directory, by name, with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fs::read_dir(xds_dir(dir))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Requests to one service, back to back on a thread, until stopped: every status.
+struct Stream {
+    stop: Arc<AtomicBool>,
+    statuses: Arc<Mutex<Vec<u16>>>,
+    thread: thread::JoinHandle<()>,
+}
+
+impl Stream {
+    fn start(proxy: String, host: &'static str) -> Stream {
+        let stop = Arc::new(AtomicBool::new(false));
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, statuses) = (Arc::clone(&stop), Arc::clone(&statuses));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let status = Curl::get(format!("{proxy}/get")).host(host).run().status;
+                    statuses.lock().unwrap().push(status);
+                }
+            })
+        };
+        Stream {
+            stop,
+            statuses,
+            thread,
+        }
+    }
+
+    /// Waits until `n` more requests were answered, so that the stream runs across what
+    /// came before.
+    fn wait_for_more(&self, n: usize) {
+        let count = || self.statuses.lock().unwrap().len();
+        let target = count() + n;
+        eventually(
+            "the stream goes on",
+            UPDATE,
+            Duration::from_millis(10),
+            || {
+                if count() >= target {
+                    Ok(())
+                } else {
+                    Err(format!("{} requests", count()))
+                }
+            },
+        );
+    }
+
+    /// Stops it and checks that every request was served.
+    fn assert_all_served(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        let statuses = self.statuses.lock().unwrap();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    }
+}
+
+/// The xDS counters: no update ever rejected, and each file read again since `since`.
+fn assert_updates_took(envoy: &Envoy, since: (u64, u64)) -> (u64, u64) {
+    let lds = envoy.wait_for_stat(&format!("{LDS}.update_success"), UPDATE, |n| n > since.0);
+    let cds = envoy.wait_for_stat(&format!("{CDS}.update_success"), UPDATE, |n| n > since.1);
+    assert_eq!(envoy.counter(&format!("{LDS}.update_rejected")), 0);
+    assert_eq!(envoy.counter(&format!("{CDS}.update_rejected")), 0);
+    (lds, cds)
+}
+
+fn successes(envoy: &Envoy) -> (u64, u64) {
+    (
+        envoy.counter(&format!("{LDS}.update_success")),
+        envoy.counter(&format!("{CDS}.update_success")),
+    )
+}
+
+/// `host` answers `status` within [`UPDATE`]; the last response.
+fn eventually_status(proxy: &str, host: &str, status: u16) -> support::Response {
+    eventually(
+        &format!("{host} answers {status}"),
+        UPDATE,
+        Duration::from_millis(50),
+        || {
+            let r = Curl::get(format!("{proxy}/get")).host(host).run();
+            if r.status == status {
+                Ok(r)
+            } else {
+                Err(format!("{r:?}"))
+            }
+        },
+    )
+}
+
+/// The upstream of the unchanged service, and that service.
+fn steady_upstream(d: &Path) -> (Upstream, String) {
+    let up = UpstreamBuilder::new()
+        .plain("steady")
+        .dns("steady.test", &[LOCALHOST])
+        .start(d);
+    let steady = http_service("steady", &format!("steady.test:{}", up.port("steady")));
+    (up, steady)
+}
+
+/// Envoy on the xDS files of passthrough off and `services`, serving `steady.mesh`.
+fn start(d: &Path, up: &Upstream, services: &[String]) -> Sidecar {
+    let resources: Vec<String> = std::iter::once(mesh(false))
+        .chain(services.iter().cloned())
+        .collect();
+    let s = Sidecar::start(d, up.dns_addr(), &docs(&resources), &xds_args(d));
+    assert!(s.envoy.pid().is_some());
+    eventually_status(&s.proxy(), "steady.mesh", 200);
+    s
+}
+
+#[test]
+fn a_running_envoy_takes_up_added_moved_and_removed_services_with_no_request_lost() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = UpstreamBuilder::new()
+        .plain("steady")
+        .plain("first")
+        .plain("second")
+        .dns("steady.test", &[LOCALHOST])
+        .dns("mover.test", &[LOCALHOST])
+        .start(d);
+    let steady = http_service("steady", &format!("steady.test:{}", up.port("steady")));
+    let mover =
+        |upstream: &str| http_service("mover", &format!("mover.test:{}", up.port(upstream)));
+    let s = start(d, &up, std::slice::from_ref(&steady));
+    let (proxy, pid) = (s.proxy(), s.envoy.pid());
+    assert_eq!(eventually_status(&proxy, "mover.mesh", 403).status, 403);
+    let update = |resources: &[String]| {
+        let cli = generate(d, &docs(resources), s.listen, up.dns_addr(), &xds_args(d));
+        assert_eq!(cli.code, Some(0), "{cli:?}");
+    };
+    let stream = Stream::start(proxy.clone(), "steady.mesh");
+    let mut seen = successes(&s.envoy);
+
+    // Added: served.
+    update(&[mesh(false), steady.clone(), mover("first")]);
+    assert_ok_from(&eventually_status(&proxy, "mover.mesh", 200), "first");
+    seen = assert_updates_took(&s.envoy, seen);
+    stream.wait_for_more(5);
+
+    // Moved to another upstream: requests follow.
+    update(&[mesh(false), steady.clone(), mover("second")]);
+    eventually(
+        "mover.mesh goes to the new upstream",
+        UPDATE,
+        Duration::from_millis(50),
+        || {
+            let r = Curl::get(format!("{proxy}/get")).host("mover.mesh").run();
+            match r.header("x-upstream-name") {
+                Some("second") => Ok(()),
+                _ => Err(format!("{r:?}")),
+            }
+        },
+    );
+    seen = assert_updates_took(&s.envoy, seen);
+    stream.wait_for_more(5);
+
+    // Removed, with passthrough off: refused.
+    update(&[mesh(false), steady.clone()]);
+    eventually_status(&proxy, "mover.mesh", 403);
+    assert_updates_took(&s.envoy, seen);
+    stream.wait_for_more(5);
+    let files = snapshot(d);
+    assert_eq!(
+        files.keys().collect::<Vec<_>>(),
+        ["cds.yaml", "lds.yaml"],
+        "nothing else is left in the directory"
+    );
+    assert!(!String::from_utf8_lossy(&files["cds.yaml"]).contains("mover"));
+
+    stream.assert_all_served();
+    assert_eq!(s.envoy.pid(), pid, "Envoy was restarted");
+}
+
+#[test]
+fn an_invalid_change_is_refused_and_leaves_the_running_configuration_as_it_was() {
+    let dir = test_dir();
+    let d = dir.path();
+    let (up, steady) = steady_upstream(d);
+    let s = start(d, &up, std::slice::from_ref(&steady));
+    let (proxy, pid) = (s.proxy(), s.envoy.pid());
+    let before = snapshot(d);
+    let seen = successes(&s.envoy);
+    let stream = Stream::start(proxy.clone(), "steady.mesh");
+    stream.wait_for_more(5);
+
+    let broken = http_service("broken", "no-port.test");
+    let cli = generate(
+        d,
+        &docs(&[mesh(false), steady, broken]),
+        s.listen,
+        up.dns_addr(),
+        &xds_args(d),
+    );
+    assert_eq!(cli.code, Some(1), "{cli:?}");
+    assert!(cli.stderr.contains("broken"), "{cli:?}");
+    assert!(cli.stderr.contains("networking.address"), "{cli:?}");
+    assert_eq!(snapshot(d), before, "the xDS directory changed");
+
+    // Envoy was not told anything, and keeps serving with its rules.
+    stream.wait_for_more(10);
+    assert_eq!(successes(&s.envoy), seen);
+    assert_eq!(
+        Curl::get(format!("{proxy}/get"))
+            .host("broken.mesh")
+            .run()
+            .status,
+        403
+    );
+    stream.assert_all_served();
+    assert_eq!(s.envoy.counter(&format!("{LDS}.update_rejected")), 0);
+    assert_eq!(s.envoy.counter(&format!("{CDS}.update_rejected")), 0);
+    assert_eq!(s.envoy.pid(), pid);
+}
+
+/// A loopback HTTP server that answers its first request 200 after `delay`, and says when the
+/// request has arrived.
+fn slow_server(delay: Duration) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let arrived = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&arrived);
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        flag.store(true, Ordering::SeqCst);
+        thread::sleep(delay);
+        let _ =
+            conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+    });
+    (port, arrived)
+}
+
+#[test]
+fn a_removed_service_finishes_its_requests_in_flight() {
+    let dir = test_dir();
+    let d = dir.path();
+    let (up, steady) = steady_upstream(d);
+    let (port, arrived) = slow_server(Duration::from_millis(1500));
+    let slow = http_service("slow", &format!("127.0.0.1:{port}"));
+    let s = start(d, &up, &[steady.clone(), slow]);
+    let proxy = s.proxy();
+    let in_flight = {
+        let proxy = proxy.clone();
+        thread::spawn(move || Curl::get(format!("{proxy}/get")).host("slow.mesh").run())
+    };
+    eventually(
+        "the slow request reaches its upstream",
+        UPDATE,
+        Duration::from_millis(10),
+        || {
+            arrived
+                .load(Ordering::SeqCst)
+                .then_some(())
+                .ok_or_else(String::new)
+        },
+    );
+
+    let cli = generate(
+        d,
+        &docs(&[mesh(false), steady]),
+        s.listen,
+        up.dns_addr(),
+        &xds_args(d),
+    );
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    eventually_status(&proxy, "slow.mesh", 403);
+    s.envoy
+        .wait_for_stat(&format!("{CDS}.update_success"), UPDATE, |n| n >= 2);
+    let r = in_flight.join().unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(s.envoy.counter(&format!("{CDS}.update_rejected")), 0);
+}
