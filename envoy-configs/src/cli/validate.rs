@@ -54,13 +54,13 @@ pub fn run(
     out: &mut dyn Write,
     notes: &mut dyn Write,
 ) -> Result<bool, Box<dyn std::error::Error>> {
-    let (format, file) = match args.output.as_deref().map(|o| (o, format_word(o))) {
-        Some((_, Some(word))) => {
+    let (format, file) = match args.output.as_deref().map(|o| (o, old_spelling(o))) {
+        Some((_, Some((word, format)))) => {
             let _ = writeln!(
                 notes,
                 "extsvc: `-o {word}` is deprecated: use --format {word} (-o names a file)"
             );
-            (Format::from_str(word, true).unwrap_or(args.format), None)
+            (format, None)
         }
         Some((path, None)) => (args.format, Some(path)),
         None => (args.format, None),
@@ -89,6 +89,13 @@ pub fn run(
         }
     }
     Ok(loaded.is_valid())
+}
+
+/// `-o json` and `-o text`, the old spelling of `--format`: only validate's formats; any other
+/// name is a file.
+fn old_spelling(output: &std::path::Path) -> Option<(&str, Format)> {
+    let word = format_word(output)?;
+    Some((word, Format::from_str(word, true).ok()?))
 }
 
 /// Text output, shared with `generate`'s refusal.

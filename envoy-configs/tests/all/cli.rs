@@ -172,6 +172,12 @@ fn output_is_a_file_and_format_is_a_format_everywhere() {
         old.stderr,
         "extsvc: `-o json` is deprecated: use --format json (-o names a file)\n"
     );
+    // `yaml` was never a format of validate's: a file of that name.
+    let named_yaml = run(d.path(), &["validate", "s.yaml", "-o", "yaml"]);
+    assert_eq!((named_yaml.code, named_yaml.stderr.as_str()), (Some(0), ""));
+    assert!(fs::read_to_string(d.path().join("yaml"))
+        .unwrap()
+        .contains(": valid\n"));
 }
 
 #[test]
