@@ -8,9 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use external_service_model::catalog::{select_mesh, Catalog};
 use external_service_model::contract::MODULE_PATH;
-use external_service_model::resource::{Resource, Spec};
 
 use super::{format_word, Inputs};
 use crate::generate::{
@@ -181,10 +179,8 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
         }
         Err(e) => return Err(Error::Generate(e)),
     };
-    if let Ok(mesh) = select_mesh(&loaded.checked.resources, args.mesh.as_deref()) {
-        for warning in warnings(&loaded.checked.resources, &mesh) {
-            let _ = writeln!(notes, "extsvc: warning: {warning}");
-        }
+    for warning in &bootstrap.warnings {
+        let _ = writeln!(notes, "extsvc: warning: {warning}");
     }
     if let Some(dir) = &options.secrets_dir {
         write_secrets(dir, &bootstrap.secret_files)?;
@@ -246,42 +242,6 @@ fn beside_this_build() -> Option<PathBuf> {
     let module = Path::new(MODULE_PATH);
     let relative = module.strip_prefix("target").ok()?;
     Some(target.join(relative))
-}
-
-/// What the user should know about a configuration that is valid: what passthrough lets out
-/// when no Mesh says otherwise, and tcp services that no listener reaches.
-pub fn warnings(resources: &[Resource], mesh: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    let has_mesh = resources
-        .iter()
-        .any(|r| matches!(r.spec, Spec::Mesh(_)) && r.name == mesh);
-    if !has_mesh {
-        found.push(format!(
-            "no Mesh resource {mesh:?}, so passthrough is on and requests to undeclared hosts go \
-             out as they are; add `type: Mesh`, `name: {mesh}` with \
-             `networking.outbound.passthrough: false` to refuse them"
-        ));
-    }
-    let outbound_services: Vec<&str> = resources
-        .iter()
-        .filter(|r| r.mesh == mesh)
-        .filter_map(|r| match &r.spec {
-            Spec::Dataplane(dp) => Some(dp.networking.outbound.iter().filter_map(|o| o.service())),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    let catalog = Catalog::build(resources, mesh);
-    for service in catalog.services.iter().filter(|s| !s.protocol.is_http()) {
-        if !outbound_services.contains(&service.name.as_str()) {
-            found.push(format!(
-                "service {:?} is {} and no Dataplane outbound names it, so no listener reaches it: \
-                 add a Dataplane outbound with kuma.io/service {:?}, or tag it kuma.io/protocol: http",
-                service.name, service.protocol, service.name
-            ));
-        }
-    }
-    found
 }
 
 /// Creates `dir` (mode 0700) when missing and writes each file into it with mode 0600.

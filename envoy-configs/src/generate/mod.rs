@@ -107,6 +107,8 @@ pub struct Bootstrap {
     pub secret_files: Vec<SecretFile>,
     /// With [`Options::xds_dir`], the listeners and clusters: the files the bootstrap names.
     pub xds: Option<xds::Files>,
+    /// What the user should know about a valid configuration (see [`warnings`]).
+    pub warnings: Vec<String>,
 }
 
 impl Bootstrap {
@@ -223,6 +225,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
     check_authorities(&catalog)?;
     let outbounds = outbounds(&ctx);
     check_addresses(options, &outbounds)?;
+    let warnings = warnings(&ctx, &outbounds);
     let mut listeners = vec![listener::outbound_http(&ctx)];
     listeners.extend(outbounds.iter().map(|o| listener::outbound(&ctx, o)));
 
@@ -255,7 +258,40 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         inline_private_keys: secrets.inline_private_keys(),
         secret_files: secrets.into_files(),
         xds: files,
+        warnings,
     })
+}
+
+/// What passthrough lets out when no Mesh says otherwise, and tcp services no listener reaches.
+fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
+    let mesh = ctx.mesh();
+    let mut found = Vec::new();
+    let has_mesh = ctx
+        .resources
+        .iter()
+        .any(|r| matches!(r.spec, Spec::Mesh(_)) && r.name == mesh);
+    if !has_mesh {
+        found.push(format!(
+            "no Mesh resource {mesh:?}, so passthrough is on and requests to undeclared hosts go \
+             out as they are; add `type: Mesh`, `name: {mesh}` with \
+             `networking.outbound.passthrough: false` to refuse them"
+        ));
+    }
+    for service in ctx
+        .catalog
+        .services
+        .iter()
+        .filter(|s| !s.protocol.is_http())
+    {
+        if !outbounds.iter().any(|o| o.service.name == service.name) {
+            found.push(format!(
+                "service {:?} is {} and no Dataplane outbound names it, so no listener reaches it: \
+                 add a Dataplane outbound with kuma.io/service {:?}, or tag it kuma.io/protocol: http",
+                service.name, service.protocol, service.name
+            ));
+        }
+    }
+    found
 }
 
 /// Invalid resources, and valid ones that one Envoy cluster per service cannot hold, are
