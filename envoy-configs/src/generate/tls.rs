@@ -5,9 +5,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::envoy::{
-    CertificateValidationContext, CommonTlsContext, DataSource, Extension, SanType, StringMatcher,
-    SubjectAltNameMatcher, TlsCertificate, TlsParameters, TlsVersion, TransportSocket,
-    TransportSocketConfig, UpstreamTlsContext,
+    CertificateValidationContext, CombinedValidationContext, CommonTlsContext, DataSource,
+    Extension, SanType, SecretMaterial, StringMatcher, SubjectAltNameMatcher, TlsCertificate,
+    TlsParameters, TlsVersion, TransportSocket, TransportSocketConfig, UpstreamTlsContext,
+    Validation,
 };
 use crate::resolve::{self, Material};
 use external_service_model::address::Host;
@@ -28,12 +29,12 @@ pub fn upstream(
     let sni = sni(tls, host);
     let mut source = |field, ds| data_source(ctx, secrets, service, field, ds);
     // Validation refuses a certificate without its key, and the reverse.
-    let tls_certificates = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => vec![TlsCertificate {
+    let certificate = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some(TlsCertificate {
             certificate_chain: source(Field::ClientCert, cert)?,
             private_key: source(Field::ClientKey, key)?,
-        }],
-        _ => Vec::new(),
+        }),
+        _ => None,
     };
     let trusted_ca = match &tls.ca_cert {
         Some(ca) => source(Field::CaCert, ca)?,
@@ -53,6 +54,38 @@ pub fn upstream(
             matcher: StringMatcher::Exact(expected),
         }]
     };
+    let (tls_certificates, tls_certificate_sds_secret_configs, validation) = match secrets.sds() {
+        // From SDS, the material is loaded again when its files change; the name checks,
+        // which depend on the host, stay in the cluster.
+        Some(sds) => {
+            let cluster = cluster::name(&service.name);
+            let certificates = certificate
+                .map(|c| sds.secret(&cluster, SecretMaterial::TlsCertificate(c)))
+                .into_iter()
+                .collect();
+            let ca = CertificateValidationContext {
+                trusted_ca: Some(trusted_ca),
+                match_typed_subject_alt_names: Vec::new(),
+            };
+            let validation = Validation::CombinedValidationContext(CombinedValidationContext {
+                default_validation_context: CertificateValidationContext {
+                    trusted_ca: None,
+                    match_typed_subject_alt_names,
+                },
+                validation_context_sds_secret_config: sds
+                    .secret(&cluster, SecretMaterial::ValidationContext(ca)),
+            });
+            (Vec::new(), certificates, validation)
+        }
+        None => (
+            certificate.into_iter().collect(),
+            Vec::new(),
+            Validation::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(trusted_ca),
+                match_typed_subject_alt_names,
+            }),
+        ),
+    };
     Ok(Extension {
         name: "envoy.transport_sockets.tls",
         typed_config: TransportSocketConfig::UpstreamTls(UpstreamTlsContext {
@@ -66,10 +99,8 @@ pub fn upstream(
                 },
                 alpn_protocols: protocol::alpn(service.protocol).into_iter().collect(),
                 tls_certificates,
-                validation_context: CertificateValidationContext {
-                    trusted_ca,
-                    match_typed_subject_alt_names,
-                },
+                tls_certificate_sds_secret_configs,
+                validation,
             },
         }),
     })
@@ -154,7 +185,7 @@ mod tests {
         let mtls = "{address: api.test:443, tls: {serverName: other.test, \
                     skipHostnameVerification: true, caCert: {file: /etc/ca.pem}, \
                     clientCert: {inlineString: CERT}, clientKey: {inline: S0VZ}}}";
-        let mut secrets = Secrets::new(Some(Path::new("/s")));
+        let mut secrets = Secrets::new(Some(Path::new("/s")), None);
         let to_files = socket("http2", mtls, &mut secrets);
         let common = "/typed_config/common_tls_context";
         let sources = [

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,8 +19,8 @@ use std::thread;
 use std::time::Duration;
 
 use support::{
-    assert_ok_from, docs, eventually, generate, http_service, mesh, test_dir, Curl, Envoy, Sidecar,
-    Upstream, UpstreamBuilder,
+    assert_ok_from, docs, eventually, generate, http_service, https_service, mesh, test_dir, Ca,
+    CertKey, Curl, Envoy, Sidecar, Upstream, UpstreamBuilder,
 };
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -332,4 +332,169 @@ fn a_removed_service_finishes_its_requests_in_flight() {
     let r = in_flight.join().unwrap();
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(s.envoy.counter(&format!("{CDS}.update_rejected")), 0);
+}
+
+/// Writes `bytes` beside `path` and renames it into place, as a rotation does.
+fn rename_into(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// A client certificate laid out as Kubernetes mounts a Secret: `cert.pem` and `key.pem` are
+/// links into `..data`, a link to the current generation's directory, which a rotation swaps
+/// by one rename so that the certificate and its key change together.
+struct MountedPair {
+    dir: PathBuf,
+    generation: u32,
+}
+
+impl MountedPair {
+    fn new(dir: PathBuf, pair: &CertKey) -> MountedPair {
+        fs::create_dir_all(&dir).unwrap();
+        let mut mounted = MountedPair { dir, generation: 0 };
+        mounted.rotate(pair);
+        for file in ["cert.pem", "key.pem"] {
+            std::os::unix::fs::symlink(format!("..data/{file}"), mounted.dir.join(file)).unwrap();
+        }
+        mounted
+    }
+
+    fn rotate(&mut self, pair: &CertKey) {
+        self.generation += 1;
+        let generation = format!("..gen{}", self.generation);
+        fs::create_dir(self.dir.join(&generation)).unwrap();
+        fs::write(self.dir.join(&generation).join("cert.pem"), &pair.cert_pem).unwrap();
+        fs::write(self.dir.join(&generation).join("key.pem"), &pair.key_pem).unwrap();
+        let link = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&generation, &link).unwrap();
+        fs::rename(&link, self.dir.join("..data")).unwrap();
+    }
+
+    fn tls_lines(&self) -> [String; 2] {
+        let path = |file: &str| self.dir.join(file).display().to_string();
+        [
+            format!("clientCert: {{file: \"{}\"}}", path("cert.pem")),
+            format!("clientKey: {{file: \"{}\"}}", path("key.pem")),
+        ]
+    }
+}
+
+/// An mTLS upstream listener `secure` at `addr`, with `cert` and requiring clients of
+/// `client_ca`, started as `name`.
+fn secure_upstream(
+    d: &Path,
+    name: &str,
+    addr: SocketAddr,
+    cert: &CertKey,
+    client_ca: &Ca,
+) -> Upstream {
+    UpstreamBuilder::new()
+        .mtls("secure", cert, client_ca)
+        .at(addr)
+        .start_named(d, name)
+}
+
+#[test]
+fn rotated_ca_and_client_certificate_files_are_taken_up_with_no_restart() {
+    let dir = test_dir();
+    let d = dir.path();
+    let (up, steady) = steady_upstream(d);
+    let (old_ca, new_ca) = (Ca::new(d, "old-ca"), Ca::new(d, "new-ca"));
+    let (old_clients, new_clients) = (Ca::new(d, "old-clients"), Ca::new(d, "new-clients"));
+    let server = |ca: &Ca, stem: &str| ca.server_cert(d, stem, &["secure.test"], &[LOCALHOST]);
+    let addr = SocketAddr::from((LOCALHOST, support::free_port()));
+
+    let trust = d.join("trust");
+    fs::create_dir(&trust).unwrap();
+    let ca_path = trust.join("ca.pem");
+    rename_into(&ca_path, old_ca.ca_pem().as_bytes());
+    let mut client = MountedPair::new(
+        d.join("client"),
+        &old_clients.client_cert(d, "app-1", "app-1"),
+    );
+    let mut tls = vec![format!("caCert: {{file: \"{}\"}}", ca_path.display())];
+    tls.extend(client.tls_lines());
+    let secure = https_service("secure", "http", &addr.to_string(), &tls);
+
+    let mut upstream = secure_upstream(
+        d,
+        "secure-1",
+        addr,
+        &server(&old_ca, "server-1"),
+        &old_clients,
+    );
+    let s = start(d, &up, &[steady, secure]);
+    let (proxy, pid) = (s.proxy(), s.envoy.pid());
+    let seen = successes(&s.envoy);
+    let peer = |expected: &'static str| {
+        eventually(
+            &format!("secure.mesh answers {expected}"),
+            UPDATE,
+            Duration::from_millis(50),
+            || {
+                let r = Curl::get(format!("{proxy}/get")).host("secure.mesh").run();
+                match (r.status, r.header("x-seen-peer-subject")) {
+                    (200, Some(subject)) if subject == expected => Ok(()),
+                    _ => Err(format!("{r:?}")),
+                }
+            },
+        )
+    };
+    peer("CN=app-1");
+    let stream = Stream::start(proxy.clone(), "steady.mesh");
+
+    // The upstream's certificate now comes from another CA: refused until the CA file is.
+    upstream.envoy.kill();
+    upstream = secure_upstream(
+        d,
+        "secure-2",
+        addr,
+        &server(&new_ca, "server-2"),
+        &old_clients,
+    );
+    eventually_status(&proxy, "secure.mesh", 503);
+    rename_into(&ca_path, new_ca.ca_pem().as_bytes());
+    peer("CN=app-1");
+    stream.wait_for_more(5);
+
+    // The upstream now wants clients of another CA: refused until the pair is swapped.
+    upstream.envoy.kill();
+    let _upstream = secure_upstream(
+        d,
+        "secure-3",
+        addr,
+        &server(&new_ca, "server-3"),
+        &new_clients,
+    );
+    eventually_status(&proxy, "secure.mesh", 503);
+    client.rotate(&new_clients.client_cert(d, "app-2", "app-2"));
+    peer("CN=app-2");
+    stream.wait_for_more(5);
+
+    stream.assert_all_served();
+    assert_eq!(s.envoy.pid(), pid, "Envoy was restarted");
+    assert_eq!(successes(&s.envoy), seen, "LDS and CDS were not needed");
+    assert_eq!(s.envoy.counter(&format!("{LDS}.update_rejected")), 0);
+    assert_eq!(s.envoy.counter(&format!("{CDS}.update_rejected")), 0);
+    assert_no_sds_failures(&s.envoy, 2);
+}
+
+/// Each of the `secrets` SDS secrets was read, and none refused or failed to rotate.
+fn assert_no_sds_failures(envoy: &Envoy, secrets: usize) {
+    let stats = envoy.stats();
+    let counters = |suffix: &str| -> Vec<(&String, &u64)> {
+        stats
+            .iter()
+            .filter(|(name, _)| name.starts_with("sds.") && name.ends_with(suffix))
+            .collect()
+    };
+    assert_eq!(counters(".update_success").len(), secrets, "{stats:?}");
+    for suffix in [
+        ".update_rejected",
+        ".update_failure",
+        ".key_rotation_failed",
+    ] {
+        assert!(counters(suffix).iter().all(|(_, &n)| n == 0), "{stats:?}");
+    }
 }
