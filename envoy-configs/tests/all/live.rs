@@ -10,14 +10,16 @@ use extsvc_testkit as support;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+use support::runner::Tracked;
 use support::{
     assert_ok_from, docs, eventually, generate, http_service, https_service, mesh, test_dir, Ca,
     CertKey, Curl, Envoy, Sidecar, Upstream, UpstreamBuilder,
@@ -161,17 +163,23 @@ fn start(d: &Path, up: &Upstream, services: &[String]) -> Sidecar {
     s
 }
 
-#[test]
-fn a_running_envoy_takes_up_added_moved_and_removed_services_with_no_request_lost() {
-    let dir = test_dir();
-    let d = dir.path();
-    let up = UpstreamBuilder::new()
+/// The upstreams of the unchanged service (`steady`) and of one that moves (`first`, then
+/// `second`), with `steady.test` and `mover.test` in its DNS.
+fn movers_upstream(d: &Path) -> Upstream {
+    UpstreamBuilder::new()
         .plain("steady")
         .plain("first")
         .plain("second")
         .dns("steady.test", &[LOCALHOST])
         .dns("mover.test", &[LOCALHOST])
-        .start(d);
+        .start(d)
+}
+
+#[test]
+fn a_running_envoy_takes_up_added_moved_and_removed_services_with_no_request_lost() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = movers_upstream(d);
     let steady = http_service("steady", &format!("steady.test:{}", up.port("steady")));
     let mover =
         |upstream: &str| http_service("mover", &format!("mover.test:{}", up.port(upstream)));
@@ -497,4 +505,181 @@ fn assert_no_sds_failures(envoy: &Envoy, secrets: usize) {
     ] {
         assert!(counters(suffix).iter().all(|(_, &n)| n == 0), "{stats:?}");
     }
+}
+
+/// `extsvc watch` running on a directory of resource files, its lines read as they come.
+struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    _tracked: Tracked,
+}
+
+impl Watch {
+    /// `extsvc watch <services> --xds-dir <d>/xds -o <d>/envoy.yaml ...`, serving on `listen`.
+    fn start(d: &Path, services: &Path, listen: u16, dns: Option<SocketAddr>) -> Watch {
+        let mut command = Command::new(support::extsvc_binary());
+        command
+            .current_dir(d)
+            .arg("watch")
+            .arg(services)
+            .args(xds_args(d))
+            .arg("-o")
+            .arg(d.join("envoy.yaml"))
+            .args(["--listen", &format!("127.0.0.1:{listen}")])
+            .args(["--admin", "127.0.0.1:0"])
+            .arg("--wasm")
+            .arg(support::wasm_module());
+        if let Some(dns) = dns {
+            command.args(["--dns-resolver", &dns.to_string()]);
+        }
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(d.join("watch.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (send, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let _tracked = Tracked::new(child.id());
+        Watch {
+            child,
+            lines,
+            _tracked,
+        }
+    }
+
+    /// The next line, which must come within [`UPDATE`] and start with `extsvc: <word>`.
+    fn expect_line(&self, word: &str) -> String {
+        let line = self
+            .lines
+            .recv_timeout(UPDATE)
+            .unwrap_or_else(|e| panic!("no `{word}` line from watch: {e}"));
+        assert!(line.starts_with(&format!("extsvc: {word}")), "{line}");
+        line
+    }
+
+    /// No line comes for a while: the last change was one update.
+    fn expect_quiet(&self) {
+        if let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+            panic!("one more line from watch: {line}");
+        }
+    }
+
+    /// Sends SIGINT, as Ctrl-C does, and waits for the exit.
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        assert!(sent.success());
+        eventually("watch exits", UPDATE, Duration::from_millis(20), || {
+            self.child
+                .try_wait()
+                .unwrap()
+                .ok_or_else(|| "still running".to_string())
+        })
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn watch_takes_up_an_add_a_move_and_a_removal_refuses_an_invalid_edit_and_stops_on_ctrl_c() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = movers_upstream(d);
+    let services = d.join("services");
+    fs::create_dir(&services).unwrap();
+    fs::write(services.join("mesh.yaml"), mesh(false)).unwrap();
+    let steady = http_service("steady", &format!("steady.test:{}", up.port("steady")));
+    fs::write(services.join("steady.yaml"), steady).unwrap();
+    let mover =
+        |upstream: &str| http_service("mover", &format!("mover.test:{}", up.port(upstream)));
+    let mover_file = services.join("mover.yaml");
+
+    let listen = support::free_port();
+    let mut watch = Watch::start(d, &services, listen, up.dns_addr());
+    assert!(watch
+        .expect_line("updated")
+        .contains("1 cluster, 1 listener"));
+    let envoy = Envoy::try_start_file(d, "sidecar", &d.join("envoy.yaml"), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (proxy, pid) = (format!("http://127.0.0.1:{listen}"), envoy.pid());
+    eventually_status(&proxy, "steady.mesh", 200);
+    let stream = Stream::start(proxy.clone(), "steady.mesh");
+    let mut seen = successes(&envoy);
+
+    // Added, saved as an editor may: half a file first, then the whole. One update.
+    let whole = mover("first");
+    fs::write(&mover_file, &whole[..whole.len() / 2]).unwrap();
+    thread::sleep(Duration::from_millis(50));
+    fs::write(&mover_file, &whole).unwrap();
+    assert!(watch.expect_line("updated").contains("2 clusters"));
+    watch.expect_quiet();
+    assert_ok_from(&eventually_status(&proxy, "mover.mesh", 200), "first");
+    seen = assert_updates_took(&envoy, seen);
+
+    // Moved.
+    fs::write(&mover_file, mover("second")).unwrap();
+    watch.expect_line("updated");
+    assert_ok_from(&eventually_status(&proxy, "mover.mesh", 200), "second");
+    seen = assert_updates_took(&envoy, seen);
+
+    // An invalid edit: refused, one line that names the field, the directory as it was.
+    let before = snapshot(d);
+    fs::write(&mover_file, http_service("mover", "no-port.test")).unwrap();
+    let refused = watch.expect_line("refused");
+    assert!(refused.contains("networking.address"), "{refused}");
+    assert!(refused.contains("mover.yaml"), "{refused}");
+    watch.expect_quiet();
+    assert_eq!(snapshot(d), before, "the xDS directory changed");
+    assert_eq!(successes(&envoy), seen);
+    assert_ok_from(&eventually_status(&proxy, "mover.mesh", 200), "second");
+
+    // Removed: refused by the rules, passthrough being off.
+    fs::remove_file(&mover_file).unwrap();
+    assert!(watch.expect_line("updated").contains("1 cluster,"));
+    eventually_status(&proxy, "mover.mesh", 403);
+    assert_updates_took(&envoy, seen);
+    stream.wait_for_more(5);
+
+    let status = watch.interrupt();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    watch.expect_line("stopped");
+    stream.assert_all_served();
+    assert_eq!(envoy.pid(), pid, "Envoy was restarted");
+}
+
+#[test]
+fn watch_without_an_xds_dir_or_on_standard_input_cannot_run() {
+    let dir = test_dir();
+    let d = dir.path();
+    let file = d.join("services.yaml");
+    fs::write(&file, mesh(false)).unwrap();
+    let wasm: OsString = support::wasm_module().into();
+    let no_dir = support::extsvc(
+        d,
+        &["watch".into(), file.into(), "--wasm".into(), wasm.clone()],
+    );
+    assert_eq!(no_dir.code, Some(2), "{no_dir:?}");
+    assert!(no_dir.stderr.contains("--xds-dir"), "{no_dir:?}");
+    let stdin = support::extsvc(
+        d,
+        &["watch".into(), "-".into(), "--wasm".into(), wasm]
+            .into_iter()
+            .chain(xds_args(d))
+            .collect::<Vec<OsString>>(),
+    );
+    assert_eq!(stdin.code, Some(2), "{stdin:?}");
+    assert!(stdin.stderr.contains("standard input"), "{stdin:?}");
+    assert!(!xds_dir(d).exists(), "nothing is written");
 }
