@@ -486,6 +486,15 @@ fn rotated_ca_and_client_certificate_files_are_taken_up_with_no_restart() {
     assert_eq!(s.envoy.counter(&format!("{LDS}.update_rejected")), 0);
     assert_eq!(s.envoy.counter(&format!("{CDS}.update_rejected")), 0);
     assert_no_sds_failures(&s.envoy, 2);
+
+    // A rotated file that is no certificate: refused, the previous CA kept.
+    rename_into(&ca_path, b"not a certificate");
+    s.envoy.wait_for_stat(
+        "sds.external_service_secure.ca.key_rotation_failed",
+        UPDATE,
+        |n| n == 1,
+    );
+    peer("CN=app-2");
 }
 
 /// Each of the `secrets` SDS secrets was read, and none refused or failed to rotate.
