@@ -300,4 +300,47 @@ mod tests {
         // Debug never shows the bytes.
         assert!(!format!("{files:?}").contains("KEY"));
     }
+
+    #[test]
+    fn sds_names_one_secret_per_cluster_and_kind_in_a_file_of_its_own() {
+        let mut secrets = Secrets::new(None, Some(Path::new("/x")));
+        let ca = |path: &str| {
+            SecretMaterial::ValidationContext(crate::envoy::CertificateValidationContext {
+                trusted_ca: Some(DataSource::Filename(path.to_string())),
+                match_typed_subject_alt_names: Vec::new(),
+            })
+        };
+        let sds = secrets.sds().unwrap();
+        let files: Vec<String> = [
+            ("external_service_a:b", "/1"),
+            ("external_service_a_b", "/2"),
+            ("external_service_a:b", "/1"),
+        ]
+        .iter()
+        .map(|(cluster, path)| {
+            sds.secret(cluster, ca(path))
+                .sds_config
+                .path_config_source
+                .path
+        })
+        .collect();
+        assert_eq!(
+            files,
+            [
+                "/x/sds/external_service_a_b.ca.yaml",
+                "/x/sds/external_service_a_b.ca-2.yaml",
+                "/x/sds/external_service_a_b.ca.yaml",
+            ]
+        );
+        let names: Vec<&str> = secrets
+            .served()
+            .iter()
+            .map(|s| s.secret.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["external_service_a:b.ca", "external_service_a_b.ca"]
+        );
+        assert!(Secrets::new(None, None).sds().is_none());
+    }
 }

@@ -291,4 +291,67 @@ typed_config:
         let files: Vec<_> = secrets.into_files().into_iter().map(|f| f.bytes).collect();
         assert_eq!(files, [b"CERT".to_vec(), b"KEY".to_vec()]);
     }
+
+    #[test]
+    fn with_an_xds_directory_the_material_comes_from_sds_and_the_name_check_stays() {
+        let mut secrets = Secrets::new(None, Some(Path::new("/x")));
+        let networking = "{address: api.test:443, tls: {caCert: {file: /etc/ca.pem}, \
+                          clientCert: {file: /etc/c.pem}, clientKey: {file: /etc/k.pem}}}";
+        let sds = socket("http", networking, &mut secrets);
+        let common = "/typed_config/common_tls_context";
+        assert_cases(&[(
+            "the cluster names two secrets and checks the name itself",
+            yaml(&part(&sds, common)),
+            "
+tls_params:
+  tls_minimum_protocol_version: TLSv1_2
+  tls_maximum_protocol_version: TLSv1_3
+alpn_protocols:
+- http/1.1
+tls_certificate_sds_secret_configs:
+- name: external_service_s.client-certificate
+  sds_config:
+    path_config_source:
+      path: /x/sds/external_service_s.client-certificate.yaml
+      watched_directory:
+        path: /x/sds
+combined_validation_context:
+  default_validation_context:
+    match_typed_subject_alt_names:
+    - san_type: DNS
+      matcher:
+        exact: api.test
+  validation_context_sds_secret_config:
+    name: external_service_s.ca
+    sds_config:
+      path_config_source:
+        path: /x/sds/external_service_s.ca.yaml
+        watched_directory:
+          path: /x/sds
+",
+        )]);
+        let served: std::collections::BTreeMap<&str, &crate::envoy::Secret> = secrets
+            .served()
+            .iter()
+            .map(|s| (s.file.as_str(), &s.secret))
+            .collect();
+        assert_cases(&[(
+            "each secret in its file: the material as the resource names it",
+            yaml(&served),
+            "
+external_service_s.ca.yaml:
+  name: external_service_s.ca
+  validation_context:
+    trusted_ca:
+      filename: /etc/ca.pem
+external_service_s.client-certificate.yaml:
+  name: external_service_s.client-certificate
+  tls_certificate:
+    certificate_chain:
+      filename: /etc/c.pem
+    private_key:
+      filename: /etc/k.pem
+",
+        )]);
+    }
 }
