@@ -84,10 +84,12 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
 
-    /// Put the listeners and clusters in DIR/lds.yaml and DIR/cds.yaml, which the bootstrap
-    /// has Envoy watch: running the command again with changed resources updates a running
-    /// Envoy, with no restart. Each file is renamed into place whole; clusters that the
-    /// listeners may still name go last. An invalid change leaves DIR as it was.
+    /// Put the listeners and clusters in DIR/lds.yaml and DIR/cds.yaml, and the clusters'
+    /// CAs and client certificates in DIR/sds/ (SDS, reloaded when a certificate file is
+    /// renamed), which the bootstrap has Envoy watch: running the command again with changed
+    /// resources updates a running Envoy, with no restart. Each file is renamed into place
+    /// whole; clusters that the listeners may still name go last. An invalid change leaves
+    /// DIR as it was.
     #[arg(long, value_name = "DIR")]
     pub xds_dir: Option<PathBuf>,
 }

@@ -1,7 +1,9 @@
-//! Live updates through the xDS files of `extsvc generate --xds-dir`: one Envoy, never
-//! restarted, takes up an added, a moved and a removed service, and keeps its configuration
-//! when a change is invalid, while a steady stream of requests to an unchanged service is
-//! never refused; a removed service's request in flight finishes.
+//! Live updates through the xDS files of `extsvc generate --xds-dir` and `extsvc watch`: one
+//! Envoy, never restarted, takes up an added, a moved and a removed service, keeps its
+//! configuration when a change is invalid, and loads a rotated CA file and client certificate
+//! pair, while a steady stream of requests to an unchanged service is never refused; a
+//! removed service's request in flight finishes. `watch` prints one line per update and stops
+//! on SIGINT or SIGTERM with exit 0.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -580,10 +582,13 @@ impl Watch {
         }
     }
 
-    /// Sends SIGINT, as Ctrl-C does, and waits for the exit.
-    fn interrupt(&mut self) -> std::process::ExitStatus {
+    /// Sends `signal` (`INT`, as Ctrl-C does, or `TERM`) and waits for the exit.
+    fn stop(&mut self, signal: &str) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
         assert!(sent.success());
         eventually("watch exits", UPDATE, Duration::from_millis(20), || {
             self.child
@@ -643,6 +648,12 @@ fn watch_takes_up_an_add_a_move_and_a_removal_refuses_an_invalid_edit_and_stops_
     assert_ok_from(&eventually_status(&proxy, "mover.mesh", 200), "second");
     seen = assert_updates_took(&envoy, seen);
 
+    // Saved again as it was: looked at, nothing written.
+    let before = snapshot(d);
+    fs::write(&mover_file, mover("second")).unwrap();
+    watch.expect_line("unchanged");
+    assert_eq!(snapshot(d), before);
+
     // An invalid edit: refused, one line that names the field, the directory as it was.
     let before = snapshot(d);
     fs::write(&mover_file, http_service("mover", "no-port.test")).unwrap();
@@ -661,11 +672,25 @@ fn watch_takes_up_an_add_a_move_and_a_removal_refuses_an_invalid_edit_and_stops_
     assert_updates_took(&envoy, seen);
     stream.wait_for_more(5);
 
-    let status = watch.interrupt();
+    let status = watch.stop("INT");
     assert_eq!(status.code(), Some(0), "{status:?}");
     watch.expect_line("stopped");
     stream.assert_all_served();
     assert_eq!(envoy.pid(), pid, "Envoy was restarted");
+}
+
+#[test]
+fn sigterm_stops_watch_as_ctrl_c_does() {
+    let dir = test_dir();
+    let d = dir.path();
+    let services = d.join("services");
+    fs::create_dir(&services).unwrap();
+    fs::write(services.join("mesh.yaml"), mesh(false)).unwrap();
+    let mut watch = Watch::start(d, &services, support::free_port(), None);
+    watch.expect_line("updated");
+    let status = watch.stop("TERM");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    watch.expect_line("stopped");
 }
 
 #[test]
