@@ -239,9 +239,11 @@ pub fn apply(args: &GenerateArgs, notes: &mut dyn Write) -> Result<Applied, Erro
     })
 }
 
-/// Writes the bootstrap to `-o FILE`, when given (what `watch` does after [`apply`]).
+/// Writes the bootstrap to `-o FILE` when given and changed (what `watch` does after
+/// [`apply`]).
 pub fn write_output(args: &GenerateArgs, applied: &Applied) -> Result<(), Error> {
     match &args.output {
+        Some(path) if fs::read(path).is_ok_and(|old| old == applied.bootstrap.as_bytes()) => Ok(()),
         Some(path) => write_file(path, applied.bootstrap.as_bytes(), applied.private),
         None => Ok(()),
     }

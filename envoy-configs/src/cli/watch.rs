@@ -177,3 +177,48 @@ impl Snapshot {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn loaded(text: &str) -> (tempfile::TempDir, Loaded) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("services.yaml");
+        std::fs::write(&file, text).unwrap();
+        let loaded = read::load(&[file]).unwrap();
+        (dir, loaded)
+    }
+
+    #[test]
+    fn a_refusal_is_the_first_problem_and_how_many_more() {
+        let service = |name: &str, address: &str| {
+            format!(
+                "type: ExternalService\nmesh: default\nname: {name}\ntags:\n  \
+                 kuma.io/service: {name}\nnetworking:\n  address: {address}\n"
+            )
+        };
+        let (_dir, one) = loaded(&service("a", "a.test:0"));
+        let line = condensed(&one);
+        assert!(line.contains("services.yaml"), "{line}");
+        assert!(line.contains("ExternalService \"a\""), "{line}");
+        assert!(line.contains("networking.address"), "{line}");
+        assert!(!line.contains("more"), "{line}");
+
+        let two = format!("{}---\n{}", service("a", "a.test:0"), service("b", "b.test:0"));
+        let (_dir, two) = loaded(&two);
+        let line = condensed(&two);
+        assert!(line.contains("ExternalService \"a\""), "{line}");
+        assert!(
+            line.ends_with("(and 1 more; `extsvc validate` lists them)"),
+            "{line}"
+        );
+
+        let (_dir, broken) = loaded("type: [\n");
+        let line = condensed(&broken);
+        assert!(line.contains("services.yaml:"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
+    }
+}
