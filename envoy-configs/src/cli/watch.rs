@@ -207,7 +207,11 @@ mod tests {
         assert!(line.contains("networking.address"), "{line}");
         assert!(!line.contains("more"), "{line}");
 
-        let two = format!("{}---\n{}", service("a", "a.test:0"), service("b", "b.test:0"));
+        let two = format!(
+            "{}---\n{}",
+            service("a", "a.test:0"),
+            service("b", "b.test:0")
+        );
         let (_dir, two) = loaded(&two);
         let line = condensed(&two);
         assert!(line.contains("ExternalService \"a\""), "{line}");

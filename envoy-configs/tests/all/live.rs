@@ -730,3 +730,64 @@ fn watch_without_an_xds_dir_or_on_standard_input_cannot_run() {
     assert!(stdin.stderr.contains("standard input"), "{stdin:?}");
     assert!(!xds_dir(d).exists(), "nothing is written");
 }
+
+#[test]
+fn an_inline_ca_changed_in_the_resources_is_taken_up_through_its_secret_file_alone() {
+    let dir = test_dir();
+    let d = dir.path();
+    let (up, steady) = steady_upstream(d);
+    let (old_ca, new_ca) = (Ca::new(d, "old-ca"), Ca::new(d, "new-ca"));
+    let clients = Ca::new(d, "clients");
+    let client = clients.client_cert(d, "app", "app");
+    let addr = SocketAddr::from((LOCALHOST, support::free_port()));
+    let secure = |ca: &Ca| {
+        let ca = serde_json::to_string(ca.ca_pem()).unwrap();
+        let mut tls = vec![format!("caCert: {{inlineString: {ca}}}")];
+        tls.push(format!(
+            "clientCert: {{file: \"{}\"}}",
+            client.cert_path.display()
+        ));
+        tls.push(format!(
+            "clientKey: {{file: \"{}\"}}",
+            client.key_path.display()
+        ));
+        https_service("secure", "http", &addr.to_string(), &tls)
+    };
+    let server = |ca: &Ca, stem: &str| ca.server_cert(d, stem, &["secure.test"], &[LOCALHOST]);
+    let mut upstream = secure_upstream(d, "secure-1", addr, &server(&old_ca, "server-1"), &clients);
+    let s = start(d, &up, &[steady.clone(), secure(&old_ca)]);
+    let (proxy, pid) = (s.proxy(), s.envoy.pid());
+    eventually_status(&proxy, "secure.mesh", 200);
+    let stream = Stream::start(proxy.clone(), "steady.mesh");
+    let seen = successes(&s.envoy);
+    let clusters = fs::read(xds_dir(d).join("cds.yaml")).unwrap();
+
+    upstream.envoy.kill();
+    let _upstream = secure_upstream(d, "secure-2", addr, &server(&new_ca, "server-2"), &clients);
+    eventually_status(&proxy, "secure.mesh", 503);
+    let cli = generate(
+        d,
+        &docs(&[mesh(false), steady, secure(&new_ca)]),
+        s.listen,
+        up.dns_addr(),
+        &xds_args(d),
+    );
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    eventually_status(&proxy, "secure.mesh", 200);
+    s.envoy.wait_for_stat(
+        "sds.external_service_secure.ca.update_success",
+        UPDATE,
+        |n| n == 2,
+    );
+    stream.wait_for_more(5);
+
+    assert_eq!(
+        fs::read(xds_dir(d).join("cds.yaml")).unwrap(),
+        clusters,
+        "the cluster changed"
+    );
+    assert_eq!(successes(&s.envoy), seen, "LDS and CDS were not needed");
+    stream.assert_all_served();
+    assert_eq!(s.envoy.pid(), pid, "Envoy was restarted");
+    assert_no_sds_failures(&s.envoy, 2);
+}
