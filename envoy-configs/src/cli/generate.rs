@@ -243,8 +243,7 @@ pub fn apply(args: &GenerateArgs, notes: &mut dyn Write) -> Result<Applied, Erro
 /// [`apply`]).
 pub fn write_output(args: &GenerateArgs, applied: &Applied) -> Result<(), Error> {
     match &args.output {
-        Some(path) if fs::read(path).is_ok_and(|old| old == applied.bootstrap.as_bytes()) => Ok(()),
-        Some(path) => write_file(path, applied.bootstrap.as_bytes(), applied.private),
+        Some(path) => write_changed(path, applied.bootstrap.as_bytes(), applied.private).map(drop),
         None => Ok(()),
     }
 }
@@ -307,10 +306,7 @@ fn write_xds(dir: &Path, files: &xds::Files, private: bool) -> Result<bool, Erro
         .and_then(|old| xds::cluster_union(&files.cds, old));
     let update = |path: &Path, response: &serde_json::Value| {
         let text = xds::to_yaml(response).map_err(Error::Generate)?;
-        if fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
-            return Ok(false);
-        }
-        write_file(path, text.as_bytes(), private).map(|()| true)
+        write_changed(path, text.as_bytes(), private)
     };
     let mut changed = false;
     if !files.sds.is_empty() {
@@ -363,6 +359,15 @@ fn create_dir(dir: &Path, mode: u32) -> Result<(), Error> {
             path: dir.to_path_buf(),
             error,
         })
+}
+
+/// [`write_file`], unless `path` already holds `text` (a watcher of its directory is not
+/// woken for nothing): whether it wrote.
+fn write_changed(path: &Path, text: &[u8], private: bool) -> Result<bool, Error> {
+    if fs::read(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    write_file(path, text, private).map(|()| true)
 }
 
 /// Writes a sibling temporary file, then renames it: a reader never sees half a file, and a
