@@ -190,6 +190,30 @@ pub enum XdsResource<'a> {
     Listener(&'a Listener),
     #[serde(rename = "type.googleapis.com/envoy.config.cluster.v3.Cluster")]
     Cluster(&'a Cluster),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret")]
+    Secret(&'a Secret),
+}
+
+/// `extensions.transport_sockets.tls.v3.Secret`: TLS material served by SDS.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Secret {
+    pub name: String,
+    #[serde(flatten)]
+    pub material: SecretMaterial,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretMaterial {
+    TlsCertificate(TlsCertificate),
+    ValidationContext(CertificateValidationContext),
+}
+
+/// `SdsSecretConfig`: a secret by name, from the file its `sds_config` names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SdsSecretConfig {
+    pub name: String,
+    pub sds_config: ConfigSource,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -377,7 +401,25 @@ pub struct CommonTlsContext {
     pub alpn_protocols: Vec<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls_certificates: Vec<TlsCertificate>,
-    pub validation_context: CertificateValidationContext,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_certificate_sds_secret_configs: Vec<SdsSecretConfig>,
+    #[serde(flatten)]
+    pub validation: Validation,
+}
+
+/// How the server is verified: all in the cluster, or the CA from SDS (so that it rotates)
+/// with the name checks in the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    ValidationContext(CertificateValidationContext),
+    CombinedValidationContext(CombinedValidationContext),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CombinedValidationContext {
+    pub default_validation_context: CertificateValidationContext,
+    pub validation_context_sds_secret_config: SdsSecretConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -402,7 +444,8 @@ pub struct TlsCertificate {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CertificateValidationContext {
-    pub trusted_ca: DataSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_ca: Option<DataSource>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub match_typed_subject_alt_names: Vec<SubjectAltNameMatcher>,
 }

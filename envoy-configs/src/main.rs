@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use envoy_configs::cli::generate::{self, GenerateArgs};
 use envoy_configs::cli::validate::{self, ValidateArgs};
+use envoy_configs::cli::watch::{self, WatchArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,6 +24,9 @@ enum Command {
     Validate(ValidateArgs),
     /// Write an Envoy bootstrap that serves the resources
     Generate(Box<GenerateArgs>),
+    /// Generate again on every change of the resource files, updating a running Envoy
+    /// through --xds-dir
+    Watch(Box<WatchArgs>),
 }
 
 /// Bad content exits 1; a command that cannot run exits 2 (as clap does for usage errors).
@@ -45,6 +49,12 @@ fn main() -> ExitCode {
                     let _ = validate::write_text(&loaded, &mut std::io::stderr().lock());
                     fail(&"invalid resources: no configuration written", 1)
                 }
+                Err(e) => fail(&e, e.exit_code()),
+            }
+        }
+        Command::Watch(args) => {
+            match watch::run(args, &mut stdout, &mut std::io::stderr().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e, e.exit_code()),
             }
         }

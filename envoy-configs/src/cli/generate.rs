@@ -84,10 +84,12 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "DIR")]
     pub secrets_dir: Option<PathBuf>,
 
-    /// Put the listeners and clusters in DIR/lds.yaml and DIR/cds.yaml, which the bootstrap
-    /// has Envoy watch: running the command again with changed resources updates a running
-    /// Envoy, with no restart. Each file is renamed into place whole; clusters that the
-    /// listeners may still name go last. An invalid change leaves DIR as it was.
+    /// Put the listeners and clusters in DIR/lds.yaml and DIR/cds.yaml, and the clusters'
+    /// CAs and client certificates in DIR/sds/ (SDS, reloaded when a certificate file is
+    /// renamed), which the bootstrap has Envoy watch: running the command again with changed
+    /// resources updates a running Envoy, with no restart. Each file is renamed into place
+    /// whole; clusters that the listeners may still name go last. An invalid change leaves
+    /// DIR as it was.
     #[arg(long, value_name = "DIR")]
     pub xds_dir: Option<PathBuf>,
 }
@@ -159,6 +161,33 @@ impl std::error::Error for Error {}
 /// Runs the command: the configuration goes to `-o FILE`, else to `out`; warnings about what
 /// the configuration lets through go to `notes`.
 pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> Result<(), Error> {
+    let applied = apply(args, notes)?;
+    match &args.output {
+        Some(path) => write_file(path, applied.bootstrap.as_bytes(), applied.private),
+        None => out
+            .write_all(applied.bootstrap.as_bytes())
+            .map_err(|error| Error::Write {
+                path: PathBuf::from("stdout"),
+                error,
+            }),
+    }
+}
+
+/// What [`apply`] made and wrote.
+#[derive(Debug)]
+pub struct Applied {
+    /// The bootstrap's text, not written yet.
+    pub bootstrap: String,
+    /// Whether the bootstrap holds a private key (its file must then be private).
+    pub private: bool,
+    /// With `--xds-dir`: the xDS files, and whether any of them changed.
+    pub xds: Option<(xds::Files, bool)>,
+}
+
+/// All that `generate` does but write the bootstrap, shared with `watch`: checks the
+/// resources, generates, and writes the secrets' and the xDS files. Invalid resources write
+/// nothing.
+pub fn apply(args: &GenerateArgs, notes: &mut dyn Write) -> Result<Applied, Error> {
     if let Some(word) = args.output.as_deref().and_then(format_word) {
         return Err(Error::Usage(format!(
             "-o takes a file name, not a format: use --format {word}, or -o envoy.{word}"
@@ -185,9 +214,13 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
     if let Some(dir) = &options.secrets_dir {
         write_secrets(dir, &bootstrap.secret_files)?;
     }
-    if let (Some(dir), Some(files)) = (&options.xds_dir, &bootstrap.xds) {
-        write_xds(dir, files, bootstrap.inline_private_keys)?;
-    }
+    let xds = match (&options.xds_dir, bootstrap.xds.clone()) {
+        (Some(dir), Some(files)) => {
+            let changed = write_xds(dir, &files, bootstrap.inline_private_keys)?;
+            Some((files, changed))
+        }
+        _ => None,
+    };
     let json_file = args
         .output
         .as_deref()
@@ -199,14 +232,19 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
         Some(Format::Yaml) | None => bootstrap.to_yaml(),
     }
     .map_err(Error::Generate)?;
+    Ok(Applied {
+        bootstrap: text,
+        private: bootstrap.inline_private_keys,
+        xds,
+    })
+}
+
+/// Writes the bootstrap to `-o FILE` when given and changed (what `watch` does after
+/// [`apply`]).
+pub fn write_output(args: &GenerateArgs, applied: &Applied) -> Result<(), Error> {
     match &args.output {
-        Some(path) => write_file(path, text.as_bytes(), bootstrap.inline_private_keys),
-        None => out
-            .write_all(text.as_bytes())
-            .map_err(|error| Error::Write {
-                path: PathBuf::from("stdout"),
-                error,
-            }),
+        Some(path) => write_changed(path, applied.bootstrap.as_bytes(), applied.private).map(drop),
+        None => Ok(()),
     }
 }
 
@@ -254,10 +292,13 @@ fn write_secrets(dir: &Path, files: &[secrets::SecretFile]) -> Result<(), Error>
 }
 
 /// Updates the xDS files in `dir` (created when missing) so that no route ever names a
-/// cluster Envoy has dropped: the old and new clusters first, then the listeners, then the
-/// new clusters. A file already holding its text is left alone.
-fn write_xds(dir: &Path, files: &xds::Files, private: bool) -> Result<(), Error> {
+/// cluster Envoy has dropped, nor a cluster a secret not written yet: the secrets first, then
+/// the old and new clusters, then the listeners, then the new clusters, and last the secrets'
+/// files no cluster names any more. A file already holding its text is left alone. Whether
+/// any file changed.
+fn write_xds(dir: &Path, files: &xds::Files, private: bool) -> Result<bool, Error> {
     create_dir(dir, 0o755)?;
+    let sds_dir = dir.join(xds::SDS_DIR);
     let (cds_path, lds_path) = (dir.join(xds::CDS_FILE), dir.join(xds::LDS_FILE));
     let old_cds = fs::read_to_string(&cds_path).ok();
     let union = old_cds
@@ -265,16 +306,47 @@ fn write_xds(dir: &Path, files: &xds::Files, private: bool) -> Result<(), Error>
         .and_then(|old| xds::cluster_union(&files.cds, old));
     let update = |path: &Path, response: &serde_json::Value| {
         let text = xds::to_yaml(response).map_err(Error::Generate)?;
-        if fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
-            return Ok(());
-        }
-        write_file(path, text.as_bytes(), private)
+        write_changed(path, text.as_bytes(), private)
     };
-    if let Some(union) = &union {
-        update(&cds_path, union)?;
+    let mut changed = false;
+    if !files.sds.is_empty() {
+        create_dir(&sds_dir, 0o755)?;
     }
-    update(&lds_path, &files.lds)?;
-    update(&cds_path, &files.cds)
+    for (file, response) in &files.sds {
+        changed |= update(&sds_dir.join(file), response)?;
+    }
+    if let Some(union) = &union {
+        changed |= update(&cds_path, union)?;
+    }
+    changed |= update(&lds_path, &files.lds)?;
+    changed |= update(&cds_path, &files.cds)?;
+    changed |= remove_unnamed_secrets(&sds_dir, files)?;
+    Ok(changed)
+}
+
+/// Removes the files of `DIR/sds/` that hold no secret of `files` (a removed service's).
+fn remove_unnamed_secrets(sds_dir: &Path, files: &xds::Files) -> Result<bool, Error> {
+    let error = |error| Error::Write {
+        path: sds_dir.to_path_buf(),
+        error,
+    };
+    let entries = match fs::read_dir(sds_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(error(e)),
+    };
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(error)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Another writer's file in progress starts with a dot.
+        if name.starts_with('.') || files.sds.iter().any(|(file, _)| *file == name) {
+            continue;
+        }
+        fs::remove_file(entry.path()).map_err(error)?;
+        removed = true;
+    }
+    Ok(removed)
 }
 
 /// Creates `dir` and its parents, when missing, with `mode`.
@@ -287,6 +359,15 @@ fn create_dir(dir: &Path, mode: u32) -> Result<(), Error> {
             path: dir.to_path_buf(),
             error,
         })
+}
+
+/// [`write_file`], unless `path` already holds `text` (a watcher of its directory is not
+/// woken for nothing): whether it wrote.
+fn write_changed(path: &Path, text: &[u8], private: bool) -> Result<bool, Error> {
+    if fs::read(path).is_ok_and(|old| old == text) {
+        return Ok(false);
+    }
+    write_file(path, text, private).map(|()| true)
 }
 
 /// Writes a sibling temporary file, then renames it: a reader never sees half a file, and a

@@ -6,6 +6,7 @@ use clap::Args;
 
 pub mod generate;
 pub mod validate;
+pub mod watch;
 
 /// The resource files of a command, as kubectl and kumactl users type them.
 #[derive(Debug, Args)]

@@ -213,7 +213,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         resources,
     };
 
-    let mut secrets = Secrets::new(options.secrets_dir.as_deref());
+    let mut secrets = Secrets::new(options.secrets_dir.as_deref(), options.xds_dir.as_deref());
     let mut clusters = Vec::new();
     for service in &catalog.services {
         clusters.push(cluster::service_cluster(&ctx, &mut secrets, service)?);
@@ -250,7 +250,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         Some(dir) => {
             bootstrap.node = Some(xds::node(&mesh));
             bootstrap.dynamic_resources = Some(xds::dynamic_resources(dir));
-            Some(xds::Files::new(&listeners, &clusters)?)
+            Some(xds::Files::new(&listeners, &clusters, secrets.served())?)
         }
     };
     Ok(Bootstrap {

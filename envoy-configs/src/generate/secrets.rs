@@ -2,11 +2,17 @@
 //! `--secrets-dir` ([`Options::secrets_dir`](super::Options::secrets_dir)), into files of its
 //! own that the configuration names by path. The generator returns those files; the CLI writes
 //! them (directory 0700, files 0600) before the configuration.
+//!
+//! With `--xds-dir`, a cluster names its client certificate and its CA as SDS secrets, each in
+//! a file of `DIR/sds/` ([`Secrets::sds_secret`]): Envoy watches the directory of every file
+//! a secret names, and loads the material again when a file is renamed there.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::envoy::DataSource;
+use crate::envoy::{DataSource, SdsSecretConfig, Secret, SecretMaterial};
+
+use super::xds;
 
 /// One file to write. `Debug` leaves the bytes out: they may be a private key.
 #[derive(Clone, PartialEq, Eq)]
@@ -51,21 +57,90 @@ impl Field {
     }
 }
 
+/// A secret that SDS serves, and its file's name in the SDS directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServedSecret {
+    pub file: String,
+    pub secret: Secret,
+}
+
+/// The secrets of `--xds-dir`: the directory of their files, and those named so far.
+#[derive(Debug)]
+pub struct Sds {
+    dir: PathBuf,
+    served: Vec<ServedSecret>,
+}
+
+impl Sds {
+    /// The SDS reference to a cluster's client certificate or CA, the secret
+    /// `<cluster>.client-certificate` or `<cluster>.ca` in a file of its own. A name asked
+    /// again (a cluster with a socket per host) is the same secret.
+    pub fn secret(&mut self, cluster: &str, material: SecretMaterial) -> SdsSecretConfig {
+        let kind = match material {
+            SecretMaterial::TlsCertificate(_) => "client-certificate",
+            SecretMaterial::ValidationContext(_) => "ca",
+        };
+        let name = format!("{cluster}.{kind}");
+        let file = match self.served.iter().find(|s| s.secret.name == name) {
+            Some(served) => served.file.clone(),
+            None => {
+                let stem = safe(&name);
+                let taken = |file: &str| self.served.iter().any(|s| s.file == file);
+                let file = (1..)
+                    .map(|n| match n {
+                        1 => format!("{stem}.yaml"),
+                        n => format!("{stem}-{n}.yaml"),
+                    })
+                    .find(|file| !taken(file))
+                    .unwrap_or_default();
+                self.served.push(ServedSecret {
+                    file: file.clone(),
+                    secret: Secret {
+                        name: name.clone(),
+                        material,
+                    },
+                });
+                file
+            }
+        };
+        SdsSecretConfig {
+            name,
+            sds_config: xds::watched(&self.dir.join(file), &self.dir),
+        }
+    }
+}
+
 /// Places the material of every TLS DataSource of one bootstrap.
 #[derive(Debug, Default)]
 pub struct Secrets {
     dir: Option<PathBuf>,
     files: Vec<SecretFile>,
     inline_private_keys: bool,
+    sds: Option<Sds>,
 }
 
 impl Secrets {
-    /// Material stays inline without a directory.
-    pub fn new(dir: Option<&Path>) -> Secrets {
+    /// Material stays inline without a directory; with an xDS directory, clusters name their
+    /// TLS material as SDS secrets.
+    pub fn new(dir: Option<&Path>, xds_dir: Option<&Path>) -> Secrets {
         Secrets {
             dir: dir.map(Path::to_path_buf),
+            sds: xds_dir.map(|d| Sds {
+                dir: d.join(xds::SDS_DIR),
+                served: Vec::new(),
+            }),
             ..Secrets::default()
         }
+    }
+
+    /// The SDS secrets, with an xDS directory.
+    pub fn sds(&mut self) -> Option<&mut Sds> {
+        self.sds.as_mut()
+    }
+
+    /// The secrets SDS serves, in the order they were named.
+    pub fn served(&self) -> &[ServedSecret] {
+        self.sds.as_ref().map_or(&[], |sds| &sds.served)
     }
 
     /// The DataSource for `bytes` of a cluster's `field`: inline (as text when it is text), or
@@ -133,7 +208,7 @@ mod tests {
 
     /// Places each (cluster, field, bytes) in turn; the DataSources as YAML, then the files.
     fn place(dir: Option<&str>, material: &[(&str, Field, &[u8])]) -> (String, Secrets) {
-        let mut secrets = Secrets::new(dir.map(Path::new));
+        let mut secrets = Secrets::new(dir.map(Path::new), None);
         let sources: Vec<DataSource> = material
             .iter()
             .map(|(cluster, field, bytes)| secrets.data_source(cluster, *field, bytes.to_vec()))
@@ -224,5 +299,48 @@ mod tests {
         );
         // Debug never shows the bytes.
         assert!(!format!("{files:?}").contains("KEY"));
+    }
+
+    #[test]
+    fn sds_names_one_secret_per_cluster_and_kind_in_a_file_of_its_own() {
+        let mut secrets = Secrets::new(None, Some(Path::new("/x")));
+        let ca = |path: &str| {
+            SecretMaterial::ValidationContext(crate::envoy::CertificateValidationContext {
+                trusted_ca: Some(DataSource::Filename(path.to_string())),
+                match_typed_subject_alt_names: Vec::new(),
+            })
+        };
+        let sds = secrets.sds().unwrap();
+        let files: Vec<String> = [
+            ("external_service_a:b", "/1"),
+            ("external_service_a_b", "/2"),
+            ("external_service_a:b", "/1"),
+        ]
+        .iter()
+        .map(|(cluster, path)| {
+            sds.secret(cluster, ca(path))
+                .sds_config
+                .path_config_source
+                .path
+        })
+        .collect();
+        assert_eq!(
+            files,
+            [
+                "/x/sds/external_service_a_b.ca.yaml",
+                "/x/sds/external_service_a_b.ca-2.yaml",
+                "/x/sds/external_service_a_b.ca.yaml",
+            ]
+        );
+        let names: Vec<&str> = secrets
+            .served()
+            .iter()
+            .map(|s| s.secret.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["external_service_a:b.ca", "external_service_a_b.ca"]
+        );
+        assert!(Secrets::new(None, None).sds().is_none());
     }
 }

@@ -5,9 +5,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::envoy::{
-    CertificateValidationContext, CommonTlsContext, DataSource, Extension, SanType, StringMatcher,
-    SubjectAltNameMatcher, TlsCertificate, TlsParameters, TlsVersion, TransportSocket,
-    TransportSocketConfig, UpstreamTlsContext,
+    CertificateValidationContext, CombinedValidationContext, CommonTlsContext, DataSource,
+    Extension, SanType, SecretMaterial, StringMatcher, SubjectAltNameMatcher, TlsCertificate,
+    TlsParameters, TlsVersion, TransportSocket, TransportSocketConfig, UpstreamTlsContext,
+    Validation,
 };
 use crate::resolve::{self, Material};
 use external_service_model::address::Host;
@@ -28,12 +29,12 @@ pub fn upstream(
     let sni = sni(tls, host);
     let mut source = |field, ds| data_source(ctx, secrets, service, field, ds);
     // Validation refuses a certificate without its key, and the reverse.
-    let tls_certificates = match (&tls.client_cert, &tls.client_key) {
-        (Some(cert), Some(key)) => vec![TlsCertificate {
+    let certificate = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => Some(TlsCertificate {
             certificate_chain: source(Field::ClientCert, cert)?,
             private_key: source(Field::ClientKey, key)?,
-        }],
-        _ => Vec::new(),
+        }),
+        _ => None,
     };
     let trusted_ca = match &tls.ca_cert {
         Some(ca) => source(Field::CaCert, ca)?,
@@ -53,6 +54,38 @@ pub fn upstream(
             matcher: StringMatcher::Exact(expected),
         }]
     };
+    let (tls_certificates, tls_certificate_sds_secret_configs, validation) = match secrets.sds() {
+        // From SDS, the material is loaded again when its files change; the name checks,
+        // which depend on the host, stay in the cluster.
+        Some(sds) => {
+            let cluster = cluster::name(&service.name);
+            let certificates = certificate
+                .map(|c| sds.secret(&cluster, SecretMaterial::TlsCertificate(c)))
+                .into_iter()
+                .collect();
+            let ca = CertificateValidationContext {
+                trusted_ca: Some(trusted_ca),
+                match_typed_subject_alt_names: Vec::new(),
+            };
+            let validation = Validation::CombinedValidationContext(CombinedValidationContext {
+                default_validation_context: CertificateValidationContext {
+                    trusted_ca: None,
+                    match_typed_subject_alt_names,
+                },
+                validation_context_sds_secret_config: sds
+                    .secret(&cluster, SecretMaterial::ValidationContext(ca)),
+            });
+            (Vec::new(), certificates, validation)
+        }
+        None => (
+            certificate.into_iter().collect(),
+            Vec::new(),
+            Validation::ValidationContext(CertificateValidationContext {
+                trusted_ca: Some(trusted_ca),
+                match_typed_subject_alt_names,
+            }),
+        ),
+    };
     Ok(Extension {
         name: "envoy.transport_sockets.tls",
         typed_config: TransportSocketConfig::UpstreamTls(UpstreamTlsContext {
@@ -66,10 +99,8 @@ pub fn upstream(
                 },
                 alpn_protocols: protocol::alpn(service.protocol).into_iter().collect(),
                 tls_certificates,
-                validation_context: CertificateValidationContext {
-                    trusted_ca,
-                    match_typed_subject_alt_names,
-                },
+                tls_certificate_sds_secret_configs,
+                validation,
             },
         }),
     })
@@ -154,7 +185,7 @@ mod tests {
         let mtls = "{address: api.test:443, tls: {serverName: other.test, \
                     skipHostnameVerification: true, caCert: {file: /etc/ca.pem}, \
                     clientCert: {inlineString: CERT}, clientKey: {inline: S0VZ}}}";
-        let mut secrets = Secrets::new(Some(Path::new("/s")));
+        let mut secrets = Secrets::new(Some(Path::new("/s")), None);
         let to_files = socket("http2", mtls, &mut secrets);
         let common = "/typed_config/common_tls_context";
         let sources = [
@@ -259,5 +290,68 @@ typed_config:
         ]);
         let files: Vec<_> = secrets.into_files().into_iter().map(|f| f.bytes).collect();
         assert_eq!(files, [b"CERT".to_vec(), b"KEY".to_vec()]);
+    }
+
+    #[test]
+    fn with_an_xds_directory_the_material_comes_from_sds_and_the_name_check_stays() {
+        let mut secrets = Secrets::new(None, Some(Path::new("/x")));
+        let networking = "{address: api.test:443, tls: {caCert: {file: /etc/ca.pem}, \
+                          clientCert: {file: /etc/c.pem}, clientKey: {file: /etc/k.pem}}}";
+        let sds = socket("http", networking, &mut secrets);
+        let common = "/typed_config/common_tls_context";
+        assert_cases(&[(
+            "the cluster names two secrets and checks the name itself",
+            yaml(&part(&sds, common)),
+            "
+tls_params:
+  tls_minimum_protocol_version: TLSv1_2
+  tls_maximum_protocol_version: TLSv1_3
+alpn_protocols:
+- http/1.1
+tls_certificate_sds_secret_configs:
+- name: external_service_s.client-certificate
+  sds_config:
+    path_config_source:
+      path: /x/sds/external_service_s.client-certificate.yaml
+      watched_directory:
+        path: /x/sds
+combined_validation_context:
+  default_validation_context:
+    match_typed_subject_alt_names:
+    - san_type: DNS
+      matcher:
+        exact: api.test
+  validation_context_sds_secret_config:
+    name: external_service_s.ca
+    sds_config:
+      path_config_source:
+        path: /x/sds/external_service_s.ca.yaml
+        watched_directory:
+          path: /x/sds
+",
+        )]);
+        let served: std::collections::BTreeMap<&str, &crate::envoy::Secret> = secrets
+            .served()
+            .iter()
+            .map(|s| (s.file.as_str(), &s.secret))
+            .collect();
+        assert_cases(&[(
+            "each secret in its file: the material as the resource names it",
+            yaml(&served),
+            "
+external_service_s.ca.yaml:
+  name: external_service_s.ca
+  validation_context:
+    trusted_ca:
+      filename: /etc/ca.pem
+external_service_s.client-certificate.yaml:
+  name: external_service_s.client-certificate
+  tls_certificate:
+    certificate_chain:
+      filename: /etc/c.pem
+    private_key:
+      filename: /etc/k.pem
+",
+        )]);
     }
 }

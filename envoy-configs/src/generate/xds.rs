@@ -7,11 +7,16 @@
 //! listener refused, and not retried), and the writer ([`crate::cli::generate`]) puts in
 //! place the union of the old and new clusters first, then the listeners, then the new
 //! clusters: a cluster that a route may still name is removed only after the route is gone.
+//!
+//! Clusters name their TLS material as SDS secrets, one file each in `DIR/sds/`
+//! ([`super::secrets`]): the writer puts those in place before the clusters that name them,
+//! and removes the ones no cluster names after the clusters.
 
 use std::path::Path;
 
 use serde_json::Value;
 
+use super::secrets::ServedSecret;
 use super::Error;
 use crate::envoy::{
     Cluster, ConfigSource, DiscoveryResponse, DynamicResources, Listener, Node, PathConfigSource,
@@ -22,20 +27,26 @@ use crate::envoy::{
 pub const CDS_FILE: &str = "cds.yaml";
 /// The listeners' file in the xDS directory.
 pub const LDS_FILE: &str = "lds.yaml";
+/// The directory of the secrets' files, in the xDS directory.
+pub const SDS_DIR: &str = "sds";
 
 /// The bootstrap's `dynamic_resources`: LDS and CDS from the files in `dir` (absolute).
 pub fn dynamic_resources(dir: &Path) -> DynamicResources {
-    let source = |file: &str| ConfigSource {
+    DynamicResources {
+        lds_config: watched(&dir.join(LDS_FILE), dir),
+        cds_config: watched(&dir.join(CDS_FILE), dir),
+    }
+}
+
+/// The file `path`, read again whenever a file is renamed into `dir`.
+pub fn watched(path: &Path, dir: &Path) -> ConfigSource {
+    ConfigSource {
         path_config_source: PathConfigSource {
-            path: dir.join(file).display().to_string(),
+            path: path.display().to_string(),
             watched_directory: WatchedDirectory {
                 path: dir.display().to_string(),
             },
         },
-    };
-    DynamicResources {
-        lds_config: source(LDS_FILE),
-        cds_config: source(CDS_FILE),
     }
 }
 
@@ -47,15 +58,21 @@ pub fn node(mesh: &str) -> Node {
     }
 }
 
-/// The two files' contents, as DiscoveryResponses.
+/// The files' contents, as DiscoveryResponses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Files {
     pub lds: Value,
     pub cds: Value,
+    /// One file per secret in [`SDS_DIR`], by file name.
+    pub sds: Vec<(String, Value)>,
 }
 
 impl Files {
-    pub fn new(listeners: &[Listener], clusters: &[Cluster]) -> Result<Files, Error> {
+    pub fn new(
+        listeners: &[Listener],
+        clusters: &[Cluster],
+        secrets: &[ServedSecret],
+    ) -> Result<Files, Error> {
         let values = |resources: Vec<XdsResource<'_>>| {
             resources
                 .iter()
@@ -65,9 +82,17 @@ impl Files {
         };
         let listeners = values(listeners.iter().map(XdsResource::Listener).collect())?;
         let clusters = values(clusters.iter().map(XdsResource::Cluster).collect())?;
+        let sds = secrets
+            .iter()
+            .map(|s| {
+                let secret = values(vec![XdsResource::Secret(&s.secret)])?;
+                Ok((s.file.clone(), response(secret)?))
+            })
+            .collect::<Result<_, Error>>()?;
         Ok(Files {
             lds: response(listeners)?,
             cds: response(clusters)?,
+            sds,
         })
     }
 }
@@ -134,7 +159,7 @@ mod tests {
 
     #[test]
     fn each_file_is_a_discovery_response_of_typed_resources() {
-        let files = Files::new(&[], &[cluster("a")]).unwrap();
+        let files = Files::new(&[], &[cluster("a")], &[]).unwrap();
         assert_eq!(
             files.cds["resources"],
             json!([{
@@ -146,14 +171,14 @@ mod tests {
         assert_eq!(files.lds["resources"], json!([]));
         let version = files.cds["version_info"].as_str().unwrap();
         assert_eq!(version.len(), 16);
-        let other = Files::new(&[], &[cluster("b")]).unwrap();
+        let other = Files::new(&[], &[cluster("b")], &[]).unwrap();
         assert_ne!(other.cds["version_info"], files.cds["version_info"]);
     }
 
     #[test]
     fn the_union_keeps_the_new_clusters_and_adds_the_old_ones_missing() {
-        let new = Files::new(&[], &[cluster("b"), cluster("c")]).unwrap();
-        let old = Files::new(&[], &[cluster("a"), cluster("b")]).unwrap();
+        let new = Files::new(&[], &[cluster("b"), cluster("c")], &[]).unwrap();
+        let old = Files::new(&[], &[cluster("a"), cluster("b")], &[]).unwrap();
         let union = cluster_union(&new.cds, &to_yaml(&old.cds).unwrap()).unwrap();
         assert_eq!(names(&union), ["b", "c", "a"]);
         let same = cluster_union(&new.cds, &to_yaml(&new.cds).unwrap()).unwrap();

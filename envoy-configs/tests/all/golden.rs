@@ -271,11 +271,21 @@ fn xds_dir() {
     };
     let b = generate::generate(&loaded.checked, &options).unwrap();
     let files = b.xds.clone().unwrap();
+    fs::create_dir_all(golden.join("sds")).unwrap();
+    let secrets = files.sds.iter().map(|(file, value)| {
+        (
+            format!("sds/{}", file.trim_end_matches(".yaml")),
+            value.clone(),
+        )
+    });
     for (name, mut value) in [
-        ("bootstrap", b.config.clone()),
-        ("cds", files.cds),
-        ("lds", files.lds),
-    ] {
+        ("bootstrap".to_string(), b.config.clone()),
+        ("cds".to_string(), files.cds),
+        ("lds".to_string(), files.lds),
+    ]
+    .into_iter()
+    .chain(secrets)
+    {
         replace_strings(&mut value, &pki.placeholders());
         if let Some(version) = value.get_mut("version_info") {
             // A digest of the resources, whose test certificates change from run to run.
@@ -300,6 +310,11 @@ fn xds_dir() {
         (generate::xds::LDS_FILE, &files.lds),
     ] {
         fs::write(xds.join(file), generate::xds::to_yaml(value).unwrap()).unwrap();
+    }
+    fs::create_dir(xds.join(generate::xds::SDS_DIR)).unwrap();
+    for (file, value) in &files.sds {
+        let path = xds.join(generate::xds::SDS_DIR).join(file);
+        fs::write(path, generate::xds::to_yaml(value).unwrap()).unwrap();
     }
     let untyped = |response: &Value| {
         let mut resources = response["resources"].as_array().unwrap().clone();

@@ -134,21 +134,22 @@ fn the_cli_never_prints_keys_and_writes_inline_keys_privately() {
     assert_eq!(mode(&out), 0o600, "a file with an inline key");
     assert!(fs::read_to_string(&out).unwrap().contains("PRIVATE KEY"));
 
-    // With --xds-dir the key is in the clusters' file, private as well.
+    // With --xds-dir the key is in its SDS secret's file, private as well; the clusters'
+    // file only names it.
     let xds = d.join("xds");
     let run = extsvc(
         d,
         &args(&[&"generate", &input, &"-o", &out, &"--xds-dir", &xds]),
     );
     assert_eq!(run.code, Some(0), "{run:?}");
-    assert_eq!(
-        mode(&xds.join("cds.yaml")),
-        0o600,
-        "cds.yaml with an inline key"
+    let secret = xds.join("sds/external_service_httpbin.client-certificate.yaml");
+    assert_eq!(mode(&secret), 0o600, "an SDS file with an inline key");
+    assert!(fs::read_to_string(&secret).unwrap().contains("PRIVATE KEY"));
+    assert_no_key(
+        "cds.yaml",
+        &fs::read_to_string(xds.join("cds.yaml")).unwrap(),
+        &client,
     );
-    assert!(fs::read_to_string(xds.join("cds.yaml"))
-        .unwrap()
-        .contains("PRIVATE KEY"));
     assert_no_key("the bootstrap", &fs::read_to_string(&out).unwrap(), &client);
 
     // Invalid beside the key (a bad address; a key that is not the certificate's): the
