@@ -28,8 +28,10 @@ $(ENVOY_STAMP):
 	$(ENVOY) --version
 	touch $@
 
-build: setup ## Build the filter module and the extsvc CLI (release)
+# The count-allocations build is for host-tests only (tests/allocations.rs).
+build: setup ## Build the filter module, its allocation-counting test build, and the extsvc CLI (release)
 	$(CARGO) build --release --target wasm32-wasip1 -p external-service-filter
+	$(CARGO) build --profile count-allocations --features count-allocations --target wasm32-wasip1 -p external-service-filter
 	$(CARGO) build --release -p envoy-configs
 
 test: build ## Build, then run every test (unit, wasm host, real Envoy)

@@ -3,6 +3,8 @@
 // Only the wasm32 build is a module; elsewhere (a native `cargo build --workspace`) it is empty.
 #![cfg(target_arch = "wasm32")]
 
+#[cfg(feature = "count-allocations")]
+mod allocations;
 mod host;
 
 use std::cell::OnceCell;
