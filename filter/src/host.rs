@@ -60,7 +60,8 @@ pub fn send_local_response(
 /// followed by NUL (all numbers little-endian u32).
 fn serialize_headers(headers: &[(&str, &str)]) -> Vec<u8> {
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
-    let mut out = Vec::new();
+    let text: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+    let mut out = Vec::with_capacity(4 + 8 * headers.len() + text);
     out.extend_from_slice(&len(headers.len()));
     for (key, value) in headers {
         out.extend_from_slice(&len(key.len()));
