@@ -51,6 +51,7 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 --features count-allocations -- -D warnings
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
 	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin demo -- $(RESOURCES)
