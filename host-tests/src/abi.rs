@@ -206,9 +206,9 @@ fn take_terminated<'a>(bytes: &'a [u8], pos: &mut usize, len: usize) -> Result<&
     Ok(field)
 }
 
-/// Splits a `proxy_get_property` path: segments separated by NUL (one trailing NUL tolerated).
+/// Splits a property path: segments separated by NUL. A trailing NUL is an empty last segment,
+/// as in Envoy, where `proxy_set_property` keys filter state by the path's bytes as given.
 pub fn split_property_path(bytes: &[u8]) -> Vec<String> {
-    let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
     if bytes.is_empty() {
         return Vec::new();
     }
@@ -269,7 +269,7 @@ mod tests {
             split_property_path(b"xds\0cluster_name"),
             ["xds", "cluster_name"]
         );
-        assert_eq!(split_property_path(b"node\0id\0"), ["node", "id"]);
+        assert_eq!(split_property_path(b"node\0id\0"), ["node", "id", ""]);
         assert!(split_property_path(b"").is_empty());
     }
 }

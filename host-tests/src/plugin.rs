@@ -5,7 +5,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _, Result};
-use external_service_model::contract::MODULE_PATH;
+use external_service_model::contract::{
+    ALLOCATIONS_EXPORT, ALLOCATION_COUNTING_MODULE_PATH, MODULE_PATH,
+};
 use wasmtime::{Config, Engine, InstancePre, Store, WasmParams, WasmResults};
 
 use crate::abi::{Action, LogLevel};
@@ -15,6 +17,7 @@ use crate::state::{
 };
 
 const BUILD_HINT: &str = "build it with `make build` (or `cargo build --release --target wasm32-wasip1 -p external-service-filter`), or set EXTSVC_WASM to a built module";
+const COUNTING_BUILD_HINT: &str = "build it with `make build` (or `cargo build --profile count-allocations --features count-allocations --target wasm32-wasip1 -p external-service-filter`)";
 
 /// A compiled proxy-wasm module, ready to start any number of [`Plugin`]s.
 ///
@@ -50,14 +53,25 @@ impl Module {
         Module::load(Module::default_path())
     }
 
+    /// Loads and compiles the test build of the filter that counts its allocations
+    /// (`<workspace>/`[`ALLOCATION_COUNTING_MODULE_PATH`]), for [`Plugin::allocations`].
+    pub fn load_allocation_counting() -> Result<Module> {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let path = manifest
+            .parent()
+            .unwrap_or(manifest)
+            .join(ALLOCATION_COUNTING_MODULE_PATH);
+        Module::load_with_hint(&path, COUNTING_BUILD_HINT)
+    }
+
     /// Loads and compiles a `.wasm` file; a missing file is an error that says how to build it.
     pub fn load(path: impl AsRef<Path>) -> Result<Module> {
-        let path = path.as_ref();
+        Module::load_with_hint(path.as_ref(), BUILD_HINT)
+    }
+
+    fn load_with_hint(path: &Path, hint: &str) -> Result<Module> {
         if !path.exists() {
-            bail!(
-                "proxy-wasm module not found at {}: {BUILD_HINT}",
-                path.display()
-            );
+            bail!("proxy-wasm module not found at {}: {hint}", path.display());
         }
         let bytes = std::fs::read(path)
             .with_context(|| format!("reading the module {}", path.display()))?;
@@ -644,6 +658,19 @@ impl Plugin {
     /// a given module and input, unlike time.
     pub fn last_call_fuel(&self) -> u64 {
         self.last_call_fuel
+    }
+
+    /// How many allocations the module has made since it started, read through its export
+    /// [`ALLOCATIONS_EXPORT`] (only the filter's `count-allocations` build has it).
+    pub fn allocations(&mut self) -> Result<u64> {
+        if self
+            .instance
+            .get_func(&mut self.store, ALLOCATIONS_EXPORT)
+            .is_none()
+        {
+            bail!("the module does not export {ALLOCATIONS_EXPORT}: {COUNTING_BUILD_HINT}");
+        }
+        self.call::<(), u64>(ROOT_CONTEXT, ALLOCATIONS_EXPORT, ())
     }
 
     /// Runs `f` and returns its result with the fuel every call it made burnt in total.

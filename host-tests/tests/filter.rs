@@ -9,7 +9,7 @@ mod support;
 use std::collections::HashMap;
 
 use external_service_conformance::scenarios::{self, plugin_config, Outcome, Setup, Then};
-use external_service_model::contract::{forwarded_metric, VM_MEMORY_METRIC};
+use external_service_model::contract::{denied_metric, VM_MEMORY_METRIC};
 use host_tests::{LogLevel, Plugin, PluginOptions, StartError};
 use serde_json::json;
 
@@ -159,7 +159,10 @@ fn a_hundred_thousand_requests_leave_memory_flat() {
     let warm = plugin.memory_size_bytes();
     run(&mut plugin, 100_000);
     assert_eq!(plugin.memory_size_bytes(), warm, "linear memory grew");
-    assert_eq!(plugin.counter(&forwarded_metric("httpbin")), Some(25_500));
+    assert_eq!(
+        plugin.counter(&denied_metric("undeclared-host")),
+        Some(25_500)
+    );
 }
 
 #[test]
@@ -173,24 +176,20 @@ fn ten_thousand_services_still_forward_correctly() {
         .collect();
     resources.push(json!({ "type": "Mesh", "name": "default", "networking": { "outbound": { "passthrough": false } } }));
     let mut plugin = start(&json!({ "resources": resources }));
-    let forwarded = |requested: &str, service: &str, authority: &str| Outcome {
+    let forwarded = |rewritten_from: Option<&str>, authority: &str| Outcome {
         authority: Some(authority.to_owned()),
-        filter_state: Some(requested.to_owned()),
-        counter: forwarded_metric(service),
+        filter_state: rewritten_from.map(str::to_owned),
+        counter: None,
         reply: None,
     };
     for (authority, want) in [
         (
             "svc-9999.mesh",
-            forwarded("svc-9999.mesh", "svc-9999", "host-9999.example.com:8443"),
+            forwarded(Some("svc-9999.mesh"), "host-9999.example.com:8443"),
         ),
         (
             "host-5000.example.com:8443",
-            forwarded(
-                "host-5000.example.com:8443",
-                "svc-5000",
-                "host-5000.example.com:8443",
-            ),
+            forwarded(None, "host-5000.example.com:8443"),
         ),
         (
             "svc-10000.mesh",

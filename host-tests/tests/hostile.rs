@@ -14,7 +14,6 @@ use external_service_conformance::scenarios::{
 use host_tests::LogLevel;
 
 const HTTPBIN: Then = Then::Forward {
-    service: "httpbin",
     authority: "httpbin.org",
 };
 

@@ -14,6 +14,8 @@ pub fn http(listener: &str) -> Vec<AccessLog> {
         ("listener", listener),
         ("method", "%REQ(:METHOD)%"),
         ("authority", "%REQ(:AUTHORITY)%"),
+        // Set by the filter only when it rewrote the authority; null when the app named the
+        // real one (then `authority` is what it asked for).
         (
             "requested_authority",
             &format!("%FILTER_STATE({REQUESTED_AUTHORITY_FILTER_STATE}:PLAIN)%"),

@@ -1,9 +1,11 @@
-//! Stats tags: the filter's per-service and per-reason counters carry the service and the
-//! reason as labels (`external_service_forwarded{external_service="httpbin"}`
-//! in Prometheus), not baked into the metric's name.
+//! Stats tags: a service's cluster stats carry the service as a label
+//! (`envoy_cluster_upstream_rq_completed{external_service="httpbin",...}` in Prometheus), and
+//! the filter's per-reason counters the reason (`external_service_denied{reason="..."}`), not
+//! baked into the metric's name.
 
-use external_service_model::contract::{DENIED_METRIC, ENVOY_METRIC_PREFIX, FORWARDED_METRIC};
+use external_service_model::contract::{DENIED_METRIC, ENVOY_METRIC_PREFIX};
 
+use super::cluster;
 use crate::envoy::{StatsConfig, TagSpecifier};
 
 /// The label of the service a request was forwarded to.
@@ -13,20 +15,32 @@ pub const REASON_TAG: &str = "reason";
 
 pub fn labels() -> StatsConfig {
     StatsConfig {
-        stats_tags: vec![
-            tag(SERVICE_TAG, FORWARDED_METRIC),
-            tag(REASON_TAG, DENIED_METRIC),
-        ],
+        stats_tags: vec![service_clusters(), denial_reasons()],
     }
 }
 
-/// `<prefix><metric>.<value>`: the `.<value>` part leaves the name and becomes the tag.
-fn tag(tag_name: &str, metric: &str) -> TagSpecifier {
-    let name = format!("{ENVOY_METRIC_PREFIX}{metric}").replace('.', "\\.");
+/// `cluster.<cluster prefix><service>.<stat>`: the service, up to the first dot as Envoy's
+/// own `envoy_cluster_name` label reads a cluster's name, becomes the label (Envoy's label for
+/// the whole cluster name stays).
+fn service_clusters() -> TagSpecifier {
+    let prefix = escape(&format!("cluster.{}", cluster::name("")));
     TagSpecifier {
-        tag_name: tag_name.to_string(),
+        tag_name: SERVICE_TAG.to_string(),
+        regex: format!("^{prefix}((.+?)\\.)"),
+    }
+}
+
+/// `<prefix><metric>.<reason>`: the `.<reason>` part leaves the name and becomes the tag.
+fn denial_reasons() -> TagSpecifier {
+    let name = escape(&format!("{ENVOY_METRIC_PREFIX}{DENIED_METRIC}"));
+    TagSpecifier {
+        tag_name: REASON_TAG.to_string(),
         regex: format!("^{name}(\\.(.+))$"),
     }
+}
+
+fn escape(name: &str) -> String {
+    name.replace('.', "\\.")
 }
 
 #[cfg(test)]
@@ -39,12 +53,12 @@ mod tests {
     #[test]
     fn the_service_and_the_reason_are_labels() {
         assert_cases(&[(
-            "one tag per counter family",
+            "the service of a cluster, the reason of a denial",
             yaml(&labels()),
             r"
 stats_tags:
 - tag_name: external_service
-  regex: ^wasmcustom\.external_service\.forwarded(\.(.+))$
+  regex: ^cluster\.external_service_((.+?)\.)
 - tag_name: reason
   regex: ^wasmcustom\.external_service\.denied(\.(.+))$
 ",

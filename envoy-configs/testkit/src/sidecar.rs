@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use external_service_model::contract::forwarded_stat;
 use serde_json::Value;
 
 use crate::{free_port, wasm_module, Ca, Curl, Envoy, EnvoyOptions, Response, UpstreamBuilder};
@@ -248,10 +249,11 @@ impl Sidecar {
         }
     }
 
-    /// The filter's `forwarded.<service>` counter reaches `value`.
+    /// The requests forwarded to `service`, as Envoy counts them on its cluster
+    /// (`contract::forwarded_stat`), reach `value`.
     pub fn forwarded(&self, service: &str, value: u64) {
         self.expect_counter(
-            &format!("wasmcustom.external_service.forwarded.{service}"),
+            &forwarded_stat(&format!("external_service_{service}")),
             value,
         );
     }

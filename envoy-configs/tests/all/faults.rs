@@ -223,7 +223,7 @@ fn upstream_down_slow_unresolvable_and_resetting() {
         "upstream_reset_after_response_started",
     );
     for svc in ["down", "slow", "nowhere", "partial", "cut"] {
-        s.expect_counter(&format!("wasmcustom.external_service.forwarded.{svc}"), 1);
+        s.forwarded(svc, 1);
     }
     // No retries, no other endpoint: exactly one connection each.
     assert_eq!(slow.connections(), 1);

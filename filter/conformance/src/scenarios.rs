@@ -6,7 +6,7 @@
 
 use std::fmt::Write as _;
 
-use external_service_model::contract::{denied_metric, forwarded_metric, PASSTHROUGH_METRIC};
+use external_service_model::contract::{denied_details, denied_metric};
 use serde_json::{json, Value};
 
 /// The ExternalServices every scenario configuration starts from.
@@ -127,11 +127,12 @@ pub struct Outcome {
     /// `:authority` as the filter leaves it: rewritten on a forward, as sent otherwise.
     pub authority: Option<String>,
     /// The filter state `contract::REQUESTED_AUTHORITY_PROPERTY`: the authority a forwarded
-    /// request asked for.
+    /// request asked for, set only when the filter rewrote it.
     pub filter_state: Option<String>,
-    /// The one counter that went up, by one (`contract::forwarded_metric`, `denied_metric`,
-    /// `PASSTHROUGH_METRIC`).
-    pub counter: String,
+    /// The one counter of the filter that went up, by one: a denial's
+    /// (`contract::denied_metric`). A forward or passthrough moves none (Envoy's cluster stats
+    /// count those).
+    pub counter: Option<String>,
     /// The local reply, when the request is refused.
     pub reply: Option<Reply>,
 }
@@ -141,17 +142,17 @@ pub struct Reply {
     pub status: u32,
     /// The `contract::DENIED_HEADER` value: the denial's reason.
     pub denied: String,
+    /// The reply's response code details (`contract::denied_details`).
+    pub details: String,
     pub body: String,
 }
 
 /// What a row expects, in short; [`outcome`] spells out every column from it and the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Then {
-    /// Forwarded to `service` with `:authority` rewritten to `authority`.
-    Forward {
-        service: &'static str,
-        authority: &'static str,
-    },
+    /// Forwarded with `:authority` rewritten to `authority` (which names the service's route
+    /// and cluster: Envoy counts and logs the service from there).
+    Forward { authority: &'static str },
     /// Left untouched: passthrough is on and the host is not declared.
     Passthrough,
     /// 403 `undeclared-host`.
@@ -187,24 +188,25 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
     let deny = |status: u32, reason: &str, body: String| Outcome {
         authority: untouched.clone(),
         filter_state: None,
-        counter: denied_metric(reason),
+        counter: Some(denied_metric(reason)),
         reply: Some(Reply {
             status,
             denied: reason.to_owned(),
+            details: denied_details(reason),
             body: body + "\n",
         }),
     };
     match then {
-        Then::Forward { service, authority } => Outcome {
-            authority: Some(authority.to_owned()),
-            filter_state: untouched.clone(),
-            counter: forwarded_metric(service),
+        Then::Forward { authority: real } => Outcome {
+            authority: Some(real.to_owned()),
+            filter_state: untouched.clone().filter(|requested| requested != real),
+            counter: None,
             reply: None,
         },
         Then::Passthrough => Outcome {
             authority: untouched,
             filter_state: None,
-            counter: PASSTHROUGH_METRIC.to_owned(),
+            counter: None,
             reply: None,
         },
         Then::Undeclared => deny(
@@ -332,8 +334,8 @@ fn grpc(content_type: Option<String>, then: Then) -> Case {
     )
 }
 
-const fn forward(service: &'static str, authority: &'static str) -> Then {
-    Then::Forward { service, authority }
+const fn forward(authority: &'static str) -> Then {
+    Then::Forward { authority }
 }
 
 const fn not_http(service: &'static str, protocol: Option<&'static str>) -> Then {
@@ -343,10 +345,10 @@ const fn not_http(service: &'static str, protocol: Option<&'static str>) -> Then
 pub fn cases() -> Vec<Case> {
     use Setup::*;
     use Then::{Ambiguous, BadAuthority as Bad, NotGrpc, Passthrough, Undeclared};
-    let httpbin = forward("httpbin", "httpbin.org");
-    let my_svc = forward("my_svc", "api.example.com:8080");
-    let ipv6 = forward("ipv6-svc", "[::1]:9443");
-    let grpc_svc = forward("grpc-svc", "grpc.example.com");
+    let httpbin = forward("httpbin.org");
+    let my_svc = forward("api.example.com:8080");
+    let ipv6 = forward("[::1]:9443");
+    let grpc_svc = forward("grpc.example.com");
     vec![
         // `<service>.mesh`: no port, port 80, the service's own port; any case; one trailing
         // dot, with or without a port.
@@ -367,9 +369,9 @@ pub fn cases() -> Vec<Case> {
         closed("httpbin.org:80", httpbin),
         closed("HTTPBIN.ORG.:443", httpbin),
         closed("api.example.com:8080", my_svc),
-        closed("h2.mesh", forward("h2", "h2.example.com:8443")),
+        closed("h2.mesh", forward("h2.example.com:8443")),
         // IP services: the address itself, no port-80 alias; IPv6 in brackets, any spelling.
-        closed("127.0.0.5:8080", forward("ip-svc", "127.0.0.5:8080")),
+        closed("127.0.0.5:8080", forward("127.0.0.5:8080")),
         closed("127.0.0.5", Undeclared),
         closed("[::1]:9443", ipv6),
         closed("[0:0::1]:9443", ipv6),
@@ -389,28 +391,19 @@ pub fn cases() -> Vec<Case> {
         closed("[]", Bad(BAD_IP)),
         closed("[evil.example]", Bad(BAD_IP)),
         // disableHostDNSEntry: the .mesh name only.
-        closed("hidden.mesh", forward("hidden", "hidden.example.com")),
+        closed("hidden.mesh", forward("hidden.example.com")),
         closed("hidden.example.com:443", Undeclared),
         closed("hidden.example.com", Undeclared),
         // One host on two ports: without a port the name is ambiguous, with one it is not.
         closed("shared.example.com", Ambiguous),
         closed(
             "shared.example.com:8443",
-            forward("web-b", "shared.example.com:8443"),
+            forward("shared.example.com:8443"),
         ),
-        closed(
-            "shared.example.com:443",
-            forward("web-a", "shared.example.com"),
-        ),
-        closed(
-            "dual.example.com:443",
-            forward("dual-tls", "dual.example.com:443"),
-        ),
-        closed(
-            "dual.example.com",
-            forward("dual-plain", "dual.example.com:80"),
-        ),
-        closed("dual-tls.mesh", forward("dual-tls", "dual.example.com:443")),
+        closed("shared.example.com:443", forward("shared.example.com")),
+        closed("dual.example.com:443", forward("dual.example.com:443")),
+        closed("dual.example.com", forward("dual.example.com:80")),
+        closed("dual-tls.mesh", forward("dual.example.com:443")),
         // Undeclared hosts, and names that only look declared.
         closed("evil.example", Undeclared),
         closed("httpbin.mesh.evil.example", Undeclared),

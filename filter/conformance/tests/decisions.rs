@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use external_service_conformance::checks::Plain;
 use external_service_conformance::scenarios::{self, plugin_config, Outcome, Reply, Setup};
 use external_service_model::config::{self, Filter};
-use external_service_model::contract::{denied_metric, forwarded_metric, PASSTHROUGH_METRIC};
+use external_service_model::contract::{denied_details, denied_metric};
 use external_service_model::{decide, Decision};
 
 fn filter(setup: Setup) -> Filter {
@@ -30,23 +30,24 @@ fn every_scenario() {
         match decide(&filter.catalog, filter.bound, &request) {
             Decision::Forward(_, service) => Outcome {
                 authority: Some(service.authority.clone()),
-                filter_state: untouched,
-                counter: forwarded_metric(&service.name),
+                filter_state: untouched.filter(|requested| *requested != service.authority),
+                counter: None,
                 reply: None,
             },
             Decision::Passthrough => Outcome {
                 authority: untouched,
                 filter_state: None,
-                counter: PASSTHROUGH_METRIC.to_owned(),
+                counter: None,
                 reply: None,
             },
             Decision::Deny(denial) => Outcome {
                 authority: untouched,
                 filter_state: None,
-                counter: denied_metric(denial.reason()),
+                counter: Some(denied_metric(denial.reason())),
                 reply: Some(Reply {
                     status: denial.status(),
                     denied: denial.reason().to_owned(),
+                    details: denied_details(denial.reason()),
                     body: denial.body(&filter.catalog, &request),
                 }),
             },

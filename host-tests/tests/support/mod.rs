@@ -51,6 +51,7 @@ pub fn outcome(plugin: &mut Plugin, headers: &[(&str, &[u8])]) -> Outcome {
         reply: reply.map(|r| Reply {
             status: r.status,
             denied: r.header(DENIED_HEADER).unwrap_or_default().to_owned(),
+            details: r.details.clone(),
             body: r.body_text(),
         }),
     };
@@ -69,15 +70,17 @@ fn counters(plugin: &Plugin) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// The name of the one counter that went up by one; else what moved, so the row fails.
-fn moved(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+/// The name of the one counter that went up by one, `None` when none moved; else what moved,
+/// so the row fails.
+fn moved(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> Option<String> {
     let changes: Vec<(&String, u64)> = after
         .iter()
         .filter(|(name, v)| before.get(*name) != Some(v))
         .map(|(name, v)| (name, v - before.get(name).copied().unwrap_or(0)))
         .collect();
     match changes[..] {
-        [(name, 1)] => name.clone(),
-        _ => format!("counters moved: {changes:?}"),
+        [] => None,
+        [(name, 1)] => Some(name.clone()),
+        _ => Some(format!("counters moved: {changes:?}")),
     }
 }

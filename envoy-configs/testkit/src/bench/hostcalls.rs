@@ -6,8 +6,8 @@
 //! text, so a changed `filter/src/lib.rs` fails loudly), then runs variant A of part 1 with each
 //! module, one proxy at a time, rotated, and B (native) beside them: proxy CPU per request. The
 //! cost is Envoy's side of each call (C++ and V8), which the wasmtime host of host-tests cannot
-//! stand in for: hence Envoy, not fuel. Every request uses the real authority, which the filter
-//! forwards (same work as a `.mesh` name) and which routes even when the filter does nothing.
+//! stand in for: hence Envoy, not fuel. Every request uses the real authority, which routes
+//! even when the filter does nothing; variants that always rewrite measure a `.mesh` request.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -26,21 +26,13 @@ const GLUE: &str = "filter/src/lib.rs";
 /// Where requests go: service 42's real authority.
 const SERVICE: usize = 42;
 
-const REWRITE: &str =
-    "                self.set_http_request_header(\":authority\", Some(&service.authority));\n";
-/// Dropped from the glue (Envoy picks the route again by itself); measured again here.
-const CLEAR: &str =
-    "                let _ = hostcalls::call_foreign_function(\"clear_route_cache\", Some(&[]));\n";
-const PROPERTY: &str = "                if let Some(requested) = request.authority() {
-                    self.set_property(
-                        vec![REQUESTED_AUTHORITY_PROPERTY],
-                        Some(requested.as_bytes()),
-                    );
-                }
+/// The guard that skips the rewrite when the app already asked for the real authority.
+const SKIP_UNCHANGED: &str =
+    "                    Some(requested) if requested == service.authority => {}\n";
+const PROPERTY: &str = "                        if let Some(requested) = requested {
+                            host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
+                        }
 ";
-const COUNTER: &str =
-    "                let _ = hostcalls::increment_metric(configured.forwarded[id], 1);\n";
-const NO_COUNTER: &str = "                let _ = id;\n";
 const HEAD: &str =
     "fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {\n";
 const CONTINUE_AT_ONCE: &str = "        #[allow(unreachable_code)]
@@ -52,22 +44,19 @@ const CONTINUE_AT_ONCE: &str = "        #[allow(unreachable_code)]
 /// One change to the glue, at a statement that must be there exactly once.
 pub enum Edit {
     Drop(&'static str),
-    Swap(&'static str, &'static str),
-    /// Code put before the statement.
-    Before(&'static str, &'static str),
     /// Code put after the statement.
     After(&'static str, &'static str),
 }
 
-/// Module name -> the edits it is built with.
-pub const VARIANTS: [(&str, &[Edit]); 6] = [
+/// Module name -> the edits it is built with. Requests name the real authority, so as is the
+/// filter reads and decides but writes nothing; the others add back the work of a `.mesh`
+/// request (the rewrite, with and without the filter state).
+pub const VARIANTS: [(&str, &[Edit]); 4] = [
     ("as-is", &[]),
-    ("plus-clear_route_cache", &[Edit::Before(REWRITE, CLEAR)]),
-    ("no-set_property", &[Edit::Drop(PROPERTY)]),
-    ("no-forward-counter", &[Edit::Swap(COUNTER, NO_COUNTER)]),
+    ("rewrite-and-set_property", &[Edit::Drop(SKIP_UNCHANGED)]),
     (
         "rewrite-only",
-        &[Edit::Drop(PROPERTY), Edit::Swap(COUNTER, NO_COUNTER)],
+        &[Edit::Drop(SKIP_UNCHANGED), Edit::Drop(PROPERTY)],
     ),
     (
         "returns-Continue-at-once",
@@ -80,8 +69,6 @@ pub fn edited(glue: &str, edits: &[Edit]) -> Result<String, String> {
     edits.iter().try_fold(glue.to_string(), |text, edit| {
         let (at, new) = match *edit {
             Edit::Drop(at) => (at, String::new()),
-            Edit::Swap(at, code) => (at, code.to_string()),
-            Edit::Before(at, code) => (at, format!("{code}{at}")),
             Edit::After(at, code) => (at, format!("{at}{code}")),
         };
         match text.matches(at).count() {
@@ -234,12 +221,8 @@ mod tests {
         assert!(e.contains("0 times") && e.contains("\"b\""), "{e}");
         assert!(edited("b\nb\n", &[Edit::Drop("b\n")]).is_err());
         assert_eq!(
-            edited(
-                "a\nb\n",
-                &[Edit::Before("b\n", "x\n"), Edit::After("a\n", "y\n")]
-            )
-            .unwrap(),
-            "a\ny\nx\nb\n"
+            edited("a\nb\n", &[Edit::Drop("b\n"), Edit::After("a\n", "y\n")]).unwrap(),
+            "a\ny\n"
         );
     }
 

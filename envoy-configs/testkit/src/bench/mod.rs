@@ -297,7 +297,7 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     };
     log("part 2: fuel");
     let mut modules = vec![(
-        "release (opt-level 3, as built)".to_string(),
+        "release (opt-level 3, then wasm-opt -O3: as built)".to_string(),
         bench.wasm.clone(),
     )];
     modules.extend(prof_built.iter().map(|(n, p, _)| (n.clone(), p.clone())));
