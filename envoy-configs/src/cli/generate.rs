@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use external_service_model::contract::MODULE_PATH;
 
 use super::{format_word, Inputs};
+use crate::generate::transparent::{self, Cidr, Vips};
 use crate::generate::{
     self, secrets, xds, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS,
     DEFAULT_SYSTEM_CA,
@@ -90,6 +91,22 @@ pub struct GenerateArgs {
     /// listeners may still name go last. An invalid change leaves DIR as it was.
     #[arg(long, value_name = "DIR")]
     pub xds_dir: Option<PathBuf>,
+
+    /// For apps whose traffic `extsvc transparent-proxy install` captures: --listen becomes
+    /// the capture listener (original destination), each declared name gets a VIP with a
+    /// listener per port, the builtin DNS answers those names, and any other destination is
+    /// passed through or, with passthrough off, refused and logged. With --xds-dir, the VIPs
+    /// are kept in DIR/vips.json: a later run moves none and never reuses a removed one's.
+    #[arg(long)]
+    pub transparent_proxy: bool,
+
+    /// The IPv4 range VIPs come from.
+    #[arg(long, value_name = "CIDR", default_value = transparent::DEFAULT_VIP_CIDR, requires = "transparent_proxy")]
+    pub vip_cidr: Cidr,
+
+    /// The builtin DNS's UDP address.
+    #[arg(long, value_name = "ADDR:PORT", default_value = transparent::DEFAULT_DNS_LISTEN, requires = "transparent_proxy")]
+    pub dns_listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -99,8 +116,9 @@ pub enum Format {
 }
 
 impl GenerateArgs {
-    /// The generator's options; paths made absolute, as Envoy may run elsewhere.
-    pub fn options(&self, wasm: PathBuf) -> Options {
+    /// The generator's options; paths made absolute, as Envoy may run elsewhere. `previous`:
+    /// the VIPs `--xds-dir` kept.
+    pub fn options(&self, wasm: PathBuf, previous: Option<Vips>) -> Options {
         Options {
             listen: self.listen,
             admin: self.admin,
@@ -111,6 +129,11 @@ impl GenerateArgs {
             route_timeout: std::time::Duration::from_secs(self.route_timeout),
             secrets_dir: self.secrets_dir.as_deref().map(absolute),
             xds_dir: self.xds_dir.as_deref().map(absolute),
+            transparent: self.transparent_proxy.then_some(transparent::Options {
+                vip_cidr: self.vip_cidr,
+                dns_listen: self.dns_listen,
+                previous,
+            }),
         }
     }
 }
@@ -169,7 +192,11 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
-    let options = args.options(wasm);
+    let previous = match (&args.xds_dir, args.transparent_proxy) {
+        (Some(dir), true) => kept_vips(&dir.join(transparent::VIPS_FILE))?,
+        _ => None,
+    };
+    let options = args.options(wasm, previous);
     let bootstrap = match generate::generate(&loaded.checked, &options) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
@@ -186,6 +213,14 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
         write_secrets(dir, &bootstrap.secret_files)?;
     }
     if let (Some(dir), Some(files)) = (&options.xds_dir, &bootstrap.xds) {
+        create_dir(dir, 0o755)?;
+        // Before the listeners that use them: a kept VIP is never lost, even if a write fails.
+        if let Some(vips) = &bootstrap.vips {
+            let text = serde_json::to_string_pretty(vips)
+                .map_err(|e| Error::Generate(generate::Error::Serialize(e.to_string())))?
+                + "\n";
+            write_file(&dir.join(transparent::VIPS_FILE), text.as_bytes(), false)?;
+        }
         write_xds(dir, files, bootstrap.inline_private_keys)?;
     }
     let json_file = args
@@ -208,6 +243,22 @@ pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> R
                 error,
             }),
     }
+}
+
+/// The VIPs a previous run kept, when it did.
+fn kept_vips(path: &Path) -> Result<Option<Vips>, Error> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Usage(format!("cannot read {}: {e}", path.display()))),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::Usage(format!(
+            "{}: {e}: it should hold the VIPs an earlier `extsvc generate --transparent-proxy` \
+             wrote; restore it, or remove it to give every name a new VIP",
+            path.display()
+        ))
+    })
 }
 
 /// The module Envoy will load, as an absolute path that exists: `--wasm`, else the one that
