@@ -176,10 +176,11 @@ impl World {
             .and_then(|ip| ip.parse().ok())
     }
 
-    /// What a raw TCP connection from the app to `ip:port` gets back after sending a line.
-    pub fn tcp_round_trip(&self, ip: &str, port: u16) -> String {
+    /// What a raw TCP connection from the app to `host:port` gets back after sending `bytes`
+    /// (`printf` escapes), within 3 s.
+    pub fn tcp_exchange(&self, host: &str, port: u16, bytes: &str) -> String {
         let script = format!(
-            "exec 3<>/dev/tcp/{ip}/{port} || exit 0; echo ping >&3; timeout 3 head -c 5 <&3"
+            "exec 3<>/dev/tcp/{host}/{port} || exit 0; printf '{bytes}' >&3; timeout 3 cat <&3"
         );
         let out = self.app().output("timeout", &["10", "bash", "-c", &script]);
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -267,7 +268,7 @@ fn declared_services_by_mesh_name_and_real_name_and_nothing_else_gets_out() {
     // nothing, and the world's servers see nothing.
     assert!(w.curl(&format!("http://{WORLD_IP}:8081/")).send().is_err());
     assert!(w.curl("http://other.test:8081/").send().is_err());
-    assert_eq!(w.tcp_round_trip(&WORLD_IP.to_string(), 7000), "");
+    assert_eq!(w.tcp_exchange(&WORLD_IP.to_string(), 7000, "ping\\n"), "");
     assert!(!w.udp_arrives(), "a datagram got out");
     assert!(w
         .curl(&format!("http://[{WORLD_IP6}]:8082/"))
@@ -317,7 +318,10 @@ fn passthrough_on_lets_undeclared_traffic_through() {
         "undeclared",
     );
     assert_from(&w.curl("http://other.test:8081/").run(), "undeclared");
-    assert_eq!(w.tcp_round_trip(&WORLD_IP.to_string(), 7000), "ping\n");
+    assert_eq!(
+        w.tcp_exchange(&WORLD_IP.to_string(), 7000, "ping\\n"),
+        "ping\n"
+    );
     assert!(
         w.udp_arrives(),
         "without --block-uncaptured UDP goes out as it is"
@@ -464,4 +468,72 @@ fn uninstall_restores_the_rules_and_dry_run_changes_nothing() {
         String::from_utf8_lossy(&no_iptables.stderr)
     );
     assert_eq!(saved_rules(&ns), before);
+}
+
+/// With `--xds-dir`, VIPs are kept in `vips.json`: a later `generate` moves none and never
+/// gives a removed service's VIP to another name; a damaged file is refused and nothing is
+/// written.
+#[test]
+fn kept_vips_never_move_and_are_never_reused() {
+    let dir = test_dir();
+    let xds = dir.path().join("xds");
+    let vips_file = xds.join("vips.json");
+    let generate = |services: &[&str]| {
+        let resources: Vec<String> = services
+            .iter()
+            .enumerate()
+            .map(|(i, name)| http_service(name, &format!("10.1.0.{}:80", i + 1)))
+            .collect();
+        let input = dir.path().join("resources.yaml");
+        fs::write(&input, docs(&resources)).unwrap();
+        let args: Vec<OsString> = [
+            "generate",
+            input.to_str().unwrap(),
+            "-o",
+            dir.path().join("envoy.yaml").to_str().unwrap(),
+            "--transparent-proxy",
+            "--vip-cidr",
+            // Two usable addresses: one name per service (IP endpoints get no VIP of their own).
+            "10.99.0.0/30",
+            "--xds-dir",
+            xds.to_str().unwrap(),
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        extsvc(dir.path(), &args)
+    };
+    let vips = || -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(&vips_file).unwrap()).unwrap()
+    };
+
+    assert_eq!(generate(&["alpha"]).code, Some(0));
+    let alpha = vips()["vips"]["alpha.mesh"].clone();
+    assert!(alpha.is_string(), "{}", vips());
+    assert_eq!(generate(&["beta", "alpha"]).code, Some(0));
+    assert_eq!(
+        vips()["vips"]["alpha.mesh"],
+        alpha,
+        "adding a service moved a VIP"
+    );
+    let both = vips();
+
+    // beta removed, gamma added: beta's VIP stays beta's, so no VIP is left for gamma.
+    let refused = generate(&["alpha", "gamma"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("no free VIP left for \"gamma.mesh\""),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(vips(), both, "a refused run changed the kept VIPs");
+
+    let lds = fs::read_to_string(xds.join("lds.yaml")).unwrap();
+    fs::write(&vips_file, "{not json").unwrap();
+    let damaged = generate(&["alpha"]);
+    assert_eq!(damaged.code, Some(2));
+    assert!(damaged.stderr.contains("vips.json"), "{}", damaged.stderr);
+    assert_eq!(fs::read_to_string(xds.join("lds.yaml")).unwrap(), lds);
 }
