@@ -13,7 +13,7 @@ SOAK_RATE ?= 200
 
 export EXTSVC_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: help setup build test lint run fuzz
+.PHONY: help setup build test lint run run-transparent fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
 	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin demo -- $(RESOURCES)
+
+run-transparent: build ## The transparent proxy in a demo network namespace (root); prints what to try; Ctrl-C or the next run cleans up
+	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin transparent-demo
 
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; crashes land in filter/fuzz/artifacts/
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

@@ -127,7 +127,8 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Fails, saying why, when namespaces cannot be made (not root, no `ip`).
+    /// A pair of this process's own. Fails, saying why, when namespaces cannot be made (not
+    /// root, no `ip`).
     pub fn create() -> Result<Topology, String> {
         static N: AtomicU32 = AtomicU32::new(0);
         let id = format!(
@@ -135,7 +136,12 @@ impl Topology {
             std::process::id() % 100_000,
             N.fetch_add(1, Ordering::SeqCst)
         );
-        let app = Netns::create(&format!("extsvc-app-{id}"))?;
+        Self::create_with_id(&id)
+    }
+
+    /// The namespaces `extsvc-app-<id>` and `extsvc-world-<id>` (`id`: 12 characters at most).
+    pub fn create_with_id(id: &str) -> Result<Topology, String> {
+        let app = Netns::create(&Self::app_name(id))?;
         let world = Netns::create(&format!("extsvc-world-{id}"))?;
         // Interface names: at most 15 characters.
         let (app_if, world_if) = (format!("xa{id}"), format!("xw{id}"));
@@ -180,5 +186,16 @@ impl Topology {
         ])?;
         app.set_nameserver(WORLD_IP);
         Ok(Topology { app, world })
+    }
+
+    pub fn app_name(id: &str) -> String {
+        format!("extsvc-app-{id}")
+    }
+
+    /// Deletes what an earlier, killed run of `create_with_id(id)` left behind.
+    pub fn remove_leftovers(id: &str) {
+        for name in [Self::app_name(id), format!("extsvc-world-{id}")] {
+            drop(Netns { name });
+        }
     }
 }
