@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
-use extsvc_testkit::sidecar::{extsvc, extsvc_binary};
+use extsvc_testkit::sidecar::{extsvc_binary, generate};
 use extsvc_testkit::{
     ca_file, dedent, docs, http_service, https_service, mesh, test_dir, Ca, Curl, Envoy,
     EnvoyOptions, Response, Upstream, UpstreamBuilder,
@@ -97,22 +97,20 @@ impl World {
                 ",
             ),
         ]);
-        let input = dir.path().join("resources.yaml");
-        fs::write(&input, resources).unwrap();
-        let config = dir.path().join("sidecar.yaml");
-        let args: Vec<OsString> = vec![
-            "generate".into(),
-            input.into(),
-            "-o".into(),
-            config.clone().into(),
-            "--transparent-proxy".into(),
-            "--admin".into(),
-            "127.0.0.1:0".into(),
-            "--dns-resolver".into(),
-            world(53).to_string().into(),
-        ];
-        let generated = extsvc(dir.path(), &args);
+        let generated = generate(
+            dir.path(),
+            &resources,
+            15001,
+            Some(world(53)),
+            &["--transparent-proxy".into()],
+        );
         assert_eq!(generated.code, Some(0), "{}", generated.stderr);
+        assert!(
+            !generated.stderr.contains("no listener reaches it"),
+            "every service has VIP listeners: {}",
+            generated.stderr
+        );
+        let config = dir.path().join("envoy.yaml");
 
         let mut install = vec![
             "transparent-proxy".to_string(),
@@ -484,13 +482,7 @@ fn kept_vips_never_move_and_are_never_reused() {
             .enumerate()
             .map(|(i, name)| http_service(name, &format!("10.1.0.{}:80", i + 1)))
             .collect();
-        let input = dir.path().join("resources.yaml");
-        fs::write(&input, docs(&resources)).unwrap();
-        let args: Vec<OsString> = [
-            "generate",
-            input.to_str().unwrap(),
-            "-o",
-            dir.path().join("envoy.yaml").to_str().unwrap(),
+        let extra: Vec<OsString> = [
             "--transparent-proxy",
             "--vip-cidr",
             // Two usable addresses: one name per service (IP endpoints get no VIP of their own).
@@ -501,7 +493,7 @@ fn kept_vips_never_move_and_are_never_reused() {
         .iter()
         .map(OsString::from)
         .collect();
-        extsvc(dir.path(), &args)
+        generate(dir.path(), &docs(&resources), 15001, None, &extra)
     };
     let vips = || -> serde_json::Value {
         serde_json::from_str(&fs::read_to_string(&vips_file).unwrap()).unwrap()

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use extsvc_testkit::netns::{Topology, WORLD_IP};
 use extsvc_testkit::{
-    ca_file, docs, extsvc_binary, https_service, mesh, runner, wasm_module, Ca, Envoy,
-    EnvoyOptions, UpstreamBuilder,
+    ca_file, docs, extsvc_binary, generate, https_service, mesh, runner, Ca, Envoy, EnvoyOptions,
+    UpstreamBuilder,
 };
 
 const ID: &str = "demo";
@@ -57,25 +57,16 @@ fn run() -> Result<(), String> {
         .dns_at(world(53));
     let upstream = topology.world.run(|| builder.start_named(&dir, "world"));
 
-    let resources = dir.join("resources.yaml");
-    let text = docs(&[
+    let resources = docs(&[
         mesh(false),
         https_service("httpbin", "http", "httpbin.test:443", &[ca_file(&ca)]),
     ]);
-    fs::write(&resources, text).map_err(|e| e.to_string())?;
+    let extra = ["--transparent-proxy".into()];
+    let generated = generate(&dir, &resources, 15001, Some(world(53)), &extra);
+    if generated.code != Some(0) {
+        return Err(format!("extsvc generate: {}", generated.stderr));
+    }
     let config = dir.join("envoy.yaml");
-    let generate: Vec<OsString> = vec![
-        "generate".into(),
-        resources.into(),
-        "-o".into(),
-        config.clone().into(),
-        "--wasm".into(),
-        wasm_module().into(),
-        "--transparent-proxy".into(),
-        "--dns-resolver".into(),
-        world(53).to_string().into(),
-    ];
-    extsvc(&topology.app.name, &generate)?;
     let install = [
         "transparent-proxy",
         "install",
