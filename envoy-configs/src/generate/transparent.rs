@@ -283,11 +283,11 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
                 ..listener::bound(ctx, d.address, d.service)
             }),
     );
-    let clusters = vec![if ctx.catalog.passthrough {
-        original_destination()
-    } else {
-        refused()
-    }];
+    // With passthrough on, `refused` still takes connections made to the capture listener.
+    let mut clusters = vec![refused()];
+    if ctx.catalog.passthrough {
+        clusters.insert(0, original_destination());
+    }
     Ok(Parts {
         listeners,
         clusters,
@@ -396,8 +396,9 @@ fn original_destination() -> Cluster {
     }
 }
 
-/// Passthrough off: no endpoints, so the connection is closed at once (flag `UH`) and counted
-/// in `cluster.refused.upstream_cx_none_healthy`.
+/// For refused connections (every undeclared one with passthrough off): no endpoints, so the
+/// connection is closed at once (flag `UH`) and counted in
+/// `cluster.refused.upstream_cx_none_healthy`.
 fn refused() -> Cluster {
     Cluster {
         name: REFUSED.to_string(),
@@ -559,6 +560,7 @@ mod tests {
         assert!(parts.listeners[2..]
             .iter()
             .all(|l| l.bind_to_port == Some(false)));
-        assert_eq!(parts.clusters[0].name, cluster::PASSTHROUGH);
+        let clusters: Vec<&str> = parts.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(clusters, [cluster::PASSTHROUGH, REFUSED]);
     }
 }

@@ -338,6 +338,22 @@ fn passthrough_on_lets_undeclared_traffic_through() {
         line.contains("\"upstream_cluster\":\"passthrough\""),
         "{line}"
     );
+
+    // A connection straight to the capture listener would pass through to itself, over and
+    // over: it is refused.
+    assert!(w.curl("http://127.0.0.1:15001/").send().is_err());
+    let line = w.sidecar.wait_for_stdout(
+        "\"original_destination\":\"127.0.0.1:15001\"",
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("\"denied\":\"undeclared-destination\""),
+        "{line}"
+    );
+    assert_eq!(
+        w.sidecar_counter("cluster.refused.upstream_cx_none_healthy"),
+        1
+    );
 }
 
 /// Rules as `iptables-save` prints them, without its comments and counters.
@@ -528,4 +544,31 @@ fn kept_vips_never_move_and_are_never_reused() {
     assert_eq!(damaged.code, Some(2));
     assert!(damaged.stderr.contains("vips.json"), "{}", damaged.stderr);
     assert_eq!(fs::read_to_string(xds.join("lds.yaml")).unwrap(), lds);
+}
+
+/// `--vip-cidr` and `--dns-listen` belong to `--transparent-proxy`; a bad range says what is
+/// wrong with it, and nothing is written.
+#[test]
+fn transparent_options_are_checked() {
+    let dir = test_dir();
+    let resources = http_service("alpha", "10.1.0.1:80");
+    let run = |extra: &[&str]| {
+        let extra: Vec<OsString> = extra.iter().map(OsString::from).collect();
+        generate(dir.path(), &resources, 15001, None, &extra)
+    };
+    let alone = run(&["--vip-cidr", "10.0.0.0/8"]);
+    assert_eq!(alone.code, Some(2));
+    assert!(
+        alone.stderr.contains("--transparent-proxy"),
+        "{}",
+        alone.stderr
+    );
+    let host_bits = run(&["--transparent-proxy", "--vip-cidr", "10.0.0.1/8"]);
+    assert_eq!(host_bits.code, Some(2));
+    assert!(
+        host_bits.stderr.contains("host bits set"),
+        "{}",
+        host_bits.stderr
+    );
+    assert!(!dir.path().join("envoy.yaml").exists());
 }
