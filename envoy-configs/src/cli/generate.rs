@@ -25,6 +25,8 @@ use crate::read::{self, Loaded};
   extsvc generate -f services.yaml -o envoy.json       # JSON, from the file name
   envoy -c envoy.yaml
   extsvc generate services.yaml -o envoy.yaml --xds-dir xds/   # then again after each edit
+  extsvc generate services.yaml -o envoy.yaml --transparent-proxy
+      # with `extsvc transparent-proxy install`: apps need no proxy settings
 
 The configuration has an HTTP proxy listener (`outbound_http`; use it as
 http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane
