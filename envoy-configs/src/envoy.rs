@@ -49,22 +49,32 @@ impl Serialize for Seconds {
 }
 
 /// `config.core.v3.Address` (socket addresses only).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Address {
     pub socket_address: SocketAddress,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct SocketAddress {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<SocketProtocol>,
     /// An IP (IPv6 without brackets) or, for STRICT_DNS endpoints, a host name.
     pub address: String,
     pub port_value: u16,
+}
+
+/// TCP unless written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SocketProtocol {
+    Udp,
 }
 
 impl Address {
     pub fn new(address: String, port_value: u16) -> Address {
         Address {
             socket_address: SocketAddress {
+                protocol: None,
                 address,
                 port_value,
             },
@@ -272,6 +282,8 @@ pub struct Cluster {
 pub enum DiscoveryType {
     Static,
     StrictDns,
+    /// Endpoints are the connections' original destinations (transparent passthrough).
+    OriginalDst,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -474,16 +486,106 @@ pub enum StringMatcher {
 // ------------------------------------------------------------------------------------------
 
 /// `config.listener.v3.Listener`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Listener {
     pub name: String,
     pub address: Address,
+    /// `false`: a listener that only takes connections handed over by one that has
+    /// `use_original_dst` (a VIP:port of the transparent proxy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_to_port: Option<bool>,
+    /// Hand each connection to the listener of its original destination, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_original_dst: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listener_filters: Vec<ListenerFilter>,
+    /// Empty for a UDP listener, whose listener filter does the work.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filter_chains: Vec<FilterChain>,
+}
+
+pub type ListenerFilter = Extension<ListenerFilterConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum ListenerFilterConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+    )]
+    OriginalDst(OriginalDst),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig"
+    )]
+    DnsFilter(DnsFilterConfig),
+}
+
+/// Envoy's defaults: the destination before the iptables REDIRECT (`SO_ORIGINAL_DST`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OriginalDst {}
+
+/// `extensions.filters.udp.dns_filter.v3.DnsFilterConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsFilterConfig {
+    pub stat_prefix: String,
+    pub server_config: DnsServerConfig,
+    pub client_config: DnsClientConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsServerConfig {
+    pub inline_dns_table: DnsTable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsTable {
+    pub virtual_domains: Vec<DnsVirtualDomain>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsVirtualDomain {
+    pub name: String,
+    pub endpoint: DnsEndpoint,
+    pub answer_ttl: Seconds,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsEndpoint {
+    pub address_list: AddressList,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AddressList {
+    pub address: Vec<String>,
+}
+
+/// How the DNS filter resolves names it does not hold: Envoy's default c-ares resolver (the
+/// system's `/etc/resolv.conf`) unless one is named.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsClientConfig {
+    pub resolver_timeout: Seconds,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_dns_resolver_config: Option<Extension<DnsResolverConfig>>,
+    pub max_pending_lookups: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FilterChain {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_chain_match: Option<FilterChainMatch>,
     pub filters: Vec<NetworkFilter>,
+}
+
+/// Connections to this destination only (the most specific chain wins).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterChainMatch {
+    pub destination_port: u16,
+    pub prefix_ranges: Vec<CidrRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CidrRange {
+    pub address_prefix: String,
+    pub prefix_len: u8,
 }
 
 pub type NetworkFilter = Extension<NetworkFilterConfig>;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use envoy_configs::cli::generate::{self, GenerateArgs};
+use envoy_configs::cli::transparent_proxy::{self, TransparentProxyCommand};
 use envoy_configs::cli::validate::{self, ValidateArgs};
 use envoy_configs::cli::watch::{self, WatchArgs};
 
@@ -27,6 +28,9 @@ enum Command {
     /// Generate again on every change of the resource files, updating a running Envoy
     /// through --xds-dir
     Watch(Box<WatchArgs>),
+    /// Capture an app's outbound traffic for Envoy with iptables (install, uninstall)
+    #[command(subcommand)]
+    TransparentProxy(TransparentProxyCommand),
 }
 
 /// Bad content exits 1; a command that cannot run exits 2 (as clap does for usage errors).
@@ -58,6 +62,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e, e.exit_code()),
             }
         }
+        Command::TransparentProxy(command) => match transparent_proxy::run(command, &mut stdout) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, 2),
+        },
     }
 }
 

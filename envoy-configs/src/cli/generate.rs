@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use external_service_model::contract::MODULE_PATH;
 
 use super::{format_word, Inputs};
+use crate::generate::transparent::{self, Cidr, Vips};
 use crate::generate::{
     self, secrets, xds, Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS,
     DEFAULT_SYSTEM_CA,
@@ -24,6 +25,8 @@ use crate::read::{self, Loaded};
   extsvc generate -f services.yaml -o envoy.json       # JSON, from the file name
   envoy -c envoy.yaml
   extsvc generate services.yaml -o envoy.yaml --xds-dir xds/   # then again after each edit
+  extsvc generate services.yaml -o envoy.yaml --transparent-proxy
+      # with `extsvc transparent-proxy install`: apps need no proxy settings
 
 The configuration has an HTTP proxy listener (`outbound_http`; use it as
 http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane
@@ -92,6 +95,22 @@ pub struct GenerateArgs {
     /// DIR as it was.
     #[arg(long, value_name = "DIR")]
     pub xds_dir: Option<PathBuf>,
+
+    /// For apps whose traffic `extsvc transparent-proxy install` captures: --listen becomes
+    /// the capture listener (original destination), each declared name gets a VIP with a
+    /// listener per port, the builtin DNS answers those names, and any other destination is
+    /// passed through or, with passthrough off, refused and logged. With --xds-dir, the VIPs
+    /// are kept in DIR/vips.json: a later run moves none and never reuses a removed one's.
+    #[arg(long)]
+    pub transparent_proxy: bool,
+
+    /// The IPv4 range VIPs come from.
+    #[arg(long, value_name = "CIDR", default_value = transparent::DEFAULT_VIP_CIDR, requires = "transparent_proxy")]
+    pub vip_cidr: Cidr,
+
+    /// The builtin DNS's UDP address.
+    #[arg(long, value_name = "ADDR:PORT", default_value = transparent::DEFAULT_DNS_LISTEN, requires = "transparent_proxy")]
+    pub dns_listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,8 +120,9 @@ pub enum Format {
 }
 
 impl GenerateArgs {
-    /// The generator's options; paths made absolute, as Envoy may run elsewhere.
-    pub fn options(&self, wasm: PathBuf) -> Options {
+    /// The generator's options; paths made absolute, as Envoy may run elsewhere. `previous`:
+    /// the VIPs `--xds-dir` kept.
+    pub fn options(&self, wasm: PathBuf, previous: Option<Vips>) -> Options {
         Options {
             listen: self.listen,
             admin: self.admin,
@@ -113,6 +133,11 @@ impl GenerateArgs {
             route_timeout: std::time::Duration::from_secs(self.route_timeout),
             secrets_dir: self.secrets_dir.as_deref().map(absolute),
             xds_dir: self.xds_dir.as_deref().map(absolute),
+            transparent: self.transparent_proxy.then_some(transparent::Options {
+                vip_cidr: self.vip_cidr,
+                dns_listen: self.dns_listen,
+                previous,
+            }),
         }
     }
 }
@@ -198,7 +223,11 @@ pub fn apply(args: &GenerateArgs, notes: &mut dyn Write) -> Result<Applied, Erro
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
-    let options = args.options(wasm);
+    let previous = match (&args.xds_dir, args.transparent_proxy) {
+        (Some(dir), true) => kept_vips(&dir.join(transparent::VIPS_FILE))?,
+        _ => None,
+    };
+    let options = args.options(wasm, previous);
     let bootstrap = match generate::generate(&loaded.checked, &options) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
@@ -216,7 +245,17 @@ pub fn apply(args: &GenerateArgs, notes: &mut dyn Write) -> Result<Applied, Erro
     }
     let xds = match (&options.xds_dir, bootstrap.xds.clone()) {
         (Some(dir), Some(files)) => {
-            let changed = write_xds(dir, &files, bootstrap.inline_private_keys)?;
+            let mut changed = false;
+            // Before the listeners that use them: a kept VIP is never lost, even if a write fails.
+            if let Some(vips) = &bootstrap.vips {
+                create_dir(dir, 0o755)?;
+                let text = serde_json::to_string_pretty(vips)
+                    .map_err(|e| Error::Generate(generate::Error::Serialize(e.to_string())))?
+                    + "\n";
+                changed |=
+                    write_changed(&dir.join(transparent::VIPS_FILE), text.as_bytes(), false)?;
+            }
+            changed |= write_xds(dir, &files, bootstrap.inline_private_keys)?;
             Some((files, changed))
         }
         _ => None,
@@ -246,6 +285,22 @@ pub fn write_output(args: &GenerateArgs, applied: &Applied) -> Result<(), Error>
         Some(path) => write_changed(path, applied.bootstrap.as_bytes(), applied.private).map(drop),
         None => Ok(()),
     }
+}
+
+/// The VIPs a previous run kept, when it did.
+fn kept_vips(path: &Path) -> Result<Option<Vips>, Error> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::Usage(format!("cannot read {}: {e}", path.display()))),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        Error::Usage(format!(
+            "{}: {e}: it should hold the VIPs an earlier `extsvc generate --transparent-proxy` \
+             wrote; restore it, or remove it to give every name a new VIP",
+            path.display()
+        ))
+    })
 }
 
 /// The module Envoy will load, as an absolute path that exists: `--wasm`, else the one that

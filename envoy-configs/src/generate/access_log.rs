@@ -58,6 +58,25 @@ pub fn tcp(listener: &str, service: &str) -> Vec<AccessLog> {
     ])
 }
 
+/// For the transparent proxy's capture listener: a connection to no declared service, passed
+/// through or refused (`denied`), with the destination the app asked for.
+pub fn capture(listener: &str, denied: &str) -> Vec<AccessLog> {
+    stdout(&[
+        ("start_time", "%START_TIME%"),
+        ("listener", listener),
+        // With original_dst, the local address is the app's destination before the REDIRECT.
+        ("original_destination", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+        ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+        ("upstream_host", "%UPSTREAM_HOST%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        ("denied", denied),
+        ("bytes_received", "%BYTES_RECEIVED%"),
+        ("bytes_sent", "%BYTES_SENT%"),
+        ("duration_ms", "%DURATION%"),
+    ])
+}
+
 /// A JSON line of these fields, in this order.
 fn stdout(fields: &[(&str, &str)]) -> Vec<AccessLog> {
     let json_format = Map(fields

@@ -1,6 +1,9 @@
-//! Listeners: `outbound_http`, the HTTP proxy apps use, and one per Dataplane outbound.
+//! Listeners: `outbound_http`, the HTTP proxy apps use, and one per Dataplane outbound (the
+//! transparent proxy's listeners are in [`super::transparent`]).
 
 use std::net::SocketAddr;
+
+use external_service_model::catalog::Service;
 
 use crate::envoy::{
     Address, Extension, FilterChain, Listener, NetworkFilter, NetworkFilterConfig, TcpProxy,
@@ -10,13 +13,15 @@ use super::{access_log, cluster, http, Context, Outbound};
 
 pub const OUTBOUND_HTTP: &str = "outbound_http";
 
-fn listener(name: &str, address: SocketAddr, network_filter: NetworkFilter) -> Listener {
+pub fn listener(name: &str, address: SocketAddr, network_filter: NetworkFilter) -> Listener {
     Listener {
         name: name.to_string(),
         address: Address::from(address),
         filter_chains: vec![FilterChain {
+            filter_chain_match: None,
             filters: vec![network_filter],
         }],
+        ..Listener::default()
     }
 }
 
@@ -39,7 +44,7 @@ pub fn outbound_name(address: SocketAddr) -> String {
 }
 
 /// Stat names split on dots and colons: `outbound_127_0_0_1_10000`.
-fn stat_prefix(name: &str) -> String {
+pub fn stat_prefix(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
@@ -48,8 +53,12 @@ fn stat_prefix(name: &str) -> String {
 /// A Dataplane outbound: HTTP services through the filter bound to the service, the others
 /// through `tcp_proxy`.
 pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
-    let name = outbound_name(outbound.address);
-    let service = outbound.service;
+    bound(ctx, outbound.address, outbound.service)
+}
+
+/// A listener at `address` that reaches only `service`, whatever an HTTP request names.
+pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Listener {
+    let name = outbound_name(address);
     let filter = if service.protocol.is_http() {
         http::connection_manager(
             ctx,
@@ -68,7 +77,7 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
             }),
         }
     };
-    listener(&name, outbound.address, filter)
+    listener(&name, address, filter)
 }
 
 #[cfg(test)]

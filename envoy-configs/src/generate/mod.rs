@@ -8,6 +8,8 @@
 //! - [`tls`]: TLS origination (`UpstreamTlsContext`) in a cluster's transport socket;
 //! - [`protocol`]: HTTP/2 upstream options and ALPN;
 //! - [`listener`]: the outbound HTTP proxy listener and one listener per Dataplane outbound;
+//! - [`transparent`]: with `--transparent-proxy`, the capture listener, one listener per
+//!   VIP:port, the builtin DNS and passthrough or refusal of everything else;
 //! - [`http`]: the HTTP connection manager and its routes;
 //! - [`wasm`]: the filter, with its plugin configuration;
 //! - [`access_log`]: one JSON line on stdout per request or connection;
@@ -27,6 +29,7 @@ pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
+pub mod transparent;
 pub mod wasm;
 pub mod xds;
 
@@ -77,6 +80,9 @@ pub struct Options {
     /// Where listeners and clusters go instead of the bootstrap, as files Envoy watches
     /// ([`xds`], [`Bootstrap::xds`]); absolute, as the bootstrap names it.
     pub xds_dir: Option<PathBuf>,
+    /// With `--transparent-proxy`: `listen` is the capture listener, and no HTTP proxy
+    /// listener is written.
+    pub transparent: Option<transparent::Options>,
 }
 
 impl Default for Options {
@@ -91,6 +97,7 @@ impl Default for Options {
             route_timeout: Duration::from_secs(DEFAULT_ROUTE_TIMEOUT_SECS),
             secrets_dir: None,
             xds_dir: None,
+            transparent: None,
         }
     }
 }
@@ -109,6 +116,8 @@ pub struct Bootstrap {
     pub xds: Option<xds::Files>,
     /// What the user should know about a valid configuration (see [`warnings`]).
     pub warnings: Vec<String>,
+    /// With [`Options::transparent`], every name's VIP: what `--xds-dir` keeps.
+    pub vips: Option<transparent::Vips>,
 }
 
 impl Bootstrap {
@@ -150,6 +159,8 @@ pub enum Error {
         address: SocketAddr,
         listeners: [String; 2],
     },
+    /// The transparent proxy's VIPs cannot be given out.
+    Vips(String),
     Serialize(String),
 }
 
@@ -181,6 +192,7 @@ impl fmt::Display for Error {
                 address,
                 listeners: [a, b],
             } => write!(f, "listeners {a:?} and {b:?} both use {address}"),
+            Error::Vips(e) => f.write_str(e),
             Error::Serialize(e) => write!(f, "cannot write the configuration: {e}"),
         }
     }
@@ -218,15 +230,27 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
     for service in &catalog.services {
         clusters.push(cluster::service_cluster(&ctx, &mut secrets, service)?);
     }
-    if catalog.passthrough {
-        clusters.push(cluster::passthrough());
-    }
 
     check_authorities(&catalog)?;
     let outbounds = outbounds(&ctx);
     check_addresses(options, &outbounds)?;
     let warnings = warnings(&ctx, &outbounds);
-    let mut listeners = vec![listener::outbound_http(&ctx)];
+    let mut listeners = Vec::new();
+    let mut vips = None;
+    match &options.transparent {
+        Some(transparent) => {
+            let parts = transparent::build(&ctx, transparent)?;
+            listeners.extend(parts.listeners);
+            clusters.extend(parts.clusters);
+            vips = Some(parts.vips);
+        }
+        None => {
+            listeners.push(listener::outbound_http(&ctx));
+            if catalog.passthrough {
+                clusters.push(cluster::passthrough());
+            }
+        }
+    }
     listeners.extend(outbounds.iter().map(|o| listener::outbound(&ctx, o)));
 
     let mut bootstrap = envoy::Bootstrap {
@@ -259,6 +283,7 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         secret_files: secrets.into_files(),
         xds: files,
         warnings,
+        vips,
     })
 }
 
@@ -277,11 +302,13 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
              `networking.outbound.passthrough: false` to refuse them"
         ));
     }
+    // The transparent proxy gives every service listeners of its own.
+    let reachable_by_vip = ctx.options.transparent.is_some();
     for service in ctx
         .catalog
         .services
         .iter()
-        .filter(|s| !s.protocol.is_http())
+        .filter(|s| !s.protocol.is_http() && !reachable_by_vip)
     {
         if !outbounds.iter().any(|o| o.service.name == service.name) {
             found.push(format!(
@@ -372,7 +399,11 @@ fn outbounds<'a>(ctx: &Context<'a>) -> Vec<Outbound<'a>> {
 /// Envoy refuses to start when two listeners (or the admin) share an address; say which.
 fn check_addresses(options: &Options, outbounds: &[Outbound<'_>]) -> Result<(), Error> {
     let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
-    let listeners = std::iter::once((options.listen, listener::OUTBOUND_HTTP.to_string())).chain(
+    let listen = match options.transparent {
+        Some(_) => transparent::CAPTURE,
+        None => listener::OUTBOUND_HTTP,
+    };
+    let listeners = std::iter::once((options.listen, listen.to_string())).chain(
         outbounds
             .iter()
             .map(|o| (o.address, listener::outbound_name(o.address))),

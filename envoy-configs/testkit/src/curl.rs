@@ -22,6 +22,7 @@ pub struct Curl {
     connect_to: Vec<String>,
     insecure: bool,
     data: Option<String>,
+    netns: Option<String>,
 }
 
 /// What came back.
@@ -78,6 +79,7 @@ impl Curl {
             connect_to: Vec::new(),
             insecure: false,
             data: None,
+            netns: None,
         }
     }
 
@@ -166,13 +168,26 @@ impl Curl {
         self
     }
 
+    /// Runs curl in this network namespace (`ip netns exec`), with its `resolv.conf`.
+    pub fn in_netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_string());
+        self
+    }
+
     /// Runs curl; `Err` when no HTTP response came back (connection refused, reset,
     /// TLS failure, timeout).
     pub fn send(&self) -> Result<Response, CurlError> {
         let dir = tempfile::tempdir().expect("temp dir for curl");
         let head_path = dir.path().join("headers");
         let body_path = dir.path().join("body");
-        let mut cmd = Command::new("curl");
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, "curl"]);
+                cmd
+            }
+            None => Command::new("curl"),
+        };
         // -q first: ignore ~/.curlrc.
         cmd.args(["-q", "-sS", "--globoff", "-D"])
             .arg(&head_path)

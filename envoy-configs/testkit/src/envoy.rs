@@ -69,6 +69,8 @@ pub struct EnvoyOptions {
     /// Hot restart instead of `--disable-hot-restart`: `(base_id, restart_epoch)`. Epoch 0 and
     /// a later epoch of the same `base_id` (see [`hot_restart_base_id`]) talk to each other.
     pub hot_restart: Option<(u32, u32)>,
+    /// Run Envoy as this uid and gid (root only), as the transparent proxy's rules expect.
+    pub uid: Option<u32>,
 }
 
 impl Default for EnvoyOptions {
@@ -79,6 +81,7 @@ impl Default for EnvoyOptions {
             ready_timeout: Duration::from_secs(20),
             extra_args: Vec::new(),
             hot_restart: None,
+            uid: None,
         }
     }
 }
@@ -144,7 +147,20 @@ impl Envoy {
         let _ = fs::remove_file(&admin_path);
         let stdout = fs::File::create(&stdout_path).map_err(|e| format!("stdout file: {e}"))?;
         let stderr = fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
-        let mut cmd = Command::new(envoy_binary());
+        // setpriv execs Envoy: the pid stays Envoy's.
+        let mut cmd = match opts.uid {
+            Some(uid) => {
+                let mut cmd = Command::new("setpriv");
+                cmd.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                ])
+                .arg(envoy_binary());
+                cmd
+            }
+            None => Command::new(envoy_binary()),
+        };
         cmd.arg("-c").arg(config_path);
         match opts.hot_restart {
             Some((base_id, epoch)) => cmd
@@ -162,6 +178,7 @@ impl Envoy {
         if let Some(c) = &opts.component_log_level {
             cmd.args(["--component-log-level", c]);
         }
+
         cmd.args(&opts.extra_args)
             .stdin(Stdio::null())
             .stdout(stdout)

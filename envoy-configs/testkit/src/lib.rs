@@ -9,6 +9,8 @@
 //! - [`upstream`]: a second Envoy acting as TLS / mTLS / HTTP/2 / TCP upstreams and a DNS server.
 //! - [`curl`]: run curl and get status, headers and body back.
 //! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
+//! - [`netns`]: an app and a "world" network namespace joined by a veth pair, for the
+//!   transparent proxy (deleted on drop).
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
@@ -55,6 +57,7 @@ pub mod certs;
 pub mod curl;
 pub mod envoy;
 pub mod net;
+pub mod netns;
 pub mod runner;
 pub mod sidecar;
 pub mod soak;

@@ -109,6 +109,12 @@ impl UpstreamBuilder {
         self
     }
 
+    /// Binds the DNS server to `address` instead of 127.0.0.1:0.
+    pub fn dns_at(mut self, address: SocketAddr) -> Self {
+        self.addresses.insert(DNS_LISTENER.to_string(), address);
+        self
+    }
+
     /// Binds the listener added last to `address` instead of 127.0.0.1:0, e.g. a well-known
     /// port (443, 80) on a loopback address of its own (`127.x.y.z`), so that tests running at
     /// the same time do not meet. Privileged ports need root (see [`loopback_ports_bindable`]).
@@ -140,9 +146,16 @@ impl UpstreamBuilder {
             y.push_str(&self.listener_yaml(name, kind));
         }
         if !self.dns.is_empty() {
+            let dns = self
+                .addresses
+                .get(DNS_LISTENER)
+                .copied()
+                .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
             let _ = write!(
                 y,
-                "  - name: {DNS_LISTENER}\n    address: {{socket_address: {{protocol: UDP, address: 127.0.0.1, port_value: 0}}}}\n    listener_filters:\n    - name: envoy.filters.udp.dns_filter\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig\n        stat_prefix: test_dns\n        server_config:\n          inline_dns_table:\n            virtual_domains:\n"
+                "  - name: {DNS_LISTENER}\n    address: {{socket_address: {{protocol: UDP, address: \"{}\", port_value: {}}}}}\n    listener_filters:\n    - name: envoy.filters.udp.dns_filter\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig\n        stat_prefix: test_dns\n        server_config:\n          inline_dns_table:\n            virtual_domains:\n",
+                dns.ip(),
+                dns.port()
             );
             for (name, ips) in &self.dns {
                 let ips: Vec<String> = ips.iter().map(|ip| format!("\"{ip}\"")).collect();

@@ -143,6 +143,11 @@ fn compare_golden(golden: &Path, yaml: &str) {
 }
 
 fn check_scenario(scenario: &str) {
+    check_scenario_with(scenario, |options| options);
+}
+
+/// A scenario generated with options beyond the defaults (`with` changes them).
+fn check_scenario_with(scenario: &str, with: impl Fn(Options) -> Options) {
     let dir = test_dir();
     let pki = Pki::new(dir.path());
     let source = testdata().join(scenario);
@@ -150,7 +155,7 @@ fn check_scenario(scenario: &str) {
     let loaded = load(dir.path(), &pki, &resources);
 
     // 1. The golden file: placeholders for the module path and the test material.
-    let bootstrap = generate::generate(&loaded.checked, &golden_options())
+    let bootstrap = generate::generate(&loaded.checked, &with(golden_options()))
         .unwrap_or_else(|e| panic!("{scenario}: {e}"));
     let mut config = bootstrap.config.clone();
     replace_strings(&mut config, &pki.placeholders());
@@ -203,7 +208,7 @@ fn check_scenario(scenario: &str) {
         system_ca: pki.ca.ca_path().to_path_buf(),
         ..Options::default()
     };
-    let real = generate::generate(&loaded.checked, &options).unwrap();
+    let real = generate::generate(&loaded.checked, &with(options)).unwrap();
     let path = dir.path().join(format!("{scenario}.yaml"));
     fs::write(&path, real.to_yaml().unwrap()).unwrap();
     let validation = support::validate_config(&path);
@@ -253,6 +258,19 @@ fn passthrough_off() {
 #[test]
 fn multi_endpoint() {
     check_scenario("multi-endpoint");
+}
+
+/// `--transparent-proxy` with its defaults (VIPs from 240.0.0.0/4, DNS on 127.0.0.1:15053).
+#[test]
+fn transparent_proxy() {
+    check_scenario_with("transparent-proxy", |options| Options {
+        transparent: Some(generate::transparent::Options {
+            vip_cidr: generate::transparent::DEFAULT_VIP_CIDR.parse().unwrap(),
+            dns_listen: generate::transparent::DEFAULT_DNS_LISTEN.parse().unwrap(),
+            previous: None,
+        }),
+        ..options
+    });
 }
 
 /// `--xds-dir` on the passthrough-off resources: the bootstrap and both xDS files are golden

@@ -593,3 +593,30 @@ fn http2_clients() {
         }
     }
 }
+
+/// The transparent proxy's VIP listeners: whatever the app sends to a service's VIP reaches
+/// that service or nothing. A `Host` naming another service or an undeclared host, a request
+/// in proxy form for another host, and bytes that are not HTTP at all never reach anyone else.
+#[test]
+fn a_vip_listener_reaches_its_own_service_whatever_the_request_names() {
+    let w = crate::transparent::World::start(false, true);
+    let from_httpbin = |r: &support::Response| {
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.header("x-upstream-name"), Some("httpbin"), "{r:?}");
+        assert_eq!(r.header("x-seen-host"), Some("httpbin.test:8443"), "{r:?}");
+    };
+    from_httpbin(&w.curl("http://httpbin.mesh/").host("plain.test:8080").run());
+    from_httpbin(&w.curl("http://httpbin.mesh/").host("other.test:8081").run());
+    from_httpbin(
+        &w.curl("http://other.test:8081/")
+            .proxy("http://httpbin.mesh:80")
+            .run(),
+    );
+
+    let garbage = w.tcp_exchange("httpbin.mesh", 80, r"\x16\x03\x01\x02\x00garbage\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage:?}");
+
+    assert_eq!(w.world_stat("http.httpbin.downstream_rq_total"), 3);
+    assert_eq!(w.world_stat("http.plainweb.downstream_cx_total"), 0);
+    assert_eq!(w.world_stat("http.undeclared.downstream_cx_total"), 0);
+}

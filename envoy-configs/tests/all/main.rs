@@ -13,6 +13,8 @@
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
 //! - `secrets`: key material stays out of output and logs.
+//! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
+//!   (needs root, as CI has).
 //!
 //! Run one module: `cargo test -p envoy-configs --test all e2e::`.
 
@@ -24,4 +26,5 @@ mod harness;
 mod hostile;
 mod live;
 mod secrets;
+mod transparent;
 mod validate;

@@ -1,0 +1,574 @@
+//! The transparent proxy end to end, in network namespaces the tests make: an app namespace
+//! with Envoy (as its own uid) and `extsvc transparent-proxy install`'s rules, and a "world"
+//! namespace with the outside servers (HTTPS, HTTP, TLS, TCP echo, UDP, DNS, IPv6) behind the
+//! app's default route. The app uses no proxy settings: names resolve through the builtin
+//! DNS, connections are captured.
+//!
+//! These tests need root (CI runs as root); without it they fail and say so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
+use extsvc_testkit::sidecar::{extsvc_binary, generate};
+use extsvc_testkit::{
+    ca_file, dedent, docs, http_service, https_service, mesh, test_dir, Ca, Curl, Envoy,
+    EnvoyOptions, Response, Upstream, UpstreamBuilder,
+};
+
+/// Kuma's uid for Envoy: the rules leave its traffic alone.
+const ENVOY_UID: u32 = 5678;
+const UDP_PORT: u16 = 9999;
+
+/// The app's namespace with Envoy and the rules, and the world with its servers.
+pub struct World {
+    // Dropped in this order: the processes, then the namespaces, then the files.
+    pub sidecar: Envoy,
+    pub upstream: Upstream,
+    /// A UDP socket in the world: what an app's datagram would reach.
+    pub udp: UdpSocket,
+    pub topology: Topology,
+    pub ca: Ca,
+    /// Envoy's configuration and logs, kept until the processes are gone.
+    _dir: tempfile::TempDir,
+}
+
+fn world(port: u16) -> SocketAddr {
+    SocketAddr::from((WORLD_IP, port))
+}
+
+impl World {
+    /// `block_uncaptured`: install with `--block-uncaptured` (other UDP and IPv6 rejected).
+    pub fn start(passthrough: bool, block_uncaptured: bool) -> World {
+        let dir = test_dir();
+        // Envoy runs as ENVOY_UID: it reads its configuration here and writes its admin address.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let topology = Topology::create().unwrap_or_else(|e| {
+            panic!(
+                "the transparent proxy's tests make network namespaces, which needs root (CI \
+                 runs as root): {e}"
+            )
+        });
+        let ca = Ca::new(dir.path(), "ca");
+        let httpbin = ca.server_cert(dir.path(), "httpbin", &["httpbin.test"], &[]);
+        let secure = ca.server_cert(dir.path(), "secure", &["secure.test"], &[]);
+        let mut builder = UpstreamBuilder::new()
+            .tls("httpbin", &httpbin)
+            .at(world(8443))
+            .plain("plainweb")
+            .at(world(8080))
+            .tls("secure", &secure)
+            .at(world(9443))
+            .plain("undeclared")
+            .at(world(8081))
+            .plain("ipv6")
+            .at(SocketAddr::from((WORLD_IP6, 8082)))
+            .tcp("raw")
+            .at(world(7000))
+            .dns_at(world(53));
+        for name in ["httpbin.test", "plain.test", "secure.test", "other.test"] {
+            builder = builder.dns(name, &[WORLD_IP.into()]);
+        }
+        let upstream = topology.world.run(|| builder.start(dir.path()));
+        let udp = topology
+            .world
+            .run(|| UdpSocket::bind(world(UDP_PORT)))
+            .unwrap();
+
+        let resources = docs(&[
+            mesh(passthrough),
+            https_service("httpbin", "http", "httpbin.test:8443", &[ca_file(&ca)]),
+            http_service("plainweb", "plain.test:8080"),
+            dedent(
+                "
+                type: ExternalService
+                mesh: default
+                name: secure
+                tags:
+                  kuma.io/service: secure
+                  kuma.io/protocol: tcp
+                networking:
+                  address: secure.test:9443
+                ",
+            ),
+        ]);
+        let generated = generate(
+            dir.path(),
+            &resources,
+            15001,
+            Some(world(53)),
+            &["--transparent-proxy".into()],
+        );
+        assert_eq!(generated.code, Some(0), "{}", generated.stderr);
+        assert!(
+            !generated.stderr.contains("no listener reaches it"),
+            "every service has VIP listeners: {}",
+            generated.stderr
+        );
+        let config = dir.path().join("envoy.yaml");
+
+        let mut install = vec![
+            "transparent-proxy".to_string(),
+            "install".into(),
+            "--envoy-uid".into(),
+            ENVOY_UID.to_string(),
+            "--redirect-dns".into(),
+        ];
+        if block_uncaptured {
+            install.push("--block-uncaptured".into());
+        }
+        run_ok(&topology.app, &install);
+
+        let options = EnvoyOptions {
+            uid: Some(ENVOY_UID),
+            ..EnvoyOptions::default()
+        };
+        let sidecar = topology
+            .app
+            .run(|| Envoy::try_start_file(dir.path(), "sidecar", &config, &options))
+            .unwrap_or_else(|e| panic!("{e}"));
+        World {
+            sidecar,
+            upstream,
+            udp,
+            topology,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    pub fn app(&self) -> &Netns {
+        &self.topology.app
+    }
+
+    /// A GET from the app, with no proxy settings.
+    pub fn curl(&self, url: &str) -> Curl {
+        Curl::get(url)
+            .in_netns(&self.topology.app.name)
+            .timeout(Duration::from_secs(15))
+    }
+
+    /// A world server's counter (read inside the world).
+    pub fn world_stat(&self, name: &str) -> u64 {
+        self.topology
+            .world
+            .run(|| self.upstream.envoy.stat(name))
+            .unwrap_or_else(|| panic!("the world's Envoy has no stat {name}"))
+    }
+
+    pub fn sidecar_counter(&self, name: &str) -> u64 {
+        self.topology.app.run(|| self.sidecar.counter(name))
+    }
+
+    /// The first IPv4 address the app's resolver gives for `name`.
+    pub fn resolve(&self, name: &str) -> Option<Ipv4Addr> {
+        let out = self.app().output("getent", &["ahostsv4", name]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|ip| ip.parse().ok())
+    }
+
+    /// What a raw TCP connection from the app to `host:port` gets back after sending `bytes`
+    /// (`printf` escapes), within 3 s.
+    pub fn tcp_exchange(&self, host: &str, port: u16, bytes: &str) -> String {
+        let script = format!(
+            "exec 3<>/dev/tcp/{host}/{port} || exit 0; printf '{bytes}' >&3; timeout 3 cat <&3"
+        );
+        let out = self.app().output("timeout", &["10", "bash", "-c", &script]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends one datagram from the app to the world's UDP socket; whether it arrived.
+    pub fn udp_arrives(&self) -> bool {
+        let script = format!("echo datagram > /dev/udp/{WORLD_IP}/{UDP_PORT}");
+        let _ = self.app().output("bash", &["-c", &script]);
+        self.udp
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        self.udp.recv(&mut buf).is_ok()
+    }
+}
+
+fn run_ok(ns: &Netns, args: &[String]) -> String {
+    let out = ns
+        .command(extsvc_binary().to_str().unwrap())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "extsvc {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn assert_from(r: &Response, upstream: &str) {
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-upstream-name"), Some(upstream), "{r:?}");
+}
+
+fn in_vip_range(ip: Ipv4Addr) -> bool {
+    ip.octets()[0] >= 240
+}
+
+#[test]
+fn declared_services_by_mesh_name_and_real_name_and_nothing_else_gets_out() {
+    let w = World::start(false, true);
+
+    // Names resolve to VIPs in 240.0.0.0/4; others to their real address.
+    for name in [
+        "httpbin.mesh",
+        "httpbin.test",
+        "plainweb.mesh",
+        "secure.test",
+    ] {
+        let ip = w
+            .resolve(name)
+            .unwrap_or_else(|| panic!("{name} does not resolve"));
+        assert!(in_vip_range(ip), "{name} -> {ip}");
+    }
+    assert_ne!(w.resolve("httpbin.mesh"), w.resolve("httpbin.test"));
+    assert_eq!(w.resolve("other.test"), Some(WORLD_IP));
+
+    // `.mesh` on 80 and on the service's port, and the real name: plain HTTP from the app,
+    // TLS from Envoy.
+    for url in [
+        "http://httpbin.mesh/get",
+        "http://httpbin.mesh:8443/get",
+        "http://httpbin.test:8443/get",
+    ] {
+        let r = w.curl(url).run();
+        assert_from(&r, "httpbin");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{url}");
+        assert_eq!(r.header("x-seen-host"), Some("httpbin.test:8443"), "{url}");
+    }
+    assert_from(&w.curl("http://plain.test:8080/").run(), "plainweb");
+    assert_from(&w.curl("http://plainweb.mesh/").run(), "plainweb");
+
+    // A tcp service carries the app's own TLS end to end.
+    let r = w
+        .curl("https://secure.test:9443/")
+        .cacert(w.ca.ca_path())
+        .run();
+    assert_from(&r, "secure");
+    assert_eq!(r.header("x-seen-sni"), Some("secure.test"));
+
+    // Passthrough off: an undeclared IP, an undeclared name, raw TCP, UDP and IPv6 get
+    // nothing, and the world's servers see nothing.
+    assert!(w.curl(&format!("http://{WORLD_IP}:8081/")).send().is_err());
+    assert!(w.curl("http://other.test:8081/").send().is_err());
+    assert_eq!(w.tcp_exchange(&WORLD_IP.to_string(), 7000, "ping\\n"), "");
+    assert!(!w.udp_arrives(), "a datagram got out");
+    assert!(w
+        .curl(&format!("http://[{WORLD_IP6}]:8082/"))
+        .connect_timeout(Duration::from_secs(3))
+        .send()
+        .is_err());
+    assert_eq!(w.world_stat("http.undeclared.downstream_cx_total"), 0);
+    assert_eq!(w.world_stat("http.ipv6.downstream_cx_total"), 0);
+    assert_eq!(
+        w.world_stat("listener.10.77.0.2_7000.downstream_cx_total"),
+        0
+    );
+
+    // Each refusal is counted and logged with the destination the app asked for.
+    let line = w.sidecar.wait_for_stdout(
+        &format!("\"original_destination\":\"{WORLD_IP}:8081\""),
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("\"denied\":\"undeclared-destination\""),
+        "{line}"
+    );
+    w.sidecar
+        .wait_for_stdout(&format!("{WORLD_IP}:7000"), Duration::from_secs(10));
+    assert!(w.sidecar_counter("cluster.refused.upstream_cx_none_healthy") >= 3);
+
+    // Envoy's own connections and DNS queries (its uid) went out uncaptured.
+    let rules = w.app().output(
+        "iptables",
+        &["-t", "nat", "-L", "EXTSVC_OUTPUT", "-v", "-x", "-n"],
+    );
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    let envoy_packets: u64 = rules
+        .lines()
+        .find(|l| l.contains(&format!("owner UID match {ENVOY_UID}")))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no uid rule in\n{rules}"));
+    assert!(envoy_packets > 0, "{rules}");
+}
+
+#[test]
+fn passthrough_on_lets_undeclared_traffic_through() {
+    let w = World::start(true, false);
+    assert_from(
+        &w.curl(&format!("http://{WORLD_IP}:8081/")).run(),
+        "undeclared",
+    );
+    assert_from(&w.curl("http://other.test:8081/").run(), "undeclared");
+    assert_eq!(
+        w.tcp_exchange(&WORLD_IP.to_string(), 7000, "ping\\n"),
+        "ping\n"
+    );
+    assert!(
+        w.udp_arrives(),
+        "without --block-uncaptured UDP goes out as it is"
+    );
+    assert_from(
+        &w.curl(&format!("http://[{WORLD_IP6}]:8082/")).run(),
+        "ipv6",
+    );
+    // Declared services still go through their own listeners.
+    assert_from(&w.curl("http://httpbin.mesh/").run(), "httpbin");
+    let line = w.sidecar.wait_for_stdout(
+        &format!("\"original_destination\":\"{WORLD_IP}:8081\""),
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("\"upstream_cluster\":\"passthrough\""),
+        "{line}"
+    );
+
+    // A connection straight to the capture listener would pass through to itself, over and
+    // over: it is refused.
+    assert!(w.curl("http://127.0.0.1:15001/").send().is_err());
+    let line = w.sidecar.wait_for_stdout(
+        "\"original_destination\":\"127.0.0.1:15001\"",
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("\"denied\":\"undeclared-destination\""),
+        "{line}"
+    );
+    assert_eq!(
+        w.sidecar_counter("cluster.refused.upstream_cx_none_healthy"),
+        1
+    );
+}
+
+/// Rules as `iptables-save` prints them, without its comments and counters.
+fn saved_rules(ns: &Netns) -> String {
+    let mut all = String::new();
+    for tool in ["iptables-save", "ip6tables-save"] {
+        let out = ns.output(tool, &[]);
+        assert!(
+            out.status.success(),
+            "{tool}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.starts_with('#') {
+                continue;
+            }
+            let line = match line.rfind(" [") {
+                Some(i) if line.starts_with(':') => &line[..i],
+                _ => line,
+            };
+            all.push_str(line);
+            all.push('\n');
+        }
+    }
+    all
+}
+
+#[test]
+fn uninstall_restores_the_rules_and_dry_run_changes_nothing() {
+    let dir = test_dir();
+    let ns = Netns::create(&format!("extsvc-rules-{}", std::process::id())).unwrap_or_else(|e| {
+        panic!("this test makes a network namespace, which needs root (CI runs as root): {e}")
+    });
+    // Rules of the user's own, which must stay.
+    for (tool, table) in [
+        ("iptables", "nat"),
+        ("iptables", "filter"),
+        ("ip6tables", "filter"),
+    ] {
+        let out = ns.output(
+            tool,
+            &[
+                "-t", table, "-A", "OUTPUT", "-p", "tcp", "--dport", "9", "-j", "ACCEPT",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let before = saved_rules(&ns);
+    let args = |more: &[&str]| -> Vec<String> {
+        [
+            "transparent-proxy",
+            "install",
+            "--envoy-uid",
+            "5678",
+            "--redirect-dns",
+            "--block-uncaptured",
+        ]
+        .iter()
+        .chain(more)
+        .map(|s| s.to_string())
+        .collect()
+    };
+
+    let printed = run_ok(&ns, &args(&["--dry-run"]));
+    assert!(
+        printed.contains("iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT"),
+        "{printed}"
+    );
+    assert_eq!(saved_rules(&ns), before, "--dry-run changed the rules");
+
+    run_ok(&ns, &args(&[]));
+    let installed = saved_rules(&ns);
+    assert!(
+        installed.contains("-A OUTPUT -j EXTSVC_OUTPUT"),
+        "{installed}"
+    );
+    assert!(
+        installed.contains("REDIRECT --to-ports 15001"),
+        "{installed}"
+    );
+
+    // A second install refuses and changes nothing.
+    let again = ns
+        .command(extsvc_binary().to_str().unwrap())
+        .args(args(&[]))
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already installed"));
+    assert_eq!(saved_rules(&ns), installed);
+
+    run_ok(&ns, &["transparent-proxy".into(), "uninstall".into()]);
+    assert_eq!(
+        saved_rules(&ns),
+        before,
+        "uninstall left something behind or took too much"
+    );
+
+    // Without root, or without iptables: a clear error, and nothing applied.
+    let not_root = ns
+        .command("setpriv")
+        .args(["--reuid=5678", "--regid=5678", "--clear-groups"])
+        .arg(extsvc_binary())
+        .args(args(&[]))
+        .output()
+        .unwrap();
+    assert_eq!(not_root.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_root.stderr).contains("needs root"));
+    let empty = dir.path().join("empty-path");
+    fs::create_dir(&empty).unwrap();
+    let no_iptables = ns
+        .command("env")
+        .arg(format!("PATH={}", empty.display()))
+        .arg(extsvc_binary())
+        .args(args(&[]))
+        .output()
+        .unwrap();
+    assert_eq!(no_iptables.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&no_iptables.stderr).contains("iptables is not installed"),
+        "{}",
+        String::from_utf8_lossy(&no_iptables.stderr)
+    );
+    assert_eq!(saved_rules(&ns), before);
+}
+
+/// With `--xds-dir`, VIPs are kept in `vips.json`: a later `generate` moves none and never
+/// gives a removed service's VIP to another name; a damaged file is refused and nothing is
+/// written.
+#[test]
+fn kept_vips_never_move_and_are_never_reused() {
+    let dir = test_dir();
+    let xds = dir.path().join("xds");
+    let vips_file = xds.join("vips.json");
+    let generate = |services: &[&str]| {
+        let resources: Vec<String> = services
+            .iter()
+            .enumerate()
+            .map(|(i, name)| http_service(name, &format!("10.1.0.{}:80", i + 1)))
+            .collect();
+        let extra: Vec<OsString> = [
+            "--transparent-proxy",
+            "--vip-cidr",
+            // Two usable addresses: one name per service (IP endpoints get no VIP of their own).
+            "10.99.0.0/30",
+            "--xds-dir",
+            xds.to_str().unwrap(),
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        generate(dir.path(), &docs(&resources), 15001, None, &extra)
+    };
+    let vips = || -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(&vips_file).unwrap()).unwrap()
+    };
+
+    assert_eq!(generate(&["alpha"]).code, Some(0));
+    let alpha = vips()["vips"]["alpha.mesh"].clone();
+    assert!(alpha.is_string(), "{}", vips());
+    assert_eq!(generate(&["beta", "alpha"]).code, Some(0));
+    assert_eq!(
+        vips()["vips"]["alpha.mesh"],
+        alpha,
+        "adding a service moved a VIP"
+    );
+    let both = vips();
+
+    // beta removed, gamma added: beta's VIP stays beta's, so no VIP is left for gamma.
+    let refused = generate(&["alpha", "gamma"]);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("no free VIP left for \"gamma.mesh\""),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(vips(), both, "a refused run changed the kept VIPs");
+
+    let lds = fs::read_to_string(xds.join("lds.yaml")).unwrap();
+    fs::write(&vips_file, "{not json").unwrap();
+    let damaged = generate(&["alpha"]);
+    assert_eq!(damaged.code, Some(2));
+    assert!(damaged.stderr.contains("vips.json"), "{}", damaged.stderr);
+    assert_eq!(fs::read_to_string(xds.join("lds.yaml")).unwrap(), lds);
+}
+
+/// `--vip-cidr` and `--dns-listen` belong to `--transparent-proxy`; a bad range says what is
+/// wrong with it, and nothing is written.
+#[test]
+fn transparent_options_are_checked() {
+    let dir = test_dir();
+    let resources = http_service("alpha", "10.1.0.1:80");
+    let run = |extra: &[&str]| {
+        let extra: Vec<OsString> = extra.iter().map(OsString::from).collect();
+        generate(dir.path(), &resources, 15001, None, &extra)
+    };
+    let alone = run(&["--vip-cidr", "10.0.0.0/8"]);
+    assert_eq!(alone.code, Some(2));
+    assert!(
+        alone.stderr.contains("--transparent-proxy"),
+        "{}",
+        alone.stderr
+    );
+    let host_bits = run(&["--transparent-proxy", "--vip-cidr", "10.0.0.1/8"]);
+    assert_eq!(host_bits.code, Some(2));
+    assert!(
+        host_bits.stderr.contains("host bits set"),
+        "{}",
+        host_bits.stderr
+    );
+    assert!(!dir.path().join("envoy.yaml").exists());
+}
