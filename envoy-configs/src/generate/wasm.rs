@@ -14,12 +14,18 @@ use super::Context;
 
 /// The plugin configuration: the served mesh's Mesh and ExternalServices, without TLS key and
 /// certificate material (the filter never needs it, and secrets stay out of it); no Secrets, no
-/// Dataplanes. `service` binds the filter to one service (a Dataplane outbound listener).
+/// Dataplanes. `service` binds the filter to one service (a Dataplane outbound or VIP
+/// listener), whose configuration then holds that service's ExternalServices alone: one
+/// listener per service must not each carry every service.
 pub fn plugin_config(ctx: &Context<'_>, service: Option<&str>) -> PluginConfig {
     let resources = ctx
         .resources
         .iter()
         .filter(|r| r.mesh == ctx.mesh())
+        .filter(|r| match (&r.spec, service) {
+            (Spec::ExternalService(es), Some(bound)) => es.service() == Some(bound),
+            _ => true,
+        })
         .filter_map(for_filter)
         .map(|r| r.to_universal())
         .collect();
@@ -98,6 +104,7 @@ mod tests {
                 "type: Dataplane\nmesh: default\nname: dp\n\
                  networking: {address: 127.0.0.1, outbound: [{port: 10000, \
                  tags: {kuma.io/service: api}}]}\n---\n",
+                &service("web", "http", "{address: web.test:80}"),
                 "type: ExternalService\nmesh: other\nname: elsewhere\n\
                  tags: {kuma.io/service: elsewhere}\nnetworking: {address: elsewhere.test:80}\n",
             ]
@@ -121,14 +128,34 @@ resources:
     address: api.test:443
     tls:
       serverName: api.test
+- type: ExternalService
+  name: web
+  mesh: default
+  tags:
+    kuma.io/protocol: http
+    kuma.io/service: web
+  networking:
+    address: web.test:80
 mesh: default
 ",
             ),
             (
-                "bound to one service (a Dataplane outbound)",
-                yaml_eliding(&plugin_config(&f.ctx(), Some("api")), &["/resources"]),
+                "bound to one service (a Dataplane outbound): its own ExternalServices alone",
+                yaml(&plugin_config(&f.ctx(), Some("api"))),
                 "
-resources: <elided>
+resources:
+- type: Mesh
+  name: default
+- type: ExternalService
+  name: api
+  mesh: default
+  tags:
+    kuma.io/protocol: http
+    kuma.io/service: api
+  networking:
+    address: api.test:443
+    tls:
+      serverName: api.test
 mesh: default
 service: api
 ",
