@@ -601,18 +601,16 @@ fn read_spec(kind: Kind, body: Value) -> Result<Spec, Vec<Violation>> {
     })
 }
 
-/// Plain serde first; only a document that fails is read again to find the field path
-/// (tracking paths for every document doubles configure time). serde stops at the first error,
-/// so each field at fault is taken out and the rest read again: every unknown field is
-/// reported, and the first error of another kind (later ones may only follow from it).
+/// One reading, with the field path kept for a report (a plain serde pass first would be a
+/// second copy of every spec's deserialiser in the module). serde stops at the first error, so
+/// each field at fault is taken out and the rest read again: every unknown field is reported,
+/// and the first error of another kind (later ones may only follow from it).
 fn typed<T: serde::de::DeserializeOwned>(mut body: Value) -> Result<T, Vec<Violation>> {
-    if let Ok(spec) = T::deserialize(&body) {
-        return Ok(spec);
-    }
     let mut found = Vec::new();
     let mut other_reported = false;
     loop {
         let error = match serde_path_to_error::deserialize::<_, T>(&body) {
+            Ok(spec) if found.is_empty() => return Ok(spec),
             Ok(_) => return Err(found),
             Err(e) => e,
         };
