@@ -246,3 +246,99 @@ fn install_rules(extsvc: &Path, netns: &str) -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    /// Per VIP listener: its name, the authority of the service its virtual host names, its
+    /// HTTP filters' names, the `/` route's `host_rewrite_literal`, the Lua code (if any), and
+    /// whether it keeps an access log.
+    type Row = (
+        String,
+        String,
+        Vec<String>,
+        Option<String>,
+        Option<String>,
+        bool,
+    );
+
+    fn vip_listeners(cfg: &Value) -> Vec<Row> {
+        let listeners = cfg["static_resources"]["listeners"].as_sequence().unwrap();
+        let text = |v: &Value| v.as_str().map(str::to_string);
+        listeners
+            .iter()
+            .filter_map(|l| {
+                let hcm = &l["filter_chains"][0]["filters"][0]["typed_config"];
+                let filters = hcm.get("http_filters")?.as_sequence()?;
+                let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+                    .as_sequence()
+                    .unwrap();
+                let prefix = routes.iter().find(|r| r["match"].get("prefix").is_some());
+                let lua = filters
+                    .iter()
+                    .find_map(|f| text(&f["typed_config"]["default_source_code"]["inline_string"]));
+                let vhost = text(&hcm["route_config"]["virtual_hosts"][0]["name"]).unwrap();
+                let service: usize = vhost["external_service_svc-".len()..].parse().unwrap();
+                Some((
+                    text(&l["name"]).unwrap(),
+                    authority(service),
+                    filters.iter().filter_map(|f| text(&f["name"])).collect(),
+                    prefix.and_then(|r| text(&r["route"]["host_rewrite_literal"])),
+                    lua,
+                    hcm.get("access_log").is_some(),
+                ))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn variants_differ_only_in_how_each_vip_listener_rewrites() {
+        let dir = crate::test_dir();
+        let resources = config::resources_at(2, &authority, None);
+        let out = crate::generate(
+            dir.path(),
+            &resources,
+            15001,
+            None,
+            &["--transparent-proxy".into()],
+        );
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let a = config::read_yaml(&dir.path().join("envoy.yaml")).unwrap();
+        let vip = mesh_vip(&a, "svc-00001.mesh").unwrap();
+        assert!(mesh_vip(&a, "svc-00009.mesh").is_err());
+        let generated = vip_listeners(&a);
+        assert!(
+            generated
+                .iter()
+                .any(|(name, ..)| *name == format!("outbound:{vip}:80")),
+            "{generated:?}"
+        );
+        for kind in KINDS {
+            let rows = vip_listeners(&variant(&a, kind, false).unwrap());
+            assert_eq!(rows.len(), generated.len(), "{kind}");
+            for (name, service, filters, rewrite, lua, access_log) in rows {
+                assert!(!access_log, "{kind} {name}");
+                match kind {
+                    "A" => {
+                        assert_eq!(filters[0], "external_service", "{name}");
+                        assert_eq!((rewrite, lua), (None, None), "{name}");
+                    }
+                    "B" => {
+                        assert!(!filters.iter().any(|f| f.contains("lua")), "{name}");
+                        assert!(!filters.iter().any(|f| f == "external_service"), "{name}");
+                        assert_eq!(rewrite, Some(service), "{name}");
+                    }
+                    _ => {
+                        assert_eq!(filters[0], "envoy.filters.http.lua", "{name}");
+                        assert_eq!(rewrite, None, "{name}");
+                        let lua = lua.unwrap();
+                        assert!(lua.contains(&format!("\"{service}\"")), "{name}: {lua}");
+                    }
+                }
+            }
+        }
+    }
+}
