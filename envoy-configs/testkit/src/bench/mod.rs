@@ -96,6 +96,24 @@ pub fn log(msg: &str) {
     );
 }
 
+/// Round `r`'s order: `items` turned left by `r` (ABC, BCA, CAB, ...), so that a slow phase
+/// of the machine does not always hit the same variant.
+pub fn rotated<T>(items: &[T], r: usize) -> impl Iterator<Item = &T> {
+    let shift = r % items.len().max(1);
+    items[shift..].iter().chain(&items[..shift])
+}
+
+/// Logs one measured wrk run of round `r` (from 0).
+pub fn log_sample(label: &str, r: usize, rounds: usize, kind: &str, s: &Sample) {
+    log(&format!(
+        "{label} round {}/{rounds} {kind}: {:.0} req/s, {:.1} us CPU/req, p99 {:.0} us",
+        r + 1,
+        s.rps,
+        s.cpu_us,
+        s.p99
+    ));
+}
+
 /// The statistics module's median (mean of the middle two for an even count).
 pub fn med(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
@@ -366,4 +384,18 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         elapsed.as_secs_f64()
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotated;
+
+    #[test]
+    fn rounds_rotate() {
+        let order = |r| rotated(&['A', 'B', 'C'], r).collect::<String>();
+        assert_eq!(
+            [order(0), order(1), order(2), order(3)],
+            ["ABC", "BCA", "CAB", "ABC"]
+        );
+    }
 }

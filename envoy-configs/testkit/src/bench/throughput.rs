@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use super::config::{self, Variant};
 use super::load::{measured, request, wrk, Target};
-use super::{log, name, Bench, Throughput, PROXY_CPU, TARGET_HOST};
+use super::{log_sample, name, rotated, Bench, Throughput, PROXY_CPU, TARGET_HOST};
 use crate::runner::Proc;
 
 /// One part-1 style measurement.
@@ -102,13 +102,8 @@ pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
         ..Throughput::default()
     };
     for r in 0..rounds {
-        let shift = r % kinds.len();
-        let order: Vec<&str> = kinds[shift..]
-            .iter()
-            .chain(&kinds[..shift])
-            .map(|(k, _)| *k)
-            .collect();
-        for kind in order {
+        for (kind, _) in rotated(kinds, r) {
+            let kind = *kind;
             if !side_by_side {
                 procs.insert(kind.to_string(), up(kind)?);
             }
@@ -116,13 +111,7 @@ pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
             let listen = Target::local(b.port(kind));
             let (s, cmd) = measured(p.pid(), &listen, seconds, k.connections, host)?;
             t.wrk_cmd = cmd;
-            log(&format!(
-                "{label} round {}/{rounds} {kind}: {:.0} req/s, {:.1} us CPU/req, p99 {:.0} us",
-                r + 1,
-                s.rps,
-                s.cpu_us,
-                s.p99
-            ));
+            log_sample(label, r, rounds, kind, &s);
             t.results.entry(kind.to_string()).or_default().push(s);
             if latency {
                 let (s, cmd) = measured(p.pid(), &listen, k.lat_seconds, 1, host)?;

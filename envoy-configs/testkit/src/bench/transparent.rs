@@ -16,7 +16,7 @@ use serde_yaml_ng::Value;
 
 use super::config::{self, at, seq};
 use super::load::{measured, request_at, wrk, Target};
-use super::{log, name, Bench, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST};
+use super::{log_sample, name, rotated, Bench, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST};
 use crate::netns::{Topology, WORLD_IP};
 use crate::runner::{self, Proc, Tracked};
 use crate::{EnvoyOptions, UpstreamBuilder};
@@ -119,18 +119,11 @@ pub fn run(b: &Bench, rounds: usize, seconds: u64) -> Result<Throughput, String>
         ..Throughput::default()
     };
     for r in 0..rounds {
-        let shift = r % paths.len();
-        for (kind, path) in paths[shift..].iter().chain(&paths[..shift]) {
+        for (kind, path) in rotated(&paths, r) {
             let p = up(kind, path)?;
             let (s, cmd) = measured(p.pid(), &to, seconds, k.connections, TARGET_HOST)?;
             t.wrk_cmd = cmd;
-            log(&format!(
-                "transparent round {}/{rounds} {kind}: {:.0} req/s, {:.1} us CPU/req, p99 {:.0} us",
-                r + 1,
-                s.rps,
-                s.cpu_us,
-                s.p99
-            ));
+            log_sample("transparent", r, rounds, kind, &s);
             t.results.entry(kind.to_string()).or_default().push(s);
         }
     }
