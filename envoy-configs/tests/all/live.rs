@@ -134,7 +134,11 @@ fn eventually_status(proxy: &str, host: &str, status: u16) -> support::Response 
         UPDATE,
         Duration::from_millis(50),
         || {
-            let r = Curl::get(format!("{proxy}/get")).host(host).run();
+            // Envoy may be LIVE a moment before its listener from LDS accepts connections.
+            let r = Curl::get(format!("{proxy}/get"))
+                .host(host)
+                .send()
+                .map_err(|e| e.to_string())?;
             if r.status == status {
                 Ok(r)
             } else {
