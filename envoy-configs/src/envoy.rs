@@ -38,13 +38,25 @@ impl<V: Serialize> Serialize for Map<V> {
     }
 }
 
-/// A `google.protobuf.Duration` of whole seconds: `5s`.
+/// A `google.protobuf.Duration`: `5s`, `0.250s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Seconds(pub u64);
+pub struct Duration(pub std::time::Duration);
 
-impl Serialize for Seconds {
+impl Duration {
+    pub const fn from_secs(secs: u64) -> Duration {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+}
+
+impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{}s", self.0))
+        let (secs, nanos) = (self.0.as_secs(), self.0.subsec_nanos());
+        if nanos == 0 {
+            s.collect_str(&format_args!("{secs}s"))
+        } else {
+            let fraction = format!("{nanos:09}");
+            s.collect_str(&format_args!("{secs}.{}s", fraction.trim_end_matches('0')))
+        }
     }
 }
 
@@ -225,7 +237,7 @@ pub struct Cluster {
     pub name: String,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub discovery_type: Option<DiscoveryType>,
-    pub connect_timeout: Seconds,
+    pub connect_timeout: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_lookup_family: Option<DnsLookupFamily>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -424,6 +436,8 @@ pub enum SanType {
 #[serde(rename_all = "snake_case")]
 pub enum StringMatcher {
     Exact(String),
+    Prefix(String),
+    SafeRegex { regex: String },
 }
 
 // ------------------------------------------------------------------------------------------
@@ -569,9 +583,85 @@ pub enum Action {
 pub struct RouteAction {
     pub cluster: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Seconds>,
+    pub timeout: Option<Duration>,
+    /// The stream idle timeout of this route (the connection manager's otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stream_duration: Option<MaxStreamDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<RetryPolicy>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auto_host_rewrite: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MaxStreamDuration {
+    pub max_stream_duration: Duration,
+}
+
+/// `config.route.v3.RetryPolicy`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RetryPolicy {
+    pub retry_on: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_back_off: Option<RetryBackOff>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limited_retry_back_off: Option<RateLimitedRetryBackOff>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_headers: Vec<HeaderMatcher>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_request_headers: Vec<HeaderMatcher>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryBackOff {
+    /// Envoy requires it; Kuma's default is 25ms.
+    pub base_interval: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitedRetryBackOff {
+    pub reset_headers: Vec<ResetHeader>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResetHeader {
+    pub name: String,
+    pub format: ResetHeaderFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResetHeaderFormat {
+    Seconds,
+    UnixTimestamp,
+}
+
+/// `config.route.v3.HeaderMatcher`: a string match, or presence (`present_match: false` is
+/// absence).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeaderMatcher {
+    pub name: String,
+    #[serde(flatten)]
+    pub matcher: HeaderMatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderMatch {
+    StringMatch(StringMatcher),
+    PresentMatch(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -6,16 +6,17 @@ use external_service_model::address::Host;
 use external_service_model::catalog::Service;
 
 use crate::envoy::{
-    Address, CaresDnsResolverConfig, Cluster, ClusterLoadAssignment, ClusterTypeConfig,
+    self, Address, CaresDnsResolverConfig, Cluster, ClusterLoadAssignment, ClusterTypeConfig,
     DiscoveryType, DnsCacheConfig, DnsLookupFamily, DnsResolverConfig, DnsResolverOptions,
     DynamicForwardProxyConfig, Endpoint, Extension, LbEndpoint, LbPolicy, LocalityLbEndpoints, Map,
-    Metadata, Seconds, TransportSocketMatch,
+    Metadata, TransportSocketMatch,
 };
 
 use super::secrets::Secrets;
 use super::{protocol, tls, Context, Error};
 
-pub const CONNECT_TIMEOUT: Seconds = Seconds(5);
+/// Kuma's default connection timeout; a MeshTimeout's `connectionTimeout` replaces it.
+pub const CONNECT_TIMEOUT: envoy::Duration = envoy::Duration::from_secs(5);
 /// Resolve both families, use IPv4 when there is one: loopback test servers and most hosts.
 pub const DNS_LOOKUP_FAMILY: DnsLookupFamily = DnsLookupFamily::V4Preferred;
 /// The dynamic forward proxy cluster (and DNS cache) undeclared hosts go to when passthrough
@@ -77,7 +78,13 @@ pub fn service_cluster(
         } else {
             DiscoveryType::StrictDns
         }),
-        connect_timeout: CONNECT_TIMEOUT,
+        connect_timeout: ctx
+            .policies
+            .of(ctx.mesh(), &service.name)
+            .timeout
+            .as_ref()
+            .and_then(|t| t.conf.connection_timeout)
+            .map_or(CONNECT_TIMEOUT, |d| envoy::Duration(d.to_std())),
         dns_lookup_family: (!by_ip).then_some(DNS_LOOKUP_FAMILY),
         typed_extension_protocol_options: service.protocol.is_http2().then(protocol::http2_options),
         transport_socket_matches,

@@ -8,10 +8,11 @@ use crate::envoy::{
     AccessLogFilter, Action, DataSource, DirectResponseAction, Extension, HeaderValue,
     HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig,
     NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
-    RouteConfiguration, RouteMatch, Router, Seconds, UpgradeConfig, VirtualHost,
+    Duration, MaxStreamDuration, RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
 };
+use crate::policy;
 
-use super::{access_log, cluster, wasm, Context};
+use super::{access_log, cluster, retry, wasm, Context};
 
 /// The HCM network filter.
 pub fn connection_manager(
@@ -111,14 +112,37 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
     speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)\n";
 
 /// The route to a service's cluster, named after the service (the access log's
-/// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
-/// it). With endpoints on several hosts, `Host` follows the endpoint chosen.
+/// `external_service`), with the timeout for the whole upstream answer (504 `UT` past it): the
+/// MeshTimeout's `http.requestTimeout`, else the options'. The service's MeshTimeout and
+/// MeshRetry set the rest. With endpoints on several hosts, `Host` follows the endpoint chosen.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
+    let policies = ctx.policies.of(ctx.mesh(), &service.name);
+    let http_timeouts = policies
+        .timeout
+        .as_ref()
+        .and_then(|t| t.conf.http.as_ref());
+    let duration = |d: policy::duration::Duration| Duration(d.to_std());
     all(
         Some(&service.name),
         Action::Route(RouteAction {
             cluster: cluster::name(&service.name),
-            timeout: Some(Seconds(ctx.options.route_timeout.as_secs())),
+            timeout: Some(
+                http_timeouts
+                    .and_then(|h| h.request_timeout)
+                    .map_or(Duration(ctx.options.route_timeout), duration),
+            ),
+            idle_timeout: http_timeouts
+                .and_then(|h| h.stream_idle_timeout)
+                .map(duration),
+            max_stream_duration: http_timeouts
+                .and_then(|h| h.max_stream_duration)
+                .map(|d| MaxStreamDuration {
+                    max_stream_duration: duration(d),
+                }),
+            retry_policy: policies
+                .retry
+                .as_ref()
+                .and_then(|r| retry::policy(&r.conf, service.protocol)),
             auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
         }),
     )
@@ -145,6 +169,9 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
             routes: all(None, Action::Route(RouteAction {
                 cluster: cluster::PASSTHROUGH.to_string(),
                 timeout: None,
+                idle_timeout: None,
+                max_stream_duration: None,
+                retry_policy: None,
                 auto_host_rewrite: false,
             })),
         }
