@@ -130,7 +130,8 @@ pub const HTTP_METHODS: [&str; 9] = [
     "CONNECT", "DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT", "TRACE",
 ];
 pub const GRPC_RETRY_ON: [(&str, &str); 5] = [
-    ("Canceled", "canceled"),
+    // Envoy spells it `cancelled` (Kuma writes `canceled`, which Envoy does not know).
+    ("Canceled", "cancelled"),
     ("DeadlineExceeded", "deadline-exceeded"),
     ("Internal", "internal"),
     ("ResourceExhausted", "resource-exhausted"),

@@ -255,6 +255,11 @@ fn multi_endpoint() {
     check_scenario("multi-endpoint");
 }
 
+#[test]
+fn policy_timeout_retry() {
+    check_scenario("policy-timeout-retry");
+}
+
 /// `--xds-dir` on the passthrough-off resources: the bootstrap and both xDS files are golden
 /// (`testdata/xds-dir/`). Envoy accepts the bootstrap, and the files' resources as static
 /// ones too: `--mode validate` does not read xDS files.

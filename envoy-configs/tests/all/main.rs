@@ -13,6 +13,8 @@
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
 //! - `secrets`: key material stays out of output and logs.
+//! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
+//!   against slow and failing upstreams.
 //!
 //! Run one module: `cargo test -p envoy-configs --test all e2e::`.
 
@@ -23,5 +25,6 @@ mod golden;
 mod harness;
 mod hostile;
 mod live;
+mod policies;
 mod secrets;
 mod validate;
