@@ -590,7 +590,7 @@ pub struct RouteAction {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_stream_duration: Option<MaxStreamDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_policy: Option<RetryPolicy>,
+    pub retry_policy: Option<Box<RetryPolicy>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auto_host_rewrite: bool,
 }

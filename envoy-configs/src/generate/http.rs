@@ -5,10 +5,10 @@ use external_service_model::catalog::Service;
 use external_service_model::contract::{CONNECT_DENIAL, DENIED_HEADER, UPSTREAM_FAILURE_HEADER};
 
 use crate::envoy::{
-    AccessLogFilter, Action, DataSource, DirectResponseAction, Extension, HeaderValue,
+    AccessLogFilter, Action, DataSource, DirectResponseAction, Duration, Extension, HeaderValue,
     HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig,
-    NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
-    Duration, MaxStreamDuration, RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
+    MaxStreamDuration, NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper,
+    Route, RouteAction, RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
 };
 use crate::policy;
 
@@ -117,10 +117,7 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
 /// MeshRetry set the rest. With endpoints on several hosts, `Host` follows the endpoint chosen.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
     let policies = ctx.policies.of(ctx.mesh(), &service.name);
-    let http_timeouts = policies
-        .timeout
-        .as_ref()
-        .and_then(|t| t.conf.http.as_ref());
+    let http_timeouts = policies.timeout.as_ref().and_then(|t| t.conf.http.as_ref());
     let duration = |d: policy::duration::Duration| Duration(d.to_std());
     all(
         Some(&service.name),
@@ -134,15 +131,16 @@ pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
             idle_timeout: http_timeouts
                 .and_then(|h| h.stream_idle_timeout)
                 .map(duration),
-            max_stream_duration: http_timeouts
-                .and_then(|h| h.max_stream_duration)
-                .map(|d| MaxStreamDuration {
+            max_stream_duration: http_timeouts.and_then(|h| h.max_stream_duration).map(|d| {
+                MaxStreamDuration {
                     max_stream_duration: duration(d),
-                }),
+                }
+            }),
             retry_policy: policies
                 .retry
                 .as_ref()
-                .and_then(|r| retry::policy(&r.conf, service.protocol)),
+                .and_then(|r| retry::policy(&r.conf, service.protocol))
+                .map(Box::new),
             auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
         }),
     )

@@ -4,12 +4,11 @@
 use external_service_model::protocol::Protocol;
 
 use crate::envoy::{
-    Duration, HeaderMatch, HeaderMatcher, RateLimitedRetryBackOff, ResetHeader,
-    ResetHeaderFormat, RetryBackOff, RetryPolicy, StringMatcher,
+    Duration, HeaderMatch, HeaderMatcher, RateLimitedRetryBackOff, ResetHeader, ResetHeaderFormat,
+    RetryBackOff, RetryPolicy, StringMatcher,
 };
 use crate::policy::retry::{
-    self, BackOff, HeaderMatchType, HttpRetryOn, RateLimitedBackOff, ResetFormat,
-    GRPC_RETRY_ON,
+    self, BackOff, HeaderMatchType, HttpRetryOn, RateLimitedBackOff, ResetFormat, GRPC_RETRY_ON,
 };
 
 /// Kuma's conditions when `retryOn` is not given.
@@ -59,9 +58,7 @@ fn http(conf: &retry::Http) -> Option<RetryPolicy> {
     if !policy.retriable_status_codes.is_empty() {
         conditions.push(RETRIABLE_STATUS_CODES);
     }
-    policy.retry_on = if conditions.is_empty()
-        || conditions == [RETRIABLE_STATUS_CODES]
-    {
+    policy.retry_on = if conditions.is_empty() || conditions == [RETRIABLE_STATUS_CODES] {
         // Kuma keeps its default conditions beside status codes given alone.
         let mut all = vec![HTTP_RETRY_ON_DEFAULT];
         all.extend(conditions);
@@ -70,7 +67,10 @@ fn http(conf: &retry::Http) -> Option<RetryPolicy> {
         conditions.join(",")
     };
     let headers = |list: &Option<Vec<retry::HeaderMatch>>| {
-        list.iter().flatten().map(header_matcher).collect::<Vec<_>>()
+        list.iter()
+            .flatten()
+            .map(header_matcher)
+            .collect::<Vec<_>>()
     };
     policy
         .retriable_request_headers

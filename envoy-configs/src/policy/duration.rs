@@ -82,7 +82,8 @@ impl Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.is_negative() { "-" } else { "" };
-        let std = StdDuration::from_nanos(u64::try_from(self.nanos.unsigned_abs()).unwrap_or(u64::MAX));
+        let std =
+            StdDuration::from_nanos(u64::try_from(self.nanos.unsigned_abs()).unwrap_or(u64::MAX));
         write!(f, "{sign}{std:?}")
     }
 }

@@ -129,9 +129,11 @@ fn check_to_policy<C: Conf>(spec: &Value) -> Vec<Violation> {
     }
     for (i, entry) in to.iter().enumerate() {
         let path = format!("spec.to[{i}]");
-        entry
-            .target_ref
-            .validate(&format!("{path}.targetRef"), &[MESH, MESH_SERVICE], &mut out);
+        entry.target_ref.validate(
+            &format!("{path}.targetRef"),
+            &[MESH, MESH_SERVICE],
+            &mut out,
+        );
         entry.default.validate(&format!("{path}.default"), &mut out);
     }
     out
@@ -275,8 +277,12 @@ fn resolve<C: Conf>(resources: &[Resource], mesh: &str, service: &str) -> Option
         .iter()
         .filter(|r| r.mesh == mesh)
         .filter_map(|r| match &r.spec {
-            Spec::Policy { kind, spec } if *kind == C::KIND && check_policy(*kind, spec).is_empty() => {
-                serde_json::from_value(spec.clone()).ok().map(|p| (r.name.as_str(), p))
+            Spec::Policy { kind, spec }
+                if *kind == C::KIND && check_policy(*kind, spec).is_empty() =>
+            {
+                serde_json::from_value(spec.clone())
+                    .ok()
+                    .map(|p| (r.name.as_str(), p))
             }
             _ => None,
         })

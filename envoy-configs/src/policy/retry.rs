@@ -187,10 +187,14 @@ impl super::Conf for Conf {
             if tcp.max_connect_attempt.is_none() {
                 out.push(Violation::new(format!("{path}.tcp"), NOT_EMPTY));
             }
-            not_yet(path, "tcp.maxConnectAttempt", tcp.max_connect_attempt.is_some(), out);
+            not_yet(
+                path,
+                "tcp.maxConnectAttempt",
+                tcp.max_connect_attempt.is_some(),
+                out,
+            );
         }
         if let Some(http) = &self.http {
-            let path = format!("{path}.http");
             let empty = http.num_retries.is_none()
                 && http.per_try_timeout.is_none()
                 && http.back_off.is_none()
@@ -198,41 +202,60 @@ impl super::Conf for Conf {
                 && http.retry_on.is_none()
                 && http.retriable_response_headers.is_none()
                 && http.retriable_request_headers.is_none();
-            if empty {
-                out.push(Violation::new(path.as_str(), NOT_EMPTY));
-            }
-            back_offs(&path, &http.back_off, &http.rate_limited_back_off, out);
-            for (i, item) in http.retry_on.iter().flatten().enumerate() {
-                if HttpRetryOn::parse(item).is_none() {
-                    unknown_item(&path, i, item, out);
-                }
-            }
+            let section = Section {
+                path: format!("{path}.http"),
+                empty,
+                back_off: &http.back_off,
+                rate_limited: &http.rate_limited_back_off,
+                retry_on: &http.retry_on,
+            };
+            section.validate(|item| HttpRetryOn::parse(item).is_some(), out);
         }
         if let Some(grpc) = &self.grpc {
-            let path = format!("{path}.grpc");
             let empty = grpc.num_retries.is_none()
                 && grpc.per_try_timeout.is_none()
                 && grpc.back_off.is_none()
                 && grpc.rate_limited_back_off.is_none()
                 && grpc.retry_on.is_none();
-            if empty {
-                out.push(Violation::new(path.as_str(), NOT_EMPTY));
-            }
-            back_offs(&path, &grpc.back_off, &grpc.rate_limited_back_off, out);
-            for (i, item) in grpc.retry_on.iter().flatten().enumerate() {
-                if !GRPC_RETRY_ON.iter().any(|(kuma, _)| kuma == item) {
-                    unknown_item(&path, i, item, out);
-                }
-            }
+            let section = Section {
+                path: format!("{path}.grpc"),
+                empty,
+                back_off: &grpc.back_off,
+                rate_limited: &grpc.rate_limited_back_off,
+                retry_on: &grpc.retry_on,
+            };
+            section.validate(
+                |item| GRPC_RETRY_ON.iter().any(|(kuma, _)| *kuma == item),
+                out,
+            );
         }
     }
 }
 
-fn unknown_item(path: &str, i: usize, item: &str, out: &mut Vec<Violation>) {
-    out.push(Violation::new(
-        format!("{path}.retryOn[{i}]"),
-        format!("unknown item '{item}'"),
-    ));
+/// What the `http` and `grpc` sections share, for their common rules.
+struct Section<'a> {
+    path: String,
+    empty: bool,
+    back_off: &'a Option<BackOff>,
+    rate_limited: &'a Option<RateLimitedBackOff>,
+    retry_on: &'a Option<Vec<String>>,
+}
+
+impl Section<'_> {
+    fn validate(&self, known: impl Fn(&str) -> bool, out: &mut Vec<Violation>) {
+        if self.empty {
+            out.push(Violation::new(self.path.as_str(), NOT_EMPTY));
+        }
+        back_offs(&self.path, self.back_off, self.rate_limited, out);
+        for (i, item) in self.retry_on.iter().flatten().enumerate() {
+            if !known(item) {
+                out.push(Violation::new(
+                    format!("{}.retryOn[{i}]", self.path),
+                    format!("unknown item '{item}'"),
+                ));
+            }
+        }
+    }
 }
 
 fn back_offs(
@@ -250,7 +273,9 @@ fn back_offs(
         return;
     };
     let path = format!("{path}.rateLimitedBackOff");
-    if r.max_interval.is_some_and(|d| d.is_negative() || d.is_zero()) {
+    if r.max_interval
+        .is_some_and(|d| d.is_negative() || d.is_zero())
+    {
         out.push(Violation::new(
             format!("{path}.maxInterval"),
             DEFINED_AND_GREATER_THAN_ZERO,

@@ -37,9 +37,11 @@ impl super::Conf for Conf {
         ("spec", "at least one of 'from', 'to' has to be defined");
 
     fn validate(&self, path: &str, out: &mut Vec<Violation>) {
-        if self.connection_timeout.is_none() && self.idle_timeout.is_none() && self.http.is_none()
-        {
-            out.push(Violation::new(path, "at least one timeout should be configured"));
+        if self.connection_timeout.is_none() && self.idle_timeout.is_none() && self.http.is_none() {
+            out.push(Violation::new(
+                path,
+                "at least one timeout should be configured",
+            ));
             return;
         }
         greater_than_zero(path, "connectionTimeout", self.connection_timeout, out);

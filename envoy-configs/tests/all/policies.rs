@@ -107,15 +107,28 @@ fn fields_kuma_has_and_extsvc_does_not_apply_yet_are_refused() {
         .checked
         .reports
         .iter()
-        .flat_map(|r| r.violations.iter().map(|v| (v.field.clone(), v.message.clone())))
+        .flat_map(|r| {
+            r.violations
+                .iter()
+                .map(|v| (v.field.clone(), v.message.clone()))
+        })
         .collect();
     let not_yet = "not supported yet by extsvc".to_string();
     assert_eq!(
         found,
         [
-            ("spec.to[0].default.idleTimeout".to_string(), not_yet.clone()),
-            ("spec.to[0].default.http.maxConnectionDuration".to_string(), not_yet.clone()),
-            ("spec.to[0].default.tcp.maxConnectAttempt".to_string(), not_yet),
+            (
+                "spec.to[0].default.idleTimeout".to_string(),
+                not_yet.clone()
+            ),
+            (
+                "spec.to[0].default.http.maxConnectionDuration".to_string(),
+                not_yet.clone()
+            ),
+            (
+                "spec.to[0].default.tcp.maxConnectAttempt".to_string(),
+                not_yet
+            ),
         ]
     );
 }
@@ -142,7 +155,10 @@ fn validate_json_says_which_policy_won_each_field() {
     };
     let httpbin = of("httpbin");
     // The MeshService entry is more specific than the Mesh one, whatever the names.
-    assert_eq!(httpbin["MeshTimeout"]["conf"]["http"]["requestTimeout"], "500ms");
+    assert_eq!(
+        httpbin["MeshTimeout"]["conf"]["http"]["requestTimeout"],
+        "500ms"
+    );
     assert_eq!(
         httpbin["MeshTimeout"]["fields"]["http.requestTimeout"],
         "httpbin-timeouts"
@@ -152,10 +168,16 @@ fn validate_json_says_which_policy_won_each_field() {
         httpbin["MeshTimeout"]["fields"]["http.streamIdleTimeout"],
         "mesh-timeouts"
     );
-    assert_eq!(httpbin["MeshTimeout"]["fields"]["connectionTimeout"], "mesh-timeouts");
+    assert_eq!(
+        httpbin["MeshTimeout"]["fields"]["connectionTimeout"],
+        "mesh-timeouts"
+    );
     assert_eq!(httpbin["MeshRetry"]["fields"]["http.numRetries"], "retries");
     let other = of("other");
-    assert_eq!(other["MeshTimeout"]["conf"]["http"]["requestTimeout"], "10s");
+    assert_eq!(
+        other["MeshTimeout"]["conf"]["http"]["requestTimeout"],
+        "10s"
+    );
     assert!(other.get("MeshRetry").is_none(), "{other}");
     assert_eq!(report["warnings"], Value::Array(Vec::new()));
 }
@@ -272,7 +294,8 @@ fn a_slow_upstream_gets_504_at_the_mesh_timeout_and_other_services_keep_the_defa
     let r = s.with_host("untouched.mesh", "/").run();
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(
-        s.envoy.counter("cluster.external_service_slow.upstream_rq_timeout"),
+        s.envoy
+            .counter("cluster.external_service_slow.upstream_rq_timeout"),
         1
     );
     assert_eq!(
@@ -321,7 +344,8 @@ fn a_failing_then_healthy_upstream_is_retried_to_success() {
     // Two retries reached the upstream, and Envoy counted them.
     assert_eq!(flaky.requests(), 3);
     assert_eq!(
-        s.envoy.counter("cluster.external_service_flaky.upstream_rq_retry"),
+        s.envoy
+            .counter("cluster.external_service_flaky.upstream_rq_retry"),
         2
     );
     // No MeshRetry names the other service: its 503 is the answer, asked once.

@@ -157,7 +157,10 @@ pub enum Spec {
     Secret(SecretSpec),
     Dataplane(DataplaneSpec),
     /// A traffic policy's `spec`, as written (both forms keep it under `spec`).
-    Policy { kind: Kind, spec: Value },
+    Policy {
+        kind: Kind,
+        spec: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
