@@ -253,6 +253,137 @@ pub struct Cluster {
     pub transport_socket_matches: Vec<TransportSocketMatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport_socket: Option<TransportSocket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<CircuitBreakers>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_lb_config: Option<CommonLbConfig>,
+}
+
+/// `config.cluster.v3.CircuitBreakers`: one threshold set, for the default priority.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreakers {
+    pub thresholds: Vec<Thresholds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Thresholds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connection_pools: Option<u32>,
+}
+
+/// `config.cluster.v3.OutlierDetection`; every `enforcing_*` is written, so that a detector
+/// the policy does not name is off rather than Envoy's default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct OutlierDetection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_ejection_time: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub split_external_local_origin_errors: bool,
+    #[serde(rename = "consecutive_5xx", skip_serializing_if = "Option::is_none")]
+    pub consecutive_5xx: Option<u32>,
+    #[serde(rename = "enforcing_consecutive_5xx")]
+    pub enforcing_consecutive_5xx: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_failure: Option<u32>,
+    pub enforcing_consecutive_gateway_failure: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_local_origin_failure: Option<u32>,
+    pub enforcing_consecutive_local_origin_failure: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate_minimum_hosts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate_request_volume: Option<u32>,
+    /// The factor times 1000, as Envoy reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate_stdev_factor: Option<u32>,
+    pub enforcing_success_rate: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_percentage_minimum_hosts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_percentage_request_volume: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_percentage_threshold: Option<u32>,
+    pub enforcing_failure_percentage: u32,
+}
+
+/// `config.core.v3.HealthCheck`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheck {
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_jitter: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_jitter: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_traffic_interval: Option<Duration>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub always_log_health_check_failures: bool,
+    #[serde(flatten)]
+    pub checker: HealthChecker,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthChecker {
+    HttpHealthCheck {
+        path: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        expected_statuses: Vec<Int64Range>,
+    },
+    TcpHealthCheck {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        send: Option<Payload>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        receive: Vec<Payload>,
+    },
+    GrpcHealthCheck {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service_name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        authority: Option<String>,
+    },
+}
+
+/// `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Int64Range {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Bytes as hex text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Payload {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommonLbConfig {
+    pub healthy_panic_threshold: Percent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percent {
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -2,10 +2,10 @@
 //! to each service in Kuma's merge order, and handed to the generator as one effective
 //! configuration per service and kind, with the policy that set each field.
 //!
-//! - [`timeout`]: MeshTimeout; [`retry`]: MeshRetry (both `to[]` policies of this outbound
-//!   Envoy).
-//! - The other kinds the model recognises (MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit,
-//!   MeshFaultInjection) are refused as not supported yet.
+//! - [`timeout`]: MeshTimeout; [`retry`]: MeshRetry; [`circuit_breaker`]: MeshCircuitBreaker;
+//!   [`health_check`]: MeshHealthCheck (all `to[]` policies of this outbound Envoy).
+//! - The other kinds the model recognises (MeshRateLimit, MeshFaultInjection) are refused as
+//!   not supported yet.
 //!
 //! Merge order (Kuma's): policies sort by their top-level `targetRef` (only `Mesh` here), then
 //! by name with the name that sorts first winning; their matching `to[]` entries are
@@ -13,7 +13,9 @@
 //! `MeshService`); the `default`s are applied in that order as JSON merge patches (RFC 7386),
 //! so the last to set a field wins it.
 
+pub mod circuit_breaker;
 pub mod duration;
+pub mod health_check;
 pub mod retry;
 pub mod timeout;
 
@@ -168,10 +170,12 @@ fn check_policy(kind: Kind, spec: &Value) -> Vec<Violation> {
     match kind {
         Kind::MeshTimeout => check_to_policy::<timeout::Conf>(spec),
         Kind::MeshRetry => check_to_policy::<retry::Conf>(spec),
+        Kind::MeshCircuitBreaker => check_to_policy::<circuit_breaker::Conf>(spec),
+        Kind::MeshHealthCheck => check_to_policy::<health_check::Conf>(spec),
         other => vec![Violation::new(
             "",
             format!(
-                "{other} is not supported yet: extsvc applies MeshTimeout and MeshRetry; remove this {other} or keep it out of the files given to extsvc"
+                "{other} is not supported yet: extsvc applies MeshTimeout, MeshRetry, MeshCircuitBreaker and MeshHealthCheck; remove this {other} or keep it out of the files given to extsvc"
             ),
         )],
     }
@@ -196,6 +200,19 @@ pub struct Effective {
     pub timeout: Option<Applied<timeout::Conf>>,
     #[serde(rename = "MeshRetry", skip_serializing_if = "Option::is_none")]
     pub retry: Option<Applied<retry::Conf>>,
+    #[serde(rename = "MeshCircuitBreaker", skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<Applied<circuit_breaker::Conf>>,
+    #[serde(rename = "MeshHealthCheck", skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<Applied<health_check::Conf>>,
+}
+
+impl Effective {
+    fn is_empty(&self) -> bool {
+        self.timeout.is_none()
+            && self.retry.is_none()
+            && self.circuit_breaker.is_none()
+            && self.health_check.is_none()
+    }
 }
 
 /// The effective policies of one service, for `extsvc validate --format json`.
@@ -217,6 +234,8 @@ pub struct Policies {
 static NONE: Effective = Effective {
     timeout: None,
     retry: None,
+    circuit_breaker: None,
+    health_check: None,
 };
 
 impl Policies {
@@ -236,6 +255,8 @@ impl Policies {
             let effective = Effective {
                 timeout: resolve::<timeout::Conf>(resources, mesh, service),
                 retry: resolve::<retry::Conf>(resources, mesh, service),
+                circuit_breaker: resolve::<circuit_breaker::Conf>(resources, mesh, service),
+                health_check: resolve::<health_check::Conf>(resources, mesh, service),
             };
             policies
                 .services
@@ -261,7 +282,7 @@ impl Policies {
     pub fn view(&self) -> Vec<ServicePolicies> {
         self.services
             .iter()
-            .filter(|(_, e)| e.timeout.is_some() || e.retry.is_some())
+            .filter(|(_, e)| !e.is_empty())
             .map(|((mesh, service), policies)| ServicePolicies {
                 mesh: mesh.clone(),
                 service: service.clone(),
@@ -411,6 +432,35 @@ pub mod rules {
     pub fn not_negative(path: &str, field: &str, d: Option<Duration>, out: &mut Vec<Violation>) {
         if d.is_some_and(Duration::is_negative) {
             out.push(Violation::new(format!("{path}.{field}"), NOT_NEGATIVE));
+        }
+    }
+
+    /// The number in Kuma's IntOrString decimals (`1.9` or `"1.9"`), if it is one.
+    pub fn int_or_string(value: &serde_json::Value) -> Option<f64> {
+        match value {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Kuma's `ValidateIntegerGreaterThanZeroOrNil`.
+    pub fn positive(path: &str, field: &str, n: Option<u32>, out: &mut Vec<Violation>) {
+        if n == Some(0) {
+            out.push(Violation::new(
+                format!("{path}.{field}"),
+                "must be greater than 0",
+            ));
+        }
+    }
+
+    /// Kuma's `ValidateUInt32PercentageOrNil`.
+    pub fn percentage(path: &str, field: &str, n: Option<u32>, out: &mut Vec<Violation>) {
+        if n.is_some_and(|n| n > 100) {
+            out.push(Violation::new(
+                format!("{path}.{field}"),
+                "must be in inclusive range [0, 100]",
+            ));
         }
     }
 

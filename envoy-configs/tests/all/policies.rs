@@ -1,4 +1,5 @@
-//! Traffic policies (MeshTimeout, MeshRetry) beside ExternalServices: validation with exact
+//! Traffic policies (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck) beside
+//! ExternalServices: validation with exact
 //! field/message pairs (`tests/policies/*.yaml`), the effective view and warnings of
 //! `extsvc validate`, and a real Envoy against upstreams that misbehave on purpose.
 
@@ -64,7 +65,21 @@ fn every_violation_in_kumas_wording_with_its_field() {
         ("MeshRetry bad-retries", "spec.to[0].default.http.retryOn[2]", "unknown item '999'"),
         ("MeshRetry bad-retries", "spec.to[0].default.grpc", "must not be empty"),
         ("MeshRetry empty-retries", "spec.to", "needs at least one item"),
-        ("MeshCircuitBreaker breaker", "", "MeshCircuitBreaker is not supported yet: extsvc applies MeshTimeout and MeshRetry; remove this MeshCircuitBreaker or keep it out of the files given to extsvc"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[0].default.connectionLimits.maxConnections", "must be greater than 0"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[0].default.outlierDetection.interval", "must be greater than zero when defined"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[0].default.outlierDetection.maxEjectionPercent", "must be in inclusive range [0, 100]"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[0].default.outlierDetection.detectors.totalFailures.consecutive", "must be greater than 0"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[0].default.outlierDetection.detectors.successRate.standardDeviationFactor", "invalid number"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[0].default.outlierDetection.detectors.failurePercentage.threshold", "must be in inclusive range [0, 100]"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[1].default", "at least one of: 'connectionLimits' or 'outlierDetection' should be configured"),
+        ("MeshCircuitBreaker bad-breaker", "spec.to[2].default.outlierDetection.detectors", "must have at least one defined: totalFailures, gatewayFailures, localOriginFailures, successRate, failurePercentage"),
+        ("MeshHealthCheck bad-health", "spec.to[0].default.interval", "must be greater than zero when defined"),
+        ("MeshHealthCheck bad-health", "spec.to[0].default.unhealthyThreshold", "must be greater than zero when defined"),
+        ("MeshHealthCheck bad-health", "spec.to[0].default.healthyPanicThreshold", "must be in inclusive range [0.0, 100.0]"),
+        ("MeshHealthCheck bad-health", "spec.to[0].default.http.path", "must be defined"),
+        ("MeshHealthCheck bad-health", "spec.to[0].default.http.expectedStatuses[1]", "must be in inclusive range [100, 599]"),
+        ("MeshHealthCheck bad-health", "spec.to[1].default", "must have at least one defined: http, tcp, grpc"),
+        ("MeshRateLimit limit", "", "MeshRateLimit is not supported yet: extsvc applies MeshTimeout, MeshRetry, MeshCircuitBreaker and MeshHealthCheck; remove this MeshRateLimit or keep it out of the files given to extsvc"),
     ];
     let want: Vec<(String, String, String)> = want
         .iter()
@@ -173,12 +188,19 @@ fn validate_json_says_which_policy_won_each_field() {
         "mesh-timeouts"
     );
     assert_eq!(httpbin["MeshRetry"]["fields"]["http.numRetries"], "retries");
+    assert_eq!(
+        httpbin["MeshCircuitBreaker"]["fields"]["connectionLimits.maxConnections"],
+        "breaker"
+    );
+    assert_eq!(httpbin["MeshHealthCheck"]["fields"]["http.path"], "health");
     let other = of("other");
     assert_eq!(
         other["MeshTimeout"]["conf"]["http"]["requestTimeout"],
         "10s"
     );
     assert!(other.get("MeshRetry").is_none(), "{other}");
+    assert!(other.get("MeshCircuitBreaker").is_none(), "{other}");
+    assert_eq!(other["MeshHealthCheck"]["conf"]["interval"], "10s");
     assert_eq!(report["warnings"], Value::Array(Vec::new()));
 }
 
@@ -352,4 +374,140 @@ fn a_failing_then_healthy_upstream_is_retried_to_success() {
     let r = s.with_host("unretried.mesh", "/").run();
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(failing.requests(), 1);
+}
+
+#[test]
+fn concurrent_requests_over_the_circuit_breakers_limits_get_503_at_once() {
+    let dir = test_dir();
+    let slow = Scripted::start(vec![Reply::status(200).after(Duration::from_secs(4))]);
+    let other = Scripted::start(vec![Reply::status(200).after(Duration::from_millis(500))]);
+    let breaker = dedent(
+        "
+        type: MeshCircuitBreaker
+        name: one-at-a-time
+        mesh: default
+        spec:
+          to:
+          - targetRef: {kind: MeshService, name: limited}
+            default:
+              connectionLimits: {maxConnections: 1, maxPendingRequests: 1}
+        ",
+    );
+    let s = sidecar(
+        dir.path(),
+        &[
+            http_service("limited", &slow.addr().to_string()),
+            http_service("unlimited", &other.addr().to_string()),
+            breaker,
+        ],
+    );
+    let concurrent = |host: &'static str| {
+        let requests: Vec<_> = (0..4)
+            .map(|_| {
+                let curl = s.with_host(host, "/");
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    let r = curl.run();
+                    (r, started.elapsed())
+                })
+            })
+            .collect();
+        requests
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let answers = concurrent("limited.mesh");
+    let refused: Vec<_> = answers.iter().filter(|(r, _)| r.status == 503).collect();
+    // One request on the one connection, one pending; the other two overflow.
+    assert_eq!(refused.len(), 2, "{answers:?}");
+    for (r, took) in &refused {
+        assert!(
+            *took < Duration::from_secs(3),
+            "not at once: {took:?} {r:?}"
+        );
+    }
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_limited.upstream_rq_pending_overflow"),
+        2
+    );
+    assert_eq!(slow.requests(), 2);
+    // The service without a MeshCircuitBreaker takes all four at once.
+    let answers = concurrent("unlimited.mesh");
+    assert!(answers.iter().all(|(r, _)| r.status == 200), "{answers:?}");
+    assert_eq!(other.requests(), 4);
+}
+
+#[test]
+fn an_unhealthy_upstream_gets_503_without_a_request_reaching_it_then_is_served_again() {
+    let dir = test_dir();
+    let up = Scripted::start(vec![Reply::status(200)]);
+    let health = dedent(
+        "
+        type: MeshHealthCheck
+        name: checked
+        mesh: default
+        spec:
+          to:
+          - targetRef: {kind: MeshService, name: checked}
+            default:
+              interval: 200ms
+              timeout: 1s
+              unhealthyThreshold: 1
+              healthyThreshold: 1
+              noTrafficInterval: 200ms
+              healthyPanicThreshold: 0
+              http: {path: /health}
+        ",
+    );
+    let s = sidecar(
+        dir.path(),
+        &[http_service("checked", &up.addr().to_string()), health],
+    );
+    let app_requests = || up.paths().iter().filter(|p| *p != "/health").count();
+    let status = || s.with_host("checked.mesh", "/app").run().status;
+    let wait = Duration::from_secs(20);
+    let poll = Duration::from_millis(100);
+    support::eventually("served while healthy", wait, poll, || match status() {
+        200 => Ok(()),
+        other => Err(format!(
+            "status {other}; health checks: {}",
+            s.envoy
+                .counter("cluster.external_service_checked.health_check.success")
+        )),
+    });
+    assert!(
+        up.paths().iter().any(|p| p == "/health"),
+        "{:?}",
+        up.paths()
+    );
+
+    up.play(vec![Reply::status(503)]);
+    support::eventually("refused once unhealthy", wait, poll, || {
+        let before = app_requests();
+        let r = s.with_host("checked.mesh", "/app").run();
+        match (r.status, app_requests() == before) {
+            (503, true) => Ok(()),
+            _ => Err(format!(
+                "{} (upstream reached: {})",
+                r.status,
+                app_requests() != before
+            )),
+        }
+    });
+    // Now every request is refused by Envoy itself: the upstream sees health checks only.
+    let before = app_requests();
+    for _ in 0..3 {
+        let r = s.with_host("checked.mesh", "/app").run();
+        assert_eq!(r.status, 503, "{r:?}");
+        assert_eq!(r.body, "no healthy upstream", "{r:?}");
+    }
+    assert_eq!(app_requests(), before);
+
+    up.play(vec![Reply::status(200)]);
+    support::eventually("served again once healthy", wait, poll, || match status() {
+        200 => Ok(()),
+        other => Err(format!("status {other}")),
+    });
 }
