@@ -656,6 +656,15 @@ pub struct ResponseFlagFilter {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeaderValueOption {
     pub header: HeaderValue,
+    /// Envoy's default is to append.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub append_action: Option<AppendAction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppendAction {
+    OverwriteIfExistsOrAdd,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -692,6 +701,9 @@ pub struct Route {
     pub action: Action,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// By filter name: what the connection manager's (inert) filters do on this route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_per_filter_config: Option<Map<HttpFilterConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -814,6 +826,83 @@ pub enum HttpFilterConfig {
     DynamicForwardProxy(DynamicForwardProxyConfig),
     #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router")]
     Router(Router),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+    )]
+    LocalRateLimit(LocalRateLimit),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault")]
+    Fault(HttpFault),
+}
+
+/// `extensions.filters.http.local_ratelimit.v3.LocalRateLimit`; without a token bucket (in the
+/// connection manager) it limits nothing, and a route's own configuration turns it on there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalRateLimit {
+    pub stat_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_bucket: Option<TokenBucket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_enabled: Option<RuntimeFractionalPercent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_enforced: Option<RuntimeFractionalPercent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<HttpStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenBucket {
+    pub max_tokens: u32,
+    pub tokens_per_fill: u32,
+    pub fill_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeFractionalPercent {
+    pub default_value: FractionalPercent,
+    pub runtime_key: String,
+}
+
+/// `type.v3.FractionalPercent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FractionalPercent {
+    pub numerator: u32,
+    pub denominator: Denominator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Denominator {
+    Hundred,
+    Million,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HttpStatus {
+    pub code: u32,
+}
+
+/// `extensions.filters.http.fault.v3.HTTPFault`; empty (in the connection manager) it injects
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HttpFault {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultDelay {
+    pub fixed_delay: Duration,
+    pub percentage: FractionalPercent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultAbort {
+    pub http_status: u32,
+    pub percentage: FractionalPercent,
 }
 
 /// Envoy's defaults.

@@ -6,13 +6,13 @@ use external_service_model::contract::{CONNECT_DENIAL, DENIED_HEADER, UPSTREAM_F
 
 use crate::envoy::{
     AccessLogFilter, Action, DataSource, DirectResponseAction, Duration, Extension, HeaderValue,
-    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig,
+    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig, Map,
     MaxStreamDuration, NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper,
     Route, RouteAction, RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
 };
 use crate::policy;
 
-use super::{access_log, cluster, retry, wasm, Context};
+use super::{access_log, cluster, retry, traffic, wasm, Context};
 
 /// The HCM network filter.
 pub fn connection_manager(
@@ -66,12 +66,16 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
             key: key.to_string(),
             value: value.to_string(),
         },
+        append_action: None,
     }
 }
 
-/// The filter, the dynamic forward proxy when passthrough is on, the router.
+/// The filter, the fault and local rate limit filters when some service's policies use them
+/// (inert here: each service's routes turn them on), the dynamic forward proxy when
+/// passthrough is on, the router.
 pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec<HttpFilter> {
     let mut filters = vec![wasm::http_filter(ctx, bound)];
+    filters.extend(traffic::inert_filters(ctx));
     if passthrough {
         filters.push(Extension {
             name: "envoy.filters.http.dynamic_forward_proxy",
@@ -87,7 +91,11 @@ pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec
 
 /// Every path, in a route of this name; CONNECT first gets the refusal that says what to do
 /// instead.
-fn all(name: Option<&str>, action: Action) -> Vec<Route> {
+fn all(
+    name: Option<&str>,
+    action: Action,
+    typed_per_filter_config: Option<Map<HttpFilterConfig>>,
+) -> Vec<Route> {
     vec![
         Route {
             name: None,
@@ -97,12 +105,14 @@ fn all(name: Option<&str>, action: Action) -> Vec<Route> {
                 body: DataSource::InlineString(CONNECT_REFUSAL.to_string()),
             }),
             response_headers_to_add: vec![header(DENIED_HEADER, CONNECT_DENIAL)],
+            typed_per_filter_config: None,
         },
         Route {
             name: name.map(str::to_string),
             route_match: RouteMatch::Prefix("/".to_string()),
             action,
             response_headers_to_add: Vec::new(),
+            typed_per_filter_config,
         },
     ]
 }
@@ -143,6 +153,7 @@ pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
                 .map(Box::new),
             auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
         }),
+        traffic::per_route(policies),
     )
 }
 
@@ -171,7 +182,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
                 max_stream_duration: None,
                 retry_policy: None,
                 auto_host_rewrite: false,
-            })),
+            }), None),
         }
     } else {
         let body = format!(
@@ -184,7 +195,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
             routes: all(None, Action::DirectResponse(DirectResponseAction {
                 status: 403,
                 body: DataSource::InlineString(body),
-            })),
+            }), None),
         }
     });
     hosts

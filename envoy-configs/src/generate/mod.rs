@@ -10,6 +10,7 @@
 //! - [`listener`]: the outbound HTTP proxy listener and one listener per Dataplane outbound;
 //! - [`http`]: the HTTP connection manager and its routes (timeouts from MeshTimeout);
 //! - [`retry`]: a route's retry policy from MeshRetry;
+//! - [`traffic`]: MeshRateLimit and MeshFaultInjection on a service's routes;
 //! - [`wasm`]: the filter, with its plugin configuration;
 //! - [`access_log`]: one JSON line on stdout per request or connection;
 //! - [`secrets`]: TLS material inline, or in files of its own (`--secrets-dir`);
@@ -29,6 +30,7 @@ pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
+pub mod traffic;
 pub mod wasm;
 pub mod xds;
 

@@ -105,8 +105,6 @@ const DETECTORS: &str = "must have at least one defined: totalFailures, gatewayF
 
 impl super::Conf for Conf {
     const KIND: Kind = Kind::MeshCircuitBreaker;
-    const EMPTY_TO: (&'static str, &'static str) =
-        ("spec", "at least one of 'from', 'to' has to be defined");
 
     fn validate(&self, path: &str, out: &mut Vec<Violation>) {
         if self.connection_limits.is_none() && self.outlier_detection.is_none() {

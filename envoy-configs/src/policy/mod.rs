@@ -2,20 +2,22 @@
 //! to each service in Kuma's merge order, and handed to the generator as one effective
 //! configuration per service and kind, with the policy that set each field.
 //!
-//! - [`timeout`]: MeshTimeout; [`retry`]: MeshRetry; [`circuit_breaker`]: MeshCircuitBreaker;
-//!   [`health_check`]: MeshHealthCheck (all `to[]` policies of this outbound Envoy).
-//! - The other kinds the model recognises (MeshRateLimit, MeshFaultInjection) are refused as
-//!   not supported yet.
+//! - `to[]` policies of this outbound Envoy: [`timeout`] (MeshTimeout), [`retry`] (MeshRetry),
+//!   [`circuit_breaker`] (MeshCircuitBreaker), [`health_check`] (MeshHealthCheck).
+//! - `from[]`/`rules[]` policies, which Kuma applies where the service is reached (its egress,
+//!   here this Envoy): [`rate_limit`] (MeshRateLimit), [`fault`] (MeshFaultInjection).
 //!
-//! Merge order (Kuma's): policies sort by their top-level `targetRef` (only `Mesh` here), then
-//! by name with the name that sorts first winning; their matching `to[]` entries are
-//! concatenated in that order and sorted again by `to[].targetRef` (`Mesh` before
+//! Merge order (Kuma's): policies sort by their top-level `targetRef` (`Mesh` before
+//! `MeshService`), then by name with the name that sorts first winning; their matching entries
+//! are concatenated in that order and sorted again by `to[].targetRef` (`Mesh` before
 //! `MeshService`); the `default`s are applied in that order as JSON merge patches (RFC 7386),
 //! so the last to set a field wins it.
 
 pub mod circuit_breaker;
 pub mod duration;
+pub mod fault;
 pub mod health_check;
+pub mod rate_limit;
 pub mod retry;
 pub mod timeout;
 
@@ -101,11 +103,21 @@ struct To<C> {
     default: C,
 }
 
+/// Where a kind's entries are: `to[]` (outbound: this Envoy calling the service), or `from[]`
+/// and `rules[]` under a top-level target (where the service is reached, as Kuma's egress).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    To,
+    From,
+}
+
 /// A policy kind's `default`: how it is checked, in Kuma's wording, at `path`.
 pub trait Conf: DeserializeOwned + Default {
     const KIND: Kind;
-    /// The message of an empty or missing `to` (Kuma words it per kind).
-    const EMPTY_TO: (&'static str, &'static str);
+    const SHAPE: Shape = Shape::To;
+    /// The violation of an empty or missing `to` (Kuma words it per kind).
+    const EMPTY_TO: (&'static str, &'static str) =
+        ("spec", "at least one of 'from', 'to' has to be defined");
     fn validate(&self, path: &str, out: &mut Vec<Violation>);
 }
 
@@ -141,6 +153,110 @@ fn check_to_policy<C: Conf>(spec: &Value) -> Vec<Violation> {
     out
 }
 
+/// A `from[]`/`rules[]` policy's spec: the service it is for, and its entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FromPolicy<C> {
+    #[serde(default)]
+    target_ref: Option<TargetRef>,
+    #[serde(default)]
+    from: Option<Vec<To<C>>>,
+    #[serde(default)]
+    rules: Option<Vec<Rule<C>>>,
+    #[serde(default)]
+    to: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rule<C> {
+    #[serde(default)]
+    default: C,
+}
+
+fn check_from_policy<C: Conf>(spec: &Value) -> Vec<Violation> {
+    let spec: FromPolicy<C> = match typed(spec.clone()) {
+        Ok(spec) => spec,
+        Err(found) => return prefixed(found),
+    };
+    let mut out = Vec::new();
+    if let Some(target) = &spec.target_ref {
+        target.validate("spec.targetRef", &[MESH, MESH_SERVICE], &mut out);
+    }
+    if spec.to.is_some() {
+        out.push(Violation::new("spec.to", rules::MUST_NOT_BE_DEFINED));
+    }
+    for (i, entry) in spec.from.iter().flatten().enumerate() {
+        let path = format!("spec.from[{i}]");
+        entry
+            .target_ref
+            .validate(&format!("{path}.targetRef"), &[MESH], &mut out);
+        entry.default.validate(&format!("{path}.default"), &mut out);
+    }
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        rule.default
+            .validate(&format!("spec.rules[{i}].default"), &mut out);
+    }
+    out
+}
+
+/// Any valid policy, read loosely to find what applies where.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Entries {
+    #[serde(default)]
+    target_ref: Option<TargetRef>,
+    #[serde(default)]
+    to: Vec<To<Value>>,
+    #[serde(default)]
+    from: Vec<To<Value>>,
+    #[serde(default)]
+    rules: Vec<Rule<Value>>,
+}
+
+impl Entries {
+    /// The top-level target's rank, if it selects `service` (absent is the whole mesh).
+    fn top_rank(&self, service: &str) -> Option<u8> {
+        match &self.target_ref {
+            None => Some(0),
+            Some(t) => t.selects(service).then(|| t.rank()),
+        }
+    }
+
+    /// The `default`s that apply to `service`, each with its entry's rank.
+    fn defaults(&self, shape: Shape, service: &str) -> Vec<(u8, &Value)> {
+        match shape {
+            Shape::To => self
+                .to
+                .iter()
+                .filter(|e| e.target_ref.selects(service))
+                .map(|e| (e.target_ref.rank(), &e.default))
+                .collect(),
+            Shape::From => self
+                .from
+                .iter()
+                .map(|e| (0, &e.default))
+                .chain(self.rules.iter().map(|r| (0, &r.default)))
+                .collect(),
+        }
+    }
+
+    /// Where the policy names a service: `(field, name)`.
+    fn named_services(&self) -> Vec<(String, &str)> {
+        let top = self
+            .target_ref
+            .iter()
+            .filter(|t| t.kind == MESH_SERVICE)
+            .filter_map(|t| Some(("spec.targetRef.name".to_string(), t.name.as_deref()?)));
+        let to = self.to.iter().enumerate().filter_map(|(i, e)| {
+            let name = e.target_ref.name.as_deref()?;
+            (e.target_ref.kind == MESH_SERVICE)
+                .then(|| (format!("spec.to[{i}].targetRef.name"), name))
+        });
+        top.chain(to).collect()
+    }
+}
+
 fn prefixed(found: Vec<Violation>) -> Vec<Violation> {
     found
         .into_iter()
@@ -172,11 +288,11 @@ fn check_policy(kind: Kind, spec: &Value) -> Vec<Violation> {
         Kind::MeshRetry => check_to_policy::<retry::Conf>(spec),
         Kind::MeshCircuitBreaker => check_to_policy::<circuit_breaker::Conf>(spec),
         Kind::MeshHealthCheck => check_to_policy::<health_check::Conf>(spec),
+        Kind::MeshRateLimit => check_from_policy::<rate_limit::Conf>(spec),
+        Kind::MeshFaultInjection => check_from_policy::<fault::Conf>(spec),
         other => vec![Violation::new(
             "",
-            format!(
-                "{other} is not supported yet: extsvc applies MeshTimeout, MeshRetry, MeshCircuitBreaker and MeshHealthCheck; remove this {other} or keep it out of the files given to extsvc"
-            ),
+            format!("{other} is not a traffic policy"),
         )],
     }
 }
@@ -204,6 +320,10 @@ pub struct Effective {
     pub circuit_breaker: Option<Applied<circuit_breaker::Conf>>,
     #[serde(rename = "MeshHealthCheck", skip_serializing_if = "Option::is_none")]
     pub health_check: Option<Applied<health_check::Conf>>,
+    #[serde(rename = "MeshRateLimit", skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<Applied<rate_limit::Conf>>,
+    #[serde(rename = "MeshFaultInjection", skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Applied<fault::Conf>>,
 }
 
 impl Effective {
@@ -212,6 +332,8 @@ impl Effective {
             && self.retry.is_none()
             && self.circuit_breaker.is_none()
             && self.health_check.is_none()
+            && self.rate_limit.is_none()
+            && self.fault.is_none()
     }
 }
 
@@ -236,6 +358,8 @@ static NONE: Effective = Effective {
     retry: None,
     circuit_breaker: None,
     health_check: None,
+    rate_limit: None,
+    fault: None,
 };
 
 impl Policies {
@@ -257,6 +381,8 @@ impl Policies {
                 retry: resolve::<retry::Conf>(resources, mesh, service),
                 circuit_breaker: resolve::<circuit_breaker::Conf>(resources, mesh, service),
                 health_check: resolve::<health_check::Conf>(resources, mesh, service),
+                rate_limit: resolve::<rate_limit::Conf>(resources, mesh, service),
+                fault: resolve::<fault::Conf>(resources, mesh, service),
             };
             policies
                 .services
@@ -292,43 +418,41 @@ impl Policies {
     }
 }
 
-/// The `to[]` entries of `C::KIND` that select `service`, in Kuma's order, merged.
+/// The entries of `C::KIND` that apply to `service`, in Kuma's order, merged: policies by
+/// their top-level target's rank, then by name (the name that sorts first is applied last,
+/// and so wins); their entries then by their own target's rank, policy order kept within one.
 fn resolve<C: Conf>(resources: &[Resource], mesh: &str, service: &str) -> Option<Applied<C>> {
-    let mut policies: Vec<(&str, ToPolicy<Value>)> = resources
+    let mut policies: Vec<(u8, &str, Entries)> = resources
         .iter()
         .filter(|r| r.mesh == mesh)
         .filter_map(|r| match &r.spec {
             Spec::Policy { kind, spec }
                 if *kind == C::KIND && check_policy(*kind, spec).is_empty() =>
             {
-                serde_json::from_value(spec.clone())
-                    .ok()
-                    .map(|p| (r.name.as_str(), p))
+                let entries: Entries = serde_json::from_value(spec.clone()).ok()?;
+                Some((entries.top_rank(service)?, r.name.as_str(), entries))
             }
             _ => None,
         })
         .collect();
-    // The top-level targetRef is `Mesh` for every valid policy here: the name decides, and the
-    // name that sorts first is applied last.
-    policies.sort_by(|a, b| b.0.cmp(a.0));
-    let mut entries: Vec<(&str, &To<Value>)> = policies
+    policies.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)));
+    let mut defaults: Vec<(u8, &str, &Value)> = policies
         .iter()
-        .flat_map(|(name, p)| {
-            p.to.iter()
-                .flatten()
-                .filter(|e| e.target_ref.selects(service))
-                .map(move |e| (*name, e))
+        .flat_map(|(_, name, entries)| {
+            entries
+                .defaults(C::SHAPE, service)
+                .into_iter()
+                .map(move |(rank, default)| (rank, *name, default))
         })
         .collect();
-    // Stable: policy order is kept within each level.
-    entries.sort_by_key(|(_, e)| e.target_ref.rank());
-    if entries.is_empty() {
+    defaults.sort_by_key(|(rank, _, _)| *rank);
+    if defaults.is_empty() {
         return None;
     }
     let mut merged = Value::Object(Map::new());
     let mut fields = BTreeMap::new();
-    for (name, entry) in entries {
-        merge_patch(&mut merged, &entry.default, name, "", &mut fields);
+    for (_, name, default) in defaults {
+        merge_patch(&mut merged, default, name, "", &mut fields);
     }
     // Each part is a valid `default` and every field of one is optional, so the merge reads.
     let conf = serde_json::from_value(merged.clone()).ok()?;
@@ -383,8 +507,8 @@ fn is_within(field: &str, path: &str) -> bool {
             .is_some_and(|rest| rest.starts_with('.'))
 }
 
-/// A warning per valid policy entry that names a `kuma.io/service` no ExternalService of its
-/// mesh declares.
+/// A warning per valid policy target that names a `kuma.io/service` no ExternalService of
+/// its mesh declares.
 fn unmatched_targets(
     resources: &[Resource],
     declared: &BTreeMap<(String, String), ()>,
@@ -397,18 +521,13 @@ fn unmatched_targets(
         if !check_policy(*kind, spec).is_empty() {
             continue;
         }
-        let Ok(policy) = serde_json::from_value::<ToPolicy<Value>>(spec.clone()) else {
+        let Ok(entries) = serde_json::from_value::<Entries>(spec.clone()) else {
             continue;
         };
-        for (i, entry) in policy.to.iter().flatten().enumerate() {
-            let Some(name) = entry.target_ref.name.as_deref() else {
-                continue;
-            };
-            if entry.target_ref.kind == MESH_SERVICE
-                && !declared.contains_key(&(r.mesh.clone(), name.to_string()))
-            {
+        for (field, name) in entries.named_services() {
+            if !declared.contains_key(&(r.mesh.clone(), name.to_string())) {
                 found.push(format!(
-                    "{}: {kind} {:?} (mesh {:?}): spec.to[{i}].targetRef.name: no ExternalService of mesh {:?} has kuma.io/service {name:?}, so this entry applies to nothing",
+                    "{}: {kind} {:?} (mesh {:?}): {field}: no ExternalService of mesh {:?} has kuma.io/service {name:?}, so this entry applies to nothing",
                     r.origin.file, r.name, r.mesh, r.mesh
                 ));
             }
@@ -428,6 +547,9 @@ pub mod rules {
     pub const DEFINED_AND_GREATER_THAN_ZERO: &str = "must be defined and greater than zero";
     pub const NOT_EMPTY: &str = "must not be empty";
     pub const DEFINED: &str = "must be defined";
+    pub const MUST_NOT_BE_DEFINED: &str = "must not be defined";
+    pub const PERCENTAGE: &str = "must be in inclusive range [0.0, 100.0]";
+    pub const STATUS_CODE: &str = "must be in inclusive range [100, 599]";
 
     pub fn not_negative(path: &str, field: &str, d: Option<Duration>, out: &mut Vec<Violation>) {
         if d.is_some_and(Duration::is_negative) {

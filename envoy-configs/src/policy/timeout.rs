@@ -33,8 +33,6 @@ pub struct Http {
 
 impl super::Conf for Conf {
     const KIND: Kind = Kind::MeshTimeout;
-    const EMPTY_TO: (&'static str, &'static str) =
-        ("spec", "at least one of 'from', 'to' has to be defined");
 
     fn validate(&self, path: &str, out: &mut Vec<Violation>) {
         if self.connection_timeout.is_none() && self.idle_timeout.is_none() && self.http.is_none() {

@@ -1,5 +1,5 @@
-//! Traffic policies (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck) beside
-//! ExternalServices: validation with exact
+//! Traffic policies (MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck,
+//! MeshRateLimit, MeshFaultInjection) beside ExternalServices: validation with exact
 //! field/message pairs (`tests/policies/*.yaml`), the effective view and warnings of
 //! `extsvc validate`, and a real Envoy against upstreams that misbehave on purpose.
 
@@ -79,7 +79,19 @@ fn every_violation_in_kumas_wording_with_its_field() {
         ("MeshHealthCheck bad-health", "spec.to[0].default.http.path", "must be defined"),
         ("MeshHealthCheck bad-health", "spec.to[0].default.http.expectedStatuses[1]", "must be in inclusive range [100, 599]"),
         ("MeshHealthCheck bad-health", "spec.to[1].default", "must have at least one defined: http, tcp, grpc"),
-        ("MeshRateLimit limit", "", "MeshRateLimit is not supported yet: extsvc applies MeshTimeout, MeshRetry, MeshCircuitBreaker and MeshHealthCheck; remove this MeshRateLimit or keep it out of the files given to extsvc"),
+        ("MeshRateLimit bad-limit", "spec.to", "must not be defined"),
+        ("MeshRateLimit bad-limit", "spec.from[0].targetRef.kind", "value is not supported"),
+        ("MeshRateLimit bad-limit", "spec.from[0].default.local.http.requestRate.num", "must be greater than 0"),
+        ("MeshRateLimit bad-limit", "spec.from[0].default.local.http.requestRate.interval", "must be greater than: 50ms"),
+        ("MeshRateLimit bad-limit", "spec.from[0].default.local.http.onRateLimit.status", "must be greater than 0"),
+        ("MeshRateLimit bad-limit", "spec.from[1].default.local", "must be defined"),
+        ("MeshRateLimit bad-limit", "spec.from[2].default.local.http", "must have at least one defined: disabled, requestRate, onRateLimit"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].abort.httpStatus", "must be in inclusive range [100, 599]"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].abort.percentage", "must be in inclusive range [0.0, 100.0]"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].delay.value", "must not be negative when defined"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].delay.percentage", "string must be a valid number"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http", "not supported yet by extsvc: more than one abort"),
+        ("MeshTrafficPermission not-read", "type", "unsupported resource \"MeshTrafficPermission\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
     ];
     let want: Vec<(String, String, String)> = want
         .iter()
@@ -193,6 +205,11 @@ fn validate_json_says_which_policy_won_each_field() {
         "breaker"
     );
     assert_eq!(httpbin["MeshHealthCheck"]["fields"]["http.path"], "health");
+    assert_eq!(
+        httpbin["MeshRateLimit"]["fields"]["local.http.requestRate.num"],
+        "limit"
+    );
+    assert!(httpbin.get("MeshFaultInjection").is_none(), "{httpbin}");
     let other = of("other");
     assert_eq!(
         other["MeshTimeout"]["conf"]["http"]["requestTimeout"],
@@ -201,6 +218,8 @@ fn validate_json_says_which_policy_won_each_field() {
     assert!(other.get("MeshRetry").is_none(), "{other}");
     assert!(other.get("MeshCircuitBreaker").is_none(), "{other}");
     assert_eq!(other["MeshHealthCheck"]["conf"]["interval"], "10s");
+    assert_eq!(other["MeshFaultInjection"]["fields"]["http"], "faults");
+    assert!(other.get("MeshRateLimit").is_none(), "{other}");
     assert_eq!(report["warnings"], Value::Array(Vec::new()));
 }
 
@@ -510,4 +529,98 @@ fn an_unhealthy_upstream_gets_503_without_a_request_reaching_it_then_is_served_a
         200 => Ok(()),
         other => Err(format!("status {other}")),
     });
+}
+
+#[test]
+fn the_rate_limits_third_request_gets_its_configured_status() {
+    let dir = test_dir();
+    let limited = Scripted::start(vec![Reply::status(200)]);
+    let free = Scripted::start(vec![Reply::status(200)]);
+    let limit = dedent(
+        "
+        type: MeshRateLimit
+        name: two-a-minute
+        mesh: default
+        spec:
+          targetRef: {kind: MeshService, name: limited}
+          from:
+          - targetRef: {kind: Mesh}
+            default:
+              local:
+                http:
+                  requestRate: {num: 2, interval: 1m}
+                  onRateLimit: {status: 503, headers: {set: [{name: x-limited, value: by-policy}]}}
+        ",
+    );
+    let s = sidecar(
+        dir.path(),
+        &[
+            http_service("limited", &limited.addr().to_string()),
+            http_service("free", &free.addr().to_string()),
+            limit,
+        ],
+    );
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| s.with_host("limited.mesh", "/").run().status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 503]);
+    let r = s.with_host("limited.mesh", "/").run();
+    assert_eq!(r.header("x-limited"), Some("by-policy"), "{r:?}");
+    assert_eq!(limited.requests(), 2);
+    // The other service has no limit.
+    for _ in 0..4 {
+        assert_eq!(s.with_host("free.mesh", "/").run().status, 200);
+    }
+    assert_eq!(free.requests(), 4);
+}
+
+#[test]
+fn a_fault_abort_and_a_fault_delay_act_on_the_share_they_name() {
+    let dir = test_dir();
+    let aborted = Scripted::start(vec![Reply::status(200)]);
+    let delayed = Scripted::start(vec![Reply::status(200)]);
+    let fault = |service: &str, fault: &str| {
+        dedent(&format!(
+            "
+            type: MeshFaultInjection
+            name: {service}-faults
+            mesh: default
+            spec:
+              targetRef: {{kind: MeshService, name: {service}}}
+              from:
+              - targetRef: {{kind: Mesh}}
+                default: {{http: [{fault}]}}
+            "
+        ))
+    };
+    let s = sidecar(
+        dir.path(),
+        &[
+            http_service("aborted", &aborted.addr().to_string()),
+            http_service("delayed", &delayed.addr().to_string()),
+            fault("aborted", "{abort: {httpStatus: 418, percentage: 50}}"),
+            fault("delayed", "{delay: {value: 400ms, percentage: 100}}"),
+        ],
+    );
+    let tries = 60;
+    let teapots = (0..tries)
+        .filter(|_| s.with_host("aborted.mesh", "/").run().status == 418)
+        .count();
+    // Half of 60; outside 12..=48 is over four standard deviations away.
+    assert!((12..=48).contains(&teapots), "{teapots} of {tries} aborted");
+    assert_eq!(aborted.requests(), tries - teapots);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let r = s.with_host("delayed.mesh", "/").run();
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(
+        s.envoy.counter("http.outbound_http.fault.delays_injected"),
+        3
+    );
 }
