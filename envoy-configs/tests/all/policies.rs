@@ -624,3 +624,27 @@ fn a_fault_abort_and_a_fault_delay_act_on_the_share_they_name() {
         3
     );
 }
+
+/// Policies are the generator's: the filter's plugin configuration holds none of them.
+#[test]
+fn the_filters_configuration_holds_no_policy() {
+    let dir = test_dir();
+    let resources = std::fs::read_to_string(fixture("valid.yaml")).unwrap();
+    let cli = support::generate(dir.path(), &resources, 15001, None, &[]);
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    let config = std::fs::read_to_string(dir.path().join("envoy.yaml")).unwrap();
+    assert!(config.contains("external_service_httpbin"), "{config}");
+    for kind in [
+        "MeshTimeout",
+        "MeshRetry",
+        "MeshCircuitBreaker",
+        "MeshHealthCheck",
+        "MeshRateLimit",
+        "MeshFaultInjection",
+    ] {
+        assert!(
+            !config.contains(kind),
+            "{kind} in the generated configuration"
+        );
+    }
+}
