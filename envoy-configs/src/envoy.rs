@@ -467,14 +467,27 @@ pub enum ProtocolOptions {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpProtocolOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_http_protocol_options: Option<CommonHttpProtocolOptions>,
     pub explicit_http_config: ExplicitHttpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommonHttpProtocolOptions {
+    /// How long an upstream connection with no request may stay open (Envoy's default 1h).
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExplicitHttpConfig {
+    HttpProtocolOptions(Http1ProtocolOptions),
     Http2ProtocolOptions(Http2ProtocolOptions),
 }
+
+/// Envoy's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Http1ProtocolOptions {}
 
 /// Envoy's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -606,6 +619,12 @@ pub struct TcpProxy {
     pub stat_prefix: String,
     pub cluster: String,
     pub access_log: Vec<AccessLog>,
+    /// Envoy's default is 1h.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// Envoy's default is 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connect_attempts: Option<u32>,
 }
 
 // ------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ pub fn service_cluster(
 ) -> Result<Cluster, Error> {
     let name = name(&service.name);
     let policies = ctx.policies.of(ctx.mesh(), &service.name);
+    let timeouts = policies.timeout.as_ref().map(|t| &t.conf);
     let breaker = policies.circuit_breaker.as_ref().map(|b| &b.conf);
     let health = policies.health_check.as_ref().map(|h| &h.conf);
     // The endpoints are all IPs or all names (`cluster_rules`): the first says which.
@@ -84,13 +85,14 @@ pub fn service_cluster(
         } else {
             DiscoveryType::StrictDns
         }),
-        connect_timeout: policies
-            .timeout
-            .as_ref()
-            .and_then(|t| t.conf.connection_timeout)
+        connect_timeout: timeouts
+            .and_then(|t| t.connection_timeout)
             .map_or(CONNECT_TIMEOUT, policy_duration),
         dns_lookup_family: (!by_ip).then_some(DNS_LOOKUP_FAMILY),
-        typed_extension_protocol_options: service.protocol.is_http2().then(protocol::http2_options),
+        typed_extension_protocol_options: protocol::options(
+            service.protocol,
+            timeouts.and_then(|t| t.idle_timeout).map(policy_duration),
+        ),
         transport_socket_matches,
         // With per-host matches too: an endpoint that matches none still gets TLS.
         transport_socket: sockets.into_iter().next().map(|(_, socket)| socket),
@@ -232,7 +234,7 @@ fn hex_payload(text: &str) -> Payload {
     }
 }
 
-fn policy_duration(d: crate::policy::duration::Duration) -> envoy::Duration {
+pub fn policy_duration(d: crate::policy::duration::Duration) -> envoy::Duration {
     envoy::Duration(d.to_std())
 }
 

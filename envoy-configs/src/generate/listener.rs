@@ -6,7 +6,7 @@ use crate::envoy::{
     Address, Extension, FilterChain, Listener, NetworkFilter, NetworkFilterConfig, TcpProxy,
 };
 
-use super::{access_log, cluster, http, Context, Outbound};
+use super::{access_log, cluster, http, traffic, Context, Outbound};
 
 pub const OUTBOUND_HTTP: &str = "outbound_http";
 
@@ -65,6 +65,8 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
                 stat_prefix: stat_prefix(&name),
                 cluster: cluster::name(&service.name),
                 access_log: access_log::tcp(&name, &service.name),
+                idle_timeout: traffic::tcp_idle_timeout(ctx, service),
+                max_connect_attempts: traffic::max_connect_attempts(ctx, service),
             }),
         }
     };

@@ -1,14 +1,18 @@
 //! MeshRateLimit and MeshFaultInjection on a service's routes: Envoy's local rate limit and
 //! fault filters sit inert in the connection manager, and each service's route configures them
-//! (`typed_per_filter_config`), so they act on that service only.
+//! (`typed_per_filter_config`), so they act on that service only. And what MeshTimeout and
+//! MeshRetry set on a tcp service's `tcp_proxy`.
 
 use crate::envoy::{
     AppendAction, Denominator, Duration, Extension, FaultAbort, FaultDelay, FractionalPercent,
     HeaderValue, HeaderValueOption, HttpFault, HttpFilter, HttpFilterConfig, HttpStatus,
     LocalRateLimit, Map, RuntimeFractionalPercent, TokenBucket,
 };
+use external_service_model::catalog::Service;
+
 use crate::policy::{fault, rate_limit, Effective};
 
+use super::cluster::policy_duration;
 use super::Context;
 
 pub const FAULT: &str = "envoy.filters.http.fault";
@@ -149,4 +153,20 @@ fn header(h: &rate_limit::Header, append_action: Option<AppendAction>) -> Header
         },
         append_action,
     }
+}
+
+/// A tcp service's MeshTimeout `idleTimeout`, for its `tcp_proxy`.
+pub fn tcp_idle_timeout(ctx: &Context<'_>, service: &Service) -> Option<Duration> {
+    let timeout = ctx
+        .policies
+        .of(ctx.mesh(), &service.name)
+        .timeout
+        .as_ref()?;
+    timeout.conf.idle_timeout.map(policy_duration)
+}
+
+/// A tcp service's MeshRetry `tcp.maxConnectAttempt`, for its `tcp_proxy`.
+pub fn max_connect_attempts(ctx: &Context<'_>, service: &Service) -> Option<u32> {
+    let retry = ctx.policies.of(ctx.mesh(), &service.name).retry.as_ref()?;
+    retry.conf.tcp.as_ref()?.max_connect_attempt
 }

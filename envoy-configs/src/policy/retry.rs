@@ -5,7 +5,7 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 
 use super::duration::Duration;
-use super::rules::{not_yet, DEFINED, DEFINED_AND_GREATER_THAN_ZERO, NOT_EMPTY};
+use super::rules::{DEFINED, DEFINED_AND_GREATER_THAN_ZERO, NOT_EMPTY};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -187,12 +187,6 @@ impl super::Conf for Conf {
             if tcp.max_connect_attempt.is_none() {
                 out.push(Violation::new(format!("{path}.tcp"), NOT_EMPTY));
             }
-            not_yet(
-                path,
-                "tcp.maxConnectAttempt",
-                tcp.max_connect_attempt.is_some(),
-                out,
-            );
         }
         if let Some(http) = &self.http {
             let empty = http.num_retries.is_none()

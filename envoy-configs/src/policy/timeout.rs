@@ -44,7 +44,6 @@ impl super::Conf for Conf {
         }
         greater_than_zero(path, "connectionTimeout", self.connection_timeout, out);
         not_negative(path, "idleTimeout", self.idle_timeout, out);
-        not_yet(path, "idleTimeout", self.idle_timeout.is_some(), out);
         let Some(http) = &self.http else {
             return;
         };

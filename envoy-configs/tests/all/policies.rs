@@ -118,13 +118,29 @@ fn fields_kuma_has_and_extsvc_does_not_apply_yet_are_refused() {
                   idleTimeout: 1h
                   http: {maxConnectionDuration: 1h}
             ---
-            type: MeshRetry
+            type: MeshHealthCheck
             name: later
             mesh: default
             spec:
               to:
               - targetRef: {kind: Mesh}
-                default: {tcp: {maxConnectAttempt: 3}}
+                default:
+                  eventLogPath: /tmp/hc.log
+                  http: {requestHeadersToAdd: {add: [{name: a, value: b}]}}
+            ---
+            type: MeshRateLimit
+            name: later
+            mesh: default
+            spec:
+              rules:
+              - default: {local: {tcp: {connectionRate: {num: 1, interval: 1s}}}}
+            ---
+            type: MeshFaultInjection
+            name: later
+            mesh: default
+            spec:
+              rules:
+              - default: {http: [{responseBandwidth: {limit: 1kbps, percentage: 10}}]}
             ",
         ),
     )
@@ -140,22 +156,15 @@ fn fields_kuma_has_and_extsvc_does_not_apply_yet_are_refused() {
                 .map(|v| (v.field.clone(), v.message.clone()))
         })
         .collect();
-    let not_yet = "not supported yet by extsvc".to_string();
+    let not_yet = |field: &str| (field.to_string(), "not supported yet by extsvc".to_string());
     assert_eq!(
         found,
         [
-            (
-                "spec.to[0].default.idleTimeout".to_string(),
-                not_yet.clone()
-            ),
-            (
-                "spec.to[0].default.http.maxConnectionDuration".to_string(),
-                not_yet.clone()
-            ),
-            (
-                "spec.to[0].default.tcp.maxConnectAttempt".to_string(),
-                not_yet
-            ),
+            not_yet("spec.to[0].default.http.maxConnectionDuration"),
+            not_yet("spec.to[0].default.eventLogPath"),
+            not_yet("spec.to[0].default.http.requestHeadersToAdd"),
+            not_yet("spec.rules[0].default.local.tcp"),
+            not_yet("spec.rules[0].default.http[0].responseBandwidth"),
         ]
     );
 }
@@ -651,4 +660,148 @@ fn the_filters_configuration_holds_no_policy() {
             "{kind} in the generated configuration"
         );
     }
+}
+
+/// A tcp service behind a Dataplane outbound, with these policies.
+fn tcp_sidecar(dir: &Path, address: &str, policies: &[String]) -> Sidecar {
+    let service = dedent(&format!(
+        "
+        type: ExternalService
+        mesh: default
+        name: raw
+        tags: {{kuma.io/service: raw, kuma.io/protocol: tcp}}
+        networking: {{address: {address}}}
+        "
+    ));
+    Sidecar::start_with_outbounds(dir, None, 1, &[], |ports| {
+        let mut all = vec![
+            mesh(false),
+            service.clone(),
+            support::dataplane(ports[0], "raw"),
+        ];
+        all.extend(policies.iter().cloned());
+        docs(&all)
+    })
+}
+
+#[test]
+fn a_tcp_service_is_connected_to_as_many_times_as_its_mesh_retry_says() {
+    let dir = test_dir();
+    // Nothing listens there: every attempt fails.
+    let closed = format!("127.0.0.1:{}", support::free_port());
+    let retry = dedent(
+        "
+        type: MeshRetry
+        name: tcp-attempts
+        mesh: default
+        spec:
+          to:
+          - targetRef: {kind: MeshService, name: raw}
+            default: {tcp: {maxConnectAttempt: 3}}
+        ",
+    );
+    let s = tcp_sidecar(dir.path(), &closed, &[retry]);
+    let mut app = std::net::TcpStream::connect(("127.0.0.1", s.outbound[0])).unwrap();
+    app.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = [0u8; 16];
+    // Envoy closes the app's connection once the attempts are spent.
+    let _ = std::io::Read::read(&mut app, &mut buf);
+    let failures = "cluster.external_service_raw.upstream_cx_connect_fail";
+    support::eventually(
+        "three attempts",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || match s.envoy.counter(failures) {
+            3 => Ok(()),
+            n => Err(format!("{n} attempts")),
+        },
+    );
+}
+
+#[test]
+fn an_idle_tcp_connection_is_closed_at_the_mesh_timeouts_idle_timeout() {
+    let dir = test_dir();
+    let up = support::UpstreamBuilder::new()
+        .tcp("echo")
+        .start(dir.path());
+    let timeout = dedent(
+        "
+        type: MeshTimeout
+        name: tcp-idle
+        mesh: default
+        spec:
+          to:
+          - targetRef: {kind: Mesh}
+            default: {idleTimeout: 500ms}
+        ",
+    );
+    let s = tcp_sidecar(dir.path(), &up.addr("echo").to_string(), &[timeout]);
+    let mut app = std::net::TcpStream::connect(("127.0.0.1", s.outbound[0])).unwrap();
+    app.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(&mut app, b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    std::io::Read::read_exact(&mut app, &mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    let idle_since = Instant::now();
+    let mut rest = [0u8; 1];
+    // Closed by Envoy, not by the read timeout.
+    assert_eq!(std::io::Read::read(&mut app, &mut rest).unwrap(), 0);
+    let idle = idle_since.elapsed();
+    assert!(
+        idle >= Duration::from_millis(450) && idle < Duration::from_secs(8),
+        "{idle:?}"
+    );
+    let stat = format!("tcp.outbound_127_0_0_1_{}.idle_timeout", s.outbound[0]);
+    assert_eq!(s.envoy.counter(&stat), 1, "{stat}");
+}
+
+#[test]
+fn an_idle_upstream_http_connection_is_closed_at_the_mesh_timeouts_idle_timeout() {
+    let dir = test_dir();
+    let up = support::UpstreamBuilder::new()
+        .plain("a")
+        .plain("b")
+        .start(dir.path());
+    let timeout = dedent(
+        "
+        type: MeshTimeout
+        name: http-idle
+        mesh: default
+        spec:
+          to:
+          - targetRef: {kind: MeshService, name: idle}
+            default: {idleTimeout: 300ms}
+        ",
+    );
+    let s = sidecar(
+        dir.path(),
+        &[
+            http_service("idle", &up.addr("a").to_string()),
+            http_service("kept", &up.addr("b").to_string()),
+            timeout,
+        ],
+    );
+    assert_eq!(s.with_host("idle.mesh", "/").run().status, 200);
+    assert_eq!(s.with_host("kept.mesh", "/").run().status, 200);
+    let closed = "cluster.external_service_idle.upstream_cx_idle_timeout";
+    support::eventually(
+        "closed when idle",
+        Duration::from_secs(10),
+        Duration::from_millis(100),
+        || match s.envoy.counter(closed) {
+            1 => Ok(()),
+            n => Err(format!("{n} closed")),
+        },
+    );
+    // The other service keeps Envoy's default (1h): its connection stays open.
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_kept.upstream_cx_idle_timeout"),
+        0
+    );
+    assert_eq!(
+        s.envoy
+            .counter("cluster.external_service_kept.upstream_cx_active"),
+        1
+    );
 }
