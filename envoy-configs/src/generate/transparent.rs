@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::envoy::{
     Address, AddressList, CidrRange, Cluster, DiscoveryType, DnsClientConfig, DnsEndpoint,
-    DnsFilterConfig, DnsServerConfig, DnsTable, DnsVirtualDomain, Extension, FilterChain,
+    DnsFilterConfig, DnsServerConfig, DnsTable, DnsVirtualDomain, Duration, Extension, FilterChain,
     FilterChainMatch, LbPolicy, Listener, ListenerFilterConfig, NetworkFilter, NetworkFilterConfig,
-    OriginalDst, Seconds, SocketProtocol, TcpProxy,
+    OriginalDst, SocketProtocol, TcpProxy,
 };
 
 use super::{access_log, cluster, listener, Context, Error};
@@ -36,7 +36,7 @@ pub const UNDECLARED_DESTINATION: &str = "undeclared-destination";
 /// What `--xds-dir` keeps beside the listeners: every name ever given a VIP.
 pub const VIPS_FILE: &str = "vips.json";
 /// The DNS filter's smallest answer TTL.
-const ANSWER_TTL: Seconds = Seconds(30);
+const ANSWER_TTL: Duration = Duration::from_secs(30);
 
 /// What the transparent proxy needs beyond the resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,6 +312,8 @@ fn capture(ctx: &Context<'_>) -> Listener {
             stat_prefix: CAPTURE.to_string(),
             cluster: cluster.to_string(),
             access_log: access_log::capture(CAPTURE, denied),
+            idle_timeout: None,
+            max_connect_attempts: None,
         }),
     };
     let mut capture = listener::listener(CAPTURE, listen, to(cluster, denied));
@@ -375,7 +377,7 @@ fn dns(
                     inline_dns_table: DnsTable { virtual_domains },
                 },
                 client_config: DnsClientConfig {
-                    resolver_timeout: Seconds(5),
+                    resolver_timeout: Duration::from_secs(5),
                     typed_dns_resolver_config: ctx.options.dns_resolver.map(cluster::dns_resolver),
                     max_pending_lookups: 256,
                 },
