@@ -44,7 +44,8 @@ pub struct Options {
     pub vip_cidr: Cidr,
     /// The builtin DNS's UDP address (`--redirect-dns` sends port 53 there).
     pub dns_listen: SocketAddr,
-    /// The allocation a previous `generate` kept in `--xds-dir`: its VIPs do not move.
+    /// With `--xds-dir`, the allocation earlier runs kept there (empty on the first): its
+    /// VIPs do not move, and a new name whose first choice is taken gets a free one.
     pub previous: Option<Vips>,
 }
 
