@@ -247,6 +247,28 @@ impl World {
         })
     }
 
+    /// Whether a ping from the app to the world is answered (two echo requests, 2 s each).
+    fn ping_answered(&self) -> bool {
+        let ip = WORLD_IP.to_string();
+        let out = self
+            .app()
+            .output("ping", &["-n", "-c", "2", "-W", "2", &ip]);
+        out.status.success()
+    }
+
+    /// How many ICMP echo requests the world has received (its `/proc/net/snmp`).
+    fn world_echo_requests(&self) -> u64 {
+        let out = self.topology.world.output("cat", &["/proc/net/snmp"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+        let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "InEchos")
+            .unwrap_or_else(|| panic!("no InEchos in {names}"));
+        values.split_whitespace().nth(at).unwrap().parse().unwrap()
+    }
+
     /// Sends one datagram from the app to the world's UDP socket; whether it arrived.
     pub fn udp_arrives(&self) -> bool {
         let script = format!("echo datagram > /dev/udp/{WORLD_IP}/{UDP_PORT}");
@@ -387,6 +409,12 @@ fn passthrough_on_lets_undeclared_traffic_through() {
         w.udp_arrives(),
         "without --block-uncaptured UDP goes out as it is"
     );
+    let echoes = w.world_echo_requests();
+    assert!(
+        w.ping_answered(),
+        "without --block-uncaptured ICMP goes out as it is"
+    );
+    assert!(w.world_echo_requests() > echoes);
     assert_from(
         &w.curl(&format!("http://[{WORLD_IP6}]:8082/")).run(),
         "ipv6",
@@ -416,6 +444,20 @@ fn passthrough_on_lets_undeclared_traffic_through() {
     assert_eq!(
         w.sidecar_counter("cluster.refused.upstream_cx_none_healthy"),
         1
+    );
+}
+
+/// `--block-uncaptured` rejects ICMP too: a ping from the app gets no answer, and the world
+/// receives no echo request (with the rules but not that flag, the ping above is answered).
+#[test]
+fn icmp_gets_nothing_out_under_block_uncaptured() {
+    let w = World::start(false, true);
+    let echoes = w.world_echo_requests();
+    assert!(!w.ping_answered(), "a ping got an answer");
+    assert_eq!(
+        w.world_echo_requests(),
+        echoes,
+        "an echo request reached the world"
     );
 }
 
