@@ -653,6 +653,51 @@ fn kept_vips_never_move_and_are_never_reused() {
     assert_eq!(fs::read_to_string(xds.join("lds.yaml")).unwrap(), lds);
 }
 
+/// Two names that hash to one VIP: without `--xds-dir` an error (no order of names can decide
+/// fairly), with it, from the first run on, each gets a VIP, kept in `vips.json`.
+#[test]
+fn with_an_xds_dir_names_that_hash_alike_get_a_vip_each_from_the_first_run() {
+    let dir = test_dir();
+    let cidr = "10.99.0.0/30";
+    let range: Cidr = cidr.parse().unwrap();
+    let other = (0..1000)
+        .map(|n| format!("svc-{n}"))
+        .find(|name| {
+            first_choice(&format!("{name}.mesh"), range) == first_choice("alpha.mesh", range)
+        })
+        .unwrap();
+    let resources = docs(&[
+        http_service("alpha", "10.1.0.1:80"),
+        http_service(&other, "10.1.0.2:80"),
+    ]);
+    let run = |extra: &[&str]| {
+        let mut args: Vec<OsString> = ["--transparent-proxy", "--vip-cidr", cidr]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.extend(extra.iter().map(OsString::from));
+        generate(dir.path(), &resources, 15001, None, &args)
+    };
+    let clash = run(&[]);
+    assert_eq!(clash.code, Some(1), "{}", clash.stderr);
+    assert!(
+        clash.stderr.contains("hash to the same VIP"),
+        "{}",
+        clash.stderr
+    );
+
+    let xds = dir.path().join("xds");
+    let kept = run(&["--xds-dir", xds.to_str().unwrap()]);
+    assert_eq!(kept.code, Some(0), "{}", kept.stderr);
+    let vips: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(xds.join("vips.json")).unwrap()).unwrap();
+    let (a, b) = (
+        &vips["vips"]["alpha.mesh"],
+        &vips["vips"][format!("{other}.mesh")],
+    );
+    assert!(a.is_string() && b.is_string() && a != b, "{vips}");
+}
+
 /// `--vip-cidr` and `--dns-listen` belong to `--transparent-proxy`; a bad range says what is
 /// wrong with it, and nothing is written.
 #[test]
