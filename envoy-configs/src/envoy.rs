@@ -38,13 +38,25 @@ impl<V: Serialize> Serialize for Map<V> {
     }
 }
 
-/// A `google.protobuf.Duration` of whole seconds: `5s`.
+/// A `google.protobuf.Duration`: `5s`, `0.250s`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Seconds(pub u64);
+pub struct Duration(pub std::time::Duration);
 
-impl Serialize for Seconds {
+impl Duration {
+    pub const fn from_secs(secs: u64) -> Duration {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+}
+
+impl Serialize for Duration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{}s", self.0))
+        let (secs, nanos) = (self.0.as_secs(), self.0.subsec_nanos());
+        if nanos == 0 {
+            s.collect_str(&format_args!("{secs}s"))
+        } else {
+            let fraction = format!("{nanos:09}");
+            s.collect_str(&format_args!("{secs}.{}s", fraction.trim_end_matches('0')))
+        }
     }
 }
 
@@ -259,7 +271,7 @@ pub struct Cluster {
     pub name: String,
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub discovery_type: Option<DiscoveryType>,
-    pub connect_timeout: Seconds,
+    pub connect_timeout: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_lookup_family: Option<DnsLookupFamily>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -275,6 +287,137 @@ pub struct Cluster {
     pub transport_socket_matches: Vec<TransportSocketMatch>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transport_socket: Option<TransportSocket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub circuit_breakers: Option<CircuitBreakers>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<HealthCheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_lb_config: Option<CommonLbConfig>,
+}
+
+/// `config.cluster.v3.CircuitBreakers`: one threshold set, for the default priority.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreakers {
+    pub thresholds: Vec<Thresholds>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Thresholds {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pending_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_requests: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connection_pools: Option<u32>,
+}
+
+/// `config.cluster.v3.OutlierDetection`; every `enforcing_*` is written, so that a detector
+/// the policy does not name is off rather than Envoy's default.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct OutlierDetection {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_ejection_time: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_ejection_percent: Option<u32>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub split_external_local_origin_errors: bool,
+    #[serde(rename = "consecutive_5xx", skip_serializing_if = "Option::is_none")]
+    pub consecutive_5xx: Option<u32>,
+    #[serde(rename = "enforcing_consecutive_5xx")]
+    pub enforcing_consecutive_5xx: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_gateway_failure: Option<u32>,
+    pub enforcing_consecutive_gateway_failure: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consecutive_local_origin_failure: Option<u32>,
+    pub enforcing_consecutive_local_origin_failure: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate_minimum_hosts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate_request_volume: Option<u32>,
+    /// The factor times 1000, as Envoy reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub success_rate_stdev_factor: Option<u32>,
+    pub enforcing_success_rate: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_percentage_minimum_hosts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_percentage_request_volume: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_percentage_threshold: Option<u32>,
+    pub enforcing_failure_percentage: u32,
+}
+
+/// `config.core.v3.HealthCheck`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheck {
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initial_jitter: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval_jitter: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_traffic_interval: Option<Duration>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub always_log_health_check_failures: bool,
+    #[serde(flatten)]
+    pub checker: HealthChecker,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthChecker {
+    HttpHealthCheck {
+        path: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        expected_statuses: Vec<Int64Range>,
+    },
+    TcpHealthCheck {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        send: Option<Payload>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        receive: Vec<Payload>,
+    },
+    GrpcHealthCheck {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        service_name: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        authority: Option<String>,
+    },
+}
+
+/// `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Int64Range {
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Bytes as hex text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Payload {
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommonLbConfig {
+    pub healthy_panic_threshold: Percent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percent {
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -360,14 +503,27 @@ pub enum ProtocolOptions {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpProtocolOptions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub common_http_protocol_options: Option<CommonHttpProtocolOptions>,
     pub explicit_http_config: ExplicitHttpConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CommonHttpProtocolOptions {
+    /// How long an upstream connection with no request may stay open (Envoy's default 1h).
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExplicitHttpConfig {
+    HttpProtocolOptions(Http1ProtocolOptions),
     Http2ProtocolOptions(Http2ProtocolOptions),
 }
+
+/// Envoy's defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Http1ProtocolOptions {}
 
 /// Envoy's defaults.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -479,6 +635,8 @@ pub enum SanType {
 #[serde(rename_all = "snake_case")]
 pub enum StringMatcher {
     Exact(String),
+    Prefix(String),
+    SafeRegex { regex: String },
 }
 
 // ------------------------------------------------------------------------------------------
@@ -545,7 +703,7 @@ pub struct DnsTable {
 pub struct DnsVirtualDomain {
     pub name: String,
     pub endpoint: DnsEndpoint,
-    pub answer_ttl: Seconds,
+    pub answer_ttl: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -562,7 +720,7 @@ pub struct AddressList {
 /// system's `/etc/resolv.conf`) unless one is named.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DnsClientConfig {
-    pub resolver_timeout: Seconds,
+    pub resolver_timeout: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub typed_dns_resolver_config: Option<Extension<DnsResolverConfig>>,
     pub max_pending_lookups: u32,
@@ -606,6 +764,12 @@ pub struct TcpProxy {
     pub stat_prefix: String,
     pub cluster: String,
     pub access_log: Vec<AccessLog>,
+    /// Envoy's default is 1h.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// Envoy's default is 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connect_attempts: Option<u32>,
 }
 
 // ------------------------------------------------------------------------------------------
@@ -656,6 +820,15 @@ pub struct ResponseFlagFilter {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HeaderValueOption {
     pub header: HeaderValue,
+    /// Envoy's default is to append.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub append_action: Option<AppendAction>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppendAction {
+    OverwriteIfExistsOrAdd,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -692,6 +865,9 @@ pub struct Route {
     pub action: Action,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_headers_to_add: Vec<HeaderValueOption>,
+    /// By filter name: what the connection manager's (inert) filters do on this route.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_per_filter_config: Option<Map<HttpFilterConfig>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -714,9 +890,85 @@ pub enum Action {
 pub struct RouteAction {
     pub cluster: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<Seconds>,
+    pub timeout: Option<Duration>,
+    /// The stream idle timeout of this route (the connection manager's otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_stream_duration: Option<MaxStreamDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_policy: Option<Box<RetryPolicy>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auto_host_rewrite: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MaxStreamDuration {
+    pub max_stream_duration: Duration,
+}
+
+/// `config.route.v3.RetryPolicy`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct RetryPolicy {
+    pub retry_on: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_retries: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_back_off: Option<RetryBackOff>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limited_retry_back_off: Option<RateLimitedRetryBackOff>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_status_codes: Vec<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_headers: Vec<HeaderMatcher>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retriable_request_headers: Vec<HeaderMatcher>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RetryBackOff {
+    /// Envoy requires it; Kuma's default is 25ms.
+    pub base_interval: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RateLimitedRetryBackOff {
+    pub reset_headers: Vec<ResetHeader>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResetHeader {
+    pub name: String,
+    pub format: ResetHeaderFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResetHeaderFormat {
+    Seconds,
+    UnixTimestamp,
+}
+
+/// `config.route.v3.HeaderMatcher`: a string match, or presence (`present_match: false` is
+/// absence).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeaderMatcher {
+    pub name: String,
+    #[serde(flatten)]
+    pub matcher: HeaderMatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderMatch {
+    StringMatch(StringMatcher),
+    PresentMatch(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -738,6 +990,83 @@ pub enum HttpFilterConfig {
     DynamicForwardProxy(DynamicForwardProxyConfig),
     #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router")]
     Router(Router),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"
+    )]
+    LocalRateLimit(LocalRateLimit),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault")]
+    Fault(HttpFault),
+}
+
+/// `extensions.filters.http.local_ratelimit.v3.LocalRateLimit`; without a token bucket (in the
+/// connection manager) it limits nothing, and a route's own configuration turns it on there.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LocalRateLimit {
+    pub stat_prefix: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_bucket: Option<TokenBucket>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_enabled: Option<RuntimeFractionalPercent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_enforced: Option<RuntimeFractionalPercent>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<HttpStatus>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_headers_to_add: Vec<HeaderValueOption>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenBucket {
+    pub max_tokens: u32,
+    pub tokens_per_fill: u32,
+    pub fill_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeFractionalPercent {
+    pub default_value: FractionalPercent,
+    pub runtime_key: String,
+}
+
+/// `type.v3.FractionalPercent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FractionalPercent {
+    pub numerator: u32,
+    pub denominator: Denominator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Denominator {
+    Hundred,
+    Million,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct HttpStatus {
+    pub code: u32,
+}
+
+/// `extensions.filters.http.fault.v3.HTTPFault`; empty (in the connection manager) it injects
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct HttpFault {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<FaultDelay>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abort: Option<FaultAbort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultDelay {
+    pub fixed_delay: Duration,
+    pub percentage: FractionalPercent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultAbort {
+    pub http_status: u32,
+    pub percentage: FractionalPercent,
 }
 
 /// Envoy's defaults.

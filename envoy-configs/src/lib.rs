@@ -4,5 +4,6 @@ pub mod cli;
 pub mod cluster_rules;
 pub mod envoy;
 pub mod generate;
+pub mod policy;
 pub mod read;
 pub mod resolve;

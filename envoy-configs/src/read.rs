@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use external_service_model::config::{self, Checked};
 pub use external_service_model::documents::SyntaxError;
 use external_service_model::documents::{field_positions, json_file_documents, yaml_documents};
+use external_service_model::report::Violation;
+use external_service_model::resource::Resource;
 use external_service_model::Origin;
 
-use crate::resolve;
+use crate::{policy, resolve};
 
 /// A file that could not be read at all: a usage problem rather than bad content.
 #[derive(Debug)]
@@ -96,12 +98,24 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
         let named = if paths.is_empty() { args } else { &paths };
         syntax_errors = named.iter().map(|path| no_resources(path)).collect();
     }
-    let mut checked = config::check(documents, Some(&resolve::check));
+    let mut checked = config::check(documents, Some(&native_checks));
     locate(&mut checked, &texts);
     Ok(Loaded {
         checked,
         syntax_errors,
     })
+}
+
+/// The checks the model leaves to `extsvc`: files and PEM data, and the traffic policies.
+fn native_checks(resources: &[Resource]) -> Vec<Vec<Violation>> {
+    resolve::check(resources)
+        .into_iter()
+        .zip(policy::check(resources))
+        .map(|(mut found, more)| {
+            found.extend(more);
+            found
+        })
+        .collect()
 }
 
 /// Adds where each violation's field is written, reading again only files with violations.
@@ -139,7 +153,7 @@ fn no_resources(path: &Path) -> SyntaxError {
         file: file_name(path),
         line: 1,
         column: 1,
-        message: "no resources: expected ExternalService, Mesh, Secret or Dataplane documents"
+        message: "no resources: expected ExternalService, Mesh, Secret, Dataplane or Mesh* policy documents"
             .to_string(),
     }
 }

@@ -224,7 +224,10 @@ pub fn apply(args: &GenerateArgs, notes: &mut dyn Write) -> Result<Applied, Erro
         return Err(Error::Invalid(Box::new(loaded)));
     }
     let previous = match (&args.xds_dir, args.transparent_proxy) {
-        (Some(dir), true) => kept_vips(&dir.join(transparent::VIPS_FILE))?,
+        // A first run too keeps what it allocates, so names that hash alike can both have one.
+        (Some(dir), true) => {
+            Some(kept_vips(&dir.join(transparent::VIPS_FILE))?.unwrap_or_default())
+        }
         _ => None,
     };
     let options = args.options(wasm, previous);

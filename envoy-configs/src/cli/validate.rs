@@ -9,6 +9,7 @@ use external_service_model::Report;
 use serde::Serialize;
 
 use super::{format_word, Inputs};
+use crate::policy::{Policies, ServicePolicies};
 use crate::read::{self, Loaded, SyntaxError};
 
 #[derive(Debug, Args)]
@@ -25,7 +26,8 @@ pub struct ValidateArgs {
 
     /// text: one line per resource, then one `field: message` line per violation.
     /// json: {"resources":[{"file","kind","name","mesh","violations":[{"field","message"}]}],
-    /// "errors":[{"file","line","column","message"}]}.
+    /// "errors":[{"file","line","column","message"}], "effective":[{"mesh","service",
+    /// "policies":{"MeshTimeout":{"conf","fields":{FIELD: POLICY}}}}], "warnings":[...]}.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
 
@@ -45,6 +47,10 @@ pub enum Format {
 struct JsonReport<'a> {
     resources: &'a [Report],
     errors: &'a [SyntaxError],
+    /// Each service some policy applies to, with the merged configuration per kind and the
+    /// policy that set each field.
+    effective: Vec<ServicePolicies>,
+    warnings: &'a [String],
 }
 
 /// Runs the command: Ok(verdict), or why it could not run (exit 2). Notes for the user go
@@ -66,13 +72,21 @@ pub fn run(
         None => (args.format, None),
     };
     let loaded = read::load(&args.inputs.all())?;
+    let policies = Policies::build(&loaded.checked.resources);
     let mut report = Vec::new();
     let _ = match format {
-        Format::Text => write_text(&loaded, &mut report),
+        Format::Text => write_text(&loaded, &mut report).and_then(|()| {
+            policies
+                .warnings()
+                .iter()
+                .try_for_each(|w| writeln!(report, "warning: {w}"))
+        }),
         Format::Json => {
             let json = JsonReport {
                 resources: &loaded.checked.reports,
                 errors: &loaded.syntax_errors,
+                effective: policies.view(),
+                warnings: policies.warnings(),
             };
             serde_json::to_writer_pretty(&mut report, &json)
                 .map_err(std::io::Error::from)

@@ -5,13 +5,14 @@ use external_service_model::catalog::Service;
 use external_service_model::contract::{CONNECT_DENIAL, DENIED_HEADER, UPSTREAM_FAILURE_HEADER};
 
 use crate::envoy::{
-    AccessLogFilter, Action, DataSource, DirectResponseAction, Extension, HeaderValue,
-    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig,
-    NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
-    RouteConfiguration, RouteMatch, Router, Seconds, UpgradeConfig, VirtualHost,
+    AccessLogFilter, Action, DataSource, DirectResponseAction, Duration, Extension, HeaderValue,
+    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig, Map,
+    MaxStreamDuration, NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper,
+    Route, RouteAction, RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
 };
+use crate::policy;
 
-use super::{access_log, cluster, wasm, Context};
+use super::{access_log, cluster, retry, traffic, wasm, Context};
 
 /// The HCM network filter.
 pub fn connection_manager(
@@ -65,12 +66,16 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
             key: key.to_string(),
             value: value.to_string(),
         },
+        append_action: None,
     }
 }
 
-/// The filter, the dynamic forward proxy when passthrough is on, the router.
+/// The filter, the fault and local rate limit filters when some service's policies use them
+/// (inert here: each service's routes turn them on), the dynamic forward proxy when
+/// passthrough is on, the router.
 pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec<HttpFilter> {
     let mut filters = vec![wasm::http_filter(ctx, bound)];
+    filters.extend(traffic::inert_filters(ctx));
     if passthrough {
         filters.push(Extension {
             name: "envoy.filters.http.dynamic_forward_proxy",
@@ -86,7 +91,11 @@ pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec
 
 /// Every path, in a route of this name; CONNECT first gets the refusal that says what to do
 /// instead.
-fn all(name: Option<&str>, action: Action) -> Vec<Route> {
+fn all(
+    name: Option<&str>,
+    action: Action,
+    typed_per_filter_config: Option<Map<HttpFilterConfig>>,
+) -> Vec<Route> {
     vec![
         Route {
             name: None,
@@ -96,12 +105,14 @@ fn all(name: Option<&str>, action: Action) -> Vec<Route> {
                 body: DataSource::InlineString(CONNECT_REFUSAL.to_string()),
             }),
             response_headers_to_add: vec![header(DENIED_HEADER, CONNECT_DENIAL)],
+            typed_per_filter_config: None,
         },
         Route {
             name: name.map(str::to_string),
             route_match: RouteMatch::Prefix("/".to_string()),
             action,
             response_headers_to_add: Vec::new(),
+            typed_per_filter_config,
         },
     ]
 }
@@ -111,16 +122,38 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
     speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)\n";
 
 /// The route to a service's cluster, named after the service (the access log's
-/// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
-/// it). With endpoints on several hosts, `Host` follows the endpoint chosen.
+/// `external_service`), with the timeout for the whole upstream answer (504 `UT` past it): the
+/// MeshTimeout's `http.requestTimeout`, else the options'. The service's MeshTimeout and
+/// MeshRetry set the rest. With endpoints on several hosts, `Host` follows the endpoint chosen.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
+    let policies = ctx.policies.of(ctx.mesh(), &service.name);
+    let http_timeouts = policies.timeout.as_ref().and_then(|t| t.conf.http.as_ref());
+    let duration = |d: policy::duration::Duration| Duration(d.to_std());
     all(
         Some(&service.name),
         Action::Route(RouteAction {
             cluster: cluster::name(&service.name),
-            timeout: Some(Seconds(ctx.options.route_timeout.as_secs())),
+            timeout: Some(
+                http_timeouts
+                    .and_then(|h| h.request_timeout)
+                    .map_or(Duration(ctx.options.route_timeout), duration),
+            ),
+            idle_timeout: http_timeouts
+                .and_then(|h| h.stream_idle_timeout)
+                .map(duration),
+            max_stream_duration: http_timeouts.and_then(|h| h.max_stream_duration).map(|d| {
+                MaxStreamDuration {
+                    max_stream_duration: duration(d),
+                }
+            }),
+            retry_policy: policies
+                .retry
+                .as_ref()
+                .and_then(|r| retry::policy(&r.conf, service.protocol))
+                .map(Box::new),
             auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
         }),
+        traffic::per_route(policies),
     )
 }
 
@@ -145,8 +178,11 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
             routes: all(None, Action::Route(RouteAction {
                 cluster: cluster::PASSTHROUGH.to_string(),
                 timeout: None,
+                idle_timeout: None,
+                max_stream_duration: None,
+                retry_policy: None,
                 auto_host_rewrite: false,
-            })),
+            }), None),
         }
     } else {
         let body = format!(
@@ -159,7 +195,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
             routes: all(None, Action::DirectResponse(DirectResponseAction {
                 status: 403,
                 body: DataSource::InlineString(body),
-            })),
+            }), None),
         }
     });
     hosts

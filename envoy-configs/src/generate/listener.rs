@@ -9,7 +9,7 @@ use crate::envoy::{
     Address, Extension, FilterChain, Listener, NetworkFilter, NetworkFilterConfig, TcpProxy,
 };
 
-use super::{access_log, cluster, http, Context, Outbound};
+use super::{access_log, cluster, http, traffic, Context, Outbound};
 
 pub const OUTBOUND_HTTP: &str = "outbound_http";
 
@@ -74,6 +74,8 @@ pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Liste
                 stat_prefix: stat_prefix(&name),
                 cluster: cluster::name(&service.name),
                 access_log: access_log::tcp(&name, &service.name),
+                idle_timeout: traffic::tcp_idle_timeout(ctx, service),
+                max_connect_attempts: traffic::max_connect_attempts(ctx, service),
             }),
         }
     };

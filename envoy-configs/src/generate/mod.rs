@@ -10,7 +10,9 @@
 //! - [`listener`]: the outbound HTTP proxy listener and one listener per Dataplane outbound;
 //! - [`transparent`]: with `--transparent-proxy`, the capture listener, one listener per
 //!   VIP:port, the builtin DNS and passthrough or refusal of everything else;
-//! - [`http`]: the HTTP connection manager and its routes;
+//! - [`http`]: the HTTP connection manager and its routes (timeouts from MeshTimeout);
+//! - [`retry`]: a route's retry policy from MeshRetry;
+//! - [`traffic`]: MeshRateLimit and MeshFaultInjection on a service's routes;
 //! - [`wasm`]: the filter, with its plugin configuration;
 //! - [`access_log`]: one JSON line on stdout per request or connection;
 //! - [`secrets`]: TLS material inline, or in files of its own (`--secrets-dir`);
@@ -24,11 +26,13 @@ pub mod cluster;
 pub mod http;
 pub mod listener;
 pub mod protocol;
+pub mod retry;
 pub mod secrets;
 pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
+pub mod traffic;
 pub mod transparent;
 pub mod wasm;
 pub mod xds;
@@ -46,6 +50,7 @@ use external_service_model::Report;
 use serde_json::Value;
 
 use crate::envoy::{self, Admin, StaticResources};
+use crate::policy::Policies;
 use secrets::{SecretFile, Secrets};
 
 pub use external_service_model::contract::MODULE_PATH as DEFAULT_WASM;
@@ -205,6 +210,8 @@ pub struct Context<'a> {
     pub options: &'a Options,
     pub catalog: &'a Catalog,
     pub resources: &'a [Resource],
+    /// The traffic policies that apply to each service.
+    pub policies: &'a Policies,
 }
 
 impl Context<'_> {
@@ -219,10 +226,12 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
     let resources = checked.resources.as_slice();
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;
     let catalog = Catalog::build(resources, &mesh);
+    let policies = Policies::build(resources);
     let ctx = Context {
         options,
         catalog: &catalog,
         resources,
+        policies: &policies,
     };
 
     let mut secrets = Secrets::new(options.secrets_dir.as_deref(), options.xds_dir.as_deref());
@@ -234,7 +243,8 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
     check_authorities(&catalog)?;
     let outbounds = outbounds(&ctx);
     check_addresses(options, &outbounds)?;
-    let warnings = warnings(&ctx, &outbounds);
+    let mut warnings = warnings(&ctx, &outbounds);
+    warnings.extend(policies.warnings().iter().cloned());
     let mut listeners = Vec::new();
     let mut vips = None;
     match &options.transparent {

@@ -3,17 +3,31 @@
 use external_service_model::protocol::Protocol;
 
 use crate::envoy::{
-    ExplicitHttpConfig, Http2ProtocolOptions, HttpProtocolOptions, Map, ProtocolOptions,
+    CommonHttpProtocolOptions, Duration, ExplicitHttpConfig, Http1ProtocolOptions,
+    Http2ProtocolOptions, HttpProtocolOptions, Map, ProtocolOptions,
 };
 
-/// `typed_extension_protocol_options` of an HTTP/2 cluster.
-pub fn http2_options() -> Map<ProtocolOptions> {
-    Map::of(
+/// `typed_extension_protocol_options` of a cluster: HTTP/2 for http2 and grpc, and the idle
+/// timeout of its connections (a MeshTimeout's `idleTimeout`); none for HTTP/1.1 with Envoy's
+/// defaults, and for TCP.
+pub fn options(protocol: Protocol, idle_timeout: Option<Duration>) -> Option<Map<ProtocolOptions>> {
+    let explicit_http_config = match protocol {
+        Protocol::Http2 | Protocol::Grpc => {
+            ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {})
+        }
+        Protocol::Http if idle_timeout.is_some() => {
+            ExplicitHttpConfig::HttpProtocolOptions(Http1ProtocolOptions {})
+        }
+        Protocol::Http | Protocol::Tcp | Protocol::Kafka => return None,
+    };
+    Some(Map::of(
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
         ProtocolOptions::Http(HttpProtocolOptions {
-            explicit_http_config: ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {}),
+            common_http_protocol_options: idle_timeout
+                .map(|idle_timeout| CommonHttpProtocolOptions { idle_timeout }),
+            explicit_http_config,
         }),
-    )
+    ))
 }
 
 /// The ALPN to offer over TLS: what the cluster will speak, nothing for TCP.

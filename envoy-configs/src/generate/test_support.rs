@@ -11,6 +11,7 @@ use external_service_model::{Origin, Resource};
 use serde::Serialize;
 
 use super::{Context, Options};
+use crate::policy::Policies;
 
 /// Valid resources of mesh `default` (model validation only: material need not be PEM), the
 /// catalog built from them, and options with a short module path.
@@ -18,6 +19,7 @@ pub struct Fixture {
     pub options: Options,
     pub catalog: Catalog,
     pub resources: Vec<Resource>,
+    pub policies: Policies,
 }
 
 impl Fixture {
@@ -44,6 +46,7 @@ impl Fixture {
                 ..Options::default()
             },
             catalog: Catalog::build(&checked.resources, "default"),
+            policies: Policies::build(&checked.resources),
             resources: checked.resources,
         }
     }
@@ -53,6 +56,7 @@ impl Fixture {
             options: &self.options,
             catalog: &self.catalog,
             resources: &self.resources,
+            policies: &self.policies,
         }
     }
 

@@ -16,9 +16,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::envoy::{
     Address, AddressList, CidrRange, Cluster, DiscoveryType, DnsClientConfig, DnsEndpoint,
-    DnsFilterConfig, DnsServerConfig, DnsTable, DnsVirtualDomain, Extension, FilterChain,
+    DnsFilterConfig, DnsServerConfig, DnsTable, DnsVirtualDomain, Duration, Extension, FilterChain,
     FilterChainMatch, LbPolicy, Listener, ListenerFilterConfig, NetworkFilter, NetworkFilterConfig,
-    OriginalDst, Seconds, SocketProtocol, TcpProxy,
+    OriginalDst, SocketProtocol, TcpProxy,
 };
 
 use super::{access_log, cluster, listener, Context, Error};
@@ -36,7 +36,7 @@ pub const UNDECLARED_DESTINATION: &str = "undeclared-destination";
 /// What `--xds-dir` keeps beside the listeners: every name ever given a VIP.
 pub const VIPS_FILE: &str = "vips.json";
 /// The DNS filter's smallest answer TTL.
-const ANSWER_TTL: Seconds = Seconds(30);
+const ANSWER_TTL: Duration = Duration::from_secs(30);
 
 /// What the transparent proxy needs beyond the resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,8 @@ pub struct Options {
     pub vip_cidr: Cidr,
     /// The builtin DNS's UDP address (`--redirect-dns` sends port 53 there).
     pub dns_listen: SocketAddr,
-    /// The allocation a previous `generate` kept in `--xds-dir`: its VIPs do not move.
+    /// With `--xds-dir`, the allocation earlier runs kept there (empty on the first): its
+    /// VIPs do not move, and a new name whose first choice is taken gets a free one.
     pub previous: Option<Vips>,
 }
 
@@ -145,7 +146,7 @@ pub fn allocate(names: &BTreeSet<String>, options: &Options) -> Result<Vips, Err
     let size = cidr.usable();
     let new: Vec<&String> = names.iter().filter(|n| !vips.contains_key(*n)).collect();
     for name in new {
-        let first = fnv1a(name) % size;
+        let first = first_index(name, cidr);
         let free = (0..size)
             .map(|step| cidr.nth_usable((first + step) % size))
             .take(if options.previous.is_some() {
@@ -156,7 +157,7 @@ pub fn allocate(names: &BTreeSet<String>, options: &Options) -> Result<Vips, Err
             .find(|ip| !taken.contains_key(ip));
         let Some(ip) = free else {
             let holder = taken
-                .get(&cidr.nth_usable(first))
+                .get(&first_choice(name, cidr))
                 .cloned()
                 .unwrap_or_default();
             return Err(Error::Vips(if options.previous.is_some() {
@@ -165,7 +166,7 @@ pub fn allocate(names: &BTreeSet<String>, options: &Options) -> Result<Vips, Err
                 format!(
                     "{name:?} and {holder:?} hash to the same VIP {} in --vip-cidr {cidr}: give a \
                      wider range, or --xds-dir, which keeps an allocation that tells them apart",
-                    cidr.nth_usable(first)
+                    first_choice(name, cidr)
                 )
             }));
         };
@@ -178,6 +179,15 @@ pub fn allocate(names: &BTreeSet<String>, options: &Options) -> Result<Vips, Err
     })
 }
 
+/// The VIP a new name gets in `cidr` when no other name holds it: a hash of the name alone.
+pub fn first_choice(name: &str, cidr: Cidr) -> Ipv4Addr {
+    cidr.nth_usable(first_index(name, cidr))
+}
+
+fn first_index(name: &str, cidr: Cidr) -> u64 {
+    fnv1a(name) % cidr.usable()
+}
+
 /// FNV-1a, 64 bits: fixed forever, unlike std's hasher, so VIPs survive a rebuild.
 fn fnv1a(name: &str) -> u64 {
     name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
@@ -185,32 +195,57 @@ fn fnv1a(name: &str) -> u64 {
     })
 }
 
-/// The names the builtin DNS answers, each with the ports a listener may serve on its VIP:
-/// `<service>.mesh` (and with dots for underscores) on the service's ports and 80, and each
-/// real host without `disableHostDNSEntry` on its port and 80. The catalog decides, port by
-/// port, which service (if any single one) a name reaches.
-fn names_and_ports(catalog: &Catalog) -> BTreeMap<String, BTreeSet<u16>> {
-    let mut found: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+/// The names the builtin DNS answers, and the VIPs behind them.
+struct Names {
+    /// Each VIP's name (`<service>.mesh`, a real host) with the ports a listener may serve on
+    /// it: `<service>.mesh` on the service's ports and 80, each real host without
+    /// `disableHostDNSEntry` on its port and 80. The catalog decides, port by port, which
+    /// service (if any single one) a name reaches.
+    ports: BTreeMap<String, BTreeSet<u16>>,
+    /// Every name the DNS answers, with the VIP's name it answers with: itself, or for
+    /// `<service>.mesh` with dots for underscores, the service's own `.mesh` name (one VIP for
+    /// both, as Kuma gives).
+    answers: BTreeMap<String, String>,
+}
+
+fn dns_names(catalog: &Catalog) -> Names {
+    let mut ports: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    // Dotted alias -> the `.mesh` names it stands for (more than one: it answers nothing).
+    let mut aliases: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for service in &catalog.services {
-        let mut ports: BTreeSet<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
-        ports.insert(DEFAULT_REQUEST_PORT);
+        let mut on: BTreeSet<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
+        on.insert(DEFAULT_REQUEST_PORT);
         let mesh_name = format!("{}.mesh", service.name.to_ascii_lowercase());
-        let mut names = vec![mesh_name.replace('_', "."), mesh_name];
-        names.extend(
-            service
-                .endpoints
-                .iter()
-                .filter(|e| !e.disable_host_dns_entry)
-                .filter_map(|e| match &e.address.host {
-                    Host::Name(name) => Some(address::normalize_name(name)),
-                    Host::Ip(_) => None,
-                }),
-        );
-        for name in names {
-            found.entry(name).or_default().extend(&ports);
+        if mesh_name.contains('_') {
+            aliases
+                .entry(mesh_name.replace('_', "."))
+                .or_default()
+                .insert(mesh_name.clone());
+        }
+        let hosts = service
+            .endpoints
+            .iter()
+            .filter(|e| !e.disable_host_dns_entry)
+            .filter_map(|e| match &e.address.host {
+                Host::Name(name) => Some(address::normalize_name(name)),
+                Host::Ip(_) => None,
+            });
+        for name in std::iter::once(mesh_name).chain(hosts) {
+            ports.entry(name).or_default().extend(&on);
         }
     }
-    found
+    let mut answers: BTreeMap<String, String> =
+        ports.keys().map(|n| (n.clone(), n.clone())).collect();
+    for (alias, mut owners) in aliases {
+        // A name some service holds as its own keeps its own VIP.
+        if ports.contains_key(&alias) || owners.len() > 1 {
+            continue;
+        }
+        if let Some(owner) = owners.pop_first() {
+            answers.insert(alias, owner);
+        }
+    }
+    Names { ports, answers }
 }
 
 /// A declared destination and the one service it reaches.
@@ -219,17 +254,13 @@ struct Destination<'a> {
     service: &'a Service,
 }
 
-fn destinations<'a>(
-    catalog: &'a Catalog,
-    names: &BTreeMap<String, BTreeSet<u16>>,
-    vips: &Vips,
-) -> Vec<Destination<'a>> {
+fn destinations<'a>(catalog: &'a Catalog, names: &Names, vips: &Vips) -> Vec<Destination<'a>> {
     let service = |host: HostRef<'_>, port: u16| match catalog.lookup(host, Some(port)) {
         Some(Target::Service(id)) => catalog.services.get(id),
         Some(Target::Ambiguous) | None => None,
     };
     let mut found = Vec::new();
-    for (name, ports) in names {
+    for (name, ports) in &names.ports {
         let Some(vip) = vips.get(name) else { continue };
         for &port in ports {
             if let Some(service) = service(HostRef::Name(name), port) {
@@ -272,8 +303,8 @@ pub struct Parts {
 /// The capture listener, the builtin DNS, one listener per declared VIP:port, and the cluster
 /// for everything else (passthrough to the original destination, or refusal).
 pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
-    let names = names_and_ports(ctx.catalog);
-    let vips = allocate(&names.keys().cloned().collect(), options)?;
+    let names = dns_names(ctx.catalog);
+    let vips = allocate(&names.ports.keys().cloned().collect(), options)?;
     let mut listeners = vec![capture(ctx), dns(ctx, options.dns_listen, &names, &vips)];
     listeners.extend(
         destinations(ctx.catalog, &names, &vips)
@@ -312,6 +343,8 @@ fn capture(ctx: &Context<'_>) -> Listener {
             stat_prefix: CAPTURE.to_string(),
             cluster: cluster.to_string(),
             access_log: access_log::capture(CAPTURE, denied),
+            idle_timeout: None,
+            max_connect_attempts: None,
         }),
     };
     let mut capture = listener::listener(CAPTURE, listen, to(cluster, denied));
@@ -342,20 +375,16 @@ fn capture(ctx: &Context<'_>) -> Listener {
 
 /// The builtin DNS: declared names answer with their VIPs; the rest go to `--dns-resolver`,
 /// else to the system's resolver.
-fn dns(
-    ctx: &Context<'_>,
-    at: SocketAddr,
-    names: &BTreeMap<String, BTreeSet<u16>>,
-    vips: &Vips,
-) -> Listener {
+fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips) -> Listener {
     let virtual_domains = names
-        .keys()
-        .filter_map(|name| {
+        .answers
+        .iter()
+        .filter_map(|(name, vip_name)| {
             Some(DnsVirtualDomain {
                 name: name.clone(),
                 endpoint: DnsEndpoint {
                     address_list: AddressList {
-                        address: vec![vips.get(name)?.to_string()],
+                        address: vec![vips.get(vip_name)?.to_string()],
                     },
                 },
                 answer_ttl: ANSWER_TTL,
@@ -375,7 +404,7 @@ fn dns(
                     inline_dns_table: DnsTable { virtual_domains },
                 },
                 client_config: DnsClientConfig {
-                    resolver_timeout: Seconds(5),
+                    resolver_timeout: Duration::from_secs(5),
                     typed_dns_resolver_config: ctx.options.dns_resolver.map(cluster::dns_resolver),
                     max_pending_lookups: 256,
                 },
@@ -499,6 +528,63 @@ mod tests {
         assert!(e.to_string().contains("hash to the same VIP"), "{e}");
     }
 
+    /// The DNS filter's answers: each name with its address.
+    fn answers(parts: &Parts) -> BTreeMap<String, String> {
+        let ListenerFilterConfig::DnsFilter(dns) =
+            &parts.listeners[1].listener_filters[0].typed_config
+        else {
+            panic!("the second listener is the builtin DNS")
+        };
+        dns.server_config
+            .inline_dns_table
+            .virtual_domains
+            .iter()
+            .map(|d| (d.name.clone(), d.endpoint.address_list.address.join(",")))
+            .collect()
+    }
+
+    #[test]
+    fn a_mesh_name_and_its_dotted_alias_share_one_vip() {
+        let f = Fixture::new(
+            &[
+                service("my_db", "http", "{address: db.test:5432}"),
+                // Its alias `a.b.mesh` is another service's own name: that one keeps it.
+                service("a_b", "http", "{address: ab.test:81}"),
+                service("a.b", "http", "{address: dotted.test:82}"),
+                // Two services with one alias: it answers neither.
+                service("x_y.z", "http", "{address: xyz.test:83}"),
+                service("x.y_z", "http", "{address: zyx.test:84}"),
+            ]
+            .concat(),
+        );
+        let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
+        let answers = answers(&parts);
+        let vip = |name: &str| parts.vips.get(name).unwrap().to_string();
+        assert_eq!(answers["my.db.mesh"], vip("my_db.mesh"));
+        assert_eq!(answers["my_db.mesh"], vip("my_db.mesh"));
+        assert_ne!(
+            answers["db.test"],
+            vip("my_db.mesh"),
+            "the real host has its own"
+        );
+        assert_eq!(answers["a.b.mesh"], vip("a.b.mesh"));
+        assert_ne!(vip("a.b.mesh"), vip("a_b.mesh"));
+        assert!(!answers.contains_key("x.y.z.mesh"), "{answers:?}");
+        assert!(parts.vips.get("my.db.mesh").is_none(), "no VIP of its own");
+        // One listener per VIP:port, on the shared VIP.
+        let names: BTreeSet<&str> = parts.listeners.iter().map(|l| l.name.as_str()).collect();
+        let shared = vip("my_db.mesh");
+        assert!(
+            names.contains(format!("outbound:{shared}:5432").as_str()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(format!("outbound:{shared}:80").as_str()),
+            "{names:?}"
+        );
+        assert_eq!(names.len(), parts.listeners.len(), "a listener twice");
+    }
+
     #[test]
     fn listeners_per_name_and_port_reach_one_service_each() {
         let f = Fixture::new(
@@ -542,8 +628,6 @@ mod tests {
             want("httpbin.mesh", 8443),
             want("httpbin.test", 80),
             want("httpbin.test", 8443),
-            want("my.db.mesh", 80),
-            want("my.db.mesh", 5432),
             want("my_db.mesh", 80),
             want("my_db.mesh", 5432),
             (

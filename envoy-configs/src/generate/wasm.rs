@@ -51,7 +51,7 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_) | Spec::Dataplane(_) => None,
+        Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => None,
     }
 }
 

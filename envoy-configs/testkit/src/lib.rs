@@ -7,6 +7,8 @@
 //!   (rcgen).
 //! - [`envoy`]: start Envoy, wait for readiness, read stats and logs, `--mode validate`.
 //! - [`upstream`]: a second Envoy acting as TLS / mTLS / HTTP/2 / TCP upstreams and a DNS server.
+//! - [`scripted`]: a plain HTTP upstream that answers by a script (slow, failing, then
+//!   healthy) and counts what reached it.
 //! - [`curl`]: run curl and get status, headers and body back.
 //! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
 //! - [`netns`]: an app and a "world" network namespace joined by a veth pair, for the
@@ -59,6 +61,7 @@ pub mod envoy;
 pub mod net;
 pub mod netns;
 pub mod runner;
+pub mod scripted;
 pub mod sidecar;
 pub mod soak;
 pub mod upstream;
@@ -70,6 +73,7 @@ pub use envoy::{
     EnvoyOptions, Validation,
 };
 pub use net::{eventually, free_port, tcp_echo, test_dir};
+pub use scripted::{Reply, Scripted};
 pub use sidecar::{
     assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
     ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service,

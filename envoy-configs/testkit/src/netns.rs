@@ -74,26 +74,42 @@ impl Netns {
     /// Runs `f` on a thread that has entered the namespace: sockets it opens and processes it
     /// spawns are in the namespace, and stay there after it returns.
     pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let path = PathBuf::from("/run/netns").join(&self.name);
         thread::scope(|s| {
             s.spawn(|| {
-                let file = fs::File::open(&path)
-                    .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-                // SAFETY: a valid namespace fd; setns changes only this thread.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(
-                    rc,
-                    0,
-                    "setns into {}: {}",
-                    self.name,
-                    std::io::Error::last_os_error()
-                );
+                enter(&self.name);
                 f()
             })
             .join()
             .unwrap_or_else(|e| std::panic::resume_unwind(e))
         })
     }
+
+    /// Starts `f` on a thread of its own that has entered the namespace, for work that runs
+    /// alongside the test.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> thread::JoinHandle<T> {
+        let name = self.name.clone();
+        thread::spawn(move || {
+            enter(&name);
+            f()
+        })
+    }
+}
+
+/// Moves the calling thread into the namespace `name`.
+fn enter(name: &str) {
+    let path = PathBuf::from("/run/netns").join(name);
+    let file = fs::File::open(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    // SAFETY: a valid namespace fd; setns changes only this thread.
+    let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(
+        rc,
+        0,
+        "setns into {name}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 impl Drop for Netns {

@@ -36,8 +36,8 @@ fn empty_input_is_an_error_that_says_no_resources() {
     assert_eq!(validated.code, Some(1), "{validated:?}");
     assert_eq!(
         validated.stdout,
-        "empty.yaml:1:1: no resources: expected ExternalService, Mesh, Secret or Dataplane documents\n\
-         comments.yaml:1:1: no resources: expected ExternalService, Mesh, Secret or Dataplane documents\n"
+        "empty.yaml:1:1: no resources: expected ExternalService, Mesh, Secret, Dataplane or Mesh* policy documents\n\
+         comments.yaml:1:1: no resources: expected ExternalService, Mesh, Secret, Dataplane or Mesh* policy documents\n"
     );
     let generated = generate(d.path(), &["empty.yaml", "-o", "envoy.yaml"]);
     assert_eq!(generated.code, Some(1), "{generated:?}");

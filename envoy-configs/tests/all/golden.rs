@@ -278,6 +278,21 @@ fn transparent_proxy() {
     });
 }
 
+#[test]
+fn policy_timeout_retry() {
+    check_scenario("policy-timeout-retry");
+}
+
+#[test]
+fn policy_breaker_health() {
+    check_scenario("policy-breaker-health");
+}
+
+#[test]
+fn policy_ratelimit_fault() {
+    check_scenario("policy-ratelimit-fault");
+}
+
 /// `--xds-dir` on the passthrough-off resources: the bootstrap and both xDS files are golden
 /// (`testdata/xds-dir/`). Envoy accepts the bootstrap, and the files' resources as static
 /// ones too: `--mode validate` does not read xDS files.

@@ -57,7 +57,7 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Requests to one service, back to back on a thread, until stopped: every status.
-struct Stream {
+pub(crate) struct Stream {
     stop: Arc<AtomicBool>,
     statuses: Arc<Mutex<Vec<u16>>>,
     thread: thread::JoinHandle<()>,
@@ -65,13 +65,18 @@ struct Stream {
 
 impl Stream {
     fn start(proxy: String, host: &'static str) -> Stream {
+        Stream::of(move || Curl::get(format!("{proxy}/get")).host(host))
+    }
+
+    /// `request()`, sent again and again.
+    pub(crate) fn of(request: impl Fn() -> Curl + Send + 'static) -> Stream {
         let stop = Arc::new(AtomicBool::new(false));
         let statuses = Arc::new(Mutex::new(Vec::new()));
         let thread = {
             let (stop, statuses) = (Arc::clone(&stop), Arc::clone(&statuses));
             thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let status = Curl::get(format!("{proxy}/get")).host(host).run().status;
+                    let status = request().run().status;
                     statuses.lock().unwrap().push(status);
                 }
             })
@@ -85,7 +90,7 @@ impl Stream {
 
     /// Waits until `n` more requests were answered, so that the stream runs across what
     /// came before.
-    fn wait_for_more(&self, n: usize) {
+    pub(crate) fn wait_for_more(&self, n: usize) {
         let count = || self.statuses.lock().unwrap().len();
         let target = count() + n;
         eventually(
@@ -103,7 +108,7 @@ impl Stream {
     }
 
     /// Stops it and checks that every request was served.
-    fn assert_all_served(self) {
+    pub(crate) fn assert_all_served(self) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().unwrap();
         let statuses = self.statuses.lock().unwrap();
@@ -112,7 +117,7 @@ impl Stream {
 }
 
 /// The xDS counters: no update ever rejected, and each file read again since `since`.
-fn assert_updates_took(envoy: &Envoy, since: (u64, u64)) -> (u64, u64) {
+pub(crate) fn assert_updates_took(envoy: &Envoy, since: (u64, u64)) -> (u64, u64) {
     let lds = envoy.wait_for_stat(&format!("{LDS}.update_success"), UPDATE, |n| n > since.0);
     let cds = envoy.wait_for_stat(&format!("{CDS}.update_success"), UPDATE, |n| n > since.1);
     assert_eq!(envoy.counter(&format!("{LDS}.update_rejected")), 0);
@@ -120,7 +125,7 @@ fn assert_updates_took(envoy: &Envoy, since: (u64, u64)) -> (u64, u64) {
     (lds, cds)
 }
 
-fn successes(envoy: &Envoy) -> (u64, u64) {
+pub(crate) fn successes(envoy: &Envoy) -> (u64, u64) {
     (
         envoy.counter(&format!("{LDS}.update_success")),
         envoy.counter(&format!("{CDS}.update_success")),
@@ -134,7 +139,11 @@ fn eventually_status(proxy: &str, host: &str, status: u16) -> support::Response 
         UPDATE,
         Duration::from_millis(50),
         || {
-            let r = Curl::get(format!("{proxy}/get")).host(host).run();
+            // Envoy may be LIVE a moment before its listener from LDS accepts connections.
+            let r = Curl::get(format!("{proxy}/get"))
+                .host(host)
+                .send()
+                .map_err(|e| e.to_string())?;
             if r.status == status {
                 Ok(r)
             } else {

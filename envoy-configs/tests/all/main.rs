@@ -13,6 +13,8 @@
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
 //! - `secrets`: key material stays out of output and logs.
+//! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
+//!   against slow and failing upstreams.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
 //!   (needs root, as CI has).
 //!
@@ -25,6 +27,7 @@ mod golden;
 mod harness;
 mod hostile;
 mod live;
+mod policies;
 mod secrets;
 mod transparent;
 mod validate;

@@ -8,22 +8,31 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::Duration;
 
+use envoy_configs::generate::transparent::{first_choice, Cidr};
 use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
 use extsvc_testkit::sidecar::{extsvc_binary, generate};
 use extsvc_testkit::{
-    ca_file, dedent, docs, http_service, https_service, mesh, test_dir, Ca, Curl, Envoy,
-    EnvoyOptions, Response, Upstream, UpstreamBuilder,
+    ca_file, dedent, docs, eventually, http_service, https_service, mesh, test_dir, Ca, Curl,
+    Envoy, EnvoyOptions, Response, Upstream, UpstreamBuilder,
 };
+
+use crate::live::{self, Stream};
 
 /// Kuma's uid for Envoy: the rules leave its traffic alone.
 const ENVOY_UID: u32 = 5678;
 const UDP_PORT: u16 = 9999;
+/// `generate`'s default `--dns-listen`.
+const DNS_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15053);
 
 /// The app's namespace with Envoy and the rules, and the world with its servers.
 pub struct World {
@@ -34,17 +43,50 @@ pub struct World {
     pub udp: UdpSocket,
     pub topology: Topology,
     pub ca: Ca,
+    /// What `generate` was given beyond the resources.
+    generate_args: Vec<OsString>,
     /// Envoy's configuration and logs, kept until the processes are gone.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn world(port: u16) -> SocketAddr {
     SocketAddr::from((WORLD_IP, port))
 }
 
+/// The services every world starts with (the `ca` signed httpbin's certificate).
+fn services(passthrough: bool, ca: &Ca) -> Vec<String> {
+    vec![
+        mesh(passthrough),
+        https_service("httpbin", "http", "httpbin.test:8443", &[ca_file(ca)]),
+        http_service("plainweb", "plain.test:8080"),
+        dedent(
+            "
+            type: ExternalService
+            mesh: default
+            name: secure
+            tags:
+              kuma.io/service: secure
+              kuma.io/protocol: tcp
+            networking:
+              address: secure.test:9443
+            ",
+        ),
+    ]
+}
+
 impl World {
     /// `block_uncaptured`: install with `--block-uncaptured` (other UDP and IPv6 rejected).
     pub fn start(passthrough: bool, block_uncaptured: bool) -> World {
+        World::start_with(block_uncaptured, &[], |ca| docs(&services(passthrough, ca)))
+    }
+
+    /// A world whose Envoy is generated from `resources(ca)` with `extra` arguments to
+    /// `generate` (which [`World::update`] passes again).
+    fn start_with(
+        block_uncaptured: bool,
+        extra: &[OsString],
+        resources: impl FnOnce(&Ca) -> String,
+    ) -> World {
         let dir = test_dir();
         // Envoy runs as ENVOY_UID: it reads its configuration here and writes its admin address.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
@@ -66,12 +108,23 @@ impl World {
             .at(world(9443))
             .plain("undeclared")
             .at(world(8081))
+            .plain("added")
+            .at(world(8083))
+            .plain("another")
+            .at(world(8084))
             .plain("ipv6")
             .at(SocketAddr::from((WORLD_IP6, 8082)))
             .tcp("raw")
             .at(world(7000))
             .dns_at(world(53));
-        for name in ["httpbin.test", "plain.test", "secure.test", "other.test"] {
+        for name in [
+            "httpbin.test",
+            "plain.test",
+            "secure.test",
+            "other.test",
+            "added.test",
+            "another.test",
+        ] {
             builder = builder.dns(name, &[WORLD_IP.into()]);
         }
         let upstream = topology.world.run(|| builder.start(dir.path()));
@@ -80,29 +133,14 @@ impl World {
             .run(|| UdpSocket::bind(world(UDP_PORT)))
             .unwrap();
 
-        let resources = docs(&[
-            mesh(passthrough),
-            https_service("httpbin", "http", "httpbin.test:8443", &[ca_file(&ca)]),
-            http_service("plainweb", "plain.test:8080"),
-            dedent(
-                "
-                type: ExternalService
-                mesh: default
-                name: secure
-                tags:
-                  kuma.io/service: secure
-                  kuma.io/protocol: tcp
-                networking:
-                  address: secure.test:9443
-                ",
-            ),
-        ]);
+        let mut generate_args = vec!["--transparent-proxy".into()];
+        generate_args.extend_from_slice(extra);
         let generated = generate(
             dir.path(),
-            &resources,
+            &resources(&ca),
             15001,
             Some(world(53)),
-            &["--transparent-proxy".into()],
+            &generate_args,
         );
         assert_eq!(generated.code, Some(0), "{}", generated.stderr);
         assert!(
@@ -138,8 +176,22 @@ impl World {
             udp,
             topology,
             ca,
-            _dir: dir,
+            generate_args,
+            dir,
         }
+    }
+
+    /// Runs `generate` again with `resources` (and the arguments it started with), as a user
+    /// does after an edit.
+    fn update(&self, resources: &[String]) {
+        let generated = generate(
+            self.dir.path(),
+            &docs(resources),
+            15001,
+            Some(world(53)),
+            &self.generate_args,
+        );
+        assert_eq!(generated.code, Some(0), "{}", generated.stderr);
     }
 
     pub fn app(&self) -> &Netns {
@@ -182,6 +234,37 @@ impl World {
         );
         let out = self.app().output("timeout", &["10", "bash", "-c", &script]);
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// What 50 queries for `name` to the builtin DNS got: every distinct answer.
+    fn dns_answers(&self, name: &str) -> BTreeSet<Option<Ipv4Addr>> {
+        self.app().run(|| {
+            (0..50)
+                .map(|_| dns_a(DNS_LISTEN, name, Duration::from_secs(5)).unwrap())
+                .collect()
+        })
+    }
+
+    /// Whether a ping from the app to the world is answered (two echo requests, 2 s each).
+    fn ping_answered(&self) -> bool {
+        let ip = WORLD_IP.to_string();
+        let out = self
+            .app()
+            .output("ping", &["-n", "-c", "2", "-W", "2", &ip]);
+        out.status.success()
+    }
+
+    /// How many ICMP echo requests the world has received (its `/proc/net/snmp`).
+    fn world_echo_requests(&self) -> u64 {
+        let out = self.topology.world.output("cat", &["/proc/net/snmp"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut icmp = text.lines().filter(|l| l.starts_with("Icmp:"));
+        let (names, values) = (icmp.next().unwrap(), icmp.next().unwrap());
+        let at = names
+            .split_whitespace()
+            .position(|n| n == "InEchos")
+            .unwrap_or_else(|| panic!("no InEchos in {names}"));
+        values.split_whitespace().nth(at).unwrap().parse().unwrap()
     }
 
     /// Sends one datagram from the app to the world's UDP socket; whether it arrived.
@@ -324,6 +407,12 @@ fn passthrough_on_lets_undeclared_traffic_through() {
         w.udp_arrives(),
         "without --block-uncaptured UDP goes out as it is"
     );
+    let echoes = w.world_echo_requests();
+    assert!(
+        w.ping_answered(),
+        "without --block-uncaptured ICMP goes out as it is"
+    );
+    assert!(w.world_echo_requests() > echoes);
     assert_from(
         &w.curl(&format!("http://[{WORLD_IP6}]:8082/")).run(),
         "ipv6",
@@ -353,6 +442,20 @@ fn passthrough_on_lets_undeclared_traffic_through() {
     assert_eq!(
         w.sidecar_counter("cluster.refused.upstream_cx_none_healthy"),
         1
+    );
+}
+
+/// `--block-uncaptured` rejects ICMP too: a ping from the app gets no answer, and the world
+/// receives no echo request (with the rules but not that flag, the ping above is answered).
+#[test]
+fn icmp_gets_nothing_out_under_block_uncaptured() {
+    let w = World::start(false, true);
+    let echoes = w.world_echo_requests();
+    assert!(!w.ping_answered(), "a ping got an answer");
+    assert_eq!(
+        w.world_echo_requests(),
+        echoes,
+        "an echo request reached the world"
     );
 }
 
@@ -490,6 +593,8 @@ fn uninstall_restores_the_rules_and_dry_run_changes_nothing() {
 #[test]
 fn kept_vips_never_move_and_are_never_reused() {
     let dir = test_dir();
+    // Envoy (its own uid) reads the xDS files here.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let xds = dir.path().join("xds");
     let vips_file = xds.join("vips.json");
     let generate = |services: &[&str]| {
@@ -546,6 +651,51 @@ fn kept_vips_never_move_and_are_never_reused() {
     assert_eq!(fs::read_to_string(xds.join("lds.yaml")).unwrap(), lds);
 }
 
+/// Two names that hash to one VIP: without `--xds-dir` an error (no order of names can decide
+/// fairly), with it, from the first run on, each gets a VIP, kept in `vips.json`.
+#[test]
+fn with_an_xds_dir_names_that_hash_alike_get_a_vip_each_from_the_first_run() {
+    let dir = test_dir();
+    let cidr = "10.99.0.0/30";
+    let range: Cidr = cidr.parse().unwrap();
+    let other = (0..1000)
+        .map(|n| format!("svc-{n}"))
+        .find(|name| {
+            first_choice(&format!("{name}.mesh"), range) == first_choice("alpha.mesh", range)
+        })
+        .unwrap();
+    let resources = docs(&[
+        http_service("alpha", "10.1.0.1:80"),
+        http_service(&other, "10.1.0.2:80"),
+    ]);
+    let run = |extra: &[&str]| {
+        let mut args: Vec<OsString> = ["--transparent-proxy", "--vip-cidr", cidr]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.extend(extra.iter().map(OsString::from));
+        generate(dir.path(), &resources, 15001, None, &args)
+    };
+    let clash = run(&[]);
+    assert_eq!(clash.code, Some(1), "{}", clash.stderr);
+    assert!(
+        clash.stderr.contains("hash to the same VIP"),
+        "{}",
+        clash.stderr
+    );
+
+    let xds = dir.path().join("xds");
+    let kept = run(&["--xds-dir", xds.to_str().unwrap()]);
+    assert_eq!(kept.code, Some(0), "{}", kept.stderr);
+    let vips: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(xds.join("vips.json")).unwrap()).unwrap();
+    let (a, b) = (
+        &vips["vips"]["alpha.mesh"],
+        &vips["vips"][format!("{other}.mesh")],
+    );
+    assert!(a.is_string() && b.is_string() && a != b, "{vips}");
+}
+
 /// `--vip-cidr` and `--dns-listen` belong to `--transparent-proxy`; a bad range says what is
 /// wrong with it, and nothing is written.
 #[test]
@@ -571,4 +721,211 @@ fn transparent_options_are_checked() {
         host_bits.stderr
     );
     assert!(!dir.path().join("envoy.yaml").exists());
+}
+
+/// One DNS query for `name`'s A record to `server`: the first address of the answer (`None`
+/// for an answer without one), or an error when no answer came within `timeout`.
+fn dns_a(server: SocketAddr, name: &str, timeout: Duration) -> Result<Option<Ipv4Addr>, String> {
+    // Header: id 0x7e57, recursion desired, one question.
+    let mut query = vec![0x7e, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).unwrap());
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]); // root; type A; class IN
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(timeout)).unwrap();
+    socket.send_to(&query, server).map_err(|e| e.to_string())?;
+    let mut answer = [0u8; 512];
+    let n = socket
+        .recv(&mut answer)
+        .map_err(|e| format!("no answer: {e}"))?;
+    let answer = &answer[..n];
+    if answer.len() < query.len() || answer[..2] != query[..2] {
+        return Err(format!("not an answer to the query: {answer:?}"));
+    }
+    let answers = u16::from_be_bytes([answer[6], answer[7]]);
+    // The first record after the question: a name (a pointer or labels), type, class, TTL,
+    // length, then the address.
+    let mut at = query.len();
+    if answers == 0 || at >= answer.len() {
+        return Ok(None);
+    }
+    if answer[at] & 0xc0 == 0xc0 {
+        at += 2;
+    } else {
+        while at < answer.len() && answer[at] != 0 {
+            at += usize::from(answer[at]) + 1;
+        }
+        at += 1;
+    }
+    let rdata = answer
+        .get(at + 10..at + 14)
+        .ok_or("a short answer record")?;
+    Ok(Some(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])))
+}
+
+/// Asks the builtin DNS for `name` over and over on a thread in the app's namespace, until
+/// stopped: how many queries went unanswered, and every answer seen.
+struct DnsProbe {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<(usize, usize, BTreeSet<Option<Ipv4Addr>>)>,
+}
+
+impl DnsProbe {
+    fn start(w: &World, name: &'static str) -> DnsProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            w.app().spawn(move || {
+                let (mut sent, mut lost, mut seen) = (0, 0, BTreeSet::new());
+                while !stop.load(Ordering::Relaxed) {
+                    sent += 1;
+                    match dns_a(DNS_LISTEN, name, Duration::from_secs(2)) {
+                        Ok(ip) => {
+                            seen.insert(ip);
+                        }
+                        Err(_) => lost += 1,
+                    }
+                    thread::sleep(Duration::from_millis(5));
+                }
+                (sent, lost, seen)
+            })
+        };
+        DnsProbe { stop, thread }
+    }
+
+    /// Stops it: (queries sent, queries unanswered, answers).
+    fn finish(self) -> (usize, usize, BTreeSet<Option<Ipv4Addr>>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// With `--xds-dir`, `generate` run again updates the running Envoy: an added service gets a
+/// new VIP from the builtin DNS (whose table LDS replaces) and is served; a removed one no
+/// longer resolves and its VIP is refused; a name added later never gets the removed one's
+/// VIP, even when it hashes to it. All the while an unchanged service, asked for by its
+/// `.mesh` name (DNS included), answers every request at the same VIP; Envoy is the same
+/// process and rejects no update.
+#[test]
+fn a_live_update_keeps_every_vip_and_never_gives_a_removed_one_to_another_name() {
+    // Small enough to find a name that hashes to a given VIP, wide enough for no clash.
+    let cidr = "240.0.0.0/24";
+    let dir = test_dir();
+    // Envoy (its own uid) reads the xDS files here.
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let xds = dir.path().join("xds");
+    let extra: Vec<OsString> = ["--vip-cidr", cidr, "--xds-dir", xds.to_str().unwrap()]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    let w = World::start_with(true, &extra, |ca| docs(&services(false, ca)));
+    let mut resources = services(false, &w.ca);
+    let pid = w.sidecar.pid();
+    let vip = |name| {
+        w.resolve(name)
+            .unwrap_or_else(|| panic!("{name} does not resolve"))
+    };
+    let steady = vip("httpbin.mesh");
+    let plainweb = vip("plainweb.mesh");
+    assert_from(&w.curl("http://plainweb.mesh/").run(), "plainweb");
+    assert_eq!(w.resolve("added.mesh"), None);
+
+    let stream = {
+        let app = w.app().name.clone();
+        Stream::of(move || {
+            Curl::get("http://httpbin.mesh/get")
+                .in_netns(&app)
+                .timeout(Duration::from_secs(15))
+        })
+    };
+    let probe = DnsProbe::start(&w, "httpbin.mesh");
+    let mut seen = w.app().run(|| live::successes(&w.sidecar));
+    let modified = || w.sidecar_counter("listener_manager.listener_modified");
+    let modified_before = modified();
+    let took = |seen| w.app().run(|| live::assert_updates_took(&w.sidecar, seen));
+
+    // Added: a new VIP, from the DNS table LDS replaced, and served on it.
+    resources.push(http_service("added", "added.test:8083"));
+    w.update(&resources);
+    seen = took(seen);
+    let added = eventually(
+        "added.mesh resolves",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || w.resolve("added.mesh").ok_or("not yet".to_string()),
+    );
+    assert!(
+        in_vip_range(added) && added != steady && added != plainweb,
+        "{added}"
+    );
+    assert_eq!(w.dns_answers("added.mesh"), BTreeSet::from([Some(added)]));
+    assert_from(&w.curl("http://added.mesh/").run(), "added");
+    assert_from(&w.curl("http://added.test:8083/").run(), "added");
+    assert_eq!(vip("httpbin.mesh"), steady);
+    stream.wait_for_more(5);
+
+    // Removed: its names no longer resolve, and its VIP is refused.
+    resources.retain(|r| !r.contains("name: plainweb"));
+    w.update(&resources);
+    seen = took(seen);
+    eventually(
+        "plainweb.mesh no longer resolves",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || match w.resolve("plainweb.mesh") {
+            None => Ok(()),
+            Some(ip) => Err(ip.to_string()),
+        },
+    );
+    assert_eq!(w.dns_answers("plainweb.mesh"), BTreeSet::from([None]));
+    let served = w.world_stat("http.plainweb.downstream_cx_total");
+    assert!(w.curl(&format!("http://{plainweb}/")).send().is_err());
+    assert!(w.curl("http://plain.test:8080/").send().is_err());
+    assert_eq!(w.world_stat("http.plainweb.downstream_cx_total"), served);
+    stream.wait_for_more(5);
+
+    // Another name, one that would have had plainweb.mesh's VIP: it gets another.
+    let range: Cidr = cidr.parse().unwrap();
+    let another = (0..100_000)
+        .map(|n| format!("another-{n}"))
+        .find(|name| first_choice(&format!("{name}.mesh"), range) == plainweb)
+        .expect("a name that hashes to the removed VIP");
+    let another_mesh = format!("{another}.mesh");
+    resources.push(http_service(&another, "another.test:8084"));
+    w.update(&resources);
+    took(seen);
+    let got = eventually(
+        "the added name resolves",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || w.resolve(&another_mesh).ok_or("not yet".to_string()),
+    );
+    assert_ne!(got, plainweb, "a removed name's VIP went to {another_mesh}");
+    assert!(in_vip_range(got) && got != steady && got != added, "{got}");
+    assert_from(&w.curl(&format!("http://{another_mesh}/")).run(), "another");
+    stream.wait_for_more(5);
+
+    let (sent, lost, answers) = probe.finish();
+    stream.assert_all_served();
+    assert_eq!(vip("httpbin.mesh"), steady);
+    assert_eq!(
+        answers,
+        BTreeSet::from([Some(steady)]),
+        "the unchanged name's VIP moved"
+    );
+    // Each update replaced the builtin DNS's listener (its table changed; the others were
+    // added or removed), on the same UDP address: no query went unanswered, and the old one,
+    // draining, answered none with its old table (the answers above).
+    assert!(
+        modified() >= modified_before + 3,
+        "the DNS listener was not replaced"
+    );
+    assert!(sent > 20, "{sent} DNS queries");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {sent} DNS queries went unanswered across the updates"
+    );
+    assert_eq!(w.sidecar.pid(), pid, "Envoy was restarted");
 }

@@ -126,7 +126,7 @@ impl Catalog {
                     service.protocol_untagged &= tag.is_none();
                     service.endpoints.push(endpoint);
                 }
-                Spec::Secret(_) | Spec::Dataplane(_) => {}
+                Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => {}
             }
         }
         catalog.keep_ports_where_authorities_clash();

@@ -26,16 +26,33 @@ pub enum Kind {
     Mesh,
     Secret,
     Dataplane,
+    // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of them; the
+    // model only recognises them and keeps their spec as written.
+    MeshTimeout,
+    MeshRetry,
+    MeshCircuitBreaker,
+    MeshHealthCheck,
+    MeshRateLimit,
+    MeshFaultInjection,
 }
 
 impl Kind {
+    pub const POLICIES: [Kind; 6] = [
+        Kind::MeshTimeout,
+        Kind::MeshRetry,
+        Kind::MeshCircuitBreaker,
+        Kind::MeshHealthCheck,
+        Kind::MeshRateLimit,
+        Kind::MeshFaultInjection,
+    ];
+
     fn from_name(name: &str) -> Option<Kind> {
         match name {
             "ExternalService" => Some(Kind::ExternalService),
             "Mesh" => Some(Kind::Mesh),
             "Secret" => Some(Kind::Secret),
             "Dataplane" => Some(Kind::Dataplane),
-            _ => None,
+            _ => Kind::POLICIES.into_iter().find(|k| k.as_str() == name),
         }
     }
 
@@ -45,7 +62,17 @@ impl Kind {
             Kind::Mesh => "Mesh",
             Kind::Secret => "Secret",
             Kind::Dataplane => "Dataplane",
+            Kind::MeshTimeout => "MeshTimeout",
+            Kind::MeshRetry => "MeshRetry",
+            Kind::MeshCircuitBreaker => "MeshCircuitBreaker",
+            Kind::MeshHealthCheck => "MeshHealthCheck",
+            Kind::MeshRateLimit => "MeshRateLimit",
+            Kind::MeshFaultInjection => "MeshFaultInjection",
         }
+    }
+
+    pub fn is_policy(self) -> bool {
+        Kind::POLICIES.contains(&self)
     }
 }
 
@@ -97,6 +124,7 @@ impl Resource {
             Spec::Mesh(_) => Kind::Mesh,
             Spec::Secret(_) => Kind::Secret,
             Spec::Dataplane(_) => Kind::Dataplane,
+            Spec::Policy { kind, .. } => kind,
         }
     }
 
@@ -107,6 +135,7 @@ impl Resource {
             Spec::Mesh(s) => serde_json::to_value(s),
             Spec::Secret(s) => serde_json::to_value(s),
             Spec::Dataplane(s) => serde_json::to_value(s),
+            Spec::Policy { spec, .. } => Ok(serde_json::json!({ "spec": spec })),
         };
         let mut doc = Map::new();
         doc.insert("type".into(), Value::from(self.kind().as_str()));
@@ -128,6 +157,11 @@ pub enum Spec {
     Mesh(MeshSpec),
     Secret(SecretSpec),
     Dataplane(DataplaneSpec),
+    /// A traffic policy's `spec`, as written (both forms keep it under `spec`).
+    Policy {
+        kind: Kind,
+        spec: Value,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -428,7 +462,7 @@ fn from_universal(doc: &mut Map<String, Value>, origin: Origin) -> Result<Resour
         None => {
             violations.push(Violation::new(
                 "type",
-                "missing: every resource needs `type` (ExternalService, Mesh, Secret or Dataplane), or `apiVersion` and `kind`",
+                "missing: every resource needs `type` (ExternalService, Mesh, Secret, Dataplane or a Mesh* policy), or `apiVersion` and `kind`",
             ));
             None
         }
@@ -588,7 +622,7 @@ fn finish(
     origin: Origin,
     mut violations: Vec<Violation>,
 ) -> Result<Resource, Box<Rejected>> {
-    let spec = kind.and_then(|kind| match read_spec(kind, body) {
+    let spec = kind.and_then(|kind| match read_spec(kind, body, prefix) {
         Ok(spec) => Some(spec),
         Err(found) => {
             violations.extend(
@@ -611,21 +645,52 @@ fn finish(
 }
 
 /// Reads a spec; a spec that does not read gives every unknown field it has, then the first
-/// other error, if any.
-fn read_spec(kind: Kind, body: Value) -> Result<Spec, Vec<Violation>> {
+/// other error, if any. A policy's Universal body is `{spec: ...}`, its Kubernetes body the
+/// spec itself (`prefix` is `spec.`).
+fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violation>> {
     Ok(match kind {
         Kind::ExternalService => Spec::ExternalService(typed(body)?),
         Kind::Mesh => Spec::Mesh(typed(body)?),
         Kind::Secret => Spec::Secret(typed(body)?),
         Kind::Dataplane => Spec::Dataplane(typed(body)?),
+        policy => Spec::Policy {
+            kind: policy,
+            spec: if prefix.is_empty() {
+                policy_spec(body)?
+            } else {
+                body
+            },
+        },
     })
+}
+
+/// The `spec` of a Universal policy document, which holds nothing else.
+fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
+    let Value::Object(mut fields) = body else {
+        return Err(vec![Violation::new("spec", "must be defined")]);
+    };
+    let spec = fields.remove("spec").unwrap_or(Value::Object(Map::new()));
+    let unknown: Vec<Violation> = fields
+        .keys()
+        .map(|key| {
+            Violation::new(
+                key.as_str(),
+                format!("unknown field `{key}`, expected one of `type`, `name`, `mesh`, `labels`, `spec`"),
+            )
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(spec)
+    } else {
+        Err(unknown)
+    }
 }
 
 /// One reading, with the field path kept for a report (a plain serde pass first would be a
 /// second copy of every spec's deserialiser in the module). serde stops at the first error, so
 /// each field at fault is taken out and the rest read again: every unknown field is reported,
 /// and the first error of another kind (later ones may only follow from it).
-fn typed<T: serde::de::DeserializeOwned>(mut body: Value) -> Result<T, Vec<Violation>> {
+pub fn typed<T: serde::de::DeserializeOwned>(mut body: Value) -> Result<T, Vec<Violation>> {
     let mut found = Vec::new();
     let mut other_reported = false;
     loop {
@@ -681,7 +746,7 @@ fn kind_or_violation(name: &str, field: &str, violations: &mut Vec<Violation>) -
     if kind.is_none() {
         violations.push(Violation::new(
             field,
-            format!("unsupported resource {name:?}: extsvc reads ExternalService, Mesh, Secret and Dataplane"),
+            format!("unsupported resource {name:?}: extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
         ));
     }
     kind

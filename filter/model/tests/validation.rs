@@ -361,7 +361,7 @@ fn unknown_fields_are_named() {
     let kind = json!({ "type": "TrafficRoute", "name": "x" });
     assert_eq!(one(kind), pairs(&[(
             "type",
-            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret and Dataplane"
+            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"
         )]));
 }
 
@@ -450,5 +450,48 @@ fn tags_that_do_not_read() {
                 "invalid type: integer `1`, expected a string"
             ),
         ])
+    );
+}
+
+/// Traffic policies are recognised in both forms and kept as written; their rules are
+/// `extsvc`'s (envoy-configs/src/policy), and the filter's catalog ignores them.
+#[test]
+fn policy_kinds_are_read_and_handed_through_untouched() {
+    use external_service_model::resource::{Kind, Spec};
+    let spec = json!({ "to": [{ "targetRef": { "kind": "Mesh" }, "default": { "bogus": 1 } }] });
+    let universal = json!({ "type": "MeshTimeout", "name": "t", "mesh": "default", "spec": spec });
+    let kubernetes = json!({
+        "apiVersion": "kuma.io/v1alpha1", "kind": "MeshRetry",
+        "metadata": { "name": "r", "namespace": "kuma-system", "labels": { "kuma.io/mesh": "m2" } },
+        "spec": spec,
+    });
+    let service = es(json!("a.test:80"), backend());
+    let checked = check_all(vec![universal.clone(), kubernetes, service]);
+    assert!(checked.is_valid(), "{:?}", checked.reports);
+    let kinds: Vec<(Kind, &str, &Value)> = checked
+        .resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::Policy { kind, spec } => Some((*kind, r.mesh.as_str(), spec)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (Kind::MeshTimeout, "default", &spec),
+            (Kind::MeshRetry, "m2", &spec)
+        ]
+    );
+    assert_eq!(checked.resources[0].to_universal(), universal);
+    let catalog = external_service_model::Catalog::build(&checked.resources, "default");
+    assert_eq!(catalog.services.len(), 1);
+    // A Universal policy holds nothing beside its spec.
+    assert_eq!(
+        one(json!({ "type": "MeshRetry", "name": "r", "mesh": "default", "spec": {}, "to": [] })),
+        pairs(&[(
+            "to",
+            "unknown field `to`, expected one of `type`, `name`, `mesh`, `labels`, `spec`"
+        )])
     );
 }

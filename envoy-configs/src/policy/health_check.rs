@@ -1,0 +1,144 @@
+//! MeshHealthCheck: `to[].default` (active health checks) and Kuma's rules.
+
+use external_service_model::report::Violation;
+use external_service_model::resource::Kind;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::duration::Duration;
+use super::rules::{greater_than_zero, int_or_string, not_yet, GREATER_THAN_ZERO};
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Conf {
+    #[serde(default)]
+    pub interval: Option<Duration>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub unhealthy_threshold: Option<u32>,
+    #[serde(default)]
+    pub healthy_threshold: Option<u32>,
+    #[serde(default)]
+    pub initial_jitter: Option<Duration>,
+    #[serde(default)]
+    pub interval_jitter: Option<Duration>,
+    #[serde(default)]
+    pub no_traffic_interval: Option<Duration>,
+    /// Kuma's IntOrString percentage of healthy hosts under which Envoy ignores health.
+    #[serde(default)]
+    pub healthy_panic_threshold: Option<Value>,
+    #[serde(default)]
+    pub event_log_path: Option<String>,
+    #[serde(default)]
+    pub always_log_health_check_failures: Option<bool>,
+    #[serde(default)]
+    pub http: Option<Http>,
+    #[serde(default)]
+    pub tcp: Option<Tcp>,
+    #[serde(default)]
+    pub grpc: Option<Grpc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Http {
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub expected_statuses: Option<Vec<i64>>,
+    #[serde(default)]
+    pub request_headers_to_add: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Tcp {
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub send: Option<String>,
+    #[serde(default)]
+    pub receive: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Grpc {
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub service_name: Option<String>,
+    #[serde(default)]
+    pub authority: Option<String>,
+}
+
+impl Conf {
+    /// The panic threshold as a number, if it is one.
+    pub fn panic_threshold(&self) -> Option<f64> {
+        int_or_string(self.healthy_panic_threshold.as_ref()?)
+    }
+}
+
+impl super::Conf for Conf {
+    const KIND: Kind = Kind::MeshHealthCheck;
+    const EMPTY_TO: (&'static str, &'static str) = ("spec.to", "needs at least one item");
+
+    fn validate(&self, path: &str, out: &mut Vec<Violation>) {
+        greater_than_zero(path, "interval", self.interval, out);
+        greater_than_zero(path, "timeout", self.timeout, out);
+        for (field, n) in [
+            ("unhealthyThreshold", self.unhealthy_threshold),
+            ("healthyThreshold", self.healthy_threshold),
+        ] {
+            if n == Some(0) {
+                out.push(Violation::new(format!("{path}.{field}"), GREATER_THAN_ZERO));
+            }
+        }
+        greater_than_zero(path, "initialJitter", self.initial_jitter, out);
+        greater_than_zero(path, "intervalJitter", self.interval_jitter, out);
+        greater_than_zero(path, "noTrafficInterval", self.no_traffic_interval, out);
+        if self.healthy_panic_threshold.is_some()
+            && !self
+                .panic_threshold()
+                .is_some_and(|p| (0.0..=100.0).contains(&p))
+        {
+            out.push(Violation::new(
+                format!("{path}.healthyPanicThreshold"),
+                "must be in inclusive range [0.0, 100.0]",
+            ));
+        }
+        not_yet(path, "eventLogPath", self.event_log_path.is_some(), out);
+        if let Some(http) = &self.http {
+            let path = format!("{path}.http");
+            if http.path.as_deref() == Some("") {
+                out.push(Violation::new(
+                    format!("{path}.path"),
+                    super::rules::DEFINED,
+                ));
+            }
+            for (i, status) in http.expected_statuses.iter().flatten().enumerate() {
+                if !(100..=599).contains(status) {
+                    out.push(Violation::new(
+                        format!("{path}.expectedStatuses[{i}]"),
+                        "must be in inclusive range [100, 599]",
+                    ));
+                }
+            }
+            not_yet(
+                &path,
+                "requestHeadersToAdd",
+                http.request_headers_to_add.is_some(),
+                out,
+            );
+        }
+        if self.http.is_none() && self.tcp.is_none() && self.grpc.is_none() {
+            out.push(Violation::new(
+                path,
+                "must have at least one defined: http, tcp, grpc",
+            ));
+        }
+    }
+}
