@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -376,16 +377,35 @@ impl Outbound {
     }
 }
 
-/// `version:` with no value is an empty tag value (Kuma reports it), not a type error.
+/// `version:` with no value is an empty tag value (Kuma reports it), not a type error. Read
+/// straight into the map: no second map to convert, sort and build.
 fn tags_with_empty_values<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
-    let tags: Option<BTreeMap<String, Option<String>>> = Option::deserialize(d)?;
-    Ok(tags
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.unwrap_or_default()))
-        .collect())
+    struct Tags;
+    impl<'de> Visitor<'de> for Tags {
+        type Value = BTreeMap<String, String>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(BTreeMap::new())
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut tags = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, Option<String>>()? {
+                tags.insert(key, value.unwrap_or_default());
+            }
+            Ok(tags)
+        }
+    }
+    d.deserialize_option(Tags)
 }
 
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -666,18 +686,16 @@ fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
     }
 }
 
-/// Plain serde first; only a document that fails is read again to find the field path
-/// (tracking paths for every document doubles configure time). serde stops at the first error,
-/// so each field at fault is taken out and the rest read again: every unknown field is
-/// reported, and the first error of another kind (later ones may only follow from it).
+/// One reading, with the field path kept for a report (a plain serde pass first would be a
+/// second copy of every spec's deserialiser in the module). serde stops at the first error, so
+/// each field at fault is taken out and the rest read again: every unknown field is reported,
+/// and the first error of another kind (later ones may only follow from it).
 pub fn typed<T: serde::de::DeserializeOwned>(mut body: Value) -> Result<T, Vec<Violation>> {
-    if let Ok(spec) = T::deserialize(&body) {
-        return Ok(spec);
-    }
     let mut found = Vec::new();
     let mut other_reported = false;
     loop {
         let error = match serde_path_to_error::deserialize::<_, T>(&body) {
+            Ok(spec) if found.is_empty() => return Ok(spec),
             Ok(_) => return Err(found),
             Err(e) => e,
         };

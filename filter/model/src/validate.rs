@@ -2,7 +2,7 @@
 //! violation at once. Pure: no files, no clocks; what needs I/O lives in `extsvc`
 //! (envoy-configs/src/resolve.rs).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use rustc_hash::FxHashMap;
@@ -180,7 +180,7 @@ pub fn decode_base64(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
 
 fn dataplane(dp: &DataplaneSpec) -> Vec<Violation> {
     let mut out = Vec::new();
-    let mut seen: HashMap<(String, u32), usize> = HashMap::new();
+    let mut seen: FxHashMap<(String, u32), usize> = FxHashMap::default();
     for (i, ob) in dp.networking.outbound.iter().enumerate() {
         let at = |f: &str| format!("networking.outbound[{i}].{f}");
         if ob.port == 0 || ob.port > 65535 {

@@ -394,6 +394,65 @@ fn reports_keep_document_order_and_identity() {
     );
 }
 
+/// The messages of a `tags` map that does not read, and the values it tolerates: the spec is
+/// read in one path-tracking pass and the tags straight into their map, messages unchanged.
+#[test]
+fn tags_that_do_not_read() {
+    let cases = [
+        (
+            json!(5),
+            "tags",
+            "invalid type: integer `5`, expected a map",
+        ),
+        (
+            json!(["a"]),
+            "tags",
+            "invalid type: sequence, expected a map",
+        ),
+        (
+            json!({ "kuma.io/service": "backend", "version": 5 }),
+            "tags.version",
+            "invalid type: integer `5`, expected a string",
+        ),
+        (
+            json!({ "kuma.io/service": ["backend"] }),
+            "tags.kuma.io/service",
+            "invalid type: sequence, expected a string",
+        ),
+    ];
+    for (tags, field, message) in cases {
+        assert_eq!(
+            one(es(json!("example.com:443"), tags.clone())),
+            pairs(&[(field, message)]),
+            "{tags}"
+        );
+    }
+    // No tags at all, or `tags:` with nothing: only the missing service tag.
+    for tags in [json!(null), json!({})] {
+        assert_eq!(
+            one(es(json!("example.com:443"), tags)),
+            pairs(&[("tags", "mandatory tag \"kuma.io/service\" is missing")])
+        );
+    }
+    // A tag type error and an unknown field are both reported, in one run.
+    let mut doc = es(json!("example.com:443"), json!({ "kuma.io/service": 1 }));
+    doc["colour"] = json!("red");
+    let got = one(doc);
+    assert_eq!(
+        got,
+        pairs(&[
+            (
+                "colour",
+                "unknown field `colour`, expected `tags` or `networking`"
+            ),
+            (
+                "tags.kuma.io/service",
+                "invalid type: integer `1`, expected a string"
+            ),
+        ])
+    );
+}
+
 /// Traffic policies are recognised in both forms and kept as written; their rules are
 /// `extsvc`'s (envoy-configs/src/policy), and the filter's catalog ignores them.
 #[test]

@@ -27,19 +27,29 @@ pub fn address(b: &Bench, i: usize, tls: bool, ip: bool) -> String {
 /// n ExternalServices `svc-NNNNN` -> [`address`], passthrough off, TLS with the bench CA
 /// inline when `tls`.
 pub fn resources(b: &Bench, n: usize, tls: bool, ip: bool) -> String {
+    let ca = tls.then(|| base64::engine::general_purpose::STANDARD.encode(b.ca.ca_pem()));
+    resources_at(n, &|i| address(b, i, tls, ip), ca.as_deref())
+}
+
+/// n ExternalServices `svc-NNNNN` -> `address(i)`, passthrough off, TLS verified by `ca_base64`
+/// (inline) when given.
+pub fn resources_at(
+    n: usize,
+    address: &dyn Fn(usize) -> String,
+    ca_base64: Option<&str>,
+) -> String {
     let mut y = String::from(
         "type: Mesh\nname: default\nnetworking:\n  outbound:\n    passthrough: false\n",
     );
-    let ca = base64::engine::general_purpose::STANDARD.encode(b.ca.ca_pem());
     for i in 0..n {
         let _ = write!(
             y,
             "---\ntype: ExternalService\nmesh: default\nname: es-{i}\ntags:\n  kuma.io/service: {}\n  \
              kuma.io/protocol: http\nnetworking:\n  address: {}\n",
             name(i),
-            address(b, i, tls, ip)
+            address(i)
         );
-        if tls {
+        if let Some(ca) = ca_base64 {
             let _ = write!(
                 y,
                 "  tls:\n    enabled: true\n    caCert:\n      inline: {ca}\n"
@@ -59,23 +69,32 @@ pub struct Generated {
 
 /// Runs `extsvc generate RESOURCES -o OUT` (listener on A's port) under `/usr/bin/time`.
 pub fn generate(b: &Bench, resources: &Path, out: &Path) -> Result<Generated, String> {
-    let cmd: Vec<String> = vec![
+    let listen = format!("127.0.0.1:{}", b.port("A"));
+    let flags = ["--listen", &listen, "--dns-resolver", &b.dns.to_string()];
+    generate_with(b, resources, out, &flags)
+}
+
+/// [`generate`] with these flags instead of the listener and resolver.
+pub fn generate_with(
+    b: &Bench,
+    resources: &Path,
+    out: &Path,
+    flags: &[&str],
+) -> Result<Generated, String> {
+    let mut cmd: Vec<String> = vec![
         b.extsvc.display().to_string(),
         "generate".into(),
         resources.display().to_string(),
         "-o".into(),
         out.display().to_string(),
-        "--listen".into(),
-        format!("127.0.0.1:{}", b.port("A")),
         "--admin".into(),
         "127.0.0.1:0".into(),
         "--wasm".into(),
         b.wasm.display().to_string(),
         "--system-ca".into(),
         "/etc/ssl/certs/ca-certificates.crt".into(),
-        "--dns-resolver".into(),
-        b.dns.to_string(),
     ];
+    cmd.extend(flags.iter().map(|f| f.to_string()));
     let stats = out.with_extension("time");
     let o = runner::run(
         Command::new("/usr/bin/time")
@@ -120,7 +139,7 @@ pub fn write_yaml(path: &Path, v: &Value) -> Result<(), String> {
     fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn at<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Value, String> {
+pub(super) fn at<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Value, String> {
     let mut cur = v;
     for key in path {
         cur = match key.parse::<usize>() {
@@ -132,7 +151,7 @@ fn at<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Value, String> {
     Ok(cur)
 }
 
-fn seq<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Vec<Value>, String> {
+pub(super) fn seq<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Vec<Value>, String> {
     at(v, path)?
         .as_sequence_mut()
         .ok_or_else(|| format!("generated config: {} is not a list", path.join(".")))
@@ -160,6 +179,27 @@ function envoy_on_request(handle)
   handle:clearRouteCache()
 end
 "#;
+
+/// Where the wasm filter is in a list of HTTP filters.
+pub(super) fn wasm_position(filters: &[Value]) -> Option<usize> {
+    filters.iter().position(|f| {
+        f.get("typed_config")
+            .and_then(|t| t.get("@type"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.contains("wasm"))
+    })
+}
+
+/// An inline Lua HTTP filter.
+pub(super) fn lua_filter(code: &str) -> Value {
+    to_value(json!({
+        "name": "envoy.filters.http.lua",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": code},
+        },
+    }))
+}
 
 /// What one variant is made of.
 pub struct Variant<'a> {
@@ -197,15 +237,7 @@ pub fn variant(cfg_a: &Value, v: &Variant) -> Result<Value, String> {
         }
     }
     let filters = seq(hcm, &["http_filters"])?;
-    let wasm_at = filters
-        .iter()
-        .position(|f| {
-            f.get("typed_config")
-                .and_then(|t| t.get("@type"))
-                .and_then(Value::as_str)
-                .is_some_and(|t| t.contains("wasm"))
-        })
-        .ok_or("generated config has no wasm filter")?;
+    let wasm_at = wasm_position(filters).ok_or("generated config has no wasm filter")?;
     let names: Vec<String> = (0..v.services).map(name).collect();
     match v.kind {
         'A' => {
@@ -250,13 +282,7 @@ pub fn variant(cfg_a: &Value, v: &Variant) -> Result<Value, String> {
                     entries.push(format!("  [\"{h}\"] = \"{a}\","));
                 }
             }
-            filters[wasm_at] = to_value(json!({
-                "name": "envoy.filters.http.lua",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                    "default_source_code": {"inline_string": LUA.replacen("%s", &entries.join("\n"), 1)},
-                },
-            }));
+            filters[wasm_at] = lua_filter(&LUA.replacen("%s", &entries.join("\n"), 1));
         }
         k => return Err(format!("unknown variant {k}")),
     }

@@ -1,34 +1,58 @@
 //! wrk on [`LOAD_CPU`], and the proxy's CPU time (`/proc/<pid>/stat`) across it.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
 use super::{Sample, LOAD_CPU};
 use crate::runner;
 
-/// `taskset -c LOAD_CPU wrk -t1 -cN -dSs --latency -H "Host: host" http://127.0.0.1:port/get`.
-/// Any non-2xx/3xx answer or socket error fails the run. `cpu_us` is left 0.
+/// Where the load comes from and goes to.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    /// wrk runs in this network namespace (`ip netns exec`), else in the machine's.
+    pub netns: Option<&'a str>,
+    pub addr: SocketAddr,
+}
+
+impl Target<'_> {
+    /// A proxy listening on 127.0.0.1:`port`, in the machine's namespace.
+    pub fn local(port: u16) -> Target<'static> {
+        Target {
+            netns: None,
+            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        }
+    }
+}
+
+/// `[ip netns exec NS] taskset -c LOAD_CPU wrk -t1 -cN -dSs --latency -H "Host: host"
+/// http://ADDR/get`. Any non-2xx/3xx answer or socket error fails the run. `cpu_us` is left 0.
 pub fn wrk(
-    port: u16,
+    to: &Target,
     seconds: u64,
     connections: usize,
     host: &str,
 ) -> Result<(Sample, Vec<String>), String> {
-    let cmd: Vec<String> = vec![
-        "taskset".into(),
-        "-c".into(),
-        LOAD_CPU.to_string(),
-        "wrk".into(),
-        "-t1".into(),
-        format!("-c{connections}"),
-        format!("-d{seconds}s"),
-        "--latency".into(),
-        "-H".into(),
-        format!("Host: {host}"),
-        format!("http://127.0.0.1:{port}/get"),
-    ];
+    let netns = to.netns.map(|ns| ["ip", "netns", "exec", ns]);
+    let cmd: Vec<String> = netns
+        .iter()
+        .flatten()
+        .map(|a| a.to_string())
+        .chain([
+            "taskset".into(),
+            "-c".into(),
+            LOAD_CPU.to_string(),
+            "wrk".into(),
+            "-t1".into(),
+            format!("-c{connections}"),
+            format!("-d{seconds}s"),
+            "--latency".into(),
+            "-H".into(),
+            format!("Host: {host}"),
+            format!("http://{}/get", to.addr),
+        ])
+        .collect();
     let o = runner::run(
         Command::new(&cmd[0]).args(&cmd[1..]),
         Duration::from_secs(seconds + 60),
@@ -43,7 +67,7 @@ pub fn wrk(
     }
     let out = o.stdout;
     if out.contains("Non-2xx or 3xx responses:") || out.contains("Socket errors:") {
-        return Err(format!("wrk saw failures on port {port}:\n{out}"));
+        return Err(format!("wrk saw failures on {}:\n{out}", to.addr));
     }
     let mut p50 = None;
     let mut p99 = None;
@@ -94,21 +118,25 @@ fn micros(v: &str) -> Option<f64> {
 /// [`wrk`] with the proxy's CPU time per request.
 pub fn measured(
     pid: u32,
-    port: u16,
+    to: &Target,
     seconds: u64,
     connections: usize,
     host: &str,
 ) -> Result<(Sample, Vec<String>), String> {
     let before = runner::cpu_ticks(pid)?;
-    let (mut s, cmd) = wrk(port, seconds, connections, host)?;
+    let (mut s, cmd) = wrk(to, seconds, connections, host)?;
     let ticks = runner::cpu_ticks(pid)?.saturating_sub(before);
     s.cpu_us = ticks as f64 / runner::ticks_per_second() * 1e6 / s.requests.max(1) as f64;
     Ok((s, cmd))
 }
 
-/// One `GET /get` with `Host: host` on a fresh connection: the status.
+/// One `GET /get` with `Host: host` on a fresh connection to 127.0.0.1:`port`: the status.
 pub fn request(port: u16, host: &str) -> Result<u16, String> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    request_at(SocketAddr::from((Ipv4Addr::LOCALHOST, port)), host)
+}
+
+/// [`request`] to any address (from the calling thread's network namespace).
+pub fn request_at(addr: SocketAddr, host: &str) -> Result<u16, String> {
     let t = Duration::from_secs(5);
     let err = |e: std::io::Error| format!("GET http://{addr}/get (Host: {host}): {e}");
     let mut s = TcpStream::connect_timeout(&addr, t).map_err(err)?;

@@ -9,6 +9,8 @@
 //! - [`throughput`]: part 1, A/B/C side by side in rotated rounds.
 //! - [`fuel`]: part 2 (`cargo bench -p host-tests --bench filter_cost`) and the profile builds.
 //! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
+//! - [`transparent`]: part 4, A/B/C through the transparent proxy's VIP listeners, in network
+//!   namespaces.
 //! - [`report`]: writes BENCHMARKS.md.
 //! - [`hostcalls`]: what each host call of the forward path costs (`make bench-hostcalls`, not
 //!   in `make bench`).
@@ -20,6 +22,7 @@ pub mod load;
 pub mod report;
 pub mod scale;
 pub mod throughput;
+pub mod transparent;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -69,6 +72,9 @@ pub struct Knobs {
     pub port_base: Option<u16>,
     /// Keep the generated access log in every variant.
     pub access_log: bool,
+    /// Part 4's rounds (0 skips it) and seconds per wrk run.
+    pub tproxy_rounds: usize,
+    pub tproxy_seconds: u64,
 }
 
 /// Service `i`'s name: fixed width, so that strings have the same length at every count.
@@ -88,6 +94,24 @@ pub fn log(msg: &str) {
         s / 60 % 60,
         s % 60
     );
+}
+
+/// Round `r`'s order: `items` turned left by `r` (ABC, BCA, CAB, ...), so that a slow phase
+/// of the machine does not always hit the same variant.
+pub fn rotated<T>(items: &[T], r: usize) -> impl Iterator<Item = &T> {
+    let shift = r % items.len().max(1);
+    items[shift..].iter().chain(&items[..shift])
+}
+
+/// Logs one measured wrk run of round `r` (from 0).
+pub fn log_sample(label: &str, r: usize, rounds: usize, kind: &str, s: &Sample) {
+    log(&format!(
+        "{label} round {}/{rounds} {kind}: {:.0} req/s, {:.1} us CPU/req, p99 {:.0} us",
+        r + 1,
+        s.rps,
+        s.cpu_us,
+        s.p99
+    ));
 }
 
 /// The statistics module's median (mean of the middle two for an even count).
@@ -262,10 +286,11 @@ pub struct Results {
     pub prof_built: Vec<(String, PathBuf, String)>,
     pub prof_t: Option<Throughput>,
     pub scale: Vec<scale::Row>,
+    pub transparent: Option<Throughput>,
     pub elapsed: Duration,
 }
 
-/// The whole `make bench`: parts 1, 2, the profile study and part 3, then the report.
+/// The whole `make bench`: parts 1, 2, the profile study, parts 3 and 4, then the report.
 pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     runner::prefer_real_envoy();
     let started = Instant::now();
@@ -328,6 +353,16 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     };
     log("part 3: scale");
     let scale = scale::run(&bench)?;
+    let transparent = if knobs.tproxy_rounds > 0 {
+        log("part 4: through the transparent proxy");
+        Some(transparent::run(
+            &bench,
+            knobs.tproxy_rounds,
+            knobs.tproxy_seconds,
+        )?)
+    } else {
+        None
+    };
     let elapsed = started.elapsed();
     machine.load_after = runner::load_average(true);
     let results = Results {
@@ -339,6 +374,7 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         prof_built,
         prof_t,
         scale,
+        transparent,
         elapsed,
     };
     report::write(&bench, &results, out)?;
@@ -348,4 +384,18 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         elapsed.as_secs_f64()
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rotated;
+
+    #[test]
+    fn rounds_rotate() {
+        let order = |r| rotated(&['A', 'B', 'C'], r).collect::<String>();
+        assert_eq!(
+            [order(0), order(1), order(2), order(3)],
+            ["ABC", "BCA", "CAB", "ABC"]
+        );
+    }
 }

@@ -476,6 +476,43 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     if let Some(last) = r.scale.last() {
         w(format!("\nCommand: `{}`.\n", last.gen_cmd.join(" ")));
     }
+    if let Some(t) = &r.transparent {
+        w("## 4. Through the transparent proxy (VIP listeners)\n".into());
+        w(format!(
+            "Setup: two network namespaces joined by a veth pair and to nothing else. In the app's, \
+             `extsvc transparent-proxy install --envoy-uid 5678` and the proxy Envoy (uid 5678, `--concurrency 1`, CPU {PROXY_CPU}); \
+             wrk (`ip netns exec`, CPU {LOAD_CPU}) connects to the VIP the builtin DNS gives `{TARGET_HOST}`, port 80, \
+             with that `Host`: the rules send it to the capture listener, which hands it to that VIP:port's listener \
+             (bound to the service), which forwards to `svc-00042.bench.test:8080`. The upstream Envoy \
+             (`direct_response` 200, CPU {LOAD_CPU}) and its DNS are in the other namespace. {} ExternalServices, \
+             passthrough off. One capture port per namespace, so the variants take turns: each round starts A, B, C \
+             one at a time in a rotated order, checks one request, warms up 2 s, then runs {} s at {} connections; \
+             {} rounds. Access logs removed as in part 1.\n",
+            kn.services, kn.tproxy_seconds, kn.connections, kn.tproxy_rounds
+        ));
+        w("- A: `extsvc generate --transparent-proxy` output (the wasm filter on every VIP listener, bound to its service).".into());
+        w("- B: the same without the wasm filter; each VIP listener's route has `host_rewrite_literal` with its service's authority.".into());
+        w("- C: the same with the wasm filter replaced by a Lua filter that only replaces `:authority` with its service's authority.\n".into());
+        w(format!(
+            "Commands: `{}`; `{}`. Configs and logs: `{}/`.\n",
+            t.gen_cmd.join(" "),
+            t.wrk_cmd.join(" "),
+            b.rel(&t.dir)
+        ));
+        w(throughput_table(t, &["A", "B", "C"], &names) + "\n");
+        w("| ratio | CPU per request | requests/s | p99 |".into());
+        w("|---|---:|---:|---:|".into());
+        for (x, y) in [("A", "B"), ("A", "C"), ("C", "B")] {
+            let ratios = Ratios::new(t, x, y);
+            w(format!(
+                "| {x}/{y} | {} | {} | {} |",
+                ratios.fmt("cpu_us"),
+                ratios.fmt("rps"),
+                ratios.fmt("p99")
+            ));
+        }
+        w("\nRatios: of medians, with the range of the per-round ratios.\n".into());
+    }
     if let Ok(notes) = fs::read_to_string(b.root.join("bench/NOTES.md")) {
         w(notes);
     }

@@ -5,8 +5,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::config::{self, Variant};
-use super::load::{measured, request, wrk};
-use super::{log, name, Bench, Throughput, PROXY_CPU, TARGET_HOST};
+use super::load::{measured, request, wrk, Target};
+use super::{log_sample, name, rotated, Bench, Throughput, PROXY_CPU, TARGET_HOST};
 use crate::runner::Proc;
 
 /// One part-1 style measurement.
@@ -87,7 +87,7 @@ pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
             }
         }
         // Warm-up: connections to the upstream, V8 tiers up.
-        wrk(listen, 2, k.connections, host)?;
+        wrk(&Target::local(listen), 2, k.connections, host)?;
         Ok(p)
     };
     let mut procs: BTreeMap<String, Proc> = BTreeMap::new();
@@ -102,30 +102,19 @@ pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
         ..Throughput::default()
     };
     for r in 0..rounds {
-        let shift = r % kinds.len();
-        let order: Vec<&str> = kinds[shift..]
-            .iter()
-            .chain(&kinds[..shift])
-            .map(|(k, _)| *k)
-            .collect();
-        for kind in order {
+        for (kind, _) in rotated(kinds, r) {
+            let kind = *kind;
             if !side_by_side {
                 procs.insert(kind.to_string(), up(kind)?);
             }
             let p = procs.get(kind).ok_or("a variant did not start")?;
-            let listen = b.port(kind);
-            let (s, cmd) = measured(p.pid(), listen, seconds, k.connections, host)?;
+            let listen = Target::local(b.port(kind));
+            let (s, cmd) = measured(p.pid(), &listen, seconds, k.connections, host)?;
             t.wrk_cmd = cmd;
-            log(&format!(
-                "{label} round {}/{rounds} {kind}: {:.0} req/s, {:.1} us CPU/req, p99 {:.0} us",
-                r + 1,
-                s.rps,
-                s.cpu_us,
-                s.p99
-            ));
+            log_sample(label, r, rounds, kind, &s);
             t.results.entry(kind.to_string()).or_default().push(s);
             if latency {
-                let (s, cmd) = measured(p.pid(), listen, k.lat_seconds, 1, host)?;
+                let (s, cmd) = measured(p.pid(), &listen, k.lat_seconds, 1, host)?;
                 t.lat_cmd = cmd;
                 t.latency.entry(kind.to_string()).or_default().push(s);
             }

@@ -1,7 +1,9 @@
 //! `make bench`: the filter against native Envoy routes and Lua (proxy CPU per request,
 //! requests/s, latency), the per-request cost inside the filter (fuel), release profiles, and
-//! scale to 10,000 services. Writes BENCHMARKS.md (or `--out`), keeping its "## Soak" section.
-//! Everything runs on 127.0.0.1; every process started is stopped on exit, Ctrl-C included.
+//! scale to 10,000 services, and A/B/C again through the transparent proxy. Writes BENCHMARKS.md (or `--out`), keeping its "## Soak" section.
+//! Everything runs on 127.0.0.1, except part 4, which runs in two network namespaces of its own
+//! (joined to nothing else); every process started is stopped and the namespaces removed on
+//! exit, Ctrl-C included.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +15,7 @@ use extsvc_testkit::{bench, runner};
 #[derive(Parser, Debug)]
 #[command(
     name = "bench",
-    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 \\\n    cargo run --release -p extsvc-testkit --bin bench -- --out /tmp/bench-check.md"
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 \\\n    cargo run --release -p extsvc-testkit --bin bench -- --out /tmp/bench-check.md"
 )]
 struct Args {
     #[command(flatten)]
@@ -41,6 +43,12 @@ struct Args {
     /// 1 keeps the generated access log in every variant.
     #[arg(long, env = "BENCH_ACCESS_LOG", default_value_t = 0)]
     access_log: u8,
+    /// Rounds of part 4 (A/B/C through the transparent proxy, root only); 0 skips it.
+    #[arg(long, env = "BENCH_TPROXY_ROUNDS", default_value_t = 3)]
+    tproxy_rounds: usize,
+    /// Seconds of each of part 4's wrk runs.
+    #[arg(long, env = "BENCH_TPROXY_SECONDS", default_value_t = 5)]
+    tproxy_seconds: u64,
     /// The report [default: BENCHMARKS.md in the workspace].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -63,6 +71,8 @@ fn main() -> ExitCode {
         profiles: a.profiles != 0,
         port_base: a.run.port_base,
         access_log: a.access_log == 1,
+        tproxy_rounds: a.tproxy_rounds,
+        tproxy_seconds: a.tproxy_seconds.max(1),
     };
     let out = a
         .out

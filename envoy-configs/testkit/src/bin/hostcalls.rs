@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         profiles: false,
         port_base: a.run.port_base,
         access_log: false,
+        tproxy_rounds: 0,
+        tproxy_seconds: 1,
     };
     match bench::hostcalls::run(knobs) {
         Ok(table) => {
