@@ -366,6 +366,8 @@ impl Policies {
     /// Resolves the valid policies of `resources` (invalid ones are left out) to the
     /// ExternalServices' `kuma.io/service`s.
     pub fn build(resources: &[Resource]) -> Policies {
+        // Each policy is checked and read once; a service then looks only at the policies.
+        let parsed: Vec<Parsed<'_>> = resources.iter().filter_map(Parsed::of).collect();
         let mut declared: BTreeMap<(String, String), ()> = BTreeMap::new();
         for r in resources {
             if let Spec::ExternalService(es) = &r.spec {
@@ -375,20 +377,20 @@ impl Policies {
             }
         }
         let mut policies = Policies::default();
-        for (mesh, service) in declared.keys() {
+        for (mesh, service) in declared.keys().filter(|_| !parsed.is_empty()) {
             let effective = Effective {
-                timeout: resolve::<timeout::Conf>(resources, mesh, service),
-                retry: resolve::<retry::Conf>(resources, mesh, service),
-                circuit_breaker: resolve::<circuit_breaker::Conf>(resources, mesh, service),
-                health_check: resolve::<health_check::Conf>(resources, mesh, service),
-                rate_limit: resolve::<rate_limit::Conf>(resources, mesh, service),
-                fault: resolve::<fault::Conf>(resources, mesh, service),
+                timeout: resolve::<timeout::Conf>(&parsed, mesh, service),
+                retry: resolve::<retry::Conf>(&parsed, mesh, service),
+                circuit_breaker: resolve::<circuit_breaker::Conf>(&parsed, mesh, service),
+                health_check: resolve::<health_check::Conf>(&parsed, mesh, service),
+                rate_limit: resolve::<rate_limit::Conf>(&parsed, mesh, service),
+                fault: resolve::<fault::Conf>(&parsed, mesh, service),
             };
             policies
                 .services
                 .insert((mesh.clone(), service.clone()), effective);
         }
-        policies.warnings = unmatched_targets(resources, &declared);
+        policies.warnings = unmatched_targets(&parsed, &declared);
         policies
     }
 
@@ -421,18 +423,38 @@ impl Policies {
 /// The entries of `C::KIND` that apply to `service`, in Kuma's order, merged: policies by
 /// their top-level target's rank, then by name (the name that sorts first is applied last,
 /// and so wins); their entries then by their own target's rank, policy order kept within one.
-fn resolve<C: Conf>(resources: &[Resource], mesh: &str, service: &str) -> Option<Applied<C>> {
-    let mut policies: Vec<(u8, &str, Entries)> = resources
+/// A valid policy, read.
+struct Parsed<'a> {
+    resource: &'a Resource,
+    kind: Kind,
+    entries: Entries,
+}
+
+impl<'a> Parsed<'a> {
+    /// `resource` read as a policy, if it is a valid one.
+    fn of(resource: &'a Resource) -> Option<Parsed<'a>> {
+        let Spec::Policy { kind, spec } = &resource.spec else {
+            return None;
+        };
+        if !check_policy(*kind, spec).is_empty() {
+            return None;
+        }
+        let entries = serde_json::from_value(spec.clone()).ok()?;
+        Some(Parsed {
+            resource,
+            kind: *kind,
+            entries,
+        })
+    }
+}
+
+fn resolve<C: Conf>(parsed: &[Parsed<'_>], mesh: &str, service: &str) -> Option<Applied<C>> {
+    let mut policies: Vec<(u8, &str, &Entries)> = parsed
         .iter()
-        .filter(|r| r.mesh == mesh)
-        .filter_map(|r| match &r.spec {
-            Spec::Policy { kind, spec }
-                if *kind == C::KIND && check_policy(*kind, spec).is_empty() =>
-            {
-                let entries: Entries = serde_json::from_value(spec.clone()).ok()?;
-                Some((entries.top_rank(service)?, r.name.as_str(), entries))
-            }
-            _ => None,
+        .filter(|p| p.kind == C::KIND && p.resource.mesh == mesh)
+        .filter_map(|p| {
+            let rank = p.entries.top_rank(service)?;
+            Some((rank, p.resource.name.as_str(), &p.entries))
         })
         .collect();
     policies.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)));
@@ -510,20 +532,16 @@ fn is_within(field: &str, path: &str) -> bool {
 /// A warning per valid policy target that names a `kuma.io/service` no ExternalService of
 /// its mesh declares.
 fn unmatched_targets(
-    resources: &[Resource],
+    parsed: &[Parsed<'_>],
     declared: &BTreeMap<(String, String), ()>,
 ) -> Vec<String> {
     let mut found = Vec::new();
-    for r in resources {
-        let Spec::Policy { kind, spec } = &r.spec else {
-            continue;
-        };
-        if !check_policy(*kind, spec).is_empty() {
-            continue;
-        }
-        let Ok(entries) = serde_json::from_value::<Entries>(spec.clone()) else {
-            continue;
-        };
+    for Parsed {
+        resource: r,
+        kind,
+        entries,
+    } in parsed
+    {
         for (field, name) in entries.named_services() {
             if !declared.contains_key(&(r.mesh.clone(), name.to_string())) {
                 found.push(format!(
