@@ -393,12 +393,14 @@ fn remove_unnamed_secrets(sds_dir: &Path, files: &xds::Files) -> Result<bool, Er
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(error(e)),
     };
+    let named: std::collections::HashSet<&str> =
+        files.sds.iter().map(|(file, _)| file.as_str()).collect();
     let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(error)?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // Another writer's file in progress starts with a dot.
-        if name.starts_with('.') || files.sds.iter().any(|(file, _)| *file == name) {
+        if name.starts_with('.') || named.contains(name.as_str()) {
             continue;
         }
         fs::remove_file(entry.path()).map_err(error)?;

@@ -7,6 +7,7 @@
 //! a file of `DIR/sds/` ([`Secrets::sds_secret`]): Envoy watches the directory of every file
 //! a secret names, and loads the material again when a file is renamed there.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -69,6 +70,10 @@ pub struct ServedSecret {
 pub struct Sds {
     dir: PathBuf,
     served: Vec<ServedSecret>,
+    /// The index in `served` of each secret name, and the files taken: a lookup per cluster
+    /// must not scan every secret named before it.
+    by_name: HashMap<String, usize>,
+    files: HashSet<String>,
 }
 
 impl Sds {
@@ -81,18 +86,19 @@ impl Sds {
             SecretMaterial::ValidationContext(_) => "ca",
         };
         let name = format!("{cluster}.{kind}");
-        let file = match self.served.iter().find(|s| s.secret.name == name) {
-            Some(served) => served.file.clone(),
+        let file = match self.by_name.get(&name) {
+            Some(&index) => self.served[index].file.clone(),
             None => {
                 let stem = safe(&name);
-                let taken = |file: &str| self.served.iter().any(|s| s.file == file);
                 let file = (1..)
                     .map(|n| match n {
                         1 => format!("{stem}.yaml"),
                         n => format!("{stem}-{n}.yaml"),
                     })
-                    .find(|file| !taken(file))
+                    .find(|file| !self.files.contains(file))
                     .unwrap_or_default();
+                self.by_name.insert(name.clone(), self.served.len());
+                self.files.insert(file.clone());
                 self.served.push(ServedSecret {
                     file: file.clone(),
                     secret: Secret {
@@ -128,6 +134,8 @@ impl Secrets {
             sds: xds_dir.map(|d| Sds {
                 dir: d.join(xds::SDS_DIR),
                 served: Vec::new(),
+                by_name: HashMap::new(),
+                files: HashSet::new(),
             }),
             ..Secrets::default()
         }
