@@ -371,8 +371,25 @@ pub struct HealthCheck {
     pub no_traffic_interval: Option<Duration>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub always_log_health_check_failures: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub event_logger: Vec<Extension<HealthCheckEventSink>>,
     #[serde(flatten)]
     pub checker: HealthChecker,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum HealthCheckEventSink {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.health_check.event_sinks.file.v3.HealthCheckEventFileSink"
+    )]
+    File(HealthCheckEventFileSink),
+}
+
+/// Each health check event as a line of JSON, appended to this file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthCheckEventFileSink {
+    pub event_log_path: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -382,6 +399,8 @@ pub enum HealthChecker {
         path: String,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         expected_statuses: Vec<Int64Range>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        request_headers_to_add: Vec<HeaderValueOption>,
     },
     TcpHealthCheck {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -511,7 +530,11 @@ pub struct HttpProtocolOptions {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CommonHttpProtocolOptions {
     /// How long an upstream connection with no request may stay open (Envoy's default 1h).
-    pub idle_timeout: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// How long an upstream connection may stay open at all (Envoy's default: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connection_duration: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -757,6 +780,18 @@ pub enum NetworkFilterConfig {
     HttpConnectionManager(HttpConnectionManager),
     #[serde(rename = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy")]
     TcpProxy(TcpProxy),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit"
+    )]
+    LocalRateLimit(NetworkLocalRateLimit),
+}
+
+/// `extensions.filters.network.local_ratelimit.v3.LocalRateLimit`: a connection over the
+/// bucket is closed at once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkLocalRateLimit {
+    pub stat_prefix: String,
+    pub token_bucket: TokenBucket,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -1055,6 +1090,21 @@ pub struct HttpFault {
     pub delay: Option<FaultDelay>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abort: Option<FaultAbort>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_rate_limit: Option<FaultRateLimit>,
+}
+
+/// `extensions.filters.common.fault.v3.FaultRateLimit` with a fixed limit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultRateLimit {
+    pub fixed_limit: FixedLimit,
+    pub percentage: FractionalPercent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FixedLimit {
+    /// KiB per second (Envoy's name says kbps).
+    pub limit_kbps: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -8,15 +8,16 @@ use external_service_model::protocol::Protocol;
 
 use crate::envoy::{
     self, Address, CaresDnsResolverConfig, CircuitBreakers, Cluster, ClusterLoadAssignment,
-    ClusterTypeConfig, CommonLbConfig, DiscoveryType, DnsCacheConfig, DnsLookupFamily,
-    DnsResolverConfig, DnsResolverOptions, DynamicForwardProxyConfig, Endpoint, Extension,
-    HealthCheck, HealthChecker, Int64Range, LbEndpoint, LbPolicy, LocalityLbEndpoints, Map,
-    Metadata, OutlierDetection, Payload, Percent, Thresholds, TransportSocketMatch,
+    ClusterTypeConfig, CommonHttpProtocolOptions, CommonLbConfig, DiscoveryType, DnsCacheConfig,
+    DnsLookupFamily, DnsResolverConfig, DnsResolverOptions, DynamicForwardProxyConfig, Endpoint,
+    Extension, HealthCheck, HealthCheckEventFileSink, HealthCheckEventSink, HealthChecker,
+    Int64Range, LbEndpoint, LbPolicy, LocalityLbEndpoints, Map, Metadata, OutlierDetection,
+    Payload, Percent, Thresholds, TransportSocketMatch,
 };
 
 use super::secrets::Secrets;
-use super::{protocol, tls, Context, Error};
-use crate::policy::{circuit_breaker, health_check};
+use super::{protocol, tls, traffic, Context, Error};
+use crate::policy::{circuit_breaker, health_check, timeout};
 
 /// Kuma's default connection timeout; a MeshTimeout's `connectionTimeout` replaces it.
 pub const CONNECT_TIMEOUT: envoy::Duration = envoy::Duration::from_secs(5);
@@ -91,7 +92,7 @@ pub fn service_cluster(
         dns_lookup_family: (!by_ip).then_some(DNS_LOOKUP_FAMILY),
         typed_extension_protocol_options: protocol::options(
             service.protocol,
-            timeouts.and_then(|t| t.idle_timeout).map(policy_duration),
+            timeouts.and_then(connection_lifetime),
         ),
         transport_socket_matches,
         // With per-host matches too: an endpoint that matches none still gets TLS.
@@ -114,6 +115,20 @@ pub fn service_cluster(
             }),
         ..Cluster::default()
     })
+}
+
+/// How long the service's upstream connections may stay open: MeshTimeout's `idleTimeout`
+/// and `http.maxConnectionDuration`.
+fn connection_lifetime(t: &timeout::Conf) -> Option<CommonHttpProtocolOptions> {
+    let common = CommonHttpProtocolOptions {
+        idle_timeout: t.idle_timeout.map(policy_duration),
+        max_connection_duration: t
+            .http
+            .as_ref()
+            .and_then(|h| h.max_connection_duration)
+            .map(policy_duration),
+    };
+    (common.idle_timeout.is_some() || common.max_connection_duration.is_some()).then_some(common)
 }
 
 /// MeshCircuitBreaker's `connectionLimits`, as the default priority's thresholds.
@@ -202,6 +217,11 @@ fn health_check(h: &health_check::Conf, protocol: Protocol) -> Option<HealthChec
                             end: s + 1,
                         })
                         .collect(),
+                    request_headers_to_add: x
+                        .request_headers_to_add
+                        .as_ref()
+                        .map(traffic::headers)
+                        .unwrap_or_default(),
                 })
         }
         Protocol::Grpc => {
@@ -224,6 +244,16 @@ fn health_check(h: &health_check::Conf, protocol: Protocol) -> Option<HealthChec
         interval_jitter: h.interval_jitter.map(policy_duration),
         no_traffic_interval: h.no_traffic_interval.map(policy_duration),
         always_log_health_check_failures: h.always_log_health_check_failures == Some(true),
+        event_logger: h
+            .event_log_path
+            .iter()
+            .map(|path| Extension {
+                name: "envoy.health_check.event_sinks.file",
+                typed_config: HealthCheckEventSink::File(HealthCheckEventFileSink {
+                    event_log_path: path.clone(),
+                }),
+            })
+            .collect(),
         checker: own.or(tcp)?,
     })
 }

@@ -14,12 +14,17 @@ use super::{access_log, cluster, http, traffic, Context, Outbound};
 pub const OUTBOUND_HTTP: &str = "outbound_http";
 
 pub fn listener(name: &str, address: SocketAddr, network_filter: NetworkFilter) -> Listener {
+    listener_of(name, address, vec![network_filter])
+}
+
+/// A listener whose one chain has these network filters, in order.
+fn listener_of(name: &str, address: SocketAddr, filters: Vec<NetworkFilter>) -> Listener {
     Listener {
         name: name.to_string(),
         address: Address::from(address),
         filter_chains: vec![FilterChain {
             filter_chain_match: None,
-            filters: vec![network_filter],
+            filters,
         }],
         ..Listener::default()
     }
@@ -56,9 +61,11 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
     bound(ctx, outbound.address, outbound.service)
 }
 
-/// A listener at `address` that reaches only `service`, whatever an HTTP request names.
+/// A listener at `address` that reaches only `service`, whatever an HTTP request names; the
+/// service's MeshRateLimit connection rate comes first.
 pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Listener {
     let name = outbound_name(address);
+    let connection_limit = traffic::connection_limit(ctx, service, &stat_prefix(&name));
     let filter = if service.protocol.is_http() {
         http::connection_manager(
             ctx,
@@ -79,7 +86,11 @@ pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Liste
             }),
         }
     };
-    listener(&name, address, filter)
+    listener_of(
+        &name,
+        address,
+        connection_limit.into_iter().chain([filter]).collect(),
+    )
 }
 
 #[cfg(test)]
@@ -155,6 +166,62 @@ typed_config:
   stat_prefix: outbound_127_0_0_2_10002
   cluster: external_service_kafka
   access_log: <elided>
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_connection_rate_goes_first_on_every_listener_bound_to_its_service() {
+        let limit = "type: MeshRateLimit\nmesh: default\nname: conns\nspec:\n  \
+                     targetRef: {kind: MeshService, name: kafka}\n  \
+                     rules:\n  - default: {local: {tcp: {connectionRate: {num: 5, interval: 2s}}}}\n";
+        let f = Fixture::new(
+            &[
+                service("httpbin", "http", "{address: httpbin.test:80}"),
+                service("kafka", "kafka", "{address: kafka.test:9092}"),
+                limit.to_string(),
+            ]
+            .concat(),
+        );
+        let limited = outbound_of(&f, "127.0.0.2:10002", "kafka");
+        let other = outbound_of(&f, "127.0.0.1:10000", "httpbin");
+        let names = |l: &Listener| {
+            part(l, "/filter_chains/0/filters")
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["name"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_cases(&[
+            (
+                "the token bucket, then tcp_proxy",
+                yaml(&part(&limited, "/filter_chains/0/filters/0")),
+                "
+name: envoy.filters.network.local_ratelimit
+typed_config:
+  '@type': type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit
+  stat_prefix: outbound_127_0_0_2_10002
+  token_bucket:
+    max_tokens: 5
+    tokens_per_fill: 5
+    fill_interval: 2s
+",
+            ),
+            (
+                "in that order",
+                yaml(&names(&limited)),
+                "
+- envoy.filters.network.local_ratelimit
+- envoy.filters.network.tcp_proxy
+",
+            ),
+            (
+                "another service's listener: no limit",
+                yaml(&names(&other)),
+                "
+- envoy.filters.network.http_connection_manager
 ",
             ),
         ]);

@@ -3,19 +3,22 @@
 use external_service_model::protocol::Protocol;
 
 use crate::envoy::{
-    CommonHttpProtocolOptions, Duration, ExplicitHttpConfig, Http1ProtocolOptions,
-    Http2ProtocolOptions, HttpProtocolOptions, Map, ProtocolOptions,
+    CommonHttpProtocolOptions, ExplicitHttpConfig, Http1ProtocolOptions, Http2ProtocolOptions,
+    HttpProtocolOptions, Map, ProtocolOptions,
 };
 
-/// `typed_extension_protocol_options` of a cluster: HTTP/2 for http2 and grpc, and the idle
-/// timeout of its connections (a MeshTimeout's `idleTimeout`); none for HTTP/1.1 with Envoy's
-/// defaults, and for TCP.
-pub fn options(protocol: Protocol, idle_timeout: Option<Duration>) -> Option<Map<ProtocolOptions>> {
+/// `typed_extension_protocol_options` of a cluster: HTTP/2 for http2 and grpc, and how long
+/// its connections may stay open (a MeshTimeout's `idleTimeout` and
+/// `http.maxConnectionDuration`); none for HTTP/1.1 with Envoy's defaults, and for TCP.
+pub fn options(
+    protocol: Protocol,
+    common: Option<CommonHttpProtocolOptions>,
+) -> Option<Map<ProtocolOptions>> {
     let explicit_http_config = match protocol {
         Protocol::Http2 | Protocol::Grpc => {
             ExplicitHttpConfig::Http2ProtocolOptions(Http2ProtocolOptions {})
         }
-        Protocol::Http if idle_timeout.is_some() => {
+        Protocol::Http if common.is_some() => {
             ExplicitHttpConfig::HttpProtocolOptions(Http1ProtocolOptions {})
         }
         Protocol::Http | Protocol::Tcp | Protocol::Kafka => return None,
@@ -23,8 +26,7 @@ pub fn options(protocol: Protocol, idle_timeout: Option<Duration>) -> Option<Map
     Some(Map::of(
         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
         ProtocolOptions::Http(HttpProtocolOptions {
-            common_http_protocol_options: idle_timeout
-                .map(|idle_timeout| CommonHttpProtocolOptions { idle_timeout }),
+            common_http_protocol_options: common,
             explicit_http_config,
         }),
     ))

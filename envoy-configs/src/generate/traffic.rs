@@ -1,12 +1,14 @@
 //! MeshRateLimit and MeshFaultInjection on a service's routes: Envoy's local rate limit and
 //! fault filters sit inert in the connection manager, and each service's route configures them
 //! (`typed_per_filter_config`), so they act on that service only. And what MeshTimeout and
-//! MeshRetry set on a tcp service's `tcp_proxy`.
+//! MeshRetry set on a tcp service's `tcp_proxy`, and MeshRateLimit's connection rate on the
+//! listeners bound to a service.
 
 use crate::envoy::{
-    AppendAction, Denominator, Duration, Extension, FaultAbort, FaultDelay, FractionalPercent,
-    HeaderValue, HeaderValueOption, HttpFault, HttpFilter, HttpFilterConfig, HttpStatus,
-    LocalRateLimit, Map, RuntimeFractionalPercent, TokenBucket,
+    AppendAction, Denominator, Duration, Extension, FaultAbort, FaultDelay, FaultRateLimit,
+    FixedLimit, FractionalPercent, HeaderValue, HeaderValueOption, HttpFault, HttpFilter,
+    HttpFilterConfig, HttpStatus, LocalRateLimit, Map, NetworkFilter, NetworkFilterConfig,
+    NetworkLocalRateLimit, RuntimeFractionalPercent, TokenBucket,
 };
 use external_service_model::catalog::Service;
 
@@ -92,23 +94,33 @@ fn all() -> RuntimeFractionalPercent {
 
 fn fault_config(conf: &fault::Conf) -> Option<HttpFault> {
     let faults = conf.http.as_deref().unwrap_or_default();
+    let bandwidth = faults.iter().find_map(|f| f.response_bandwidth.as_ref());
     let config = HttpFault {
         delay: faults
             .iter()
             .find_map(|f| f.delay.as_ref())
             .map(|d| FaultDelay {
                 fixed_delay: Duration(d.value.to_std()),
-                percentage: share(d.share()),
+                percentage: share(fault::share(&d.percentage)),
             }),
         abort: faults
             .iter()
             .find_map(|f| f.abort.as_ref())
             .map(|a| FaultAbort {
                 http_status: u32::try_from(a.http_status).unwrap_or_default(),
-                percentage: share(a.share()),
+                percentage: share(fault::share(&a.percentage)),
             }),
+        response_rate_limit: bandwidth.and_then(|b| {
+            Some(FaultRateLimit {
+                fixed_limit: FixedLimit {
+                    limit_kbps: b.kbps()?,
+                },
+                percentage: share(fault::share(&b.percentage)),
+            })
+        }),
     };
-    (config.delay.is_some() || config.abort.is_some()).then_some(config)
+    (config.delay.is_some() || config.abort.is_some() || config.response_rate_limit.is_some())
+        .then_some(config)
 }
 
 fn rate_limit_config(conf: &rate_limit::Conf) -> Option<LocalRateLimit> {
@@ -118,31 +130,39 @@ fn rate_limit_config(conf: &rate_limit::Conf) -> Option<LocalRateLimit> {
     }
     let rate = http.request_rate.as_ref()?;
     let on_limit = http.on_rate_limit.as_ref();
-    let headers = on_limit.and_then(|o| o.headers.as_ref());
-    let added = headers
-        .and_then(|h| h.add.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|h| header(h, None));
-    let set = headers
-        .and_then(|h| h.set.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|h| header(h, Some(AppendAction::OverwriteIfExistsOrAdd)));
     Some(LocalRateLimit {
         stat_prefix: RATE_LIMIT_STATS.to_string(),
-        token_bucket: Some(TokenBucket {
-            max_tokens: rate.num,
-            tokens_per_fill: rate.num,
-            fill_interval: Duration(rate.interval.to_std()),
-        }),
+        token_bucket: Some(token_bucket(rate)),
         filter_enabled: Some(all()),
         filter_enforced: Some(all()),
         status: Some(HttpStatus {
             code: on_limit.and_then(|o| o.status).unwrap_or(DEFAULT_STATUS),
         }),
-        response_headers_to_add: added.chain(set).collect(),
+        response_headers_to_add: on_limit
+            .and_then(|o| o.headers.as_ref())
+            .map(headers)
+            .unwrap_or_default(),
     })
+}
+
+/// `num` tokens, all refilled every `interval` (as Kuma maps a rate).
+fn token_bucket(rate: &rate_limit::Rate) -> TokenBucket {
+    TokenBucket {
+        max_tokens: rate.num,
+        tokens_per_fill: rate.num,
+        fill_interval: Duration(rate.interval.to_std()),
+    }
+}
+
+/// Kuma's HeaderModifier: `add` appends (Envoy's default), `set` overwrites.
+pub fn headers(modifier: &rate_limit::HeaderModifier) -> Vec<HeaderValueOption> {
+    let added = modifier.add.iter().flatten().map(|h| header(h, None));
+    let set = modifier
+        .set
+        .iter()
+        .flatten()
+        .map(|h| header(h, Some(AppendAction::OverwriteIfExistsOrAdd)));
+    added.chain(set).collect()
 }
 
 fn header(h: &rate_limit::Header, append_action: Option<AppendAction>) -> HeaderValueOption {
@@ -153,6 +173,31 @@ fn header(h: &rate_limit::Header, append_action: Option<AppendAction>) -> Header
         },
         append_action,
     }
+}
+
+/// A service's MeshRateLimit `local.tcp.connectionRate`, as the network filter that goes
+/// before the listener's own on each listener bound to the service.
+pub fn connection_limit(
+    ctx: &Context<'_>,
+    service: &Service,
+    stat_prefix: &str,
+) -> Option<NetworkFilter> {
+    let limit = ctx
+        .policies
+        .of(ctx.mesh(), &service.name)
+        .rate_limit
+        .as_ref()?;
+    let tcp = limit.conf.local.as_ref()?.tcp.as_ref()?;
+    if tcp.disabled == Some(true) {
+        return None;
+    }
+    Some(Extension {
+        name: "envoy.filters.network.local_ratelimit",
+        typed_config: NetworkFilterConfig::LocalRateLimit(NetworkLocalRateLimit {
+            stat_prefix: stat_prefix.to_string(),
+            token_bucket: token_bucket(tcp.connection_rate.as_ref()?),
+        }),
+    })
 }
 
 /// A tcp service's MeshTimeout `idleTimeout`, for its `tcp_proxy`.

@@ -6,7 +6,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::duration::Duration;
-use super::rules::{greater_than_zero, int_or_string, not_yet, GREATER_THAN_ZERO};
+use super::rate_limit::HeaderModifier;
+use super::rules::{greater_than_zero, int_or_string, GREATER_THAN_ZERO};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -50,7 +51,7 @@ pub struct Http {
     #[serde(default)]
     pub expected_statuses: Option<Vec<i64>>,
     #[serde(default)]
-    pub request_headers_to_add: Option<Value>,
+    pub request_headers_to_add: Option<HeaderModifier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -110,7 +111,17 @@ impl super::Conf for Conf {
                 "must be in inclusive range [0.0, 100.0]",
             ));
         }
-        not_yet(path, "eventLogPath", self.event_log_path.is_some(), out);
+        // Kuma's `ValidatePathOrNil`: an absolute path.
+        if self
+            .event_log_path
+            .as_deref()
+            .is_some_and(|p| !p.starts_with('/') || p.contains('\0'))
+        {
+            out.push(Violation::new(
+                format!("{path}.eventLogPath"),
+                "must be a valid path when defined",
+            ));
+        }
         if let Some(http) = &self.http {
             let path = format!("{path}.http");
             if http.path.as_deref() == Some("") {
@@ -127,12 +138,6 @@ impl super::Conf for Conf {
                     ));
                 }
             }
-            not_yet(
-                &path,
-                "requestHeadersToAdd",
-                http.request_headers_to_add.is_some(),
-                out,
-            );
         }
         if self.http.is_none() && self.tcp.is_none() && self.grpc.is_none() {
             out.push(Violation::new(

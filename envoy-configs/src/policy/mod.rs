@@ -604,16 +604,6 @@ pub mod rules {
         }
     }
 
-    /// A field Kuma has that extsvc does not apply yet: refused rather than ignored.
-    pub fn not_yet(path: &str, field: &str, set: bool, out: &mut Vec<Violation>) {
-        if set {
-            out.push(Violation::new(
-                format!("{path}.{field}"),
-                "not supported yet by extsvc",
-            ));
-        }
-    }
-
     pub fn greater_than_zero(
         path: &str,
         field: &str,

@@ -5,10 +5,9 @@ use std::time::Duration as StdDuration;
 use external_service_model::report::Violation;
 use external_service_model::resource::Kind;
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::duration::Duration;
-use super::rules::{not_yet, positive, DEFINED};
+use super::rules::{positive, DEFINED};
 use super::Shape;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -24,7 +23,16 @@ pub struct Local {
     #[serde(default)]
     pub http: Option<LocalHttp>,
     #[serde(default)]
-    pub tcp: Option<Value>,
+    pub tcp: Option<LocalTcp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalTcp {
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub connection_rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -56,7 +64,7 @@ pub struct OnRateLimit {
     pub headers: Option<HeaderModifier>,
 }
 
-/// Kuma's HeaderModifier: headers to add to (or set on) the refusal.
+/// Kuma's HeaderModifier: headers to add or set (on a refused request, on a health check).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HeaderModifier {
@@ -94,35 +102,53 @@ impl super::Conf for Conf {
                 "must have at least one defined: tcp, http",
             ));
         }
-        not_yet(&path, "tcp", local.tcp.is_some(), out);
-        let Some(http) = &local.http else {
-            return;
-        };
-        let path = format!("{path}.http");
-        if http.disabled.is_none() && http.request_rate.is_none() && http.on_rate_limit.is_none() {
+        if let Some(http) = &local.http {
+            validate_http(&format!("{path}.http"), http, out);
+        }
+        if let Some(tcp) = &local.tcp {
+            let path = format!("{path}.tcp");
+            match &tcp.connection_rate {
+                Some(rate) => rate.validate(&format!("{path}.connectionRate"), out),
+                None if tcp.disabled.is_none() => out.push(Violation::new(
+                    path,
+                    "must have at least one defined: disabled, connectionRate",
+                )),
+                None => {}
+            }
+        }
+    }
+}
+
+fn validate_http(path: &str, http: &LocalHttp, out: &mut Vec<Violation>) {
+    if http.disabled.is_none() && http.request_rate.is_none() && http.on_rate_limit.is_none() {
+        out.push(Violation::new(
+            path,
+            "must have at least one defined: disabled, requestRate, onRateLimit",
+        ));
+        return;
+    }
+    if let Some(rate) = &http.request_rate {
+        rate.validate(&format!("{path}.requestRate"), out);
+    }
+    if let Some(on) = &http.on_rate_limit {
+        positive(&format!("{path}.onRateLimit"), "status", on.status, out);
+    }
+}
+
+impl Rate {
+    /// Kuma's `validateRate`.
+    fn validate(&self, path: &str, out: &mut Vec<Violation>) {
+        if self.num == 0 {
             out.push(Violation::new(
-                path,
-                "must have at least one defined: disabled, requestRate, onRateLimit",
+                format!("{path}.num"),
+                "must be greater than 0",
             ));
-            return;
         }
-        if let Some(rate) = &http.request_rate {
-            let path = format!("{path}.requestRate");
-            if rate.num == 0 {
-                out.push(Violation::new(
-                    format!("{path}.num"),
-                    "must be greater than 0",
-                ));
-            }
-            if rate.interval.is_negative() || rate.interval.to_std() <= MIN_INTERVAL {
-                out.push(Violation::new(
-                    format!("{path}.interval"),
-                    "must be greater than: 50ms",
-                ));
-            }
-        }
-        if let Some(on) = &http.on_rate_limit {
-            positive(&format!("{path}.onRateLimit"), "status", on.status, out);
+        if self.interval.is_negative() || self.interval.to_std() <= MIN_INTERVAL {
+            out.push(Violation::new(
+                format!("{path}.interval"),
+                "must be greater than: 50ms",
+            ));
         }
     }
 }

@@ -5,7 +5,7 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 
 use super::duration::Duration;
-use super::rules::{greater_than_zero, not_negative, not_yet};
+use super::rules::{greater_than_zero, not_negative};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -63,11 +63,5 @@ impl super::Conf for Conf {
         for (field, d) in all {
             not_negative(&path, field, d, out);
         }
-        not_yet(
-            &path,
-            "maxConnectionDuration",
-            http.max_connection_duration.is_some(),
-            out,
-        );
     }
 }

@@ -8,7 +8,11 @@
 use extsvc_testkit as support;
 
 use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use envoy_configs::read;
@@ -76,6 +80,7 @@ fn every_violation_in_kumas_wording_with_its_field() {
         ("MeshHealthCheck bad-health", "spec.to[0].default.interval", "must be greater than zero when defined"),
         ("MeshHealthCheck bad-health", "spec.to[0].default.unhealthyThreshold", "must be greater than zero when defined"),
         ("MeshHealthCheck bad-health", "spec.to[0].default.healthyPanicThreshold", "must be in inclusive range [0.0, 100.0]"),
+        ("MeshHealthCheck bad-health", "spec.to[0].default.eventLogPath", "must be a valid path when defined"),
         ("MeshHealthCheck bad-health", "spec.to[0].default.http.path", "must be defined"),
         ("MeshHealthCheck bad-health", "spec.to[0].default.http.expectedStatuses[1]", "must be in inclusive range [100, 599]"),
         ("MeshHealthCheck bad-health", "spec.to[1].default", "must have at least one defined: http, tcp, grpc"),
@@ -86,11 +91,19 @@ fn every_violation_in_kumas_wording_with_its_field() {
         ("MeshRateLimit bad-limit", "spec.from[0].default.local.http.onRateLimit.status", "must be greater than 0"),
         ("MeshRateLimit bad-limit", "spec.from[1].default.local", "must be defined"),
         ("MeshRateLimit bad-limit", "spec.from[2].default.local.http", "must have at least one defined: disabled, requestRate, onRateLimit"),
+        ("MeshRateLimit bad-limit", "spec.from[3].default.local.tcp.connectionRate.num", "must be greater than 0"),
+        ("MeshRateLimit bad-limit", "spec.from[3].default.local.tcp.connectionRate.interval", "must be greater than: 50ms"),
+        ("MeshRateLimit bad-limit", "spec.from[4].default.local.tcp", "must have at least one defined: disabled, connectionRate"),
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].abort.httpStatus", "must be in inclusive range [100, 599]"),
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].abort.percentage", "must be in inclusive range [0.0, 100.0]"),
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].delay.value", "must not be negative when defined"),
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].delay.percentage", "string must be a valid number"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[0].responseBandwidth.limit", "must be in kbps/Mbps/Gbps units"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[1].responseBandwidth.limit", "must be greater than 0"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[1].responseBandwidth.percentage", "must be in inclusive range [0.0, 100.0]"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http[2].responseBandwidth.limit", "must be defined"),
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http", "not supported yet by extsvc: more than one abort"),
+        ("MeshFaultInjection bad-faults", "spec.from[0].default.http", "not supported yet by extsvc: more than one responseBandwidth"),
         ("MeshTrafficPermission not-read", "type", "unsupported resource \"MeshTrafficPermission\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
     ];
     let want: Vec<(String, String, String)> = want
@@ -98,75 +111,6 @@ fn every_violation_in_kumas_wording_with_its_field() {
         .map(|(r, f, m)| (r.to_string(), f.to_string(), m.to_string()))
         .collect();
     assert_eq!(violations("invalid.yaml"), want);
-}
-
-#[test]
-fn fields_kuma_has_and_extsvc_does_not_apply_yet_are_refused() {
-    let dir = test_dir();
-    let file = dir.path().join("p.yaml");
-    std::fs::write(
-        &file,
-        dedent(
-            "
-            type: MeshTimeout
-            name: later
-            mesh: default
-            spec:
-              to:
-              - targetRef: {kind: Mesh}
-                default:
-                  idleTimeout: 1h
-                  http: {maxConnectionDuration: 1h}
-            ---
-            type: MeshHealthCheck
-            name: later
-            mesh: default
-            spec:
-              to:
-              - targetRef: {kind: Mesh}
-                default:
-                  eventLogPath: /tmp/hc.log
-                  http: {requestHeadersToAdd: {add: [{name: a, value: b}]}}
-            ---
-            type: MeshRateLimit
-            name: later
-            mesh: default
-            spec:
-              rules:
-              - default: {local: {tcp: {connectionRate: {num: 1, interval: 1s}}}}
-            ---
-            type: MeshFaultInjection
-            name: later
-            mesh: default
-            spec:
-              rules:
-              - default: {http: [{responseBandwidth: {limit: 1kbps, percentage: 10}}]}
-            ",
-        ),
-    )
-    .unwrap();
-    let loaded = read::load(&[file]).unwrap();
-    let found: Vec<(String, String)> = loaded
-        .checked
-        .reports
-        .iter()
-        .flat_map(|r| {
-            r.violations
-                .iter()
-                .map(|v| (v.field.clone(), v.message.clone()))
-        })
-        .collect();
-    let not_yet = |field: &str| (field.to_string(), "not supported yet by extsvc".to_string());
-    assert_eq!(
-        found,
-        [
-            not_yet("spec.to[0].default.http.maxConnectionDuration"),
-            not_yet("spec.to[0].default.eventLogPath"),
-            not_yet("spec.to[0].default.http.requestHeadersToAdd"),
-            not_yet("spec.rules[0].default.local.tcp"),
-            not_yet("spec.rules[0].default.http[0].responseBandwidth"),
-        ]
-    );
 }
 
 #[test]
@@ -471,27 +415,30 @@ fn concurrent_requests_over_the_circuit_breakers_limits_get_503_at_once() {
     assert_eq!(other.requests(), 4);
 }
 
+/// A MeshHealthCheck of `service` alone, checking every 200 ms, with `default`'s fields (flow
+/// YAML, without braces) besides.
+fn health_check_of(service: &str, default: &str) -> String {
+    dedent(&format!(
+        "
+        type: MeshHealthCheck
+        name: {service}-health
+        mesh: default
+        spec:
+          to:
+          - targetRef: {{kind: MeshService, name: {service}}}
+            default: {{interval: 200ms, noTrafficInterval: 200ms, {default}}}
+        "
+    ))
+}
+
 #[test]
 fn an_unhealthy_upstream_gets_503_without_a_request_reaching_it_then_is_served_again() {
     let dir = test_dir();
     let up = Scripted::start(vec![Reply::status(200)]);
-    let health = dedent(
-        "
-        type: MeshHealthCheck
-        name: checked
-        mesh: default
-        spec:
-          to:
-          - targetRef: {kind: MeshService, name: checked}
-            default:
-              interval: 200ms
-              timeout: 1s
-              unhealthyThreshold: 1
-              healthyThreshold: 1
-              noTrafficInterval: 200ms
-              healthyPanicThreshold: 0
-              http: {path: /health}
-        ",
+    let health = health_check_of(
+        "checked",
+        "timeout: 1s, unhealthyThreshold: 1, healthyThreshold: 1, healthyPanicThreshold: 0, \
+         http: {path: /health}",
     );
     let s = sidecar(
         dir.path(),
@@ -755,48 +702,49 @@ fn an_idle_tcp_connection_is_closed_at_the_mesh_timeouts_idle_timeout() {
     assert_eq!(s.envoy.counter(&stat), 1, "{stat}");
 }
 
-#[test]
-fn an_idle_upstream_http_connection_is_closed_at_the_mesh_timeouts_idle_timeout() {
+/// Two http services and a MeshTimeout `default` for the first (`closed`) only: Envoy closes
+/// its upstream connection, counted by the cluster's `stat`; the other's (`kept`, Envoy's
+/// defaults) stays open.
+fn only_the_timed_out_services_upstream_connection_is_closed(default: &str, stat: &str) {
     let dir = test_dir();
     let up = support::UpstreamBuilder::new()
         .plain("a")
         .plain("b")
         .start(dir.path());
-    let timeout = dedent(
+    let timeout = dedent(&format!(
         "
         type: MeshTimeout
-        name: http-idle
+        name: http-connections
         mesh: default
         spec:
           to:
-          - targetRef: {kind: MeshService, name: idle}
-            default: {idleTimeout: 300ms}
-        ",
-    );
+          - targetRef: {{kind: MeshService, name: closed}}
+            default: {default}
+        "
+    ));
     let s = sidecar(
         dir.path(),
         &[
-            http_service("idle", &up.addr("a").to_string()),
+            http_service("closed", &up.addr("a").to_string()),
             http_service("kept", &up.addr("b").to_string()),
             timeout,
         ],
     );
-    assert_eq!(s.with_host("idle.mesh", "/").run().status, 200);
+    assert_eq!(s.with_host("closed.mesh", "/").run().status, 200);
     assert_eq!(s.with_host("kept.mesh", "/").run().status, 200);
-    let closed = "cluster.external_service_idle.upstream_cx_idle_timeout";
+    let closed = format!("cluster.external_service_closed.{stat}");
     support::eventually(
-        "closed when idle",
+        &closed,
         Duration::from_secs(10),
         Duration::from_millis(100),
-        || match s.envoy.counter(closed) {
+        || match s.envoy.counter(&closed) {
             1 => Ok(()),
             n => Err(format!("{n} closed")),
         },
     );
-    // The other service keeps Envoy's default (1h): its connection stays open.
     assert_eq!(
         s.envoy
-            .counter("cluster.external_service_kept.upstream_cx_idle_timeout"),
+            .counter(&format!("cluster.external_service_kept.{stat}")),
         0
     );
     assert_eq!(
@@ -804,4 +752,225 @@ fn an_idle_upstream_http_connection_is_closed_at_the_mesh_timeouts_idle_timeout(
             .counter("cluster.external_service_kept.upstream_cx_active"),
         1
     );
+}
+
+#[test]
+fn an_idle_upstream_http_connection_is_closed_at_the_mesh_timeouts_idle_timeout() {
+    only_the_timed_out_services_upstream_connection_is_closed(
+        "{idleTimeout: 300ms}",
+        "upstream_cx_idle_timeout",
+    );
+}
+
+#[test]
+fn an_upstream_http_connection_is_closed_at_the_mesh_timeouts_max_connection_duration() {
+    only_the_timed_out_services_upstream_connection_is_closed(
+        "{http: {maxConnectionDuration: 300ms}}",
+        "upstream_cx_max_duration_reached",
+    );
+}
+
+/// An HTTP/1.1 upstream that answers every request 200 with `body_len` bytes, and keeps each
+/// request's head (lowercased); stops when dropped.
+struct Recording {
+    addr: std::net::SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Recording {
+    fn start(body_len: usize) -> Recording {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (kept, stopping) = (heads.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let kept = kept.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(&stream);
+                    let mut head = String::new();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                        head.push_str(&line.to_ascii_lowercase());
+                        line.clear();
+                    }
+                    kept.lock().unwrap().push(head);
+                    let _ = write!(
+                        &stream,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {body_len}\r\nconnection: close\r\n\r\n{}",
+                        "x".repeat(body_len)
+                    );
+                });
+            }
+        });
+        Recording { addr, heads, stop }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop so that it sees `stop`.
+        let _ = std::net::TcpStream::connect(self.addr);
+    }
+}
+
+#[test]
+fn health_checks_carry_the_mesh_health_checks_request_headers() {
+    let dir = test_dir();
+    let up = Recording::start(0);
+    let health = health_check_of(
+        "checked",
+        "http: {path: /health, requestHeadersToAdd: {\
+         add: [{name: x-checked-by, value: extsvc}], \
+         set: [{name: user-agent, value: mesh-health-check}]}}",
+    );
+    let _s = sidecar(
+        dir.path(),
+        &[http_service("checked", &up.addr.to_string()), health],
+    );
+    support::eventually(
+        "a health check",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || match up.heads().first() {
+            Some(head) => Ok(head.clone()),
+            None => Err("none yet".to_string()),
+        },
+    );
+    let head = &up.heads()[0];
+    assert!(head.starts_with("get /health "), "{head}");
+    assert!(head.contains("\r\nx-checked-by: extsvc\r\n"), "{head}");
+    // `set` replaces Envoy's own `user-agent: Envoy/HC`.
+    assert!(
+        head.contains("\r\nuser-agent: mesh-health-check\r\n"),
+        "{head}"
+    );
+    assert!(!head.contains("envoy/hc"), "{head}");
+}
+
+#[test]
+fn a_response_is_slowed_to_the_mesh_fault_injections_bandwidth() {
+    let dir = test_dir();
+    let size = 64 * 1024;
+    let throttled = Recording::start(size);
+    let free = Recording::start(size);
+    let fault = dedent(
+        "
+        type: MeshFaultInjection
+        name: slow-lane
+        mesh: default
+        spec:
+          targetRef: {kind: MeshService, name: throttled}
+          from:
+          - targetRef: {kind: Mesh}
+            default: {http: [{responseBandwidth: {limit: 16kbps, percentage: 100}}]}
+        ",
+    );
+    let s = sidecar(
+        dir.path(),
+        &[
+            http_service("throttled", &throttled.addr.to_string()),
+            http_service("free", &free.addr.to_string()),
+            fault,
+        ],
+    );
+    let started = Instant::now();
+    let r = s.with_host("throttled.mesh", "/").run();
+    let took = started.elapsed();
+    assert_eq!((r.status, r.body.len()), (200, size), "{:?}", r.status);
+    // 64 KiB at 16 KiB/s, the first second's worth at once: about 3 s.
+    assert!(took >= Duration::from_secs(2), "{took:?}");
+    let injected = "http.outbound_http.fault.response_rl_injected";
+    assert_eq!(s.envoy.counter(injected), 1);
+    // The other service's route has no limit.
+    let r = s.with_host("free.mesh", "/").run();
+    assert_eq!((r.status, r.body.len()), (200, size), "{:?}", r.status);
+    assert_eq!(s.envoy.counter(injected), 1);
+}
+
+#[test]
+fn the_third_tcp_connection_in_the_mesh_rate_limits_interval_is_refused() {
+    let dir = test_dir();
+    let up = support::UpstreamBuilder::new()
+        .tcp("echo")
+        .start(dir.path());
+    let limit = dedent(
+        "
+        type: MeshRateLimit
+        name: two-connections-a-minute
+        mesh: default
+        spec:
+          targetRef: {kind: MeshService, name: raw}
+          from:
+          - targetRef: {kind: Mesh}
+            default: {local: {tcp: {connectionRate: {num: 2, interval: 1m}}}}
+        ",
+    );
+    let s = tcp_sidecar(dir.path(), &up.addr("echo").to_string(), &[limit]);
+    let echoed = || {
+        let mut app = std::net::TcpStream::connect(("127.0.0.1", s.outbound[0])).unwrap();
+        app.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Refused, the write may already fail; the read says what happened.
+        let _ = app.write_all(b"ping");
+        let mut buf = [0u8; 4];
+        match app.read(&mut buf) {
+            Ok(4) => Ok(buf),
+            Ok(n) => Err(format!("{n} bytes")),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("neither served nor closed: {e}")
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    assert_eq!(echoed(), Ok(*b"ping"));
+    assert_eq!(echoed(), Ok(*b"ping"));
+    let third = echoed();
+    assert!(third.is_err(), "{third:?}");
+    let stat = format!(
+        "local_rate_limit.outbound_127_0_0_1_{}.rate_limited",
+        s.outbound[0]
+    );
+    assert_eq!(s.envoy.counter(&stat), 1, "{stat}");
+}
+
+#[test]
+fn health_check_events_are_logged_to_the_mesh_health_checks_event_log_path() {
+    let dir = test_dir();
+    let up = Recording::start(0);
+    let log = dir.path().join("health-events.log");
+    let health = health_check_of(
+        "logged",
+        &format!("eventLogPath: {}, http: {{path: /health}}", log.display()),
+    );
+    let _s = sidecar(
+        dir.path(),
+        &[http_service("logged", &up.addr.to_string()), health],
+    );
+    // The first passing check makes the host healthy: Envoy logs that event.
+    support::eventually(
+        "the host's first healthy event",
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || {
+            let events = std::fs::read_to_string(&log).unwrap_or_default();
+            match events.lines().find(|l| l.contains("add_healthy_event")) {
+                Some(event) => Ok(event.to_string()),
+                None => Err(format!("events so far: {events:?}")),
+            }
+        },
+    );
+    let events = std::fs::read_to_string(&log).unwrap();
+    let event: Value = serde_json::from_str(events.lines().next().unwrap()).unwrap();
+    assert_eq!(event["cluster_name"], "external_service_logged", "{event}");
 }
