@@ -83,6 +83,7 @@ bench-tools:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	@command -v taskset >/dev/null || (apt-get update -qq && apt-get install -y -qq util-linux)
 	@test -x /usr/bin/time || (apt-get update -qq && apt-get install -y -qq time)
+	@command -v callgrind_control >/dev/null || (apt-get update -qq && apt-get install -y -qq valgrind)
 
 .PHONY: soak
 soak: build ## Soak: SOAK_RATE req/s (200) for SOAK_SECONDS (600) with TLS origination; checks leaks and memory -> BENCHMARKS.md

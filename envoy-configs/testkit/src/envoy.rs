@@ -71,6 +71,9 @@ pub struct EnvoyOptions {
     pub hot_restart: Option<(u32, u32)>,
     /// Run Envoy as this uid and gid (root only), as the transparent proxy's rules expect.
     pub uid: Option<u32>,
+    /// A command Envoy runs under (`valgrind --tool=callgrind ...`), which must keep the pid
+    /// Envoy's.
+    pub under: Vec<String>,
 }
 
 impl Default for EnvoyOptions {
@@ -82,6 +85,7 @@ impl Default for EnvoyOptions {
             extra_args: Vec::new(),
             hot_restart: None,
             uid: None,
+            under: Vec::new(),
         }
     }
 }
@@ -147,20 +151,24 @@ impl Envoy {
         let _ = fs::remove_file(&admin_path);
         let stdout = fs::File::create(&stdout_path).map_err(|e| format!("stdout file: {e}"))?;
         let stderr = fs::File::create(&stderr_path).map_err(|e| format!("stderr file: {e}"))?;
-        // setpriv execs Envoy: the pid stays Envoy's.
-        let mut cmd = match opts.uid {
-            Some(uid) => {
-                let mut cmd = Command::new("setpriv");
-                cmd.args([
-                    &format!("--reuid={uid}"),
-                    &format!("--regid={uid}"),
-                    "--clear-groups",
-                ])
-                .arg(envoy_binary());
-                cmd
-            }
-            None => Command::new(envoy_binary()),
-        };
+        // setpriv execs what follows it: the pid stays Envoy's.
+        let setpriv = opts.uid.map(|uid| {
+            vec![
+                "setpriv".to_string(),
+                format!("--reuid={uid}"),
+                format!("--regid={uid}"),
+                "--clear-groups".to_string(),
+            ]
+        });
+        let mut line: Vec<std::ffi::OsString> = setpriv
+            .into_iter()
+            .flatten()
+            .chain(opts.under.iter().cloned())
+            .map(Into::into)
+            .collect();
+        line.push(envoy_binary().into());
+        let mut cmd = Command::new(&line[0]);
+        cmd.args(&line[1..]);
         cmd.arg("-c").arg(config_path);
         match opts.hot_restart {
             Some((base_id, epoch)) => cmd

@@ -9,6 +9,7 @@
 //! stand in for: hence Envoy, not fuel. Every request uses the real authority, which routes
 //! even when the filter does nothing; variants that always rewrite measure a `.mesh` request.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use external_service_model::contract::MODULE_PATH;
 
+use super::instructions::Counted;
 use super::report::{fmt_range, values};
 use super::throughput::{self, Plan};
 use super::{config, log, med, Bench, Knobs, Throughput};
@@ -137,25 +139,30 @@ fn succeed(cmd: &mut Command, limit: Duration) -> Result<(), String> {
     }
 }
 
-/// The Markdown table: each module's proxy CPU per request (median, range), against as-is and
-/// against B, and requests/s.
-pub fn table(t: &Throughput, kinds: &[&str]) -> String {
+/// The Markdown table: each module's proxy CPU per request (median, range) and instructions
+/// per request (callgrind), against as-is and against B, and requests/s.
+pub fn table(t: &Throughput, counted: &BTreeMap<String, Counted>, kinds: &[&str]) -> String {
     let empty = Vec::new();
     let cpu = |k: &str| values(t.results.get(k).unwrap_or(&empty), "cpu_us");
-    let base = med(&cpu(&format!("A-{}", VARIANTS[0].0)));
+    let instructions = |k: &str| counted.get(k).map_or(f64::NAN, Counted::per_request);
+    let as_is = format!("A-{}", VARIANTS[0].0);
+    let base = med(&cpu(&as_is));
     let native = med(&cpu("B"));
     let mut rows = vec![
-        "| module | proxy CPU µs/request | vs as-is | vs native (B) | requests/s |".to_string(),
-        "|---|---:|---:|---:|---:|".to_string(),
+        "| module | proxy CPU µs/request | vs as-is | vs native (B) | instructions per request | vs as-is | vs native (B) | requests/s |".to_string(),
+        "|---|---:|---:|---:|---:|---:|---:|---:|".to_string(),
     ];
     for k in kinds {
         let c = cpu(k);
         let m = med(&c);
+        let i = instructions(k);
         rows.push(format!(
-            "| {k} | {} | {:+.2} | {:+.2} | {} |",
+            "| {k} | {} | {:+.2} | {:+.2} | {i:.0} | {:+.0} | {:+.0} | {} |",
             fmt_range(&c, 2),
             m - base,
             m - native,
+            i - instructions(&as_is),
+            i - instructions("B"),
             fmt_range(&values(t.results.get(*k).unwrap_or(&empty), "rps"), 0)
         ));
     }
@@ -196,8 +203,10 @@ pub fn run(knobs: Knobs) -> Result<String, String> {
             smoke: false,
         },
     )?;
+    log("instructions per request of each, under callgrind");
+    let counted = throughput::count(&bench, &t, &host)?;
     let order: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
-    Ok(table(&t, &order))
+    Ok(table(&t, &counted, &order))
 }
 
 #[cfg(test)]
@@ -240,19 +249,30 @@ mod tests {
             .insert("A-as-is".into(), vec![sample(50.0), sample(52.0)]);
         t.results.insert("A-x".into(), vec![sample(48.0)]);
         t.results.insert("B".into(), vec![sample(40.0)]);
-        let table = table(&t, &["A-as-is", "A-x", "B"]);
+        let counted = [("A-as-is", 150_000), ("A-x", 140_000), ("B", 100_000)]
+            .map(|(k, n)| {
+                let c = Counted {
+                    requests: 10,
+                    instructions: n * 10 + 500,
+                    seconds: 1.0,
+                    idle_per_second: 500.0,
+                };
+                (k.to_string(), c)
+            })
+            .into();
+        let table = table(&t, &counted, &["A-as-is", "A-x", "B"]);
         let rows: Vec<&str> = table.lines().collect();
         assert_eq!(
             rows[2],
-            "| A-as-is | 51.00 (50.00–52.00) | +0.00 | +11.00 | 1000 (1000–1000) |"
+            "| A-as-is | 51.00 (50.00–52.00) | +0.00 | +11.00 | 150000 | +0 | +50000 | 1000 (1000–1000) |"
         );
         assert_eq!(
             rows[3],
-            "| A-x | 48.00 (48.00–48.00) | -3.00 | +8.00 | 1000 (1000–1000) |"
+            "| A-x | 48.00 (48.00–48.00) | -3.00 | +8.00 | 140000 | -10000 | +40000 | 1000 (1000–1000) |"
         );
         assert_eq!(
             rows[4],
-            "| B | 40.00 (40.00–40.00) | -11.00 | +0.00 | 1000 (1000–1000) |"
+            "| B | 40.00 (40.00–40.00) | -11.00 | +0.00 | 100000 | -50000 | +0 | 1000 (1000–1000) |"
         );
     }
 }

@@ -155,9 +155,61 @@ pub fn request_at(addr: SocketAddr, host: &str) -> Result<u16, String> {
         .ok_or_else(|| format!("GET http://{addr}/get (Host: {host}): no status line"))
 }
 
+/// `n` requests `GET /get` with `Host: host`, one after another on one kept-alive connection
+/// to `addr` (from the calling thread's network namespace); every answer must be a 200.
+pub fn in_sequence(addr: SocketAddr, host: &str, n: usize) -> Result<(), String> {
+    let t = Duration::from_secs(60);
+    let err = |e: std::io::Error| format!("GET http://{addr}/get (Host: {host}): {e}");
+    let mut s = TcpStream::connect_timeout(&addr, t).map_err(err)?;
+    s.set_read_timeout(Some(t)).map_err(err)?;
+    s.set_nodelay(true).map_err(err)?;
+    let ask = format!("GET /get HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    for i in 0..n {
+        s.write_all(ask.as_bytes()).map_err(err)?;
+        loop {
+            if let Some(len) = whole_response(&got) {
+                let status = String::from_utf8_lossy(&got[..len.min(12)]).into_owned();
+                if !status.starts_with("HTTP/1.1 200") {
+                    return Err(format!(
+                        "GET http://{addr}/get (Host: {host}), request {i} of {n}: {}",
+                        String::from_utf8_lossy(&got[..len])
+                    ));
+                }
+                got.drain(..len);
+                break;
+            }
+            let read = s.read(&mut chunk).map_err(err)?;
+            if read == 0 {
+                return Err(format!(
+                    "GET http://{addr}/get (Host: {host}): closed after {i} of {n} requests"
+                ));
+            }
+            got.extend_from_slice(&chunk[..read]);
+        }
+    }
+    Ok(())
+}
+
+/// The length of the first response in `buf` once it is all there (its body sized by
+/// `content-length`, absent meaning empty).
+fn whole_response(buf: &[u8]) -> Option<usize> {
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let body = String::from_utf8_lossy(&buf[..head])
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    (buf.len() >= head + body).then_some(head + body)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::micros;
+    use super::{micros, whole_response};
 
     #[test]
     fn wrk_units() {
@@ -166,5 +218,14 @@ mod tests {
         assert!(near("1.72ms", 1720.0));
         assert!(near("2s", 2e6));
         assert_eq!(micros("x"), None);
+    }
+
+    #[test]
+    fn responses_split_by_content_length() {
+        let two = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(whole_response(two), Some(40));
+        assert_eq!(whole_response(&two[..39]), None);
+        assert_eq!(whole_response(&two[40..]), Some(19));
+        assert_eq!(whole_response(b"HTTP/1.1 200 OK\r\n"), None);
     }
 }

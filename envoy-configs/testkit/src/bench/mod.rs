@@ -7,6 +7,8 @@
 //!   made from the generated configuration.
 //! - [`load`]: wrk, and the proxy's CPU time around it.
 //! - [`throughput`]: part 1, A/B/C side by side in rotated rounds.
+//! - [`instructions`]: the instructions each variant executes per request, under callgrind
+//!   (parts 1 and 4).
 //! - [`fuel`]: part 2 (`cargo bench -p host-tests --bench filter_cost`) and the profile builds.
 //! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
 //! - [`transparent`]: part 4, A/B/C through the transparent proxy's VIP listeners, in network
@@ -18,6 +20,7 @@
 pub mod config;
 pub mod fuel;
 pub mod hostcalls;
+pub mod instructions;
 pub mod load;
 pub mod report;
 pub mod scale;
@@ -75,6 +78,8 @@ pub struct Knobs {
     /// Part 4's rounds (0 skips it) and seconds per wrk run.
     pub tproxy_rounds: usize,
     pub tproxy_seconds: u64,
+    /// Count each variant's instructions per request under callgrind (parts 1 and 4).
+    pub callgrind: bool,
 }
 
 /// Service `i`'s name: fixed width, so that strings have the same length at every count.
@@ -287,6 +292,8 @@ pub struct Results {
     pub prof_t: Option<Throughput>,
     pub scale: Vec<scale::Row>,
     pub transparent: Option<Throughput>,
+    /// Path (`plain`, `tls`, `transparent`) -> variant -> instructions, when counted.
+    pub instructions: BTreeMap<String, BTreeMap<String, instructions::Counted>>,
     pub elapsed: Duration,
 }
 
@@ -312,9 +319,23 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         host: TARGET_HOST,
         smoke: true,
     };
-    let plain = throughput::run(&bench, &part1("plain", false))?;
+    let mut counted = BTreeMap::new();
+    let mut part1_counted = |label: &'static str, tls: bool| -> Result<Throughput, String> {
+        let t = throughput::run(&bench, &part1(label, tls))?;
+        if knobs.callgrind {
+            log(&format!(
+                "part 1, {label}: instructions per request under callgrind"
+            ));
+            counted.insert(
+                label.to_string(),
+                throughput::count(&bench, &t, TARGET_HOST)?,
+            );
+        }
+        Ok(t)
+    };
+    let plain = part1_counted("plain", false)?;
     log("part 1: TLS origination");
-    let tls = throughput::run(&bench, &part1("tls", true))?;
+    let tls = part1_counted("tls", true)?;
     let prof_built = if knobs.profiles {
         fuel::build_profiles(&bench)?
     } else {
@@ -355,11 +376,11 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     let scale = scale::run(&bench)?;
     let transparent = if knobs.tproxy_rounds > 0 {
         log("part 4: through the transparent proxy");
-        Some(transparent::run(
-            &bench,
-            knobs.tproxy_rounds,
-            knobs.tproxy_seconds,
-        )?)
+        let (t, c) = transparent::run(&bench, knobs.tproxy_rounds, knobs.tproxy_seconds)?;
+        if let Some(c) = c {
+            counted.insert("transparent".to_string(), c);
+        }
+        Some(t)
     } else {
         None
     };
@@ -375,6 +396,7 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         prof_t,
         scale,
         transparent,
+        instructions: counted,
         elapsed,
     };
     report::write(&bench, &results, out)?;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use super::instructions::{callgrind, Counted, COUNTED, WARM_UP};
 use super::{
     max, med, min, Bench, Knobs, Results, Sample, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST,
 };
@@ -160,6 +161,33 @@ fn throughput_table(t: &Throughput, kinds: &[&str], names: &BTreeMap<&str, &str>
     rows.join("\n")
 }
 
+/// `x`'s instructions per request over `y`'s; NaN when either was not counted.
+fn instruction_ratio(c: &BTreeMap<String, Counted>, x: &str, y: &str) -> f64 {
+    match (c.get(x), c.get(y)) {
+        (Some(x), Some(y)) => x.per_request() / y.per_request(),
+        _ => f64::NAN,
+    }
+}
+
+fn instructions_table(c: &BTreeMap<String, Counted>) -> String {
+    let mut rows = vec![
+        "| variant | instructions per request (callgrind) | vs B | vs C | added over B |"
+            .to_string(),
+        "|---|---:|---:|---:|---:|".to_string(),
+    ];
+    let b = c.get("B").map_or(f64::NAN, Counted::per_request);
+    for (kind, n) in c {
+        rows.push(format!(
+            "| {kind} | {:.0} | {:.3} | {:.3} | {:+.0} |",
+            n.per_request(),
+            instruction_ratio(c, kind, "B"),
+            instruction_ratio(c, kind, "C"),
+            n.per_request() - b
+        ));
+    }
+    rows.join("\n") + "\n"
+}
+
 /// The targets of the request-path issue: proxy CPU per request and requests/s of the filter
 /// against native routes, and Envoy LIVE with the filter at 10,000 services.
 const CPU_RATIO_TARGET: f64 = 1.08;
@@ -235,10 +263,31 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
         .collect();
     w("| target | result | |".into());
     w("|---|---|---|".into());
-    let paths = [("plain", Some(&r.plain)), ("TLS", Some(&r.tls))]
-        .into_iter()
-        .chain([("transparent proxy, plain", r.transparent.as_ref())]);
-    for (title, t) in paths.filter_map(|(title, t)| Some((title, t?))) {
+    let paths = [
+        ("plain", "plain", Some(&r.plain)),
+        ("TLS", "tls", Some(&r.tls)),
+    ]
+    .into_iter()
+    .chain([(
+        "transparent proxy, plain",
+        "transparent",
+        r.transparent.as_ref(),
+    )]);
+    for (title, label, t) in paths.filter_map(|(title, label, t)| Some((title, label, t?))) {
+        if let Some(c) = r.instructions.get(label) {
+            let (ab, ac) = (
+                instruction_ratio(c, "A", "B"),
+                instruction_ratio(c, "A", "C"),
+            );
+            w(format!(
+                "| A/B proxy instructions per request <= {CPU_RATIO_TARGET} ({title}) | {ab:.3} | {} |",
+                ok(ab <= CPU_RATIO_TARGET)
+            ));
+            w(format!(
+                "| A cheaper than C, instructions per request ({title}) | A/C {ac:.3} | {} |",
+                ok(ac < 1.0)
+            ));
+        }
         let (ab, ac) = (Ratios::new(t, "A", "B"), Ratios::new(t, "A", "C"));
         w(format!(
             "| A/B proxy CPU per request <= {CPU_RATIO_TARGET} ({title}) | {:.3} | {} |",
@@ -315,6 +364,12 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
          `/proc/<pid>/stat`, all threads, across the wrk run) / requests served.\n",
         kn.services, kn.rounds, kn.seconds, kn.connections, kn.lat_seconds
     ));
+    if !r.instructions.is_empty() {
+        w(format!(
+            "Instructions per request: after its rounds, each variant's proxy runs again under callgrind              (`{} ENVOY ...`; the variants side by side, since they only count), serves {WARM_UP} requests              to warm up (V8 and LuaJIT compile hot code after a budget of executed code or calls), has its              counters zeroed (`callgrind_control --zero`), serves {COUNTED} requests one after another on one              connection, and has them dumped (`callgrind_control --dump`): user-space instructions of all its              threads (Envoy, V8, the filter, LuaJIT), divided by {COUNTED}. The kernel's work (the same sockets              in every variant) is left out, so A/B here is at least what it is in CPU per request when A              executes more; these counts do not move with the machine's load as CPU time does              (`src/bench/instructions.rs`).\n",
+            callgrind(Path::new("DIR/KIND.callgrind")).join(" ")
+        ));
+    }
     w(format!(
         "- A: `extsvc generate` output{}.",
         if kn.access_log {
@@ -340,10 +395,11 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
         b.rel(&r.plain.dir),
         b.rel(&r.tls.dir)
     ));
-    for (title, t) in [
-        ("Plain HTTP upstream", &r.plain),
+    for (title, label, t) in [
+        ("Plain HTTP upstream", "plain", &r.plain),
         (
             "TLS origination (upstream TLS 1.3, CA and SAN verified)",
+            "tls",
             &r.tls,
         ),
     ] {
@@ -384,6 +440,9 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
             cb.fmt("p99"),
             cb.added()
         ));
+        if let Some(c) = r.instructions.get(label) {
+            w(instructions_table(c));
+        }
         let empty = Vec::new();
         let cpu = |k: &str| med(&values(t.results.get(k).unwrap_or(&empty), "cpu_us"));
         let (cpu_a, cpu_b) = (cpu("A"), cpu("B"));
@@ -528,6 +587,9 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
             ));
         }
         w("\nRatios: of medians, with the range of the per-round ratios.\n".into());
+        if let Some(c) = r.instructions.get("transparent") {
+            w(instructions_table(c));
+        }
     }
     if let Ok(notes) = fs::read_to_string(b.root.join("bench/NOTES.md")) {
         w(notes);

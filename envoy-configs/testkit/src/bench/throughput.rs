@@ -5,7 +5,8 @@ use std::fs;
 use std::path::PathBuf;
 
 use super::config::{self, Variant};
-use super::load::{measured, request, wrk, Target};
+use super::instructions::{self, Counted};
+use super::load::{in_sequence, measured, request, wrk, Target};
 use super::{log_sample, name, rotated, Bench, Throughput, PROXY_CPU, TARGET_HOST};
 use crate::runner::Proc;
 
@@ -124,4 +125,32 @@ pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
         }
     }
     Ok(t)
+}
+
+/// The instructions per request of each variant `t` measured (its configurations, on the same
+/// ports), to `host`, after `t`'s own runs. Variants that share a port (`A-*`) take turns;
+/// the others run side by side.
+pub fn count(b: &Bench, t: &Throughput, host: &str) -> Result<BTreeMap<String, Counted>, String> {
+    let mut batches: Vec<Vec<(&str, PathBuf)>> = Vec::new();
+    for kind in t.results.keys() {
+        let variant = (kind.as_str(), t.dir.join(format!("{kind}.yaml")));
+        match batches
+            .iter_mut()
+            .find(|batch| batch.iter().all(|(k, _)| b.port(k) != b.port(kind)))
+        {
+            Some(batch) => batch.push(variant),
+            None => batches.push(vec![variant]),
+        }
+    }
+    let send = |kind: &str, n: usize| in_sequence(Target::local(b.port(kind)).addr, host, n);
+    let mut counted = BTreeMap::new();
+    for batch in &batches {
+        counted.extend(instructions::count(
+            &t.dir,
+            batch,
+            &b.envoy_options(),
+            &send,
+        )?);
+    }
+    Ok(counted)
 }

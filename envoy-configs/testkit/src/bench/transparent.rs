@@ -5,6 +5,7 @@
 //! uid (the rules leave its traffic alone). One capture port per namespace: the variants take
 //! turns, one Envoy at a time, in rotated rounds. Both namespaces go on every exit path.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -15,8 +16,9 @@ use std::time::Duration;
 use serde_yaml_ng::Value;
 
 use super::config::{self, at, seq};
-use super::load::{measured, request_at, wrk, Target};
-use super::{log_sample, name, rotated, Bench, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST};
+use super::instructions::{self, Counted};
+use super::load::{in_sequence, measured, request_at, wrk, Target};
+use super::{log, log_sample, name, rotated, Bench, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST};
 use crate::netns::{Topology, WORLD_IP};
 use crate::runner::{self, Proc, Tracked};
 use crate::{EnvoyOptions, UpstreamBuilder};
@@ -36,8 +38,13 @@ fn authority(i: usize) -> String {
 }
 
 /// Runs part 4: `rounds` rounds of A, B, C (rotated), `seconds` each at the configured
-/// connections, to [`TARGET_HOST`]'s VIP on port 80 with that `Host`.
-pub fn run(b: &Bench, rounds: usize, seconds: u64) -> Result<Throughput, String> {
+/// connections, to [`TARGET_HOST`]'s VIP on port 80 with that `Host`; then, with the
+/// `callgrind` knob, each variant's instructions per request.
+pub fn run(
+    b: &Bench,
+    rounds: usize,
+    seconds: u64,
+) -> Result<(Throughput, Option<BTreeMap<String, Counted>>), String> {
     let k = &b.knobs;
     let d = b.work.join("transparent");
     fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -127,7 +134,23 @@ pub fn run(b: &Bench, rounds: usize, seconds: u64) -> Result<Throughput, String>
             t.results.entry(kind.to_string()).or_default().push(s);
         }
     }
-    Ok(t)
+    if !k.callgrind {
+        return Ok((t, None));
+    }
+    log("part 4: instructions per request under callgrind");
+    let mut counted = BTreeMap::new();
+    // One capture port: one variant at a time. Started from the app's namespace, whose
+    // threads and processes stay in it.
+    for (kind, path) in &paths {
+        let one = [(*kind, path.clone())];
+        let send = |_: &str, n: usize| in_sequence(vip, TARGET_HOST, n);
+        counted.extend(
+            topology
+                .app
+                .run(|| instructions::count(&d, &one, &options, &send))?,
+        );
+    }
+    Ok((t, Some(counted)))
 }
 
 /// The VIP the builtin DNS gives `host`.

@@ -49,6 +49,9 @@ struct Args {
     /// Seconds of each of part 4's wrk runs.
     #[arg(long, env = "BENCH_TPROXY_SECONDS", default_value_t = 5)]
     tproxy_seconds: u64,
+    /// 0 skips the instruction counts under callgrind (parts 1 and 4).
+    #[arg(long, env = "BENCH_CALLGRIND", default_value_t = 1)]
+    callgrind: u8,
     /// The report [default: BENCHMARKS.md in the workspace].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         access_log: a.access_log == 1,
         tproxy_rounds: a.tproxy_rounds,
         tproxy_seconds: a.tproxy_seconds.max(1),
+        callgrind: a.callgrind != 0,
     };
     let out = a
         .out

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         access_log: false,
         tproxy_rounds: 0,
         tproxy_seconds: 1,
+        callgrind: false,
     };
     match bench::hostcalls::run(knobs) {
         Ok(table) => {
