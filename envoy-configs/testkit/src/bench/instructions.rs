@@ -108,16 +108,17 @@ pub fn count(
     for (kind, proc, out) in &procs {
         runner::check()?;
         send(kind, WARM_UP)?;
-        control(proc.pid(), "--zero")?;
+        let uid = options.uid;
+        control(proc.pid(), uid, "--zero")?;
         let idle_from = Instant::now();
         thread::sleep(IDLE);
-        let idle = dump(proc.pid(), out)?;
+        let idle = dump(proc.pid(), uid, out)?;
         let idle_per_second = idle as f64 / idle_from.elapsed().as_secs_f64();
-        control(proc.pid(), "--zero")?;
+        control(proc.pid(), uid, "--zero")?;
         let from = Instant::now();
         send(kind, COUNTED)?;
         let seconds = from.elapsed().as_secs_f64();
-        let instructions = dump(proc.pid(), out)?;
+        let instructions = dump(proc.pid(), uid, out)?;
         let c = Counted {
             requests: COUNTED,
             instructions,
@@ -146,12 +147,24 @@ fn which_valgrind() -> Result<(), String> {
     }
 }
 
-/// `callgrind_control ACTION PID`.
-fn control(pid: u32, action: &str) -> Result<(), String> {
+/// `callgrind_control ACTION PID`, as the proxy's uid: valgrind opens the pipes that
+/// callgrind_control's vgdb makes, which another user's cannot.
+fn control(pid: u32, uid: Option<u32>, action: &str) -> Result<(), String> {
+    let mut cmd = match uid {
+        Some(uid) => {
+            let mut cmd = Command::new("setpriv");
+            cmd.args([
+                &format!("--reuid={uid}"),
+                &format!("--regid={uid}"),
+                "--clear-groups",
+                "callgrind_control",
+            ]);
+            cmd
+        }
+        None => Command::new("callgrind_control"),
+    };
     let o = runner::run(
-        Command::new("callgrind_control")
-            .arg(action)
-            .arg(pid.to_string()),
+        cmd.arg(action).arg(pid.to_string()),
         Duration::from_secs(120),
     )?;
     if o.status.success() {
@@ -165,9 +178,9 @@ fn control(pid: u32, action: &str) -> Result<(), String> {
 }
 
 /// Asks for a dump and reads its total instruction count.
-fn dump(pid: u32, out: &Path) -> Result<u64, String> {
+fn dump(pid: u32, uid: Option<u32>, out: &Path) -> Result<u64, String> {
     let before = dumps(out).len();
-    control(pid, "--dump")?;
+    control(pid, uid, "--dump")?;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let now = dumps(out);

@@ -78,8 +78,9 @@ pub struct Knobs {
     /// Part 4's rounds (0 skips it) and seconds per wrk run.
     pub tproxy_rounds: usize,
     pub tproxy_seconds: u64,
-    /// Count each variant's instructions per request under callgrind (parts 1 and 4).
-    pub callgrind: bool,
+    /// The paths (`plain`, `tls`, `transparent`, and `profiles` for the release profile study)
+    /// whose variants' instructions per request are counted under callgrind.
+    pub callgrind: Vec<String>,
 }
 
 /// Service `i`'s name: fixed width, so that strings have the same length at every count.
@@ -292,7 +293,7 @@ pub struct Results {
     pub prof_t: Option<Throughput>,
     pub scale: Vec<scale::Row>,
     pub transparent: Option<Throughput>,
-    /// Path (`plain`, `tls`, `transparent`) -> variant -> instructions, when counted.
+    /// Path (`plain`, `tls`, `transparent`, `profiles`) -> variant -> instructions, when counted.
     pub instructions: BTreeMap<String, BTreeMap<String, instructions::Counted>>,
     pub elapsed: Duration,
 }
@@ -322,7 +323,7 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     let mut counted = BTreeMap::new();
     let mut part1_counted = |label: &'static str, tls: bool| -> Result<Throughput, String> {
         let t = throughput::run(&bench, &part1(label, tls))?;
-        if knobs.callgrind {
+        if knobs.callgrind.iter().any(|p| p == label) {
             log(&format!(
                 "part 1, {label}: instructions per request under callgrind"
             ));
@@ -372,6 +373,16 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
             },
         )?)
     };
+    if let Some(t) = prof_t
+        .as_ref()
+        .filter(|_| knobs.callgrind.iter().any(|p| p == "profiles"))
+    {
+        log("profile study: instructions per request of A with each module, under callgrind");
+        counted.insert(
+            "profiles".to_string(),
+            throughput::count(&bench, t, TARGET_HOST)?,
+        );
+    }
     log("part 3: scale");
     let scale = scale::run(&bench)?;
     let transparent = if knobs.tproxy_rounds > 0 {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use super::instructions::{callgrind, Counted, COUNTED, WARM_UP};
+use super::instructions::{callgrind, Counted, COUNTED, IDLE, WARM_UP};
 use super::{
     max, med, min, Bench, Knobs, Results, Sample, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST,
 };
@@ -366,8 +366,19 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     ));
     if !r.instructions.is_empty() {
         w(format!(
-            "Instructions per request: after its rounds, each variant's proxy runs again under callgrind              (`{} ENVOY ...`; the variants side by side, since they only count), serves {WARM_UP} requests              to warm up (V8 and LuaJIT compile hot code after a budget of executed code or calls), has its              counters zeroed (`callgrind_control --zero`), serves {COUNTED} requests one after another on one              connection, and has them dumped (`callgrind_control --dump`): user-space instructions of all its              threads (Envoy, V8, the filter, LuaJIT), divided by {COUNTED}. The kernel's work (the same sockets              in every variant) is left out, so A/B here is at least what it is in CPU per request when A              executes more; these counts do not move with the machine's load as CPU time does              (`src/bench/instructions.rs`).\n",
-            callgrind(Path::new("DIR/KIND.callgrind")).join(" ")
+            "Instructions per request: after its rounds, each variant's proxy runs again under callgrind \
+             (`{} ENVOY ...`; side by side where the ports allow, since they only count), serves {WARM_UP} \
+             requests to warm up (V8 and LuaJIT compile hot code after a budget of executed code or calls), \
+             then is counted twice between `callgrind_control --zero` and `--dump`: {} s without requests, \
+             and {COUNTED} requests one after another on one connection. Per request = (the requests' \
+             instructions − the idle rate × their wall time) / {COUNTED}: an idle Envoy under callgrind \
+             still executes ~2 M instructions a second (DNS refreshes of the STRICT_DNS clusters, stats \
+             flushes). These are user-space instructions of all the proxy's threads (Envoy, V8, the filter, \
+             LuaJIT); the kernel's work (the same sockets in every variant) is left out, so when A executes \
+             more, A/B here is above what it is in CPU per request. They do not move with the machine's load \
+             as CPU time does (`src/bench/instructions.rs`).\n",
+            callgrind(Path::new("DIR/KIND.callgrind")).join(" "),
+            IDLE.as_secs()
         ));
     }
     w(format!(
@@ -478,8 +489,15 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
            --config 'profile.wasm-<name>.inherits=\"release\"' --config 'profile.wasm-<name>.opt-level=...'`; \
            `+wasm-opt` rows are that build run through binaryen's `wasm-opt`.\n"
             .into());
-        w("| build | .wasm bytes | KiB | forward fuel (1 / 10,000 services) | deny fuel (1 / 10,000) | configure 10,000: fuel | configure 10,000: wall | A requests/s | A CPU µs/request |".into());
-        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|".into());
+        let counted = r.instructions.get("profiles");
+        w(format!(
+            "| build | .wasm bytes | KiB | forward fuel (1 / 10,000 services) | deny fuel (1 / 10,000) | configure 10,000: fuel | configure 10,000: wall | A requests/s | A CPU µs/request |{}",
+            if counted.is_some() { " A instructions per request |" } else { "" }
+        ));
+        w(format!(
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|{}",
+            if counted.is_some() { "---:|" } else { "" }
+        ));
         for (n, p, _) in &r.prof_built {
             let unknown = vec!["?".to_string(); 7];
             let s = summary
@@ -494,8 +512,12 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
                 .and_then(|t| t.results.get(&format!("A-{n}")))
                 .unwrap_or(&empty);
             let size = fs::metadata(p).map_or(0, |m| m.len());
+            let instructions = counted.map_or(String::new(), |c| {
+                c.get(&format!("A-{n}"))
+                    .map_or(" ? |".to_string(), |c| format!(" {:.0} |", c.per_request()))
+            });
             w(format!(
-                "| {n} | {size} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} |",
+                "| {n} | {size} | {:.1} | {} / {} | {} / {} | {} | {} | {} | {} |{instructions}",
                 size as f64 / 1024.0,
                 field(0),
                 field(1),

@@ -49,9 +49,16 @@ struct Args {
     /// Seconds of each of part 4's wrk runs.
     #[arg(long, env = "BENCH_TPROXY_SECONDS", default_value_t = 5)]
     tproxy_seconds: u64,
-    /// 0 skips the instruction counts under callgrind (parts 1 and 4).
-    #[arg(long, env = "BENCH_CALLGRIND", default_value_t = 1)]
-    callgrind: u8,
+    /// Paths whose instructions per request are counted under callgrind (comma list of plain,
+    /// tls, transparent, and profiles: A with each module of the release profile study, one at
+    /// a time, ~4 min each); 0 counts none.
+    #[arg(
+        long,
+        env = "BENCH_CALLGRIND",
+        value_delimiter = ',',
+        default_value = "plain,tls,transparent"
+    )]
+    callgrind: Vec<String>,
     /// The report [default: BENCHMARKS.md in the workspace].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -60,6 +67,14 @@ struct Args {
 fn main() -> ExitCode {
     runner::install();
     let a = Args::parse();
+    if let Some(p) = a
+        .callgrind
+        .iter()
+        .find(|p| !["0", "plain", "tls", "transparent", "profiles"].contains(&p.as_str()))
+    {
+        eprintln!("bench: BENCH_CALLGRIND takes plain, tls, transparent, profiles or 0, not {p:?}");
+        return ExitCode::from(2);
+    }
     if a.services < 43 || a.scale.contains(&0) || a.run.rounds == 0 {
         eprintln!("bench: --services must be at least 43 (requests go to svc-00042), --scale counts and --rounds above 0");
         return ExitCode::from(2);
@@ -76,7 +91,7 @@ fn main() -> ExitCode {
         access_log: a.access_log == 1,
         tproxy_rounds: a.tproxy_rounds,
         tproxy_seconds: a.tproxy_seconds.max(1),
-        callgrind: a.callgrind != 0,
+        callgrind: a.callgrind.into_iter().filter(|p| p != "0").collect(),
     };
     let out = a
         .out

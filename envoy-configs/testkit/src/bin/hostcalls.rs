@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         access_log: false,
         tproxy_rounds: 0,
         tproxy_seconds: 1,
-        callgrind: false,
+        callgrind: Vec::new(),
     };
     match bench::hostcalls::run(knobs) {
         Ok(table) => {
