@@ -75,7 +75,8 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; cras
 bench: build bench-tools ## Benchmarks (~15 min, not in `make test`; root for part 4): wasm vs native vs Lua, also through the transparent proxy; fuel, scale -> BENCHMARKS.md
 	$(CARGO) run --release -q -p extsvc-testkit --bin bench -- --out BENCHMARKS.md
 
-bench-hostcalls: build bench-tools ## Proxy CPU per request of each host call of the forward path (~5 min, not in `make test`; prints a table)
+bench-hostcalls: build bench-tools ## Proxy CPU and instructions per request of each host call of the forward path (~20 min, not in `make test`; prints a table)
+	@command -v wat2wasm >/dev/null || (apt-get update -qq && apt-get install -y -qq wabt)
 	$(CARGO) run --release -q -p extsvc-testkit --bin hostcalls
 
 # wrk, taskset (pinning) and /usr/bin/time (extsvc generate's cost), for both benchmarks.

@@ -4,10 +4,13 @@
 //! Copies the committed tree to a scratch directory, builds the module once as is and once per
 //! [`VARIANTS`] entry with one statement of the forward path removed or added (matched by exact
 //! text, so a changed `filter/src/lib.rs` fails loudly), then runs variant A of part 1 with each
-//! module, one proxy at a time, rotated, and B (native) beside them: proxy CPU per request. The
-//! cost is Envoy's side of each call (C++ and V8), which the wasmtime host of host-tests cannot
-//! stand in for: hence Envoy, not fuel. Every request uses the real authority, which routes
-//! even when the filter does nothing; variants that always rewrite measure a `.mesh` request.
+//! module, and with `bench/floor.wat` (the least a proxy-wasm filter can be), one proxy at a
+//! time, rotated, and B (native) beside them: proxy CPU per request, then instructions per
+//! request under callgrind (`instructions.rs`), which resolve what CPU time on a shared machine
+//! cannot. The cost is Envoy's side of each call (C++ and V8), which the wasmtime host of
+//! host-tests cannot stand in for: hence Envoy, not fuel. Every request uses the real
+//! authority, which routes even when the filter does nothing; variants that always rewrite
+//! measure a `.mesh` request.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -130,6 +133,21 @@ pub fn build(b: &Bench, scratch: &Path) -> Result<Vec<(String, PathBuf)>, String
     Ok(built)
 }
 
+/// `bench/floor.wat` (a module that only returns Continue, exporting only what Envoy needs)
+/// as `scratch/floor.wasm`: the floor of any proxy-wasm filter.
+fn floor(b: &Bench, scratch: &Path) -> Result<(String, PathBuf), String> {
+    let out = scratch.join("floor.wasm");
+    let mut wat2wasm = Command::new("wat2wasm");
+    wat2wasm
+        .arg(b.root.join("bench/floor.wat"))
+        .arg("-o")
+        .arg(&out);
+    succeed(&mut wat2wasm, Duration::from_secs(60)).map_err(|e| {
+        format!("{e} (wat2wasm comes with wabt: `make bench-hostcalls` installs it)")
+    })?;
+    Ok(("floor".to_string(), out))
+}
+
 fn succeed(cmd: &mut Command, limit: Duration) -> Result<(), String> {
     let o = runner::run(cmd, limit)?;
     if o.status.success() {
@@ -175,7 +193,9 @@ pub fn run(knobs: Knobs) -> Result<String, String> {
     runner::prefer_real_envoy();
     let bench = Bench::start(knobs)?;
     let label = "hostcalls";
-    let modules = build(&bench, &bench.work.join(label))?;
+    let scratch = bench.work.join(label);
+    let mut modules = build(&bench, &scratch)?;
+    modules.push(floor(&bench, &scratch)?);
     let names: Vec<String> = modules
         .iter()
         .map(|(n, _)| format!("A-{n}"))
