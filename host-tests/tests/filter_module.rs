@@ -25,3 +25,28 @@ fn the_filter_module_loads_and_configure_runs_without_trapping() -> anyhow::Resu
     }
     Ok(())
 }
+
+/// Envoy calls every callback a module exports, and each call is a trip into the VM on every
+/// request: the module exports what the filter needs and nothing else (no response, log or
+/// done callbacks, which Envoy then skips).
+#[test]
+fn the_filter_module_exports_only_what_the_filter_needs() -> anyhow::Result<()> {
+    let mut exports = Module::load_default()?.exports();
+    exports.sort();
+    assert_eq!(
+        exports,
+        [
+            "_initialize",
+            "memory",
+            "proxy_abi_version_0_2_1",
+            "proxy_on_configure",
+            "proxy_on_context_create",
+            "proxy_on_delete",
+            "proxy_on_memory_allocate",
+            "proxy_on_request_headers",
+            "proxy_on_tick",
+            "proxy_on_vm_start",
+        ]
+    );
+    Ok(())
+}
