@@ -435,13 +435,19 @@ impl Plugin {
 
     /// Creates an HTTP context (`proxy_on_context_create(id, root_id)`).
     pub fn new_http_context(&mut self) -> Result<HttpStream> {
+        self.new_http_context_of(ROOT_CONTEXT)
+    }
+
+    /// Creates an HTTP context that names `root` as its root context: one the module never
+    /// saw unless `root` is the plugin's own (a host bug the module must survive).
+    pub fn new_http_context_of(&mut self, root: u32) -> Result<HttpStream> {
         let id = self.next_context;
         self.next_context += 1;
         self.store
             .data_mut()
             .streams
             .insert(id, StreamState::default());
-        self.callback::<(u32, u32), ()>(id, "proxy_on_context_create", (id, ROOT_CONTEXT), ())?;
+        self.callback::<(u32, u32), ()>(id, "proxy_on_context_create", (id, root), ())?;
         Ok(HttpStream(id))
     }
 
