@@ -1,5 +1,11 @@
 //! The filter module: the only proxy-wasm code. It moves bytes between Envoy and the model's
 //! decision (`external_service_model::decide`) and applies what it says.
+//!
+//! The module speaks the proxy-wasm ABI 0.2.1 itself and exports only the callbacks it needs
+//! (below, and `tests/filter_module.rs` of host-tests holds the list): Envoy skips a callback
+//! a module does not export, and each one it calls is a trip into the VM on every request.
+//! So there is no `proxy_on_response_headers`, `_body`, `proxy_on_log` or `proxy_on_done`
+//! (Envoy treats a missing `proxy_on_done` as done, then deletes the context).
 // Only the wasm32 build is a module; elsewhere (a native `cargo build --workspace`) it is empty.
 #![cfg(target_arch = "wasm32")]
 
@@ -7,32 +13,34 @@
 mod allocations;
 mod host;
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
+use rustc_hash::FxHashMap;
 
 use external_service_model::config::{self, Filter};
 use external_service_model::contract::{
-    self, DENIED_HEADER, REQUESTED_AUTHORITY_PROPERTY, VM_MEMORY_METRIC,
+    self, DENIED_HEADER, REQUESTED_AUTHORITY_PROPERTY, UNCONFIGURED_DETAILS, VM_MEMORY_METRIC,
 };
 use external_service_model::decision::{self, Decision, Denial, Request};
+
+use host::{LogLevel, MetricType};
 
 /// How often the VM's linear memory size is published (`VM_MEMORY_METRIC`).
 const MEMORY_REPORT_PERIOD: Duration = Duration::from_secs(10);
 
-proxy_wasm::main! {{
-    // Installs the logger and a panic hook that logs; `on_configure` lowers the level to Envoy's.
-    proxy_wasm::set_log_level(LogLevel::Trace);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
-}}
+/// What a headers callback tells the host (`proxy_action_t`).
+#[repr(u32)]
+pub enum Action {
+    Continue = 0,
+    /// Stop iteration: the filter answered with a local reply.
+    Pause = 1,
+}
 
-/// The configured filter and its metric ids, shared by every stream of the VM. Forwarded and
-/// passed-through requests have no counter here: each goes to its own cluster, whose stats
-/// (`cluster.<name>.upstream_rq_*`) Envoy keeps anyway.
+/// The configured filter and its metric ids, shared by every stream of its root context.
+/// Forwarded and passed-through requests have no counter here: each goes to its own cluster,
+/// whose stats (`cluster.<name>.upstream_rq_*`) Envoy keeps anyway.
 struct Configured {
     filter: Filter,
     denied: [u32; Denial::ALL_REASONS.len()],
@@ -41,89 +49,189 @@ struct Configured {
     vm_memory: u32,
 }
 
+/// The VM's contexts. One VM holds several root contexts (one per plugin configuration: each
+/// VIP listener of the transparent proxy has its own, bound to one service); each stream
+/// belongs to one of them. Both tables are reused: once grown, a stream costs no allocation.
 #[derive(Default)]
-struct Root {
-    configured: Option<Rc<Configured>>,
+struct Contexts {
+    /// Root context id -> its configuration, once `proxy_on_configure` accepted one.
+    roots: Vec<(u32, Option<Rc<Configured>>)>,
+    /// Stream context id -> its root context id.
+    streams: FxHashMap<u32, u32>,
 }
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        follow_host_log_level();
-        let bytes = self.get_plugin_configuration().unwrap_or_default();
-        match config::configure(&bytes) {
-            Ok(filter) => match define_metrics(filter) {
-                Ok(configured) => {
-                    log::info!(
-                        "external-service filter: {} services of mesh {:?}, passthrough {}",
-                        configured.filter.catalog.services.len(),
-                        configured.filter.catalog.mesh,
-                        if configured.filter.catalog.passthrough {
-                            "on"
-                        } else {
-                            "off"
-                        }
-                    );
-                    report_memory(configured.vm_memory);
-                    self.configured = Some(Rc::new(configured));
-                    self.set_tick_period(MEMORY_REPORT_PERIOD);
-                    true
-                }
-                Err(e) => {
-                    log::error!("external-service filter: cannot define metrics: {e:?}");
-                    false
-                }
-            },
-            Err(e) => {
-                for line in e.lines() {
-                    log::error!("{line}");
-                }
-                false
+impl Contexts {
+    fn root_mut(&mut self, id: u32) -> &mut Option<Rc<Configured>> {
+        let at = match self.roots.iter().position(|(root, _)| *root == id) {
+            Some(at) => at,
+            None => {
+                self.roots.push((id, None));
+                self.roots.len() - 1
             }
+        };
+        &mut self.roots[at].1
+    }
+
+    fn configured(&self, root: u32) -> Option<Rc<Configured>> {
+        self.roots
+            .iter()
+            .find(|(id, _)| *id == root)
+            .and_then(|(_, configured)| configured.clone())
+    }
+}
+
+thread_local! {
+    static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
+}
+
+/// `log` records go to Envoy's log (`proxy_log`), at the same level.
+struct HostLog;
+
+impl log::Log for HostLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        match record.args().as_str() {
+            Some(text) => host::log(level, text),
+            None => host::log(level, &record.args().to_string()),
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let configured = Rc::clone(self.configured.as_ref()?);
-        Some(Box::new(Stream { configured }))
-    }
+    fn flush(&self) {}
+}
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+static HOST_LOG: HostLog = HostLog;
 
-    fn on_tick(&mut self) {
-        if let Some(configured) = &self.configured {
-            report_memory(configured.vm_memory);
+/// Called once when the VM starts (the WASI reactor entry point; a Rust cdylib has none of its
+/// own): the logger, at trace until `proxy_on_configure` lowers it to Envoy's level, and a
+/// panic hook that puts the panic in Envoy's log (the module aborts right after).
+#[no_mangle]
+pub extern "C" fn _initialize() {
+    if log::set_logger(&HOST_LOG).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+        std::panic::set_hook(Box::new(|panic| {
+            host::log(LogLevel::Critical, &panic.to_string());
+        }));
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_abi_version_0_2_1() {}
+
+/// The host writes a buffer it hands the module (a header value, the configuration) into
+/// memory it asks for here; `host::take_buffer` takes it over as the `Vec` it is.
+#[no_mangle]
+pub extern "C" fn proxy_on_memory_allocate(size: usize) -> *mut u8 {
+    let mut buffer = std::mem::ManuallyDrop::new(Vec::<u8>::with_capacity(size));
+    buffer.as_mut_ptr()
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_vm_start(_root: u32, _vm_configuration_size: usize) -> u32 {
+    1
+}
+
+/// A root context (`parent` 0) or a stream of root `parent`.
+#[no_mangle]
+pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
+    CONTEXTS.with_borrow_mut(|contexts| {
+        if parent == 0 {
+            contexts.root_mut(context);
+        } else {
+            contexts.streams.insert(context, parent);
         }
+    });
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_delete(context: u32) {
+    CONTEXTS.with_borrow_mut(|contexts| {
+        if contexts.streams.remove(&context).is_none() {
+            contexts.roots.retain(|(root, _)| *root != context);
+        }
+    });
+}
+
+/// False (Envoy then refuses the configuration) when the resources are not valid.
+#[no_mangle]
+pub extern "C" fn proxy_on_configure(root: u32, _plugin_configuration_size: usize) -> u32 {
+    follow_host_log_level();
+    let bytes = host::plugin_configuration();
+    let configured = match config::configure(&bytes) {
+        Ok(filter) => match define_metrics(filter) {
+            Ok(configured) => configured,
+            Err(e) => {
+                log::error!("external-service filter: cannot define metrics: {e:?}");
+                return 0;
+            }
+        },
+        Err(e) => {
+            for line in e.lines() {
+                log::error!("{line}");
+            }
+            return 0;
+        }
+    };
+    log::info!(
+        "external-service filter: {} services of mesh {:?}, passthrough {}",
+        configured.filter.catalog.services.len(),
+        configured.filter.catalog.mesh,
+        if configured.filter.catalog.passthrough {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    report_memory(configured.vm_memory);
+    CONTEXTS.with_borrow_mut(|contexts| *contexts.root_mut(root) = Some(Rc::new(configured)));
+    let period = u32::try_from(MEMORY_REPORT_PERIOD.as_millis()).unwrap_or(u32::MAX);
+    host::set_tick_period_milliseconds(period);
+    1
+}
+
+#[no_mangle]
+pub extern "C" fn proxy_on_tick(root: u32) {
+    if let Some(configured) = CONTEXTS.with_borrow(|contexts| contexts.configured(root)) {
+        report_memory(configured.vm_memory);
     }
 }
 
 /// A soak can watch this gauge to see that requests leave the VM's memory flat.
 fn report_memory(gauge: u32) {
     let bytes = core::arch::wasm32::memory_size(0) * 65536;
-    let _ = hostcalls::record_metric(gauge, bytes as u64);
+    let _ = host::record_metric(gauge, bytes as u64);
 }
 
 /// Formatting a debug line costs even when Envoy drops it: let `log` skip it up front.
 fn follow_host_log_level() {
-    let level = match hostcalls::get_log_level() {
-        Ok(LogLevel::Trace) => log::LevelFilter::Trace,
-        Ok(LogLevel::Debug) => log::LevelFilter::Debug,
-        Ok(LogLevel::Info) => log::LevelFilter::Info,
-        Ok(LogLevel::Warn) => log::LevelFilter::Warn,
-        Ok(LogLevel::Error | LogLevel::Critical) | Err(_) => log::LevelFilter::Error,
+    let level = match host::log_level() {
+        Some(LogLevel::Trace) => log::LevelFilter::Trace,
+        Some(LogLevel::Debug) => log::LevelFilter::Debug,
+        Some(LogLevel::Info) => log::LevelFilter::Info,
+        Some(LogLevel::Warn) => log::LevelFilter::Warn,
+        Some(LogLevel::Error | LogLevel::Critical) | None => log::LevelFilter::Error,
     };
     log::set_max_level(level);
 }
 
-fn define_metrics(filter: Filter) -> Result<Configured, proxy_wasm::types::Status> {
+fn define_metrics(filter: Filter) -> Result<Configured, host::Status> {
     let mut denied = [0; Denial::ALL_REASONS.len()];
     for (id, reason) in denied.iter_mut().zip(Denial::ALL_REASONS) {
-        *id = hostcalls::define_metric(MetricType::Counter, &contract::denied_metric(reason))?;
+        *id = host::define_metric(MetricType::Counter, &contract::denied_metric(reason))?;
     }
-    let vm_memory = hostcalls::define_metric(MetricType::Gauge, VM_MEMORY_METRIC)?;
+    let vm_memory = host::define_metric(MetricType::Gauge, VM_MEMORY_METRIC)?;
     Ok(Configured {
         filter,
         denied,
@@ -132,48 +240,65 @@ fn define_metrics(filter: Filter) -> Result<Configured, proxy_wasm::types::Statu
     })
 }
 
-struct Stream {
-    configured: Rc<Configured>,
-}
-
-impl Context for Stream {}
-
 /// The request as the decision sees it; the content-type is read only if asked for.
-struct Headers<'s> {
-    stream: &'s Stream,
+struct Headers {
     authority: Option<String>,
     content_type: OnceCell<Option<String>>,
 }
 
-impl Request for Headers<'_> {
+impl Request for Headers {
     fn authority(&self) -> Option<&str> {
         self.authority.as_deref()
     }
 
     fn content_type(&self) -> Option<&str> {
         self.content_type
-            .get_or_init(|| request_header(self.stream, "content-type"))
+            .get_or_init(|| request_header("content-type"))
             .as_deref()
     }
 }
 
-/// A request header as text. The SDK's `get_http_request_header` panics on bytes that are
-/// not UTF-8; here they become U+FFFD, which no rule accepts.
-fn request_header(stream: &Stream, name: &str) -> Option<String> {
-    let bytes = stream.get_http_request_header_bytes(name)?;
+/// A request header as text: bytes that are not UTF-8 become U+FFFD, which no rule accepts.
+/// The host-written buffer becomes the `String` in place when it is valid UTF-8.
+fn request_header(name: &str) -> Option<String> {
+    let bytes = host::request_header(name)?;
     Some(match String::from_utf8(bytes) {
         Ok(text) => text,
         Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
     })
 }
 
-impl HttpContext for Stream {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let configured = Rc::clone(&self.configured);
-        let filter = &configured.filter;
+#[no_mangle]
+pub extern "C" fn proxy_on_request_headers(stream: u32, _headers: u32, _end: u32) -> Action {
+    let configured = CONTEXTS.with_borrow(|contexts| {
+        let root = contexts.streams.get(&stream)?;
+        contexts.configured(*root)
+    });
+    match configured {
+        Some(configured) => configured.on_http_request_headers(),
+        None => unconfigured(stream),
+    }
+}
+
+/// A stream of no known root context, or of one without a configuration: never forwarded
+/// open, answered as a filter failure.
+#[cold]
+fn unconfigured(stream: u32) -> Action {
+    log::error!("external-service filter: stream {stream} has no configuration; answered 500");
+    host::send_local_response(
+        500,
+        UNCONFIGURED_DETAILS,
+        &[("content-type", "text/plain; charset=utf-8")],
+        b"external-service filter: no configuration for this request\n",
+    );
+    Action::Pause
+}
+
+impl Configured {
+    fn on_http_request_headers(&self) -> Action {
+        let filter = &self.filter;
         let request = Headers {
-            stream: self,
-            authority: request_header(self, ":authority"),
+            authority: request_header(":authority"),
             content_type: OnceCell::new(),
         };
         match decision::decide(&filter.catalog, filter.bound, &request) {
@@ -192,7 +317,7 @@ impl HttpContext for Stream {
                 match request.authority() {
                     Some(requested) if requested == service.authority => {}
                     requested => {
-                        self.set_http_request_header(":authority", Some(&service.authority));
+                        host::set_request_header(":authority", &service.authority);
                         // What Envoy no longer knows after the rewrite: the name the app used.
                         if let Some(requested) = requested {
                             host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
@@ -209,10 +334,10 @@ impl HttpContext for Stream {
                 let body = denial.body(&filter.catalog, &request);
                 log::info!("denied ({}): {}", denial.reason(), body.trim_end());
                 let reason = denial.reason_index();
-                let _ = hostcalls::increment_metric(configured.denied[reason], 1);
+                let _ = host::increment_metric(self.denied[reason], 1);
                 host::send_local_response(
                     denial.status(),
-                    &configured.denied_details[reason],
+                    &self.denied_details[reason],
                     &[
                         (DENIED_HEADER, denial.reason()),
                         ("content-type", "text/plain; charset=utf-8"),

@@ -151,7 +151,7 @@ fn len_u32(len: usize) -> u32 {
 }
 
 /// Decodes the format of [`serialize_map`], checking every length and terminator. An empty input
-/// is an empty map (the SDK sends nothing for an empty map in some paths).
+/// is an empty map (some modules send nothing for an empty map).
 pub fn deserialize_map(bytes: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     if bytes.is_empty() {
         return Ok(Vec::new());

@@ -123,7 +123,7 @@ fn add_proxy_functions(l: &mut Linker<HostState>) -> Result<()> {
             let end = start.saturating_add(max as usize).min(buffer.len());
             let bytes = buffer[start..end].to_vec();
             if bytes.is_empty() {
-                // As Envoy does: nothing written, so the SDK reads a null pointer as "no buffer".
+                // As Envoy does: nothing written, so the module reads a null pointer as "no buffer".
                 return status(Status::Ok);
             }
             return_bytes(&mut c, &bytes, ret_ptr, ret_len)?;

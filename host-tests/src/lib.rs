@@ -1,4 +1,4 @@
-//! A proxy-wasm host (ABI 0.2.1, the one the Rust SDK 0.2.x speaks) on wasmtime, for tests that
+//! A proxy-wasm host (ABI 0.2.1, the one the filter module speaks) on wasmtime, for tests that
 //! drive the compiled filter the way Envoy would and then look at the state it left: headers,
 //! local responses, logs, metrics, properties, foreign calls.
 //!

@@ -94,6 +94,15 @@ impl Module {
         Ok(Module { pre, path: None })
     }
 
+    /// The names the module exports, e.g. `proxy_on_request_headers`, in the module's order.
+    pub fn exports(&self) -> Vec<String> {
+        self.pre
+            .module()
+            .exports()
+            .map(|e| e.name().to_owned())
+            .collect()
+    }
+
     /// The module's imports as `(module, name)`, e.g. `("env", "proxy_log")`.
     pub fn imports(&self) -> Vec<(String, String)> {
         self.pre
@@ -340,26 +349,51 @@ impl Plugin {
         if exports.iter().any(|e| e == "_initialize") {
             self.call::<(), ()>(ROOT_CONTEXT, "_initialize", ())?;
         }
-        self.call::<(u32, u32), ()>(ROOT_CONTEXT, "proxy_on_context_create", (ROOT_CONTEXT, 0))?;
+        self.callback::<(u32, u32), ()>(
+            ROOT_CONTEXT,
+            "proxy_on_context_create",
+            (ROOT_CONTEXT, 0),
+            (),
+        )?;
         let vm_config = wasm_len(self.store.data().vm_configuration.len())?;
         let plugin_config = wasm_len(self.store.data().plugin_configuration.len())?;
-        if self.call::<(u32, u32), u32>(
+        if self.callback::<(u32, u32), u32>(
             ROOT_CONTEXT,
             "proxy_on_vm_start",
             (ROOT_CONTEXT, vm_config),
+            1,
         )? == 0
         {
             return Ok(Some(StartFailure::VmStartRejected));
         }
-        if self.call::<(u32, u32), u32>(
+        if self.callback::<(u32, u32), u32>(
             ROOT_CONTEXT,
             "proxy_on_configure",
             (ROOT_CONTEXT, plugin_config),
+            1,
         )? == 0
         {
             return Ok(Some(StartFailure::ConfigureRejected));
         }
         Ok(None)
+    }
+
+    /// Calls callback `name` as [`Plugin::call`] does if the module exports it; otherwise does
+    /// what Envoy (proxy-wasm-cpp-host) does for a callback a module lacks: skips it, and takes
+    /// `absent` as its answer (true for `proxy_on_vm_start`, `proxy_on_configure` and
+    /// `proxy_on_done`, Continue for a headers callback).
+    fn callback<P: WasmParams, R: WasmResults>(
+        &mut self,
+        context: u32,
+        name: &str,
+        args: P,
+        absent: R,
+    ) -> Result<R> {
+        if self.instance.get_func(&mut self.store, name).is_none() {
+            self.last_call_fuel = 0;
+            return Ok(absent);
+        }
+        self.call(context, name, args)
     }
 
     /// Calls export `name` with `context` as the active context, recording the fuel it burnt;
@@ -401,13 +435,19 @@ impl Plugin {
 
     /// Creates an HTTP context (`proxy_on_context_create(id, root_id)`).
     pub fn new_http_context(&mut self) -> Result<HttpStream> {
+        self.new_http_context_of(ROOT_CONTEXT)
+    }
+
+    /// Creates an HTTP context that names `root` as its root context: one the module never
+    /// saw unless `root` is the plugin's own (a host bug the module must survive).
+    pub fn new_http_context_of(&mut self, root: u32) -> Result<HttpStream> {
         let id = self.next_context;
         self.next_context += 1;
         self.store
             .data_mut()
             .streams
             .insert(id, StreamState::default());
-        self.call::<(u32, u32), ()>(id, "proxy_on_context_create", (id, ROOT_CONTEXT))?;
+        self.callback::<(u32, u32), ()>(id, "proxy_on_context_create", (id, root), ())?;
         Ok(HttpStream(id))
     }
 
@@ -468,10 +508,11 @@ impl Plugin {
         end_of_stream: bool,
     ) -> Result<Action> {
         let n = wasm_len(count)?;
-        let action = self.call::<(u32, u32, u32), u32>(
+        let action = self.callback::<(u32, u32, u32), u32>(
             stream.0,
             callback,
             (stream.0, n, u32::from(end_of_stream)),
+            0,
         )?;
         Action::from_u32(action)
     }
@@ -482,20 +523,20 @@ impl Plugin {
     /// drive further).
     pub fn complete_http_stream(&mut self, stream: HttpStream) -> Result<bool> {
         self.stream_mut(stream)?;
-        let done = self.call::<u32, u32>(stream.0, "proxy_on_done", stream.0)?;
+        let done = self.callback::<u32, u32>(stream.0, "proxy_on_done", stream.0, 1)?;
         if done == 0 {
             self.stream_mut(stream)?.awaiting_done = true;
             return Ok(false);
         }
-        self.call::<u32, ()>(stream.0, "proxy_on_log", stream.0)?;
-        self.call::<u32, ()>(stream.0, "proxy_on_delete", stream.0)?;
+        self.callback::<u32, ()>(stream.0, "proxy_on_log", stream.0, ())?;
+        self.callback::<u32, ()>(stream.0, "proxy_on_delete", stream.0, ())?;
         self.stream_mut(stream)?.deleted = true;
         Ok(true)
     }
 
     /// Calls `proxy_on_tick` on the root context.
     pub fn call_on_tick(&mut self) -> Result<()> {
-        self.call::<u32, ()>(ROOT_CONTEXT, "proxy_on_tick", ROOT_CONTEXT)
+        self.callback::<u32, ()>(ROOT_CONTEXT, "proxy_on_tick", ROOT_CONTEXT, ())
     }
 
     fn stream_mut(&mut self, stream: HttpStream) -> Result<&mut StreamState> {

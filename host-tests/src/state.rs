@@ -28,7 +28,7 @@ pub struct LocalResponse {
     pub status: u32,
     pub body: Vec<u8>,
     pub headers: HeaderMap,
-    /// The `status_code_details` argument (the SDK's `send_http_response` leaves it empty).
+    /// The `status_code_details` argument (`%RESPONSE_CODE_DETAILS%` in Envoy; may be empty).
     pub details: String,
     /// `-1` when the response is not a gRPC one.
     pub grpc_status: i32,

@@ -34,7 +34,7 @@ fn expect_all(rows: &[(Headers<'_>, Then)]) {
 }
 
 /// A `:authority` that is not UTF-8 is refused as a bad authority, the bytes echoed as U+FFFD:
-/// the module reads header values as bytes and never traps on them (the SDK's string getter
+/// the module reads header values as bytes and never traps on them (a getter that assumed UTF-8
 /// would panic). The module is still healthy afterwards.
 #[test]
 fn non_utf8_authority_gets_400_bad_authority_not_a_trap() {

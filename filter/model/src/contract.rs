@@ -39,6 +39,9 @@ pub const DENIED_METRIC: &str = "external_service.denied";
 pub const FORWARDED_CLUSTER_STAT: &str = "upstream_rq_completed";
 /// The prefix of a refusal's `%RESPONSE_CODE_DETAILS%`: `external_service_denied{<reason>}`.
 pub const DENIED_DETAILS: &str = "external_service_denied";
+/// `%RESPONSE_CODE_DETAILS%` of the 500 the filter answers a stream whose plugin
+/// configuration it does not know (never forwarded open).
+pub const UNCONFIGURED_DETAILS: &str = "external_service_unconfigured";
 
 pub fn denied_metric(reason: &str) -> String {
     format!("{DENIED_METRIC}.{reason}")

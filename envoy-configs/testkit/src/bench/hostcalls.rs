@@ -38,12 +38,14 @@ const PROPERTY: &str = "                        if let Some(requested) = request
                             host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
                         }
 ";
+/// The head of the exported request-headers callback: an early `return` there leaves only
+/// Envoy's call into the VM.
 const HEAD: &str =
-    "fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {\n";
-const CONTINUE_AT_ONCE: &str = "        #[allow(unreachable_code)]
-        if true {
-            return Action::Continue;
-        }
+    "pub extern \"C\" fn proxy_on_request_headers(stream: u32, _headers: u32, _end: u32) -> Action {\n";
+const CONTINUE_AT_ONCE: &str = "    #[allow(unreachable_code)]
+    if true {
+        return Action::Continue;
+    }
 ";
 
 /// One change to the glue, at a statement that must be there exactly once.
