@@ -51,32 +51,23 @@ struct Configured {
 
 /// The VM's contexts. One VM holds several root contexts (one per plugin configuration: each
 /// VIP listener of the transparent proxy has its own, bound to one service); each stream
-/// belongs to one of them. Both tables are reused: once grown, a stream costs no allocation.
+/// belongs to one of them. Both are hash tables, so a request's lookups do not grow with the
+/// number of listeners, and both are reused: once grown, a stream costs no allocation.
 #[derive(Default)]
 struct Contexts {
     /// Root context id -> its configuration, once `proxy_on_configure` accepted one.
-    roots: Vec<(u32, Option<Rc<Configured>>)>,
+    roots: FxHashMap<u32, Option<Rc<Configured>>>,
     /// Stream context id -> its root context id.
     streams: FxHashMap<u32, u32>,
 }
 
 impl Contexts {
     fn root_mut(&mut self, id: u32) -> &mut Option<Rc<Configured>> {
-        let at = match self.roots.iter().position(|(root, _)| *root == id) {
-            Some(at) => at,
-            None => {
-                self.roots.push((id, None));
-                self.roots.len() - 1
-            }
-        };
-        &mut self.roots[at].1
+        self.roots.entry(id).or_default()
     }
 
     fn configured(&self, root: u32) -> Option<Rc<Configured>> {
-        self.roots
-            .iter()
-            .find(|(id, _)| *id == root)
-            .and_then(|(_, configured)| configured.clone())
+        self.roots.get(&root).cloned().flatten()
     }
 }
 
@@ -159,7 +150,7 @@ pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
 pub extern "C" fn proxy_on_delete(context: u32) {
     CONTEXTS.with_borrow_mut(|contexts| {
         if contexts.streams.remove(&context).is_none() {
-            contexts.roots.retain(|(root, _)| *root != context);
+            contexts.roots.remove(&context);
         }
     });
 }
