@@ -27,6 +27,7 @@ pub mod http;
 pub mod listener;
 pub mod protocol;
 pub mod retry;
+pub mod sds;
 pub mod secrets;
 pub mod stats;
 #[cfg(test)]

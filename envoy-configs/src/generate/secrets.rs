@@ -4,16 +4,15 @@
 //! them (directory 0700, files 0600) before the configuration.
 //!
 //! With `--xds-dir`, a cluster names its client certificate and its CA as SDS secrets, each in
-//! a file of `DIR/sds/` ([`Secrets::sds_secret`]): Envoy watches the directory of every file
+//! a file of `DIR/sds/` ([`super::sds`]): Envoy watches the directory of every file
 //! a secret names, and loads the material again when a file is renamed there.
 
-use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::envoy::{DataSource, SdsSecretConfig, Secret, SecretMaterial};
+use crate::envoy::DataSource;
 
-use super::xds;
+use super::sds::{self, Sds};
 
 /// One file to write. `Debug` leaves the bytes out: they may be a private key.
 #[derive(Clone, PartialEq, Eq)]
@@ -58,64 +57,6 @@ impl Field {
     }
 }
 
-/// A secret that SDS serves, and its file's name in the SDS directory.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServedSecret {
-    pub file: String,
-    pub secret: Secret,
-}
-
-/// The secrets of `--xds-dir`: the directory of their files, and those named so far.
-#[derive(Debug)]
-pub struct Sds {
-    dir: PathBuf,
-    served: Vec<ServedSecret>,
-    /// The index in `served` of each secret name, and the files taken: a lookup per cluster
-    /// must not scan every secret named before it.
-    by_name: HashMap<String, usize>,
-    files: HashSet<String>,
-}
-
-impl Sds {
-    /// The SDS reference to a cluster's client certificate or CA, the secret
-    /// `<cluster>.client-certificate` or `<cluster>.ca` in a file of its own. A name asked
-    /// again (a cluster with a socket per host) is the same secret.
-    pub fn secret(&mut self, cluster: &str, material: SecretMaterial) -> SdsSecretConfig {
-        let kind = match material {
-            SecretMaterial::TlsCertificate(_) => "client-certificate",
-            SecretMaterial::ValidationContext(_) => "ca",
-        };
-        let name = format!("{cluster}.{kind}");
-        let file = match self.by_name.get(&name) {
-            Some(&index) => self.served[index].file.clone(),
-            None => {
-                let stem = safe(&name);
-                let file = (1..)
-                    .map(|n| match n {
-                        1 => format!("{stem}.yaml"),
-                        n => format!("{stem}-{n}.yaml"),
-                    })
-                    .find(|file| !self.files.contains(file))
-                    .unwrap_or_default();
-                self.by_name.insert(name.clone(), self.served.len());
-                self.files.insert(file.clone());
-                self.served.push(ServedSecret {
-                    file: file.clone(),
-                    secret: Secret {
-                        name: name.clone(),
-                        material,
-                    },
-                });
-                file
-            }
-        };
-        SdsSecretConfig {
-            name,
-            sds_config: xds::watched(&self.dir.join(file), &self.dir),
-        }
-    }
-}
-
 /// Places the material of every TLS DataSource of one bootstrap.
 #[derive(Debug, Default)]
 pub struct Secrets {
@@ -131,12 +72,7 @@ impl Secrets {
     pub fn new(dir: Option<&Path>, xds_dir: Option<&Path>) -> Secrets {
         Secrets {
             dir: dir.map(Path::to_path_buf),
-            sds: xds_dir.map(|d| Sds {
-                dir: d.join(xds::SDS_DIR),
-                served: Vec::new(),
-                by_name: HashMap::new(),
-                files: HashSet::new(),
-            }),
+            sds: xds_dir.map(Sds::new),
             ..Secrets::default()
         }
     }
@@ -147,8 +83,8 @@ impl Secrets {
     }
 
     /// The secrets SDS serves, in the order they were named.
-    pub fn served(&self) -> &[ServedSecret] {
-        self.sds.as_ref().map_or(&[], |sds| &sds.served)
+    pub fn served(&self) -> &[sds::ServedSecret] {
+        self.sds.as_ref().map_or(&[], Sds::served)
     }
 
     /// The DataSource for `bytes` of a cluster's `field`: inline (as text when it is text), or
@@ -162,7 +98,7 @@ impl Secrets {
                 Err(e) => DataSource::InlineBytes(e.into_bytes()),
             };
         };
-        let stem = format!("{}.{}", safe(cluster), field.file_stem());
+        let stem = format!("{}.{}", sds::file_name_safe(cluster), field.file_stem());
         let mut n = 1;
         loop {
             let path = match n {
@@ -192,26 +128,12 @@ impl Secrets {
     }
 }
 
-/// A file-name-safe cluster name (service names are tags: keep them readable).
-fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect::<String>()
-        .trim_start_matches('.')
-        .to_string()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+    use crate::envoy::{CertificateValidationContext, SecretMaterial};
     use crate::generate::test_support::{assert_cases, yaml};
 
     /// Places each (cluster, field, bytes) in turn; the DataSources as YAML, then the files.
@@ -313,7 +235,7 @@ mod tests {
     fn sds_names_one_secret_per_cluster_and_kind_in_a_file_of_its_own() {
         let mut secrets = Secrets::new(None, Some(Path::new("/x")));
         let ca = |path: &str| {
-            SecretMaterial::ValidationContext(crate::envoy::CertificateValidationContext {
+            SecretMaterial::ValidationContext(CertificateValidationContext {
                 trusted_ca: Some(DataSource::Filename(path.to_string())),
                 match_typed_subject_alt_names: Vec::new(),
             })

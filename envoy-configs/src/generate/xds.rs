@@ -16,37 +16,21 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::secrets::ServedSecret;
+pub use super::sds::SDS_DIR;
+use super::sds::{watched, ServedSecret};
 use super::Error;
-use crate::envoy::{
-    Cluster, ConfigSource, DiscoveryResponse, DynamicResources, Listener, Node, PathConfigSource,
-    WatchedDirectory, XdsResource,
-};
+use crate::envoy::{Cluster, DiscoveryResponse, DynamicResources, Listener, Node, XdsResource};
 
 /// The clusters' file in the xDS directory.
 pub const CDS_FILE: &str = "cds.yaml";
 /// The listeners' file in the xDS directory.
 pub const LDS_FILE: &str = "lds.yaml";
-/// The directory of the secrets' files, in the xDS directory.
-pub const SDS_DIR: &str = "sds";
 
 /// The bootstrap's `dynamic_resources`: LDS and CDS from the files in `dir` (absolute).
 pub fn dynamic_resources(dir: &Path) -> DynamicResources {
     DynamicResources {
         lds_config: watched(&dir.join(LDS_FILE), dir),
         cds_config: watched(&dir.join(CDS_FILE), dir),
-    }
-}
-
-/// The file `path`, read again whenever a file is renamed into `dir`.
-pub fn watched(path: &Path, dir: &Path) -> ConfigSource {
-    ConfigSource {
-        path_config_source: PathConfigSource {
-            path: path.display().to_string(),
-            watched_directory: WatchedDirectory {
-                path: dir.display().to_string(),
-            },
-        },
     }
 }
 

@@ -1,0 +1,26 @@
+//! Access logs.
+
+use serde::Serialize;
+
+use super::core::{Extension, Map};
+
+pub type AccessLog = Extension<AccessLogConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum AccessLogConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"
+    )]
+    Stdout(StdoutAccessLog),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StdoutAccessLog {
+    pub log_format: SubstitutionFormatString,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubstitutionFormatString {
+    pub json_format: Map<String>,
+}

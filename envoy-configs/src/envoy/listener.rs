@@ -1,0 +1,148 @@
+//! Listeners and network filters.
+
+use serde::Serialize;
+
+use super::access_log::AccessLog;
+use super::core::{Address, DnsResolverConfig, Duration, Extension};
+use super::http::{HttpConnectionManager, TokenBucket};
+
+/// `config.listener.v3.Listener`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Listener {
+    pub name: String,
+    pub address: Address,
+    /// `false`: a listener that only takes connections handed over by one that has
+    /// `use_original_dst` (a VIP:port of the transparent proxy).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind_to_port: Option<bool>,
+    /// Hand each connection to the listener of its original destination, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_original_dst: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub listener_filters: Vec<ListenerFilter>,
+    /// Empty for a UDP listener, whose listener filter does the work.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub filter_chains: Vec<FilterChain>,
+}
+
+pub type ListenerFilter = Extension<ListenerFilterConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum ListenerFilterConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
+    )]
+    OriginalDst(OriginalDst),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig"
+    )]
+    DnsFilter(DnsFilterConfig),
+}
+
+/// Envoy's defaults: the destination before the iptables REDIRECT (`SO_ORIGINAL_DST`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OriginalDst {}
+
+/// `extensions.filters.udp.dns_filter.v3.DnsFilterConfig`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsFilterConfig {
+    pub stat_prefix: String,
+    pub server_config: DnsServerConfig,
+    pub client_config: DnsClientConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsServerConfig {
+    pub inline_dns_table: DnsTable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsTable {
+    pub virtual_domains: Vec<DnsVirtualDomain>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsVirtualDomain {
+    pub name: String,
+    pub endpoint: DnsEndpoint,
+    pub answer_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsEndpoint {
+    pub address_list: AddressList,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AddressList {
+    pub address: Vec<String>,
+}
+
+/// How the DNS filter resolves names it does not hold: Envoy's default c-ares resolver (the
+/// system's `/etc/resolv.conf`) unless one is named.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DnsClientConfig {
+    pub resolver_timeout: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub typed_dns_resolver_config: Option<Extension<DnsResolverConfig>>,
+    pub max_pending_lookups: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterChain {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter_chain_match: Option<FilterChainMatch>,
+    pub filters: Vec<NetworkFilter>,
+}
+
+/// Connections to this destination only (the most specific chain wins).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterChainMatch {
+    pub destination_port: u16,
+    pub prefix_ranges: Vec<CidrRange>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CidrRange {
+    pub address_prefix: String,
+    pub prefix_len: u8,
+}
+
+pub type NetworkFilter = Extension<NetworkFilterConfig>;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum NetworkFilterConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+    )]
+    HttpConnectionManager(HttpConnectionManager),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy")]
+    TcpProxy(TcpProxy),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit"
+    )]
+    LocalRateLimit(NetworkLocalRateLimit),
+}
+
+/// `extensions.filters.network.local_ratelimit.v3.LocalRateLimit`: a connection over the
+/// bucket is closed at once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkLocalRateLimit {
+    pub stat_prefix: String,
+    pub token_bucket: TokenBucket,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpProxy {
+    pub stat_prefix: String,
+    pub cluster: String,
+    pub access_log: Vec<AccessLog>,
+    /// Envoy's default is 1h.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// Envoy's default is 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connect_attempts: Option<u32>,
+}

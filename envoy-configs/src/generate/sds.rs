@@ -1,0 +1,113 @@
+//! The SDS secrets of `--xds-dir`: a cluster names its client certificate and its CA as SDS
+//! secrets, each in a file of `DIR/sds/` that Envoy watches ([`watched`]); Envoy loads the
+//! material again when a file is renamed there.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::envoy::{
+    ConfigSource, PathConfigSource, SdsSecretConfig, Secret, SecretMaterial, WatchedDirectory,
+};
+
+/// The directory of the secrets' files, in the xDS directory.
+pub const SDS_DIR: &str = "sds";
+
+/// The file `path`, read again whenever a file is renamed into `dir`.
+pub fn watched(path: &Path, dir: &Path) -> ConfigSource {
+    ConfigSource {
+        path_config_source: PathConfigSource {
+            path: path.display().to_string(),
+            watched_directory: WatchedDirectory {
+                path: dir.display().to_string(),
+            },
+        },
+    }
+}
+
+/// A secret that SDS serves, and its file's name in the SDS directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServedSecret {
+    pub file: String,
+    pub secret: Secret,
+}
+
+/// The secrets of `--xds-dir`: the directory of their files, and those named so far.
+#[derive(Debug)]
+pub struct Sds {
+    dir: PathBuf,
+    served: Vec<ServedSecret>,
+    /// The index in `served` of each secret name, and the files taken: a lookup per cluster
+    /// must not scan every secret named before it.
+    by_name: HashMap<String, usize>,
+    files: HashSet<String>,
+}
+
+impl Sds {
+    /// No secret yet, with their files in `xds_dir/sds/`.
+    pub fn new(xds_dir: &Path) -> Sds {
+        Sds {
+            dir: xds_dir.join(SDS_DIR),
+            served: Vec::new(),
+            by_name: HashMap::new(),
+            files: HashSet::new(),
+        }
+    }
+
+    /// The secrets named so far, in the order they were named.
+    pub fn served(&self) -> &[ServedSecret] {
+        &self.served
+    }
+
+    /// The SDS reference to a cluster's client certificate or CA, the secret
+    /// `<cluster>.client-certificate` or `<cluster>.ca` in a file of its own. A name asked
+    /// again (a cluster with a socket per host) is the same secret.
+    pub fn secret(&mut self, cluster: &str, material: SecretMaterial) -> SdsSecretConfig {
+        let kind = match material {
+            SecretMaterial::TlsCertificate(_) => "client-certificate",
+            SecretMaterial::ValidationContext(_) => "ca",
+        };
+        let name = format!("{cluster}.{kind}");
+        let file = match self.by_name.get(&name) {
+            Some(&index) => self.served[index].file.clone(),
+            None => {
+                let stem = file_name_safe(&name);
+                let file = (1..)
+                    .map(|n| match n {
+                        1 => format!("{stem}.yaml"),
+                        n => format!("{stem}-{n}.yaml"),
+                    })
+                    .find(|file| !self.files.contains(file))
+                    .unwrap_or_default();
+                self.by_name.insert(name.clone(), self.served.len());
+                self.files.insert(file.clone());
+                self.served.push(ServedSecret {
+                    file: file.clone(),
+                    secret: Secret {
+                        name: name.clone(),
+                        material,
+                    },
+                });
+                file
+            }
+        };
+        SdsSecretConfig {
+            name,
+            sds_config: watched(&self.dir.join(file), &self.dir),
+        }
+    }
+}
+
+/// A file-name-safe cluster name (service names are tags: keep them readable).
+pub fn file_name_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_string()
+}
