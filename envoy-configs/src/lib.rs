@@ -1,9 +1,13 @@
 //! Turns Kuma ExternalService resources into Envoy configuration.
 
+pub mod atomic;
 pub mod cli;
 pub mod cluster_rules;
 pub mod envoy;
 pub mod generate;
+pub mod pipeline;
 pub mod policy;
 pub mod read;
 pub mod resolve;
+pub mod transparent_proxy;
+pub mod xds_dir;

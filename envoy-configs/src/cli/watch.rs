@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Args;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
-use super::generate::{self, Applied, Error, GenerateArgs};
+use super::generate::{Error, GenerateArgs};
+use crate::pipeline::{self, Generated};
 use crate::read::{self, Loaded};
 
 /// How often the files are looked at: a few `stat` calls each time.
@@ -79,15 +80,18 @@ fn update(
     out: &mut dyn Write,
     notes: &mut dyn Write,
 ) -> Result<(), Error> {
-    let line = match generate::apply(args, notes).and_then(|applied| {
-        generate::write_output(args, &applied)?;
-        Ok(applied)
+    let line = match args.request().and_then(|request| {
+        let generated = pipeline::apply(&request, notes)?;
+        if let Some(path) = &args.output {
+            pipeline::write_bootstrap(path, &generated)?;
+        }
+        Ok(generated)
     }) {
         Ok(applied) => outcome(&applied, dir),
         Err(e @ Error::Usage(_)) => return Err(e),
         Err(Error::Invalid(loaded)) => format!("refused, {dir} unchanged: {}", condensed(&loaded)),
         Err(e @ (Error::Read(_) | Error::Generate(_))) => format!("refused, {dir} unchanged: {e}"),
-        Err(e @ Error::Write { .. }) => format!("failed: {e}"),
+        Err(e @ Error::Write(_)) => format!("failed: {e}"),
     };
     report(out, &line);
     Ok(())
@@ -99,8 +103,8 @@ fn report(out: &mut dyn Write, line: &str) {
 }
 
 /// `updated DIR: 3 clusters, 2 listeners, 1 secret (cds <version>, lds <version>)`.
-fn outcome(applied: &Applied, dir: &str) -> String {
-    let Some((files, changed)) = &applied.xds else {
+fn outcome(generated: &Generated, dir: &str) -> String {
+    let Some((files, changed)) = &generated.xds else {
         return format!("updated {dir}");
     };
     let count = |response: &serde_json::Value| {

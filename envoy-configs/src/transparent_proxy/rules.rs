@@ -1,0 +1,301 @@
+//! The iptables rules that send an app's outbound TCP (and DNS) to Envoy, after Kuma's
+//! `kumactl install transparent-proxy`, in chains of their own: built by pure functions
+//! ([`install_rules`], [`removal_rules`]) that [`super::iptables`] runs.
+
+use std::fmt;
+
+/// Every chain this command makes: `uninstall` removes these and nothing else.
+pub const CHAINS: [Chain; 4] = [
+    Chain {
+        family: Family::V4,
+        table: "nat",
+        name: OUTPUT_CHAIN,
+        jumped_from_output: true,
+    },
+    Chain {
+        family: Family::V4,
+        table: "nat",
+        name: REDIRECT_CHAIN,
+        jumped_from_output: false,
+    },
+    Chain {
+        family: Family::V4,
+        table: "filter",
+        name: OUTPUT_CHAIN,
+        jumped_from_output: true,
+    },
+    Chain {
+        family: Family::V6,
+        table: "filter",
+        name: OUTPUT_CHAIN,
+        jumped_from_output: true,
+    },
+];
+const OUTPUT_CHAIN: &str = "EXTSVC_OUTPUT";
+const REDIRECT_CHAIN: &str = "EXTSVC_REDIRECT";
+
+/// What to capture, and for whom not: the options of `transparent-proxy install`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    /// The uid Envoy runs as: its own traffic is never captured.
+    pub envoy_uid: u32,
+    /// Also send UDP port 53 (DNS), to any address, to `dns_port`.
+    pub redirect_dns: bool,
+    /// Where captured TCP goes: the capture listener.
+    pub outbound_port: u16,
+    /// Where DNS goes with `redirect_dns`.
+    pub dns_port: u16,
+    /// TCP destination ports that go out directly, not through Envoy.
+    pub exclude_outbound_ports: Vec<u16>,
+    /// Reject what the capture does not take, for every uid but Envoy's.
+    pub block_uncaptured: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn tool(self) -> &'static str {
+        match self {
+            Family::V4 => "iptables",
+            Family::V6 => "ip6tables",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chain {
+    pub family: Family,
+    pub table: &'static str,
+    pub name: &'static str,
+    jumped_from_output: bool,
+}
+
+/// One iptables command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub family: Family,
+    pub table: &'static str,
+    pub args: Vec<String>,
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} -w -t {} {}",
+            self.family.tool(),
+            self.table,
+            self.args.join(" ")
+        )
+    }
+}
+
+fn rule(family: Family, table: &'static str, args: &str) -> Rule {
+    Rule {
+        family,
+        table,
+        args: args.split_whitespace().map(str::to_string).collect(),
+    }
+}
+
+/// The rules of `install`, in order: chains made and filled first, the jumps from OUTPUT
+/// last, so capture starts whole.
+pub fn install_rules(args: &Capture) -> Vec<Rule> {
+    use Family::{V4, V6};
+    let uid = args.envoy_uid;
+    let nat = |a: &str| rule(V4, "nat", a);
+    let mut rules = vec![
+        nat(&format!("-N {OUTPUT_CHAIN}")),
+        nat(&format!("-N {REDIRECT_CHAIN}")),
+        nat(&format!(
+            "-A {REDIRECT_CHAIN} -p tcp -j REDIRECT --to-ports {}",
+            args.outbound_port
+        )),
+        nat(&format!(
+            "-A {OUTPUT_CHAIN} -m owner --uid-owner {uid} -j RETURN"
+        )),
+    ];
+    if args.redirect_dns {
+        // Before the loopback exception: a resolver on 127.0.0.53 is redirected too.
+        rules.push(nat(&format!(
+            "-A {OUTPUT_CHAIN} -p udp --dport 53 -j REDIRECT --to-ports {}",
+            args.dns_port
+        )));
+    }
+    rules.push(nat(&format!("-A {OUTPUT_CHAIN} -o lo -j RETURN")));
+    for port in &args.exclude_outbound_ports {
+        rules.push(nat(&format!(
+            "-A {OUTPUT_CHAIN} -p tcp --dport {port} -j RETURN"
+        )));
+    }
+    rules.push(nat(&format!(
+        "-A {OUTPUT_CHAIN} -p tcp -j {REDIRECT_CHAIN}"
+    )));
+    let mut jumps = vec![nat(&format!("-A OUTPUT -j {OUTPUT_CHAIN}"))];
+    if args.block_uncaptured {
+        for family in [V4, V6] {
+            let filter = |a: &str| rule(family, "filter", a);
+            rules.push(filter(&format!("-N {OUTPUT_CHAIN}")));
+            rules.push(filter(&format!(
+                "-A {OUTPUT_CHAIN} -m owner --uid-owner {uid} -j RETURN"
+            )));
+            rules.push(filter(&format!("-A {OUTPUT_CHAIN} -o lo -j RETURN")));
+            if family == V4 {
+                // What the REDIRECT captured, now bound for Envoy: the hook still sees the
+                // interface routed before the REDIRECT, so `-o lo` does not match it.
+                rules.push(filter(&format!(
+                    "-A {OUTPUT_CHAIN} -m conntrack --ctstate DNAT -j RETURN"
+                )));
+            }
+            // Answers to connections made to the app.
+            rules.push(filter(&format!(
+                "-A {OUTPUT_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"
+            )));
+            if family == V4 {
+                for port in &args.exclude_outbound_ports {
+                    rules.push(filter(&format!(
+                        "-A {OUTPUT_CHAIN} -p tcp --dport {port} -j RETURN"
+                    )));
+                }
+            }
+            rules.push(filter(&format!("-A {OUTPUT_CHAIN} -j REJECT")));
+            jumps.push(filter(&format!("-A OUTPUT -j {OUTPUT_CHAIN}")));
+        }
+    }
+    rules.extend(jumps);
+    rules
+}
+
+/// The rules that remove the chains of [`CHAINS`] that exist (`present`): the jumps from
+/// OUTPUT first, so nothing is captured by half a chain, then each chain.
+pub fn removal_rules(present: &[Chain]) -> Vec<Rule> {
+    let mut rules: Vec<Rule> = present
+        .iter()
+        .filter(|c| c.jumped_from_output)
+        .map(|c| rule(c.family, c.table, &format!("-D OUTPUT -j {}", c.name)))
+        .collect();
+    for verb in ["-F", "-X"] {
+        rules.extend(
+            present
+                .iter()
+                .map(|c| rule(c.family, c.table, &format!("{verb} {}", c.name))),
+        );
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn args() -> Capture {
+        Capture {
+            envoy_uid: 5678,
+            redirect_dns: false,
+            outbound_port: 15001,
+            dns_port: 15053,
+            exclude_outbound_ports: Vec::new(),
+            block_uncaptured: false,
+        }
+    }
+
+    fn text(rules: &[Rule]) -> String {
+        rules.iter().map(|r| format!("{r}\n")).collect()
+    }
+
+    #[test]
+    fn install_rules_table() {
+        let cases: [(&str, Capture, &str); 3] = [
+            (
+                "TCP only",
+                args(),
+                "iptables -w -t nat -N EXTSVC_OUTPUT
+iptables -w -t nat -N EXTSVC_REDIRECT
+iptables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+iptables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
+iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
+",
+            ),
+            (
+                "DNS, other ports, exclusions",
+                Capture {
+                    envoy_uid: 1000,
+                    redirect_dns: true,
+                    outbound_port: 16001,
+                    dns_port: 16053,
+                    exclude_outbound_ports: vec![22, 8080],
+                    ..args()
+                },
+                "iptables -w -t nat -N EXTSVC_OUTPUT
+iptables -w -t nat -N EXTSVC_REDIRECT
+iptables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 16001
+iptables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 1000 -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 16053
+iptables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 8080 -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
+iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
+",
+            ),
+            (
+                "everything else rejected, IPv6 too",
+                Capture {
+                    redirect_dns: true,
+                    exclude_outbound_ports: vec![22],
+                    block_uncaptured: true,
+                    ..args()
+                },
+                "iptables -w -t nat -N EXTSVC_OUTPUT
+iptables -w -t nat -N EXTSVC_REDIRECT
+iptables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+iptables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 15053
+iptables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
+iptables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
+iptables -w -t filter -N EXTSVC_OUTPUT
+iptables -w -t filter -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+iptables -w -t filter -A EXTSVC_OUTPUT -o lo -j RETURN
+iptables -w -t filter -A EXTSVC_OUTPUT -m conntrack --ctstate DNAT -j RETURN
+iptables -w -t filter -A EXTSVC_OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+iptables -w -t filter -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
+iptables -w -t filter -A EXTSVC_OUTPUT -j REJECT
+ip6tables -w -t filter -N EXTSVC_OUTPUT
+ip6tables -w -t filter -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+ip6tables -w -t filter -A EXTSVC_OUTPUT -o lo -j RETURN
+ip6tables -w -t filter -A EXTSVC_OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+ip6tables -w -t filter -A EXTSVC_OUTPUT -j REJECT
+iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
+iptables -w -t filter -A OUTPUT -j EXTSVC_OUTPUT
+ip6tables -w -t filter -A OUTPUT -j EXTSVC_OUTPUT
+",
+            ),
+        ];
+        for (case, args, want) in cases {
+            assert_eq!(text(&install_rules(&args)), want, "{case}");
+        }
+    }
+
+    #[test]
+    fn removal_takes_the_jumps_out_first_and_only_our_chains() {
+        assert_eq!(
+            text(&removal_rules(&CHAINS[..2])),
+            "iptables -w -t nat -D OUTPUT -j EXTSVC_OUTPUT
+iptables -w -t nat -F EXTSVC_OUTPUT
+iptables -w -t nat -F EXTSVC_REDIRECT
+iptables -w -t nat -X EXTSVC_OUTPUT
+iptables -w -t nat -X EXTSVC_REDIRECT
+"
+        );
+        assert_eq!(text(&removal_rules(&[])), "");
+    }
+}
