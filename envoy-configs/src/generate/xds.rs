@@ -4,12 +4,12 @@
 //!
 //! Envoy reads the two files in no fixed order after a rename. So the routes do not have
 //! Envoy check their clusters (a route naming a cluster not read yet would get the whole
-//! listener refused, and not retried), and the writer ([`crate::cli::generate`]) puts in
+//! listener refused, and not retried), and the writer ([`crate::xds_dir`]) puts in
 //! place the union of the old and new clusters first, then the listeners, then the new
 //! clusters: a cluster that a route may still name is removed only after the route is gone.
 //!
 //! Clusters name their TLS material as SDS secrets, one file each in `DIR/sds/`
-//! ([`super::secrets`]): the writer puts those in place before the clusters that name them,
+//! ([`super::sds`]): the writer puts those in place before the clusters that name them,
 //! and removes the ones no cluster names after the clusters.
 
 use std::path::Path;
