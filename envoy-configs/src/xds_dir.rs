@@ -1,6 +1,6 @@
 //! The files `--xds-dir` and `--secrets-dir` hold, written so that a running Envoy never reads
 //! a route to a cluster it has dropped, nor a cluster whose secret is not there yet: see
-//! [`write`]. Every file is written whole ([`crate::atomic`]); a file already holding its text
+//! [`write()`]. Every file is written whole ([`crate::atomic`]); a file already holding its text
 //! is left alone, so Envoy is not woken for nothing.
 
 use std::collections::HashSet;
