@@ -1,6 +1,7 @@
 //! Every test of `extsvc` and of the Envoy it configures, in one test binary (one link of the
 //! test kit instead of one per file). One module per concern:
 //!
+//! - `architecture`: the layout's rules (no module imports one that imports it back).
 //! - `harness`: the test kit itself, and the Envoy facts of `testkit/ENVOY_FACTS.md` (the
 //!   filter module's too) with hand-written configurations.
 //! - `golden`: golden files of `extsvc generate`, each also accepted by `envoy --mode validate`.
@@ -20,6 +21,7 @@
 //!
 //! Run one module: `cargo test -p envoy-configs --test all e2e::`.
 
+mod architecture;
 mod cli;
 mod e2e;
 mod faults;
