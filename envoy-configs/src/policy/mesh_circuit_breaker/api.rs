@@ -5,8 +5,8 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration::Duration;
-use super::rules::{greater_than_zero, int_or_string, percentage, positive};
+use crate::policy::duration::Duration;
+use crate::policy::rules::{greater_than_zero, int_or_string, percentage, positive};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -103,7 +103,7 @@ impl SuccessRate {
 
 const DETECTORS: &str = "must have at least one defined: totalFailures, gatewayFailures, localOriginFailures, successRate, failurePercentage";
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshCircuitBreaker;
 
     fn validate(&self, path: &str, out: &mut Vec<Violation>) {
@@ -146,7 +146,7 @@ impl super::Conf for Conf {
         );
         let path = format!("{path}.detectors");
         let Some(d) = &outlier.detectors else {
-            out.push(Violation::new(path, super::rules::DEFINED));
+            out.push(Violation::new(path, crate::policy::rules::DEFINED));
             return;
         };
         if d.total_failures.is_none()

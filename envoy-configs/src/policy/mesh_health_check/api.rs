@@ -5,9 +5,9 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration::Duration;
-use super::rate_limit::HeaderModifier;
-use super::rules::{greater_than_zero, int_or_string, GREATER_THAN_ZERO};
+use crate::policy::duration::Duration;
+use crate::policy::header_modifier::HeaderModifier;
+use crate::policy::rules::{greater_than_zero, int_or_string, GREATER_THAN_ZERO};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -83,7 +83,7 @@ impl Conf {
     }
 }
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshHealthCheck;
     const EMPTY_TO: (&'static str, &'static str) = ("spec.to", "needs at least one item");
 
@@ -127,7 +127,7 @@ impl super::Conf for Conf {
             if http.path.as_deref() == Some("") {
                 out.push(Violation::new(
                     format!("{path}.path"),
-                    super::rules::DEFINED,
+                    crate::policy::rules::DEFINED,
                 ));
             }
             for (i, status) in http.expected_statuses.iter().flatten().enumerate() {

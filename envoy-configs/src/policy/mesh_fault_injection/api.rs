@@ -5,9 +5,9 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration::Duration;
-use super::rules::{int_or_string, DEFINED, NOT_NEGATIVE, PERCENTAGE, STATUS_CODE};
-use super::Shape;
+use crate::policy::duration::Duration;
+use crate::policy::rules::{int_or_string, DEFINED, NOT_NEGATIVE, PERCENTAGE, STATUS_CODE};
+use crate::policy::Shape;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -76,7 +76,7 @@ impl ResponseBandwidth {
     }
 }
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshFaultInjection;
     const SHAPE: Shape = Shape::From;
 

@@ -6,9 +6,10 @@ use external_service_model::report::Violation;
 use external_service_model::resource::Kind;
 use serde::Deserialize;
 
-use super::duration::Duration;
-use super::rules::{positive, DEFINED};
-use super::Shape;
+use crate::policy::duration::Duration;
+use crate::policy::header_modifier::HeaderModifier;
+use crate::policy::rules::{positive, DEFINED};
+use crate::policy::Shape;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -64,29 +65,10 @@ pub struct OnRateLimit {
     pub headers: Option<HeaderModifier>,
 }
 
-/// Kuma's HeaderModifier: headers to add or set (on a refused request, on a health check).
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HeaderModifier {
-    #[serde(default)]
-    pub add: Option<Vec<Header>>,
-    #[serde(default)]
-    pub set: Option<Vec<Header>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Header {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub value: String,
-}
-
 /// Kuma's floor on a rate's interval.
 const MIN_INTERVAL: StdDuration = StdDuration::from_millis(50);
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshRateLimit;
     const SHAPE: Shape = Shape::From;
 

@@ -4,8 +4,8 @@ use external_service_model::report::Violation;
 use external_service_model::resource::Kind;
 use serde::Deserialize;
 
-use super::duration::Duration;
-use super::rules::{greater_than_zero, not_negative};
+use crate::policy::duration::Duration;
+use crate::policy::rules::{greater_than_zero, not_negative};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -31,7 +31,7 @@ pub struct Http {
     pub max_connection_duration: Option<Duration>,
 }
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshTimeout;
 
     fn validate(&self, path: &str, out: &mut Vec<Violation>) {

@@ -1,0 +1,7 @@
+//! MeshHealthCheck: its `default` and Kuma's rules on it (`api`), and the cluster's active
+//! health check it sets (`configurer`).
+
+mod api;
+mod configurer;
+
+pub use api::*;

@@ -1,0 +1,7 @@
+//! MeshRetry: its `default` and Kuma's rules on it (`api`), and the route's retry policy and
+//! `tcp_proxy`'s connection attempts it sets (`configurer`).
+
+mod api;
+mod configurer;
+
+pub use api::*;

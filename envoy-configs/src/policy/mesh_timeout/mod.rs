@@ -1,0 +1,7 @@
+//! MeshTimeout: its `default` and Kuma's rules on it (`api`), and the timeouts it sets on
+//! the cluster, the route and `tcp_proxy` (`configurer`).
+
+mod api;
+mod configurer;
+
+pub use api::*;
