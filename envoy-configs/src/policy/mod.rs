@@ -22,6 +22,8 @@ pub mod header_modifier;
 mod merge;
 pub mod rules;
 mod spec;
+#[cfg(test)]
+mod test_support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -257,4 +259,60 @@ fn unmatched_targets(
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeSet;
+    use std::fs;
+    use std::path::Path;
+
+    use super::*;
+
+    /// `MeshCircuitBreaker` -> `mesh_circuit_breaker`.
+    fn folder_of(kind: Kind) -> String {
+        let mut folder = String::new();
+        for c in kind.as_str().chars() {
+            if c.is_ascii_uppercase() && !folder.is_empty() {
+                folder.push('_');
+            }
+            folder.push(c.to_ascii_lowercase());
+        }
+        folder
+    }
+
+    /// ARCHITECTURE.md's "Adding a Kuma kind" is what every kind is: a folder named after it
+    /// with the same four files, and one line in `registry!`; and every policy kind the model
+    /// reads is registered once.
+    #[test]
+    fn every_kind_is_one_folder_and_one_registry_line() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/policy");
+        let folders: BTreeSet<String> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        let registered: BTreeSet<String> = KINDS.iter().map(|s| folder_of(s.kind)).collect();
+        assert_eq!(folders, registered);
+        for folder in &folders {
+            let files: BTreeSet<String> = fs::read_dir(dir.join(folder))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            let want = ["api.rs", "configurer.rs", "mod.rs", "tests.rs"];
+            assert_eq!(files, want.map(String::from).into(), "{folder}");
+        }
+        let source = fs::read_to_string(dir.join("mod.rs")).unwrap();
+        let (_, registry) = source.split_once("\nregistry! {\n").unwrap();
+        let (registry, _) = registry.split_once("\n}").unwrap();
+        let lines: Vec<&str> = registry.lines().map(str::trim).collect();
+        let want: Vec<String> = KINDS.iter().map(|s| folder_of(s.kind) + ",").collect();
+        assert_eq!(lines, want);
+        let mut kinds: Vec<Kind> = KINDS.iter().map(|s| s.kind).collect();
+        kinds.sort();
+        assert_eq!(kinds, Kind::POLICIES);
+    }
 }

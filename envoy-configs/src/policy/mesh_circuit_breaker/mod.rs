@@ -3,5 +3,7 @@
 
 mod api;
 mod configurer;
+#[cfg(test)]
+mod tests;
 
 pub use api::*;
