@@ -7,20 +7,16 @@ use crate::envoy::{AppendAction, HeaderValue, HeaderValueOption};
 
 /// Headers to add or set.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct HeaderModifier {
-    #[serde(default)]
     pub add: Option<Vec<Header>>,
-    #[serde(default)]
     pub set: Option<Vec<Header>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Header {
-    #[serde(default)]
     pub name: String,
-    #[serde(default)]
     pub value: String,
 }
 

@@ -25,7 +25,8 @@ fn violations<C: Conf>(default: &str) -> Vec<String> {
 
 /// What the hooks of `default` change for a service of `protocol`, as YAML: under each
 /// hook's name, the fields of Envoy's value that differ from the builder's (the values of a
-/// service no policy names).
+/// service no policy names). Only the hooks the builders call for that protocol: the HTTP
+/// ones for HTTP services, `tcp_proxy` for the others.
 fn hooks<C: Conf>(default: &str, protocol: Protocol) -> String {
     let conf = conf::<C>(default);
     let service = Service {
@@ -55,37 +56,41 @@ fn hooks<C: Conf>(default: &str, protocol: Protocol) -> String {
     conf.upstream_http(&mut upstream_http);
     put("upstream_http", changed(&none, &upstream_http));
 
-    let base = RouteAction {
-        cluster: "external_service_s".to_string(),
-        timeout: Some(Duration::from_secs(15)),
-        idle_timeout: None,
-        max_stream_duration: None,
-        retry_policy: None,
-        auto_host_rewrite: false,
-    };
-    let mut route = base.clone();
-    conf.route(&service, &mut route);
-    put("route", changed(&base, &route));
+    if protocol.is_http() {
+        let base = RouteAction {
+            cluster: "external_service_s".to_string(),
+            timeout: Some(Duration::from_secs(15)),
+            idle_timeout: None,
+            max_stream_duration: None,
+            retry_policy: None,
+            auto_host_rewrite: false,
+        };
+        let mut route = base.clone();
+        conf.route(&service, &mut route);
+        put("route", changed(&base, &route));
 
-    let mut route_filters = Vec::new();
-    conf.route_filters(&mut route_filters);
-    put("route_filters", some(&crate::envoy::Map(route_filters)));
-    put("http_filter", conf.http_filter().map(|f| json(&f)));
+        let mut route_filters = Vec::new();
+        conf.route_filters(&mut route_filters);
+        put("route_filters", some(&crate::envoy::Map(route_filters)));
+        put("http_filter", conf.http_filter().map(|f| json(&f)));
+    }
 
     let mut listener = Vec::new();
     conf.listener("outbound_stats", &mut listener);
     put("listener", some(&listener));
 
-    let base = TcpProxy {
-        stat_prefix: "outbound_stats".to_string(),
-        cluster: "external_service_s".to_string(),
-        access_log: Vec::new(),
-        idle_timeout: None,
-        max_connect_attempts: None,
-    };
-    let mut proxy = base.clone();
-    conf.tcp_proxy(&mut proxy);
-    put("tcp_proxy", changed(&base, &proxy));
+    if !protocol.is_http() {
+        let base = TcpProxy {
+            stat_prefix: "outbound_stats".to_string(),
+            cluster: "external_service_s".to_string(),
+            access_log: Vec::new(),
+            idle_timeout: None,
+            max_connect_attempts: None,
+        };
+        let mut proxy = base.clone();
+        conf.tcp_proxy(&mut proxy);
+        put("tcp_proxy", changed(&base, &proxy));
+    }
 
     serde_yaml_ng::to_string(&found).unwrap()
 }

@@ -9,88 +9,63 @@ use crate::policy::duration::Duration;
 use crate::policy::rules::{greater_than_zero, int_or_string, percentage, positive};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub connection_limits: Option<ConnectionLimits>,
-    #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectionLimits {
-    #[serde(default)]
     pub max_connections: Option<u32>,
-    #[serde(default)]
     pub max_pending_requests: Option<u32>,
-    #[serde(default)]
     pub max_requests: Option<u32>,
-    #[serde(default)]
     pub max_retries: Option<u32>,
-    #[serde(default)]
     pub max_connection_pools: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OutlierDetection {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub interval: Option<Duration>,
-    #[serde(default)]
     pub base_ejection_time: Option<Duration>,
-    #[serde(default)]
     pub max_ejection_percent: Option<u32>,
-    #[serde(default)]
     pub split_external_and_local_errors: Option<bool>,
-    #[serde(default)]
     pub detectors: Option<Detectors>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Detectors {
-    #[serde(default)]
     pub total_failures: Option<Consecutive>,
-    #[serde(default)]
     pub gateway_failures: Option<Consecutive>,
-    #[serde(default)]
     pub local_origin_failures: Option<Consecutive>,
-    #[serde(default)]
     pub success_rate: Option<SuccessRate>,
-    #[serde(default)]
     pub failure_percentage: Option<FailurePercentage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Consecutive {
-    #[serde(default)]
     pub consecutive: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct SuccessRate {
-    #[serde(default)]
     pub minimum_hosts: Option<u32>,
-    #[serde(default)]
     pub request_volume: Option<u32>,
     /// Kuma's IntOrString: `1.9` written as a number or a string.
-    #[serde(default)]
     pub standard_deviation_factor: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FailurePercentage {
-    #[serde(default)]
     pub minimum_hosts: Option<u32>,
-    #[serde(default)]
     pub request_volume: Option<u32>,
-    #[serde(default)]
     pub threshold: Option<u32>,
 }
 

@@ -10,69 +10,46 @@ use crate::policy::header_modifier::HeaderModifier;
 use crate::policy::rules::{greater_than_zero, int_or_string, GREATER_THAN_ZERO};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub interval: Option<Duration>,
-    #[serde(default)]
     pub timeout: Option<Duration>,
-    #[serde(default)]
     pub unhealthy_threshold: Option<u32>,
-    #[serde(default)]
     pub healthy_threshold: Option<u32>,
-    #[serde(default)]
     pub initial_jitter: Option<Duration>,
-    #[serde(default)]
     pub interval_jitter: Option<Duration>,
-    #[serde(default)]
     pub no_traffic_interval: Option<Duration>,
     /// Kuma's IntOrString percentage of healthy hosts under which Envoy ignores health.
-    #[serde(default)]
     pub healthy_panic_threshold: Option<Value>,
-    #[serde(default)]
     pub event_log_path: Option<String>,
-    #[serde(default)]
     pub always_log_health_check_failures: Option<bool>,
-    #[serde(default)]
     pub http: Option<Http>,
-    #[serde(default)]
     pub tcp: Option<Tcp>,
-    #[serde(default)]
     pub grpc: Option<Grpc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Http {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub expected_statuses: Option<Vec<i64>>,
-    #[serde(default)]
     pub request_headers_to_add: Option<HeaderModifier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Tcp {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub send: Option<String>,
-    #[serde(default)]
     pub receive: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Grpc {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub service_name: Option<String>,
-    #[serde(default)]
     pub authority: Option<String>,
 }
 

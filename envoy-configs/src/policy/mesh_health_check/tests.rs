@@ -44,12 +44,12 @@ cluster:
       receive:
       - text: 706f6e67
 "),
-        ("{grpc: {serviceName: svc}}", Grpc, "
+        ("{timeout: 2s, unhealthyThreshold: 3, grpc: {serviceName: svc}}", Grpc, "
 cluster:
   health_checks:
-  - timeout: 15s
+  - timeout: 2s
     interval: 60s
-    unhealthy_threshold: 5
+    unhealthy_threshold: 3
     healthy_threshold: 1
     grpc_health_check:
       service_name: svc

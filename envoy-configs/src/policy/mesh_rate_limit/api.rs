@@ -12,56 +12,44 @@ use crate::policy::rules::{positive, DEFINED};
 use crate::policy::Shape;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub local: Option<Local>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Local {
-    #[serde(default)]
     pub http: Option<LocalHttp>,
-    #[serde(default)]
     pub tcp: Option<LocalTcp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LocalTcp {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub connection_rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LocalHttp {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub request_rate: Option<Rate>,
-    #[serde(default)]
     pub on_rate_limit: Option<OnRateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Rate {
-    #[serde(default)]
     pub num: u32,
-    #[serde(default)]
     pub interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OnRateLimit {
-    #[serde(default)]
     pub status: Option<u32>,
-    #[serde(default)]
     pub headers: Option<HeaderModifier>,
 }
 

@@ -50,11 +50,6 @@ http_filter:
     stat_prefix: external_service_rate_limit
 "),
         ("{local: {tcp: {connectionRate: {num: 2, interval: 1s}}}}", Tcp, "
-http_filter:
-  name: envoy.filters.http.local_ratelimit
-  typed_config:
-    '@type': type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-    stat_prefix: external_service_rate_limit
 listener:
 - name: envoy.filters.network.local_ratelimit
   typed_config:
@@ -69,11 +64,7 @@ listener:
             "{local: {tcp: {disabled: true, connectionRate: {num: 2, interval: 1s}}}}",
             Tcp,
             "
-http_filter:
-  name: envoy.filters.http.local_ratelimit
-  typed_config:
-    '@type': type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
-    stat_prefix: external_service_rate_limit
+{}
 ",
         ),
     ]);

@@ -8,72 +8,52 @@ use crate::policy::duration::Duration;
 use crate::policy::rules::{DEFINED, DEFINED_AND_GREATER_THAN_ZERO, NOT_EMPTY};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub tcp: Option<Tcp>,
-    #[serde(default)]
     pub http: Option<Http>,
-    #[serde(default)]
     pub grpc: Option<Grpc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Tcp {
-    #[serde(default)]
     pub max_connect_attempt: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Http {
-    #[serde(default)]
     pub num_retries: Option<u32>,
-    #[serde(default)]
     pub per_try_timeout: Option<Duration>,
-    #[serde(default)]
     pub back_off: Option<BackOff>,
-    #[serde(default)]
     pub rate_limited_back_off: Option<RateLimitedBackOff>,
-    #[serde(default)]
     pub retry_on: Option<Vec<String>>,
-    #[serde(default)]
     pub retriable_response_headers: Option<Vec<HeaderMatch>>,
-    #[serde(default)]
     pub retriable_request_headers: Option<Vec<HeaderMatch>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Grpc {
-    #[serde(default)]
     pub num_retries: Option<u32>,
-    #[serde(default)]
     pub per_try_timeout: Option<Duration>,
-    #[serde(default)]
     pub back_off: Option<BackOff>,
-    #[serde(default)]
     pub rate_limited_back_off: Option<RateLimitedBackOff>,
-    #[serde(default)]
     pub retry_on: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackOff {
-    #[serde(default)]
     pub base_interval: Option<Duration>,
-    #[serde(default)]
     pub max_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimitedBackOff {
-    #[serde(default)]
     pub reset_headers: Option<Vec<ResetHeader>>,
-    #[serde(default)]
     pub max_interval: Option<Duration>,
 }
 

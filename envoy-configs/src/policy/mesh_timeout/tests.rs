@@ -21,8 +21,6 @@ route:
   idle_timeout: 3s
   max_stream_duration:
     max_stream_duration: 4s
-tcp_proxy:
-  idle_timeout: 3600s
 ",
         ),
         ("{http: {requestTimeout: 0s}}", Grpc, "
