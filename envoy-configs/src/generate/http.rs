@@ -98,7 +98,7 @@ fn policy_filters(ctx: &Context<'_>) -> Vec<HttpFilter> {
                 .iter()
                 .filter(|s| s.protocol.is_http())
                 .find_map(|s| ctx.policies.of(ctx.mesh(), &s.name).get(slice.kind))
-                .and_then(|applied| applied.conf.http_filter())
+                .and_then(|policy| policy.conf.http_filter())
         })
         .collect()
 }

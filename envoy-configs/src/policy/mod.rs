@@ -3,7 +3,7 @@
 //!
 //! One folder per kind, as Kuma's `pkg/plugins/policies/<kind>/`: `api.rs` holds the
 //! `default`'s spec and Kuma's rules on it ([`Conf`]), `configurer.rs` what it does to Envoy
-//! ([`Configure`]), `tests.rs` its table tests. [`registry!`] lists the kinds, one line each.
+//! ([`Configure`]), `tests.rs` its table tests. `registry!` lists the kinds, one line each.
 //!
 //! - `to[]` policies of this outbound Envoy: MeshTimeout, MeshRetry, MeshCircuitBreaker,
 //!   MeshHealthCheck.
