@@ -4,22 +4,20 @@ use std::net::SocketAddr;
 
 use external_service_model::address::Host;
 use external_service_model::catalog::Service;
-use external_service_model::protocol::Protocol;
 
 use crate::envoy::{
-    self, Address, CaresDnsResolverConfig, CircuitBreakers, Cluster, ClusterLoadAssignment,
-    ClusterTypeConfig, CommonHttpProtocolOptions, CommonLbConfig, DiscoveryType, DnsCacheConfig,
-    DnsLookupFamily, DnsResolverConfig, DnsResolverOptions, DynamicForwardProxyConfig, Endpoint,
-    Extension, HealthCheck, HealthCheckEventFileSink, HealthCheckEventSink, HealthChecker,
-    Int64Range, LbEndpoint, LbPolicy, LocalityLbEndpoints, Map, Metadata, OutlierDetection,
-    Payload, Percent, Thresholds, TransportSocketMatch,
+    self, Address, CaresDnsResolverConfig, Cluster, ClusterLoadAssignment, ClusterTypeConfig,
+    CommonHttpProtocolOptions, DiscoveryType, DnsCacheConfig, DnsLookupFamily, DnsResolverConfig,
+    DnsResolverOptions, DynamicForwardProxyConfig, Endpoint, Extension, LbEndpoint, LbPolicy,
+    LocalityLbEndpoints, Map, Metadata, TransportSocketMatch,
 };
 
 use super::secrets::Secrets;
-use super::{protocol, tls, traffic, Context, Error};
-use crate::policy::{circuit_breaker, health_check, timeout};
+use super::{protocol, tls, Context, Error};
 
-/// Kuma's default connection timeout; a MeshTimeout's `connectionTimeout` replaces it.
+pub use super::names::cluster as name;
+
+/// Kuma's default connection timeout (a policy's hook may replace it).
 pub const CONNECT_TIMEOUT: envoy::Duration = envoy::Duration::from_secs(5);
 /// Resolve both families, use IPv4 when there is one: loopback test servers and most hosts.
 pub const DNS_LOOKUP_FAMILY: DnsLookupFamily = DnsLookupFamily::V4Preferred;
@@ -30,11 +28,6 @@ pub const PASSTHROUGH: &str = "passthrough";
 /// hosts (each needs its own SNI and SAN).
 const HOST_MATCH_KEY: &str = "external_service_host";
 
-/// The cluster name of a service: readable and stable.
-pub fn name(service: &str) -> String {
-    format!("external_service_{service}")
-}
-
 /// A service's cluster: STRICT_DNS for host names, STATIC for IPs; TLS origination and HTTP/2
 /// as the service asks.
 pub fn service_cluster(
@@ -43,10 +36,6 @@ pub fn service_cluster(
     service: &Service,
 ) -> Result<Cluster, Error> {
     let name = name(&service.name);
-    let policies = ctx.policies.of(ctx.mesh(), &service.name);
-    let timeouts = policies.timeout.as_ref().map(|t| &t.conf);
-    let breaker = policies.circuit_breaker.as_ref().map(|b| &b.conf);
-    let health = policies.health_check.as_ref().map(|h| &h.conf);
     // The endpoints are all IPs or all names (`cluster_rules`): the first says which.
     let by_ip = service
         .endpoints
@@ -78,7 +67,7 @@ pub fn service_cluster(
     } else {
         Vec::new()
     };
-    Ok(Cluster {
+    let mut cluster = Cluster {
         load_assignment: Some(load_assignment(&name, service, per_host_tls)),
         name,
         discovery_type: Some(if by_ip {
@@ -86,186 +75,25 @@ pub fn service_cluster(
         } else {
             DiscoveryType::StrictDns
         }),
-        connect_timeout: timeouts
-            .and_then(|t| t.connection_timeout)
-            .map_or(CONNECT_TIMEOUT, policy_duration),
+        connect_timeout: CONNECT_TIMEOUT,
         dns_lookup_family: (!by_ip).then_some(DNS_LOOKUP_FAMILY),
-        typed_extension_protocol_options: protocol::options(
-            service.protocol,
-            timeouts.and_then(connection_lifetime),
-        ),
         transport_socket_matches,
         // With per-host matches too: an endpoint that matches none still gets TLS.
         transport_socket: sockets.into_iter().next().map(|(_, socket)| socket),
-        circuit_breakers: breaker
-            .and_then(|b| b.connection_limits.as_ref())
-            .map(limits),
-        outlier_detection: breaker
-            .and_then(|b| b.outlier_detection.as_ref())
-            .filter(|o| o.disabled != Some(true))
-            .map(outlier_detection),
-        health_checks: health
-            .and_then(|h| health_check(h, service.protocol))
-            .into_iter()
-            .collect(),
-        common_lb_config: health
-            .and_then(health_check::Conf::panic_threshold)
-            .map(|value| CommonLbConfig {
-                healthy_panic_threshold: Percent { value },
-            }),
         ..Cluster::default()
-    })
-}
-
-/// How long the service's upstream connections may stay open: MeshTimeout's `idleTimeout`
-/// and `http.maxConnectionDuration`.
-fn connection_lifetime(t: &timeout::Conf) -> Option<CommonHttpProtocolOptions> {
-    let common = CommonHttpProtocolOptions {
-        idle_timeout: t.idle_timeout.map(policy_duration),
-        max_connection_duration: t
-            .http
-            .as_ref()
-            .and_then(|h| h.max_connection_duration)
-            .map(policy_duration),
     };
-    (common.idle_timeout.is_some() || common.max_connection_duration.is_some()).then_some(common)
-}
-
-/// MeshCircuitBreaker's `connectionLimits`, as the default priority's thresholds.
-fn limits(l: &circuit_breaker::ConnectionLimits) -> CircuitBreakers {
-    CircuitBreakers {
-        thresholds: vec![Thresholds {
-            max_connections: l.max_connections,
-            max_pending_requests: l.max_pending_requests,
-            max_requests: l.max_requests,
-            max_retries: l.max_retries,
-            max_connection_pools: l.max_connection_pools,
-        }],
-    }
-}
-
-/// Full enforcement of each detector named, none of the others (as Kuma maps them).
-fn outlier_detection(o: &circuit_breaker::OutlierDetection) -> OutlierDetection {
-    let enforced = |on: bool| if on { 100 } else { 0 };
-    let d = o.detectors.clone().unwrap_or_default();
-    let consecutive =
-        |c: &Option<circuit_breaker::Consecutive>| c.as_ref().and_then(|c| c.consecutive);
-    OutlierDetection {
-        interval: o.interval.map(policy_duration),
-        base_ejection_time: o.base_ejection_time.map(policy_duration),
-        max_ejection_percent: o.max_ejection_percent,
-        split_external_local_origin_errors: o.split_external_and_local_errors == Some(true),
-        consecutive_5xx: consecutive(&d.total_failures),
-        enforcing_consecutive_5xx: enforced(d.total_failures.is_some()),
-        consecutive_gateway_failure: consecutive(&d.gateway_failures),
-        enforcing_consecutive_gateway_failure: enforced(d.gateway_failures.is_some()),
-        consecutive_local_origin_failure: consecutive(&d.local_origin_failures),
-        enforcing_consecutive_local_origin_failure: enforced(d.local_origin_failures.is_some()),
-        success_rate_minimum_hosts: d.success_rate.as_ref().and_then(|s| s.minimum_hosts),
-        success_rate_request_volume: d.success_rate.as_ref().and_then(|s| s.request_volume),
-        success_rate_stdev_factor: d
-            .success_rate
-            .as_ref()
-            .and_then(circuit_breaker::SuccessRate::factor)
-            .map(|f| (f * 1000.0).round() as u32),
-        enforcing_success_rate: enforced(d.success_rate.is_some()),
-        failure_percentage_minimum_hosts: d
-            .failure_percentage
-            .as_ref()
-            .and_then(|f| f.minimum_hosts),
-        failure_percentage_request_volume: d
-            .failure_percentage
-            .as_ref()
-            .and_then(|f| f.request_volume),
-        failure_percentage_threshold: d.failure_percentage.as_ref().and_then(|f| f.threshold),
-        enforcing_failure_percentage: enforced(d.failure_percentage.is_some()),
-    }
-}
-
-/// Kuma's defaults for what a MeshHealthCheck leaves out.
-const HEALTH_INTERVAL: envoy::Duration = envoy::Duration::from_secs(60);
-const HEALTH_TIMEOUT: envoy::Duration = envoy::Duration::from_secs(15);
-const UNHEALTHY_THRESHOLD: u32 = 5;
-const HEALTHY_THRESHOLD: u32 = 1;
-
-/// The active health check of MeshHealthCheck: the service's own protocol (HTTP for http and
-/// http2, gRPC for grpc) unless that section is missing or disabled, else TCP; none when no
-/// section applies.
-fn health_check(h: &health_check::Conf, protocol: Protocol) -> Option<HealthCheck> {
-    let on = |disabled: Option<bool>| disabled != Some(true);
-    let tcp = h
-        .tcp
-        .as_ref()
-        .filter(|t| on(t.disabled))
-        .map(|t| HealthChecker::TcpHealthCheck {
-            send: t.send.as_deref().map(hex_payload),
-            receive: t.receive.iter().flatten().map(|r| hex_payload(r)).collect(),
-        });
-    let own = match protocol {
-        Protocol::Http | Protocol::Http2 => {
-            h.http
-                .as_ref()
-                .filter(|x| on(x.disabled))
-                .map(|x| HealthChecker::HttpHealthCheck {
-                    path: x.path.clone().unwrap_or_else(|| "/".to_string()),
-                    expected_statuses: x
-                        .expected_statuses
-                        .iter()
-                        .flatten()
-                        .map(|&s| Int64Range {
-                            start: s,
-                            end: s + 1,
-                        })
-                        .collect(),
-                    request_headers_to_add: x
-                        .request_headers_to_add
-                        .as_ref()
-                        .map(traffic::headers)
-                        .unwrap_or_default(),
-                })
-        }
-        Protocol::Grpc => {
-            h.grpc
-                .as_ref()
-                .filter(|g| on(g.disabled))
-                .map(|g| HealthChecker::GrpcHealthCheck {
-                    service_name: g.service_name.clone(),
-                    authority: g.authority.clone(),
-                })
-        }
-        Protocol::Tcp | Protocol::Kafka => None,
+    let mut http = CommonHttpProtocolOptions {
+        idle_timeout: None,
+        max_connection_duration: None,
     };
-    Some(HealthCheck {
-        timeout: h.timeout.map_or(HEALTH_TIMEOUT, policy_duration),
-        interval: h.interval.map_or(HEALTH_INTERVAL, policy_duration),
-        unhealthy_threshold: h.unhealthy_threshold.unwrap_or(UNHEALTHY_THRESHOLD),
-        healthy_threshold: h.healthy_threshold.unwrap_or(HEALTHY_THRESHOLD),
-        initial_jitter: h.initial_jitter.map(policy_duration),
-        interval_jitter: h.interval_jitter.map(policy_duration),
-        no_traffic_interval: h.no_traffic_interval.map(policy_duration),
-        always_log_health_check_failures: h.always_log_health_check_failures == Some(true),
-        event_logger: h
-            .event_log_path
-            .iter()
-            .map(|path| Extension {
-                name: "envoy.health_check.event_sinks.file",
-                typed_config: HealthCheckEventSink::File(HealthCheckEventFileSink {
-                    event_log_path: path.clone(),
-                }),
-            })
-            .collect(),
-        checker: own.or(tcp)?,
-    })
-}
-
-fn hex_payload(text: &str) -> Payload {
-    Payload {
-        text: text.bytes().map(|b| format!("{b:02x}")).collect(),
+    for policy in ctx.policies.of(ctx.mesh(), &service.name).configurers() {
+        policy.cluster(service, &mut cluster);
+        policy.upstream_http(&mut http);
     }
-}
-
-pub fn policy_duration(d: crate::policy::duration::Duration) -> envoy::Duration {
-    envoy::Duration(d.to_std())
+    let http_set = http.idle_timeout.is_some() || http.max_connection_duration.is_some();
+    cluster.typed_extension_protocol_options =
+        protocol::options(service.protocol, http_set.then_some(http));
+    Ok(cluster)
 }
 
 /// The endpoints' hosts, each once, in declaration order.

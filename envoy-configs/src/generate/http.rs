@@ -7,12 +7,12 @@ use external_service_model::contract::{CONNECT_DENIAL, DENIED_HEADER, UPSTREAM_F
 use crate::envoy::{
     AccessLogFilter, Action, DataSource, DirectResponseAction, Duration, Extension, HeaderValue,
     HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig, Map,
-    MaxStreamDuration, NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper,
-    Route, RouteAction, RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
+    NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
+    RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
 };
-use crate::policy;
+use crate::policy::KINDS;
 
-use super::{access_log, cluster, retry, traffic, wasm, Context};
+use super::{access_log, cluster, wasm, Context};
 
 /// The HCM network filter.
 pub fn connection_manager(
@@ -70,12 +70,11 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
     }
 }
 
-/// The filter, the fault and local rate limit filters when some service's policies use them
-/// (inert here: each service's routes turn them on), the dynamic forward proxy when
-/// passthrough is on, the router.
+/// The filter, the filters that some HTTP service's policies need (inert here: each service's
+/// routes turn them on), the dynamic forward proxy when passthrough is on, the router.
 pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec<HttpFilter> {
     let mut filters = vec![wasm::http_filter(ctx, bound)];
-    filters.extend(traffic::inert_filters(ctx));
+    filters.extend(policy_filters(ctx));
     if passthrough {
         filters.push(Extension {
             name: "envoy.filters.http.dynamic_forward_proxy",
@@ -87,6 +86,21 @@ pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec
         typed_config: HttpFilterConfig::Router(Router {}),
     });
     filters
+}
+
+/// Each kind's filter, in the registry's order, when some HTTP service has that kind.
+fn policy_filters(ctx: &Context<'_>) -> Vec<HttpFilter> {
+    KINDS
+        .iter()
+        .filter_map(|slice| {
+            ctx.catalog
+                .services
+                .iter()
+                .filter(|s| s.protocol.is_http())
+                .find_map(|s| ctx.policies.of(ctx.mesh(), &s.name).get(slice.kind))
+                .and_then(|policy| policy.conf.http_filter())
+        })
+        .collect()
 }
 
 /// Every path, in a route of this name; CONNECT first gets the refusal that says what to do
@@ -122,38 +136,27 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
     speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)\n";
 
 /// The route to a service's cluster, named after the service (the access log's
-/// `external_service`), with the timeout for the whole upstream answer (504 `UT` past it): the
-/// MeshTimeout's `http.requestTimeout`, else the options'. The service's MeshTimeout and
-/// MeshRetry set the rest. With endpoints on several hosts, `Host` follows the endpoint chosen.
+/// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
+/// it); the service's policies set the rest through their hooks. With endpoints on several
+/// hosts, `Host` follows the endpoint chosen.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
-    let policies = ctx.policies.of(ctx.mesh(), &service.name);
-    let http_timeouts = policies.timeout.as_ref().and_then(|t| t.conf.http.as_ref());
-    let duration = |d: policy::duration::Duration| Duration(d.to_std());
+    let mut route = RouteAction {
+        cluster: cluster::name(&service.name),
+        timeout: Some(Duration(ctx.options.route_timeout)),
+        idle_timeout: None,
+        max_stream_duration: None,
+        retry_policy: None,
+        auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
+    };
+    let mut filter_config = Vec::new();
+    for policy in ctx.policies.of(ctx.mesh(), &service.name).configurers() {
+        policy.route(service, &mut route);
+        policy.route_filters(&mut filter_config);
+    }
     all(
         Some(&service.name),
-        Action::Route(RouteAction {
-            cluster: cluster::name(&service.name),
-            timeout: Some(
-                http_timeouts
-                    .and_then(|h| h.request_timeout)
-                    .map_or(Duration(ctx.options.route_timeout), duration),
-            ),
-            idle_timeout: http_timeouts
-                .and_then(|h| h.stream_idle_timeout)
-                .map(duration),
-            max_stream_duration: http_timeouts.and_then(|h| h.max_stream_duration).map(|d| {
-                MaxStreamDuration {
-                    max_stream_duration: duration(d),
-                }
-            }),
-            retry_policy: policies
-                .retry
-                .as_ref()
-                .and_then(|r| retry::policy(&r.conf, service.protocol))
-                .map(Box::new),
-            auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
-        }),
-        traffic::per_route(policies),
+        Action::Route(route),
+        (!filter_config.is_empty()).then_some(Map(filter_config)),
     )
 }
 

@@ -9,7 +9,7 @@ use crate::envoy::{
     Address, Extension, FilterChain, Listener, NetworkFilter, NetworkFilterConfig, TcpProxy,
 };
 
-use super::{access_log, cluster, http, traffic, Context, Outbound};
+use super::{access_log, cluster, http, Context, Outbound};
 
 pub const OUTBOUND_HTTP: &str = "outbound_http";
 
@@ -62,10 +62,14 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
 }
 
 /// A listener at `address` that reaches only `service`, whatever an HTTP request names; the
-/// service's MeshRateLimit connection rate comes first.
+/// network filters of the service's policies come first.
 pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Listener {
     let name = outbound_name(address);
-    let connection_limit = traffic::connection_limit(ctx, service, &stat_prefix(&name));
+    let policies = ctx.policies.of(ctx.mesh(), &service.name);
+    let mut filters = Vec::new();
+    for policy in policies.configurers() {
+        policy.listener(&stat_prefix(&name), &mut filters);
+    }
     let filter = if service.protocol.is_http() {
         http::connection_manager(
             ctx,
@@ -75,22 +79,23 @@ pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Liste
             http::filters(ctx, Some(&service.name), false),
         )
     } else {
+        let mut proxy = TcpProxy {
+            stat_prefix: stat_prefix(&name),
+            cluster: cluster::name(&service.name),
+            access_log: access_log::tcp(&name, &service.name),
+            idle_timeout: None,
+            max_connect_attempts: None,
+        };
+        for policy in policies.configurers() {
+            policy.tcp_proxy(&mut proxy);
+        }
         Extension {
             name: "envoy.filters.network.tcp_proxy",
-            typed_config: NetworkFilterConfig::TcpProxy(TcpProxy {
-                stat_prefix: stat_prefix(&name),
-                cluster: cluster::name(&service.name),
-                access_log: access_log::tcp(&name, &service.name),
-                idle_timeout: traffic::tcp_idle_timeout(ctx, service),
-                max_connect_attempts: traffic::max_connect_attempts(ctx, service),
-            }),
+            typed_config: NetworkFilterConfig::TcpProxy(proxy),
         }
     };
-    listener_of(
-        &name,
-        address,
-        connection_limit.into_iter().chain([filter]).collect(),
-    )
+    filters.push(filter);
+    listener_of(&name, address, filters)
 }
 
 #[cfg(test)]

@@ -5,18 +5,20 @@
 //!
 //! - [`cluster`]: one cluster per `kuma.io/service` (endpoints, type, DNS) and the passthrough
 //!   cluster;
+//! - [`names`]: the names several builders use (a service's cluster);
 //! - [`tls`]: TLS origination (`UpstreamTlsContext`) in a cluster's transport socket;
 //! - [`protocol`]: HTTP/2 upstream options and ALPN;
 //! - [`listener`]: the outbound HTTP proxy listener and one listener per Dataplane outbound;
 //! - [`transparent`]: with `--transparent-proxy`, the capture listener, one listener per
 //!   VIP:port, the builtin DNS and passthrough or refusal of everything else;
-//! - [`http`]: the HTTP connection manager and its routes (timeouts from MeshTimeout);
-//! - [`retry`]: a route's retry policy from MeshRetry;
-//! - [`traffic`]: MeshRateLimit and MeshFaultInjection on a service's routes;
+//! - [`http`]: the HTTP connection manager and its routes;
 //! - [`wasm`]: the filter, with its plugin configuration;
 //! - [`access_log`]: one JSON line on stdout per request or connection;
 //! - [`secrets`]: TLS material inline, or in files of its own (`--secrets-dir`);
 //! - [`xds`]: listeners and clusters in files Envoy watches, for live updates (`--xds-dir`).
+//!
+//! The cluster, route, listener, `tcp_proxy` and HTTP filter builders call the hooks of the
+//! service's traffic policies ([`crate::policy::Configure`]) and know no kind by name.
 //!
 //! [`generate`] checks what one Envoy configuration cannot hold, then combines them. Rules on
 //! the resources are validation's: the builders take valid resources and do not check again.
@@ -25,15 +27,14 @@ pub mod access_log;
 pub mod cluster;
 pub mod http;
 pub mod listener;
+pub mod names;
 pub mod protocol;
-pub mod retry;
 pub mod sds;
 pub mod secrets;
 pub mod stats;
 #[cfg(test)]
 mod test_support;
 pub mod tls;
-pub mod traffic;
 pub mod transparent;
 pub mod wasm;
 pub mod xds;

@@ -16,7 +16,7 @@ use external_service_model::catalog::Service;
 use external_service_model::resource::{self, Tls};
 
 use super::secrets::{Field, Secrets};
-use super::{cluster, protocol, Context, Error};
+use super::{names, protocol, Context, Error};
 
 /// The transport socket for the endpoints on `host`.
 pub fn upstream(
@@ -58,7 +58,7 @@ pub fn upstream(
         // From SDS, the material is loaded again when its files change; the name checks,
         // which depend on the host, stay in the cluster.
         Some(sds) => {
-            let cluster = cluster::name(&service.name);
+            let cluster = names::cluster(&service.name);
             let certificates = certificate
                 .map(|c| sds.secret(&cluster, SecretMaterial::TlsCertificate(c)))
                 .into_iter()
@@ -144,7 +144,9 @@ fn data_source(
             message,
         })?;
     Ok(match material {
-        Material::Inline(bytes) => secrets.data_source(&cluster::name(&service.name), field, bytes),
+        Material::Inline(bytes) => {
+            secrets.data_source(&names::cluster(&service.name), field, bytes)
+        }
         Material::File(path) => DataSource::Filename(absolute(&path)),
     })
 }

@@ -6,6 +6,8 @@ use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::envoy;
+
 /// A duration as written in a policy; it may be negative (validation says where that is wrong).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Duration {
@@ -25,6 +27,11 @@ impl Duration {
     pub fn to_std(self) -> StdDuration {
         let nanos = u64::try_from(self.nanos.max(0)).unwrap_or(u64::MAX);
         StdDuration::from_nanos(nanos)
+    }
+
+    /// [`Duration::to_std`], as Envoy's type.
+    pub fn to_envoy(self) -> envoy::Duration {
+        envoy::Duration(self.to_std())
     }
 
     pub fn parse(text: &str) -> Result<Duration, String> {

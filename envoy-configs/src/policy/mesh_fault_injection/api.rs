@@ -5,54 +5,44 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration::Duration;
-use super::rules::{int_or_string, DEFINED, NOT_NEGATIVE, PERCENTAGE, STATUS_CODE};
-use super::Shape;
+use crate::policy::duration::Duration;
+use crate::policy::rules::{int_or_string, DEFINED, NOT_NEGATIVE, PERCENTAGE, STATUS_CODE};
+use crate::policy::Shape;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub http: Option<Vec<Fault>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Fault {
-    #[serde(default)]
     pub abort: Option<Abort>,
-    #[serde(default)]
     pub delay: Option<Delay>,
-    #[serde(default)]
     pub response_bandwidth: Option<ResponseBandwidth>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Abort {
-    #[serde(default)]
     pub http_status: i64,
     /// Kuma's IntOrString: `50`, `"12.5"`.
-    #[serde(default)]
     pub percentage: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Delay {
-    #[serde(default)]
     pub value: Duration,
-    #[serde(default)]
     pub percentage: Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ResponseBandwidth {
     /// `50kbps`, `1 Mbps`, `2Gbps`.
-    #[serde(default)]
     pub limit: String,
-    #[serde(default)]
     pub percentage: Value,
 }
 
@@ -76,7 +66,7 @@ impl ResponseBandwidth {
     }
 }
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshFaultInjection;
     const SHAPE: Shape = Shape::From;
 

@@ -5,92 +5,67 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration::Duration;
-use super::rules::{greater_than_zero, int_or_string, percentage, positive};
+use crate::policy::duration::Duration;
+use crate::policy::rules::{greater_than_zero, int_or_string, percentage, positive};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub connection_limits: Option<ConnectionLimits>,
-    #[serde(default)]
     pub outlier_detection: Option<OutlierDetection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ConnectionLimits {
-    #[serde(default)]
     pub max_connections: Option<u32>,
-    #[serde(default)]
     pub max_pending_requests: Option<u32>,
-    #[serde(default)]
     pub max_requests: Option<u32>,
-    #[serde(default)]
     pub max_retries: Option<u32>,
-    #[serde(default)]
     pub max_connection_pools: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OutlierDetection {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub interval: Option<Duration>,
-    #[serde(default)]
     pub base_ejection_time: Option<Duration>,
-    #[serde(default)]
     pub max_ejection_percent: Option<u32>,
-    #[serde(default)]
     pub split_external_and_local_errors: Option<bool>,
-    #[serde(default)]
     pub detectors: Option<Detectors>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Detectors {
-    #[serde(default)]
     pub total_failures: Option<Consecutive>,
-    #[serde(default)]
     pub gateway_failures: Option<Consecutive>,
-    #[serde(default)]
     pub local_origin_failures: Option<Consecutive>,
-    #[serde(default)]
     pub success_rate: Option<SuccessRate>,
-    #[serde(default)]
     pub failure_percentage: Option<FailurePercentage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Consecutive {
-    #[serde(default)]
     pub consecutive: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct SuccessRate {
-    #[serde(default)]
     pub minimum_hosts: Option<u32>,
-    #[serde(default)]
     pub request_volume: Option<u32>,
     /// Kuma's IntOrString: `1.9` written as a number or a string.
-    #[serde(default)]
     pub standard_deviation_factor: Option<Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct FailurePercentage {
-    #[serde(default)]
     pub minimum_hosts: Option<u32>,
-    #[serde(default)]
     pub request_volume: Option<u32>,
-    #[serde(default)]
     pub threshold: Option<u32>,
 }
 
@@ -103,7 +78,7 @@ impl SuccessRate {
 
 const DETECTORS: &str = "must have at least one defined: totalFailures, gatewayFailures, localOriginFailures, successRate, failurePercentage";
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshCircuitBreaker;
 
     fn validate(&self, path: &str, out: &mut Vec<Violation>) {
@@ -146,7 +121,7 @@ impl super::Conf for Conf {
         );
         let path = format!("{path}.detectors");
         let Some(d) = &outlier.detectors else {
-            out.push(Violation::new(path, super::rules::DEFINED));
+            out.push(Violation::new(path, crate::policy::rules::DEFINED));
             return;
         };
         if d.total_failures.is_none()

@@ -5,74 +5,51 @@ use external_service_model::resource::Kind;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::duration::Duration;
-use super::rate_limit::HeaderModifier;
-use super::rules::{greater_than_zero, int_or_string, GREATER_THAN_ZERO};
+use crate::policy::duration::Duration;
+use crate::policy::header_modifier::HeaderModifier;
+use crate::policy::rules::{greater_than_zero, int_or_string, GREATER_THAN_ZERO};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub interval: Option<Duration>,
-    #[serde(default)]
     pub timeout: Option<Duration>,
-    #[serde(default)]
     pub unhealthy_threshold: Option<u32>,
-    #[serde(default)]
     pub healthy_threshold: Option<u32>,
-    #[serde(default)]
     pub initial_jitter: Option<Duration>,
-    #[serde(default)]
     pub interval_jitter: Option<Duration>,
-    #[serde(default)]
     pub no_traffic_interval: Option<Duration>,
     /// Kuma's IntOrString percentage of healthy hosts under which Envoy ignores health.
-    #[serde(default)]
     pub healthy_panic_threshold: Option<Value>,
-    #[serde(default)]
     pub event_log_path: Option<String>,
-    #[serde(default)]
     pub always_log_health_check_failures: Option<bool>,
-    #[serde(default)]
     pub http: Option<Http>,
-    #[serde(default)]
     pub tcp: Option<Tcp>,
-    #[serde(default)]
     pub grpc: Option<Grpc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Http {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub path: Option<String>,
-    #[serde(default)]
     pub expected_statuses: Option<Vec<i64>>,
-    #[serde(default)]
     pub request_headers_to_add: Option<HeaderModifier>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Tcp {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub send: Option<String>,
-    #[serde(default)]
     pub receive: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Grpc {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub service_name: Option<String>,
-    #[serde(default)]
     pub authority: Option<String>,
 }
 
@@ -83,7 +60,7 @@ impl Conf {
     }
 }
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshHealthCheck;
     const EMPTY_TO: (&'static str, &'static str) = ("spec.to", "needs at least one item");
 
@@ -127,7 +104,7 @@ impl super::Conf for Conf {
             if http.path.as_deref() == Some("") {
                 out.push(Violation::new(
                     format!("{path}.path"),
-                    super::rules::DEFINED,
+                    crate::policy::rules::DEFINED,
                 ));
             }
             for (i, status) in http.expected_statuses.iter().flatten().enumerate() {

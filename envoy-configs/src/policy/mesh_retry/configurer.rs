@@ -1,14 +1,20 @@
-//! A route's retry policy from the service's MeshRetry, as Kuma maps it: `http` for http and
-//! http2 services, `grpc` for grpc ones; `numRetries: 0` means no retries.
+//! MeshRetry on Envoy: a route's retry policy, as Kuma maps it (`http` for http and http2
+//! services, `grpc` for grpc ones; `numRetries: 0` means no retries), and a tcp service's
+//! connection attempts.
 
+use external_service_model::catalog::Service;
 use external_service_model::protocol::Protocol;
 
 use crate::envoy::{
     Duration, HeaderMatch, HeaderMatcher, RateLimitedRetryBackOff, ResetHeader, ResetHeaderFormat,
-    RetryBackOff, RetryPolicy, StringMatcher,
+    RetryBackOff, RetryPolicy, RouteAction, StringMatcher, TcpProxy,
 };
-use crate::policy::retry::{
-    self, BackOff, HeaderMatchType, HttpRetryOn, RateLimitedBackOff, ResetFormat, GRPC_RETRY_ON,
+use crate::policy::duration::Duration as PolicyDuration;
+use crate::policy::Configure;
+
+use super::{
+    BackOff, Conf, Grpc, HeaderMatchType, Http, HttpRetryOn, RateLimitedBackOff, ResetFormat,
+    GRPC_RETRY_ON,
 };
 
 /// Kuma's conditions when `retryOn` is not given.
@@ -19,30 +25,48 @@ const RETRIABLE_STATUS_CODES: &str = "retriable-status-codes";
 /// Envoy's base interval when a back-off gives only its maximum (Kuma documents the same).
 const DEFAULT_BASE_INTERVAL: Duration = Duration(std::time::Duration::from_millis(25));
 
-pub fn policy(conf: &retry::Conf, protocol: Protocol) -> Option<RetryPolicy> {
-    match protocol {
-        Protocol::Http | Protocol::Http2 => conf.http.as_ref().and_then(http),
-        Protocol::Grpc => conf.grpc.as_ref().and_then(grpc),
-        Protocol::Tcp | Protocol::Kafka => None,
+impl Configure for Conf {
+    fn route(&self, service: &Service, route: &mut RouteAction) {
+        let policy = match service.protocol {
+            Protocol::Http | Protocol::Http2 => self.http.as_ref().and_then(http),
+            Protocol::Grpc => self.grpc.as_ref().and_then(grpc),
+            Protocol::Tcp | Protocol::Kafka => None,
+        };
+        if let Some(policy) = policy {
+            route.retry_policy = Some(Box::new(policy));
+        }
+    }
+
+    /// `tcp.maxConnectAttempt`.
+    fn tcp_proxy(&self, proxy: &mut TcpProxy) {
+        if let Some(attempts) = self.tcp.as_ref().and_then(|t| t.max_connect_attempt) {
+            proxy.max_connect_attempts = Some(attempts);
+        }
     }
 }
 
-fn duration(d: crate::policy::duration::Duration) -> Duration {
-    Duration(d.to_std())
-}
-
-fn http(conf: &retry::Http) -> Option<RetryPolicy> {
-    if conf.num_retries == Some(0) {
-        return None;
-    }
-    let mut conditions = Vec::new();
-    let mut policy = RetryPolicy {
-        num_retries: conf.num_retries,
-        per_try_timeout: conf.per_try_timeout.map(duration),
-        retry_back_off: conf.back_off.as_ref().map(back_off),
-        rate_limited_retry_back_off: conf.rate_limited_back_off.as_ref().map(rate_limited),
+/// What the `http` and `grpc` sections set alike; no retries for `numRetries: 0`.
+fn retries(
+    num_retries: Option<u32>,
+    per_try_timeout: Option<PolicyDuration>,
+    back_offs: (&Option<BackOff>, &Option<RateLimitedBackOff>),
+) -> Option<RetryPolicy> {
+    (num_retries != Some(0)).then(|| RetryPolicy {
+        num_retries,
+        per_try_timeout: per_try_timeout.map(PolicyDuration::to_envoy),
+        retry_back_off: back_offs.0.as_ref().map(back_off),
+        rate_limited_retry_back_off: back_offs.1.as_ref().map(rate_limited),
         ..RetryPolicy::default()
-    };
+    })
+}
+
+fn http(conf: &Http) -> Option<RetryPolicy> {
+    let mut policy = retries(
+        conf.num_retries,
+        conf.per_try_timeout,
+        (&conf.back_off, &conf.rate_limited_back_off),
+    )?;
+    let mut conditions = Vec::new();
     for item in conf.retry_on.iter().flatten() {
         match HttpRetryOn::parse(item) {
             Some(HttpRetryOn::Condition(c)) => conditions.push(c),
@@ -66,7 +90,7 @@ fn http(conf: &retry::Http) -> Option<RetryPolicy> {
     } else {
         conditions.join(",")
     };
-    let headers = |list: &Option<Vec<retry::HeaderMatch>>| {
+    let headers = |list: &Option<Vec<super::HeaderMatch>>| {
         list.iter()
             .flatten()
             .map(header_matcher)
@@ -79,10 +103,12 @@ fn http(conf: &retry::Http) -> Option<RetryPolicy> {
     Some(policy)
 }
 
-fn grpc(conf: &retry::Grpc) -> Option<RetryPolicy> {
-    if conf.num_retries == Some(0) {
-        return None;
-    }
+fn grpc(conf: &Grpc) -> Option<RetryPolicy> {
+    let policy = retries(
+        conf.num_retries,
+        conf.per_try_timeout,
+        (&conf.back_off, &conf.rate_limited_back_off),
+    )?;
     let conditions: Vec<&str> = conf
         .retry_on
         .iter()
@@ -96,18 +122,14 @@ fn grpc(conf: &retry::Grpc) -> Option<RetryPolicy> {
         } else {
             conditions.join(",")
         },
-        num_retries: conf.num_retries,
-        per_try_timeout: conf.per_try_timeout.map(duration),
-        retry_back_off: conf.back_off.as_ref().map(back_off),
-        rate_limited_retry_back_off: conf.rate_limited_back_off.as_ref().map(rate_limited),
-        ..RetryPolicy::default()
+        ..policy
     })
 }
 
 fn back_off(b: &BackOff) -> RetryBackOff {
     RetryBackOff {
-        base_interval: b.base_interval.map_or(DEFAULT_BASE_INTERVAL, duration),
-        max_interval: b.max_interval.map(duration),
+        base_interval: b.base_interval.map_or(DEFAULT_BASE_INTERVAL, PolicyDuration::to_envoy),
+        max_interval: b.max_interval.map(PolicyDuration::to_envoy),
     }
 }
 
@@ -125,11 +147,11 @@ fn rate_limited(r: &RateLimitedBackOff) -> RateLimitedRetryBackOff {
                 },
             })
             .collect(),
-        max_interval: r.max_interval.map(duration),
+        max_interval: r.max_interval.map(PolicyDuration::to_envoy),
     }
 }
 
-fn header_matcher(h: &retry::HeaderMatch) -> HeaderMatcher {
+fn header_matcher(h: &super::HeaderMatch) -> HeaderMatcher {
     let value = h.value.clone().unwrap_or_default();
     HeaderMatcher {
         name: h.name.clone(),

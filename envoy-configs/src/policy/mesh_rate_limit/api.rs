@@ -6,87 +6,57 @@ use external_service_model::report::Violation;
 use external_service_model::resource::Kind;
 use serde::Deserialize;
 
-use super::duration::Duration;
-use super::rules::{positive, DEFINED};
-use super::Shape;
+use crate::policy::duration::Duration;
+use crate::policy::header_modifier::HeaderModifier;
+use crate::policy::rules::{positive, DEFINED};
+use crate::policy::Shape;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub local: Option<Local>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Local {
-    #[serde(default)]
     pub http: Option<LocalHttp>,
-    #[serde(default)]
     pub tcp: Option<LocalTcp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LocalTcp {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub connection_rate: Option<Rate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct LocalHttp {
-    #[serde(default)]
     pub disabled: Option<bool>,
-    #[serde(default)]
     pub request_rate: Option<Rate>,
-    #[serde(default)]
     pub on_rate_limit: Option<OnRateLimit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Rate {
-    #[serde(default)]
     pub num: u32,
-    #[serde(default)]
     pub interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct OnRateLimit {
-    #[serde(default)]
     pub status: Option<u32>,
-    #[serde(default)]
     pub headers: Option<HeaderModifier>,
-}
-
-/// Kuma's HeaderModifier: headers to add or set (on a refused request, on a health check).
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HeaderModifier {
-    #[serde(default)]
-    pub add: Option<Vec<Header>>,
-    #[serde(default)]
-    pub set: Option<Vec<Header>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Header {
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub value: String,
 }
 
 /// Kuma's floor on a rate's interval.
 const MIN_INTERVAL: StdDuration = StdDuration::from_millis(50);
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshRateLimit;
     const SHAPE: Shape = Shape::From;
 

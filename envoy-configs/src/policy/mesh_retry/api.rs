@@ -4,76 +4,56 @@ use external_service_model::report::Violation;
 use external_service_model::resource::Kind;
 use serde::Deserialize;
 
-use super::duration::Duration;
-use super::rules::{DEFINED, DEFINED_AND_GREATER_THAN_ZERO, NOT_EMPTY};
+use crate::policy::duration::Duration;
+use crate::policy::rules::{DEFINED, DEFINED_AND_GREATER_THAN_ZERO, NOT_EMPTY};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub tcp: Option<Tcp>,
-    #[serde(default)]
     pub http: Option<Http>,
-    #[serde(default)]
     pub grpc: Option<Grpc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Tcp {
-    #[serde(default)]
     pub max_connect_attempt: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Http {
-    #[serde(default)]
     pub num_retries: Option<u32>,
-    #[serde(default)]
     pub per_try_timeout: Option<Duration>,
-    #[serde(default)]
     pub back_off: Option<BackOff>,
-    #[serde(default)]
     pub rate_limited_back_off: Option<RateLimitedBackOff>,
-    #[serde(default)]
     pub retry_on: Option<Vec<String>>,
-    #[serde(default)]
     pub retriable_response_headers: Option<Vec<HeaderMatch>>,
-    #[serde(default)]
     pub retriable_request_headers: Option<Vec<HeaderMatch>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Grpc {
-    #[serde(default)]
     pub num_retries: Option<u32>,
-    #[serde(default)]
     pub per_try_timeout: Option<Duration>,
-    #[serde(default)]
     pub back_off: Option<BackOff>,
-    #[serde(default)]
     pub rate_limited_back_off: Option<RateLimitedBackOff>,
-    #[serde(default)]
     pub retry_on: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct BackOff {
-    #[serde(default)]
     pub base_interval: Option<Duration>,
-    #[serde(default)]
     pub max_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimitedBackOff {
-    #[serde(default)]
     pub reset_headers: Option<Vec<ResetHeader>>,
-    #[serde(default)]
     pub max_interval: Option<Duration>,
 }
 
@@ -172,7 +152,7 @@ fn capitalised(method: &str) -> String {
     format!("{first}{}", rest.to_lowercase())
 }
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshRetry;
     const EMPTY_TO: (&'static str, &'static str) = ("spec.to", "needs at least one item");
 
@@ -189,16 +169,9 @@ impl super::Conf for Conf {
             }
         }
         if let Some(http) = &self.http {
-            let empty = http.num_retries.is_none()
-                && http.per_try_timeout.is_none()
-                && http.back_off.is_none()
-                && http.rate_limited_back_off.is_none()
-                && http.retry_on.is_none()
-                && http.retriable_response_headers.is_none()
-                && http.retriable_request_headers.is_none();
             let section = Section {
                 path: format!("{path}.http"),
-                empty,
+                empty: *http == Http::default(),
                 back_off: &http.back_off,
                 rate_limited: &http.rate_limited_back_off,
                 retry_on: &http.retry_on,
@@ -206,14 +179,9 @@ impl super::Conf for Conf {
             section.validate(|item| HttpRetryOn::parse(item).is_some(), out);
         }
         if let Some(grpc) = &self.grpc {
-            let empty = grpc.num_retries.is_none()
-                && grpc.per_try_timeout.is_none()
-                && grpc.back_off.is_none()
-                && grpc.rate_limited_back_off.is_none()
-                && grpc.retry_on.is_none();
             let section = Section {
                 path: format!("{path}.grpc"),
-                empty,
+                empty: *grpc == Grpc::default(),
                 back_off: &grpc.back_off,
                 rate_limited: &grpc.rate_limited_back_off,
                 retry_on: &grpc.retry_on,

@@ -4,34 +4,27 @@ use external_service_model::report::Violation;
 use external_service_model::resource::Kind;
 use serde::Deserialize;
 
-use super::duration::Duration;
-use super::rules::{greater_than_zero, not_negative};
+use crate::policy::duration::Duration;
+use crate::policy::rules::{greater_than_zero, not_negative};
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Conf {
-    #[serde(default)]
     pub connection_timeout: Option<Duration>,
-    #[serde(default)]
     pub idle_timeout: Option<Duration>,
-    #[serde(default)]
     pub http: Option<Http>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Http {
-    #[serde(default)]
     pub request_timeout: Option<Duration>,
-    #[serde(default)]
     pub stream_idle_timeout: Option<Duration>,
-    #[serde(default)]
     pub max_stream_duration: Option<Duration>,
-    #[serde(default)]
     pub max_connection_duration: Option<Duration>,
 }
 
-impl super::Conf for Conf {
+impl crate::policy::Conf for Conf {
     const KIND: Kind = Kind::MeshTimeout;
 
     fn validate(&self, path: &str, out: &mut Vec<Violation>) {

@@ -1,0 +1,9 @@
+//! MeshHealthCheck: its `default` and Kuma's rules on it (`api`), and the cluster's active
+//! health check it sets (`configurer`).
+
+mod api;
+mod configurer;
+#[cfg(test)]
+mod tests;
+
+pub use api::*;

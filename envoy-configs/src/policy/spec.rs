@@ -1,0 +1,235 @@
+//! What every kind's spec shares: the `targetRef`s, and where the entries are (`to[]`, or
+//! `from[]` and `rules[]`), checked in Kuma's wording; and a loose read of the entries of a
+//! valid policy, to find what applies where.
+
+use external_service_model::report::Violation;
+use external_service_model::resource::typed;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::rules::MUST_NOT_BE_DEFINED;
+use super::{Conf, Shape};
+
+/// Where a policy entry applies: every service (`Mesh`) or one `kuma.io/service`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetRef {
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+const MESH: &str = "Mesh";
+const MESH_SERVICE: &str = "MeshService";
+
+impl TargetRef {
+    /// Kuma's specificity: a more specific entry is applied later and so wins.
+    fn rank(&self) -> u8 {
+        u8::from(self.kind == MESH_SERVICE)
+    }
+
+    fn selects(&self, service: &str) -> bool {
+        match self.kind.as_str() {
+            MESH => true,
+            MESH_SERVICE => self.name.as_deref() == Some(service),
+            _ => false,
+        }
+    }
+
+    /// Kuma's `ValidateTargetRef` for the kinds a field supports.
+    fn validate(&self, path: &str, supported: &[&str], out: &mut Vec<Violation>) {
+        if self.kind.is_empty() {
+            out.push(Violation::new(format!("{path}.kind"), "must be set"));
+            return;
+        }
+        if !supported.contains(&self.kind.as_str()) {
+            out.push(Violation::new(
+                format!("{path}.kind"),
+                "value is not supported",
+            ));
+            return;
+        }
+        match (self.kind.as_str(), self.name.as_deref()) {
+            (MESH, Some(_)) => out.push(Violation::new(
+                format!("{path}.name"),
+                "must not be set with kind Mesh",
+            )),
+            (MESH_SERVICE, None | Some("")) => {
+                out.push(Violation::new(format!("{path}.name"), "must be set"))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// An outbound policy's spec: the top-level target (the whole mesh) and its `to[]` entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ToPolicy<C> {
+    #[serde(default)]
+    target_ref: Option<TargetRef>,
+    #[serde(default)]
+    to: Option<Vec<To<C>>>,
+    #[serde(default)]
+    from: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct To<C> {
+    #[serde(default)]
+    target_ref: TargetRef,
+    #[serde(default)]
+    default: C,
+}
+
+pub(super) fn check_to_policy<C: Conf>(spec: &Value) -> Vec<Violation> {
+    let spec: ToPolicy<C> = match typed(spec.clone()) {
+        Ok(spec) => spec,
+        Err(found) => return prefixed(found),
+    };
+    let mut out = Vec::new();
+    if let Some(target) = &spec.target_ref {
+        target.validate("spec.targetRef", &[MESH], &mut out);
+    }
+    if spec.from.is_some() {
+        out.push(Violation::new(
+            "spec.from",
+            "not supported: this Envoy has only outbound traffic, so only `to` applies",
+        ));
+    }
+    let to = spec.to.as_deref().unwrap_or_default();
+    if to.is_empty() {
+        let (field, message) = C::EMPTY_TO;
+        out.push(Violation::new(field, message));
+    }
+    for (i, entry) in to.iter().enumerate() {
+        let path = format!("spec.to[{i}]");
+        entry.target_ref.validate(
+            &format!("{path}.targetRef"),
+            &[MESH, MESH_SERVICE],
+            &mut out,
+        );
+        entry.default.validate(&format!("{path}.default"), &mut out);
+    }
+    out
+}
+
+/// A `from[]`/`rules[]` policy's spec: the service it is for, and its entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FromPolicy<C> {
+    #[serde(default)]
+    target_ref: Option<TargetRef>,
+    #[serde(default)]
+    from: Option<Vec<To<C>>>,
+    #[serde(default)]
+    rules: Option<Vec<Rule<C>>>,
+    #[serde(default)]
+    to: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rule<C> {
+    #[serde(default)]
+    default: C,
+}
+
+pub(super) fn check_from_policy<C: Conf>(spec: &Value) -> Vec<Violation> {
+    let spec: FromPolicy<C> = match typed(spec.clone()) {
+        Ok(spec) => spec,
+        Err(found) => return prefixed(found),
+    };
+    let mut out = Vec::new();
+    if let Some(target) = &spec.target_ref {
+        target.validate("spec.targetRef", &[MESH, MESH_SERVICE], &mut out);
+    }
+    if spec.to.is_some() {
+        out.push(Violation::new("spec.to", MUST_NOT_BE_DEFINED));
+    }
+    for (i, entry) in spec.from.iter().flatten().enumerate() {
+        let path = format!("spec.from[{i}]");
+        entry
+            .target_ref
+            .validate(&format!("{path}.targetRef"), &[MESH], &mut out);
+        entry.default.validate(&format!("{path}.default"), &mut out);
+    }
+    for (i, rule) in spec.rules.iter().flatten().enumerate() {
+        rule.default
+            .validate(&format!("spec.rules[{i}].default"), &mut out);
+    }
+    out
+}
+
+/// Any valid policy, read loosely to find what applies where.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Entries {
+    #[serde(default)]
+    target_ref: Option<TargetRef>,
+    #[serde(default)]
+    to: Vec<To<Value>>,
+    #[serde(default)]
+    from: Vec<To<Value>>,
+    #[serde(default)]
+    rules: Vec<Rule<Value>>,
+}
+
+impl Entries {
+    /// The top-level target's rank, if it selects `service` (absent is the whole mesh).
+    pub(super) fn top_rank(&self, service: &str) -> Option<u8> {
+        match &self.target_ref {
+            None => Some(0),
+            Some(t) => t.selects(service).then(|| t.rank()),
+        }
+    }
+
+    /// The `default`s that apply to `service`, each with its entry's rank.
+    pub(super) fn defaults(&self, shape: Shape, service: &str) -> Vec<(u8, &Value)> {
+        match shape {
+            Shape::To => self
+                .to
+                .iter()
+                .filter(|e| e.target_ref.selects(service))
+                .map(|e| (e.target_ref.rank(), &e.default))
+                .collect(),
+            Shape::From => self
+                .from
+                .iter()
+                .map(|e| (0, &e.default))
+                .chain(self.rules.iter().map(|r| (0, &r.default)))
+                .collect(),
+        }
+    }
+
+    /// Where the policy names a service: `(field, name)`.
+    pub(super) fn named_services(&self) -> Vec<(String, &str)> {
+        let top = self
+            .target_ref
+            .iter()
+            .filter(|t| t.kind == MESH_SERVICE)
+            .filter_map(|t| Some(("spec.targetRef.name".to_string(), t.name.as_deref()?)));
+        let to = self.to.iter().enumerate().filter_map(|(i, e)| {
+            let name = e.target_ref.name.as_deref()?;
+            (e.target_ref.kind == MESH_SERVICE)
+                .then(|| (format!("spec.to[{i}].targetRef.name"), name))
+        });
+        top.chain(to).collect()
+    }
+}
+
+fn prefixed(found: Vec<Violation>) -> Vec<Violation> {
+    found
+        .into_iter()
+        .map(|v| {
+            let field = if v.field.is_empty() {
+                "spec".to_string()
+            } else {
+                format!("spec.{}", v.field)
+            };
+            Violation::new(field, v.message)
+        })
+        .collect()
+}
