@@ -19,9 +19,9 @@ use super::config::{self, at, seq};
 use super::instructions::{self, Counted};
 use super::load::{in_sequence, measured, request_at, wrk, Target};
 use super::{log, log_sample, name, rotated, Bench, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST};
-use crate::netns::{Topology, WORLD_IP};
-use crate::runner::{self, Proc, Tracked};
-use crate::{EnvoyOptions, UpstreamBuilder};
+use extsvc_testkit::netns::{Topology, WORLD_IP};
+use extsvc_testkit::runner::{self, Proc, Tracked};
+use extsvc_testkit::{EnvoyOptions, UpstreamBuilder};
 
 /// The namespaces are `extsvc-app-bench` and `extsvc-world-bench`.
 const NETNS_ID: &str = "bench";
@@ -312,9 +312,9 @@ mod tests {
 
     #[test]
     fn variants_differ_only_in_how_each_vip_listener_rewrites() {
-        let dir = crate::test_dir();
+        let dir = extsvc_testkit::test_dir();
         let resources = config::resources_at(2, &authority, None);
-        let out = crate::generate(
+        let out = extsvc_testkit::generate(
             dir.path(),
             &resources,
             15001,

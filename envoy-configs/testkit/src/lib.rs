@@ -1,5 +1,6 @@
-//! The test kit: what the end-to-end tests against real Envoy, the soak and the benchmark
-//! run on. Every piece is
+//! The test kit: what the end-to-end tests against real Envoy run on, and the pieces the
+//! tools beside it (the bench in `bench/`, the soak in `soak/`, the demos in
+//! `envoy-configs/demo/`) start their Envoys and upstreams with. Every piece is
 //! bounded in time, uses loopback addresses only, and cleans up after itself
 //! (processes are killed on drop, files live in a per-test temp dir).
 //!
@@ -13,6 +14,8 @@
 //! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
 //! - [`netns`]: an app and a "world" network namespace joined by a veth pair, for the
 //!   transparent proxy (deleted on drop).
+//! - [`runner`]: what the tools share: processes stopped on Ctrl-C and panic, CPU pinning,
+//!   `/proc` readings.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
@@ -46,7 +49,7 @@
 //! s.forwarded("httpbin", 1);
 //! ```
 //!
-//! `src/bin/demo.rs` (`make run`) serves the built-in demo on the same pieces.
+//! `envoy-configs/demo/src/bin/demo.rs` (`make run`) serves the built-in demo on the same pieces.
 //!
 //! `ENVOY_FACTS.md` in this crate records the Envoy 1.40 configuration facts the
 //! generator relies on, each checked against the real binary.
@@ -54,7 +57,6 @@
 // Test support: failing loudly is the point (clippy.toml only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod bench;
 pub mod certs;
 pub mod curl;
 pub mod envoy;
@@ -63,7 +65,6 @@ pub mod netns;
 pub mod runner;
 pub mod scripted;
 pub mod sidecar;
-pub mod soak;
 pub mod upstream;
 
 pub use certs::{Ca, CertKey, Pki, Validity};
