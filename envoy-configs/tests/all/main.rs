@@ -22,9 +22,9 @@
 
 mod cli;
 mod e2e;
+mod envoy_facts;
 mod faults;
 mod golden;
-mod harness;
 mod hostile;
 mod live;
 mod policies;
