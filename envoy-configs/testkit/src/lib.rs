@@ -19,7 +19,7 @@
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
-//! Typical use (see `envoy-configs/tests/all/harness.rs` for complete examples):
+//! Typical use (see `envoy-configs/tests/all/envoy_facts.rs` for complete examples):
 //!
 //! ```text
 //! let dir = test_dir();
