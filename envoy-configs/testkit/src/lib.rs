@@ -78,6 +78,6 @@ pub use scripted::{Reply, Scripted};
 pub use sidecar::{
     assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
     ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service,
-    mesh, with_dns, Cli, Sidecar, WAIT,
+    mesh, tcp_service, with_dns, Cli, Sidecar, WAIT,
 };
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

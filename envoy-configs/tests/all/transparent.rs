@@ -22,7 +22,7 @@ use envoy_configs::generate::transparent::{first_choice, Cidr};
 use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
 use extsvc_testkit::sidecar::{extsvc_binary, generate};
 use extsvc_testkit::{
-    ca_file, dedent, docs, eventually, http_service, https_service, mesh, test_dir, Ca, Curl,
+    ca_file, docs, eventually, http_service, https_service, mesh, tcp_service, test_dir, Ca, Curl,
     Envoy, EnvoyOptions, Response, Upstream, UpstreamBuilder,
 };
 
@@ -59,18 +59,7 @@ fn services(passthrough: bool, ca: &Ca) -> Vec<String> {
         mesh(passthrough),
         https_service("httpbin", "http", "httpbin.test:8443", &[ca_file(ca)]),
         http_service("plainweb", "plain.test:8080"),
-        dedent(
-            "
-            type: ExternalService
-            mesh: default
-            name: secure
-            tags:
-              kuma.io/service: secure
-              kuma.io/protocol: tcp
-            networking:
-              address: secure.test:9443
-            ",
-        ),
+        tcp_service("secure", "secure.test:9443", &[]),
     ]
 }
 

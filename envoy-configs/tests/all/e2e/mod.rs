@@ -33,8 +33,8 @@ use serde_json::Value;
 use support::{
     assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
     ca_file, dataplane, dedent, docs, free_port, generate, http_service, https_service,
-    loopback_ports_bindable, mesh, tcp_echo, test_dir, validate_config, with_dns, Ca, CertKey,
-    Curl, Envoy, EnvoyOptions, Pki, Response, Sidecar, Upstream, UpstreamBuilder,
+    loopback_ports_bindable, mesh, tcp_echo, tcp_service, test_dir, validate_config, with_dns, Ca,
+    CertKey, Curl, Envoy, EnvoyOptions, Pki, Response, Sidecar, Upstream, UpstreamBuilder,
 };
 use tempfile::TempDir;
 

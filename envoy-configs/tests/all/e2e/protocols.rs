@@ -54,20 +54,7 @@ fn tcp_service_without_tls_carries_the_clients_tls_end_to_end() {
     let (dir, p, up, real) = setup_at(&["secure.test"], |b, p| b.tls("tls", &p.server), "tls");
     let d = dir.path();
     let port = up.port("tls");
-    let secure = dedent(&format!(
-        "
-        type: ExternalService
-        mesh: default
-        name: secure
-        tags:
-          kuma.io/service: secure
-          kuma.io/protocol: tcp
-        networking:
-          address: {real}
-          tls:
-            enabled: false
-        "
-    ));
+    let secure = tcp_service("secure", &real, &["enabled: false"]);
     let (s, out) = with_outbound(d, &up, &secure, "secure");
     let listener = format!("outbound:127.0.0.1:{out}");
 
