@@ -14,6 +14,8 @@
 //! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
 //! - [`netns`]: an app and a "world" network namespace joined by a veth pair, for the
 //!   transparent proxy (deleted on drop).
+//! - [`transparent`]: the transparent proxy's world on those namespaces: the outside servers,
+//!   `transparent-proxy install`'s rules, Envoy as its own uid.
 //! - [`runner`]: what the tools share: processes stopped on Ctrl-C and panic, CPU pinning,
 //!   `/proc` readings.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
@@ -65,6 +67,7 @@ pub mod netns;
 pub mod runner;
 pub mod scripted;
 pub mod sidecar;
+pub mod transparent;
 pub mod upstream;
 
 pub use certs::{Ca, CertKey, Pki, Validity};
