@@ -1,7 +1,16 @@
 //! Bad input: invalid resources that `generate` refuses, and a plugin configuration Envoy
 //! refuses.
 
-use super::*;
+use std::fs;
+use std::time::{Duration, Instant};
+
+use extsvc_testkit::{
+    ca_file, dedent, docs, free_port, generate, http_service, https_service, mesh, test_dir,
+    validate_config, Envoy, EnvoyOptions,
+};
+use serde_json::Value;
+
+use super::{httpbin, write};
 
 /// Invalid resources: `extsvc generate` exits 1 with the report `validate` gives (every
 /// violation of the invalid resource with the line and column of its field, the valid ones

@@ -23,18 +23,13 @@ use extsvc_testkit as support;
 
 use std::ffi::OsString;
 use std::fs;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use external_service_model::contract::{denied_details, forwarded_stat};
+use external_service_model::contract::denied_details;
 use serde_json::Value;
 use support::{
-    assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
-    ca_file, dataplane, dedent, docs, free_port, generate, http_service, https_service,
-    loopback_ports_bindable, mesh, tcp_echo, tcp_service, test_dir, validate_config, with_dns, Ca,
-    CertKey, Curl, Envoy, EnvoyOptions, Pki, Response, Sidecar, Upstream, UpstreamBuilder,
+    assert_forwarded_line, assert_ok_from, ca_file, dataplane, docs, https_service, mesh, test_dir,
+    with_dns, Ca, CertKey, Pki, Response, Sidecar, Upstream, UpstreamBuilder,
 };
 use tempfile::TempDir;
 

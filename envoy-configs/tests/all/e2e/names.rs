@@ -1,7 +1,17 @@
 //! Access by name: `.mesh` names, the real name and port, Host headers, default ports,
 //! one host on two ports, endpoints on two hosts, and `disableHostDNSEntry`.
 
-use super::*;
+use std::net::SocketAddr;
+
+use extsvc_testkit::{
+    assert_forwarded_line, ca_file, http_service, https_service, loopback_ports_bindable, test_dir,
+    with_dns, Ca, Pki, UpstreamBuilder,
+};
+
+use super::{
+    assert_denied_line, assert_forwarded, assert_reached, assert_refused, cluster_counter, httpbin,
+    httpbin_trusted, setup, sidecar,
+};
 
 /// `curl -x <envoy> http://httpbin.mesh/get` and `-H "Host: httpbin.mesh"` (also with the
 /// service's port, and in another case): the app speaks plain HTTP, the upstream gets TLS

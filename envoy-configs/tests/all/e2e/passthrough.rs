@@ -1,6 +1,11 @@
 //! Passthrough off and on: an undeclared host refused, or reached as it is.
 
-use super::*;
+use external_service_model::contract::forwarded_stat;
+use extsvc_testkit::{
+    assert_forwarded_line, assert_ok_from, ca_file, docs, https_service, mesh, Sidecar,
+};
+
+use super::{assert_denied_line, assert_reached, assert_refused, one_service, setup_at};
 
 /// Passthrough off: an undeclared host gets the filter's 403 and never reaches the upstream.
 #[test]

@@ -1,7 +1,9 @@
 //! The policy document's own resources (`external-service-policy.md`, Universal and Kubernetes
 //! tabs), working as documented.
 
-use super::*;
+use extsvc_testkit::{assert_forwarded_line, dataplane, dedent, docs, Curl, Sidecar};
+
+use super::{assert_forwarded, assert_reached, httpbin, system_ca};
 
 /// `external-service-policy.md`, Universal tab: the `httpbin` ExternalService as written (only
 /// the address points at a local HTTPS upstream; no caCert, so it is verified against the

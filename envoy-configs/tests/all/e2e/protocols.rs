@@ -1,6 +1,13 @@
 //! Dataplane outbounds and `kuma.io/protocol`: HTTP/2, gRPC, and TCP with and without TLS.
 
-use super::*;
+use std::net::SocketAddr;
+
+use extsvc_testkit::{assert_forwarded_line, ca_file, https_service, tcp_echo, tcp_service, Curl};
+
+use super::{
+    assert_denied_line, assert_reached, assert_refused, cluster_counter, h2_service, httpbin,
+    setup_at, with_outbound,
+};
 
 /// The policy doc's Dataplane: `127.0.0.1:<outbound port>` reaches httpbin over TLS,
 /// whatever Host the app sends.

@@ -1,7 +1,16 @@
 //! TLS origination: mTLS, trust (caCert, wrong CA, the system bundle), names (SNI,
 //! `serverName`, skipped hostname verification, an IP address's SAN).
 
-use super::*;
+use base64::Engine as _;
+use extsvc_testkit::{
+    assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
+    ca_file, dedent, https_service, test_dir, with_dns, Ca, Pki, UpstreamBuilder,
+};
+
+use super::{
+    assert_forwarded, assert_reached, cluster_counter, get_httpbin_once, httpbin,
+    httpbin_with_cert_for, httpbin_with_system_bundle, one_service, setup_at, sidecar,
+};
 
 /// mTLS: the upstream requires a client certificate; the one from the resources (clientCert
 /// from a Secret, clientKey from a file) is presented and the upstream sees its subject.
