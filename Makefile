@@ -58,10 +58,10 @@ lint: setup ## rustfmt check and clippy (native and wasm32-wasip1), warnings den
 	$(CARGO) clippy -p external-service-filter --target wasm32-wasip1 --features count-allocations -- -D warnings
 
 run: build ## Serve the demo (or RESOURCES=my-services.yaml) with Envoy in the foreground; Ctrl-C stops it
-	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin demo -- $(RESOURCES)
+	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-demo --bin demo -- $(RESOURCES)
 
 run-transparent: build ## The transparent proxy in a demo network namespace (root); prints what to try; Ctrl-C or the next run cleans up
-	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-testkit --bin transparent-demo
+	EXTSVC=$(abspath $(EXTSVC)) $(CARGO) run -q -p extsvc-demo --bin transparent-demo
 
 fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; crashes land in filter/fuzz/artifacts/
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
@@ -73,11 +73,11 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; cras
 
 .PHONY: bench bench-hostcalls bench-tools
 bench: build bench-tools ## Benchmarks (~35 min, not in `make test`; root for part 4): wasm vs native vs Lua (CPU, and instructions under callgrind), also through the transparent proxy; fuel, scale -> BENCHMARKS.md
-	$(CARGO) run --release -q -p extsvc-testkit --bin bench -- --out BENCHMARKS.md
+	$(CARGO) run --release -q -p extsvc-bench --bin bench -- --out BENCHMARKS.md
 
 bench-hostcalls: build bench-tools ## Proxy CPU and instructions per request of each host call of the forward path (~20 min, not in `make test`; prints a table)
 	@command -v wat2wasm >/dev/null || (apt-get update -qq && apt-get install -y -qq wabt)
-	$(CARGO) run --release -q -p extsvc-testkit --bin hostcalls
+	$(CARGO) run --release -q -p extsvc-bench --bin hostcalls
 
 # wrk, taskset (pinning) and /usr/bin/time (extsvc generate's cost), for both benchmarks.
 bench-tools:
@@ -88,4 +88,4 @@ bench-tools:
 
 .PHONY: soak
 soak: build ## Soak: SOAK_RATE req/s (200) for SOAK_SECONDS (600) with TLS origination; checks leaks and memory -> BENCHMARKS.md
-	$(CARGO) run --release -q -p extsvc-testkit --bin soak -- --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --out BENCHMARKS.md
+	$(CARGO) run --release -q -p extsvc-soak --bin soak -- --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --out BENCHMARKS.md

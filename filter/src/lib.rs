@@ -304,7 +304,7 @@ impl Configured {
                 // cluster's stats count it: only a changed authority needs the filter. Envoy
                 // picks the route again after a filter changes a request header, so the route
                 // for the real authority applies (proven end to end in
-                // envoy-configs/tests/all/e2e.rs).
+                // envoy-configs/tests/all/e2e/names.rs).
                 match request.authority() {
                     Some(requested) if requested == service.authority => {}
                     requested => {

@@ -203,7 +203,7 @@ fn main() -> Result<()> {
                 ratio(last.deny_headers, first.deny_headers)
             );
             // One tab-separated line for the profile table of `make bench`
-            // (envoy-configs/testkit/src/bench/report.rs).
+            // (bench/src/report.rs).
             println!(
                 "SUMMARY\t{label}\t{}\t{}\t{}\t{}\t{}\t{:.1} ms",
                 first.forward_headers,

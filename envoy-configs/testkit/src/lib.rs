@@ -1,5 +1,6 @@
-//! The test kit: what the end-to-end tests against real Envoy, the soak and the benchmark
-//! run on. Every piece is
+//! The test kit: what the end-to-end tests against real Envoy run on, and the pieces the
+//! tools beside it (the bench in `bench/`, the soak in `soak/`, the demos in
+//! `envoy-configs/demo/`) start their Envoys and upstreams with. Every piece is
 //! bounded in time, uses loopback addresses only, and cleans up after itself
 //! (processes are killed on drop, files live in a per-test temp dir).
 //!
@@ -13,10 +14,14 @@
 //! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
 //! - [`netns`]: an app and a "world" network namespace joined by a veth pair, for the
 //!   transparent proxy (deleted on drop).
+//! - [`transparent`]: the transparent proxy's world on those namespaces: the outside servers,
+//!   `transparent-proxy install`'s rules, Envoy as its own uid.
+//! - [`runner`]: what the tools share: processes stopped on Ctrl-C and panic, CPU pinning,
+//!   `/proc` readings.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
-//! Typical use (see `envoy-configs/tests/all/harness.rs` for complete examples):
+//! Typical use (see `envoy-configs/tests/all/envoy_facts.rs` for complete examples):
 //!
 //! ```text
 //! let dir = test_dir();
@@ -46,7 +51,7 @@
 //! s.forwarded("httpbin", 1);
 //! ```
 //!
-//! `src/bin/demo.rs` (`make run`) serves the built-in demo on the same pieces.
+//! `envoy-configs/demo/src/bin/demo.rs` (`make run`) serves the built-in demo on the same pieces.
 //!
 //! `ENVOY_FACTS.md` in this crate records the Envoy 1.40 configuration facts the
 //! generator relies on, each checked against the real binary.
@@ -54,7 +59,6 @@
 // Test support: failing loudly is the point (clippy.toml only covers #[test] fns).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-pub mod bench;
 pub mod certs;
 pub mod curl;
 pub mod envoy;
@@ -63,7 +67,7 @@ pub mod netns;
 pub mod runner;
 pub mod scripted;
 pub mod sidecar;
-pub mod soak;
+pub mod transparent;
 pub mod upstream;
 
 pub use certs::{Ca, CertKey, Pki, Validity};
@@ -77,6 +81,6 @@ pub use scripted::{Reply, Scripted};
 pub use sidecar::{
     assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
     ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service,
-    mesh, with_dns, Cli, Sidecar, WAIT,
+    mesh, tcp_service, with_dns, Cli, Sidecar, WAIT,
 };
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

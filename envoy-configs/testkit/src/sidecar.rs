@@ -377,20 +377,8 @@ pub fn mesh(passthrough: bool) -> String {
 /// An ExternalService (`kuma.io/protocol: <protocol>`) at `address` with TLS origination;
 /// `tls` holds more lines of the `tls:` block (indented by 4), e.g. `caCert: {file: ...}`.
 pub fn https_service(name: &str, protocol: &str, address: &str, tls: &[String]) -> String {
-    let mut y = dedent(&format!(
-        "
-        type: ExternalService
-        mesh: default
-        name: {name}
-        tags:
-          kuma.io/service: {name}
-          kuma.io/protocol: {protocol}
-        networking:
-          address: {address}
-          tls:
-            enabled: true
-        "
-    ));
+    let mut y = external_service(name, protocol, address);
+    y.push_str("  tls:\n    enabled: true\n");
     for line in tls {
         y.push_str(&format!("    {line}\n"));
     }
@@ -399,6 +387,24 @@ pub fn https_service(name: &str, protocol: &str, address: &str, tls: &[String]) 
 
 /// A plain-HTTP ExternalService at `address`.
 pub fn http_service(name: &str, address: &str) -> String {
+    external_service(name, "http", address)
+}
+
+/// A `kuma.io/protocol: tcp` ExternalService at `address` without TLS origination; `tls`
+/// holds the lines of its `tls:` block (indented by 4), e.g. `enabled: false`, if it has one.
+pub fn tcp_service(name: &str, address: &str, tls: &[&str]) -> String {
+    let mut y = external_service(name, "tcp", address);
+    if !tls.is_empty() {
+        y.push_str("  tls:\n");
+    }
+    for line in tls {
+        y.push_str(&format!("    {line}\n"));
+    }
+    y
+}
+
+/// What every ExternalService above starts with: its name, tags and address.
+fn external_service(name: &str, protocol: &str, address: &str) -> String {
     dedent(&format!(
         "
         type: ExternalService
@@ -406,7 +412,7 @@ pub fn http_service(name: &str, address: &str) -> String {
         name: {name}
         tags:
           kuma.io/service: {name}
-          kuma.io/protocol: http
+          kuma.io/protocol: {protocol}
         networking:
           address: {address}
         "

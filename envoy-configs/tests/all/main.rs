@@ -2,14 +2,16 @@
 //! test kit instead of one per file). One module per concern:
 //!
 //! - `architecture`: the layout's rules (no module imports one that imports it back).
-//! - `harness`: the test kit itself, and the Envoy facts of `testkit/ENVOY_FACTS.md` (the
-//!   filter module's too) with hand-written configurations.
+//! - `envoy_facts`: smoke tests of the test kit, and the Envoy facts of
+//!   `testkit/ENVOY_FACTS.md` (the filter module's too) with hand-written configurations.
 //! - `golden`: golden files of `extsvc generate`, each also accepted by `envoy --mode validate`.
 //! - `validate`: `extsvc validate` as a user runs it.
 //! - `cli`: what a new user meets: empty input, typos, `-o`/`--format`, stdin, directories, `-f`,
 //!   the module path, and `generate`'s warnings.
 //! - `e2e`: resources -> `extsvc generate` -> real Envoy -> real TLS / mTLS / HTTP/2 / TCP
-//!   upstreams.
+//!   upstreams, one module per theme: `e2e::names` (access by name), `e2e::tls` (TLS
+//!   origination), `e2e::passthrough`, `e2e::protocols` (Dataplane outbounds, HTTP/2, gRPC,
+//!   TCP), `e2e::bad_input`, `e2e::policy_doc_examples` (the policy document's resources).
 //! - `faults`: upstream faults and reloads with an invalid configuration.
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
@@ -19,14 +21,14 @@
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
 //!   (needs root, as CI has).
 //!
-//! Run one module: `cargo test -p envoy-configs --test all e2e::`.
+//! Run one module: `cargo test -p envoy-configs --test all e2e::` (or `e2e::tls::`).
 
 mod architecture;
 mod cli;
 mod e2e;
+mod envoy_facts;
 mod faults;
 mod golden;
-mod harness;
 mod hostile;
 mod live;
 mod policies;

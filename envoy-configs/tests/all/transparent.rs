@@ -21,15 +21,14 @@ use std::time::Duration;
 use envoy_configs::generate::transparent::{first_choice, Cidr};
 use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
 use extsvc_testkit::sidecar::{extsvc_binary, generate};
+use extsvc_testkit::transparent::{install_args, world_addr as world, ENVOY_UID};
 use extsvc_testkit::{
-    ca_file, dedent, docs, eventually, http_service, https_service, mesh, test_dir, Ca, Curl,
+    ca_file, docs, eventually, http_service, https_service, mesh, tcp_service, test_dir, Ca, Curl,
     Envoy, EnvoyOptions, Response, Upstream, UpstreamBuilder,
 };
 
 use crate::live::{self, Stream};
 
-/// Kuma's uid for Envoy: the rules leave its traffic alone.
-const ENVOY_UID: u32 = 5678;
 const UDP_PORT: u16 = 9999;
 /// `generate`'s default `--dns-listen`.
 const DNS_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 15053);
@@ -49,28 +48,13 @@ pub struct World {
     dir: tempfile::TempDir,
 }
 
-fn world(port: u16) -> SocketAddr {
-    SocketAddr::from((WORLD_IP, port))
-}
-
 /// The services every world starts with (the `ca` signed httpbin's certificate).
 fn services(passthrough: bool, ca: &Ca) -> Vec<String> {
     vec![
         mesh(passthrough),
         https_service("httpbin", "http", "httpbin.test:8443", &[ca_file(ca)]),
         http_service("plainweb", "plain.test:8080"),
-        dedent(
-            "
-            type: ExternalService
-            mesh: default
-            name: secure
-            tags:
-              kuma.io/service: secure
-              kuma.io/protocol: tcp
-            networking:
-              address: secure.test:9443
-            ",
-        ),
+        tcp_service("secure", "secure.test:9443", &[]),
     ]
 }
 
@@ -88,14 +72,6 @@ impl World {
         resources: impl FnOnce(&Ca) -> String,
     ) -> World {
         let dir = test_dir();
-        // Envoy runs as ENVOY_UID: it reads its configuration here and writes its admin address.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let topology = Topology::create().unwrap_or_else(|e| {
-            panic!(
-                "the transparent proxy's tests make network namespaces, which needs root (CI \
-                 runs as root): {e}"
-            )
-        });
         let ca = Ca::new(dir.path(), "ca");
         let httpbin = ca.server_cert(dir.path(), "httpbin", &["httpbin.test"], &[]);
         let secure = ca.server_cert(dir.path(), "secure", &["secure.test"], &[]);
@@ -127,8 +103,15 @@ impl World {
         ] {
             builder = builder.dns(name, &[WORLD_IP.into()]);
         }
-        let upstream = topology.world.run(|| builder.start(dir.path()));
-        let udp = topology
+        let net = extsvc_testkit::transparent::World::create(dir.path(), None, builder)
+            .unwrap_or_else(|e| {
+                panic!(
+                    "the transparent proxy's tests make network namespaces, which needs root \
+                     (CI runs as root): {e}"
+                )
+            });
+        let udp = net
+            .topology
             .world
             .run(|| UdpSocket::bind(world(UDP_PORT)))
             .unwrap();
@@ -150,26 +133,16 @@ impl World {
         );
         let config = dir.path().join("envoy.yaml");
 
-        let mut install = vec![
-            "transparent-proxy".to_string(),
-            "install".into(),
-            "--envoy-uid".into(),
-            ENVOY_UID.to_string(),
-            "--redirect-dns".into(),
-        ];
+        let mut install = vec!["--redirect-dns"];
         if block_uncaptured {
-            install.push("--block-uncaptured".into());
+            install.push("--block-uncaptured");
         }
-        run_ok(&topology.app, &install);
+        net.install(&install).unwrap_or_else(|e| panic!("{e}"));
 
-        let options = EnvoyOptions {
-            uid: Some(ENVOY_UID),
-            ..EnvoyOptions::default()
-        };
-        let sidecar = topology
-            .app
-            .run(|| Envoy::try_start_file(dir.path(), "sidecar", &config, &options))
+        let sidecar = net
+            .start_envoy(dir.path(), "sidecar", &config, &EnvoyOptions::default())
             .unwrap_or_else(|e| panic!("{e}"));
+        let extsvc_testkit::transparent::World { upstream, topology } = net;
         World {
             sidecar,
             upstream,
@@ -510,18 +483,7 @@ fn uninstall_restores_the_rules_and_dry_run_changes_nothing() {
     }
     let before = saved_rules(&ns);
     let args = |more: &[&str]| -> Vec<String> {
-        [
-            "transparent-proxy",
-            "install",
-            "--envoy-uid",
-            "5678",
-            "--redirect-dns",
-            "--block-uncaptured",
-        ]
-        .iter()
-        .chain(more)
-        .map(|s| s.to_string())
-        .collect()
+        install_args(&[&["--redirect-dns", "--block-uncaptured"], more].concat())
     };
 
     let printed = run_ok(&ns, &args(&["--dry-run"]));

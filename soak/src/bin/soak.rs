@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use extsvc_testkit::{runner, soak};
+use extsvc_soak as soak;
+use extsvc_testkit::runner;
 
 /// Soak the generated configuration (see the file's doc comment).
 #[derive(Parser, Debug)]
 #[command(
     name = "soak",
-    after_help = "Example: cargo run --release -p extsvc-testkit --bin soak -- --seconds 10 --rate 50 --out /tmp/soak.md --results /tmp/soak-results.md"
+    after_help = "Example: cargo run --release -p extsvc-soak --bin soak -- --seconds 10 --rate 50 --out /tmp/soak.md --results /tmp/soak-results.md"
 )]
 struct Args {
     /// How long the load runs, in seconds.

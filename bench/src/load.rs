@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{Sample, LOAD_CPU};
-use crate::runner;
+use extsvc_testkit::runner;
 
 /// Where the load comes from and goes to.
 #[derive(Clone, Copy, Debug)]

@@ -9,7 +9,7 @@ use super::instructions::{callgrind, Counted, COUNTED, IDLE, WARM_UP};
 use super::{
     max, med, min, Bench, Knobs, Results, Sample, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST,
 };
-use crate::runner::{self, sh};
+use extsvc_testkit::runner::{self, sh};
 
 /// The machine and versions, read at the start of a run.
 #[derive(Clone, Debug)]
@@ -46,7 +46,10 @@ impl Machine {
                 .to_string(),
             kernel: sh("uname -r"),
             debian: sh("cat /etc/debian_version"),
-            envoy: sh(&format!("'{}' --version", crate::envoy_binary().display())),
+            envoy: sh(&format!(
+                "'{}' --version",
+                extsvc_testkit::envoy_binary().display()
+            )),
             wrk: sh("wrk --version 2>&1 | head -1"),
             rustc: sh("rustc --version"),
             wasm_opt: if wasm_opt.is_empty() {
@@ -224,9 +227,11 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     let mut l: Vec<String> = Vec::new();
     let mut w = |s: String| l.push(s);
     w("# Benchmarks\n".into());
-    w("Written by `make bench` (`envoy-configs/testkit/src/bin/bench.rs`); regenerate with `make bench`. \
+    w(
+        "Written by `make bench` (`bench/src/bin/bench.rs`); regenerate with `make bench`. \
        Hand-written notes live in `bench/NOTES.md` and are appended below.\n"
-        .into());
+            .into(),
+    );
     w("## Machine and versions\n".into());
     w(format!(
         "- Date: {}; commit {}; whole run {:.1} min",

@@ -1,19 +1,20 @@
 //! `make bench-hostcalls`: what each per-request host call of the filter costs in Envoy (proxy
 //! CPU per request), from scratch builds of the committed tree with one statement of the forward
-//! path removed or added (see `extsvc_testkit::bench::hostcalls`). Prints a Markdown table.
+//! path removed or added (see `extsvc_bench::hostcalls`). Prints a Markdown table.
 //! Everything runs on 127.0.0.1; every process started is stopped on exit, Ctrl-C included.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use extsvc_testkit::{bench, runner};
+use extsvc_bench as bench;
+use extsvc_testkit::runner;
 
 /// Measure the filter's host calls (see the file's doc comment). Each flag also reads its
 /// BENCH_* variable, as the bench does.
 #[derive(Parser, Debug)]
 #[command(
     name = "hostcalls",
-    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 cargo run --release -p extsvc-testkit --bin hostcalls"
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 cargo run --release -p extsvc-bench --bin hostcalls"
 )]
 struct Args {
     #[command(flatten)]

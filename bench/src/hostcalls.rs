@@ -24,7 +24,7 @@ use super::instructions::Counted;
 use super::report::{fmt_range, values};
 use super::throughput::{self, Plan};
 use super::{config, log, med, Bench, Knobs, Throughput};
-use crate::runner;
+use extsvc_testkit::runner;
 
 /// The glue, relative to the workspace root.
 const GLUE: &str = "filter/src/lib.rs";
@@ -234,9 +234,9 @@ pub fn run(knobs: Knobs) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::Sample;
+    use crate::Sample;
 
-    const CURRENT_GLUE: &str = include_str!("../../../../filter/src/lib.rs");
+    const CURRENT_GLUE: &str = include_str!("../../filter/src/lib.rs");
 
     #[test]
     fn every_variant_applies_to_the_glue() {

@@ -8,10 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::net::{IpAddr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
@@ -19,14 +16,13 @@ use super::config::{self, at, seq};
 use super::instructions::{self, Counted};
 use super::load::{in_sequence, measured, request_at, wrk, Target};
 use super::{log, log_sample, name, rotated, Bench, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST};
-use crate::netns::{Topology, WORLD_IP};
-use crate::runner::{self, Proc, Tracked};
-use crate::{EnvoyOptions, UpstreamBuilder};
+use extsvc_testkit::netns::WORLD_IP;
+use extsvc_testkit::runner::{self, Proc, Tracked};
+use extsvc_testkit::transparent::{world_addr, World, ENVOY_UID};
+use extsvc_testkit::{EnvoyOptions, UpstreamBuilder};
 
 /// The namespaces are `extsvc-app-bench` and `extsvc-world-bench`.
 const NETNS_ID: &str = "bench";
-/// Kuma's uid for Envoy.
-const ENVOY_UID: u32 = 5678;
 /// The upstream's plain HTTP port in the world namespace.
 const UPSTREAM_PORT: u16 = 8080;
 /// The variants' letters, in the order of the first round.
@@ -48,34 +44,30 @@ pub fn run(
     let k = &b.knobs;
     let d = b.work.join("transparent");
     fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
-    // Envoy runs as ENVOY_UID: it reads its configuration here and writes its logs.
-    fs::set_permissions(&d, fs::Permissions::from_mode(0o777))
-        .map_err(|e| format!("{}: {e}", d.display()))?;
 
-    Topology::remove_leftovers(NETNS_ID);
-    let topology = Topology::create_with_id(NETNS_ID).map_err(|e| {
-        format!("{e} (part 4 makes network namespaces: run the bench as root, or BENCH_TPROXY_ROUNDS=0 to skip it)")
-    })?;
-    let world = |port: u16| SocketAddr::new(IpAddr::V4(WORLD_IP), port);
-    let mut builder = UpstreamBuilder::new()
+    let mut servers = UpstreamBuilder::new()
         .without_echo()
         .plain("http")
-        .at(world(UPSTREAM_PORT))
-        .dns_at(world(53));
+        .at(world_addr(UPSTREAM_PORT))
+        .dns_at(world_addr(53));
     for i in 0..k.services {
-        builder = builder.dns(&format!("{}.bench.test", name(i)), &[IpAddr::V4(WORLD_IP)]);
+        servers = servers.dns(&format!("{}.bench.test", name(i)), &[IpAddr::V4(WORLD_IP)]);
     }
     // Threads inherit the pinning: the upstream starts on LOAD_CPU, inside the world.
-    let upstream = runner::on_cpu(Some(LOAD_CPU), || {
-        topology.world.run(|| builder.start_named(&d, "world"))
-    });
-    let _tracked = Tracked::new(upstream.envoy.pid().unwrap_or(0));
+    let world = runner::on_cpu(Some(LOAD_CPU), || {
+        World::create(&d, Some(NETNS_ID), servers)
+    })
+    .map_err(|e| {
+        format!("part 4: {e}; run the bench as root, or BENCH_TPROXY_ROUNDS=0 to skip it")
+    })?;
+    let topology = &world.topology;
+    let _tracked = Tracked::new(world.upstream.envoy.pid().unwrap_or(0));
 
     let res = d.join("resources.yaml");
     fs::write(&res, config::resources_at(k.services, &authority, None))
         .map_err(|e| format!("{}: {e}", res.display()))?;
     let generated = d.join("A.generated.yaml");
-    let dns = world(53).to_string();
+    let dns = world_addr(53).to_string();
     let flags = [
         "--transparent-proxy",
         "--listen",
@@ -92,7 +84,7 @@ pub fn run(
         config::write_yaml(&path, &variant(&cfg_a, kind, k.access_log)?)?;
         paths.push((kind, path));
     }
-    install_rules(&b.extsvc, &topology.app.name)?;
+    world.install(&[])?;
 
     let to = Target {
         netns: Some(&topology.app.name),
@@ -242,27 +234,6 @@ fn variant(cfg_a: &Value, kind: &str, access_log: bool) -> Result<Value, String>
     Ok(cfg)
 }
 
-/// `extsvc transparent-proxy install --envoy-uid ENVOY_UID` in the app's namespace (the rules
-/// go with the namespace).
-fn install_rules(extsvc: &Path, netns: &str) -> Result<(), String> {
-    let o = runner::run(
-        Command::new("ip")
-            .args(["netns", "exec", netns])
-            .arg(extsvc)
-            .args(["transparent-proxy", "install", "--envoy-uid"])
-            .arg(ENVOY_UID.to_string()),
-        Duration::from_secs(60),
-    )?;
-    if o.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "extsvc transparent-proxy install in {netns} failed ({}): {}",
-            o.status, o.stderr
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -312,9 +283,9 @@ mod tests {
 
     #[test]
     fn variants_differ_only_in_how_each_vip_listener_rewrites() {
-        let dir = crate::test_dir();
+        let dir = extsvc_testkit::test_dir();
         let resources = config::resources_at(2, &authority, None);
-        let out = crate::generate(
+        let out = extsvc_testkit::generate(
             dir.path(),
             &resources,
             15001,

@@ -9,13 +9,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use extsvc_testkit::{bench, runner};
+use extsvc_bench as bench;
+use extsvc_testkit::runner;
 
 /// Benchmark the filter (see the file's doc comment). Each flag also reads its BENCH_* variable.
 #[derive(Parser, Debug)]
 #[command(
     name = "bench",
-    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 \\\n    cargo run --release -p extsvc-testkit --bin bench -- --out /tmp/bench-check.md"
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-check.md"
 )]
 struct Args {
     #[command(flatten)]

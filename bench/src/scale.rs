@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::config::{self, Variant};
 use super::load::request;
 use super::{log, max, med, min, name, Bench, PROXY_CPU};
-use crate::runner::{self, Proc};
+use extsvc_testkit::runner::{self, Proc};
 
 /// One row of the scale table.
 #[derive(Clone, Debug)]

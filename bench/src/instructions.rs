@@ -23,8 +23,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::log;
-use crate::runner::{self, Proc};
-use crate::EnvoyOptions;
+use extsvc_testkit::runner::{self, Proc};
+use extsvc_testkit::EnvoyOptions;
 
 /// Requests before the counters are zeroed.
 pub const WARM_UP: usize = 3_000;

@@ -8,7 +8,7 @@ use super::config::{self, Variant};
 use super::instructions::{self, Counted};
 use super::load::{in_sequence, measured, request, wrk, Target};
 use super::{log_sample, name, rotated, Bench, Throughput, PROXY_CPU, TARGET_HOST};
-use crate::runner::Proc;
+use extsvc_testkit::runner::Proc;
 
 /// One part-1 style measurement.
 pub struct Plan<'a> {

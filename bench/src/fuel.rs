@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{log, Bench};
-use crate::runner;
+use extsvc_testkit::runner;
 
 /// `cargo bench -q -p host-tests --bench filter_cost -- LABEL=PATH...`: the command and its
 /// stdout (Markdown, plus one `SUMMARY` line per module).

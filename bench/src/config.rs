@@ -12,7 +12,7 @@ use serde_json::json;
 use serde_yaml_ng::Value;
 
 use super::{name, Bench};
-use crate::runner;
+use extsvc_testkit::runner;
 
 /// Where service i lives: a name the bench DNS answers, or a loopback IP (no DNS at all).
 pub fn address(b: &Bench, i: usize, tls: bool, ip: bool) -> String {

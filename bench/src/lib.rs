@@ -33,8 +33,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::runner::{self, Tracked};
-use crate::{free_port, Ca, EnvoyOptions, Upstream, UpstreamBuilder};
+use extsvc_testkit::runner::{self, Tracked};
+use extsvc_testkit::{free_port, Ca, EnvoyOptions, Upstream, UpstreamBuilder};
 
 /// The proxies under test run here; wrk and the upstream on [`LOAD_CPU`].
 pub const PROXY_CPU: usize = 0;
@@ -238,8 +238,8 @@ impl Bench {
             })
             .collect();
         Ok(Bench {
-            extsvc: canonical(crate::extsvc_binary()),
-            wasm: canonical(crate::wasm_module()),
+            extsvc: canonical(extsvc_testkit::extsvc_binary()),
+            wasm: canonical(extsvc_testkit::wasm_module()),
             upstream_http: upstream.port("http"),
             upstream_tls: upstream.port("tls"),
             dns,

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::runner::{self, Proc, Tracked};
-use crate::{Ca, EnvoyOptions, Sidecar, UpstreamBuilder};
+use extsvc_testkit::runner::{self, Proc, Tracked};
+use extsvc_testkit::{Ca, EnvoyOptions, Sidecar, UpstreamBuilder};
 
 const SAMPLE_PERIOD: Duration = Duration::from_secs(10);
 const GAUGE: &str = "wasmcustom.external_service.vm_memory_bytes";
@@ -410,7 +410,7 @@ pub fn run(opts: &Options) -> Result<bool, String> {
     let _ = writeln!(s, "## Soak\n");
     let _ = writeln!(
         s,
-        "Written by `make soak` (`envoy-configs/testkit/src/bin/soak.rs`); `SOAK_SECONDS` (default 600) and \
+        "Written by `make soak` (`soak/src/bin/soak.rs`); `SOAK_SECONDS` (default 600) and \
          `SOAK_RATE` (default 200 req/s) set the run. Fixed-rate HTTP/1.1 keep-alive load ({} connections) \
          into the generated configuration: `httpbin.mesh` -> TLS origination (caCert, SAN checked) to a \
          loopback upstream Envoy; 1 request in {} asks for an undeclared host that a leak would really reach.\n",
