@@ -336,6 +336,14 @@ fn uninstall(args: &UninstallArgs, out: &mut dyn Write) -> Result<(), Error> {
         return Ok(());
     }
     check_can_run(&[Family::V4])?;
+    if present_chains().is_empty() {
+        let _ = writeln!(
+            out,
+            "extsvc: the transparent proxy is not installed in this network namespace (no \
+             {OUTPUT_CHAIN} or {REDIRECT_CHAIN} chain); nothing was changed"
+        );
+        return Ok(());
+    }
     remove_present().map_err(|(rule, stderr)| Error::Failed {
         rule,
         stderr,
