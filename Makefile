@@ -44,7 +44,7 @@ $(ENVOY): | $(ENVOY_STAMP)
 	ln -sf "$$($(VENV)/bin/python3 -c 'import envoy, pathlib; print(pathlib.Path(envoy.__file__).parent / "_bin" / "envoy")')" $@
 	$@ --version
 
-install-envoy: $(ENVOY) ## Copy Envoy to $(PREFIX)/bin/envoy (default /usr/local), where any uid can run it: the README's dedicated Envoy user
+install-envoy: $(ENVOY) ## Copy Envoy to PREFIX/bin/envoy (PREFIX=/usr/local), where any uid can run it: the README's dedicated Envoy user
 	install -D -m 0755 $(ENVOY) $(PREFIX)/bin/envoy
 
 # The module Envoy loads is cargo's build run through `wasm-opt -O3` (smaller, and fewer
