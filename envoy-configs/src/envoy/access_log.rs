@@ -21,6 +21,8 @@ pub struct StdoutAccessLog {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SubstitutionFormatString {
-    pub json_format: Map<String>,
+#[serde(rename_all = "snake_case")]
+pub enum SubstitutionFormatString {
+    JsonFormat(Map<String>),
+    TextFormat(String),
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::access_log::AccessLog;
+use super::access_log::{AccessLog, SubstitutionFormatString};
 use super::cluster::DynamicForwardProxyConfig;
 use super::core::{DataSource, Duration, Extension, HeaderValueOption, Map, StringMatcher};
 use super::wasm::Wasm;
@@ -32,13 +32,34 @@ pub struct LocalReplyConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseMapper {
     pub filter: AccessLogFilter,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers_to_add: Vec<HeaderValueOption>,
+    /// The reply's body instead of Envoy's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_format_override: Option<SubstitutionFormatString>,
 }
 
-/// `config.accesslog.v3.AccessLogFilter`, the one kind used.
+/// `config.accesslog.v3.AccessLogFilter`, the kinds used.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AccessLogFilter {
-    pub response_flag_filter: ResponseFlagFilter,
+#[serde(rename_all = "snake_case")]
+pub enum AccessLogFilter {
+    ResponseFlagFilter(ResponseFlagFilter),
+    ExtensionFilter(Extension<AccessLogFilterConfig>),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum AccessLogFilterConfig {
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+    )]
+    Cel(CelExpressionFilter),
+}
+
+/// A CEL expression over the request's attributes (`response.code_details`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CelExpressionFilter {
+    pub expression: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -86,7 +86,7 @@ fn stdout(fields: &[(&str, &str)]) -> Vec<AccessLog> {
     vec![Extension {
         name: "envoy.access_loggers.stdout",
         typed_config: AccessLogConfig::Stdout(StdoutAccessLog {
-            log_format: SubstitutionFormatString { json_format },
+            log_format: SubstitutionFormatString::JsonFormat(json_format),
         }),
     }]
 }

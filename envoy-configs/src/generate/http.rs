@@ -1,14 +1,15 @@
 //! The HTTP connection manager and its routes. The filter rewrites `:authority` to the
 //! service's real authority, so one virtual host per service, matching exactly that, routes it.
 
-use external_service_model::catalog::Service;
+use external_service_model::catalog::{Catalog, Service};
 use external_service_model::contract::{CONNECT_DENIAL, DENIED_HEADER, UPSTREAM_FAILURE_HEADER};
 
 use crate::envoy::{
-    AccessLogFilter, Action, DataSource, DirectResponseAction, Duration, Extension, HeaderValue,
-    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig, Map,
-    NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
-    RouteConfiguration, RouteMatch, Router, UpgradeConfig, VirtualHost,
+    AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, DataSource,
+    DirectResponseAction, Duration, Extension, HeaderValue, HeaderValueOption,
+    HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig, Map, NetworkFilter,
+    NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
+    RouteConfiguration, RouteMatch, Router, SubstitutionFormatString, UpgradeConfig, VirtualHost,
 };
 use crate::policy::KINDS;
 
@@ -39,25 +40,73 @@ pub fn connection_manager(
             upgrade_configs: vec![UpgradeConfig {
                 upgrade_type: "CONNECT",
             }],
-            local_reply_config: upstream_failure_reason(),
+            local_reply_config: local_replies(ctx.catalog),
         }),
     }
 }
 
-/// A 503 for a failed upstream connection says why (a TLS verification error, say) in
-/// `UPSTREAM_FAILURE_HEADER`, not only in the access log.
-fn upstream_failure_reason() -> LocalReplyConfig {
+/// What Envoy says in the replies it makes itself. A 503 for a failed upstream connection
+/// says why (a TLS verification error, say) in `UPSTREAM_FAILURE_HEADER`, not only in the
+/// access log, and so does one with no endpoint to send to (the host did not resolve). A
+/// proxied URL Envoy's HTTP/1 parser refuses, as it refuses a host with `_`, gets a body that
+/// names the dotted form of a Kuma service name.
+fn local_replies(catalog: &Catalog) -> LocalReplyConfig {
+    let flag = |flag| AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter { flags: vec![flag] });
     LocalReplyConfig {
-        mappers: vec![ResponseMapper {
-            filter: AccessLogFilter {
-                response_flag_filter: ResponseFlagFilter { flags: vec!["UF"] },
+        mappers: vec![
+            ResponseMapper {
+                filter: flag("UF"),
+                headers_to_add: vec![header(
+                    UPSTREAM_FAILURE_HEADER,
+                    "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+                )],
+                body_format_override: None,
             },
-            headers_to_add: vec![header(
-                UPSTREAM_FAILURE_HEADER,
-                "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-            )],
-        }],
+            ResponseMapper {
+                filter: flag("UH"),
+                headers_to_add: vec![header(UPSTREAM_FAILURE_HEADER, NO_ENDPOINT)],
+                body_format_override: None,
+            },
+            ResponseMapper {
+                // Only Envoy's own replies and refusals run it, no forwarded request.
+                filter: AccessLogFilter::ExtensionFilter(Extension {
+                    name: "envoy.access_loggers.extension_filters.cel",
+                    typed_config: AccessLogFilterConfig::Cel(CelExpressionFilter {
+                        expression: "response.code_details == 'http1.invalid_url'".to_string(),
+                    }),
+                }),
+                headers_to_add: Vec::new(),
+                body_format_override: Some(SubstitutionFormatString::TextFormat(invalid_url_body(
+                    catalog,
+                ))),
+            },
+        ],
     }
+}
+
+/// `UPSTREAM_FAILURE_HEADER` of a 503 `no healthy upstream`: a STRICT_DNS cluster whose hosts
+/// did not resolve has no endpoint; so has one whose endpoints all failed their health checks
+/// with a `healthyPanicThreshold` of 0.
+const NO_ENDPOINT: &str =
+    "no endpoint: the service's host did not resolve (DNS), or every endpoint is unhealthy";
+
+/// The body of Envoy's 400 `http1.invalid_url` (a substitution format: `%` doubled), with a
+/// service of the catalog whose name holds `_` as the example.
+fn invalid_url_body(catalog: &Catalog) -> String {
+    let name = catalog
+        .services
+        .iter()
+        .map(|s| s.name.to_ascii_lowercase())
+        .find(|n| n.contains('_'))
+        .unwrap_or_else(|| "my_svc".to_string());
+    format!(
+        "Envoy's HTTP/1 parser refused the request's URL: a proxied URL's host (http_proxy, \
+         curl -x) may hold only letters, digits, '-' and '.', not '_'.\nWrite a service name's \
+         '_' as '.' (http://{dotted}.mesh/ reaches {name}.mesh), or send the name in a Host \
+         header to this listener.\n",
+        dotted = name.replace('_', "."),
+    )
+    .replace('%', "%%")
 }
 
 fn header(key: &str, value: &str) -> HeaderValueOption {
@@ -409,6 +458,24 @@ typed_config:
       - header:
           key: x-external-service-upstream-failure
           value: '%UPSTREAM_TRANSPORT_FAILURE_REASON%'
+    - filter:
+        response_flag_filter:
+          flags:
+          - UH
+      headers_to_add:
+      - header:
+          key: x-external-service-upstream-failure
+          value: 'no endpoint: the service''s host did not resolve (DNS), or every endpoint is unhealthy'
+    - filter:
+        extension_filter:
+          name: envoy.access_loggers.extension_filters.cel
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+            expression: response.code_details == 'http1.invalid_url'
+      body_format_override:
+        text_format: |
+          Envoy's HTTP/1 parser refused the request's URL: a proxied URL's host (http_proxy, curl -x) may hold only letters, digits, '-' and '.', not '_'.
+          Write a service name's '_' as '.' (http://my.svc.mesh/ reaches my_svc.mesh), or send the name in a Host header to this listener.
 ",
             ),
             (

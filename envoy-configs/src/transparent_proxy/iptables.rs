@@ -88,14 +88,18 @@ pub fn install(capture: &Capture) -> Result<usize, Error> {
     Ok(rules.len())
 }
 
-/// Removes every chain of ours that exists.
-pub fn uninstall() -> Result<(), Error> {
+/// Removes every chain of ours that exists: whether there was any.
+pub fn uninstall() -> Result<bool, Error> {
     check_can_run(&[Family::V4])?;
+    if present_chains().is_empty() {
+        return Ok(false);
+    }
     remove_present().map_err(|(rule, stderr)| Error::Failed {
         rule,
         stderr,
         undone: false,
-    })
+    })?;
+    Ok(true)
 }
 
 fn check_can_run(families: &[Family]) -> Result<(), Error> {

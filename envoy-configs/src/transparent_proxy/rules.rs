@@ -31,8 +31,8 @@ pub const CHAINS: [Chain; 4] = [
         jumped_from_output: true,
     },
 ];
-const OUTPUT_CHAIN: &str = "EXTSVC_OUTPUT";
-const REDIRECT_CHAIN: &str = "EXTSVC_REDIRECT";
+pub const OUTPUT_CHAIN: &str = "EXTSVC_OUTPUT";
+pub const REDIRECT_CHAIN: &str = "EXTSVC_REDIRECT";
 
 /// What to capture, and for whom not: the options of `transparent-proxy install`.
 #[derive(Debug, Clone, PartialEq, Eq)]

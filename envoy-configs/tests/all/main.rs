@@ -18,6 +18,8 @@
 //! - `secrets`: key material stays out of output and logs.
 //! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
 //!   against slow and failing upstreams.
+//! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
+//!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
 //!   (needs root, as CI has).
 //!
@@ -32,6 +34,7 @@ mod golden;
 mod hostile;
 mod live;
 mod policies;
+mod recipes;
 mod secrets;
 mod transparent;
 mod validate;

@@ -549,6 +549,21 @@ fn uninstall_restores_the_rules_and_dry_run_changes_nothing() {
     assert_eq!(saved_rules(&ns), before);
 }
 
+#[test]
+fn uninstall_where_nothing_was_installed_says_so() {
+    let ns = Netns::create(&format!("extsvc-clean-{}", std::process::id())).unwrap_or_else(|e| {
+        panic!("this test makes a network namespace, which needs root (CI runs as root): {e}")
+    });
+    let before = saved_rules(&ns);
+    let said = run_ok(&ns, &["transparent-proxy".into(), "uninstall".into()]);
+    assert_eq!(
+        said,
+        "extsvc: the transparent proxy is not installed in this network namespace (no \
+         EXTSVC_OUTPUT or EXTSVC_REDIRECT chain); nothing was changed\n"
+    );
+    assert_eq!(saved_rules(&ns), before);
+}
+
 /// With `--xds-dir`, VIPs are kept in `vips.json`: a later `generate` moves none and never
 /// gives a removed service's VIP to another name; a damaged file is refused and nothing is
 /// written.

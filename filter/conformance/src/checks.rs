@@ -180,7 +180,7 @@ fn fixture() -> &'static Fixture {
 
 fn declared(services: &[Value]) -> Declared {
     let mut hosts: BTreeMap<String, (BTreeSet<Host>, BTreeSet<u16>)> = BTreeMap::new();
-    let mut authority = BTreeMap::new();
+    let mut first: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     for es in services {
         let service = es["tags"]["kuma.io/service"].as_str().unwrap_or_default();
         let networking = &es["networking"];
@@ -196,14 +196,24 @@ fn declared(services: &[Value]) -> Declared {
             entry.0.extend(host_of(host));
         }
         entry.1.extend([port, 80]);
+        // The first endpoint's address, without the scheme's default port.
         let default_port = if tls { 443 } else { 80 };
-        let rewritten = if port == default_port {
-            host.to_string()
-        } else {
-            address.to_string()
-        };
-        authority.entry(service.to_string()).or_insert(rewritten);
+        let short = if port == default_port { host } else { address };
+        first.entry(service).or_insert((short, address));
     }
+    // Where two services would get the same authority (`dual.example.com` for `:443` with TLS
+    // and `:80` without), each keeps its port.
+    let mut users: BTreeMap<&str, usize> = BTreeMap::new();
+    for (short, _) in first.values() {
+        *users.entry(short).or_default() += 1;
+    }
+    let authority = first
+        .into_iter()
+        .map(|(service, (short, address))| {
+            let rewritten = if users[short] > 1 { address } else { short };
+            (service.to_string(), rewritten.to_string())
+        })
+        .collect();
     Declared { hosts, authority }
 }
 

@@ -1,11 +1,12 @@
 //! Replays fuzz inputs through the fuzz targets' own code (filter/conformance/src/checks.rs):
-//! the seed corpora under filter/fuzz/corpus/<target>/ and every crash input saved under
-//! tests/regressions/<target>/ (none yet). Each directory's count is exact, so a corpus that
-//! moves or empties fails here; saving an input means raising its count.
+//! the seed corpora under filter/fuzz/corpus/<target>/, every crash input saved under
+//! tests/regressions/<target>/, and every request of the scenario table, so that the checks
+//! cannot go stale against the table between runs of `make fuzz`. Each directory's count is
+//! exact, so a corpus that moves or empties fails here; saving an input means raising its count.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use external_service_conformance::checks;
+use external_service_conformance::{checks, scenarios};
 
 use std::path::Path;
 
@@ -57,9 +58,26 @@ fn resources_yaml() {
 fn authority() {
     replay(
         &[
-            ("tests/regressions/authority", 0),
+            ("tests/regressions/authority", 1),
             ("../fuzz/corpus/authority", 53),
         ],
         checks::authority,
+    );
+}
+
+/// Every request of the scenario table, through the `authority` target's checks: what the
+/// table says the filter does, the fuzz oracle must allow.
+#[test]
+fn scenario_requests() {
+    let mut failed = Vec::new();
+    for case in scenarios::cases() {
+        let (authority, content_type) = (case.authority.as_deref(), case.content_type.as_deref());
+        if std::panic::catch_unwind(|| checks::request(authority, content_type)).is_err() {
+            failed.push(format!("{authority:?} content-type {content_type:?}"));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "scenario requests that fail: {failed:#?}"
     );
 }
