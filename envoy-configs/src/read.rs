@@ -1,5 +1,7 @@
 //! Reading resource files: YAML (`---` between documents) or JSON (one resource or an array),
-//! then the model's checks plus the file and PEM checks only a native tool can make.
+//! then every check, from one list: the model's, the file and PEM checks only a native tool can
+//! make, the traffic policies' and the generator's own limits. The DataSources are resolved
+//! once, here, for the builders.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -10,8 +12,10 @@ use external_service_model::documents::{field_positions, json_file_documents, ya
 use external_service_model::report::Violation;
 use external_service_model::resource::Resource;
 use external_service_model::Origin;
+use serde_json::Value;
 
-use crate::{policy, resolve};
+use crate::resolve::{self, Resolved};
+use crate::{cluster_rules, policy};
 
 /// A file that could not be read at all: a usage problem rather than bad content.
 #[derive(Debug)]
@@ -28,10 +32,12 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// Everything read from the files, checked.
+/// Everything read from the files, checked, with its DataSources resolved: what generation
+/// takes.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub checked: Checked,
+    pub resolved: Resolved,
     pub syntax_errors: Vec<SyntaxError>,
 }
 
@@ -98,25 +104,45 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
         let named = if paths.is_empty() { args } else { &paths };
         syntax_errors = named.iter().map(|path| no_resources(path)).collect();
     }
-    let mut checked = config::check(documents, Some(&native_checks));
+    let (mut checked, resolved) = check(documents);
     locate(&mut checked, &texts);
     Ok(Loaded {
         checked,
+        resolved,
         syntax_errors,
     })
 }
 
-/// The checks the model leaves to `extsvc`: files and PEM data, and the traffic policies.
-fn native_checks(resources: &[Resource]) -> Vec<Vec<Violation>> {
-    resolve::check(resources)
-        .into_iter()
-        .zip(policy::check(resources))
-        .map(|(mut found, more)| {
-            found.extend(more);
-            found
-        })
-        .collect()
+/// Reads the documents as resources and runs every check on them: the model's validation,
+/// then [`NATIVE_CHECKS`]. Resolves the DataSources once, for the checks and the builders.
+pub fn check(documents: Vec<(Value, Origin)>) -> (Checked, Resolved) {
+    let mut resolved = Resolved::default();
+    let mut native = |resources: &[Resource]| {
+        resolved = resolve::resolve(resources);
+        let mut found = vec![Vec::new(); resources.len()];
+        for checker in NATIVE_CHECKS {
+            for (all, more) in found.iter_mut().zip(checker(resources, &resolved)) {
+                all.extend(more);
+            }
+        }
+        found
+    };
+    let checked = config::check(documents, Some(&mut native));
+    (checked, resolved)
 }
+
+/// A check beyond the model's: one list of violations per resource, aligned with them.
+type NativeCheck = fn(&[Resource], &Resolved) -> Vec<Vec<Violation>>;
+
+/// The checks the model leaves to `extsvc`, in the order their violations are reported.
+const NATIVE_CHECKS: [NativeCheck; 3] = [
+    // Files and PEM data.
+    resolve::check,
+    // The traffic policies.
+    |resources, _| policy::check(resources),
+    // What one Envoy configuration cannot hold.
+    |resources, _| cluster_rules::check(resources),
+];
 
 /// Adds where each violation's field is written, reading again only files with violations.
 fn locate(checked: &mut Checked, texts: &[(String, String)]) {

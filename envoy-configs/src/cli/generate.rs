@@ -231,7 +231,7 @@ pub fn apply(args: &GenerateArgs, notes: &mut dyn Write) -> Result<Applied, Erro
         _ => None,
     };
     let options = args.options(wasm, previous);
-    let bootstrap = match generate::generate(&loaded.checked, &options) {
+    let bootstrap = match generate::generate(&loaded, &options) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
             let mut loaded = loaded;

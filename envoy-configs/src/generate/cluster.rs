@@ -16,7 +16,7 @@ use crate::envoy::{
 };
 
 use super::secrets::Secrets;
-use super::{protocol, tls, traffic, Context, Error};
+use super::{protocol, tls, traffic, Context};
 use crate::policy::{circuit_breaker, health_check, timeout};
 
 /// Kuma's default connection timeout; a MeshTimeout's `connectionTimeout` replaces it.
@@ -37,11 +37,7 @@ pub fn name(service: &str) -> String {
 
 /// A service's cluster: STRICT_DNS for host names, STATIC for IPs; TLS origination and HTTP/2
 /// as the service asks.
-pub fn service_cluster(
-    ctx: &Context<'_>,
-    secrets: &mut Secrets,
-    service: &Service,
-) -> Result<Cluster, Error> {
+pub fn service_cluster(ctx: &Context<'_>, secrets: &mut Secrets, service: &Service) -> Cluster {
     let name = name(&service.name);
     let policies = ctx.policies.of(ctx.mesh(), &service.name);
     let timeouts = policies.timeout.as_ref().map(|t| &t.conf);
@@ -63,7 +59,7 @@ pub fn service_cluster(
     if let Some(settings) = &service.tls {
         let wanted = if per_host_tls { hosts.len() } else { 1 };
         for host in hosts.iter().take(wanted) {
-            sockets.push((host, tls::upstream(ctx, secrets, service, settings, host)?));
+            sockets.push((host, tls::upstream(ctx, secrets, service, settings, host)));
         }
     }
     let transport_socket_matches = if per_host_tls {
@@ -78,7 +74,7 @@ pub fn service_cluster(
     } else {
         Vec::new()
     };
-    Ok(Cluster {
+    Cluster {
         load_assignment: Some(load_assignment(&name, service, per_host_tls)),
         name,
         discovery_type: Some(if by_ip {
@@ -114,7 +110,7 @@ pub fn service_cluster(
                 healthy_panic_threshold: Percent { value },
             }),
         ..Cluster::default()
-    })
+    }
 }
 
 /// How long the service's upstream connections may stay open: MeshTimeout's `idleTimeout`
@@ -357,7 +353,7 @@ mod tests {
 
     fn cluster_of(resources: &str, name: &str) -> Cluster {
         let f = Fixture::new(resources);
-        service_cluster(&f.ctx(), &mut Secrets::default(), f.service(name)).unwrap()
+        service_cluster(&f.ctx(), &mut Secrets::default(), f.service(name))
     }
 
     fn first_endpoint(cluster: &Cluster) -> &LbEndpoint {

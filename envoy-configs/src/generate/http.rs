@@ -124,9 +124,11 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
 /// The route to a service's cluster, named after the service (the access log's
 /// `external_service`), with the timeout for the whole upstream answer (504 `UT` past it): the
 /// MeshTimeout's `http.requestTimeout`, else the options'. The service's MeshTimeout and
-/// MeshRetry set the rest. With endpoints on several hosts, `Host` follows the endpoint chosen.
+/// MeshRetry set the rest. With endpoints on several hosts, `Host` follows the endpoint chosen;
+/// a service routed by its `.mesh` name gives the upstream its real authority back.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
     let policies = ctx.policies.of(ctx.mesh(), &service.name);
+    let auto_host_rewrite = cluster::distinct_hosts(service).len() > 1;
     let http_timeouts = policies.timeout.as_ref().and_then(|t| t.conf.http.as_ref());
     let duration = |d: policy::duration::Duration| Duration(d.to_std());
     all(
@@ -151,7 +153,8 @@ pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
                 .as_ref()
                 .and_then(|r| retry::policy(&r.conf, service.protocol))
                 .map(Box::new),
-            auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
+            auto_host_rewrite,
+            host_rewrite_literal: service.host_rewrite.clone().filter(|_| !auto_host_rewrite),
         }),
         traffic::per_route(policies),
     )
@@ -182,6 +185,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
                 max_stream_duration: None,
                 retry_policy: None,
                 auto_host_rewrite: false,
+                host_rewrite_literal: None,
             }), None),
         }
     } else {
