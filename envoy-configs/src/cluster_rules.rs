@@ -1,6 +1,7 @@
-//! What Kuma accepts but this generator cannot build: it makes one Envoy cluster per
-//! `kuma.io/service`, so the endpoints of a service must agree on their kind and TLS settings,
-//! and one route per HTTP service, so no two may be forwarded with one authority.
+//! What this generator cannot build: it makes one Envoy cluster per `kuma.io/service`, so the
+//! endpoints of a service must agree on their kind and TLS settings ([`endpoints`]: Kuma
+//! accepts such files, so `validate` warns and `generate` refuses), and one route per HTTP
+//! service, so no two may be forwarded with one authority ([`routes`]: both refuse).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -10,18 +11,11 @@ use external_service_model::resource::{ExternalServiceSpec, Resource};
 use external_service_model::validate::external_services;
 use external_service_model::Violation;
 
-/// What Kuma accepts but one Envoy cluster and one route per `kuma.io/service` cannot hold:
-/// endpoints of one service mixing IP addresses and host names (STATIC vs STRICT_DNS), or
-/// differing in TLS settings; two HTTP services forwarded with one authority. The generator
-/// relies on these; the filter does not care. Aligned with `resources`.
-pub fn check(resources: &[Resource]) -> Vec<Vec<Violation>> {
+/// What Kuma accepts but one Envoy cluster per `kuma.io/service` cannot hold: endpoints of one
+/// service mixing IP addresses and host names (STATIC vs STRICT_DNS), or differing in TLS
+/// settings. The generator relies on this; the filter does not care. Aligned with `resources`.
+pub fn endpoints(resources: &[Resource]) -> Vec<Vec<Violation>> {
     let mut out = vec![Vec::new(); resources.len()];
-    endpoints_agree(resources, &mut out);
-    authorities(resources, &mut out);
-    out
-}
-
-fn endpoints_agree(resources: &[Resource], out: &mut [Vec<Violation>]) {
     let mut first_of: HashMap<(&str, &str), (&Resource, &ExternalServiceSpec)> = HashMap::new();
     for (i, r, es) in external_services(resources) {
         let (Some(service), Some(net)) = (es.service(), &es.networking) else {
@@ -57,11 +51,14 @@ fn endpoints_agree(resources: &[Resource], out: &mut [Vec<Violation>]) {
             ));
         }
     }
+    out
 }
 
 /// Two HTTP services that the filter sends to the same authority: no route can tell them
-/// apart. Reported on the first ExternalService of the second service.
-fn authorities(resources: &[Resource], out: &mut [Vec<Violation>]) {
+/// apart. Reported on the first ExternalService of the second service. Aligned with
+/// `resources`.
+pub fn routes(resources: &[Resource]) -> Vec<Vec<Violation>> {
+    let mut out = vec![Vec::new(); resources.len()];
     let meshes: BTreeSet<&str> = external_services(resources)
         .map(|(_, r, _)| r.mesh.as_str())
         .collect();
@@ -88,6 +85,7 @@ fn authorities(resources: &[Resource], out: &mut [Vec<Violation>]) {
             }
         }
     }
+    out
 }
 
 #[cfg(test)]
@@ -110,7 +108,7 @@ mod tests {
         ];
         let checked = check_documents(Origin::in_file("test.json", documents), None);
         assert!(checked.is_valid(), "Kuma accepts this");
-        let found = super::check(&checked.resources);
+        let found = super::endpoints(&checked.resources);
         assert_eq!(found[0], Vec::new());
         assert!(found[1][0]
             .message

@@ -11,7 +11,7 @@ pub use external_service_model::documents::SyntaxError;
 use external_service_model::documents::{field_positions, json_file_documents, yaml_documents};
 use external_service_model::report::Violation;
 use external_service_model::resource::Resource;
-use external_service_model::Origin;
+use external_service_model::{Origin, Report};
 use serde_json::Value;
 
 use crate::resolve::{self, Resolved};
@@ -38,12 +38,33 @@ impl std::error::Error for ReadError {}
 pub struct Loaded {
     pub checked: Checked,
     pub resolved: Resolved,
+    /// Valid resources (Kuma takes them) that this generator cannot build
+    /// (`cluster_rules::endpoints`), one report each: `validate` warns, `generate` refuses.
+    pub limits: Vec<Report>,
     pub syntax_errors: Vec<SyntaxError>,
 }
 
 impl Loaded {
     pub fn is_valid(&self) -> bool {
         self.syntax_errors.is_empty() && self.checked.is_valid()
+    }
+
+    /// Whether `generate` can build it all.
+    pub fn is_buildable(&self) -> bool {
+        self.is_valid() && self.limits.is_empty()
+    }
+
+    /// Every report, with what the generator cannot build added: what `generate` refuses with.
+    pub fn refusals(&self) -> Vec<Report> {
+        let mut reports = self.checked.reports.clone();
+        for limit in &self.limits {
+            let same = |r: &&mut Report| r.file == limit.file && r.document == limit.document;
+            match reports.iter_mut().find(same) {
+                Some(report) => report.violations.extend(limit.violations.iter().cloned()),
+                None => reports.push(limit.clone()),
+            }
+        }
+        reports
     }
 }
 
@@ -104,18 +125,16 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
         let named = if paths.is_empty() { args } else { &paths };
         syntax_errors = named.iter().map(|path| no_resources(path)).collect();
     }
-    let (mut checked, resolved) = check(documents);
-    locate(&mut checked, &texts);
-    Ok(Loaded {
-        checked,
-        resolved,
-        syntax_errors,
-    })
+    let mut loaded = check(documents);
+    locate(&mut loaded, &texts);
+    loaded.syntax_errors = syntax_errors;
+    Ok(loaded)
 }
 
 /// Reads the documents as resources and runs every check on them: the model's validation,
-/// then [`NATIVE_CHECKS`]. Resolves the DataSources once, for the checks and the builders.
-pub fn check(documents: Vec<(Value, Origin)>) -> (Checked, Resolved) {
+/// then [`NATIVE_CHECKS`], then the generator's limits. Resolves the DataSources once, for the
+/// checks and the builders.
+pub fn check(documents: Vec<(Value, Origin)>) -> Loaded {
     let mut resolved = Resolved::default();
     let mut native = |resources: &[Resource]| {
         resolved = resolve::resolve(resources);
@@ -128,7 +147,19 @@ pub fn check(documents: Vec<(Value, Origin)>) -> (Checked, Resolved) {
         found
     };
     let checked = config::check(documents, Some(&mut native));
-    (checked, resolved)
+    let limits = checked
+        .resources
+        .iter()
+        .zip(cluster_rules::endpoints(&checked.resources))
+        .filter(|(_, found)| !found.is_empty())
+        .map(|(r, found)| Report::of(r, found))
+        .collect();
+    Loaded {
+        checked,
+        resolved,
+        limits,
+        syntax_errors: Vec::new(),
+    }
 }
 
 /// A check beyond the model's: one list of violations per resource, aligned with them.
@@ -140,15 +171,16 @@ const NATIVE_CHECKS: [NativeCheck; 3] = [
     resolve::check,
     // The traffic policies.
     |resources, _| policy::check(resources),
-    // What one Envoy configuration cannot hold.
-    |resources, _| cluster_rules::check(resources),
+    // What the routes of one Envoy configuration cannot tell apart.
+    |resources, _| cluster_rules::routes(resources),
 ];
 
 /// Adds where each violation's field is written, reading again only files with violations.
-fn locate(checked: &mut Checked, texts: &[(String, String)]) {
+fn locate(loaded: &mut Loaded, texts: &[(String, String)]) {
     for (file, text) in texts {
         let mut positions = None;
-        for report in checked.reports.iter_mut().filter(|r| &r.file == file) {
+        let reports = loaded.checked.reports.iter_mut().chain(&mut loaded.limits);
+        for report in reports.filter(|r| &r.file == file) {
             if report.violations.is_empty() {
                 continue;
             }

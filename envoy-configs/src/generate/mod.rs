@@ -196,11 +196,12 @@ impl Context<'_> {
 }
 
 /// Generates the bootstrap for the resources of one mesh, read and checked by
-/// [`crate::read`]; invalid ones are refused with every report, as `validate` prints them.
+/// [`crate::read`]; invalid ones, and valid ones this generator cannot build, are refused with
+/// every report, as `validate` prints them.
 pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> {
     let checked = &loaded.checked;
-    if !checked.is_valid() {
-        return Err(Error::Invalid(checked.reports.clone()));
+    if !loaded.is_buildable() {
+        return Err(Error::Invalid(loaded.refusals()));
     }
     let resources = checked.resources.as_slice();
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;

@@ -13,6 +13,8 @@
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
 //! - `secrets`: key material stays out of output and logs.
+//! - `client_certs`: one host with two client certificates by two `.mesh` names, and X.509 v1
+//!   client certificates, through real Envoy.
 //! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
 //!   against slow and failing upstreams.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
@@ -21,6 +23,7 @@
 //! Run one module: `cargo test -p envoy-configs --test all e2e::`.
 
 mod cli;
+mod client_certs;
 mod e2e;
 mod faults;
 mod golden;

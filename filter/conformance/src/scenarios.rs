@@ -30,6 +30,13 @@ pub fn services() -> Vec<Value> {
         true,
     );
     hidden["networking"]["disableHostDNSEntry"] = json!(true);
+    // One host with two sets of client certificates (Kuma issues 4400 and 4824): two services
+    // on one address, both without their real name.
+    let tenant = |name: &str| {
+        let mut es = es(name, name, Some("http"), "tenants.example.com:443", true);
+        es["networking"]["disableHostDNSEntry"] = json!(true);
+        es
+    };
     vec![
         es("httpbin", "httpbin", Some("http"), "httpbin.org:443", true),
         es(
@@ -88,6 +95,8 @@ pub fn services() -> Vec<Value> {
             "dual.example.com:80",
             false,
         ),
+        tenant("tenant-a"),
+        tenant("tenant-b"),
     ]
 }
 
@@ -394,6 +403,12 @@ pub fn cases() -> Vec<Case> {
         closed("hidden.mesh", forward("hidden.example.com")),
         closed("hidden.example.com:443", Undeclared),
         closed("hidden.example.com", Undeclared),
+        // Two services on one address without their real names: each by its .mesh name, which
+        // names its route (the route gives the upstream the real authority back).
+        closed("tenant-a.mesh", forward("tenant-a.mesh")),
+        closed("TENANT-B.mesh:443", forward("tenant-b.mesh")),
+        closed("tenants.example.com", Undeclared),
+        closed("tenants.example.com:443", Undeclared),
         // One host on two ports: without a port the name is ambiguous, with one it is not.
         closed("shared.example.com", Ambiguous),
         closed(
