@@ -129,30 +129,35 @@ impl Catalog {
                 Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => {}
             }
         }
-        catalog.keep_ports_where_authorities_clash();
         catalog.route_hidden_services_by_mesh_name();
+        catalog.keep_ports_where_authorities_clash();
         for id in 0..catalog.services.len() {
             catalog.claim_names(id);
         }
         catalog
     }
 
-    /// The services whose authority another service has too.
-    fn clashing(&self) -> Vec<ServiceId> {
+    /// The services whose `key` another service has too.
+    fn sharing(&self, key: impl Fn(&Service) -> String) -> Vec<ServiceId> {
+        let keys: Vec<String> = self.services.iter().map(key).collect();
         let mut users: FxHashMap<&str, usize> = FxHashMap::default();
-        for service in &self.services {
-            *users.entry(&service.authority).or_default() += 1;
+        for k in &keys {
+            *users.entry(k).or_default() += 1;
         }
-        (0..self.services.len())
-            .filter(|&id| users[self.services[id].authority.as_str()] > 1)
+        (0..keys.len())
+            .filter(|&id| users[keys[id].as_str()] > 1)
             .collect()
     }
 
     /// `api.test:443` with TLS and `api.test:80` without both shorten to `api.test`: such
     /// services keep their ports, so the upstream side (routes) can still tell them apart.
+    /// (A `.mesh` name has no port to keep.)
     fn keep_ports_where_authorities_clash(&mut self) {
-        for id in self.clashing() {
+        for id in self.sharing(|s| s.authority.clone()) {
             let service = &mut self.services[id];
+            if service.host_rewrite.is_some() {
+                continue;
+            }
             if let Some(first) = service.endpoints.first() {
                 service.authority = first.address.to_string();
             }
@@ -161,19 +166,25 @@ impl Catalog {
 
     /// Services on one `host:port` that gave up their real name (Kuma users reach one host
     /// with two sets of client certificates so) are told apart by their `.mesh` names: the
-    /// route of each matches that name and gives the upstream the real authority back.
+    /// route of each matches that name and gives the upstream the real authority back. The
+    /// one service on that address that kept its real name keeps its authority.
     fn route_hidden_services_by_mesh_name(&mut self) {
-        for id in self.clashing() {
+        let first_address = |s: &Service| {
+            s.endpoints
+                .first()
+                .map(|e| e.address.to_string())
+                .unwrap_or_default()
+        };
+        for id in self.sharing(first_address) {
             let service = &mut self.services[id];
-            let Some(first) = service.endpoints.first() else {
-                continue;
-            };
-            if first.disable_host_dns_entry {
-                let real = short_authority(&first.address, service.tls.is_some());
+            if service
+                .endpoints
+                .first()
+                .is_some_and(|e| e.disable_host_dns_entry)
+            {
                 let mut mesh_name = service.name.to_ascii_lowercase();
                 mesh_name.push_str(".mesh");
-                service.authority = mesh_name;
-                service.host_rewrite = Some(real);
+                service.host_rewrite = Some(std::mem::replace(&mut service.authority, mesh_name));
             }
         }
     }
