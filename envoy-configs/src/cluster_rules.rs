@@ -1,17 +1,20 @@
-//! What Kuma accepts but this generator cannot build: it makes one Envoy cluster per
-//! `kuma.io/service`, so the endpoints of a service must agree on their kind and TLS settings.
+//! What this generator cannot build: it makes one Envoy cluster per `kuma.io/service`, so the
+//! endpoints of a service must agree on their kind and TLS settings ([`endpoints`]: Kuma
+//! accepts such files, so `validate` warns and `generate` refuses), and one route per HTTP
+//! service, so no two may be forwarded with one authority ([`routes`]: both refuse).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use external_service_model::address;
+use external_service_model::catalog::Catalog;
 use external_service_model::resource::{ExternalServiceSpec, Resource};
 use external_service_model::validate::external_services;
 use external_service_model::Violation;
 
 /// What Kuma accepts but one Envoy cluster per `kuma.io/service` cannot hold: endpoints of one
 /// service mixing IP addresses and host names (STATIC vs STRICT_DNS), or differing in TLS
-/// settings. The generator refuses these; the filter does not care. Aligned with `resources`.
-pub fn check(resources: &[Resource]) -> Vec<Vec<Violation>> {
+/// settings. The generator relies on this; the filter does not care. Aligned with `resources`.
+pub fn endpoints(resources: &[Resource]) -> Vec<Vec<Violation>> {
     let mut out = vec![Vec::new(); resources.len()];
     let mut first_of: HashMap<(&str, &str), (&Resource, &ExternalServiceSpec)> = HashMap::new();
     for (i, r, es) in external_services(resources) {
@@ -51,6 +54,40 @@ pub fn check(resources: &[Resource]) -> Vec<Vec<Violation>> {
     out
 }
 
+/// Two HTTP services that the filter sends to the same authority: no route can tell them
+/// apart. Reported on the first ExternalService of the second service. Aligned with
+/// `resources`.
+pub fn routes(resources: &[Resource]) -> Vec<Vec<Violation>> {
+    let mut out = vec![Vec::new(); resources.len()];
+    let meshes: BTreeSet<&str> = external_services(resources)
+        .map(|(_, r, _)| r.mesh.as_str())
+        .collect();
+    for mesh in meshes {
+        let catalog = Catalog::build(resources, mesh);
+        let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+        for service in catalog.services.iter().filter(|s| s.protocol.is_http()) {
+            let Some(other) = owners.insert(&service.authority, &service.name) else {
+                continue;
+            };
+            let first = service.endpoints.first().map(|e| e.resource.as_str());
+            let at = external_services(resources)
+                .find(|(_, r, _)| r.mesh == mesh && Some(r.name.as_str()) == first);
+            if let Some((i, _, _)) = at {
+                out[i].push(Violation::new(
+                    "networking.address",
+                    format!(
+                        "services {other:?} and {:?} are both forwarded with authority {:?}, so \
+                         no route can tell them apart; give one of them another port or set \
+                         disableHostDNSEntry on it",
+                        service.name, service.authority
+                    ),
+                ));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -71,8 +108,8 @@ mod tests {
         ];
         let checked = check_documents(Origin::in_file("test.json", documents), None);
         assert!(checked.is_valid(), "Kuma accepts this");
-        let found = super::check(&checked.resources);
-        assert_eq!(found[0], vec![]);
+        let found = super::endpoints(&checked.resources);
+        assert_eq!(found[0], Vec::new());
         assert!(found[1][0]
             .message
             .contains("cannot mix IP addresses and host names"));

@@ -107,7 +107,7 @@ pub fn apply(request: &Request, notes: &mut dyn Write) -> Result<Generated, Erro
         // A first run too keeps what it allocates, so names that hash alike can both have one.
         transparent.previous = Some(xds_dir::kept_vips(dir)?.unwrap_or_default());
     }
-    let bootstrap = match generate::generate(&loaded.checked, &options) {
+    let bootstrap = match generate::generate(&loaded, &options) {
         Ok(b) => b,
         Err(generate::Error::Invalid(reports)) => {
             let mut loaded = loaded;

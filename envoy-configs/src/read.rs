@@ -1,5 +1,7 @@
 //! Reading resource files: YAML (`---` between documents) or JSON (one resource or an array),
-//! then the model's checks plus the file and PEM checks only a native tool can make.
+//! then every check, from one list: the model's, the file and PEM checks only a native tool can
+//! make, the traffic policies' and the generator's own limits. The DataSources are resolved
+//! once, here, for the builders.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,9 +11,11 @@ pub use external_service_model::documents::SyntaxError;
 use external_service_model::documents::{field_positions, json_file_documents, yaml_documents};
 use external_service_model::report::Violation;
 use external_service_model::resource::Resource;
-use external_service_model::Origin;
+use external_service_model::{Origin, Report};
+use serde_json::Value;
 
-use crate::{policy, resolve};
+use crate::resolve::{self, Resolved};
+use crate::{cluster_rules, policy};
 
 /// A file that could not be read at all: a usage problem rather than bad content.
 #[derive(Debug)]
@@ -28,16 +32,39 @@ impl fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// Everything read from the files, checked.
+/// Everything read from the files, checked, with its DataSources resolved: what generation
+/// takes.
 #[derive(Debug, Default)]
 pub struct Loaded {
     pub checked: Checked,
+    pub resolved: Resolved,
+    /// Valid resources (Kuma takes them) that this generator cannot build
+    /// (`cluster_rules::endpoints`), one report each: `validate` warns, `generate` refuses.
+    pub limits: Vec<Report>,
     pub syntax_errors: Vec<SyntaxError>,
 }
 
 impl Loaded {
     pub fn is_valid(&self) -> bool {
         self.syntax_errors.is_empty() && self.checked.is_valid()
+    }
+
+    /// Whether `generate` can build it all.
+    pub fn is_buildable(&self) -> bool {
+        self.is_valid() && self.limits.is_empty()
+    }
+
+    /// Every report, with what the generator cannot build added: what `generate` refuses with.
+    pub fn refusals(&self) -> Vec<Report> {
+        let mut reports = self.checked.reports.clone();
+        for limit in &self.limits {
+            let same = |r: &&mut Report| r.file == limit.file && r.document == limit.document;
+            match reports.iter_mut().find(same) {
+                Some(report) => report.violations.extend(limit.violations.iter().cloned()),
+                None => reports.push(limit.clone()),
+            }
+        }
+        reports
     }
 }
 
@@ -98,31 +125,62 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
         let named = if paths.is_empty() { args } else { &paths };
         syntax_errors = named.iter().map(|path| no_resources(path)).collect();
     }
-    let mut checked = config::check(documents, Some(&native_checks));
-    locate(&mut checked, &texts);
-    Ok(Loaded {
-        checked,
-        syntax_errors,
-    })
+    let mut loaded = check(documents);
+    locate(&mut loaded, &texts);
+    loaded.syntax_errors = syntax_errors;
+    Ok(loaded)
 }
 
-/// The checks the model leaves to `extsvc`: files and PEM data, and the traffic policies.
-fn native_checks(resources: &[Resource]) -> Vec<Vec<Violation>> {
-    resolve::check(resources)
-        .into_iter()
-        .zip(policy::check(resources))
-        .map(|(mut found, more)| {
-            found.extend(more);
-            found
-        })
-        .collect()
+/// Reads the documents as resources and runs every check on them: the model's validation,
+/// then [`NATIVE_CHECKS`], then the generator's limits. Resolves the DataSources once, for the
+/// checks and the builders.
+pub fn check(documents: Vec<(Value, Origin)>) -> Loaded {
+    let mut resolved = Resolved::default();
+    let mut native = |resources: &[Resource]| {
+        resolved = resolve::resolve(resources);
+        let mut found = vec![Vec::new(); resources.len()];
+        for checker in NATIVE_CHECKS {
+            for (all, more) in found.iter_mut().zip(checker(resources, &resolved)) {
+                all.extend(more);
+            }
+        }
+        found
+    };
+    let checked = config::check(documents, Some(&mut native));
+    let limits = checked
+        .resources
+        .iter()
+        .zip(cluster_rules::endpoints(&checked.resources))
+        .filter(|(_, found)| !found.is_empty())
+        .map(|(r, found)| Report::of(r, found))
+        .collect();
+    Loaded {
+        checked,
+        resolved,
+        limits,
+        syntax_errors: Vec::new(),
+    }
 }
+
+/// A check beyond the model's: one list of violations per resource, aligned with them.
+type NativeCheck = fn(&[Resource], &Resolved) -> Vec<Vec<Violation>>;
+
+/// The checks the model leaves to `extsvc`, in the order their violations are reported.
+const NATIVE_CHECKS: [NativeCheck; 3] = [
+    // Files and PEM data.
+    resolve::check,
+    // The traffic policies.
+    |resources, _| policy::check(resources),
+    // What the routes of one Envoy configuration cannot tell apart.
+    |resources, _| cluster_rules::routes(resources),
+];
 
 /// Adds where each violation's field is written, reading again only files with violations.
-fn locate(checked: &mut Checked, texts: &[(String, String)]) {
+fn locate(loaded: &mut Loaded, texts: &[(String, String)]) {
     for (file, text) in texts {
         let mut positions = None;
-        for report in checked.reports.iter_mut().filter(|r| &r.file == file) {
+        let reports = loaded.checked.reports.iter_mut().chain(&mut loaded.limits);
+        for report in reports.filter(|r| &r.file == file) {
             if report.violations.is_empty() {
                 continue;
             }

@@ -1,118 +1,147 @@
-//! DataSources made concrete for native tools: bytes from inline data, secrets and files, and
-//! checks that certificates and keys parse and belong together. Never part of the module.
+//! DataSources made concrete for native tools, once: bytes from inline data and Secrets, and
+//! files by their path beside the resource file that names them ([`resolve`]); then checks
+//! that files can be read, certificates and keys parse and belong together ([`check`]). The
+//! builders take the [`Resolved`] value. Never part of the module.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::CertifiedKey;
 
+use external_service_model::data_source::{decode_base64, find_secret, single_source};
 use external_service_model::report::Violation;
-use external_service_model::resource::{DataSource, Resource, Source, Spec};
-use external_service_model::validate::{decode_base64, find_secret, single_source};
+use external_service_model::resource::{DataSource, Resource, Source, Spec, Tls};
+use external_service_model::validate::external_services;
 
 /// What Envoy is given for a DataSource: the bytes, or the path of a file it reads itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Material {
     Inline(Vec<u8>),
+    /// Absolute: a relative path is taken from the folder of the file that names it.
     File(PathBuf),
 }
 
-/// The material of a valid DataSource of a resource in `mesh`.
-pub fn material(ds: &DataSource, mesh: &str, resources: &[Resource]) -> Result<Material, String> {
-    match single_source(ds) {
-        Some(Source::Inline(b64)) => decode_base64(b64)
-            .map(Material::Inline)
-            .map_err(|e| format!("inline is not valid base64: {e}")),
-        Some(Source::InlineString(text)) => Ok(Material::Inline(text.as_bytes().to_vec())),
-        Some(Source::Secret(name)) => {
-            let data = find_secret(resources, mesh, name)
-                .ok_or_else(|| format!("secret {name:?} not found in mesh {mesh:?}"))?;
-            decode_base64(data)
-                .map(Material::Inline)
-                .map_err(|e| format!("secret {name:?} is not valid base64: {e}"))
-        }
-        Some(Source::File(path)) => Ok(Material::File(PathBuf::from(path))),
-        None => {
-            Err("data source must set exactly one of inline, inlineString, secret, file".into())
-        }
+/// The material of one ExternalService's TLS DataSources; a field is `None` when the
+/// resource does not set it (or validation reports why it cannot be had).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsMaterial {
+    pub ca_cert: Option<Material>,
+    pub client_cert: Option<Material>,
+    pub client_key: Option<Material>,
+}
+
+/// Every ExternalService's TLS material, by mesh and resource name (unique per mesh: the
+/// model's validation refuses a second ExternalService of one name).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Resolved {
+    tls: HashMap<(String, String), TlsMaterial>,
+}
+
+impl Resolved {
+    /// The TLS material of the ExternalService `resource` of `mesh`.
+    pub fn tls(&self, mesh: &str, resource: &str) -> Option<&TlsMaterial> {
+        self.tls.get(&(mesh.to_string(), resource.to_string()))
     }
 }
 
-/// The bytes behind a DataSource, reading files now.
-fn bytes(ds: &DataSource, mesh: &str, resources: &[Resource]) -> Result<Vec<u8>, String> {
-    match material(ds, mesh, resources)? {
-        Material::Inline(bytes) => Ok(bytes),
-        Material::File(path) => {
-            std::fs::read(&path).map_err(|e| format!("cannot read file {:?}: {e}", path.display()))
-        }
+/// Resolves every TLS DataSource of every ExternalService. What validation reports (not
+/// exactly one source, an empty one, bad base64, an unknown Secret) is left out.
+pub fn resolve(resources: &[Resource]) -> Resolved {
+    let mut resolved = Resolved::default();
+    for (_, r, es) in external_services(resources) {
+        let Some(tls) = es.networking.as_ref().and_then(|n| n.tls.as_ref()) else {
+            continue;
+        };
+        let material = |ds: &Option<DataSource>| material(ds.as_ref()?, r, resources);
+        let found = TlsMaterial {
+            ca_cert: material(&tls.ca_cert),
+            client_cert: material(&tls.client_cert),
+            client_key: material(&tls.client_key),
+        };
+        resolved.tls.insert((r.mesh.clone(), r.name.clone()), found);
     }
+    resolved
+}
+
+/// The material of a DataSource of `resource`, if validation finds nothing wrong with it.
+fn material(ds: &DataSource, resource: &Resource, resources: &[Resource]) -> Option<Material> {
+    match single_source(ds)? {
+        Source::Inline("") | Source::InlineString("") | Source::Secret("") | Source::File("") => {
+            None
+        }
+        Source::Inline(b64) => decode_base64(b64).ok().map(Material::Inline),
+        Source::InlineString(text) => Some(Material::Inline(text.as_bytes().to_vec())),
+        Source::Secret(name) => find_secret(resources, &resource.mesh, name)
+            .and_then(|data| decode_base64(data).ok())
+            .map(Material::Inline),
+        Source::File(path) => Some(Material::File(beside(&resource.origin.file, path))),
+    }
+}
+
+/// `path` taken from the folder of `file` (as Compose does), made absolute: Envoy reads files
+/// relative to its own working directory. Standard input's resources are taken from ours.
+fn beside(file: &str, path: &str) -> PathBuf {
+    let folder = Path::new(file).parent().unwrap_or(Path::new(""));
+    let path = folder.join(path);
+    std::path::absolute(&path).unwrap_or(path)
 }
 
 /// For every ExternalService: its DataSources can be read, hold PEM of the right kind, and a
 /// client key matches its certificate. Aligned with `resources`, like `validate::validate`.
-/// Problems validation already reports (empty sources, unknown secrets) are left to it.
-pub fn check(resources: &[Resource]) -> Vec<Vec<Violation>> {
+/// Problems validation already reports (empty sources, bad base64, unknown secrets) are left
+/// to it.
+pub fn check(resources: &[Resource], resolved: &Resolved) -> Vec<Vec<Violation>> {
     resources
         .iter()
-        .map(|r| match &r.spec {
-            Spec::ExternalService(es) => es
+        .map(|r| match (&r.spec, resolved.tls(&r.mesh, &r.name)) {
+            (Spec::ExternalService(es), Some(material)) => es
                 .networking
                 .as_ref()
                 .and_then(|n| n.tls.as_ref())
-                .map(|tls| check_tls(tls, &r.mesh, resources))
+                .map(|tls| check_tls(tls, material))
                 .unwrap_or_default(),
             _ => Vec::new(),
         })
         .collect()
 }
 
-fn check_tls(
-    tls: &external_service_model::resource::Tls,
-    mesh: &str,
-    resources: &[Resource],
-) -> Vec<Violation> {
+fn check_tls(tls: &Tls, material: &TlsMaterial) -> Vec<Violation> {
     let mut out = Vec::new();
-    let mut read = |field: &str, ds: &Option<DataSource>| {
-        let bytes = readable(ds.as_ref()?, mesh, resources)?;
-        bytes
+    let mut read = |field: &str, ds: &Option<DataSource>, material: &Option<Material>| {
+        ds.as_ref()?;
+        bytes(material.as_ref()?)
             .map_err(|e| out.push(Violation::new(format!("networking.tls.{field}"), e)))
             .ok()
     };
-    let ca = read("caCert", &tls.ca_cert);
-    let cert = read("clientCert", &tls.client_cert);
-    let key = read("clientKey", &tls.client_key);
+    let ca = read("caCert", &tls.ca_cert, &material.ca_cert);
+    let cert = read("clientCert", &tls.client_cert, &material.client_cert);
+    let key = read("clientKey", &tls.client_key, &material.client_key);
     if let Some(pem) = ca {
         certificates("caCert", &pem, &mut out);
     }
     let chain = cert.and_then(|pem| certificates("clientCert", &pem, &mut out));
     let key = key.and_then(|pem| private_key(&pem, &mut out));
     if let (Some(chain), Some(key)) = (chain, key) {
-        if let Err(e) = keys_match(chain, key) {
+        if let Err(e) = keys_match(&chain, &key) {
             out.push(Violation::new("networking.tls.clientKey", e));
         }
     }
     out
 }
 
-/// The bytes of a DataSource, or `None` when validation already reports what is wrong with it
-/// (not exactly one source, an empty one, an unknown secret).
-fn readable(
-    ds: &DataSource,
-    mesh: &str,
-    resources: &[Resource],
-) -> Option<Result<Vec<u8>, String>> {
-    match single_source(ds)? {
-        Source::Inline("") | Source::InlineString("") | Source::Secret("") | Source::File("") => {
-            None
+/// The bytes of the material, reading a file now.
+fn bytes(material: &Material) -> Result<Vec<u8>, String> {
+    match material {
+        Material::Inline(bytes) => Ok(bytes.clone()),
+        Material::File(path) => {
+            std::fs::read(path).map_err(|e| format!("cannot read file {:?}: {e}", path.display()))
         }
-        Source::Secret(name) if find_secret(resources, mesh, name).is_none() => None,
-        _ => Some(bytes(ds, mesh, resources)),
     }
 }
 
-/// Every certificate in a PEM text; at least one, each a well-formed X.509 certificate.
+/// Every certificate in a PEM text; at least one, each a well-formed X.509 certificate of any
+/// version (v1 too, as BoringSSL and so Envoy take them).
 fn certificates(
     field: &str,
     pem: &[u8],
@@ -135,7 +164,7 @@ fn certificates(
         }
     };
     for (i, der) in certs.iter().enumerate() {
-        if let Err(e) = webpki::EndEntityCert::try_from(der) {
+        if let Err(e) = x509_parser::parse_x509_certificate(der) {
             out.push(Violation::new(
                 &at,
                 format!("certificate {} does not parse as X.509: {e}", i + 1),
@@ -159,12 +188,20 @@ fn private_key(pem: &[u8], out: &mut Vec<Violation>) -> Option<PrivateKeyDer<'st
 
 /// The key must be the private half of the first certificate's public key.
 fn keys_match(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
 ) -> Result<(), String> {
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(key)
         .map_err(|e| format!("is not a usable private key: {e}"))?;
-    CertifiedKey::new(chain, Arc::clone(&signing_key))
-        .keys_match()
-        .map_err(|_| "does not match the public key of clientCert".to_string())
+    let certificate = chain
+        .first()
+        .and_then(|der| x509_parser::parse_x509_certificate(der).ok());
+    match (signing_key.public_key(), certificate) {
+        (Some(public), Some((_, certificate)))
+            if public.as_ref() == certificate.tbs_certificate.subject_pki.raw =>
+        {
+            Ok(())
+        }
+        _ => Err("does not match the public key of clientCert".to_string()),
+    }
 }

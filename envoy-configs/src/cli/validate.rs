@@ -51,6 +51,9 @@ struct JsonReport<'a> {
     /// policy that set each field.
     effective: Vec<ServicePolicies>,
     warnings: &'a [String],
+    /// Valid resources that `generate` refuses: one Envoy cluster per service cannot hold them.
+    #[serde(skip_serializing_if = "<[Report]>::is_empty")]
+    generator_limits: &'a [Report],
 }
 
 /// Runs the command: Ok(verdict), or why it could not run (exit 2). Notes for the user go
@@ -72,6 +75,16 @@ pub fn run(
         None => (args.format, None),
     };
     let loaded = read::load(&args.inputs.all())?;
+    // Kuma takes these, so they are no violations; `generate` refuses them in these words.
+    for limit in &loaded.limits {
+        for v in &limit.violations {
+            let _ = writeln!(
+                notes,
+                "extsvc: warning: generate refuses {}: {v}",
+                limit.heading()
+            );
+        }
+    }
     let policies = Policies::build(&loaded.checked.resources);
     let mut report = Vec::new();
     let _ = match format {
@@ -87,6 +100,7 @@ pub fn run(
                 errors: &loaded.syntax_errors,
                 effective: policies.view(),
                 warnings: policies.warnings(),
+                generator_limits: &loaded.limits,
             };
             serde_json::to_writer_pretty(&mut report, &json)
                 .map_err(std::io::Error::from)

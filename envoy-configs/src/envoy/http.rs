@@ -130,6 +130,9 @@ pub struct RouteAction {
     pub retry_policy: Option<Box<RetryPolicy>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub auto_host_rewrite: bool,
+    /// The `Host` the upstream gets; one of this and `auto_host_rewrite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rewrite_literal: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

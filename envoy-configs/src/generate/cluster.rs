@@ -13,7 +13,7 @@ use crate::envoy::{
 };
 
 use super::secrets::Secrets;
-use super::{protocol, tls, Context, Error};
+use super::{protocol, tls, Context};
 
 pub use super::names::cluster as name;
 
@@ -30,11 +30,7 @@ const HOST_MATCH_KEY: &str = "external_service_host";
 
 /// A service's cluster: STRICT_DNS for host names, STATIC for IPs; TLS origination and HTTP/2
 /// as the service asks.
-pub fn service_cluster(
-    ctx: &Context<'_>,
-    secrets: &mut Secrets,
-    service: &Service,
-) -> Result<Cluster, Error> {
+pub fn service_cluster(ctx: &Context<'_>, secrets: &mut Secrets, service: &Service) -> Cluster {
     let name = name(&service.name);
     // The endpoints are all IPs or all names (`cluster_rules`): the first says which.
     let by_ip = service
@@ -52,7 +48,7 @@ pub fn service_cluster(
     if let Some(settings) = &service.tls {
         let wanted = if per_host_tls { hosts.len() } else { 1 };
         for host in hosts.iter().take(wanted) {
-            sockets.push((host, tls::upstream(ctx, secrets, service, settings, host)?));
+            sockets.push((host, tls::upstream(ctx, secrets, service, settings, host)));
         }
     }
     let transport_socket_matches = if per_host_tls {
@@ -93,7 +89,7 @@ pub fn service_cluster(
     let http_set = http.idle_timeout.is_some() || http.max_connection_duration.is_some();
     cluster.typed_extension_protocol_options =
         protocol::options(service.protocol, http_set.then_some(http));
-    Ok(cluster)
+    cluster
 }
 
 /// The endpoints' hosts, each once, in declaration order.
@@ -185,7 +181,7 @@ mod tests {
 
     fn cluster_of(resources: &str, name: &str) -> Cluster {
         let f = Fixture::new(resources);
-        service_cluster(&f.ctx(), &mut Secrets::default(), f.service(name)).unwrap()
+        service_cluster(&f.ctx(), &mut Secrets::default(), f.service(name))
     }
 
     fn first_endpoint(cluster: &Cluster) -> &LbEndpoint {

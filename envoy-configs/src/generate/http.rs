@@ -187,15 +187,18 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
 /// The route to a service's cluster, named after the service (the access log's
 /// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
 /// it); the service's policies set the rest through their hooks. With endpoints on several
-/// hosts, `Host` follows the endpoint chosen.
+/// hosts, `Host` follows the endpoint chosen; a service routed by its `.mesh` name gives the
+/// upstream its real authority back.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
+    let auto_host_rewrite = cluster::distinct_hosts(service).len() > 1;
     let mut route = RouteAction {
         cluster: cluster::name(&service.name),
         timeout: Some(Duration(ctx.options.route_timeout)),
         idle_timeout: None,
         max_stream_duration: None,
         retry_policy: None,
-        auto_host_rewrite: cluster::distinct_hosts(service).len() > 1,
+        auto_host_rewrite,
+        host_rewrite_literal: service.host_rewrite.clone().filter(|_| !auto_host_rewrite),
     };
     let mut filter_config = Vec::new();
     for policy in ctx.policies.of(ctx.mesh(), &service.name).configurers() {
@@ -234,6 +237,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
                 max_stream_duration: None,
                 retry_policy: None,
                 auto_host_rewrite: false,
+                host_rewrite_literal: None,
             }), None),
         }
     } else {

@@ -20,8 +20,9 @@
 //! The cluster, route, listener, `tcp_proxy` and HTTP filter builders call the hooks of the
 //! service's traffic policies ([`crate::policy::Configure`]) and know no kind by name.
 //!
-//! [`generate`] checks what one Envoy configuration cannot hold, then combines them. Rules on
-//! the resources are validation's: the builders take valid resources and do not check again.
+//! [`generate`] combines them. Rules on the resources, the generator's own limits among them
+//! (`cluster_rules`), are checked once, in [`crate::read::check`]: the builders take checked
+//! resources and their resolved DataSources, and do not check again.
 
 pub mod access_log;
 pub mod cluster;
@@ -46,13 +47,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use external_service_model::catalog::{self, Catalog, Service};
-use external_service_model::config::Checked;
 use external_service_model::resource::{Resource, Spec};
 use external_service_model::Report;
 use serde_json::Value;
 
 use crate::envoy::{self, Admin, StaticResources};
 use crate::policy::Policies;
+use crate::read::Loaded;
+use crate::resolve::Resolved;
 use secrets::{SecretFile, Secrets};
 
 pub use external_service_model::contract::MODULE_PATH as DEFAULT_WASM;
@@ -148,19 +150,6 @@ pub enum Error {
     Invalid(Vec<Report>),
     /// The mesh to serve is not clear (several meshes, none named).
     Mesh(String),
-    /// A TLS DataSource whose material cannot be had (validation makes sure it can).
-    DataSource {
-        service: String,
-        resource: String,
-        field: &'static str,
-        message: String,
-    },
-    /// Two HTTP services that the filter sends to the same authority: no route can tell them
-    /// apart.
-    SameAuthority {
-        authority: String,
-        services: [String; 2],
-    },
     /// Two listeners (or one and the admin) on one address.
     SameAddress {
         address: SocketAddr,
@@ -179,22 +168,6 @@ impl fmt::Display for Error {
                 write!(f, "{n} invalid resource{}", if n == 1 { "" } else { "s" })
             }
             Error::Mesh(e) => write!(f, "{e}: name the one to serve with --mesh NAME"),
-            Error::DataSource {
-                service,
-                resource,
-                field,
-                message,
-            } => write!(
-                f,
-                "service {service:?}: ExternalService {resource:?}: networking.tls.{field}: {message}"
-            ),
-            Error::SameAuthority {
-                authority,
-                services: [a, b],
-            } => write!(
-                f,
-                "services {a:?} and {b:?} are both forwarded with authority {authority:?}, so no route can tell them apart; give one of them another port or set disableHostDNSEntry on it"
-            ),
             Error::SameAddress {
                 address,
                 listeners: [a, b],
@@ -207,11 +180,13 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// What every builder may need: the options, the mesh's catalog and all resources (for secrets).
+/// What every builder may need: the options, the mesh's catalog, all resources and their
+/// resolved DataSources.
 pub struct Context<'a> {
     pub options: &'a Options,
     pub catalog: &'a Catalog,
     pub resources: &'a [Resource],
+    pub resolved: &'a Resolved,
     /// The traffic policies that apply to each service.
     pub policies: &'a Policies,
 }
@@ -222,9 +197,14 @@ impl Context<'_> {
     }
 }
 
-/// Generates the bootstrap for the resources of one mesh.
-pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error> {
-    refuse_invalid(checked)?;
+/// Generates the bootstrap for the resources of one mesh, read and checked by
+/// [`crate::read`]; invalid ones, and valid ones this generator cannot build, are refused with
+/// every report, as `validate` prints them.
+pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> {
+    let checked = &loaded.checked;
+    if !loaded.is_buildable() {
+        return Err(Error::Invalid(loaded.refusals()));
+    }
     let resources = checked.resources.as_slice();
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;
     let catalog = Catalog::build(resources, &mesh);
@@ -233,16 +213,16 @@ pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error
         options,
         catalog: &catalog,
         resources,
+        resolved: &loaded.resolved,
         policies: &policies,
     };
 
     let mut secrets = Secrets::new(options.secrets_dir.as_deref(), options.xds_dir.as_deref());
     let mut clusters = Vec::new();
     for service in &catalog.services {
-        clusters.push(cluster::service_cluster(&ctx, &mut secrets, service)?);
+        clusters.push(cluster::service_cluster(&ctx, &mut secrets, service));
     }
 
-    check_authorities(&catalog)?;
     let outbounds = outbounds(&ctx);
     check_addresses(options, &outbounds)?;
     let mut warnings = warnings(&ctx, &outbounds);
@@ -331,46 +311,6 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
         }
     }
     found
-}
-
-/// Invalid resources, and valid ones that one Envoy cluster per service cannot hold, are
-/// refused with every report, so the CLI prints what `validate` prints.
-fn refuse_invalid(checked: &Checked) -> Result<(), Error> {
-    let extra = crate::cluster_rules::check(&checked.resources);
-    if checked.is_valid() && extra.iter().all(Vec::is_empty) {
-        return Ok(());
-    }
-    let mut reports = checked.reports.clone();
-    for (resource, violations) in checked.resources.iter().zip(extra) {
-        if violations.is_empty() {
-            continue;
-        }
-        let same = |r: &&mut Report| {
-            r.file == resource.origin.file
-                && r.document == resource.origin.document
-                && r.name == resource.name
-        };
-        match reports.iter_mut().find(same) {
-            Some(report) => report.violations.extend(violations),
-            None => reports.push(Report::of(resource, violations)),
-        }
-    }
-    Err(Error::Invalid(reports))
-}
-
-/// Two HTTP services that the filter sends to the same authority: no route can tell them
-/// apart.
-fn check_authorities(catalog: &Catalog) -> Result<(), Error> {
-    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
-    for service in catalog.services.iter().filter(|s| s.protocol.is_http()) {
-        if let Some(other) = owners.insert(&service.authority, &service.name) {
-            return Err(Error::SameAuthority {
-                authority: service.authority.clone(),
-                services: [other.to_string(), service.name.clone()],
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A Dataplane outbound of the served mesh, resolved to its service.

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{Context, Options};
 use crate::policy::Policies;
+use crate::resolve::{self, Resolved};
 
 /// Valid resources of mesh `default` (model validation only: material need not be PEM), the
 /// catalog built from them, and options with a short module path.
@@ -19,6 +20,7 @@ pub struct Fixture {
     pub options: Options,
     pub catalog: Catalog,
     pub resources: Vec<Resource>,
+    pub resolved: Resolved,
     pub policies: Policies,
 }
 
@@ -47,6 +49,7 @@ impl Fixture {
             },
             catalog: Catalog::build(&checked.resources, "default"),
             policies: Policies::build(&checked.resources),
+            resolved: resolve::resolve(&checked.resources),
             resources: checked.resources,
         }
     }
@@ -56,6 +59,7 @@ impl Fixture {
             options: &self.options,
             catalog: &self.catalog,
             resources: &self.resources,
+            resolved: &self.resolved,
             policies: &self.policies,
         }
     }

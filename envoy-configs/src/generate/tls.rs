@@ -10,13 +10,13 @@ use crate::envoy::{
     TlsParameters, TlsVersion, TransportSocket, TransportSocketConfig, UpstreamTlsContext,
     Validation,
 };
-use crate::resolve::{self, Material};
+use crate::resolve::{Material, TlsMaterial};
 use external_service_model::address::Host;
 use external_service_model::catalog::Service;
-use external_service_model::resource::{self, Tls};
+use external_service_model::resource::Tls;
 
 use super::secrets::{Field, Secrets};
-use super::{names, protocol, Context, Error};
+use super::{names, protocol, Context};
 
 /// The transport socket for the endpoints on `host`.
 pub fn upstream(
@@ -25,19 +25,27 @@ pub fn upstream(
     service: &Service,
     tls: &Tls,
     host: &Host,
-) -> Result<TransportSocket, Error> {
+) -> TransportSocket {
     let sni = sni(tls, host);
-    let mut source = |field, ds| data_source(ctx, secrets, service, field, ds);
+    // The endpoints of a service share their TLS settings (`cluster_rules`): the first's
+    // material is every endpoint's.
+    let no_material = TlsMaterial::default();
+    let material = service
+        .endpoints
+        .first()
+        .and_then(|e| ctx.resolved.tls(ctx.mesh(), &e.resource))
+        .unwrap_or(&no_material);
+    let mut source = |field, material| data_source(secrets, service, field, material);
     // Validation refuses a certificate without its key, and the reverse.
-    let certificate = match (&tls.client_cert, &tls.client_key) {
+    let certificate = match (&material.client_cert, &material.client_key) {
         (Some(cert), Some(key)) => Some(TlsCertificate {
-            certificate_chain: source(Field::ClientCert, cert)?,
-            private_key: source(Field::ClientKey, key)?,
+            certificate_chain: source(Field::ClientCert, cert),
+            private_key: source(Field::ClientKey, key),
         }),
         _ => None,
     };
-    let trusted_ca = match &tls.ca_cert {
-        Some(ca) => source(Field::CaCert, ca)?,
+    let trusted_ca = match &material.ca_cert {
+        Some(ca) => source(Field::CaCert, ca),
         None => DataSource::Filename(absolute(&ctx.options.system_ca)),
     };
     let match_typed_subject_alt_names = if tls.skip_hostname_verification {
@@ -86,7 +94,7 @@ pub fn upstream(
             }),
         ),
     };
-    Ok(Extension {
+    Extension {
         name: "envoy.transport_sockets.tls",
         typed_config: TransportSocketConfig::UpstreamTls(UpstreamTlsContext {
             sni,
@@ -103,7 +111,7 @@ pub fn upstream(
                 validation,
             },
         }),
-    })
+    }
 }
 
 /// `serverName`, else the host when it is a name: no SNI for an IP.
@@ -124,35 +132,21 @@ fn bare(host: &Host) -> String {
 
 /// A file by its absolute path; inline material where [`Secrets`] puts it.
 fn data_source(
-    ctx: &Context<'_>,
     secrets: &mut Secrets,
     service: &Service,
     field: Field,
-    ds: &resource::DataSource,
-) -> Result<DataSource, Error> {
-    // Validation checked that the material can be had; should it not, the configuration is
-    // refused rather than written without it.
-    let material =
-        resolve::material(ds, ctx.mesh(), ctx.resources).map_err(|message| Error::DataSource {
-            service: service.name.clone(),
-            resource: service
-                .endpoints
-                .first()
-                .map(|e| e.resource.clone())
-                .unwrap_or_default(),
-            field: field.name(),
-            message,
-        })?;
-    Ok(match material {
+    material: &Material,
+) -> DataSource {
+    match material {
         Material::Inline(bytes) => {
-            secrets.data_source(&names::cluster(&service.name), field, bytes)
+            secrets.data_source(&names::cluster(&service.name), field, bytes.clone())
         }
-        Material::File(path) => DataSource::Filename(absolute(&path)),
-    })
+        Material::File(path) => DataSource::Filename(absolute(path)),
+    }
 }
 
-/// Envoy reads files relative to its own working directory; `validate` read them relative to
-/// ours.
+/// Envoy reads files relative to its own working directory (the resolved ones are absolute
+/// already; the system CA is as the options name it).
 fn absolute(path: &Path) -> String {
     std::path::absolute(path)
         .unwrap_or_else(|_| PathBuf::from(path))
@@ -174,7 +168,7 @@ mod tests {
         let f = Fixture::new(&service("s", protocol, networking));
         let s = f.service("s");
         let host = &s.endpoints[0].address.host;
-        upstream(&f.ctx(), secrets, s, s.tls.as_ref().unwrap(), host).unwrap()
+        upstream(&f.ctx(), secrets, s, s.tls.as_ref().unwrap(), host)
     }
 
     fn inline(protocol: &str, networking: &str) -> String {

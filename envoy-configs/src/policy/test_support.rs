@@ -36,6 +36,7 @@ fn hooks<C: Conf>(default: &str, protocol: Protocol) -> String {
         endpoints: Vec::new(),
         tls: None,
         authority: "s.test".to_string(),
+        host_rewrite: None,
     };
     let mut found = Map::new();
     let mut put = |hook: &str, value: Option<Value>| {
@@ -64,6 +65,7 @@ fn hooks<C: Conf>(default: &str, protocol: Protocol) -> String {
             max_stream_duration: None,
             retry_policy: None,
             auto_host_rewrite: false,
+            host_rewrite_literal: None,
         };
         let mut route = base.clone();
         conf.route(&service, &mut route);

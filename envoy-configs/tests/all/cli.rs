@@ -265,3 +265,78 @@ fn several_meshes_name_the_flag_that_picks_one() {
         "extsvc: the resources belong to several meshes (default, other): name the one to serve with --mesh NAME\n"
     );
 }
+
+/// An ExternalService `name` (its kuma.io/service too) of `host:port` over TLS with its real
+/// name given up, as Kuma users reach one host with two sets of client certificates.
+fn hidden_on(name: &str, address: &str) -> String {
+    format!(
+        "type: ExternalService\nname: {name}\nmesh: default\ntags:\n  kuma.io/service: {name}\n  kuma.io/protocol: http\nnetworking:\n  address: {address}\n  disableHostDNSEntry: true\n  tls:\n    enabled: true\n"
+    )
+}
+
+#[test]
+fn validate_and_generate_agree_on_services_that_share_an_address() {
+    let d = test_dir();
+    // Two services on one address, both with disableHostDNSEntry: routed by their .mesh names.
+    let both = [
+        MESH_OFF,
+        &hidden_on("tenant-a", "httpbin.org:443"),
+        &hidden_on("tenant-b", "httpbin.org:443"),
+    ]
+    .join("---\n");
+    fs::write(d.path().join("both.yaml"), both).unwrap();
+    let validated = run(d.path(), &["validate", "both.yaml"]);
+    assert_eq!(validated.code, Some(0), "{validated:?}");
+    let generated = generate(d.path(), &["both.yaml", "-o", "envoy.yaml"]);
+    assert_eq!(generated.code, Some(0), "{generated:?}");
+    let config = fs::read_to_string(d.path().join("envoy.yaml")).unwrap();
+    assert!(config.contains("- tenant-a.mesh") && config.contains("- tenant-b.mesh"));
+
+    // Two services whose .mesh names are one: what generate refuses, validate refuses first,
+    // in the same words, with file, resource, field, line and column.
+    let clash = [
+        MESH_OFF,
+        &hidden_on("tenant", "httpbin.org:443"),
+        &hidden_on("TENANT", "httpbin.org:443"),
+    ]
+    .join("---\n");
+    fs::write(d.path().join("clash.yaml"), clash).unwrap();
+    let words = "  networking.address: services \"tenant\" and \"TENANT\" are both forwarded with \
+                 authority \"tenant.mesh\", so no route can tell them apart; give one of them \
+                 another port or set disableHostDNSEntry on it (line 26, column 3)\n";
+    let heading = "clash.yaml: ExternalService \"TENANT\" (mesh \"default\"): 1 violation\n";
+    let validated = run(d.path(), &["validate", "clash.yaml"]);
+    assert_eq!(validated.code, Some(1), "{validated:?}");
+    assert!(
+        validated.stdout.contains(&format!("{heading}{words}")),
+        "{validated:?}"
+    );
+    let generated = generate(d.path(), &["clash.yaml", "-o", "clash-envoy.yaml"]);
+    assert_eq!(generated.code, Some(1), "{generated:?}");
+    assert!(
+        generated.stderr.contains(&format!("{heading}{words}")),
+        "{generated:?}"
+    );
+}
+
+#[test]
+fn relative_file_paths_are_taken_from_the_folder_of_the_file_that_names_them() {
+    let d = test_dir();
+    let pki = extsvc_testkit::Pki::new(d.path());
+    let sub = d.path().join("services");
+    fs::create_dir(&sub).unwrap();
+    fs::copy(pki.ca.ca_path(), sub.join("ca.pem")).unwrap();
+    fs::write(
+        sub.join("svc.yaml"),
+        "type: ExternalService\nname: secure\nmesh: default\ntags:\n  kuma.io/service: secure\n  kuma.io/protocol: http\nnetworking:\n  address: secure.test:443\n  tls:\n    caCert:\n      file: ca.pem\n",
+    )
+    .unwrap();
+    // Run from the test dir, above the file: `ca.pem` is found beside `svc.yaml`.
+    let validated = run(d.path(), &["validate", "services/svc.yaml"]);
+    assert_eq!(validated.code, Some(0), "{validated:?}");
+    let generated = generate(d.path(), &["services/svc.yaml", "-o", "envoy.yaml"]);
+    assert_eq!(generated.code, Some(0), "{generated:?}");
+    let config = fs::read_to_string(d.path().join("envoy.yaml")).unwrap();
+    let ca = sub.join("ca.pem").display().to_string();
+    assert!(config.contains(&format!("filename: {ca}")), "{config}");
+}

@@ -155,7 +155,7 @@ fn check_scenario_with(scenario: &str, with: impl Fn(Options) -> Options) {
     let loaded = load(dir.path(), &pki, &resources);
 
     // 1. The golden file: placeholders for the module path and the test material.
-    let bootstrap = generate::generate(&loaded.checked, &with(golden_options()))
+    let bootstrap = generate::generate(&loaded, &with(golden_options()))
         .unwrap_or_else(|e| panic!("{scenario}: {e}"));
     let mut config = bootstrap.config.clone();
     replace_strings(&mut config, &pki.placeholders());
@@ -213,7 +213,7 @@ fn check_scenario_with(scenario: &str, with: impl Fn(Options) -> Options) {
         system_ca: pki.ca.ca_path().to_path_buf(),
         ..Options::default()
     };
-    let real = generate::generate(&loaded.checked, &with(options)).unwrap();
+    let real = generate::generate(&loaded, &with(options)).unwrap();
     let path = dir.path().join(format!("{scenario}.yaml"));
     fs::write(&path, real.to_yaml().unwrap()).unwrap();
     let validation = support::validate_config(&path);
@@ -307,7 +307,7 @@ fn xds_dir() {
         xds_dir: Some(PathBuf::from("/path/to/xds")),
         ..golden_options()
     };
-    let b = generate::generate(&loaded.checked, &options).unwrap();
+    let b = generate::generate(&loaded, &options).unwrap();
     let files = b.xds.clone().unwrap();
     fs::create_dir_all(golden.join("sds")).unwrap();
     let secrets = files.sds.iter().map(|(file, value)| {
@@ -340,7 +340,7 @@ fn xds_dir() {
         xds_dir: Some(xds.clone()),
         ..Options::default()
     };
-    let real = generate::generate(&loaded.checked, &options).unwrap();
+    let real = generate::generate(&loaded, &options).unwrap();
     let files = real.xds.clone().unwrap();
     fs::create_dir(&xds).unwrap();
     for (file, value) in [
@@ -386,7 +386,7 @@ fn generate_from(resources: &str) -> Result<Bootstrap, Error> {
     let path = dir.path().join("resources.yaml");
     fs::write(&path, pki.fill(resources)).unwrap();
     let loaded = read::load(&[path]).unwrap();
-    generate::generate(&loaded.checked, &golden_options())
+    generate::generate(&loaded, &golden_options())
 }
 
 fn cluster<'a>(b: &'a Bootstrap, name: &str) -> &'a Value {
@@ -438,7 +438,7 @@ fn dns_resolver_option_sets_the_bootstrap_resolver() {
         dns_resolver: Some("127.0.0.1:5353".parse().unwrap()),
         ..golden_options()
     };
-    let b = generate::generate(&loaded.checked, &options).unwrap();
+    let b = generate::generate(&loaded, &options).unwrap();
     let r = &b.config["typed_dns_resolver_config"]["typed_config"]["resolvers"][0];
     assert_eq!(r["socket_address"]["address"], "127.0.0.1");
     assert_eq!(r["socket_address"]["port_value"], 5353);
@@ -529,22 +529,39 @@ fn one_host_on_the_default_ports_of_tls_and_plain_keeps_both_ports() {
 }
 
 #[test]
-fn two_services_with_one_authority_are_refused() {
-    // One address for two services is allowed when one gives up its real name, but the
-    // filter would send both to the same authority: no route can tell them apart.
-    let err = generate_beside_secure_api(
+fn two_services_on_one_address_are_routed_by_their_mesh_names() {
+    // One address for two services is allowed when one gives up its real name: that one is
+    // routed by its `.mesh` name, and its route gives the upstream the real authority back
+    // (Kuma issues 4400 and 4824: one host, two sets of client certificates).
+    let bootstrap = generate_beside_secure_api(
         "other",
         "{address: api.test:443, disableHostDNSEntry: true, tls: {enabled: true}}",
     )
-    .unwrap_err();
+    .unwrap();
+    // The service that kept its real name keeps its authority too.
+    let domains = outbound_domains(&bootstrap);
     assert!(
-        matches!(&err, Error::SameAuthority { authority, .. } if authority == "api.test:443"),
-        "{err:?}"
+        domains.contains(&("external_service_secure".into(), json!(["api.test"]))),
+        "{domains:?}"
     );
     assert!(
-        err.to_string().contains("\"secure\" and \"other\""),
-        "{err}"
+        domains.contains(&("external_service_other".into(), json!(["other.mesh"]))),
+        "{domains:?}"
     );
+    let routes = |name: &str| {
+        let listener = &bootstrap.config["static_resources"]["listeners"][0];
+        let hosts = &listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+            ["virtual_hosts"];
+        let host = hosts.as_array().unwrap().iter().find(|h| h["name"] == name);
+        host.unwrap()["routes"][1]["route"].clone()
+    };
+    assert_eq!(
+        routes("external_service_other")["host_rewrite_literal"],
+        "api.test"
+    );
+    assert!(routes("external_service_secure")
+        .get("host_rewrite_literal")
+        .is_none());
 }
 
 #[test]
@@ -571,7 +588,7 @@ networking: {address: b.test:80}
         mesh: Some("two".into()),
         ..golden_options()
     };
-    let b = generate::generate(&loaded.checked, &options).unwrap();
+    let b = generate::generate(&loaded, &options).unwrap();
     assert!(cluster(&b, "external_service_b").is_object());
     assert_eq!(
         b.config["static_resources"]["clusters"]

@@ -16,6 +16,8 @@
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
 //! - `secrets`: key material stays out of output and logs.
+//! - `client_certs`: one host with two client certificates by two `.mesh` names, and X.509 v1
+//!   client certificates, through real Envoy.
 //! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
 //!   against slow and failing upstreams.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
@@ -27,6 +29,7 @@
 
 mod architecture;
 mod cli;
+mod client_certs;
 mod e2e;
 mod envoy_facts;
 mod faults;

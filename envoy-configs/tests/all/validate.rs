@@ -404,3 +404,138 @@ fn files_secrets_and_pem_are_checked() {
     let run = extsvc(&["validate", &mismatch, &broken]);
     assert!(!run.stdout.contains("PRIVATE KEY") && !run.stdout.contains(&other.key_pem[40..80]));
 }
+
+#[test]
+fn every_wrong_type_of_a_document_is_reported_with_line_and_column() {
+    let tmp = test_dir();
+    let file = write(
+        tmp.path(),
+        "types.yaml",
+        "type: ExternalService\nname: httpbin\ntags:\n  kuma.io/service: httpbin\nnetworking:\n  address: 443\n  tls:\n    enabled: \"yes\"\n",
+    );
+    let run = extsvc(&["validate", &file]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{file}: ExternalService \"httpbin\" (mesh \"default\"): 2 violations\n  \
+             networking.address: invalid type: integer `443`, expected a string (line 6, column 3)\n  \
+             networking.tls.enabled: invalid type: string \"yes\", expected a boolean (line 8, column 5)\n"
+        )
+    );
+}
+
+#[test]
+fn a_service_named_after_its_host_gets_kumas_words_and_a_hint() {
+    let tmp = test_dir();
+    let file = write(
+        tmp.path(),
+        "named.yaml",
+        "type: ExternalService\nname: httpbin\ntags:\n  kuma.io/service: httpbin.org\nnetworking:\n  address: httpbin.org:443\n",
+    );
+    let run = extsvc(&["validate", &file]);
+    assert_eq!(run.code, Some(1), "{}", run.stdout);
+    assert_eq!(
+        run.stdout,
+        format!(
+            "{file}: ExternalService \"httpbin\" (mesh \"default\"): 1 violation\n  \
+             tags[\"kuma.io/service\"]: cannot be the same as networking.address (line 4, column 3)\n    \
+             hint: name the service another way, such as kuma.io/service: httpbin_org or httpbin\n"
+        )
+    );
+}
+
+#[test]
+fn bad_base64_is_one_message_for_one_problem() {
+    let tmp = test_dir();
+    let dir = tmp.path();
+    let inline = write(
+        dir,
+        "inline.yaml",
+        &service_with_tls("    caCert:\n      inline: \"%%%\"\n"),
+    );
+    let found = violations_of(&inline);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "networking.tls.caCert.inline");
+    assert!(found[0].1.starts_with("is not valid base64"), "{found:?}");
+
+    // Through a Secret: said once, of the Secret that holds it.
+    let secret = write(
+        dir,
+        "secret.yaml",
+        &format!(
+            "{}---\ntype: Secret\nname: ca\nmesh: default\ndata: \"%%%\"\n",
+            service_with_tls("    caCert:\n      secret: ca\n")
+        ),
+    );
+    let run = extsvc(&["validate", "--format", "json", &secret]);
+    let report = json_report(&run.stdout);
+    assert_eq!(report[0].1, vec![], "{report:?}");
+    assert_eq!(report[1].1.len(), 1, "{report:?}");
+    assert_eq!(report[1].1[0].0, "data");
+}
+
+#[test]
+fn x509_v1_certificates_are_taken_and_broken_ones_refused() {
+    let tmp = test_dir();
+    let dir = tmp.path();
+    let Pki { ca, .. } = Pki::new(dir);
+    let v1 = crate::client_certs::v1_client_cert(dir, &ca, "v1-client");
+    let path = |p: &PathBuf| p.display().to_string();
+    let good = write(
+        dir,
+        "v1.yaml",
+        &service_with_tls(&format!(
+            "    caCert:\n      file: {}\n    clientCert:\n      file: {}\n    clientKey:\n      file: {}\n",
+            path(&ca.cert.cert_path),
+            path(&v1.cert_path),
+            path(&v1.key_path)
+        )),
+    );
+    assert_eq!(violations_of(&good), vec![]);
+
+    // What Envoy refuses too: a PEM block that holds no certificate.
+    let broken = write(
+        dir,
+        "broken-der.yaml",
+        &service_with_tls(
+            "    caCert:\n      inlineString: |\n        -----BEGIN CERTIFICATE-----\n        AAAA\n        -----END CERTIFICATE-----\n",
+        ),
+    );
+    let found = violations_of(&broken);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "networking.tls.caCert");
+    assert!(
+        found[0]
+            .1
+            .starts_with("certificate 1 does not parse as X.509: "),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn what_generate_cannot_build_validate_names_first_in_the_same_words() {
+    // Kuma takes one service on an IP address and a host name; one Envoy cluster cannot.
+    let file = fixture("kuma-valid.yaml");
+    let validated = extsvc(&["validate", &file]);
+    assert_eq!(validated.code, Some(0), "{validated:?}");
+    let heading = format!("{file}: ExternalService \"es-domain\" (mesh \"default\")");
+    let words = "networking.address: ExternalService \"es-ipv4\" has the same kuma.io/service \
+                 \"backend\" with an IP address: one Envoy cluster cannot mix IP addresses and \
+                 host names (line 24, column 3)";
+    assert!(
+        validated.stderr.contains(&format!(
+            "extsvc: warning: generate refuses {heading}: {words}\n"
+        )),
+        "{validated:?}"
+    );
+    let wasm = support::wasm_module();
+    let generated = extsvc(&["generate", "--wasm", wasm.to_str().unwrap(), &file]);
+    assert_eq!(generated.code, Some(1), "{generated:?}");
+    assert!(
+        generated
+            .stderr
+            .contains(&format!("{heading}: 1 violation\n  {words}\n")),
+        "{generated:?}"
+    );
+}

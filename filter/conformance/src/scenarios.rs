@@ -30,6 +30,13 @@ pub fn services() -> Vec<Value> {
         true,
     );
     hidden["networking"]["disableHostDNSEntry"] = json!(true);
+    // One host with two sets of client certificates (Kuma issues 4400 and 4824): two services
+    // on one address, both without their real name.
+    let hidden_on = |name: &str, address: &str| {
+        let mut es = es(name, name, Some("http"), address, true);
+        es["networking"]["disableHostDNSEntry"] = json!(true);
+        es
+    };
     vec![
         es("httpbin", "httpbin", Some("http"), "httpbin.org:443", true),
         es(
@@ -88,6 +95,17 @@ pub fn services() -> Vec<Value> {
             "dual.example.com:80",
             false,
         ),
+        hidden_on("tenant-a", "tenants.example.com:443"),
+        hidden_on("tenant-b", "tenants.example.com:443"),
+        // One of two services on one address kept its real name: it keeps its authority.
+        es(
+            "owner",
+            "owner",
+            Some("http"),
+            "owned.example.com:443",
+            true,
+        ),
+        hidden_on("guest", "owned.example.com:443"),
     ]
 }
 
@@ -394,6 +412,14 @@ pub fn cases() -> Vec<Case> {
         closed("hidden.mesh", forward("hidden.example.com")),
         closed("hidden.example.com:443", Undeclared),
         closed("hidden.example.com", Undeclared),
+        // Two services on one address without their real names: each by its .mesh name, which
+        // names its route (the route gives the upstream the real authority back).
+        closed("tenant-a.mesh", forward("tenant-a.mesh")),
+        closed("TENANT-B.mesh:443", forward("tenant-b.mesh")),
+        closed("tenants.example.com", Undeclared),
+        closed("tenants.example.com:443", Undeclared),
+        closed("owned.example.com", forward("owned.example.com")),
+        closed("guest.mesh", forward("guest.mesh")),
         // One host on two ports: without a port the name is ambiguous, with one it is not.
         closed("shared.example.com", Ambiguous),
         closed(

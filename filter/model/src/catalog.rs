@@ -23,9 +23,13 @@ pub struct Service {
     pub endpoints: Vec<Endpoint>,
     /// Shared by every endpoint (validation makes sure); `None` when TLS origination is off.
     pub tls: Option<Tls>,
-    /// What `:authority` becomes on the way out: the first endpoint's host, with its port
-    /// unless that is the default for the scheme (443 with TLS, 80 without).
+    /// What `:authority` becomes on the way out, which names the service's route: the first
+    /// endpoint's host, with its port unless that is the default for the scheme (443 with
+    /// TLS, 80 without). A service that shares it with another and gave up its real name
+    /// (`disableHostDNSEntry`) is routed by its `.mesh` name instead.
     pub authority: String,
+    /// The authority the route gives the upstream when `authority` is the `.mesh` name.
+    pub host_rewrite: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,12 +109,7 @@ impl Catalog {
                     let tag = es.tags.get(PROTOCOL_TAG).map(String::as_str);
                     let id = *by_name.entry(service).or_insert_with(|| {
                         let tls = net.tls.clone().filter(Tls::is_enabled);
-                        let default_port = if tls.is_some() { 443 } else { 80 };
-                        let authority = if endpoint.address.port == default_port {
-                            endpoint.address.host.to_string()
-                        } else {
-                            endpoint.address.to_string()
-                        };
+                        let authority = short_authority(&endpoint.address, tls.is_some());
                         catalog.services.push(Service {
                             name: service.to_string(),
                             protocol: Protocol::of_tag(tag),
@@ -118,6 +117,7 @@ impl Catalog {
                             endpoints: Vec::new(),
                             tls,
                             authority,
+                            host_rewrite: None,
                         });
                         catalog.services.len() - 1
                     });
@@ -129,6 +129,7 @@ impl Catalog {
                 Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => {}
             }
         }
+        catalog.route_hidden_services_by_mesh_name();
         catalog.keep_ports_where_authorities_clash();
         for id in 0..catalog.services.len() {
             catalog.claim_names(id);
@@ -136,20 +137,54 @@ impl Catalog {
         catalog
     }
 
+    /// The services whose `key` another service has too.
+    fn sharing(&self, key: impl Fn(&Service) -> String) -> Vec<ServiceId> {
+        let keys: Vec<String> = self.services.iter().map(key).collect();
+        let mut users: FxHashMap<&str, usize> = FxHashMap::default();
+        for k in &keys {
+            *users.entry(k).or_default() += 1;
+        }
+        (0..keys.len())
+            .filter(|&id| users[keys[id].as_str()] > 1)
+            .collect()
+    }
+
     /// `api.test:443` with TLS and `api.test:80` without both shorten to `api.test`: such
     /// services keep their ports, so the upstream side (routes) can still tell them apart.
+    /// (A `.mesh` name has no port to keep.)
     fn keep_ports_where_authorities_clash(&mut self) {
-        let mut users: FxHashMap<&str, usize> = FxHashMap::default();
-        for service in &self.services {
-            *users.entry(&service.authority).or_default() += 1;
-        }
-        let clashing: Vec<ServiceId> = (0..self.services.len())
-            .filter(|&id| users[self.services[id].authority.as_str()] > 1)
-            .collect();
-        for id in clashing {
+        for id in self.sharing(|s| s.authority.clone()) {
             let service = &mut self.services[id];
+            if service.host_rewrite.is_some() {
+                continue;
+            }
             if let Some(first) = service.endpoints.first() {
                 service.authority = first.address.to_string();
+            }
+        }
+    }
+
+    /// Services on one `host:port` that gave up their real name (Kuma users reach one host
+    /// with two sets of client certificates so) are told apart by their `.mesh` names: the
+    /// route of each matches that name and gives the upstream the real authority back. The
+    /// one service on that address that kept its real name keeps its authority.
+    fn route_hidden_services_by_mesh_name(&mut self) {
+        let first_address = |s: &Service| {
+            s.endpoints
+                .first()
+                .map(|e| e.address.to_string())
+                .unwrap_or_default()
+        };
+        for id in self.sharing(first_address) {
+            let service = &mut self.services[id];
+            if service
+                .endpoints
+                .first()
+                .is_some_and(|e| e.disable_host_dns_entry)
+            {
+                let mut mesh_name = service.name.to_ascii_lowercase();
+                mesh_name.push_str(".mesh");
+                service.host_rewrite = Some(std::mem::replace(&mut service.authority, mesh_name));
             }
         }
     }
@@ -209,6 +244,16 @@ impl Catalog {
 
     pub fn service_id(&self, name: &str) -> Option<ServiceId> {
         self.services.iter().position(|s| s.name == name)
+    }
+}
+
+/// The host, with the port unless that is the scheme's default (443 with TLS, 80 without).
+fn short_authority(address: &Address, tls: bool) -> String {
+    let default_port = if tls { 443 } else { 80 };
+    if address.port == default_port {
+        address.host.to_string()
+    } else {
+        address.to_string()
     }
 }
 

@@ -26,9 +26,9 @@ impl Checked {
     }
 }
 
-/// Extra checks a caller adds to validation (the CLI reads files and PEM data); the result is
-/// aligned with the resources, like `validate::validate`.
-pub type ExtraChecks<'a> = &'a dyn Fn(&[Resource]) -> Vec<Vec<Violation>>;
+/// Extra checks a caller adds to validation (the CLI reads files and PEM data, and keeps what
+/// it resolved for them); the result is aligned with the resources, like `validate::validate`.
+pub type ExtraChecks<'a> = &'a mut dyn FnMut(&[Resource]) -> Vec<Vec<Violation>>;
 
 /// Reads every document, validates the resources together, and reports on each.
 pub fn check(documents: Vec<(Value, Origin)>, extra: Option<ExtraChecks<'_>>) -> Checked {

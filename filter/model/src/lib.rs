@@ -7,12 +7,14 @@ pub mod authority;
 pub mod catalog;
 pub mod config;
 pub mod contract;
+pub mod data_source;
 pub mod decision;
 pub mod documents;
 pub mod protocol;
 pub mod report;
 pub mod resource;
 pub mod validate;
+pub mod violation;
 
 pub use catalog::{Catalog, Service, ServiceId};
 pub use config::{Checked, PluginConfig};

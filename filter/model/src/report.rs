@@ -1,47 +1,11 @@
-//! Violations and the per-resource reports that `extsvc validate` and the filter print.
+//! The per-resource reports that `extsvc validate` and the filter print.
 
 use std::fmt;
 
 use serde::Serialize;
 
 use crate::resource::{Rejected, Resource};
-
-/// One broken rule: the field path (Kuma's notation, e.g. `tags["kuma.io/service"]`) and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Violation {
-    pub field: String,
-    pub message: String,
-    /// Where the field is written (1-based), when the reader knows (`extsvc` reading a file).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub line: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub column: Option<usize>,
-}
-
-impl Violation {
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Violation {
-            field: field.into(),
-            message: message.into(),
-            line: None,
-            column: None,
-        }
-    }
-}
-
-impl fmt::Display for Violation {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.message)?;
-        } else {
-            write!(f, "{}: {}", self.field, self.message)?;
-        }
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, " (line {line}, column {column})"),
-            _ => Ok(()),
-        }
-    }
-}
+pub use crate::violation::Violation;
 
 /// Everything said about one resource; valid resources have no violations.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -4,16 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use rustc_hash::FxHashMap;
 
 use crate::address::{self, Address};
+use crate::data_source::{decode_base64, find_secret, single_source};
 use crate::protocol::Protocol;
-use crate::report::Violation;
 use crate::resource::{
     DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Source, Spec, PROTOCOL_TAG,
     SERVICE_TAG,
 };
+use crate::violation::Violation;
 
 /// Validates each resource on its own and against the others of its mesh.
 /// The result is aligned with `resources`: one (possibly empty) list per resource.
@@ -79,13 +79,27 @@ fn external_service(es: &ExternalServiceSpec) -> Vec<Violation> {
     out.extend(tags(&es.tags));
     if let (Some(service), Some(net)) = (es.service(), &es.networking) {
         if address::split_host(&net.address) == Some(service) {
-            out.push(Violation::new(
-                tag_field(SERVICE_TAG),
-                "cannot be the same as networking.address",
-            ));
+            out.push(
+                Violation::new(
+                    tag_field(SERVICE_TAG),
+                    "cannot be the same as networking.address",
+                )
+                .with_hint(service_name_hint(service)),
+            );
         }
     }
     out
+}
+
+/// Names Kuma takes for a service named after its host: underscores for dots, or the first
+/// label (`httpbin_org` or `httpbin` for `httpbin.org`).
+fn service_name_hint(host: &str) -> String {
+    let underscored = host.replace('.', "_");
+    let forms = match host.split_once('.') {
+        Some((first, _)) if !first.is_empty() => format!("{underscored} or {first}"),
+        _ => format!("{underscored}_service"),
+    };
+    format!("name the service another way, such as kuma.io/service: {forms}")
 }
 
 /// `tags["key"]`, Kuma's notation for a tag's field path.
@@ -170,12 +184,6 @@ fn base64_data(field: &str, data: &str) -> Vec<Violation> {
         Ok(_) => Vec::new(),
         Err(e) => vec![Violation::new(field, format!("is not valid base64: {e}"))],
     }
-}
-
-/// Base64 as Kuma writes it (standard alphabet, padded); line breaks are tolerated.
-pub fn decode_base64(data: &str) -> Result<Vec<u8>, base64::DecodeError> {
-    let compact: String = data.split_ascii_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(compact)
 }
 
 fn dataplane(dp: &DataplaneSpec) -> Vec<Violation> {
@@ -286,22 +294,6 @@ fn secret_references(resources: &[Resource], out: &mut Vec<(usize, Violation)>) 
             }
         }
     }
-}
-
-/// The one way a DataSource gives its bytes, if it sets exactly one.
-pub fn single_source(ds: &DataSource) -> Option<Source<'_>> {
-    match ds.sources().as_slice() {
-        [one] => Some(*one),
-        _ => None,
-    }
-}
-
-/// The Secret named `name` in `mesh`, if any.
-pub fn find_secret<'r>(resources: &'r [Resource], mesh: &str, name: &str) -> Option<&'r str> {
-    resources.iter().find_map(|r| match &r.spec {
-        Spec::Secret(s) if r.mesh == mesh && r.name == name => Some(s.data.as_str()),
-        _ => None,
-    })
 }
 
 /// Two services may not share `host:port` unless one gives up its real name.

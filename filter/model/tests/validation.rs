@@ -152,11 +152,22 @@ fn kuma_tag_rules() {
         json!({ "kuma.io/service": "example.com" }),
     );
     assert_eq!(
-        one(same),
+        one(same.clone()),
         pairs(&[(
             "tags[\"kuma.io/service\"]",
             "cannot be the same as networking.address"
         )])
+    );
+    // Kuma's words, then a line naming forms that work.
+    let found = check_all(vec![same]).reports.remove(0).violations.remove(0);
+    assert_eq!(
+        found.hint.as_deref(),
+        Some("name the service another way, such as kuma.io/service: example_com or example")
+    );
+    assert_eq!(
+        found.to_string(),
+        "tags[\"kuma.io/service\"]: cannot be the same as networking.address\n    \
+         hint: name the service another way, such as kuma.io/service: example_com or example"
     );
 }
 
@@ -334,6 +345,27 @@ fn every_unknown_field_is_named_in_one_run() {
             ("networking.tls.enabeld", "unknown field `enabeld`, expected one of `enabled`, `caCert`, `clientCert`, `clientKey`, `serverName`, `allowRenegotiation`, `skipHostnameVerification`"),
             ("networking.tls.serverName", "invalid type: integer `7`, expected a string"),
             ("tag", "unknown field `tag`, expected `tags` or `networking`"),
+        ])
+    );
+}
+
+#[test]
+fn every_wrong_type_is_named_in_one_run() {
+    let mut doc = es(json!(443), backend());
+    doc["networking"]["tls"] = json!({ "enabled": "yes" });
+    let mut found = one(doc);
+    found.sort();
+    assert_eq!(
+        found,
+        pairs(&[
+            (
+                "networking.address",
+                "invalid type: integer `443`, expected a string"
+            ),
+            (
+                "networking.tls.enabled",
+                "invalid type: string \"yes\", expected a boolean"
+            ),
         ])
     );
 }

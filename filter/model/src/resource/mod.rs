@@ -1,0 +1,10 @@
+//! The resources as users write them: the spec types ([`spec`]), the two forms they are
+//! written in ([`forms`]) and the reader that reports every field at fault ([`reader`]).
+
+mod forms;
+mod reader;
+mod spec;
+
+pub use forms::{from_value, Rejected};
+pub use reader::typed;
+pub use spec::*;
