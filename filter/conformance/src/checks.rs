@@ -180,7 +180,9 @@ fn fixture() -> &'static Fixture {
 
 fn declared(services: &[Value]) -> Declared {
     let mut hosts: BTreeMap<String, (BTreeSet<Host>, BTreeSet<u16>)> = BTreeMap::new();
-    let mut first: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    // Per service, its first endpoint: the authority without the scheme's default port, the
+    // address, and whether the service gave up its real name.
+    let mut first: BTreeMap<&str, (&str, &str, bool)> = BTreeMap::new();
     for es in services {
         let service = es["tags"]["kuma.io/service"].as_str().unwrap_or_default();
         let networking = &es["networking"];
@@ -188,33 +190,54 @@ fn declared(services: &[Value]) -> Declared {
         let (host, port) = address.rsplit_once(':').unwrap_or((address, "0"));
         let port: u16 = port.parse().unwrap_or(0);
         let tls = networking["tls"]["enabled"].as_bool().unwrap_or(false);
+        let hidden = networking["disableHostDNSEntry"].as_bool().unwrap_or(false);
         let entry = hosts.entry(service.to_string()).or_default();
         let mesh = format!("{}.mesh", service.to_ascii_lowercase());
         entry.0.insert(Host::Name(mesh.replace('_', ".")));
         entry.0.insert(Host::Name(mesh));
-        if !networking["disableHostDNSEntry"].as_bool().unwrap_or(false) {
+        if !hidden {
             entry.0.extend(host_of(host));
         }
         entry.1.extend([port, 80]);
-        // The first endpoint's address, without the scheme's default port.
         let default_port = if tls { 443 } else { 80 };
         let short = if port == default_port { host } else { address };
-        first.entry(service).or_insert((short, address));
+        first.entry(service).or_insert((short, address, hidden));
     }
-    // Where two services would get the same authority (`dual.example.com` for `:443` with TLS
-    // and `:80` without), each keeps its port.
-    let mut users: BTreeMap<&str, usize> = BTreeMap::new();
-    for (short, _) in first.values() {
-        *users.entry(short).or_default() += 1;
-    }
+    // Services on one address that gave up their real name are routed by their `.mesh` name.
+    let on_address = count(first.values().map(|(_, address, _)| *address));
+    let by_mesh_name =
+        |address: &str, hidden: bool| hidden && on_address.get(address).is_some_and(|&n| n > 1);
+    // Where two other services would get the same authority (`dual.example.com` for `:443`
+    // with TLS and `:80` without), each keeps its port.
+    let short_users = count(
+        first
+            .values()
+            .filter(|(_, address, hidden)| !by_mesh_name(address, *hidden))
+            .map(|(short, _, _)| *short),
+    );
     let authority = first
-        .into_iter()
-        .map(|(service, (short, address))| {
-            let rewritten = if users[short] > 1 { address } else { short };
-            (service.to_string(), rewritten.to_string())
+        .iter()
+        .map(|(service, (short, address, hidden))| {
+            let rewritten = if by_mesh_name(address, *hidden) {
+                format!("{}.mesh", service.to_ascii_lowercase())
+            } else if short_users[short] > 1 {
+                address.to_string()
+            } else {
+                short.to_string()
+            };
+            (service.to_string(), rewritten)
         })
         .collect();
     Declared { hosts, authority }
+}
+
+/// How many times each key stands in `keys`.
+fn count<'a>(keys: impl Iterator<Item = &'a str>) -> BTreeMap<&'a str, usize> {
+    let mut users = BTreeMap::new();
+    for k in keys {
+        *users.entry(k).or_default() += 1;
+    }
+    users
 }
 
 /// `Name` lower case without one trailing dot, or a bracketed IPv6 address.
