@@ -221,6 +221,11 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(0)
+}
+
+/// [`world`], with `outbounds` Dataplane http outbounds bound to `httpbin` (`s.outbound`).
+fn world_with(outbounds: usize) -> World {
     let dir = test_dir();
     let d = dir.path();
     let p = Pki::new(d);
@@ -231,11 +236,18 @@ fn world() -> World {
         .dns("plain.test", &[LOCALHOST])
         .start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
-    let resources = docs(&[
-        mesh(false),
-        https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-    ]);
-    let s = Sidecar::start(d, up.dns_addr(), &resources, &[]);
+    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), outbounds, &[], |ports| {
+        let mut resources = vec![
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        ];
+        resources.extend(
+            ports
+                .iter()
+                .map(|&port| support::dataplane(port, "httpbin")),
+        );
+        docs(&resources)
+    });
     let plain = up.port("plain");
     World {
         up,
@@ -920,4 +932,37 @@ fn every_refusal_is_logged_and_counted_with_its_reason() {
     w.s.expect_counter("http.outbound_http.downstream_rq_non_relative_path", 1);
     w.s.expect_counter("http.outbound_http.no_route", 1);
     w.s.denied("undeclared-host", 1);
+}
+
+/// A Dataplane http outbound is bound to one service: the filter does not judge the
+/// authority there (the listener names the service), it sends every request to that service
+/// with the service's own authority. A malformed or undeclared `Host` reaches nobody else,
+/// and the upstream never sees it.
+#[test]
+fn a_dataplane_http_outbound_sends_any_authority_to_its_service_as_its_own() {
+    let w = world_with(1);
+    let p = w.plain;
+    let real = format!("httpbin.test:{}", w.up.port("tls"));
+    let outbound = w.s.outbound[0];
+    let mut rows = Vec::new();
+    for host in [
+        format!("user@plain.test:{p}"),
+        format!("httpbin.mesh@plain.test:{p}"),
+        format!("plain.test:{p}"),
+        "httpbin.mesh:0".to_string(),
+        "[::1".to_string(),
+        "".to_string(),
+    ] {
+        let got = raw_request(
+            outbound,
+            format!("GET /get HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(
+            got.header("x-seen-host"),
+            Some(real.clone()),
+            "{host}: {got:?}"
+        );
+        rows.push((format!("outbound, Host: {host}"), of_raw(&got), declared()));
+    }
+    check(&w, rows);
 }
