@@ -709,7 +709,10 @@ pub struct OriginalDst {}
 pub struct DnsFilterConfig {
     pub stat_prefix: String,
     pub server_config: DnsServerConfig,
-    pub client_config: DnsClientConfig,
+    /// Without it, a name the table does not hold gets NXDOMAIN and goes nowhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_config: Option<DnsClientConfig>,
+    pub access_log: Vec<AccessLog>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -80,6 +80,18 @@ pub fn capture(listener: &str, denied: &str) -> Vec<AccessLog> {
     ])
 }
 
+/// For the builtin DNS: a query, and how it was answered (`response_code` 3, NXDOMAIN, for a
+/// name that is not declared when passthrough is off).
+pub fn dns(listener: &str) -> Vec<AccessLog> {
+    stdout(&[
+        ("listener", listener),
+        ("query_name", "%QUERY_NAME%"),
+        ("query_type", "%QUERY_TYPE%"),
+        ("response_code", "%RESPONSE_CODE%"),
+        ("answers", "%ANSWER_COUNT%"),
+    ])
+}
+
 /// A JSON line of these fields, in this order.
 fn stdout(fields: &[(&str, &str)]) -> Vec<AccessLog> {
     let json_format = Map(fields
