@@ -966,3 +966,77 @@ fn a_dataplane_http_outbound_sends_any_authority_to_its_service_as_its_own() {
     }
     check(&w, rows);
 }
+
+/// Request smuggling and pipelining: a second request hidden in a first one's body
+/// (`Content-Length` against `Transfer-Encoding`, a bad chunk, `Transfer-Encoding` spelled
+/// oddly) or sent right after it on one connection is judged as a request of its own, or
+/// refused with the first: it never reaches the undeclared upstream.
+#[test]
+fn smuggled_and_pipelined_requests_are_judged_each() {
+    let w = world();
+    let p = w.plain;
+    let hidden = format!("GET /get HTTP/1.1\r\nHost: plain.test:{p}\r\n\r\n");
+    let mut rows = Vec::new();
+    let mut raw = |label: &str, req: String, want: Answer| {
+        rows.push((label.to_string(), w.raw(req.as_bytes()), want));
+    };
+    raw(
+        "CL.TE: Content-Length and Transfer-Encoding: chunked",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}",
+            5 + hidden.len()
+        ),
+        envoy(400),
+    );
+    raw(
+        "TE.CL: a chunk that holds a request",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n",
+            hidden.len()
+        ),
+        envoy(400),
+    );
+    raw(
+        "Transfer-Encoding: xchunked",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}"
+        ),
+        envoy(501),
+    );
+    raw(
+        "two Content-Length",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}",
+            hidden.len()
+        ),
+        envoy(400),
+    );
+    check(&w, rows);
+
+    // Pipelined: declared, then undeclared, on one connection; each gets its own answer.
+    let mut s = TcpStream::connect(("127.0.0.1", w.s.listen)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(
+        format!(
+            "GET /get HTTP/1.1\r\nHost: httpbin.mesh\r\n\r\nGET /get HTTP/1.1\r\nHost: plain.test:{p}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answers = String::new();
+    let _ = s.read_to_string(&mut answers);
+    let statuses: Vec<&str> = answers
+        .lines()
+        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"],
+        "{answers}"
+    );
+    assert!(
+        answers.contains("x-external-service-denied: undeclared-host"),
+        "{answers}"
+    );
+    w.assert_no_leak();
+}
