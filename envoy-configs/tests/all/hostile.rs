@@ -305,15 +305,27 @@ type Row = (String, Answer, Answer);
 
 /// Runs every row, then reports all mismatches at once (label, got, wanted).
 fn check(w: &World, rows: Vec<Row>) {
+    let wrong = mismatches(&rows);
+    w.assert_no_leak();
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// [`check`] without a [`World`].
+fn assert_rows(rows: &[Row]) {
+    let wrong = mismatches(rows);
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// Prints every row; the ones whose answer is not the one wanted.
+fn mismatches(rows: &[Row]) -> Vec<String> {
     let mut wrong = Vec::new();
-    for (label, got, want) in &rows {
+    for (label, got, want) in rows {
         eprintln!("{label:60} -> {got}");
         if got != want {
             wrong.push(format!("{label}: got {got}, want {want}"));
         }
     }
-    w.assert_no_leak();
-    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    wrong
 }
 
 /// Names: case, trailing dots, suffixes, `#`, userinfo; and the undeclared upstream by every
@@ -751,14 +763,7 @@ fn upgrades_never_become_tunnels() {
             filter(405, "connect-not-served"),
         ));
     }
-    let mut wrong = Vec::new();
-    for (label, got, want) in &rows {
-        eprintln!("{label:60} -> {got}");
-        if got != want {
-            wrong.push(format!("{label}: got {got}, want {want}"));
-        }
-    }
-    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    assert_rows(&rows);
     assert_eq!(up.requests(), 0, "an upgrade reached the upstream");
 
     // h2c: a plain GET for Envoy; the upstream's 101 to it reaches the app as a bare status
