@@ -19,8 +19,8 @@ use crate::policy;
 use super::{access_log, cluster, retry, traffic, wasm, Context};
 
 /// The HCM network filter. It serves no upgrade (no `upgrade_configs`): Envoy refuses every
-/// `Upgrade:` request and every CONNECT before any filter or route, so no request becomes a
-/// byte tunnel, and [`refusals`] says why.
+/// `Upgrade:` request before any filter or route, and a CONNECT the filter lets by finds no
+/// route, so no request becomes a byte tunnel; [`refusals`] says why.
 pub fn connection_manager(
     ctx: &Context<'_>,
     listener: &str,
@@ -182,8 +182,8 @@ const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send pl
 const HTTPS_URL_REFUSAL: &str = "an https:// URL is not served over plain HTTP: send \
     http://host:443/... through the proxy, and Envoy originates TLS to the service\n";
 
-const UPGRADE_REFUSAL: &str = "upgrades (Upgrade: websocket, h2c, CONNECT, ...) are not served \
-    here: an app that needs a byte stream connects to a tcp service's listener (a Dataplane \
+const UPGRADE_REFUSAL: &str = "upgrades (Upgrade: websocket, CONNECT, ...) are not served here: \
+    an app that needs a byte stream connects to a tcp service's listener (a Dataplane \
     outbound)\n";
 
 /// The route to a service's cluster, named after the service (the access log's
@@ -470,7 +470,7 @@ typed_config:
             expression: response.code_details == 'upgrade_failed'
       body:
         inline_string: |
-          upgrades (Upgrade: websocket, h2c, CONNECT, ...) are not served here: an app that needs a byte stream connects to a tcp service's listener (a Dataplane outbound)
+          upgrades (Upgrade: websocket, CONNECT, ...) are not served here: an app that needs a byte stream connects to a tcp service's listener (a Dataplane outbound)
       headers_to_add:
       - header:
           key: x-external-service-denied
