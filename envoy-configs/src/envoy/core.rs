@@ -157,3 +157,9 @@ pub struct HeaderValue {
 pub enum AppendAction {
     OverwriteIfExistsOrAdd,
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CidrRange {
+    pub address_prefix: String,
+    pub prefix_len: u8,
+}

@@ -4,7 +4,9 @@ use serde::Serialize;
 
 use super::access_log::{AccessLog, SubstitutionFormatString};
 use super::cluster::DynamicForwardProxyConfig;
-use super::core::{DataSource, Duration, Extension, HeaderValueOption, Map, StringMatcher};
+use super::core::{
+    CidrRange, DataSource, Duration, Extension, HeaderValueOption, Map, StringMatcher,
+};
 use super::wasm::Wasm;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -13,14 +15,20 @@ pub struct HttpConnectionManager {
     pub access_log: Vec<AccessLog>,
     pub route_config: RouteConfiguration,
     pub http_filters: Vec<HttpFilter>,
-    pub upgrade_configs: Vec<UpgradeConfig>,
+    /// With `internal_address_config`, every client is external: Envoy strips the `x-envoy-*`
+    /// headers it would otherwise honour from it.
+    pub use_remote_address: bool,
+    /// The client's address is not added to `x-forwarded-for` upstream.
+    pub skip_xff_append: bool,
+    pub internal_address_config: InternalAddressConfig,
     pub local_reply_config: LocalReplyConfig,
 }
 
-/// An upgrade the connection manager takes through its filters instead of refusing it.
+/// Which clients are internal: those in `cidr_ranges` (Envoy's default, when it is empty, is
+/// RFC 1918 and loopback).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct UpgradeConfig {
-    pub upgrade_type: &'static str,
+pub struct InternalAddressConfig {
+    pub cidr_ranges: Vec<CidrRange>,
 }
 
 /// What Envoy changes in the replies it makes itself.
@@ -32,6 +40,11 @@ pub struct LocalReplyConfig {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResponseMapper {
     pub filter: AccessLogFilter,
+    /// The reply's status instead of Envoy's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<DataSource>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub headers_to_add: Vec<HeaderValueOption>,
     /// The reply's body instead of Envoy's.
@@ -76,6 +89,12 @@ pub struct RouteConfiguration {
     /// cluster it does not have.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validate_clusters: Option<bool>,
+    /// Headers stripped from every external client's request (all are, here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub internal_only_headers: Vec<String>,
+    /// Headers removed from every request sent upstream.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_to_remove: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -93,8 +112,6 @@ pub struct Route {
     pub route_match: RouteMatch,
     #[serde(flatten)]
     pub action: Action,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub response_headers_to_add: Vec<HeaderValueOption>,
     /// By filter name: what the connection manager's (inert) filters do on this route.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub typed_per_filter_config: Option<Map<HttpFilterConfig>>,
@@ -104,8 +121,6 @@ pub struct Route {
 #[serde(rename_all = "snake_case")]
 pub enum RouteMatch {
     Prefix(String),
-    /// CONNECT requests, which no other match takes.
-    ConnectMatcher {},
 }
 
 /// What a route does (the `action` oneof).

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::access_log::AccessLog;
-use super::core::{Address, DnsResolverConfig, Duration, Extension};
+use super::core::{Address, CidrRange, DnsResolverConfig, Duration, Extension};
 use super::http::{HttpConnectionManager, TokenBucket};
 
 /// `config.listener.v3.Listener`.
@@ -49,7 +49,10 @@ pub struct OriginalDst {}
 pub struct DnsFilterConfig {
     pub stat_prefix: String,
     pub server_config: DnsServerConfig,
-    pub client_config: DnsClientConfig,
+    /// Without it, a name the table does not hold gets NXDOMAIN and goes nowhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_config: Option<DnsClientConfig>,
+    pub access_log: Vec<AccessLog>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -101,12 +104,6 @@ pub struct FilterChain {
 pub struct FilterChainMatch {
     pub destination_port: u16,
     pub prefix_ranges: Vec<CidrRange>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CidrRange {
-    pub address_prefix: String,
-    pub prefix_len: u8,
 }
 
 pub type NetworkFilter = Extension<NetworkFilterConfig>;

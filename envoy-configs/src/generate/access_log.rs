@@ -20,13 +20,16 @@ pub fn http(listener: &str) -> Vec<AccessLog> {
             "requested_authority",
             &format!("%FILTER_STATE({REQUESTED_AUTHORITY_FILTER_STATE}:PLAIN)%"),
         ),
-        ("path", "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%"),
+        // No route rewrites a path, and a client's `x-envoy-original-path` is stripped.
+        ("path", "%REQ(:PATH)%"),
         ("protocol", "%PROTOCOL%"),
         // Each service's routes are named after it (`http::routes`).
         ("external_service", "%ROUTE_NAME%"),
         ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
         ("upstream_host", "%UPSTREAM_HOST%"),
         ("response_code", "%RESPONSE_CODE%"),
+        // A gRPC request's refusal is HTTP 200 with `grpc-status` 7 (PERMISSION_DENIED).
+        ("grpc_status", "%GRPC_STATUS_NUMBER%"),
         ("response_flags", "%RESPONSE_FLAGS%"),
         ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
         (
@@ -77,6 +80,18 @@ pub fn capture(listener: &str, denied: &str) -> Vec<AccessLog> {
     ])
 }
 
+/// For the builtin DNS: a query, and how it was answered (`response_code` 3, NXDOMAIN, for a
+/// name that is not declared when passthrough is off).
+pub fn dns(listener: &str) -> Vec<AccessLog> {
+    stdout(&[
+        ("listener", listener),
+        ("query_name", "%QUERY_NAME%"),
+        ("query_type", "%QUERY_TYPE%"),
+        ("response_code", "%RESPONSE_CODE%"),
+        ("answers", "%ANSWER_COUNT%"),
+    ])
+}
+
 /// A JSON line of these fields, in this order.
 fn stdout(fields: &[(&str, &str)]) -> Vec<AccessLog> {
     let json_format = Map(fields
@@ -115,12 +130,13 @@ mod tests {
         method: '%REQ(:METHOD)%'
         authority: '%REQ(:AUTHORITY)%'
         requested_authority: '%FILTER_STATE(wasm.requested_authority:PLAIN)%'
-        path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%'
+        path: '%REQ(:PATH)%'
         protocol: '%PROTOCOL%'
         external_service: '%ROUTE_NAME%'
         upstream_cluster: '%UPSTREAM_CLUSTER%'
         upstream_host: '%UPSTREAM_HOST%'
         response_code: '%RESPONSE_CODE%'
+        grpc_status: '%GRPC_STATUS_NUMBER%'
         response_flags: '%RESPONSE_FLAGS%'
         response_code_details: '%RESPONSE_CODE_DETAILS%'
         upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%'

@@ -2,20 +2,25 @@
 //! service's real authority, so one virtual host per service, matching exactly that, routes it.
 
 use external_service_model::catalog::{Catalog, Service};
-use external_service_model::contract::{CONNECT_DENIAL, DENIED_HEADER, UPSTREAM_FAILURE_HEADER};
+use external_service_model::contract::{
+    CONNECT_DENIAL, DENIED_HEADER, HTTPS_URL_DENIAL, PATH_DENIAL, UPGRADE_DENIAL,
+    UPSTREAM_FAILURE_HEADER,
+};
 
 use crate::envoy::{
-    AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, DataSource,
+    AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, CidrRange, DataSource,
     DirectResponseAction, Duration, Extension, HeaderValue, HeaderValueOption,
-    HttpConnectionManager, HttpFilter, HttpFilterConfig, LocalReplyConfig, Map, NetworkFilter,
-    NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route, RouteAction,
-    RouteConfiguration, RouteMatch, Router, SubstitutionFormatString, UpgradeConfig, VirtualHost,
+    HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig, LocalReplyConfig,
+    Map, NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route,
+    RouteAction, RouteConfiguration, RouteMatch, Router, SubstitutionFormatString, VirtualHost,
 };
 use crate::policy::KINDS;
 
 use super::{access_log, cluster, wasm, Context};
 
-/// The HCM network filter.
+/// The HCM network filter. It serves no upgrade (no `upgrade_configs`): Envoy refuses every
+/// `Upgrade:` request before any filter or route, and a CONNECT the filter lets by finds no
+/// route, so no request becomes a byte tunnel; [`refusals`] says why.
 pub fn connection_manager(
     ctx: &Context<'_>,
     listener: &str,
@@ -33,19 +38,75 @@ pub fn connection_manager(
                 virtual_hosts,
                 // From xDS files, a route may name a cluster Envoy has yet to read (see xds).
                 validate_clusters: ctx.options.xds_dir.is_some().then_some(false),
+                // Envoy's internal headers that its own cleaning keeps: nobody sets it here
+                // (no route rewrites a path), so a client's is dropped.
+                internal_only_headers: vec!["x-envoy-original-path".to_string()],
+                // Set by Envoy for an external client: its address is not the service's business.
+                request_headers_to_remove: vec!["x-envoy-external-address".to_string()],
             },
             http_filters,
-            // Without it Envoy answers CONNECT itself (403) before the filter can; no route
-            // tunnels: the only CONNECT routes refuse (`all`).
-            upgrade_configs: vec![UpgradeConfig {
-                upgrade_type: "CONNECT",
-            }],
+            use_remote_address: true,
+            skip_xff_append: true,
+            internal_address_config: no_internal_client(),
             local_reply_config: local_replies(ctx.catalog),
         }),
     }
 }
 
-/// What Envoy says in the replies it makes itself. A 503 for a failed upstream connection
+/// Every client is external, loopback included (Envoy's default trusts loopback and RFC 1918):
+/// the one range is the unspecified address, which no peer has.
+fn no_internal_client() -> InternalAddressConfig {
+    InternalAddressConfig {
+        cidr_ranges: vec![CidrRange {
+            address_prefix: "0.0.0.0".to_string(),
+            prefix_len: 32,
+        }],
+    }
+}
+
+/// The refusals Envoy makes before the filter runs carry a reason as the filter's do
+/// (`DENIED_HEADER`, so the access log's `denied`): CONNECT gets 405 and what to do instead,
+/// any other upgrade 403, an `https://` URL over plain HTTP 403, a path that is not absolute
+/// (`OPTIONS *`) Envoy's 404.
+fn refusals() -> Vec<ResponseMapper> {
+    let refusal = |filter, status_code, body: Option<&str>, reason| ResponseMapper {
+        filter,
+        status_code,
+        body: body.map(|b| DataSource::InlineString(b.to_string())),
+        headers_to_add: vec![header(DENIED_HEADER, reason)],
+        body_format_override: None,
+    };
+    vec![
+        refusal(
+            // The filter judges a CONNECT's authority; past it, no route matches CONNECT.
+            cel("request.method == 'CONNECT' && response.code_details == 'route_not_found'"),
+            Some(405),
+            Some(CONNECT_REFUSAL),
+            CONNECT_DENIAL,
+        ),
+        refusal(
+            cel("response.code_details == 'upgrade_failed'"),
+            None,
+            Some(UPGRADE_REFUSAL),
+            UPGRADE_DENIAL,
+        ),
+        // Envoy's HTTP/1 codec refuses it for a client it does not trust, as here all are.
+        refusal(
+            cel("response.code_details == 'http1.https_url_on_plaintext_connection'"),
+            None,
+            Some(HTTPS_URL_REFUSAL),
+            HTTPS_URL_DENIAL,
+        ),
+        refusal(
+            cel("response.code_details == 'absolute_path_rejected'"),
+            None,
+            None,
+            PATH_DENIAL,
+        ),
+    ]
+}
+
+/// What Envoy says in the replies it makes itself: the [`refusals`] first. A 503 for a failed upstream connection
 /// says why (a TLS verification error, say) in `UPSTREAM_FAILURE_HEADER`, not only in the
 /// access log, and so does one with no endpoint to send to (the host did not resolve). A
 /// proxied URL Envoy's HTTP/1 parser refuses, as it refuses a host with `_`, gets a body that
@@ -53,35 +114,49 @@ pub fn connection_manager(
 fn local_replies(catalog: &Catalog) -> LocalReplyConfig {
     let flag = |flag| AccessLogFilter::ResponseFlagFilter(ResponseFlagFilter { flags: vec![flag] });
     LocalReplyConfig {
-        mappers: vec![
-            ResponseMapper {
-                filter: flag("UF"),
-                headers_to_add: vec![header(
-                    UPSTREAM_FAILURE_HEADER,
-                    "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-                )],
-                body_format_override: None,
-            },
-            ResponseMapper {
-                filter: flag("UH"),
-                headers_to_add: vec![header(UPSTREAM_FAILURE_HEADER, NO_ENDPOINT)],
-                body_format_override: None,
-            },
-            ResponseMapper {
-                // Only Envoy's own replies and refusals run it, no forwarded request.
-                filter: AccessLogFilter::ExtensionFilter(Extension {
-                    name: "envoy.access_loggers.extension_filters.cel",
-                    typed_config: AccessLogFilterConfig::Cel(CelExpressionFilter {
-                        expression: "response.code_details == 'http1.invalid_url'".to_string(),
-                    }),
-                }),
-                headers_to_add: Vec::new(),
-                body_format_override: Some(SubstitutionFormatString::TextFormat(invalid_url_body(
-                    catalog,
-                ))),
-            },
-        ],
+        mappers: refusals()
+            .into_iter()
+            .chain([
+                ResponseMapper {
+                    filter: flag("UF"),
+                    headers_to_add: vec![header(
+                        UPSTREAM_FAILURE_HEADER,
+                        "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+                    )],
+                    status_code: None,
+                    body: None,
+                    body_format_override: None,
+                },
+                ResponseMapper {
+                    filter: flag("UH"),
+                    headers_to_add: vec![header(UPSTREAM_FAILURE_HEADER, NO_ENDPOINT)],
+                    status_code: None,
+                    body: None,
+                    body_format_override: None,
+                },
+                ResponseMapper {
+                    // Only Envoy's own replies and refusals run it, no forwarded request.
+                    filter: cel("response.code_details == 'http1.invalid_url'"),
+                    status_code: None,
+                    body: None,
+                    headers_to_add: Vec::new(),
+                    body_format_override: Some(SubstitutionFormatString::TextFormat(
+                        invalid_url_body(catalog),
+                    )),
+                },
+            ])
+            .collect(),
     }
+}
+
+/// A local reply whose attributes (`response.code_details`, ...) match a CEL expression.
+fn cel(expression: &str) -> AccessLogFilter {
+    AccessLogFilter::ExtensionFilter(Extension {
+        name: "envoy.access_loggers.extension_filters.cel",
+        typed_config: AccessLogFilterConfig::Cel(CelExpressionFilter {
+            expression: expression.to_string(),
+        }),
+    })
 }
 
 /// `UPSTREAM_FAILURE_HEADER` of a 503 `no healthy upstream`: a STRICT_DNS cluster whose hosts
@@ -152,37 +227,30 @@ fn policy_filters(ctx: &Context<'_>) -> Vec<HttpFilter> {
         .collect()
 }
 
-/// Every path, in a route of this name; CONNECT first gets the refusal that says what to do
-/// instead.
+/// Every path, in a route of this name.
 fn all(
     name: Option<&str>,
     action: Action,
     typed_per_filter_config: Option<Map<HttpFilterConfig>>,
 ) -> Vec<Route> {
-    vec![
-        Route {
-            name: None,
-            route_match: RouteMatch::ConnectMatcher {},
-            action: Action::DirectResponse(DirectResponseAction {
-                status: 405,
-                body: DataSource::InlineString(CONNECT_REFUSAL.to_string()),
-            }),
-            response_headers_to_add: vec![header(DENIED_HEADER, CONNECT_DENIAL)],
-            typed_per_filter_config: None,
-        },
-        Route {
-            name: name.map(str::to_string),
-            route_match: RouteMatch::Prefix("/".to_string()),
-            action,
-            response_headers_to_add: Vec::new(),
-            typed_per_filter_config,
-        },
-    ]
+    vec![Route {
+        name: name.map(str::to_string),
+        route_match: RouteMatch::Prefix("/".to_string()),
+        action,
+        typed_per_filter_config,
+    }]
 }
 
 const CONNECT_REFUSAL: &str = "CONNECT (https_proxy) is not served here: send plain HTTP through \
     the proxy (http_proxy=http://...), and Envoy originates TLS to the service; an app that \
     speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)\n";
+
+const HTTPS_URL_REFUSAL: &str = "an https:// URL is not served over plain HTTP: send \
+    http://host:443/... through the proxy, and Envoy originates TLS to the service\n";
+
+const UPGRADE_REFUSAL: &str = "upgrades (Upgrade: websocket, CONNECT, ...) are not served here: \
+    an app that needs a byte stream connects to a tcp service's listener (a Dataplane \
+    outbound)\n";
 
 /// The route to a service's cluster, named after the service (the access log's
 /// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
@@ -298,14 +366,13 @@ mod tests {
                 "the outbound listener: a service by its authority, then passthrough",
                 yaml_eliding(
                     &outbound_virtual_hosts(&f.ctx()),
-                    &["/0/routes/0", "/1/routes"],
+                    &["/1/routes"],
                 ),
                 "
 - name: external_service_httpbin
   domains:
   - httpbin.test
   routes:
-  - <elided>
   - name: httpbin
     match:
       prefix: /
@@ -320,7 +387,7 @@ mod tests {
             ),
             (
                 "passthrough on: everything else goes to the passthrough cluster",
-                yaml(&outbound_virtual_hosts(&f.ctx())[1].routes[1]),
+                yaml(&outbound_virtual_hosts(&f.ctx())[1].routes[0]),
                 "
 match:
   prefix: /
@@ -330,16 +397,12 @@ route:
             ),
             (
                 "passthrough off: HTTP services only, Host by endpoint, then a 403",
-                yaml_eliding(
-                    &outbound_virtual_hosts(&Fixture::new(&two_hosts).ctx()),
-                    &["/0/routes/0", "/1/routes/0"],
-                ),
+                yaml(&outbound_virtual_hosts(&Fixture::new(&two_hosts).ctx())),
                 "
 - name: external_service_api
   domains:
   - eu.api.test:8080
   routes:
-  - <elided>
   - name: api
     match:
       prefix: /
@@ -351,7 +414,6 @@ route:
   domains:
   - '*'
   routes:
-  - <elided>
   - match:
       prefix: /
     direct_response:
@@ -375,25 +437,8 @@ route:
 ",
             ),
             (
-                "every virtual host refuses CONNECT first, saying what to do instead",
-                yaml(&routes(&f.ctx(), f.service("httpbin"))[0]),
-                "
-match:
-  connect_matcher: {}
-direct_response:
-  status: 405
-  body:
-    inline_string: |
-      CONNECT (https_proxy) is not served here: send plain HTTP through the proxy (http_proxy=http://...), and Envoy originates TLS to the service; an app that speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)
-response_headers_to_add:
-- header:
-    key: x-external-service-denied
-    value: connect-not-served
-",
-            ),
-            (
                 "a timeout of 0 turns it off",
-                yaml(&routes(&no_timeout.ctx(), no_timeout.service("httpbin"))[1].action),
+                yaml(&routes(&no_timeout.ctx(), no_timeout.service("httpbin"))[0].action),
                 "
 route:
   cluster: external_service_httpbin
@@ -419,7 +464,7 @@ route:
             .collect();
         assert_cases(&[
             (
-                "passthrough on: the filter, the dynamic forward proxy, the router",
+                "passthrough on: the filter, the dynamic forward proxy, the router; no upgrade, every client external, Envoy's own refusals with a reason",
                 yaml_eliding(
                     &hcm,
                     &[
@@ -438,6 +483,10 @@ typed_config:
   route_config:
     name: l
     virtual_hosts: []
+    internal_only_headers:
+    - x-envoy-original-path
+    request_headers_to_remove:
+    - x-envoy-external-address
   http_filters:
   - name: external_service
     typed_config: <elided>
@@ -450,10 +499,64 @@ typed_config:
   - name: envoy.filters.http.router
     typed_config:
       '@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  upgrade_configs:
-  - upgrade_type: CONNECT
+  use_remote_address: true
+  skip_xff_append: true
+  internal_address_config:
+    cidr_ranges:
+    - address_prefix: 0.0.0.0
+      prefix_len: 32
   local_reply_config:
     mappers:
+    - filter:
+        extension_filter:
+          name: envoy.access_loggers.extension_filters.cel
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+            expression: request.method == 'CONNECT' && response.code_details == 'route_not_found'
+      status_code: 405
+      body:
+        inline_string: |
+          CONNECT (https_proxy) is not served here: send plain HTTP through the proxy (http_proxy=http://...), and Envoy originates TLS to the service; an app that speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)
+      headers_to_add:
+      - header:
+          key: x-external-service-denied
+          value: connect-not-served
+    - filter:
+        extension_filter:
+          name: envoy.access_loggers.extension_filters.cel
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+            expression: response.code_details == 'upgrade_failed'
+      body:
+        inline_string: |
+          upgrades (Upgrade: websocket, CONNECT, ...) are not served here: an app that needs a byte stream connects to a tcp service's listener (a Dataplane outbound)
+      headers_to_add:
+      - header:
+          key: x-external-service-denied
+          value: upgrade-not-served
+    - filter:
+        extension_filter:
+          name: envoy.access_loggers.extension_filters.cel
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+            expression: response.code_details == 'http1.https_url_on_plaintext_connection'
+      body:
+        inline_string: |
+          an https:// URL is not served over plain HTTP: send http://host:443/... through the proxy, and Envoy originates TLS to the service
+      headers_to_add:
+      - header:
+          key: x-external-service-denied
+          value: https-url-not-served
+    - filter:
+        extension_filter:
+          name: envoy.access_loggers.extension_filters.cel
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+            expression: response.code_details == 'absolute_path_rejected'
+      headers_to_add:
+      - header:
+          key: x-external-service-denied
+          value: bad-path
     - filter:
         response_flag_filter:
           flags:

@@ -373,8 +373,9 @@ fn capture(ctx: &Context<'_>) -> Listener {
     }
 }
 
-/// The builtin DNS: declared names answer with their VIPs; the rest go to `--dns-resolver`,
-/// else to the system's resolver.
+/// The builtin DNS: declared names answer with their VIPs. The rest go to `--dns-resolver`
+/// (else the system's resolver) with passthrough on; with it off they get NXDOMAIN and leave
+/// nothing, as a name can carry data out through any recursive resolver. Each query is logged.
 fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips) -> Listener {
     let virtual_domains = names
         .answers
@@ -403,11 +404,12 @@ fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips) -> Listene
                 server_config: DnsServerConfig {
                     inline_dns_table: DnsTable { virtual_domains },
                 },
-                client_config: DnsClientConfig {
+                client_config: ctx.catalog.passthrough.then(|| DnsClientConfig {
                     resolver_timeout: Duration::from_secs(5),
                     typed_dns_resolver_config: ctx.options.dns_resolver.map(cluster::dns_resolver),
                     max_pending_lookups: 256,
-                },
+                }),
+                access_log: access_log::dns(DNS),
             }),
         }],
         ..Listener::default()
@@ -528,19 +530,38 @@ mod tests {
         assert!(e.to_string().contains("hash to the same VIP"), "{e}");
     }
 
-    /// The DNS filter's answers: each name with its address.
-    fn answers(parts: &Parts) -> BTreeMap<String, String> {
+    /// The builtin DNS's configuration.
+    fn dns_filter(parts: &Parts) -> &DnsFilterConfig {
         let ListenerFilterConfig::DnsFilter(dns) =
             &parts.listeners[1].listener_filters[0].typed_config
         else {
             panic!("the second listener is the builtin DNS")
         };
-        dns.server_config
+        dns
+    }
+
+    /// The DNS filter's answers: each name with its address.
+    fn answers(parts: &Parts) -> BTreeMap<String, String> {
+        dns_filter(parts)
+            .server_config
             .inline_dns_table
             .virtual_domains
             .iter()
             .map(|d| (d.name.clone(), d.endpoint.address_list.address.join(",")))
             .collect()
+    }
+
+    #[test]
+    fn only_passthrough_lets_an_undeclared_name_go_to_a_resolver() {
+        let web = service("web", "http", "{address: web.test:80}");
+        let off = format!("type: Mesh\nname: default\nnetworking: {{outbound: {{passthrough: false}}}}\n---\n{web}");
+        for (resources, forwards) in [(web.clone(), true), (off, false)] {
+            let f = Fixture::new(&resources);
+            let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
+            let dns = dns_filter(&parts);
+            assert_eq!(dns.client_config.is_some(), forwards, "{resources}");
+            assert_eq!(dns.access_log.len(), 1);
+        }
     }
 
     #[test]

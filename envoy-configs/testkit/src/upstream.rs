@@ -16,6 +16,7 @@
 //! | `x-seen-<h>` | `%REQ(<h>)%` for each [`UpstreamBuilder::echo_request_header`] |
 //!
 //! Envoy leaves out a header whose value is empty, so "absent" means "none seen".
+//! The DNS server logs each query's name on stdout (`{"dns_query":"<name>"}`).
 //! TCP listeners echo every byte back (`envoy.filters.network.echo`). A TLS listener with
 //! the network `direct_response` filter loses its answer (it writes before the handshake),
 //! hence echo.
@@ -153,7 +154,7 @@ impl UpstreamBuilder {
                 .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
             let _ = write!(
                 y,
-                "  - name: {DNS_LISTENER}\n    address: {{socket_address: {{protocol: UDP, address: \"{}\", port_value: {}}}}}\n    listener_filters:\n    - name: envoy.filters.udp.dns_filter\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig\n        stat_prefix: test_dns\n        server_config:\n          inline_dns_table:\n            virtual_domains:\n",
+                "  - name: {DNS_LISTENER}\n    address: {{socket_address: {{protocol: UDP, address: \"{}\", port_value: {}}}}}\n    listener_filters:\n    - name: envoy.filters.udp.dns_filter\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig\n        stat_prefix: test_dns\n        access_log:\n        - name: envoy.access_loggers.stdout\n          typed_config:\n            \"@type\": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog\n            log_format: {{json_format: {{dns_query: \"%QUERY_NAME%\"}}}}\n        server_config:\n          inline_dns_table:\n            virtual_domains:\n",
                 dns.ip(),
                 dns.port()
             );

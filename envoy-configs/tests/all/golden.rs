@@ -553,7 +553,7 @@ fn two_services_on_one_address_are_routed_by_their_mesh_names() {
         let hosts = &listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
             ["virtual_hosts"];
         let host = hosts.as_array().unwrap().iter().find(|h| h["name"] == name);
-        host.unwrap()["routes"][1]["route"].clone()
+        host.unwrap()["routes"][0]["route"].clone()
     };
     assert_eq!(
         routes("external_service_other")["host_rewrite_literal"],

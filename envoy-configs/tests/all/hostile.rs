@@ -221,6 +221,11 @@ struct World {
 }
 
 fn world() -> World {
+    world_with(0)
+}
+
+/// [`world`], with `outbounds` Dataplane http outbounds bound to `httpbin` (`s.outbound`).
+fn world_with(outbounds: usize) -> World {
     let dir = test_dir();
     let d = dir.path();
     let p = Pki::new(d);
@@ -231,11 +236,18 @@ fn world() -> World {
         .dns("plain.test", &[LOCALHOST])
         .start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
-    let resources = docs(&[
-        mesh(false),
-        https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
-    ]);
-    let s = Sidecar::start(d, up.dns_addr(), &resources, &[]);
+    let s = Sidecar::start_with_outbounds(d, up.dns_addr(), outbounds, &[], |ports| {
+        let mut resources = vec![
+            mesh(false),
+            https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
+        ];
+        resources.extend(
+            ports
+                .iter()
+                .map(|&port| support::dataplane(port, "httpbin")),
+        );
+        docs(&resources)
+    });
     let plain = up.port("plain");
     World {
         up,
@@ -293,15 +305,27 @@ type Row = (String, Answer, Answer);
 
 /// Runs every row, then reports all mismatches at once (label, got, wanted).
 fn check(w: &World, rows: Vec<Row>) {
+    let wrong = mismatches(&rows);
+    w.assert_no_leak();
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// [`check`] without a [`World`].
+fn assert_rows(rows: &[Row]) {
+    let wrong = mismatches(rows);
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// Prints every row; the ones whose answer is not the one wanted.
+fn mismatches(rows: &[Row]) -> Vec<String> {
     let mut wrong = Vec::new();
-    for (label, got, want) in &rows {
+    for (label, got, want) in rows {
         eprintln!("{label:60} -> {got}");
         if got != want {
             wrong.push(format!("{label}: got {got}, want {want}"));
         }
     }
-    w.assert_no_leak();
-    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+    wrong
 }
 
 /// Names: case, trailing dots, suffixes, `#`, userinfo; and the undeclared upstream by every
@@ -389,7 +413,7 @@ fn host_header_tricks_and_request_line_forms() {
     raw(
         "absolute-form https://plain.test, Host: httpbin.mesh",
         format!("GET https://plain.test:{p}/get HTTP/1.1\r\nHost: httpbin.mesh\r\nConnection: close\r\n\r\n"),
-        undeclared(),
+        filter(403, "https-url-not-served"),
     );
     raw(
         "HTTP/1.0 without Host",
@@ -493,8 +517,8 @@ fn ports_and_ipv6() {
 }
 
 /// CONNECT: to an undeclared host it is refused by the filter; to a declared one it is not
-/// tunnelled either: the only CONNECT routes answer 405 with what to do instead. Nothing goes
-/// around the rules.
+/// tunnelled either: no route matches CONNECT, and Envoy's reply is a 405 with what to do
+/// instead. Nothing goes around the rules.
 #[test]
 fn connect_never_tunnels() {
     let w = world();
@@ -619,4 +643,405 @@ fn a_vip_listener_reaches_its_own_service_whatever_the_request_names() {
     assert_eq!(w.world_stat("http.httpbin.downstream_rq_total"), 3);
     assert_eq!(w.world_stat("http.plainweb.downstream_cx_total"), 0);
     assert_eq!(w.world_stat("http.undeclared.downstream_cx_total"), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgrades, Envoy's internal headers, and the refusals Envoy makes itself
+// ---------------------------------------------------------------------------------------------
+
+/// A declared upstream that answers every request `101 Switching Protocols` and then writes
+/// `TUNNEL-OPEN`: were Envoy to pass the 101 on, the connection would be a byte pipe the filter
+/// never sees again. Counts the requests and the bytes that came after a head.
+struct Upgrading {
+    addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tunnelled: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Upgrading {
+    fn start() -> Upgrading {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let tunnelled = Arc::new(AtomicUsize::new(0));
+        let (r, t) = (requests.clone(), tunnelled.clone());
+        std::thread::spawn(move || {
+            for mut s in listener.incoming().flatten() {
+                let (r, t) = (r.clone(), t.clone());
+                std::thread::spawn(move || {
+                    s.set_read_timeout(Some(WAIT)).unwrap();
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match s.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let _ = s.write_all(
+                        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n\
+                          Upgrade: CONNECT\r\n\r\nTUNNEL-OPEN\n",
+                    );
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = s.read(&mut buf) {
+                        t.fetch_add(n, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        Upgrading {
+            addr,
+            requests,
+            tunnelled,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn tunnelled(&self) -> usize {
+        self.tunnelled.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// No upgrade is served, on the proxy listener and on a Dataplane http outbound alike: Envoy
+/// refuses `Upgrade: CONNECT` (any spelling), websocket and any other token with 403
+/// `upgrade-not-served`, and CONNECT with 405 `connect-not-served`, before the filter and
+/// before any upstream, even a declared one that would answer 101. `Upgrade: h2c` is not an
+/// upgrade for Envoy (it drops the header): the request is a plain GET, and the upstream's 101
+/// to it opens no tunnel either. Each refusal is logged and counted with its reason.
+#[test]
+fn upgrades_never_become_tunnels() {
+    let up = Upgrading::start();
+    let dir = test_dir();
+    let s = Sidecar::start_with_outbounds(dir.path(), None, 1, &[], |ports| {
+        docs(&[
+            mesh(false),
+            support::http_service("ws", &up.addr.to_string()),
+            support::dataplane(ports[0], "ws"),
+        ])
+    });
+    let upgrade = |port: u16, token: &str| {
+        raw_request(
+            port,
+            format!(
+                "GET /chat HTTP/1.1\r\nHost: ws.mesh\r\nConnection: Upgrade\r\nUpgrade: {token}\r\n\r\nbytes for a tunnel\n"
+            )
+            .as_bytes(),
+        )
+    };
+    let tokens = [
+        "CONNECT",
+        "connect",
+        "CONNECT ",
+        "websocket",
+        "WebSocket",
+        "x-anything",
+    ];
+    let mut rows = Vec::new();
+    for (listener, port) in [("proxy", s.listen), ("outbound", s.outbound[0])] {
+        for token in tokens {
+            let got = upgrade(port, token);
+            assert!(!got.body.contains("TUNNEL-OPEN"), "{got:?}");
+            rows.push((
+                format!("{listener}: Upgrade: {token:?}"),
+                of_raw(&got),
+                filter(403, "upgrade-not-served"),
+            ));
+        }
+        let connect = raw_request(
+            port,
+            format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", up.addr).as_bytes(),
+        );
+        rows.push((
+            format!("{listener}: CONNECT {}", up.addr),
+            of_raw(&connect),
+            filter(405, "connect-not-served"),
+        ));
+    }
+    assert_rows(&rows);
+    assert_eq!(up.requests(), 0, "an upgrade reached the upstream");
+
+    // h2c: a plain GET for Envoy; the upstream's 101 to it reaches the app as a bare status
+    // line, with neither the upstream's bytes after it nor a way to send any more.
+    let h2c = raw_request(
+        s.listen,
+        b"GET /h2c HTTP/1.1\r\nHost: ws.mesh\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nbytes for a tunnel\n",
+    );
+    eprintln!("h2c -> {h2c:?}");
+    assert!(!h2c.body.contains("TUNNEL-OPEN"), "{h2c:?}");
+    assert!(
+        !h2c.head.to_ascii_lowercase().contains("upgrade"),
+        "{h2c:?}"
+    );
+    assert_eq!(up.requests(), 1);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(up.tunnelled(), 0, "bytes went through a tunnel");
+
+    let refusals = 2 * tokens.len() + 2;
+    let log = s.access_log(refusals + 1);
+    for line in &log[..refusals] {
+        // No route matches CONNECT; every other upgrade is refused as such.
+        let want = if line["method"] == "CONNECT" {
+            ("connect-not-served", 405, "route_not_found")
+        } else {
+            ("upgrade-not-served", 403, "upgrade_failed")
+        };
+        let got = (
+            line["denied"].as_str().unwrap_or("-"),
+            line["response_code"].as_u64().unwrap_or(0),
+            line["response_code_details"].as_str().unwrap_or("-"),
+        );
+        assert_eq!(got, want, "{line}");
+    }
+    for prefix in [
+        "outbound_http".to_string(),
+        format!("outbound_127_0_0_1_{}", s.outbound[0]),
+    ] {
+        s.expect_counter(
+            &format!("http.{prefix}.downstream_rq_ws_on_non_ws_route"),
+            tokens.len() as u64,
+        );
+    }
+}
+
+/// Envoy's internal headers from the app: every client is external, so Envoy strips what it
+/// would honour (a retry policy, a timeout) and what the access log reads
+/// (`x-envoy-original-path`), also when the app claims to be loopback in `x-forwarded-for`;
+/// none reaches the upstream, and Envoy adds none about the app (`x-envoy-external-address`).
+#[test]
+fn envoy_internal_headers_from_the_app_are_not_trusted() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = UpstreamBuilder::new()
+        .plain("web")
+        .echo_request_header("x-envoy-original-path")
+        .echo_request_header("x-envoy-external-address")
+        .echo_request_header("x-envoy-internal")
+        .start(d);
+    let failing = support::Scripted::start(vec![support::Reply::status(500)]);
+    let slow = support::Scripted::start(vec![
+        support::Reply::status(200).after(Duration::from_millis(300))
+    ]);
+    let s = Sidecar::start(
+        d,
+        None,
+        &docs(&[
+            mesh(false),
+            support::http_service("web", &up.addr("web").to_string()),
+            support::http_service("failing", &failing.addr().to_string()),
+            support::http_service("slow", &slow.addr().to_string()),
+        ]),
+        &[],
+    );
+    let spoofed = |url: &str| {
+        s.via_proxy(url)
+            .header("x-forwarded-for", "127.0.0.1")
+            .header("x-envoy-internal", "true")
+            .header("x-envoy-original-path", "/healthz")
+    };
+
+    let r = spoofed("http://web.mesh/real").run();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-seen-x-envoy-original-path"), None, "{r:?}");
+    assert_eq!(r.header("x-seen-x-envoy-external-address"), None, "{r:?}");
+    assert_eq!(r.header("x-seen-x-envoy-internal"), None, "{r:?}");
+    let r = spoofed("http://undeclared.test/refused").run();
+    assert_eq!(r.status, 403, "{r:?}");
+
+    // Honoured, `x-envoy-retry-on` would make 4 attempts, and the 1 ms timeout a 504.
+    let r = spoofed("http://failing.mesh/")
+        .header("x-envoy-retry-on", "5xx")
+        .header("x-envoy-max-retries", "3")
+        .run();
+    assert_eq!(r.status, 500, "{r:?}");
+    assert_eq!(failing.requests(), 1);
+    for timeout in [
+        "x-envoy-upstream-rq-timeout-ms",
+        "x-envoy-upstream-rq-per-try-timeout-ms",
+    ] {
+        let r = spoofed("http://slow.mesh/").header(timeout, "1").run();
+        assert_eq!(r.status, 200, "{timeout}: {r:?}");
+    }
+
+    let log = s.access_log(5);
+    assert_eq!(log[0]["path"], "/real", "{}", log[0]);
+    assert_eq!(log[1]["path"], "/refused", "{}", log[1]);
+    assert_eq!(log[1]["denied"], "undeclared-host", "{}", log[1]);
+}
+
+/// Every refusal carries its reason, in the reply (`x-external-service-denied`) and the access
+/// log's `denied`, and is counted, whichever layer makes it: Envoy's codec and connection
+/// manager (an upgrade, CONNECT, a path that is not absolute: counted by Envoy), or the filter
+/// (`denied.<reason>`), a gRPC request's refusal included, which is HTTP 200 with
+/// `grpc-status: 7` as gRPC wants and logs that status and its reason.
+#[test]
+fn every_refusal_is_logged_and_counted_with_its_reason() {
+    let w = world();
+    let p = w.plain;
+    let mut rows = Vec::new();
+    let mut raw = |label: &str, req: String, want: Answer| {
+        rows.push((label.to_string(), w.raw(req.as_bytes()), want));
+    };
+    raw(
+        "websocket to a declared host",
+        "GET /chat HTTP/1.1\r\nHost: httpbin.mesh\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".into(),
+        filter(403, "upgrade-not-served"),
+    );
+    raw(
+        "OPTIONS *",
+        "OPTIONS * HTTP/1.1\r\nHost: httpbin.mesh\r\n\r\n".into(),
+        filter(404, "bad-path"),
+    );
+    raw(
+        "CONNECT to a declared host",
+        "CONNECT httpbin.mesh:80 HTTP/1.1\r\nHost: httpbin.mesh:80\r\n\r\n".into(),
+        filter(405, "connect-not-served"),
+    );
+    raw(
+        "gRPC to an undeclared host",
+        format!(
+            "POST /pkg.Service/Method HTTP/1.1\r\nHost: plain.test:{p}\r\ncontent-type: application/grpc\r\ncontent-length: 0\r\n\r\n"
+        ),
+        filter(200, "undeclared-host"),
+    );
+    check(&w, rows);
+
+    let log = w.s.access_log(4);
+    let seen: Vec<(String, u64, Option<u64>)> = log
+        .iter()
+        .map(|l| {
+            (
+                l["denied"].as_str().unwrap_or("-").to_string(),
+                l["response_code"].as_u64().unwrap_or(0),
+                l["grpc_status"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("upgrade-not-served".to_string(), 403, None),
+            ("bad-path".to_string(), 404, None),
+            ("connect-not-served".to_string(), 405, None),
+            ("undeclared-host".to_string(), 200, Some(7)),
+        ],
+        "{log:?}"
+    );
+    w.s.expect_counter("http.outbound_http.downstream_rq_ws_on_non_ws_route", 1);
+    w.s.expect_counter("http.outbound_http.downstream_rq_non_relative_path", 1);
+    w.s.expect_counter("http.outbound_http.no_route", 1);
+    w.s.denied("undeclared-host", 1);
+}
+
+/// A Dataplane http outbound is bound to one service: the filter does not judge the
+/// authority there (the listener names the service), it sends every request to that service
+/// with the service's own authority. A malformed or undeclared `Host` reaches nobody else,
+/// and the upstream never sees it.
+#[test]
+fn a_dataplane_http_outbound_sends_any_authority_to_its_service_as_its_own() {
+    let w = world_with(1);
+    let p = w.plain;
+    let real = format!("httpbin.test:{}", w.up.port("tls"));
+    let outbound = w.s.outbound[0];
+    let mut rows = Vec::new();
+    for host in [
+        format!("user@plain.test:{p}"),
+        format!("httpbin.mesh@plain.test:{p}"),
+        format!("plain.test:{p}"),
+        "httpbin.mesh:0".to_string(),
+        "[::1".to_string(),
+        "".to_string(),
+    ] {
+        let got = raw_request(
+            outbound,
+            format!("GET /get HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(
+            got.header("x-seen-host"),
+            Some(real.clone()),
+            "{host}: {got:?}"
+        );
+        rows.push((format!("outbound, Host: {host}"), of_raw(&got), declared()));
+    }
+    check(&w, rows);
+}
+
+/// Request smuggling and pipelining: a second request hidden in a first one's body
+/// (`Content-Length` against `Transfer-Encoding`, a bad chunk, `Transfer-Encoding` spelled
+/// oddly) or sent right after it on one connection is judged as a request of its own, or
+/// refused with the first: it never reaches the undeclared upstream.
+#[test]
+fn smuggled_and_pipelined_requests_are_judged_each() {
+    let w = world();
+    let p = w.plain;
+    let hidden = format!("GET /get HTTP/1.1\r\nHost: plain.test:{p}\r\n\r\n");
+    let mut rows = Vec::new();
+    let mut raw = |label: &str, req: String, want: Answer| {
+        rows.push((label.to_string(), w.raw(req.as_bytes()), want));
+    };
+    raw(
+        "CL.TE: Content-Length and Transfer-Encoding: chunked",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nContent-Length: {}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{hidden}",
+            5 + hidden.len()
+        ),
+        envoy(400),
+    );
+    raw(
+        "TE.CL: a chunk that holds a request",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n",
+            hidden.len()
+        ),
+        envoy(400),
+    );
+    raw(
+        "Transfer-Encoding: xchunked",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n{hidden}"
+        ),
+        envoy(501),
+    );
+    raw(
+        "two Content-Length",
+        format!(
+            "POST /post HTTP/1.1\r\nHost: httpbin.mesh\r\nContent-Length: 0\r\nContent-Length: {}\r\n\r\n{hidden}",
+            hidden.len()
+        ),
+        envoy(400),
+    );
+    check(&w, rows);
+
+    // Pipelined: declared, then undeclared, on one connection; each gets its own answer.
+    let mut s = TcpStream::connect(("127.0.0.1", w.s.listen)).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(
+        format!(
+            "GET /get HTTP/1.1\r\nHost: httpbin.mesh\r\n\r\nGET /get HTTP/1.1\r\nHost: plain.test:{p}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut answers = String::new();
+    let _ = s.read_to_string(&mut answers);
+    let statuses: Vec<&str> = answers
+        .lines()
+        .filter(|l| l.starts_with("HTTP/1.1 "))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["HTTP/1.1 200 OK", "HTTP/1.1 403 Forbidden"],
+        "{answers}"
+    );
+    assert!(
+        answers.contains("x-external-service-denied: undeclared-host"),
+        "{answers}"
+    );
+    w.assert_no_leak();
 }

@@ -293,7 +293,9 @@ fn declared_services_by_mesh_name_and_real_name_and_nothing_else_gets_out() {
         assert!(in_vip_range(ip), "{name} -> {ip}");
     }
     assert_ne!(w.resolve("httpbin.mesh"), w.resolve("httpbin.test"));
-    assert_eq!(w.resolve("other.test"), Some(WORLD_IP));
+    // Passthrough off: an undeclared name does not resolve (see
+    // `undeclared_names_get_nxdomain_and_never_reach_the_worlds_resolver`).
+    assert_eq!(w.resolve("other.test"), None);
 
     // `.mesh` on 80 and on the service's port, and the real name: plain HTTP from the app,
     // TLS from Envoy.
@@ -321,7 +323,9 @@ fn declared_services_by_mesh_name_and_real_name_and_nothing_else_gets_out() {
     // Passthrough off: an undeclared IP, an undeclared name, raw TCP, UDP and IPv6 get
     // nothing, and the world's servers see nothing.
     assert!(w.curl(&format!("http://{WORLD_IP}:8081/")).send().is_err());
+    // The name does not resolve (NXDOMAIN); its address, asked for directly, is refused.
     assert!(w.curl("http://other.test:8081/").send().is_err());
+    assert!(w.curl(&format!("http://{WORLD_IP}:8084/")).send().is_err());
     assert_eq!(w.tcp_exchange(&WORLD_IP.to_string(), 7000, "ping\\n"), "");
     assert!(!w.udp_arrives(), "a datagram got out");
     assert!(w
@@ -330,6 +334,7 @@ fn declared_services_by_mesh_name_and_real_name_and_nothing_else_gets_out() {
         .send()
         .is_err());
     assert_eq!(w.world_stat("http.undeclared.downstream_cx_total"), 0);
+    assert_eq!(w.world_stat("http.another.downstream_cx_total"), 0);
     assert_eq!(w.world_stat("http.ipv6.downstream_cx_total"), 0);
     assert_eq!(
         w.world_stat("listener.10.77.0.2_7000.downstream_cx_total"),
@@ -364,9 +369,59 @@ fn declared_services_by_mesh_name_and_real_name_and_nothing_else_gets_out() {
     assert!(envoy_packets > 0, "{rules}");
 }
 
+/// Passthrough off: the builtin DNS answers the declared names only. Any other name gets
+/// NXDOMAIN, counted and logged, and is never asked of a resolver, so a name cannot carry
+/// data out: the world's resolver never sees it, not even `other.test`, which it would answer.
+#[test]
+fn undeclared_names_get_nxdomain_and_never_reach_the_worlds_resolver() {
+    let w = World::start(false, true);
+    let names = ["c2VjcmV0.exfil.evil.test", "other.test"];
+    for name in names {
+        let answer = w
+            .app()
+            .run(|| dns_query(DNS_LISTEN, name, Duration::from_secs(5)))
+            .unwrap();
+        assert_eq!(answer, (3, None), "{name}");
+        // The app's own resolver (UDP 53 to the world, redirected to the builtin DNS).
+        assert_eq!(w.resolve(name), None, "{name}");
+    }
+    let declared = w
+        .app()
+        .run(|| dns_query(DNS_LISTEN, "httpbin.mesh", Duration::from_secs(5)));
+    assert!(
+        matches!(declared, Ok((0, Some(ip))) if in_vip_range(ip)),
+        "{declared:?}"
+    );
+
+    for name in names {
+        let line = w.sidecar.wait_for_stdout(
+            &format!("\"query_name\":\"{name}\""),
+            Duration::from_secs(10),
+        );
+        assert!(line.contains("\"response_code\":\"3\""), "{line}");
+        assert!(line.contains("\"listener\":\"builtin_dns\""), "{line}");
+    }
+    assert!(w.sidecar_counter("dns_filter.builtin_dns.unanswered_queries") >= 4);
+    assert_eq!(
+        w.sidecar_counter("dns_filter.builtin_dns.externally_resolved_queries"),
+        0
+    );
+    // The world's resolver logs every query it gets (its own Envoy's names, from Envoy's
+    // uid, do reach it).
+    let seen = w.topology.world.run(|| w.upstream.envoy.stdout());
+    for name in names {
+        assert!(
+            !seen.contains(name),
+            "the world's resolver saw {name}:\n{seen}"
+        );
+    }
+}
+
 #[test]
 fn passthrough_on_lets_undeclared_traffic_through() {
     let w = World::start(true, false);
+    // An undeclared name is asked of `--dns-resolver`, the world's.
+    assert_eq!(w.resolve("other.test"), Some(WORLD_IP));
     assert_from(
         &w.curl(&format!("http://{WORLD_IP}:8081/")).run(),
         "undeclared",
@@ -703,6 +758,15 @@ fn transparent_options_are_checked() {
 /// One DNS query for `name`'s A record to `server`: the first address of the answer (`None`
 /// for an answer without one), or an error when no answer came within `timeout`.
 fn dns_a(server: SocketAddr, name: &str, timeout: Duration) -> Result<Option<Ipv4Addr>, String> {
+    dns_query(server, name, timeout).map(|(_, address)| address)
+}
+
+/// [`dns_a`], with the answer's response code (3: NXDOMAIN).
+fn dns_query(
+    server: SocketAddr,
+    name: &str,
+    timeout: Duration,
+) -> Result<(u8, Option<Ipv4Addr>), String> {
     // Header: id 0x7e57, recursion desired, one question.
     let mut query = vec![0x7e, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     for label in name.split('.') {
@@ -721,12 +785,13 @@ fn dns_a(server: SocketAddr, name: &str, timeout: Duration) -> Result<Option<Ipv
     if answer.len() < query.len() || answer[..2] != query[..2] {
         return Err(format!("not an answer to the query: {answer:?}"));
     }
+    let rcode = answer[3] & 0x0f;
     let answers = u16::from_be_bytes([answer[6], answer[7]]);
     // The first record after the question: a name (a pointer or labels), type, class, TTL,
     // length, then the address.
     let mut at = query.len();
     if answers == 0 || at >= answer.len() {
-        return Ok(None);
+        return Ok((rcode, None));
     }
     if answer[at] & 0xc0 == 0xc0 {
         at += 2;
@@ -739,7 +804,10 @@ fn dns_a(server: SocketAddr, name: &str, timeout: Duration) -> Result<Option<Ipv
     let rdata = answer
         .get(at + 10..at + 14)
         .ok_or("a short answer record")?;
-    Ok(Some(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])))
+    Ok((
+        rcode,
+        Some(Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3])),
+    ))
 }
 
 /// Asks the builtin DNS for `name` over and over on a thread in the app's namespace, until

@@ -6,6 +6,13 @@ pub const FILTER_NAME: &str = "external_service";
 pub const DENIED_HEADER: &str = "x-external-service-denied";
 /// Why Envoy refused a CONNECT (`https_proxy`): the value of `DENIED_HEADER` on that reply.
 pub const CONNECT_DENIAL: &str = "connect-not-served";
+/// Why Envoy refused an upgrade (`Upgrade: websocket`, `Upgrade: CONNECT`, ...): none is served.
+pub const UPGRADE_DENIAL: &str = "upgrade-not-served";
+/// Why Envoy refused an `https://` URL sent over plain HTTP (Envoy originates TLS: the app
+/// sends `http://host:443/`).
+pub const HTTPS_URL_DENIAL: &str = "https-url-not-served";
+/// Why Envoy refused a path that is not absolute (`OPTIONS *`, `GET x`).
+pub const PATH_DENIAL: &str = "bad-path";
 /// The response header of a reply Envoy made because the upstream connection failed: why
 /// (e.g. the TLS verification error).
 pub const UPSTREAM_FAILURE_HEADER: &str = "x-external-service-upstream-failure";
