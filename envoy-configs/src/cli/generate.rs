@@ -8,10 +8,9 @@ use clap::{Args, ValueEnum};
 
 use super::{format_word, Inputs};
 use crate::atomic::{self, WriteError};
+use crate::generate::admin::{AdminAddress, DEFAULT_STATS_LISTEN};
 use crate::generate::transparent::{self, Cidr};
-use crate::generate::{
-    Options, DEFAULT_ADMIN, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS, DEFAULT_SYSTEM_CA,
-};
+use crate::generate::{Options, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS, DEFAULT_SYSTEM_CA};
 pub use crate::pipeline::Error;
 use crate::pipeline::{self, absolute, Request};
 
@@ -58,9 +57,19 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Address of Envoy's admin interface.
-    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_ADMIN)]
-    pub admin: SocketAddr,
+    /// Envoy's admin interface: `unix:PATH`, a Unix socket only Envoy's user and root can open
+    /// (mode 0600), or `ADDR:PORT`, which any local process (every app, under the transparent
+    /// proxy) can use to stop Envoy or wipe its counters. By default `unix:` beside the
+    /// configuration: `<FILE's stem>.admin.sock` in -o FILE's directory, else
+    /// `envoy.admin.sock` in the current directory. Envoy's user must be able to create it.
+    #[arg(long, value_name = "unix:PATH|ADDR:PORT")]
+    pub admin: Option<AdminAddress>,
+
+    /// A read-only listener for Prometheus that serves only `GET /stats/prometheus` and
+    /// `GET /ready` from the admin (anything else: 404). By default 127.0.0.1:9901 when the
+    /// admin is a Unix socket, none when it is a TCP address.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub stats_listen: Option<SocketAddr>,
 
     /// CA bundle that verifies external services without a caCert.
     #[arg(long, value_name = "PATH", default_value = DEFAULT_SYSTEM_CA)]
@@ -135,12 +144,23 @@ impl GenerateArgs {
             None if json_file => pipeline::Format::Json,
             Some(Format::Yaml) | None => pipeline::Format::Yaml,
         };
+        let admin = match &self.admin {
+            Some(AdminAddress::Unix(path)) => AdminAddress::unix(absolute(path)),
+            Some(tcp @ AdminAddress::Tcp(_)) => Ok(tcp.clone()),
+            None => AdminAddress::beside(self.output.as_deref()),
+        }
+        .map_err(Error::Usage)?;
+        let stats_listen = self.stats_listen.or_else(|| match admin {
+            AdminAddress::Unix(_) => DEFAULT_STATS_LISTEN.parse().ok(),
+            AdminAddress::Tcp(_) => None,
+        });
         Ok(Request {
             files: self.inputs.all(),
             format,
             options: Options {
                 listen: self.listen,
-                admin: self.admin,
+                admin,
+                stats_listen,
                 wasm: pipeline::find_module(self.wasm.as_deref())?,
                 system_ca: absolute(&self.system_ca),
                 dns_resolver: self.dns_resolver,

@@ -43,10 +43,26 @@ impl Serialize for Duration {
     }
 }
 
-/// `config.core.v3.Address` (socket addresses only).
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct Address {
-    pub socket_address: SocketAddress,
+/// `config.core.v3.Address`: an IP socket, or a Unix socket (`pipe`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Address {
+    SocketAddress(SocketAddress),
+    Pipe(Pipe),
+}
+
+impl Default for Address {
+    fn default() -> Address {
+        Address::SocketAddress(SocketAddress::default())
+    }
+}
+
+/// `config.core.v3.Pipe`: a Unix socket's path, and for one Envoy binds, the file's mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pipe {
+    pub path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -67,13 +83,20 @@ pub enum SocketProtocol {
 
 impl Address {
     pub fn new(address: String, port_value: u16) -> Address {
-        Address {
-            socket_address: SocketAddress {
-                protocol: None,
-                address,
-                port_value,
-            },
-        }
+        Address::SocketAddress(SocketAddress {
+            protocol: None,
+            address,
+            port_value,
+        })
+    }
+
+    /// A UDP socket at `a`.
+    pub fn udp(a: SocketAddr) -> Address {
+        Address::SocketAddress(SocketAddress {
+            protocol: Some(SocketProtocol::Udp),
+            address: a.ip().to_string(),
+            port_value: a.port(),
+        })
     }
 }
 

@@ -12,6 +12,7 @@ use super::wasm::Wasm;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HttpConnectionManager {
     pub stat_prefix: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub access_log: Vec<AccessLog>,
     pub route_config: RouteConfiguration,
     pub http_filters: Vec<HttpFilter>,
@@ -117,10 +118,21 @@ pub struct Route {
     pub typed_per_filter_config: Option<Map<HttpFilterConfig>>,
 }
 
+/// `config.route.v3.RouteMatch`: the path, and headers that must match too.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteMatch {
+    #[serde(flatten)]
+    pub path: PathMatch,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatcher>,
+}
+
+/// The `path_specifier` oneof: a prefix, or the whole path (query string excluded).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RouteMatch {
+pub enum PathMatch {
     Prefix(String),
+    Path(String),
 }
 
 /// What a route does (the `action` oneof).

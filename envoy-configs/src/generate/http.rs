@@ -11,7 +11,7 @@ use crate::envoy::{
     AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, CidrRange, DataSource,
     DirectResponseAction, Duration, Extension, HeaderValue, HeaderValueOption,
     HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig, LocalReplyConfig,
-    Map, NetworkFilter, NetworkFilterConfig, ResponseFlagFilter, ResponseMapper, Route,
+    Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter, ResponseMapper, Route,
     RouteAction, RouteConfiguration, RouteMatch, Router, SubstitutionFormatString, VirtualHost,
 };
 use crate::policy::KINDS;
@@ -55,7 +55,7 @@ pub fn connection_manager(
 
 /// Every client is external, loopback included (Envoy's default trusts loopback and RFC 1918):
 /// the one range is the unspecified address, which no peer has.
-fn no_internal_client() -> InternalAddressConfig {
+pub(super) fn no_internal_client() -> InternalAddressConfig {
     InternalAddressConfig {
         cidr_ranges: vec![CidrRange {
             address_prefix: "0.0.0.0".to_string(),
@@ -235,7 +235,10 @@ fn all(
 ) -> Vec<Route> {
     vec![Route {
         name: name.map(str::to_string),
-        route_match: RouteMatch::Prefix("/".to_string()),
+        route_match: RouteMatch {
+            path: PathMatch::Prefix("/".to_string()),
+            headers: Vec::new(),
+        },
         action,
         typed_per_filter_config,
     }]

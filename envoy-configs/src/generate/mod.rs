@@ -25,6 +25,7 @@
 //! resources and their resolved DataSources, and do not check again.
 
 pub mod access_log;
+pub mod admin;
 pub mod cluster;
 pub mod http;
 pub mod listener;
@@ -51,17 +52,17 @@ use external_service_model::resource::{Resource, Spec};
 use external_service_model::Report;
 use serde_json::Value;
 
-use crate::envoy::{self, Admin, StaticResources};
+use crate::envoy::{self, StaticResources};
 use crate::policy::Policies;
 use crate::read::Loaded;
 use crate::resolve::Resolved;
+use admin::AdminAddress;
 use secrets::{SecretFile, Secrets};
 
 pub use external_service_model::contract::MODULE_PATH as DEFAULT_WASM;
 /// Debian's bundle of trusted CAs: what verifies servers when an ExternalService has no caCert.
 pub const DEFAULT_SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
-pub const DEFAULT_ADMIN: &str = "127.0.0.1:9901";
 /// How long a route waits for an upstream's whole answer before a 504 (Envoy's own default).
 pub const DEFAULT_ROUTE_TIMEOUT_SECS: u64 = 15;
 /// Where a Dataplane outbound listens when it names no address (Kuma's default).
@@ -72,7 +73,10 @@ pub const DEFAULT_OUTBOUND_ADDRESS: &str = "127.0.0.1";
 pub struct Options {
     /// The outbound HTTP proxy listener (`outbound_http`).
     pub listen: SocketAddr,
-    pub admin: SocketAddr,
+    /// Envoy's admin interface: a Unix socket (mode 0600) unless a TCP address is asked for.
+    pub admin: AdminAddress,
+    /// The read-only listener that serves the admin's `/stats/prometheus` and `/ready`.
+    pub stats_listen: Option<SocketAddr>,
     /// The filter module, as Envoy will find it.
     pub wasm: PathBuf,
     /// The trust store for ExternalServices without a caCert.
@@ -98,7 +102,11 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             listen: SocketAddr::from(([127, 0, 0, 1], 15001)),
-            admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            admin: AdminAddress::Unix(PathBuf::from(format!(
+                "{}.admin.sock",
+                admin::DEFAULT_SOCKET_STEM
+            ))),
+            stats_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
             wasm: PathBuf::from(DEFAULT_WASM),
             system_ca: PathBuf::from(DEFAULT_SYSTEM_CA),
             dns_resolver: None,
@@ -247,16 +255,29 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
 
     let mut bootstrap = envoy::Bootstrap {
         node: None,
-        admin: Admin {
-            address: options.admin.into(),
-        },
+        admin: admin::admin(&options.admin),
         stats_config: stats::labels(),
         typed_dns_resolver_config: options.dns_resolver.map(cluster::dns_resolver),
         static_resources: None,
         dynamic_resources: None,
     };
+    // The stats listener goes with the admin: in the bootstrap, which only a restart rereads.
+    let stats = StaticResources {
+        listeners: options
+            .stats_listen
+            .map(admin::stats_listener)
+            .into_iter()
+            .collect(),
+        clusters: options
+            .stats_listen
+            .map(|_| admin::admin_cluster(&options.admin))
+            .into_iter()
+            .collect(),
+    };
     let files = match &options.xds_dir {
         None => {
+            listeners.extend(stats.listeners);
+            clusters.extend(stats.clusters);
             bootstrap.static_resources = Some(StaticResources {
                 listeners,
                 clusters,
@@ -266,6 +287,9 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
         Some(dir) => {
             bootstrap.node = Some(xds::node(&mesh));
             bootstrap.dynamic_resources = Some(xds::dynamic_resources(dir));
+            if !stats.listeners.is_empty() {
+                bootstrap.static_resources = Some(stats);
+            }
             Some(xds::Files::new(&listeners, &clusters, secrets.served())?)
         }
     };
@@ -360,7 +384,14 @@ fn check_addresses(options: &Options, outbounds: &[Outbound<'_>]) -> Result<(), 
             .iter()
             .map(|o| (o.address, listener::outbound_name(o.address))),
     );
-    for (address, name) in std::iter::once((options.admin, "admin".to_string())).chain(listeners) {
+    let admin = match options.admin {
+        AdminAddress::Tcp(at) => Some((at, "admin".to_string())),
+        AdminAddress::Unix(_) => None,
+    };
+    let stats = options
+        .stats_listen
+        .map(|at| (at, admin::STATS.to_string()));
+    for (address, name) in admin.into_iter().chain(stats).chain(listeners) {
         // Port 0 lets the kernel choose: never a clash. Envoy binds the IP and port only.
         let address = SocketAddr::new(address.ip(), address.port());
         if address.port() == 0 {
@@ -393,6 +424,7 @@ mod tests {
         let with = |listen: &str, admin: &str| Options {
             listen: listen.parse().unwrap(),
             admin: admin.parse().unwrap(),
+            stats_listen: None,
             ..Options::default()
         };
         let clash = |options: &Options, outbounds: &[Outbound<'_>]| match check_addresses(
@@ -404,10 +436,23 @@ mod tests {
         };
         let defaults = Options::default();
         assert_eq!(clash(&defaults, &[at("127.0.0.1:10000")]), None);
+        // The admin is a Unix socket; its stats listener has the old admin port.
         assert_eq!(
             clash(&defaults, &[at("127.0.0.1:9901")]),
-            Some(["admin".into(), "outbound:127.0.0.1:9901".into()])
+            Some(["stats".into(), "outbound:127.0.0.1:9901".into()])
         );
+        assert_eq!(
+            clash(
+                &with("127.0.0.1:15001", "127.0.0.1:9902"),
+                &[at("127.0.0.1:9902")]
+            ),
+            Some(["admin".into(), "outbound:127.0.0.1:9902".into()])
+        );
+        let both = Options {
+            stats_listen: Some("127.0.0.1:9902".parse().unwrap()),
+            ..with("127.0.0.1:15001", "127.0.0.1:9902")
+        };
+        assert_eq!(clash(&both, &[]), Some(["admin".into(), "stats".into()]));
         assert_eq!(
             clash(&defaults, &[at("127.0.0.1:10000"), at("127.0.0.1:10000")]),
             Some([

@@ -18,7 +18,7 @@ use crate::envoy::{
     Address, AddressList, CidrRange, Cluster, DiscoveryType, DnsClientConfig, DnsEndpoint,
     DnsFilterConfig, DnsServerConfig, DnsTable, DnsVirtualDomain, Duration, Extension, FilterChain,
     FilterChainMatch, LbPolicy, Listener, ListenerFilterConfig, NetworkFilter, NetworkFilterConfig,
-    OriginalDst, SocketProtocol, TcpProxy,
+    OriginalDst, TcpProxy,
 };
 
 use super::{access_log, cluster, listener, Context, Error};
@@ -392,11 +392,9 @@ fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips) -> Listene
             })
         })
         .collect();
-    let mut address = Address::from(at);
-    address.socket_address.protocol = Some(SocketProtocol::Udp);
     Listener {
         name: DNS.to_string(),
-        address,
+        address: Address::udp(at),
         listener_filters: vec![Extension {
             name: "envoy.filters.udp.dns_filter",
             typed_config: ListenerFilterConfig::DnsFilter(DnsFilterConfig {
@@ -625,7 +623,9 @@ mod tests {
         let mut got: Vec<(String, String)> = parts.listeners[2..]
             .iter()
             .map(|l| {
-                let a = &l.address.socket_address;
+                let Address::SocketAddress(a) = &l.address else {
+                    panic!("{} has no socket address", l.name)
+                };
                 let host = parts
                     .vips
                     .vips
