@@ -87,7 +87,7 @@ pub fn generate_with(
         resources.display().to_string(),
         "-o".into(),
         out.display().to_string(),
-        "--admin".into(),
+        "--stats-listen".into(),
         "127.0.0.1:0".into(),
         "--wasm".into(),
         b.wasm.display().to_string(),
@@ -137,6 +137,32 @@ pub fn read_yaml(path: &Path) -> Result<Value, String> {
 pub fn write_yaml(path: &Path, v: &Value) -> Result<(), String> {
     let text = serde_yaml_ng::to_string(v).map_err(|e| format!("{}: {e}", path.display()))?;
     fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Gives a variant's admin a Unix socket of its own (the generated one's path and `.kind`),
+/// and the stats listener's cluster with it: variants may run side by side.
+pub(super) fn own_admin(cfg: &mut Value, kind: &str) -> Result<(), String> {
+    let pipe = ["address", "pipe", "path"];
+    let path = at(cfg, &[&["admin"][..], &pipe].concat())?;
+    let own = Value::from(format!(
+        "{}.{kind}",
+        path.as_str().ok_or("the admin's path is not a string")?
+    ));
+    *path = own.clone();
+    for cluster in seq(cfg, &["static_resources", "clusters"])? {
+        if cluster.get("name").and_then(Value::as_str) == Some("admin") {
+            let endpoint = [
+                "load_assignment",
+                "endpoints",
+                "0",
+                "lb_endpoints",
+                "0",
+                "endpoint",
+            ];
+            *at(cluster, &[&endpoint[..], &pipe].concat())? = own.clone();
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn at<'a>(v: &'a mut Value, path: &[&str]) -> Result<&'a mut Value, String> {
@@ -214,13 +240,10 @@ pub struct Variant<'a> {
     pub access_log: bool,
 }
 
-/// Variant `v` of the generated config `cfg_a`: the same clusters, admin on port 0.
+/// Variant `v` of the generated config `cfg_a`: the same clusters, an admin socket of its own.
 pub fn variant(cfg_a: &Value, v: &Variant) -> Result<Value, String> {
     let mut cfg = cfg_a.clone();
-    *at(
-        &mut cfg,
-        &["admin", "address", "socket_address", "port_value"],
-    )? = Value::from(0);
+    own_admin(&mut cfg, &v.kind.to_string())?;
     let listeners = seq(&mut cfg, &["static_resources", "listeners"])?;
     let outbound = listeners
         .iter_mut()

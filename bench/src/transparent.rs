@@ -174,15 +174,12 @@ fn mesh_vip(cfg: &Value, host: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("the builtin DNS of the generated config has no VIP for {host}"))
 }
 
-/// Variant `kind` of the generated transparent configuration, admin on port 0. On every VIP
+/// Variant `kind` of the generated transparent configuration, with an admin socket of its own. On every VIP
 /// listener (bound to one service): A keeps the wasm filter; B drops it and its route rewrites
 /// the host (`host_rewrite_literal`); C replaces it with a Lua filter that rewrites `:authority`.
 fn variant(cfg_a: &Value, kind: &str, access_log: bool) -> Result<Value, String> {
     let mut cfg = cfg_a.clone();
-    *at(
-        &mut cfg,
-        &["admin", "address", "socket_address", "port_value"],
-    )? = Value::from(0);
+    config::own_admin(&mut cfg, kind)?;
     let mut vip_listeners = 0;
     for listener in seq(&mut cfg, &["static_resources", "listeners"])? {
         let Some(hcm) = listener

@@ -154,6 +154,14 @@ impl GenerateArgs {
             AdminAddress::Unix(_) => DEFAULT_STATS_LISTEN.parse().ok(),
             AdminAddress::Tcp(_) => None,
         });
+        if let (Some(_), AdminAddress::Tcp(at)) = (stats_listen, &admin) {
+            if at.port() == 0 {
+                return Err(Error::Usage(format!(
+                    "--stats-listen passes scrapes to the admin, and --admin {at} has no fixed \
+                     port: give one, or --admin unix:PATH"
+                )));
+            }
+        }
         Ok(Request {
             files: self.inputs.all(),
             format,

@@ -1,9 +1,11 @@
 //! A real Envoy process for tests: start, wait until ready, read stats and logs, kill on drop.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -103,6 +105,54 @@ fn unique_base_id() -> u32 {
     (std::process::id() % 1_000_000) * 1_000 + n
 }
 
+/// Where an admin listens, as Envoy reports it through `--admin-address-path`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AdminAt {
+    Tcp(SocketAddr),
+    /// A Unix socket (`--admin unix:PATH`, the generator's default).
+    Unix(PathBuf),
+}
+
+impl AdminAt {
+    /// What `--admin-address-path` holds: `ADDR:PORT`, or a socket's path. `None` while
+    /// Envoy has not written it (or wrote port 0).
+    fn reported(text: &str) -> Option<AdminAt> {
+        let text = text.trim();
+        match text.parse::<SocketAddr>() {
+            Ok(at) => (at.port() != 0).then_some(AdminAt::Tcp(at)),
+            Err(_) => text.starts_with('/').then(|| AdminAt::Unix(text.into())),
+        }
+    }
+
+    /// An HTTP/1.1 request with an empty body: (status, body), bounded by `timeout`.
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(u16, String), String> {
+        match self {
+            AdminAt::Tcp(at) => http_request(*at, method, path, timeout),
+            AdminAt::Unix(socket) => {
+                let err = |e: std::io::Error| format!("{method} {self}{path}: {e}");
+                let s = UnixStream::connect(socket).map_err(err)?;
+                s.set_read_timeout(Some(timeout)).map_err(err)?;
+                s.set_write_timeout(Some(timeout)).map_err(err)?;
+                exchange(s, &self.to_string(), "localhost", method, path)
+            }
+        }
+    }
+}
+
+impl fmt::Display for AdminAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AdminAt::Tcp(at) => write!(f, "http://{at}"),
+            AdminAt::Unix(path) => write!(f, "unix:{}:", path.display()),
+        }
+    }
+}
+
 /// A running Envoy. Killed (SIGKILL) and reaped on drop.
 pub struct Envoy {
     child: Option<Child>,
@@ -112,8 +162,9 @@ pub struct Envoy {
     pub stdout_path: PathBuf,
     /// Where Envoy's own log goes (stderr).
     pub stderr_path: PathBuf,
-    /// The admin address, as Envoy reported it through `--admin-address-path`.
-    pub admin: SocketAddr,
+    /// The admin's address, as Envoy reported it through `--admin-address-path` (`None`
+    /// until it did).
+    pub admin: Option<AdminAt>,
     /// Time from spawn to `/ready` = LIVE.
     pub startup: Duration,
 }
@@ -200,7 +251,7 @@ impl Envoy {
             config_path: config_path.to_path_buf(),
             stdout_path,
             stderr_path,
-            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin: None,
             startup: Duration::ZERO,
         };
         loop {
@@ -210,14 +261,12 @@ impl Envoy {
                     envoy.log_tail(40)
                 ));
             }
-            if envoy.admin.port() == 0 {
-                if let Ok(text) = fs::read_to_string(&admin_path) {
-                    if let Ok(addr) = text.trim().parse::<SocketAddr>() {
-                        envoy.admin = addr;
-                    }
-                }
+            if envoy.admin.is_none() {
+                envoy.admin = fs::read_to_string(&admin_path)
+                    .ok()
+                    .and_then(|text| AdminAt::reported(&text));
             }
-            if envoy.admin.port() != 0 {
+            if envoy.admin.is_some() {
                 if let Ok((200, body)) = envoy.admin_get("/ready") {
                     if body.trim() == "LIVE" {
                         envoy.startup = started.elapsed();
@@ -227,7 +276,7 @@ impl Envoy {
             }
             if started.elapsed() > opts.ready_timeout {
                 return Err(format!(
-                    "envoy '{name}' not ready after {:?} (admin {}).\n{}",
+                    "envoy '{name}' not ready after {:?} (admin {:?}).\n{}",
                     opts.ready_timeout,
                     envoy.admin,
                     envoy.log_tail(40)
@@ -274,12 +323,20 @@ impl Envoy {
 
     /// GET on the admin interface: (status, body). Bounded by 5 s.
     pub fn admin_get(&self, path: &str) -> Result<(u16, String), String> {
-        http_get(self.admin, path, Duration::from_secs(5))
+        self.admin_request("GET", path)
     }
 
     /// POST on the admin interface (e.g. `/reset_counters`, `/logging?level=debug`).
     pub fn admin_post(&self, path: &str) -> Result<(u16, String), String> {
-        http_request(self.admin, "POST", path, Duration::from_secs(5))
+        self.admin_request("POST", path)
+    }
+
+    fn admin_request(&self, method: &str, path: &str) -> Result<(u16, String), String> {
+        let admin = self
+            .admin
+            .as_ref()
+            .ok_or_else(|| format!("envoy '{}' has not reported its admin", self.name))?;
+        admin.request(method, path, Duration::from_secs(5))
     }
 
     /// All counters and gauges by name (plain `/stats`; histograms are left out).
@@ -502,19 +559,39 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(u16,
     http_request(addr, "GET", path, timeout)
 }
 
-fn http_request(
+/// A minimal HTTP/1.1 request with an empty body over TCP, bounded by `timeout`.
+pub fn http_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
     let err = |e: std::io::Error| format!("{method} http://{addr}{path}: {e}");
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(err)?;
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(err)?;
     s.set_read_timeout(Some(timeout)).map_err(err)?;
     s.set_write_timeout(Some(timeout)).map_err(err)?;
+    exchange(
+        s,
+        &format!("http://{addr}"),
+        &addr.to_string(),
+        method,
+        path,
+    )
+}
+
+/// Sends the request on `s` and reads the whole answer (`Connection: close`); `at` names the
+/// server in errors.
+fn exchange(
+    mut s: impl Read + Write,
+    at: &str,
+    host: &str,
+    method: &str,
+    path: &str,
+) -> Result<(u16, String), String> {
+    let err = |e: std::io::Error| format!("{method} {at}{path}: {e}");
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )
     .map_err(err)?;
     let mut raw = Vec::new();
@@ -522,14 +599,14 @@ fn http_request(
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| format!("{method} http://{addr}{path}: no header end"))?;
+        .ok_or_else(|| format!("{method} {at}{path}: no header end"))?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let body = &raw[split + 4..];
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
-        .ok_or_else(|| format!("{method} http://{addr}{path}: bad status line in {head:?}"))?;
+        .ok_or_else(|| format!("{method} {at}{path}: bad status line in {head:?}"))?;
     let chunked = head
         .lines()
         .any(|l| l.to_ascii_lowercase().replace(' ', "") == "transfer-encoding:chunked");

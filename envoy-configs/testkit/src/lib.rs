@@ -73,8 +73,8 @@ pub mod upstream;
 pub use certs::{Ca, CertKey, Pki, Validity};
 pub use curl::{Curl, Response};
 pub use envoy::{
-    envoy_binary, hot_restart_base_id, validate_config, validate_yaml, wasm_module, Envoy,
-    EnvoyOptions, Validation,
+    envoy_binary, hot_restart_base_id, http_request, validate_config, validate_yaml, wasm_module,
+    AdminAt, Envoy, EnvoyOptions, Validation,
 };
 pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use scripted::{Reply, Scripted};

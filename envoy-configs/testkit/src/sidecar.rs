@@ -1,7 +1,8 @@
 //! The system under test: the real `extsvc` CLI, and the Envoy it configures (the "sidecar").
 //!
 //! [`Sidecar::start`] writes the resources to `<dir>/resources.yaml`, runs `extsvc generate`
-//! on them (listener on a free loopback port, admin on port 0, the real filter module, DNS
+//! on them (listener on a free loopback port, the admin on its default Unix socket beside the
+//! configuration, the stats listener on port 0, the real filter module, DNS
 //! from the upstream's server) and starts Envoy on the generated `<dir>/envoy.yaml`. The
 //! resource builders ([`mesh`], [`https_service`], [`http_service`], [`dataplane`], [`docs`], ...) write the
 //! YAML the tests feed it; [`assert_forwarded_line`] and friends check its access log lines.
@@ -89,7 +90,8 @@ pub fn extsvc(dir: &Path, args: &[OsString]) -> Cli {
 
 /// Writes `resources` to `<dir>/resources.yaml` and runs
 /// `extsvc generate <dir>/resources.yaml -o <dir>/envoy.yaml --listen 127.0.0.1:<listen>
-/// --admin 127.0.0.1:0 --wasm <module> [--dns-resolver <dns>] EXTRA...`.
+/// --stats-listen 127.0.0.1:0 --wasm <module> [--dns-resolver <dns>] EXTRA...` (the admin:
+/// `<dir>/envoy.admin.sock`, the default).
 pub fn generate(
     dir: &Path,
     resources: &str,
@@ -106,7 +108,7 @@ pub fn generate(
         dir.join("envoy.yaml").into(),
         "--listen".into(),
         format!("127.0.0.1:{listen}").into(),
-        "--admin".into(),
+        "--stats-listen".into(),
         "127.0.0.1:0".into(),
         "--wasm".into(),
         wasm_module().into(),

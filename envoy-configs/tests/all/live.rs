@@ -551,7 +551,7 @@ impl Watch {
             .arg("-o")
             .arg(d.join("envoy.yaml"))
             .args(["--listen", &format!("127.0.0.1:{listen}")])
-            .args(["--admin", "127.0.0.1:0"])
+            .args(["--stats-listen", "127.0.0.1:0"])
             .arg("--wasm")
             .arg(support::wasm_module());
         if let Some(dns) = dns {

@@ -1,6 +1,7 @@
 //! Every test of `extsvc` and of the Envoy it configures, in one test binary (one link of the
 //! test kit instead of one per file). One module per concern:
 //!
+//! - `admin`: the admin interface out of the apps' reach, and the read-only stats listener.
 //! - `architecture`: the layout's rules (no module imports one that imports it back).
 //! - `envoy_facts`: smoke tests of the test kit, and the Envoy facts of
 //!   `testkit/ENVOY_FACTS.md` (the filter module's too) with hand-written configurations.
@@ -27,6 +28,7 @@
 //!
 //! Run one module: `cargo test -p envoy-configs --test all e2e::` (or `e2e::tls::`).
 
+mod admin;
 mod architecture;
 mod cli;
 mod client_certs;

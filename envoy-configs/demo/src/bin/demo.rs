@@ -32,7 +32,9 @@ Try, in another terminal:
   curl -si -x http://127.0.0.1:15001 http://localhost:18443/get     # the real name and port
   curl -si http://127.0.0.1:10000/get                               # the Dataplane outbound listener
   curl -si -x http://127.0.0.1:15001 http://example.com/            # undeclared: 403, passthrough is off
-  curl -s http://127.0.0.1:9901/stats | grep wasmcustom            # the filter's counters
+  curl -s http://127.0.0.1:9901/stats/prometheus | grep external_service   # read-only stats
+  curl -s --unix-socket .run/envoy.admin.sock http://localhost/stats | grep wasmcustom
+                                  # the admin: a Unix socket only this user and root can open
 Access log lines appear below. Ctrl-C stops everything.
 ";
 

@@ -65,6 +65,9 @@ fn run() -> Result<(), String> {
     };
     let envoy = w.start_envoy(&dir, "sidecar", &config, &options)?;
     let ns = &w.topology.app.name;
+    let stats = envoy.listener_port("stats");
+    let admin = dir.join("envoy.admin.sock");
+    let admin = admin.display();
     println!(
         "
 The app's namespace {ns} has Envoy (uid {ENVOY_UID}) and the capture rules; its traffic
@@ -75,6 +78,8 @@ goes to Envoy with no proxy settings. Try, in another terminal (as root):
   ip netns exec {ns} curl -si http://example.test/           # undeclared: refused, passthrough is off
   ip netns exec {ns} curl -si -6 http://[fd77::2]/           # IPv6: rejected
   ip netns exec {ns} iptables -t nat -S EXTSVC_OUTPUT        # the capture rules
+  ip netns exec {ns} curl -s 127.0.0.1:{stats}/stats/prometheus | grep denied   # read-only stats
+  curl -s --unix-socket {admin} http://localhost/stats | grep denied   # the admin (uid {ENVOY_UID} and root only)
 Envoy's access log follows (refusals carry the original destination). Ctrl-C cleans up.
 "
     );
