@@ -590,13 +590,10 @@ networking: {address: b.test:80}
     };
     let b = generate::generate(&loaded, &options).unwrap();
     assert!(cluster(&b, "external_service_b").is_object());
-    assert_eq!(
-        b.config["static_resources"]["clusters"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    // Mesh two's cluster, the passthrough or refusal one, and the stats listener's admin.
+    let clusters = b.config["static_resources"]["clusters"].as_array().unwrap();
+    assert_eq!(clusters.len(), 3, "{clusters:?}");
+    assert_eq!(clusters[2]["name"], "admin");
 }
 
 #[test]

@@ -369,6 +369,71 @@ fn declared_services_by_mesh_name_and_real_name_and_nothing_else_gets_out() {
     assert!(envoy_packets > 0, "{rules}");
 }
 
+/// Loopback is not captured, so every app could use a TCP admin: the admin is a Unix socket
+/// of Envoy's uid, mode 0600, that an app's uid cannot open, and what loopback offers is the
+/// stats listener, which stops nothing.
+#[test]
+fn the_apps_cannot_reach_the_admin() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let w = World::start(false, false);
+    let socket = w.dir.path().join("envoy.admin.sock");
+    let meta = fs::metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket(), "{meta:?}");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    assert_eq!(meta.uid(), ENVOY_UID);
+
+    let as_app = |args: &[&str]| {
+        let out = w
+            .app()
+            .command("setpriv")
+            .args([
+                "--reuid=1000",
+                "--regid=1000",
+                "--clear-groups",
+                "curl",
+                "-s",
+            ])
+            .args(["-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let socket = socket.display().to_string();
+    let quit = [
+        "-X",
+        "POST",
+        "--unix-socket",
+        &socket,
+        "http://localhost/quitquitquit",
+    ];
+    // curl's 7: it could not connect.
+    assert_eq!(as_app(&quit), (Some(7), "000".into()));
+    // Nothing listens on the admin's old port; the stats listener refuses.
+    assert_eq!(
+        as_app(&["-X", "POST", "http://127.0.0.1:9901/quitquitquit"]),
+        (Some(7), "000".into())
+    );
+    let stats = w.app().run(|| w.sidecar.listener_port("stats"));
+    for path in ["quitquitquit", "reset_counters"] {
+        let url = format!("http://127.0.0.1:{stats}/{path}");
+        assert_eq!(
+            as_app(&["-X", "POST", &url]),
+            (Some(0), "404".into()),
+            "{path}"
+        );
+    }
+    let url = format!("http://127.0.0.1:{stats}/stats/prometheus");
+    assert_eq!(as_app(&[&url]), (Some(0), "200".into()));
+    assert_eq!(
+        w.app().run(|| w.sidecar.admin_get("/ready")).unwrap(),
+        (200, "LIVE\n".into())
+    );
+}
+
 /// Passthrough off: the builtin DNS answers the declared names only. Any other name gets
 /// NXDOMAIN, counted and logged, and is never asked of a resolver, so a name cannot carry
 /// data out: the world's resolver never sees it, not even `other.test`, which it would answer.
