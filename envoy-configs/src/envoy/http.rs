@@ -162,6 +162,21 @@ pub struct RouteAction {
     pub host_rewrite_literal: Option<String>,
 }
 
+impl RouteAction {
+    /// To `cluster`, with Envoy's defaults otherwise.
+    pub fn to(cluster: &str) -> RouteAction {
+        RouteAction {
+            cluster: cluster.to_string(),
+            timeout: None,
+            idle_timeout: None,
+            max_stream_duration: None,
+            retry_policy: None,
+            auto_host_rewrite: false,
+            host_rewrite_literal: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MaxStreamDuration {
     pub max_stream_duration: Duration,

@@ -140,15 +140,7 @@ pub fn stats_listener(at: SocketAddr) -> Listener {
                 path: PathMatch::Path((*path).to_string()),
                 headers: vec![get.clone()],
             },
-            action: Action::Route(RouteAction {
-                cluster: ADMIN_CLUSTER.to_string(),
-                timeout: None,
-                idle_timeout: None,
-                max_stream_duration: None,
-                retry_policy: None,
-                auto_host_rewrite: false,
-                host_rewrite_literal: None,
-            }),
+            action: Action::Route(RouteAction::to(ADMIN_CLUSTER)),
             typed_per_filter_config: None,
         })
         .collect();

@@ -301,15 +301,11 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         VirtualHost {
             name: cluster::PASSTHROUGH.to_string(),
             domains: vec!["*".to_string()],
-            routes: all(None, Action::Route(RouteAction {
-                cluster: cluster::PASSTHROUGH.to_string(),
-                timeout: None,
-                idle_timeout: None,
-                max_stream_duration: None,
-                retry_policy: None,
-                auto_host_rewrite: false,
-                host_rewrite_literal: None,
-            }), None),
+            routes: all(
+                None,
+                Action::Route(RouteAction::to(cluster::PASSTHROUGH)),
+                None,
+            ),
         }
     } else {
         let body = format!(
