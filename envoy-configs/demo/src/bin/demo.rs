@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         eprintln!("usage: demo [RESOURCES.yaml]");
         return ExitCode::from(2);
     }
-    // Resolved before moving to the workspace root, where `demo.yaml`'s paths start.
+    // Resolved before moving to the workspace root, where `.run/` is.
     let own = match own.map(std::path::absolute).transpose() {
         Ok(own) => own,
         Err(e) => return fail(&format!("the resources file: {e}")),
