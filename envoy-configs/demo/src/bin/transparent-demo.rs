@@ -31,6 +31,8 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // Plain paths in what it prints, the admin socket's included.
+    let root = fs::canonicalize(&root).map_err(|e| format!("{}: {e}", root.display()))?;
     let dir = root.join(".run/transparent");
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
 
