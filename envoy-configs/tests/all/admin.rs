@@ -245,3 +245,19 @@ fn an_admin_address_asked_for_is_a_tcp_admin() {
         cli.stderr
     );
 }
+
+#[test]
+fn with_an_xds_dir_the_stats_listener_stays_in_the_bootstrap() {
+    // Relative to the directory extsvc runs in, the test's.
+    let (dir, _up, s) = start(&["--xds-dir", "xds"]);
+    // Static, with the admin: the listener files (what a live update rewrites) do not have it.
+    let lds = fs::read_to_string(dir.path().join("xds/lds.yaml")).unwrap();
+    assert!(!lds.contains("/stats/prometheus"), "{lds}");
+    let stats = SocketAddr::from(([127, 0, 0, 1], s.envoy.listener_port("stats")));
+    let at = |method: &str, path: &str| {
+        http_request(stats, method, path, Duration::from_secs(5)).unwrap()
+    };
+    assert_eq!(at("GET", "/ready"), (200, "LIVE\n".into()));
+    assert_eq!(at("GET", "/stats/prometheus").0, 200);
+    assert_eq!(at("POST", "/quitquitquit").0, 404);
+}
