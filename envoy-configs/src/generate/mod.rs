@@ -25,6 +25,7 @@ pub mod access_log;
 pub mod cluster;
 pub mod http;
 pub mod listener;
+mod not_served;
 pub mod protocol;
 pub mod retry;
 pub mod sds;
@@ -46,7 +47,7 @@ use std::time::Duration;
 
 use external_service_model::catalog::{self, Catalog, Service};
 use external_service_model::config::Checked;
-use external_service_model::resource::{Resource, Spec};
+use external_service_model::resource::{Kind, Resource, Spec};
 use external_service_model::Report;
 use serde_json::Value;
 
@@ -167,6 +168,12 @@ pub enum Error {
     },
     /// The transparent proxy's VIPs cannot be given out.
     Vips(String),
+    /// A valid resource of a kind that is read and validated but not served yet.
+    NotServed {
+        file: String,
+        kind: Kind,
+        name: String,
+    },
     Serialize(String),
 }
 
@@ -199,6 +206,10 @@ impl fmt::Display for Error {
                 listeners: [a, b],
             } => write!(f, "listeners {a:?} and {b:?} both use {address}"),
             Error::Vips(e) => f.write_str(e),
+            Error::NotServed { file, kind, name } => write!(
+                f,
+                "{file}: {kind} {name:?} is validated but not served yet: `extsvc validate` checks it as Kuma does, `extsvc generate` serves ExternalService only (take it out of the files to generate)"
+            ),
             Error::Serialize(e) => write!(f, "cannot write the configuration: {e}"),
         }
     }
@@ -224,6 +235,7 @@ impl Context<'_> {
 /// Generates the bootstrap for the resources of one mesh.
 pub fn generate(checked: &Checked, options: &Options) -> Result<Bootstrap, Error> {
     refuse_invalid(checked)?;
+    not_served::refuse(&checked.resources)?;
     let resources = checked.resources.as_slice();
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;
     let catalog = Catalog::build(resources, &mesh);

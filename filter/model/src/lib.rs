@@ -9,6 +9,8 @@ pub mod config;
 pub mod contract;
 pub mod decision;
 pub mod documents;
+pub mod hostname_generator;
+pub mod mesh_external_service;
 pub mod protocol;
 pub mod report;
 pub mod resource;

@@ -12,6 +12,8 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::hostname_generator::HostnameGeneratorSpec;
+use crate::mesh_external_service::MeshExternalServiceSpec;
 use crate::report::Violation;
 
 pub const DEFAULT_MESH: &str = "default";
@@ -26,6 +28,9 @@ pub enum Kind {
     Mesh,
     Secret,
     Dataplane,
+    /// Read and validated; not served yet.
+    MeshExternalService,
+    HostnameGenerator,
     // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of them; the
     // model only recognises them and keeps their spec as written.
     MeshTimeout,
@@ -52,6 +57,8 @@ impl Kind {
             "Mesh" => Some(Kind::Mesh),
             "Secret" => Some(Kind::Secret),
             "Dataplane" => Some(Kind::Dataplane),
+            "MeshExternalService" => Some(Kind::MeshExternalService),
+            "HostnameGenerator" => Some(Kind::HostnameGenerator),
             _ => Kind::POLICIES.into_iter().find(|k| k.as_str() == name),
         }
     }
@@ -62,6 +69,8 @@ impl Kind {
             Kind::Mesh => "Mesh",
             Kind::Secret => "Secret",
             Kind::Dataplane => "Dataplane",
+            Kind::MeshExternalService => "MeshExternalService",
+            Kind::HostnameGenerator => "HostnameGenerator",
             Kind::MeshTimeout => "MeshTimeout",
             Kind::MeshRetry => "MeshRetry",
             Kind::MeshCircuitBreaker => "MeshCircuitBreaker",
@@ -124,6 +133,8 @@ impl Resource {
             Spec::Mesh(_) => Kind::Mesh,
             Spec::Secret(_) => Kind::Secret,
             Spec::Dataplane(_) => Kind::Dataplane,
+            Spec::MeshExternalService(_) => Kind::MeshExternalService,
+            Spec::HostnameGenerator(_) => Kind::HostnameGenerator,
             Spec::Policy { kind, .. } => kind,
         }
     }
@@ -135,6 +146,8 @@ impl Resource {
             Spec::Mesh(s) => serde_json::to_value(s),
             Spec::Secret(s) => serde_json::to_value(s),
             Spec::Dataplane(s) => serde_json::to_value(s),
+            Spec::MeshExternalService(s) => serde_json::to_value(s).map(spec_only),
+            Spec::HostnameGenerator(s) => serde_json::to_value(s).map(spec_only),
             Spec::Policy { spec, .. } => Ok(serde_json::json!({ "spec": spec })),
         };
         let mut doc = Map::new();
@@ -157,6 +170,8 @@ pub enum Spec {
     Mesh(MeshSpec),
     Secret(SecretSpec),
     Dataplane(DataplaneSpec),
+    MeshExternalService(Box<MeshExternalServiceSpec>),
+    HostnameGenerator(HostnameGeneratorSpec),
     /// A traffic policy's `spec`, as written (both forms keep it under `spec`).
     Policy {
         kind: Kind,
@@ -653,6 +668,16 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
         Kind::Mesh => Spec::Mesh(typed(body)?),
         Kind::Secret => Spec::Secret(typed(body)?),
         Kind::Dataplane => Spec::Dataplane(typed(body)?),
+        Kind::MeshExternalService => {
+            let spec: MeshExternalServiceSpec = spec_of(body, prefix)?;
+            let spec = if prefix.is_empty() {
+                spec
+            } else {
+                spec.with_kubernetes_defaults()
+            };
+            Spec::MeshExternalService(Box::new(spec))
+        }
+        Kind::HostnameGenerator => Spec::HostnameGenerator(spec_of(body, prefix)?),
         policy => Spec::Policy {
             kind: policy,
             spec: if prefix.is_empty() {
@@ -662,6 +687,24 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
             },
         },
     })
+}
+
+/// A typed spec kept under `spec` in both forms, its fields named `spec.…` in both.
+fn spec_of<T: serde::de::DeserializeOwned>(body: Value, prefix: &str) -> Result<T, Vec<Violation>> {
+    if !prefix.is_empty() {
+        return typed(body);
+    }
+    typed(policy_spec(body)?).map_err(|found| {
+        found
+            .into_iter()
+            .map(|v| Violation::new(format!("spec.{}", v.field), v.message))
+            .collect()
+    })
+}
+
+/// `{"spec": spec}`, as a Universal document holds a spec kept under `spec`.
+fn spec_only(spec: Value) -> Value {
+    serde_json::json!({ "spec": spec })
 }
 
 /// The `spec` of a Universal policy document, which holds nothing else.
@@ -746,7 +789,7 @@ fn kind_or_violation(name: &str, field: &str, violations: &mut Vec<Violation>) -
     if kind.is_none() {
         violations.push(Violation::new(
             field,
-            format!("unsupported resource {name:?}: extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
+            format!("unsupported resource {name:?}: extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
         ));
     }
     kind

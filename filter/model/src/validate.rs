@@ -14,6 +14,7 @@ use crate::resource::{
     DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Source, Spec, PROTOCOL_TAG,
     SERVICE_TAG,
 };
+use crate::{hostname_generator, mesh_external_service};
 
 /// Validates each resource on its own and against the others of its mesh.
 /// The result is aligned with `resources`: one (possibly empty) list per resource.
@@ -30,6 +31,10 @@ fn validate_one(resource: &Resource) -> Vec<Violation> {
         Spec::ExternalService(es) => external_service(es),
         Spec::Secret(secret) => base64_data("data", &secret.data),
         Spec::Dataplane(dp) => dataplane(dp),
+        Spec::MeshExternalService(mes) => {
+            mesh_external_service::validate::validate(&resource.name, mes)
+        }
+        Spec::HostnameGenerator(hg) => hostname_generator::validate(hg),
         // Policies are checked by `extsvc`, which is what applies them.
         Spec::Mesh(_) | Spec::Policy { .. } => Vec::new(),
     }
@@ -137,7 +142,7 @@ fn is_tag_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':')
 }
 
-fn data_source(field: &str, ds: &DataSource) -> Vec<Violation> {
+pub(crate) fn data_source(field: &str, ds: &DataSource) -> Vec<Violation> {
     let sources = ds.sources();
     match sources.as_slice() {
         [] => vec![Violation::new(field, "data source cannot be empty")],
