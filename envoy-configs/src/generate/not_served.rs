@@ -1,14 +1,14 @@
 //! Kinds `extsvc` reads and validates but does not serve yet: a file holding one is refused
 //! by `generate`, never served without it.
 
-use external_service_model::resource::{Kind, Resource};
+use external_service_model::mesh_external_service::NOT_SERVED;
+use external_service_model::resource::Resource;
 
 use super::Error;
 
 /// The first resource of a kind that is validated but not served, as an error.
 pub fn refuse(resources: &[Resource]) -> Result<(), Error> {
-    let waiting = [Kind::MeshExternalService, Kind::HostnameGenerator];
-    match resources.iter().find(|r| waiting.contains(&r.kind())) {
+    match resources.iter().find(|r| NOT_SERVED.contains(&r.kind())) {
         None => Ok(()),
         Some(r) => Err(Error::NotServed {
             file: r.origin.file.clone(),

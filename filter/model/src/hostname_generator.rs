@@ -409,3 +409,232 @@ fn evaluate(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn templates_render_kumas_fields() {
+        let l = labels(&[("app", "my-app"), (DISPLAY_NAME_LABEL, "shown")]);
+        let meta = Meta {
+            name: "backend",
+            display_name: "shown",
+            namespace: "my-ns",
+            mesh: "default",
+            zone: "zone-1",
+            labels: Some(&l),
+        };
+        let cases = [
+            ("{{ .Name }}.mesh", Ok("backend.mesh")),
+            ("{{.Name}}.{{ .Namespace }}.mesh", Ok("backend.my-ns.mesh")),
+            (
+                "{{ .DisplayName }}.extsvc.mesh.local",
+                Ok("shown.extsvc.mesh.local"),
+            ),
+            (
+                "{{ .Name }}.{{ .Zone }}.{{ .Mesh }}",
+                Ok("backend.zone-1.default"),
+            ),
+            ("{{ label \"app\" }}.mesh", Ok("my-app.mesh")),
+            ("a {{- .Name -}} b", Ok("abackendb")),
+            (
+                "{{ label \"missing\" }}.mesh",
+                Err("label missing not found"),
+            ),
+        ];
+        for (text, expected) in cases {
+            let rendered = Template::parse(text).unwrap().render(&meta);
+            assert_eq!(
+                rendered.as_deref(),
+                expected.map_err(String::from).as_deref(),
+                "{text}"
+            );
+        }
+        for bad in [
+            "{{ .Name[0 }}.mesh",
+            "{{ .Name }",
+            "{{ .Other }}",
+            "{{ printf \"x\" }}",
+        ] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_validator_renders_stub_values_and_wants_a_dns_name() {
+        let spec = |template: &str| HostnameGeneratorSpec {
+            selector: Selector {
+                mesh_external_service: Some(LabelSelector::default()),
+                ..Selector::default()
+            },
+            template: template.to_string(),
+            extension: None,
+        };
+        assert_eq!(validate(&spec(DEFAULT_TEMPLATE)), vec![]);
+        assert_eq!(validate(&spec("{{ label \"a\" }}.mesh")), vec![]);
+        let message = |t: &str| validate(&spec(t)).pop().map(|v| (v.field, v.message));
+        assert_eq!(
+            message(""),
+            Some(("spec.template".into(), "must not be empty".into()))
+        );
+        assert!(message("{{ .Name")
+            .unwrap()
+            .1
+            .starts_with("couldn't parse template: "));
+        let upper = message("{{ .Name }}.UPPER").unwrap();
+        assert!(
+            upper
+                .1
+                .starts_with("template renders to \"name.UPPER\" which is not a valid DNS name: a lowercase RFC 1123 subdomain"),
+            "{upper:?}"
+        );
+    }
+
+    #[test]
+    fn hostnames_default_to_kumas_and_a_collision_leaves_the_second_without_one() {
+        let none = BTreeMap::new();
+        let shown = labels(&[(DISPLAY_NAME_LABEL, "httpbin")]);
+        let services = [
+            Service {
+                name: "httpbin-b",
+                mesh: "default",
+                labels: &shown,
+            },
+            Service {
+                name: "httpbin",
+                mesh: "default",
+                labels: &none,
+            },
+            Service {
+                name: "httpbin",
+                mesh: "other",
+                labels: &none,
+            },
+            Service {
+                name: "api",
+                mesh: "default",
+                labels: &none,
+            },
+        ];
+        let assigned = assign(&[], &services, "zone");
+        let outcome = |i: usize| {
+            let a = assigned.iter().find(|a| a.service == i).unwrap();
+            assert_eq!(a.generator, DEFAULT_NAME);
+            a.outcome.clone()
+        };
+        assert_eq!(
+            outcome(3),
+            Outcome::Generated("api.extsvc.mesh.local".into())
+        );
+        // By name, "httpbin" comes before "httpbin-b" (whose display name is also httpbin).
+        assert_eq!(
+            outcome(1),
+            Outcome::Generated("httpbin.extsvc.mesh.local".into())
+        );
+        assert_eq!(
+            outcome(2),
+            Outcome::Generated("httpbin.extsvc.mesh.local".into()),
+            "another mesh"
+        );
+        assert_eq!(
+            outcome(0),
+            Outcome::Collision {
+                hostname: "httpbin.extsvc.mesh.local".into(),
+                winner: "httpbin".into(),
+                message: "Hostname collision with MeshExternalService: httpbin-b".into(),
+            }
+        );
+        let warnings: Vec<String> = assigned
+            .iter()
+            .filter_map(|a| a.warning(&services))
+            .collect();
+        assert_eq!(
+            warnings,
+            ["MeshExternalService \"httpbin-b\" (mesh \"default\"): HostnameGenerator \"local-mesh-external-service\": Hostname collision with MeshExternalService: httpbin-b (\"httpbin.extsvc.mesh.local\" is MeshExternalService \"httpbin\"'s)"]
+        );
+    }
+
+    #[test]
+    fn given_generators_replace_the_default_and_select_by_label() {
+        let web = labels(&[("team", "web")]);
+        let none = BTreeMap::new();
+        let services = [
+            Service {
+                name: "a",
+                mesh: "m",
+                labels: &web,
+            },
+            Service {
+                name: "b",
+                mesh: "m",
+                labels: &none,
+            },
+        ];
+        let by_team = HostnameGeneratorSpec {
+            selector: Selector {
+                mesh_external_service: Some(LabelSelector {
+                    match_labels: labels(&[("team", "web")]),
+                }),
+                ..Selector::default()
+            },
+            template: "{{ .Name }}.{{ label \"team\" }}.{{ .Zone }}".into(),
+            extension: None,
+        };
+        let for_services = HostnameGeneratorSpec {
+            selector: Selector {
+                mesh_service: Some(LabelSelector::default()),
+                ..Selector::default()
+            },
+            template: "{{ .Name }}.svc".into(),
+            extension: None,
+        };
+        let upper = HostnameGeneratorSpec {
+            selector: Selector {
+                mesh_external_service: Some(LabelSelector::default()),
+                ..Selector::default()
+            },
+            template: "{{ .Name }}.UPPER".into(),
+            extension: None,
+        };
+        let generators = [
+            Generator {
+                name: "team",
+                spec: &by_team,
+            },
+            Generator {
+                name: "ms",
+                spec: &for_services,
+            },
+            Generator {
+                name: "upper",
+                spec: &upper,
+            },
+        ];
+        let assigned = assign(&generators, &services, "zone-1");
+        let got: Vec<(usize, &str, &Outcome)> = assigned
+            .iter()
+            .map(|a| (a.service, a.generator.as_str(), &a.outcome))
+            .collect();
+        let template_error = |name: &str| {
+            Outcome::TemplateError(format!("generated hostname \"{name}.UPPER\" is not a valid DNS name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"))
+        };
+        assert_eq!(
+            got,
+            [
+                (0, "team", &Outcome::Generated("a.web.zone-1".into())),
+                (0, "upper", &template_error("a")),
+                (1, "upper", &template_error("b")),
+            ]
+        );
+    }
+}

@@ -668,16 +668,9 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
         Kind::Mesh => Spec::Mesh(typed(body)?),
         Kind::Secret => Spec::Secret(typed(body)?),
         Kind::Dataplane => Spec::Dataplane(typed(body)?),
-        Kind::MeshExternalService => {
-            let spec: MeshExternalServiceSpec = spec_of(body, prefix)?;
-            let spec = if prefix.is_empty() {
-                spec
-            } else {
-                spec.with_kubernetes_defaults()
-            };
-            Spec::MeshExternalService(Box::new(spec))
+        Kind::MeshExternalService | Kind::HostnameGenerator => {
+            crate::mesh_external_service::read_spec(kind, body, prefix)?
         }
-        Kind::HostnameGenerator => Spec::HostnameGenerator(spec_of(body, prefix)?),
         policy => Spec::Policy {
             kind: policy,
             spec: if prefix.is_empty() {
@@ -689,26 +682,13 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
     })
 }
 
-/// A typed spec kept under `spec` in both forms, its fields named `spec.…` in both.
-fn spec_of<T: serde::de::DeserializeOwned>(body: Value, prefix: &str) -> Result<T, Vec<Violation>> {
-    if !prefix.is_empty() {
-        return typed(body);
-    }
-    typed(policy_spec(body)?).map_err(|found| {
-        found
-            .into_iter()
-            .map(|v| Violation::new(format!("spec.{}", v.field), v.message))
-            .collect()
-    })
-}
-
 /// `{"spec": spec}`, as a Universal document holds a spec kept under `spec`.
 fn spec_only(spec: Value) -> Value {
     serde_json::json!({ "spec": spec })
 }
 
 /// The `spec` of a Universal policy document, which holds nothing else.
-fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
+pub(crate) fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
     let Value::Object(mut fields) = body else {
         return Err(vec![Violation::new("spec", "must be defined")]);
     };

@@ -8,13 +8,13 @@ use base64::Engine as _;
 use rustc_hash::FxHashMap;
 
 use crate::address::{self, Address};
+use crate::mesh_external_service;
 use crate::protocol::Protocol;
 use crate::report::Violation;
 use crate::resource::{
     DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Source, Spec, PROTOCOL_TAG,
     SERVICE_TAG,
 };
-use crate::{hostname_generator, mesh_external_service};
 
 /// Validates each resource on its own and against the others of its mesh.
 /// The result is aligned with `resources`: one (possibly empty) list per resource.
@@ -31,10 +31,9 @@ fn validate_one(resource: &Resource) -> Vec<Violation> {
         Spec::ExternalService(es) => external_service(es),
         Spec::Secret(secret) => base64_data("data", &secret.data),
         Spec::Dataplane(dp) => dataplane(dp),
-        Spec::MeshExternalService(mes) => {
-            mesh_external_service::validate::validate(&resource.name, mes)
+        Spec::MeshExternalService(_) | Spec::HostnameGenerator(_) => {
+            mesh_external_service::validate_resource(resource)
         }
-        Spec::HostnameGenerator(hg) => hostname_generator::validate(hg),
         // Policies are checked by `extsvc`, which is what applies them.
         Spec::Mesh(_) | Spec::Policy { .. } => Vec::new(),
     }
