@@ -15,6 +15,8 @@
 //! - `secrets`: key material stays out of output and logs.
 //! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
 //!   against slow and failing upstreams.
+//! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
+//!   them as Kuma does, `generate` refuses them as not served yet.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
 //!   (needs root, as CI has).
 //!
@@ -27,6 +29,7 @@ mod golden;
 mod harness;
 mod hostile;
 mod live;
+mod mesh_external_service;
 mod policies;
 mod secrets;
 mod transparent;
