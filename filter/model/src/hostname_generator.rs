@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+pub use crate::mesh_external_service::spec::Extension;
 use crate::report::Violation;
 
 /// The generator Kuma's control plane creates for MeshExternalServices when none is given
@@ -55,15 +55,6 @@ impl LabelSelector {
             .iter()
             .all(|(k, v)| labels.get(k) == Some(v))
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Extension {
-    #[serde(default, rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<Value>,
 }
 
 /// Kuma's validator (v2.14.3 `validate.go`): one selector, a template that parses, renders

@@ -36,6 +36,8 @@ pub struct Match {
     pub protocol: Option<String>,
 }
 
+/// An extension: Kuma leaves a resource that has one to the extension named by `type`
+/// (HostnameGenerator has the same).
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Extension {
