@@ -51,7 +51,11 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => None,
+        Spec::Secret(_)
+        | Spec::Dataplane(_)
+        | Spec::MeshExternalService(_)
+        | Spec::HostnameGenerator(_)
+        | Spec::Policy { .. } => None,
     }
 }
 

@@ -20,6 +20,8 @@
 //!   client certificates, through real Envoy.
 //! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
 //!   against slow and failing upstreams.
+//! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
+//!   them as Kuma does, `generate` refuses them as not served yet.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
@@ -36,6 +38,7 @@ mod faults;
 mod golden;
 mod hostile;
 mod live;
+mod mesh_external_service;
 mod policies;
 mod recipes;
 mod secrets;

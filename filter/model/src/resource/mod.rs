@@ -5,6 +5,7 @@ mod forms;
 mod reader;
 mod spec;
 
+pub(crate) use forms::policy_spec;
 pub use forms::{from_value, Rejected};
 pub use reader::typed;
 pub use spec::*;
