@@ -27,7 +27,7 @@
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
 //!   (needs root, as CI has).
 //!
-//! Run one module: `cargo test -p envoy-configs --test all e2e::` (or `e2e::tls::`).
+//! Run one module: `cargo test -p extsvc --test all e2e::` (or `e2e::tls::`).
 
 mod architecture;
 mod cli;

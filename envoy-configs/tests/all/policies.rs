@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use envoy_configs::read;
 use external_service_model::resource::Kind;
+use extsvc::read;
 use serde_json::Value;
 use support::{dedent, docs, extsvc, http_service, mesh, test_dir, Reply, Scripted, Sidecar};
 
@@ -203,7 +203,7 @@ fn at_the_same_level_the_name_that_sorts_first_wins() {
     let file = dir.path().join("r.yaml");
     std::fs::write(&file, resources).unwrap();
     let loaded = read::load(&[file]).unwrap();
-    let policies = envoy_configs::policy::Policies::build(&loaded.checked.resources);
+    let policies = extsvc::policy::Policies::build(&loaded.checked.resources);
     let applied = policies.of("default", "a").get(Kind::MeshTimeout).unwrap();
     assert_eq!(applied.fields["http.requestTimeout"], "aa");
     assert_eq!(applied.merged["http"]["requestTimeout"], "1s");
