@@ -12,8 +12,9 @@ use crate::envoy::{
     DnsVirtualDomain, Duration, Extension, Listener, ListenerFilterConfig, SocketProtocol,
 };
 
-use super::vips::Vips;
 use crate::generate::{access_log, cluster, Context};
+
+use super::vips::Vips;
 
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:15053";
 pub const DNS: &str = "builtin_dns";

@@ -13,9 +13,10 @@ use crate::envoy::{
     Listener, ListenerFilterConfig, NetworkFilter, NetworkFilterConfig, OriginalDst, TcpProxy,
 };
 
+use crate::generate::{access_log, cluster, listener, Context};
+
 use super::dns::Names;
 use super::vips::Vips;
-use crate::generate::{access_log, cluster, listener, Context};
 
 pub const CAPTURE: &str = "outbound_capture";
 /// The cluster of refused connections: no endpoints, so every connection closes at once.

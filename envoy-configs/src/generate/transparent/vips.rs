@@ -8,8 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::Options;
 use crate::generate::Error;
+
+use super::Options;
 
 /// Kuma's range for VIPs: reserved addresses that route out of the namespace, so the
 /// REDIRECT rule sees them.
