@@ -55,7 +55,7 @@ build: setup ## Build the filter module (optimised with wasm-opt), its allocatio
 	rm -f $(MODULE)
 	$(WASM_OPT) $(WASM_DIR)/release/deps/external_service_filter.wasm -o $(MODULE)
 	$(CARGO) build --profile count-allocations --features count-allocations --target wasm32-wasip1 -p external-service-filter
-	$(CARGO) build --release -p envoy-configs
+	$(CARGO) build --release -p extsvc
 
 test: build ## Build, then run every test (unit, wasm host, real Envoy)
 	$(CARGO) test --workspace

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use envoy_configs::cli::generate::{self, GenerateArgs};
-use envoy_configs::cli::transparent_proxy::{self, TransparentProxyCommand};
-use envoy_configs::cli::validate::{self, ValidateArgs};
-use envoy_configs::cli::watch::{self, WatchArgs};
+use extsvc::cli::generate::{self, GenerateArgs};
+use extsvc::cli::transparent_proxy::{self, TransparentProxyCommand};
+use extsvc::cli::validate::{self, ValidateArgs};
+use extsvc::cli::watch::{self, WatchArgs};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -4,6 +4,8 @@
 
 use std::ptr;
 
+use external_service_model::contract::LogLevel;
+
 /// `proxy_status_t`, as the host returns it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -34,18 +36,6 @@ impl Status {
             other => Status::Other(other),
         }
     }
-}
-
-/// `proxy_log_level_t`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum LogLevel {
-    Trace = 0,
-    Debug = 1,
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-    Critical = 5,
 }
 
 /// `proxy_metric_type_t`.
@@ -141,15 +131,7 @@ pub fn log_level() -> Option<LogLevel> {
     if Status::from_raw(status) != Status::Ok {
         return None;
     }
-    Some(match level {
-        0 => LogLevel::Trace,
-        1 => LogLevel::Debug,
-        2 => LogLevel::Info,
-        3 => LogLevel::Warn,
-        4 => LogLevel::Error,
-        5 => LogLevel::Critical,
-        _ => return None,
-    })
+    LogLevel::from_u32(level)
 }
 
 /// The plugin configuration (empty when there is none or the host refuses).

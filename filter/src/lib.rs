@@ -21,11 +21,12 @@ use rustc_hash::FxHashMap;
 
 use external_service_model::config::{self, Filter};
 use external_service_model::contract::{
-    self, DENIED_HEADER, REQUESTED_AUTHORITY_PROPERTY, UNCONFIGURED_DETAILS, VM_MEMORY_METRIC,
+    self, LogLevel, DENIED_HEADER, REQUESTED_AUTHORITY_PROPERTY, UNCONFIGURED_DETAILS,
+    VM_MEMORY_METRIC,
 };
 use external_service_model::decision::{self, Decision, Denial, Request};
 
-use host::{LogLevel, MetricType};
+use host::MetricType;
 
 /// How often the VM's linear memory size is published (`VM_MEMORY_METRIC`).
 const MEMORY_REPORT_PERIOD: Duration = Duration::from_secs(10);

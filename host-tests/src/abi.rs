@@ -2,6 +2,8 @@
 
 use anyhow::{bail, Context as _, Result};
 
+pub use external_service_model::contract::LogLevel;
+
 /// `proxy_status_t`: what every `proxy_*` host function returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
@@ -14,33 +16,6 @@ pub enum Status {
     Empty = 7,
     CasMismatch = 8,
     InternalFailure = 10,
-}
-
-/// `proxy_log_level_t`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[repr(u32)]
-pub enum LogLevel {
-    Trace = 0,
-    Debug = 1,
-    #[default]
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-    Critical = 5,
-}
-
-impl LogLevel {
-    pub(crate) fn from_u32(value: u32) -> Option<LogLevel> {
-        Some(match value {
-            0 => LogLevel::Trace,
-            1 => LogLevel::Debug,
-            2 => LogLevel::Info,
-            3 => LogLevel::Warn,
-            4 => LogLevel::Error,
-            5 => LogLevel::Critical,
-            _ => return None,
-        })
-    }
 }
 
 /// What a `proxy_on_*_headers` / `proxy_on_*_body` callback asked the host to do.

@@ -138,6 +138,32 @@ fn configurations_that_are_not_json_or_bind_an_unknown_service_are_refused() {
 }
 
 #[test]
+fn kinds_read_but_not_served_are_refused_not_ignored() {
+    // The module is built without the model's `mesh-external-service` feature (its reader
+    // would add ~62 KB): a MeshExternalService or HostnameGenerator, valid or not, refuses
+    // the configuration as not served, rather than being left out, which would let
+    // passthrough send its traffic out undeclared.
+    let mes = |protocol: &str| {
+        json!({ "type": "MeshExternalService", "name": "httpbin", "mesh": "default",
+                "spec": { "match": { "port": 80, "protocol": protocol },
+                          "endpoints": [{ "address": "httpbin.org", "port": 443 }] } })
+    };
+    let generator = json!({ "type": "HostnameGenerator", "name": "g",
+        "spec": { "selector": { "meshExternalService": {} }, "template": "{{ .DisplayName }}.extsvc.mesh.local" } });
+    let heading = |kind: &str, name: &str| {
+        format!("plugin configuration: {kind} {name:?} (mesh \"default\"): {kind} is validated by extsvc but not served by the filter yet")
+    };
+    for (resource, want) in [
+        (mes("http"), heading("MeshExternalService", "httpbin")),
+        (mes("udp"), heading("MeshExternalService", "httpbin")),
+        (generator, heading("HostnameGenerator", "g")),
+    ] {
+        let config = json!({ "resources": [resource] });
+        assert_eq!(refused(config.to_string()).logs(LogLevel::Error), [want]);
+    }
+}
+
+#[test]
 fn a_hundred_thousand_requests_leave_memory_flat() {
     let mut plugin = start(&plugin_config(Setup::Closed));
     let run = |plugin: &mut Plugin, n: usize| {

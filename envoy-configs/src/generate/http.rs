@@ -461,6 +461,17 @@ route:
             .iter()
             .map(|filter| filter.name)
             .collect();
+        // A local reply mapper's filter: a CEL expression over the reply's attributes.
+        let cel_mapper = |expression: &str| {
+            format!(
+                "    - filter:
+        extension_filter:
+          name: envoy.access_loggers.extension_filters.cel
+          typed_config:
+            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+            expression: {expression}"
+            )
+        };
         assert_cases(&[
             (
                 "passthrough on: the filter, the dynamic forward proxy, the router; no upgrade, every client external, Envoy's own refusals with a reason",
@@ -471,7 +482,8 @@ route:
                         "/typed_config/http_filters/0/typed_config",
                     ],
                 ),
-                "
+                &format!(
+                    "
 name: envoy.filters.network.http_connection_manager
 typed_config:
   '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -506,12 +518,7 @@ typed_config:
       prefix_len: 32
   local_reply_config:
     mappers:
-    - filter:
-        extension_filter:
-          name: envoy.access_loggers.extension_filters.cel
-          typed_config:
-            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-            expression: request.method == 'CONNECT' && response.code_details == 'route_not_found'
+{connect}
       status_code: 405
       body:
         inline_string: |
@@ -520,12 +527,7 @@ typed_config:
       - header:
           key: x-external-service-denied
           value: connect-not-served
-    - filter:
-        extension_filter:
-          name: envoy.access_loggers.extension_filters.cel
-          typed_config:
-            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-            expression: response.code_details == 'upgrade_failed'
+{upgrade}
       body:
         inline_string: |
           upgrades (Upgrade: websocket, CONNECT, ...) are not served here: an app that needs a byte stream connects to a tcp service's listener (a Dataplane outbound)
@@ -533,12 +535,7 @@ typed_config:
       - header:
           key: x-external-service-denied
           value: upgrade-not-served
-    - filter:
-        extension_filter:
-          name: envoy.access_loggers.extension_filters.cel
-          typed_config:
-            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-            expression: response.code_details == 'http1.https_url_on_plaintext_connection'
+{https_url}
       body:
         inline_string: |
           an https:// URL is not served over plain HTTP: send http://host:443/... through the proxy, and Envoy originates TLS to the service
@@ -546,12 +543,7 @@ typed_config:
       - header:
           key: x-external-service-denied
           value: https-url-not-served
-    - filter:
-        extension_filter:
-          name: envoy.access_loggers.extension_filters.cel
-          typed_config:
-            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-            expression: response.code_details == 'absolute_path_rejected'
+{bad_path}
       headers_to_add:
       - header:
           key: x-external-service-denied
@@ -572,17 +564,18 @@ typed_config:
       - header:
           key: x-external-service-upstream-failure
           value: 'no endpoint: the service''s host did not resolve (DNS), or every endpoint is unhealthy'
-    - filter:
-        extension_filter:
-          name: envoy.access_loggers.extension_filters.cel
-          typed_config:
-            '@type': type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
-            expression: response.code_details == 'http1.invalid_url'
+{invalid_url}
       body_format_override:
         text_format: |
           Envoy's HTTP/1 parser refused the request's URL: a proxied URL's host (http_proxy, curl -x) may hold only letters, digits, '-' and '.', not '_'.
           Write a service name's '_' as '.' (http://my.svc.mesh/ reaches my_svc.mesh), or send the name in a Host header to this listener.
 ",
+                    connect = cel_mapper("request.method == 'CONNECT' && response.code_details == 'route_not_found'"),
+                    upgrade = cel_mapper("response.code_details == 'upgrade_failed'"),
+                    https_url = cel_mapper("response.code_details == 'http1.https_url_on_plaintext_connection'"),
+                    bad_path = cel_mapper("response.code_details == 'absolute_path_rejected'"),
+                    invalid_url = cel_mapper("response.code_details == 'http1.invalid_url'"),
+                ),
             ),
             (
                 "passthrough off: the filter and the router",

@@ -51,7 +51,11 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => None,
+        Spec::Secret(_)
+        | Spec::Dataplane(_)
+        | Spec::MeshExternalService(_)
+        | Spec::HostnameGenerator(_)
+        | Spec::Policy { .. } => None,
     }
 }
 
@@ -110,11 +114,8 @@ mod tests {
             ]
             .concat(),
         );
-        assert_cases(&[
-            (
-                "the served mesh's Mesh and ExternalServices, without TLS material",
-                yaml(&plugin_config(&f.ctx(), None)),
-                "
+        // Both plugin configurations begin with the Mesh and `api`, its TLS material left out.
+        const MESH_AND_API: &str = "
 resources:
 - type: Mesh
   name: default
@@ -128,6 +129,13 @@ resources:
     address: api.test:443
     tls:
       serverName: api.test
+";
+        assert_cases(&[
+            (
+                "the served mesh's Mesh and ExternalServices, without TLS material",
+                yaml(&plugin_config(&f.ctx(), None)),
+                &format!(
+                    "{MESH_AND_API}\
 - type: ExternalService
   name: web
   mesh: default
@@ -137,28 +145,13 @@ resources:
   networking:
     address: web.test:80
 mesh: default
-",
+"
+                ),
             ),
             (
                 "bound to one service (a Dataplane outbound): its own ExternalServices alone",
                 yaml(&plugin_config(&f.ctx(), Some("api"))),
-                "
-resources:
-- type: Mesh
-  name: default
-- type: ExternalService
-  name: api
-  mesh: default
-  tags:
-    kuma.io/protocol: http
-    kuma.io/service: api
-  networking:
-    address: api.test:443
-    tls:
-      serverName: api.test
-mesh: default
-service: api
-",
+                &format!("{MESH_AND_API}mesh: default\nservice: api\n"),
             ),
             (
                 "the wasm filter, failing closed",

@@ -51,7 +51,7 @@ pub fn extsvc_binary() -> PathBuf {
     let p = dir.join("extsvc");
     assert!(
         p.is_file(),
-        "{} is missing: run `cargo build -p envoy-configs` (or `make build`), or set EXTSVC",
+        "{} is missing: run `cargo build -p extsvc` (or `make build`), or set EXTSVC",
         p.display()
     );
     p

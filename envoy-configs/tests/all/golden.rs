@@ -1,7 +1,7 @@
 //! Golden files of `extsvc generate` (`testdata/<scenario>/`), each also accepted by
 //! `envoy --mode validate` with the real filter module, and the generator's refusals.
 //!
-//! Regenerate: `UPDATE_GOLDEN=1 cargo test -p envoy-configs --test all golden::`.
+//! Regenerate: `UPDATE_GOLDEN=1 cargo test -p extsvc --test all golden::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -12,13 +12,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use envoy_configs::generate::{self, Bootstrap, Error, Options};
-use envoy_configs::read;
 use external_service_model::config;
+use extsvc::generate::{self, Bootstrap, Error, Options};
+use extsvc::read;
 use serde_json::{json, Value};
 use support::{test_dir, Pki};
 
-const UPDATE: &str = "UPDATE_GOLDEN=1 cargo test -p envoy-configs --test all golden::";
+const UPDATE: &str = "UPDATE_GOLDEN=1 cargo test -p extsvc --test all golden::";
 const GOLDEN_WASM: &str = "/path/to/external_service_filter.wasm";
 const GOLDEN_CA_FILE: &str = "/testdata/ca.pem";
 

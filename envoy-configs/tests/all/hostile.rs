@@ -6,7 +6,7 @@
 //! The undeclared upstream (`plain.test:<port>`, also 127.0.0.1 / ::ffff:127.0.0.1) is one a
 //! leaked request would really reach, so a leak would show.
 //!
-//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test all hostile::`.
+//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p extsvc --test all hostile::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -19,14 +19,19 @@
 //! - `secrets`: key material stays out of output and logs.
 //! - `client_certs`: one host with two client certificates by two `.mesh` names, and X.509 v1
 //!   client certificates, through real Envoy.
-//! - `policies`: MeshTimeout and MeshRetry: validation, the effective view, and real Envoy
-//!   against slow and failing upstreams.
+//! - `policies`: the traffic policies, one module per theme: `policies::validation` (Kuma's
+//!   wording, field by field), `policies::effective` (the effective view, merge order and
+//!   warnings), and one module per kind in real Envoy against upstreams that misbehave on
+//!   purpose (`policies::timeout`, `retry`, `circuit_breaker`, `health_check`, `rate_limit`,
+//!   `fault_injection`).
+//! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
+//!   them as Kuma does, `generate` refuses them as not served yet.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
 //!   (needs root, as CI has).
 //!
-//! Run one module: `cargo test -p envoy-configs --test all e2e::` (or `e2e::tls::`).
+//! Run one module: `cargo test -p extsvc --test all e2e::` (or `e2e::tls::`).
 
 mod admin;
 mod architecture;
@@ -38,6 +43,7 @@ mod faults;
 mod golden;
 mod hostile;
 mod live;
+mod mesh_external_service;
 mod policies;
 mod recipes;
 mod secrets;

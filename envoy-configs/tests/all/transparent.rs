@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use envoy_configs::generate::transparent::{first_choice, Cidr};
+use extsvc::generate::transparent::{first_choice, Cidr};
 use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
 use extsvc_testkit::sidecar::{extsvc_binary, generate};
 use extsvc_testkit::transparent::{install_args, world_addr as world, ENVOY_UID};

@@ -126,7 +126,12 @@ impl Catalog {
                     service.protocol_untagged &= tag.is_none();
                     service.endpoints.push(endpoint);
                 }
-                Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => {}
+                // MeshExternalServices are validated, not served yet.
+                Spec::Secret(_)
+                | Spec::Dataplane(_)
+                | Spec::MeshExternalService(_)
+                | Spec::HostnameGenerator(_)
+                | Spec::Policy { .. } => {}
             }
         }
         catalog.route_hidden_services_by_mesh_name();

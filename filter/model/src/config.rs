@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{self, Catalog, ServiceId};
+use crate::mesh_external_service::NOT_SERVED;
 use crate::report::{Report, Violation};
-use crate::resource::{self, Origin, Resource};
+use crate::resource::{self, Kind, Origin, Resource};
 use crate::validate;
 
 /// Every document read, in order, each with its report (valid ones have no violations).
@@ -93,6 +94,11 @@ pub enum ConfigError {
         service: String,
         mesh: String,
     },
+    /// A valid resource of a kind the filter does not serve yet.
+    NotServed {
+        kind: Kind,
+        name: String,
+    },
 }
 
 impl ConfigError {
@@ -113,6 +119,9 @@ impl ConfigError {
             ConfigError::UnknownService { service, mesh } => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service: no ExternalService of mesh {mesh:?} has kuma.io/service {service:?}"
             )],
+            ConfigError::NotServed { kind, name } => vec![format!(
+                "{PLUGIN_CONFIGURATION}: {kind} {name:?} is validated but not served yet: the filter serves ExternalService only"
+            )],
         }
     }
 }
@@ -127,6 +136,16 @@ pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
     );
     if !checked.is_valid() {
         return Err(ConfigError::Invalid(checked.invalid().cloned().collect()));
+    }
+    if let Some(r) = checked
+        .resources
+        .iter()
+        .find(|r| NOT_SERVED.contains(&r.kind()))
+    {
+        return Err(ConfigError::NotServed {
+            kind: r.kind(),
+            name: r.name.clone(),
+        });
     }
     let mesh = catalog::select_mesh(&checked.resources, config.mesh.as_deref())
         .map_err(ConfigError::Mesh)?;

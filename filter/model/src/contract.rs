@@ -64,6 +64,35 @@ pub fn forwarded_stat(cluster: &str) -> String {
     format!("cluster.{cluster}.{FORWARDED_CLUSTER_STAT}")
 }
 
+/// `proxy_log_level_t` of the proxy-wasm ABI 0.2.1: the levels the filter logs at and reads
+/// from its host, and the levels the test host (`host-tests`) records and answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(u32)]
+pub enum LogLevel {
+    Trace = 0,
+    Debug = 1,
+    #[default]
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+impl LogLevel {
+    /// The level of an ABI value; one the ABI does not define is `None`.
+    pub fn from_u32(value: u32) -> Option<LogLevel> {
+        Some(match value {
+            0 => LogLevel::Trace,
+            1 => LogLevel::Debug,
+            2 => LogLevel::Info,
+            3 => LogLevel::Warn,
+            4 => LogLevel::Error,
+            5 => LogLevel::Critical,
+            _ => return None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,8 @@ pub mod contract;
 pub mod data_source;
 pub mod decision;
 pub mod documents;
+pub mod hostname_generator;
+pub mod mesh_external_service;
 pub mod protocol;
 pub mod report;
 pub mod resource;

@@ -8,6 +8,7 @@ use rustc_hash::FxHashMap;
 
 use crate::address::{self, Address};
 use crate::data_source::{decode_base64, find_secret, single_source};
+use crate::mesh_external_service;
 use crate::protocol::Protocol;
 use crate::resource::{
     DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Source, Spec, PROTOCOL_TAG,
@@ -30,6 +31,9 @@ fn validate_one(resource: &Resource) -> Vec<Violation> {
         Spec::ExternalService(es) => external_service(es),
         Spec::Secret(secret) => base64_data("data", &secret.data),
         Spec::Dataplane(dp) => dataplane(dp),
+        Spec::MeshExternalService(_) | Spec::HostnameGenerator(_) => {
+            mesh_external_service::validate_resource(resource)
+        }
         // Policies are checked by `extsvc`, which is what applies them.
         Spec::Mesh(_) | Spec::Policy { .. } => Vec::new(),
     }
@@ -151,7 +155,7 @@ fn is_tag_char(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':')
 }
 
-fn data_source(field: &str, ds: &DataSource) -> Vec<Violation> {
+pub(crate) fn data_source(field: &str, ds: &DataSource) -> Vec<Violation> {
     let sources = ds.sources();
     match sources.as_slice() {
         [] => vec![Violation::new(field, "data source cannot be empty")],

@@ -15,7 +15,7 @@
 //! - `bad_input`: what `generate` and Envoy refuse.
 //! - `policy_doc_examples`: the policy document's own resources.
 //!
-//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p envoy-configs --test all e2e::`.
+//! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p extsvc --test all e2e::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -250,6 +250,9 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
         Kind::Mesh => Spec::Mesh(typed(body)?),
         Kind::Secret => Spec::Secret(typed(body)?),
         Kind::Dataplane => Spec::Dataplane(typed(body)?),
+        Kind::MeshExternalService | Kind::HostnameGenerator => {
+            crate::mesh_external_service::read_spec(kind, body, prefix)?
+        }
         policy => Spec::Policy {
             kind: policy,
             spec: if prefix.is_empty() {
@@ -262,7 +265,7 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
 }
 
 /// The `spec` of a Universal policy document, which holds nothing else.
-fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
+pub(crate) fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
     let Value::Object(mut fields) = body else {
         return Err(vec![Violation::new("spec", "must be defined")]);
     };
@@ -287,7 +290,7 @@ fn kind_or_violation(name: &str, field: &str, violations: &mut Vec<Violation>) -
     if kind.is_none() {
         violations.push(Violation::new(
             field,
-            format!("unsupported resource {name:?}: extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
+            format!("unsupported resource {name:?}: extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
         ));
     }
     kind

@@ -8,6 +8,9 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::hostname_generator::HostnameGeneratorSpec;
+use crate::mesh_external_service::MeshExternalServiceSpec;
+
 pub const DEFAULT_MESH: &str = "default";
 pub const SERVICE_TAG: &str = "kuma.io/service";
 pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
@@ -18,6 +21,9 @@ pub enum Kind {
     Mesh,
     Secret,
     Dataplane,
+    /// Read and validated; not served yet.
+    MeshExternalService,
+    HostnameGenerator,
     // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of them; the
     // model only recognises them and keeps their spec as written.
     MeshTimeout,
@@ -44,6 +50,8 @@ impl Kind {
             "Mesh" => Some(Kind::Mesh),
             "Secret" => Some(Kind::Secret),
             "Dataplane" => Some(Kind::Dataplane),
+            "MeshExternalService" => Some(Kind::MeshExternalService),
+            "HostnameGenerator" => Some(Kind::HostnameGenerator),
             _ => Kind::POLICIES.into_iter().find(|k| k.as_str() == name),
         }
     }
@@ -54,6 +62,8 @@ impl Kind {
             Kind::Mesh => "Mesh",
             Kind::Secret => "Secret",
             Kind::Dataplane => "Dataplane",
+            Kind::MeshExternalService => "MeshExternalService",
+            Kind::HostnameGenerator => "HostnameGenerator",
             Kind::MeshTimeout => "MeshTimeout",
             Kind::MeshRetry => "MeshRetry",
             Kind::MeshCircuitBreaker => "MeshCircuitBreaker",
@@ -116,6 +126,8 @@ impl Resource {
             Spec::Mesh(_) => Kind::Mesh,
             Spec::Secret(_) => Kind::Secret,
             Spec::Dataplane(_) => Kind::Dataplane,
+            Spec::MeshExternalService(_) => Kind::MeshExternalService,
+            Spec::HostnameGenerator(_) => Kind::HostnameGenerator,
             Spec::Policy { kind, .. } => kind,
         }
     }
@@ -127,6 +139,8 @@ impl Resource {
             Spec::Mesh(s) => serde_json::to_value(s),
             Spec::Secret(s) => serde_json::to_value(s),
             Spec::Dataplane(s) => serde_json::to_value(s),
+            Spec::MeshExternalService(s) => serde_json::to_value(s).map(spec_only),
+            Spec::HostnameGenerator(s) => serde_json::to_value(s).map(spec_only),
             Spec::Policy { spec, .. } => Ok(serde_json::json!({ "spec": spec })),
         };
         let mut doc = Map::new();
@@ -149,6 +163,8 @@ pub enum Spec {
     Mesh(MeshSpec),
     Secret(SecretSpec),
     Dataplane(DataplaneSpec),
+    MeshExternalService(Box<MeshExternalServiceSpec>),
+    HostnameGenerator(HostnameGeneratorSpec),
     /// A traffic policy's `spec`, as written (both forms keep it under `spec`).
     Policy {
         kind: Kind,
@@ -402,4 +418,9 @@ fn tags_with_empty_values<'de, D: Deserializer<'de>>(
 
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// `{"spec": spec}`, as a Universal document holds a spec kept under `spec`.
+fn spec_only(spec: Value) -> Value {
+    serde_json::json!({ "spec": spec })
 }

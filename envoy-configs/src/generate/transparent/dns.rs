@@ -1,0 +1,202 @@
+//! The builtin DNS: the names it answers (each service's `.mesh` name and dotted alias, each
+//! real host), the VIPs behind them, and its UDP listener.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use external_service_model::address::{self, Host};
+use external_service_model::catalog::{Catalog, DEFAULT_REQUEST_PORT};
+
+use crate::envoy::{
+    Address, AddressList, DnsClientConfig, DnsEndpoint, DnsFilterConfig, DnsServerConfig, DnsTable,
+    DnsVirtualDomain, Duration, Extension, Listener, ListenerFilterConfig,
+};
+
+use crate::generate::{access_log, cluster, Context};
+
+use super::vips::Vips;
+
+pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:15053";
+pub const DNS: &str = "builtin_dns";
+/// The DNS filter's smallest answer TTL.
+const ANSWER_TTL: Duration = Duration::from_secs(30);
+
+/// The names the builtin DNS answers, and the VIPs behind them.
+pub(super) struct Names {
+    /// Each VIP's name (`<service>.mesh`, a real host) with the ports a listener may serve on
+    /// it: `<service>.mesh` on the service's ports and 80, each real host without
+    /// `disableHostDNSEntry` on its port and 80. The catalog decides, port by port, which
+    /// service (if any single one) a name reaches.
+    pub(super) ports: BTreeMap<String, BTreeSet<u16>>,
+    /// Every name the DNS answers, with the VIP's name it answers with: itself, or for
+    /// `<service>.mesh` with dots for underscores, the service's own `.mesh` name (one VIP for
+    /// both, as Kuma gives).
+    answers: BTreeMap<String, String>,
+}
+
+pub(super) fn dns_names(catalog: &Catalog) -> Names {
+    let mut ports: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
+    // Dotted alias -> the `.mesh` names it stands for (more than one: it answers nothing).
+    let mut aliases: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for service in &catalog.services {
+        let mut on: BTreeSet<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
+        on.insert(DEFAULT_REQUEST_PORT);
+        let mesh_name = format!("{}.mesh", service.name.to_ascii_lowercase());
+        if mesh_name.contains('_') {
+            aliases
+                .entry(mesh_name.replace('_', "."))
+                .or_default()
+                .insert(mesh_name.clone());
+        }
+        let hosts = service
+            .endpoints
+            .iter()
+            .filter(|e| !e.disable_host_dns_entry)
+            .filter_map(|e| match &e.address.host {
+                Host::Name(name) => Some(address::normalize_name(name)),
+                Host::Ip(_) => None,
+            });
+        for name in std::iter::once(mesh_name).chain(hosts) {
+            ports.entry(name).or_default().extend(&on);
+        }
+    }
+    let mut answers: BTreeMap<String, String> =
+        ports.keys().map(|n| (n.clone(), n.clone())).collect();
+    for (alias, mut owners) in aliases {
+        // A name some service holds as its own keeps its own VIP.
+        if ports.contains_key(&alias) || owners.len() > 1 {
+            continue;
+        }
+        if let Some(owner) = owners.pop_first() {
+            answers.insert(alias, owner);
+        }
+    }
+    Names { ports, answers }
+}
+
+/// The builtin DNS: declared names answer with their VIPs. The rest go to `--dns-resolver`
+/// (else the system's resolver) with passthrough on; with it off they get NXDOMAIN and leave
+/// nothing, as a name can carry data out through any recursive resolver. Each query is logged.
+pub(super) fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips) -> Listener {
+    let virtual_domains = names
+        .answers
+        .iter()
+        .filter_map(|(name, vip_name)| {
+            Some(DnsVirtualDomain {
+                name: name.clone(),
+                endpoint: DnsEndpoint {
+                    address_list: AddressList {
+                        address: vec![vips.get(vip_name)?.to_string()],
+                    },
+                },
+                answer_ttl: ANSWER_TTL,
+            })
+        })
+        .collect();
+    Listener {
+        name: DNS.to_string(),
+        address: Address::udp(at),
+        listener_filters: vec![Extension {
+            name: "envoy.filters.udp.dns_filter",
+            typed_config: ListenerFilterConfig::DnsFilter(DnsFilterConfig {
+                stat_prefix: DNS.to_string(),
+                server_config: DnsServerConfig {
+                    inline_dns_table: DnsTable { virtual_domains },
+                },
+                client_config: ctx.catalog.passthrough.then(|| DnsClientConfig {
+                    resolver_timeout: Duration::from_secs(5),
+                    typed_dns_resolver_config: ctx.options.dns_resolver.map(cluster::dns_resolver),
+                    max_pending_lookups: 256,
+                }),
+                access_log: access_log::dns(DNS),
+            }),
+        }],
+        ..Listener::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{service, Fixture};
+    use crate::generate::transparent::tests::options;
+    use crate::generate::transparent::{build, Parts, DEFAULT_VIP_CIDR};
+
+    /// The builtin DNS's configuration.
+    fn dns_filter(parts: &Parts) -> &DnsFilterConfig {
+        let ListenerFilterConfig::DnsFilter(dns) =
+            &parts.listeners[1].listener_filters[0].typed_config
+        else {
+            panic!("the second listener is the builtin DNS")
+        };
+        dns
+    }
+
+    /// The DNS filter's answers: each name with its address.
+    fn answers(parts: &Parts) -> BTreeMap<String, String> {
+        dns_filter(parts)
+            .server_config
+            .inline_dns_table
+            .virtual_domains
+            .iter()
+            .map(|d| (d.name.clone(), d.endpoint.address_list.address.join(",")))
+            .collect()
+    }
+
+    #[test]
+    fn only_passthrough_lets_an_undeclared_name_go_to_a_resolver() {
+        let web = service("web", "http", "{address: web.test:80}");
+        let off = format!("type: Mesh\nname: default\nnetworking: {{outbound: {{passthrough: false}}}}\n---\n{web}");
+        for (resources, forwards) in [(web.clone(), true), (off, false)] {
+            let f = Fixture::new(&resources);
+            let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
+            let dns = dns_filter(&parts);
+            assert_eq!(dns.client_config.is_some(), forwards, "{resources}");
+            assert_eq!(dns.access_log.len(), 1);
+        }
+    }
+
+    #[test]
+    fn a_mesh_name_and_its_dotted_alias_share_one_vip() {
+        let f = Fixture::new(
+            &[
+                service("my_db", "http", "{address: db.test:5432}"),
+                // Its alias `a.b.mesh` is another service's own name: that one keeps it.
+                service("a_b", "http", "{address: ab.test:81}"),
+                service("a.b", "http", "{address: dotted.test:82}"),
+                // Two services with one alias: it answers neither.
+                service("x_y.z", "http", "{address: xyz.test:83}"),
+                service("x.y_z", "http", "{address: zyx.test:84}"),
+            ]
+            .concat(),
+        );
+        let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
+        let answers = answers(&parts);
+        let vip = |name: &str| parts.vips.get(name).unwrap().to_string();
+        assert_eq!(answers["my.db.mesh"], vip("my_db.mesh"));
+        assert_eq!(answers["my_db.mesh"], vip("my_db.mesh"));
+        assert_ne!(
+            answers["db.test"],
+            vip("my_db.mesh"),
+            "the real host has its own"
+        );
+        assert_eq!(answers["a.b.mesh"], vip("a.b.mesh"));
+        assert_ne!(vip("a.b.mesh"), vip("a_b.mesh"));
+        assert!(!answers.contains_key("x.y.z.mesh"), "{answers:?}");
+        assert!(parts.vips.get("my.db.mesh").is_none(), "no VIP of its own");
+        // One listener per VIP:port, on the shared VIP.
+        let names: BTreeSet<&str> = parts.listeners.iter().map(|l| l.name.as_str()).collect();
+        let shared = vip("my_db.mesh");
+        assert!(
+            names.contains(format!("outbound:{shared}:5432").as_str()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(format!("outbound:{shared}:80").as_str()),
+            "{names:?}"
+        );
+        assert_eq!(names.len(), parts.listeners.len(), "a listener twice");
+    }
+}

@@ -1,0 +1,220 @@
+//! The listeners of the transparent proxy: the capture listener, one listener per declared
+//! VIP:port, and the clusters of every other destination (passthrough or refusal).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+
+use external_service_model::address::Host;
+use external_service_model::authority::HostRef;
+use external_service_model::catalog::{Catalog, Service, Target};
+
+use crate::envoy::{
+    CidrRange, Cluster, DiscoveryType, Extension, FilterChain, FilterChainMatch, LbPolicy,
+    Listener, ListenerFilterConfig, NetworkFilter, NetworkFilterConfig, OriginalDst, TcpProxy,
+};
+
+use crate::generate::{access_log, cluster, listener, Context};
+
+use super::dns::Names;
+use super::vips::Vips;
+
+pub const CAPTURE: &str = "outbound_capture";
+/// The cluster of refused connections: no endpoints, so every connection closes at once.
+pub const REFUSED: &str = "refused";
+/// The access log's `denied` for a connection to a destination no service declares.
+pub const UNDECLARED_DESTINATION: &str = "undeclared-destination";
+
+/// A declared destination and the one service it reaches.
+pub(super) struct Destination<'a> {
+    pub(super) address: SocketAddr,
+    pub(super) service: &'a Service,
+}
+
+pub(super) fn destinations<'a>(
+    catalog: &'a Catalog,
+    names: &Names,
+    vips: &Vips,
+) -> Vec<Destination<'a>> {
+    let service = |host: HostRef<'_>, port: u16| match catalog.lookup(host, Some(port)) {
+        Some(Target::Service(id)) => catalog.services.get(id),
+        Some(Target::Ambiguous) | None => None,
+    };
+    let mut found = Vec::new();
+    for (name, ports) in &names.ports {
+        let Some(vip) = vips.get(name) else { continue };
+        for &port in ports {
+            if let Some(service) = service(HostRef::Name(name), port) {
+                found.push(Destination {
+                    address: SocketAddr::new(IpAddr::V4(vip), port),
+                    service,
+                });
+            }
+        }
+    }
+    // An IP address is its own VIP.
+    let ips: BTreeSet<(IpAddr, u16)> = catalog
+        .services
+        .iter()
+        .flat_map(|s| &s.endpoints)
+        .filter(|e| !e.disable_host_dns_entry)
+        .filter_map(|e| match e.address.host {
+            Host::Ip(ip) => Some((ip, e.address.port)),
+            Host::Name(_) => None,
+        })
+        .collect();
+    for (ip, port) in ips {
+        if let Some(service) = service(HostRef::Ip(ip), port) {
+            found.push(Destination {
+                address: SocketAddr::new(ip, port),
+                service,
+            });
+        }
+    }
+    found
+}
+
+/// `--listen`: every captured connection arrives here and goes on to the listener of its
+/// original destination; one with none goes through (passthrough) or is refused and logged.
+/// With passthrough on, a connection made to this address itself is refused: passing it
+/// through would loop.
+pub(super) fn capture(ctx: &Context<'_>) -> Listener {
+    let listen = ctx.options.listen;
+    let (cluster, denied) = if ctx.catalog.passthrough {
+        (cluster::PASSTHROUGH, "")
+    } else {
+        (REFUSED, UNDECLARED_DESTINATION)
+    };
+    let to = |cluster: &str, denied: &str| NetworkFilter {
+        name: "envoy.filters.network.tcp_proxy",
+        typed_config: NetworkFilterConfig::TcpProxy(TcpProxy {
+            stat_prefix: CAPTURE.to_string(),
+            cluster: cluster.to_string(),
+            access_log: access_log::capture(CAPTURE, denied),
+            idle_timeout: None,
+            max_connect_attempts: None,
+        }),
+    };
+    let mut capture = listener::listener(CAPTURE, listen, to(cluster, denied));
+    if ctx.catalog.passthrough {
+        capture.filter_chains.insert(
+            0,
+            FilterChain {
+                filter_chain_match: Some(FilterChainMatch {
+                    destination_port: listen.port(),
+                    prefix_ranges: vec![CidrRange {
+                        address_prefix: listen.ip().to_string(),
+                        prefix_len: if listen.is_ipv4() { 32 } else { 128 },
+                    }],
+                }),
+                filters: vec![to(REFUSED, UNDECLARED_DESTINATION)],
+            },
+        );
+    }
+    Listener {
+        use_original_dst: Some(true),
+        listener_filters: vec![Extension {
+            name: "envoy.filters.listener.original_dst",
+            typed_config: ListenerFilterConfig::OriginalDst(OriginalDst {}),
+        }],
+        ..capture
+    }
+}
+
+/// Passthrough on: a connection to an undeclared destination goes there as it is.
+pub(super) fn original_destination() -> Cluster {
+    Cluster {
+        name: cluster::PASSTHROUGH.to_string(),
+        discovery_type: Some(DiscoveryType::OriginalDst),
+        connect_timeout: cluster::CONNECT_TIMEOUT,
+        lb_policy: Some(LbPolicy::ClusterProvided),
+        ..Cluster::default()
+    }
+}
+
+/// For refused connections (every undeclared one with passthrough off): no endpoints, so the
+/// connection is closed at once (flag `UH`) and counted in
+/// `cluster.refused.upstream_cx_none_healthy`.
+pub(super) fn refused() -> Cluster {
+    Cluster {
+        name: REFUSED.to_string(),
+        discovery_type: Some(DiscoveryType::Static),
+        connect_timeout: cluster::CONNECT_TIMEOUT,
+        ..Cluster::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::envoy::Address;
+    use crate::generate::test_support::{service, Fixture};
+    use crate::generate::transparent::tests::options;
+    use crate::generate::transparent::{build, DEFAULT_VIP_CIDR};
+
+    #[test]
+    fn listeners_per_name_and_port_reach_one_service_each() {
+        let f = Fixture::new(
+            &[
+                service("httpbin", "http", "{address: httpbin.test:8443}"),
+                service("my_db", "tcp", "{address: 10.1.2.3:5432}"),
+                service(
+                    "hidden",
+                    "http",
+                    "{address: hidden.test:81, disableHostDNSEntry: true}",
+                ),
+            ]
+            .concat(),
+        );
+        let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
+        let vip = |name: &str| parts.vips.get(name).unwrap();
+        let mut got: Vec<(String, String)> = parts.listeners[2..]
+            .iter()
+            .map(|l| {
+                let Address::SocketAddress(a) = &l.address else {
+                    panic!("{} has no socket address", l.name)
+                };
+                let host = parts
+                    .vips
+                    .vips
+                    .iter()
+                    .find(|(_, ip)| ip.to_string() == a.address)
+                    .map_or(a.address.clone(), |(n, _)| n.clone());
+                (format!("{host}:{}", a.port_value), l.name.clone())
+            })
+            .collect();
+        got.sort();
+        let want = |name: &str, port: u16| {
+            (
+                format!("{name}:{port}"),
+                format!("outbound:{}:{port}", vip(name)),
+            )
+        };
+        let mut expected = vec![
+            want("hidden.mesh", 80),
+            want("hidden.mesh", 81),
+            want("httpbin.mesh", 80),
+            want("httpbin.mesh", 8443),
+            want("httpbin.test", 80),
+            want("httpbin.test", 8443),
+            want("my_db.mesh", 80),
+            want("my_db.mesh", 5432),
+            (
+                "10.1.2.3:5432".to_string(),
+                "outbound:10.1.2.3:5432".to_string(),
+            ),
+        ];
+        expected.sort();
+        assert_eq!(got, expected);
+        assert!(
+            parts.vips.get("hidden.test").is_none(),
+            "disableHostDNSEntry: no name"
+        );
+        assert!(parts.listeners[2..]
+            .iter()
+            .all(|l| l.bind_to_port == Some(false)));
+        let clusters: Vec<&str> = parts.clusters.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(clusters, [cluster::PASSTHROUGH, REFUSED]);
+    }
+}

@@ -1,0 +1,81 @@
+//! The transparent proxy (`--transparent-proxy`), after Kuma's: a capture listener that the
+//! iptables REDIRECT of `extsvc transparent-proxy install` sends every outbound TCP connection
+//! to; one listener per VIP:port (not bound to a port) that the capture listener hands a
+//! connection to by its original destination; the builtin DNS that answers declared names
+//! with their VIPs; and, for every other destination, passthrough or a logged refusal.
+
+mod dns;
+mod listeners;
+mod vips;
+
+use std::net::SocketAddr;
+
+use dns::{dns, dns_names};
+pub use dns::{DEFAULT_DNS_LISTEN, DNS};
+use listeners::{capture, destinations, original_destination, refused};
+pub use listeners::{CAPTURE, REFUSED, UNDECLARED_DESTINATION};
+pub use vips::{allocate, first_choice, Cidr, Vips, DEFAULT_VIP_CIDR, VIPS_FILE};
+
+use crate::envoy::{Cluster, Listener};
+
+use super::{listener, Context, Error};
+
+/// What the transparent proxy needs beyond the resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub vip_cidr: Cidr,
+    /// The builtin DNS's UDP address (`--redirect-dns` sends port 53 there).
+    pub dns_listen: SocketAddr,
+    /// With `--xds-dir`, the allocation earlier runs kept there (empty on the first): its
+    /// VIPs do not move, and a new name whose first choice is taken gets a free one.
+    pub previous: Option<Vips>,
+}
+
+/// What the transparent proxy adds to a configuration.
+pub struct Parts {
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+    pub vips: Vips,
+}
+
+/// The capture listener, the builtin DNS, one listener per declared VIP:port, and the cluster
+/// for everything else (passthrough to the original destination, or refusal).
+pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
+    let names = dns_names(ctx.catalog);
+    let vips = allocate(&names.ports.keys().cloned().collect(), options)?;
+    let mut listeners = vec![capture(ctx), dns(ctx, options.dns_listen, &names, &vips)];
+    listeners.extend(
+        destinations(ctx.catalog, &names, &vips)
+            .into_iter()
+            .map(|d| Listener {
+                bind_to_port: Some(false),
+                ..listener::bound(ctx, d.address, d.service)
+            }),
+    );
+    // With passthrough on, `refused` still takes connections made to the capture listener.
+    let mut clusters = vec![refused()];
+    if ctx.catalog.passthrough {
+        clusters.insert(0, original_destination());
+    }
+    Ok(Parts {
+        listeners,
+        clusters,
+        vips,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Options with `cidr`, the default DNS address and `previous`.
+    pub(super) fn options(cidr: &str, previous: Option<Vips>) -> Options {
+        Options {
+            vip_cidr: cidr.parse().unwrap(),
+            dns_listen: DEFAULT_DNS_LISTEN.parse().unwrap(),
+            previous,
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! MeshExternalService and HostnameGenerator as a user meets them today: `extsvc validate`
+//! checks them as Kuma does, with line and column, in both forms; `extsvc generate` refuses a
+//! file holding one, since it does not serve them yet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::Path;
+
+use extsvc_testkit::{extsvc, test_dir, wasm_module, Cli};
+
+fn run(dir: &Path, args: &[&str]) -> Cli {
+    let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+    extsvc(dir, &args)
+}
+
+/// Kuma's `full-invalid` and `min-higher-than-max-invalid` cases (2.9.0 and v2.14.3
+/// testdata) in one resource, shortened, as a user writes it in Universal form.
+const UNIVERSAL_INVALID: &str = r#"type: MeshExternalService
+name: httpbin
+mesh: default
+spec:
+  match:
+    type: UnknownMatchType
+    port: 0
+    protocol: unknown
+  endpoints:
+    - address: 1.1.1.1
+    - port: 90
+  tls:
+    version:
+      min: TLS13
+      max: TLS12
+    verification:
+      serverName: not[]valid
+      mode: Unknown
+      subjectAltNames:
+        - type: Regex
+          value: .*.example.com
+      clientCert:
+        secret: "123"
+"#;
+
+const KUBERNETES_INVALID: &str = r#"apiVersion: kuma.io/v1alpha1
+kind: MeshExternalService
+metadata:
+  name: api
+  namespace: kuma-system
+  labels:
+    kuma.io/mesh: default
+spec:
+  match:
+    port: 70000
+  endpoints:
+    - address: httpbin.org
+      port: 443
+  tls:
+    enabled: true
+    verification:
+      clientKey:
+        secret: key
+  extension:
+    type: Lambda
+"#;
+
+#[test]
+fn validate_prints_kumas_messages_with_line_and_column_in_both_forms() {
+    let d = test_dir();
+    fs::write(d.path().join("universal.yaml"), UNIVERSAL_INVALID).unwrap();
+    fs::write(d.path().join("kubernetes.yaml"), KUBERNETES_INVALID).unwrap();
+    let validated = run(d.path(), &["validate", "universal.yaml", "kubernetes.yaml"]);
+    assert_eq!(validated.code, Some(1), "{validated:?}");
+    let want = [
+        "universal.yaml: MeshExternalService \"httpbin\" (mesh \"default\"): 10 violations",
+        "  spec.match.type: unrecognized type 'UnknownMatchType' - only 'HostnameGenerator' is supported (line 6, column 5)",
+        "  spec.match.port: port must be a valid (1-65535) (line 7, column 5)",
+        "  spec.match.protocol: \"protocol\" must be one of [\"tcp\", \"grpc\", \"http\", \"http2\"] (line 8, column 5)",
+        "  spec.endpoints[0].port: port must be a valid (1-65535) (line 10, column 7)",
+        "  spec.endpoints[1].address: address has to be a valid IP or hostname (line 11, column 7)",
+        "  spec.tls.version.min: min version must be lower than max (line 14, column 7)",
+        "  spec.tls.verification.serverName: must be a valid DNS name (line 17, column 7)",
+        "  spec.tls.verification.mode: \"mode\" must be one of [\"SkipSAN\", \"SkipCA\", \"SkipAll\", \"Secured\"] (line 18, column 7)",
+        "  spec.tls.verification.subjectAltNames[0].type: \"type\" must be one of [\"Prefix\", \"Exact\"] (line 20, column 11)",
+        "  spec.tls.verification.clientKey: must be defined when clientCert is defined (line 16, column 5)",
+        // Kubernetes: the CRD's `protocol: tcp` default applies; with an extension, Kuma leaves
+        // endpoints and tls to it, and extsvc refuses the extension.
+        "kubernetes.yaml: MeshExternalService \"api\" (mesh \"default\"): 2 violations",
+        "  spec.match.port: port must be a valid (1-65535) (line 10, column 5)",
+        "  spec.extension.type: extension \"Lambda\" is not supported: extsvc acts on no MeshExternalService extension (remove it and give endpoints) (line 20, column 5)",
+    ];
+    assert_eq!(
+        validated.stdout.lines().collect::<Vec<_>>(),
+        want,
+        "{}",
+        validated.stdout
+    );
+}
+
+#[test]
+fn valid_mesh_external_services_and_generators_validate_in_both_forms() {
+    let d = test_dir();
+    let universal = "type: MeshExternalService\nname: httpbin\nmesh: default\nspec:\n  match:\n    type: HostnameGenerator\n    port: 80\n    protocol: http\n  endpoints:\n    - address: httpbin.org\n      port: 443\n      priority: 0\n    - address: 1.1.1.1\n      port: 443\n      priority: 1\n  tls:\n    enabled: true\n    version: {min: TLS12, max: TLS13}\n    verification:\n      mode: SkipSAN\n      serverName: httpbin.org\n      subjectAltNames: [{type: Prefix, value: httpbin}]\n      caCert: {inlineString: ca}\n---\ntype: HostnameGenerator\nname: local-mesh-external-service\nspec:\n  selector:\n    meshExternalService:\n      matchLabels: {kuma.io/origin: zone}\n  template: '{{ .DisplayName }}.extsvc.mesh.local'\n";
+    let kubernetes = "apiVersion: kuma.io/v1alpha1\nkind: MeshExternalService\nmetadata:\n  name: api\n  namespace: kuma-system\n  labels: {kuma.io/mesh: default}\nspec:\n  match: {port: 443}\n  endpoints: [{address: api.example.com, port: 443}]\n";
+    fs::write(d.path().join("u.yaml"), universal).unwrap();
+    fs::write(d.path().join("k.yaml"), kubernetes).unwrap();
+    let validated = run(d.path(), &["validate", "u.yaml", "k.yaml"]);
+    assert_eq!(validated.code, Some(0), "{validated:?}");
+    assert_eq!(
+        validated.stdout.lines().collect::<Vec<_>>(),
+        [
+            "u.yaml: MeshExternalService \"httpbin\" (mesh \"default\"): valid",
+            "u.yaml: HostnameGenerator \"local-mesh-external-service\" (mesh \"default\"): valid",
+            "k.yaml: MeshExternalService \"api\" (mesh \"default\"): valid",
+        ]
+    );
+}
+
+#[test]
+fn generate_refuses_what_it_does_not_serve_yet() {
+    let d = test_dir();
+    let es = "type: ExternalService\nname: httpbin\nmesh: default\ntags:\n  kuma.io/service: httpbin\n  kuma.io/protocol: http\nnetworking:\n  address: httpbin.org:80\n";
+    let mes = "type: MeshExternalService\nname: api\nmesh: default\nspec:\n  match: {port: 80, protocol: http}\n  endpoints: [{address: api.example.com, port: 80}]\n";
+    fs::write(d.path().join("both.yaml"), format!("{es}---\n{mes}")).unwrap();
+    let wasm = wasm_module();
+    let generated = run(
+        d.path(),
+        &[
+            "generate",
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "both.yaml",
+            "-o",
+            "envoy.yaml",
+        ],
+    );
+    assert_eq!(generated.code, Some(1), "{generated:?}");
+    let refusal = "this MeshExternalService is validated but not served yet: `extsvc validate` checks it as Kuma does, `extsvc generate` serves ExternalService only (take it out of the files to generate)";
+    assert_eq!(
+        generated.stderr,
+        format!("both.yaml: ExternalService \"httpbin\" (mesh \"default\"): valid\nboth.yaml: MeshExternalService \"api\" (mesh \"default\"): 1 violation\n  {refusal}\nextsvc: invalid resources: no configuration written\n")
+    );
+    // `validate` says first, in the same words, what `generate` refuses.
+    let validated = run(d.path(), &["validate", "both.yaml"]);
+    assert_eq!(validated.code, Some(0), "{validated:?}");
+    assert!(validated.stderr.contains(refusal), "{validated:?}");
+    assert!(
+        !d.path().join("envoy.yaml").exists(),
+        "a configuration was written"
+    );
+}
