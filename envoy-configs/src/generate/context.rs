@@ -1,0 +1,126 @@
+//! What every builder is given: the options beyond the resources, and the context of one run
+//! (the mesh's catalog, its resources, their resolved DataSources and policies).
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use external_service_model::catalog::{Catalog, Service};
+use external_service_model::resource::{Resource, Spec};
+
+use super::admin::{self, AdminAddress};
+use super::transparent;
+use crate::policy::Policies;
+use crate::resolve::Resolved;
+
+pub use external_service_model::contract::MODULE_PATH as DEFAULT_WASM;
+/// Debian's bundle of trusted CAs: what verifies servers when an ExternalService has no caCert.
+pub const DEFAULT_SYSTEM_CA: &str = "/etc/ssl/certs/ca-certificates.crt";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
+/// How long a route waits for an upstream's whole answer before a 504 (Envoy's own default).
+pub const DEFAULT_ROUTE_TIMEOUT_SECS: u64 = 15;
+/// Where a Dataplane outbound listens when it names no address (Kuma's default).
+pub const DEFAULT_OUTBOUND_ADDRESS: &str = "127.0.0.1";
+
+/// What the generated Envoy looks like beyond the resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The outbound HTTP proxy listener (`outbound_http`).
+    pub listen: SocketAddr,
+    /// Envoy's admin interface: a Unix socket (mode 0600) unless a TCP address is asked for.
+    pub admin: AdminAddress,
+    /// The read-only listener that serves the admin's `/stats/prometheus` and `/ready`.
+    pub stats_listen: Option<SocketAddr>,
+    /// The filter module, as Envoy will find it.
+    pub wasm: PathBuf,
+    /// The trust store for ExternalServices without a caCert.
+    pub system_ca: PathBuf,
+    /// A DNS resolver for Envoy to use instead of the system's (tests run one on loopback).
+    pub dns_resolver: Option<SocketAddr>,
+    /// The mesh to serve; needed only when the resources span several.
+    pub mesh: Option<String>,
+    /// Each route's timeout for the upstream's whole answer (whole seconds; 0 turns it off).
+    pub route_timeout: Duration,
+    /// Where TLS material given inline or by a Secret goes instead of the configuration: one
+    /// file per piece, named by the configuration ([`Bootstrap::secret_files`]).
+    pub secrets_dir: Option<PathBuf>,
+    /// Where listeners and clusters go instead of the bootstrap, as files Envoy watches
+    /// ([`xds`], [`Bootstrap::xds`]); absolute, as the bootstrap names it.
+    pub xds_dir: Option<PathBuf>,
+    /// With `--transparent-proxy`: `listen` is the capture listener, and no HTTP proxy
+    /// listener is written.
+    pub transparent: Option<transparent::Options>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 15001)),
+            admin: AdminAddress::Unix(PathBuf::from(format!(
+                "{}.admin.sock",
+                admin::DEFAULT_SOCKET_STEM
+            ))),
+            stats_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9901))),
+            wasm: PathBuf::from(DEFAULT_WASM),
+            system_ca: PathBuf::from(DEFAULT_SYSTEM_CA),
+            dns_resolver: None,
+            mesh: None,
+            route_timeout: Duration::from_secs(DEFAULT_ROUTE_TIMEOUT_SECS),
+            secrets_dir: None,
+            xds_dir: None,
+            transparent: None,
+        }
+    }
+}
+
+/// What every builder may need: the options, the mesh's catalog, all resources and their
+/// resolved DataSources.
+pub struct Context<'a> {
+    pub options: &'a Options,
+    pub catalog: &'a Catalog,
+    pub resources: &'a [Resource],
+    pub resolved: &'a Resolved,
+    /// The traffic policies that apply to each service.
+    pub policies: &'a Policies,
+}
+
+impl Context<'_> {
+    pub fn mesh(&self) -> &str {
+        &self.catalog.mesh
+    }
+}
+
+/// A Dataplane outbound of the served mesh, resolved to its service.
+pub struct Outbound<'a> {
+    pub address: SocketAddr,
+    pub service: &'a Service,
+}
+
+pub(super) fn outbounds<'a>(ctx: &Context<'a>) -> Vec<Outbound<'a>> {
+    let mut found = Vec::new();
+    for r in ctx.resources.iter().filter(|r| r.mesh == ctx.mesh()) {
+        let Spec::Dataplane(dp) = &r.spec else {
+            continue;
+        };
+        for ob in &dp.networking.outbound {
+            // Validation makes sure that the outbound names a service of its mesh, that its
+            // address is an IP and its port in range.
+            let service = ctx
+                .catalog
+                .services
+                .iter()
+                .find(|s| ob.service() == Some(s.name.as_str()));
+            let ip = ob.address.as_deref().unwrap_or(DEFAULT_OUTBOUND_ADDRESS);
+            let (Some(service), Ok(ip), Ok(port)) =
+                (service, ip.parse::<IpAddr>(), u16::try_from(ob.port))
+            else {
+                continue;
+            };
+            found.push(Outbound {
+                address: SocketAddr::new(ip, port),
+                service,
+            });
+        }
+    }
+    found
+}
