@@ -16,7 +16,8 @@ fn run(dir: &Path, args: &[&str]) -> Cli {
 }
 
 /// Kuma's `full-invalid` and `min-higher-than-max-invalid` cases (2.9.0 and v2.14.3
-/// testdata) in one resource, shortened, as a user writes it in Universal form.
+/// testdata; transcribed whole in `filter/model/tests/kuma/mesh_external_service/`) in one
+/// resource, shortened, as a user writes it in Universal form.
 const UNIVERSAL_INVALID: &str = r#"type: MeshExternalService
 name: httpbin
 mesh: default
