@@ -3,7 +3,8 @@
 //!
 //! One folder per kind, as Kuma's `pkg/plugins/policies/<kind>/`: `api.rs` holds the
 //! `default`'s spec and Kuma's rules on it ([`Conf`]), `configurer.rs` what it does to Envoy
-//! ([`Configure`]), `tests.rs` its table tests. `registry!` lists the kinds, one line each.
+//! ([`Configure`]), `tests.rs` its table tests. The model's `with_policy_kinds!` lists the kinds, one line each, and `registry!` makes
+//! their slices from it.
 //!
 //! - `to[]` policies of this outbound Envoy: MeshTimeout, MeshRetry, MeshCircuitBreaker,
 //!   MeshHealthCheck.
@@ -39,24 +40,19 @@ pub use configure::Configure;
 use merge::Parsed;
 
 /// Declares each kind's folder and lists it in [`KINDS`].
+/// The slices of the kinds of the model's one list ([`external_service_model::with_policy_kinds`]):
+/// each kind's folder, and its entry in [`KINDS`].
 macro_rules! registry {
-    ($($kind:ident),* $(,)?) => {
-        $(pub mod $kind;)*
+    ($($kind:ident => $folder:ident),* $(,)?) => {
+        $(pub mod $folder;)*
 
         /// Every kind, in the order their hooks run (and so the order of the HTTP filters they
         /// add, and of a route's filter configurations).
-        pub static KINDS: &[Slice] = &[$(Slice::of::<$kind::Conf>()),*];
+        pub static KINDS: &[Slice] = &[$(Slice::of::<$folder::Conf>()),*];
     };
 }
 
-registry! {
-    mesh_timeout,
-    mesh_retry,
-    mesh_circuit_breaker,
-    mesh_health_check,
-    mesh_fault_injection,
-    mesh_rate_limit,
-}
+external_service_model::with_policy_kinds!(registry);
 
 /// Where a kind's entries are: `to[]` (outbound: this Envoy calling the service), or `from[]`
 /// and `rules[]` under a top-level target (where the service is reached, as Kuma's egress).
@@ -284,8 +280,8 @@ mod tests {
     }
 
     /// ARCHITECTURE.md's "Adding a Kuma kind" is what every kind is: a folder named after it
-    /// with the same four files, and one line in `registry!`; and every policy kind the model
-    /// reads is registered once.
+    /// with the same four files, and one line in the model's `with_policy_kinds!` naming the
+    /// kind and that folder; every policy kind the model reads has a slice, once, in that order.
     #[test]
     fn every_kind_is_one_folder_and_one_registry_line() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/policy");
@@ -305,14 +301,18 @@ mod tests {
             let want = ["api.rs", "configurer.rs", "mod.rs", "tests.rs"];
             assert_eq!(files, want.map(String::from).into(), "{folder}");
         }
-        let source = fs::read_to_string(dir.join("mod.rs")).unwrap();
-        let (_, registry) = source.split_once("\nregistry! {\n").unwrap();
-        let (registry, _) = registry.split_once("\n}").unwrap();
-        let lines: Vec<&str> = registry.lines().map(str::trim).collect();
-        let want: Vec<String> = KINDS.iter().map(|s| folder_of(s.kind) + ",").collect();
+        let model =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../filter/model/src/resource/spec.rs");
+        let source = fs::read_to_string(model).unwrap();
+        let (_, list) = source.split_once("        $then! {\n").unwrap();
+        let (list, _) = list.split_once("\n        }").unwrap();
+        let lines: Vec<&str> = list.lines().map(str::trim).collect();
+        let want: Vec<String> = KINDS
+            .iter()
+            .map(|s| format!("{} => {},", s.kind, folder_of(s.kind)))
+            .collect();
         assert_eq!(lines, want);
-        let mut kinds: Vec<Kind> = KINDS.iter().map(|s| s.kind).collect();
-        kinds.sort();
+        let kinds: Vec<Kind> = KINDS.iter().map(|s| s.kind).collect();
         assert_eq!(kinds, Kind::POLICIES);
     }
 }

@@ -285,12 +285,25 @@ pub(crate) fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
         Err(unknown)
     }
 }
+/// `ExternalService, Mesh, ... and MeshRateLimit`: every kind this project reads.
+fn kind_names() -> String {
+    let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
 fn kind_or_violation(name: &str, field: &str, violations: &mut Vec<Violation>) -> Option<Kind> {
     let kind = Kind::from_name(name);
     if kind.is_none() {
         violations.push(Violation::new(
             field,
-            format!("unsupported resource {name:?}: extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshRateLimit and MeshFaultInjection"),
+            format!(
+                "unsupported resource {name:?}: extsvc reads {}",
+                kind_names()
+            ),
         ));
     }
     kind

@@ -15,62 +15,75 @@ pub const DEFAULT_MESH: &str = "default";
 pub const SERVICE_TAG: &str = "kuma.io/service";
 pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-pub enum Kind {
-    ExternalService,
-    Mesh,
-    Secret,
-    Dataplane,
-    /// Read and validated; not served yet.
-    MeshExternalService,
-    HostnameGenerator,
-    // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of them; the
-    // model only recognises them and keeps their spec as written.
-    MeshTimeout,
-    MeshRetry,
-    MeshCircuitBreaker,
-    MeshHealthCheck,
-    MeshRateLimit,
-    MeshFaultInjection,
+/// The traffic-policy kinds, one line each: `Kind` and its name, and the folder of `extsvc`'s
+/// policy slice that applies it (`envoy-configs/src/policy/<folder>/`), in the order their
+/// Envoy hooks run. The model reads them (keeping the spec as written, for `extsvc`); `extsvc`
+/// builds its registry from this same list (`with_policy_kinds!(registry)`), so adding a kind
+/// is its folder and its line here.
+#[macro_export]
+macro_rules! with_policy_kinds {
+    ($then:ident) => {
+        $then! {
+            MeshTimeout => mesh_timeout,
+            MeshRetry => mesh_retry,
+            MeshCircuitBreaker => mesh_circuit_breaker,
+            MeshHealthCheck => mesh_health_check,
+            MeshFaultInjection => mesh_fault_injection,
+            MeshRateLimit => mesh_rate_limit,
+        }
+    };
 }
 
+/// `Kind`, with a variant per policy kind of [`with_policy_kinds`].
+macro_rules! kinds {
+    ($($policy:ident => $folder:ident),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        pub enum Kind {
+            ExternalService,
+            Mesh,
+            Secret,
+            Dataplane,
+            /// Read and validated; not served yet.
+            MeshExternalService,
+            HostnameGenerator,
+            // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of
+            // them; the model only recognises them and keeps their spec as written.
+            $($policy,)*
+        }
+
+        impl Kind {
+            /// Every kind, the policies in their hooks' order.
+            pub const ALL: &[Kind] = &[
+                Kind::ExternalService,
+                Kind::Mesh,
+                Kind::Secret,
+                Kind::Dataplane,
+                Kind::MeshExternalService,
+                Kind::HostnameGenerator,
+                $(Kind::$policy,)*
+            ];
+            pub const POLICIES: &[Kind] = &[$(Kind::$policy),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    Kind::ExternalService => "ExternalService",
+                    Kind::Mesh => "Mesh",
+                    Kind::Secret => "Secret",
+                    Kind::Dataplane => "Dataplane",
+                    Kind::MeshExternalService => "MeshExternalService",
+                    Kind::HostnameGenerator => "HostnameGenerator",
+                    $(Kind::$policy => stringify!($policy),)*
+                }
+            }
+        }
+    };
+}
+
+with_policy_kinds!(kinds);
+
 impl Kind {
-    pub const POLICIES: [Kind; 6] = [
-        Kind::MeshTimeout,
-        Kind::MeshRetry,
-        Kind::MeshCircuitBreaker,
-        Kind::MeshHealthCheck,
-        Kind::MeshRateLimit,
-        Kind::MeshFaultInjection,
-    ];
-
     pub(crate) fn from_name(name: &str) -> Option<Kind> {
-        match name {
-            "ExternalService" => Some(Kind::ExternalService),
-            "Mesh" => Some(Kind::Mesh),
-            "Secret" => Some(Kind::Secret),
-            "Dataplane" => Some(Kind::Dataplane),
-            "MeshExternalService" => Some(Kind::MeshExternalService),
-            "HostnameGenerator" => Some(Kind::HostnameGenerator),
-            _ => Kind::POLICIES.into_iter().find(|k| k.as_str() == name),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::ExternalService => "ExternalService",
-            Kind::Mesh => "Mesh",
-            Kind::Secret => "Secret",
-            Kind::Dataplane => "Dataplane",
-            Kind::MeshExternalService => "MeshExternalService",
-            Kind::HostnameGenerator => "HostnameGenerator",
-            Kind::MeshTimeout => "MeshTimeout",
-            Kind::MeshRetry => "MeshRetry",
-            Kind::MeshCircuitBreaker => "MeshCircuitBreaker",
-            Kind::MeshHealthCheck => "MeshHealthCheck",
-            Kind::MeshRateLimit => "MeshRateLimit",
-            Kind::MeshFaultInjection => "MeshFaultInjection",
-        }
+        Kind::ALL.iter().copied().find(|k| k.as_str() == name)
     }
 
     pub fn is_policy(self) -> bool {
