@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::core::{Extension, Map};
+use super::core::{DataSource, Extension, Map};
 
 pub type AccessLog = Extension<AccessLogConfig>;
 
@@ -24,5 +24,6 @@ pub struct StdoutAccessLog {
 #[serde(rename_all = "snake_case")]
 pub enum SubstitutionFormatString {
     JsonFormat(Map<String>),
-    TextFormat(String),
+    /// Text with Envoy's `%...%` commands (`text_format` itself is deprecated).
+    TextFormatSource(DataSource),
 }

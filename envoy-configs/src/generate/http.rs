@@ -140,8 +140,8 @@ fn local_replies(catalog: &Catalog) -> LocalReplyConfig {
                     status_code: None,
                     body: None,
                     headers_to_add: Vec::new(),
-                    body_format_override: Some(SubstitutionFormatString::TextFormat(
-                        invalid_url_body(catalog),
+                    body_format_override: Some(SubstitutionFormatString::TextFormatSource(
+                        DataSource::InlineString(invalid_url_body(catalog)),
                     )),
                 },
             ])
@@ -566,9 +566,10 @@ typed_config:
           value: 'no endpoint: the service''s host did not resolve (DNS), or every endpoint is unhealthy'
 {invalid_url}
       body_format_override:
-        text_format: |
-          Envoy's HTTP/1 parser refused the request's URL: a proxied URL's host (http_proxy, curl -x) may hold only letters, digits, '-' and '.', not '_'.
-          Write a service name's '_' as '.' (http://my.svc.mesh/ reaches my_svc.mesh), or send the name in a Host header to this listener.
+        text_format_source:
+          inline_string: |
+            Envoy's HTTP/1 parser refused the request's URL: a proxied URL's host (http_proxy, curl -x) may hold only letters, digits, '-' and '.', not '_'.
+            Write a service name's '_' as '.' (http://my.svc.mesh/ reaches my_svc.mesh), or send the name in a Host header to this listener.
 ",
                     connect = cel_mapper("request.method == 'CONNECT' && response.code_details == 'route_not_found'"),
                     upgrade = cel_mapper("response.code_details == 'upgrade_failed'"),
