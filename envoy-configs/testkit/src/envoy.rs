@@ -77,6 +77,9 @@ pub struct EnvoyOptions {
     /// A command Envoy runs under (`valgrind --tool=callgrind ...`), which must keep the pid
     /// Envoy's.
     pub under: Vec<String>,
+    /// The Envoy binary, when not [`envoy_binary`] (a copy installed where another uid can
+    /// run it, say).
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -89,6 +92,7 @@ impl Default for EnvoyOptions {
             hot_restart: None,
             uid: None,
             under: Vec::new(),
+            binary: None,
         }
     }
 }
@@ -218,7 +222,7 @@ impl Envoy {
             .chain(opts.under.iter().cloned())
             .map(Into::into)
             .collect();
-        line.push(envoy_binary().into());
+        line.push(opts.binary.clone().unwrap_or_else(envoy_binary).into());
         let mut cmd = Command::new(&line[0]);
         cmd.args(&line[1..]);
         cmd.arg("-c").arg(config_path);
