@@ -15,6 +15,7 @@ pub mod mesh_external_service;
 pub mod protocol;
 pub mod report;
 pub mod resource;
+pub mod upstream_tls;
 pub mod validate;
 pub mod violation;
 

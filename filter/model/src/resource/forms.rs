@@ -2,6 +2,8 @@
 //! Kubernetes (`apiVersion:`, `kind:`, `metadata.name`, `spec:`). Each document arrives as a
 //! generic JSON value (the CLI turns YAML into the same values) and is recognised as one form.
 
+use std::collections::BTreeMap;
+
 use serde_json::{Map, Value};
 
 use super::reader::typed;
@@ -53,8 +55,9 @@ fn from_universal(doc: &mut Map<String, Value>, origin: Origin) -> Result<Resour
     let type_name = take_string(doc, "type", "type", &mut violations);
     let name = take_string(doc, "name", "name", &mut violations);
     let mesh_field = take_string(doc, "mesh", "mesh", &mut violations);
+    let labels = take_labels(doc.remove("labels"), "labels", &mut violations);
     // Kuma's server-side metadata; harmless in a file someone exported.
-    for key in ["labels", "creationTime", "modificationTime"] {
+    for key in ["creationTime", "modificationTime"] {
         doc.remove(key);
     }
     let kind = match type_name.as_deref() {
@@ -84,8 +87,7 @@ fn from_universal(doc: &mut Map<String, Value>, origin: Origin) -> Result<Resour
     finish(
         kind,
         type_name.unwrap_or_default(),
-        name,
-        mesh,
+        Identity { name, mesh, labels },
         body,
         "",
         origin,
@@ -102,7 +104,8 @@ fn from_kubernetes(
     let kind_name = take_string(doc, "kind", "kind", &mut violations);
     let mesh_field = take_string(doc, "mesh", "mesh", &mut violations);
     let metadata = doc.remove("metadata");
-    let (name, labels_mesh) = read_metadata(metadata, &mut violations);
+    let (name, labels) = read_metadata(metadata, &mut violations);
+    let labels_mesh = labels.get(KUMA_MESH_LABEL).cloned();
     let kind = match kind_name.as_deref() {
         None => {
             violations.push(Violation::new("kind", "missing"));
@@ -145,8 +148,7 @@ fn from_kubernetes(
     finish(
         kind,
         kind_name.unwrap_or_default(),
-        name,
-        mesh,
+        Identity { name, mesh, labels },
         body,
         prefix,
         origin,
@@ -190,10 +192,10 @@ fn kubernetes_secret_body(doc: &mut Map<String, Value>, violations: &mut Vec<Vio
 fn read_metadata(
     metadata: Option<Value>,
     violations: &mut Vec<Violation>,
-) -> (String, Option<String>) {
-    let Some(Value::Object(meta)) = metadata else {
+) -> (String, BTreeMap<String, String>) {
+    let Some(Value::Object(mut meta)) = metadata else {
         violations.push(Violation::new("metadata.name", "cannot be empty"));
-        return (String::new(), None);
+        return (String::new(), BTreeMap::new());
     };
     let name = match meta.get("name") {
         Some(Value::String(n)) if !n.is_empty() => n.clone(),
@@ -202,20 +204,54 @@ fn read_metadata(
             String::new()
         }
     };
-    let labels_mesh = meta
-        .get("labels")
-        .and_then(|l| l.get(KUMA_MESH_LABEL))
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    (name, labels_mesh)
+    let labels = take_labels(meta.remove("labels"), "metadata.labels", violations);
+    (name, labels)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// `labels`: a map of strings (HostnameGenerator selectors and templates read them).
+fn take_labels(
+    labels: Option<Value>,
+    field: &str,
+    violations: &mut Vec<Violation>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    match labels {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => {
+            for (key, value) in map {
+                match value {
+                    Value::String(v) => {
+                        out.insert(key, v);
+                    }
+                    other => violations.push(Violation::new(
+                        format!("{field}.{key}"),
+                        format!("expected a string, found {}", json_type_name(&other)),
+                    )),
+                }
+            }
+        }
+        Some(other) => violations.push(Violation::new(
+            field,
+            format!(
+                "expected a map of strings, found {}",
+                json_type_name(&other)
+            ),
+        )),
+    }
+    out
+}
+
+/// What names a resource: its name, its mesh and its labels.
+struct Identity {
+    name: String,
+    mesh: String,
+    labels: BTreeMap<String, String>,
+}
+
 fn finish(
     kind: Option<Kind>,
     kind_name: String,
-    name: String,
-    mesh: String,
+    identity: Identity,
     body: Value,
     prefix: &str,
     origin: Origin,
@@ -235,11 +271,18 @@ fn finish(
     match spec {
         Some(spec) if violations.is_empty() => Ok(Resource {
             origin,
-            name,
-            mesh,
+            name: identity.name,
+            mesh: identity.mesh,
+            labels: identity.labels,
             spec,
         }),
-        _ => Err(reject(origin, &kind_name, &name, &mesh, violations)),
+        _ => Err(reject(
+            origin,
+            &kind_name,
+            &identity.name,
+            &identity.mesh,
+            violations,
+        )),
     }
 }
 /// Reads a spec; a spec that does not read gives every field at fault. A policy's Universal body is `{spec: ...}`, its Kubernetes body the

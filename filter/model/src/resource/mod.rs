@@ -6,7 +6,6 @@ mod reader;
 mod spec;
 
 /// Only MeshExternalService and HostnameGenerator read a policy-like spec from outside `forms`.
-#[cfg(feature = "mesh-external-service")]
 pub(crate) use forms::policy_spec;
 pub use forms::{from_value, Rejected};
 pub use reader::typed;

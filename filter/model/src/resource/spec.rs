@@ -43,7 +43,6 @@ macro_rules! kinds {
             Mesh,
             Secret,
             Dataplane,
-            /// Read and validated; not served yet.
             MeshExternalService,
             HostnameGenerator,
             // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of
@@ -129,6 +128,8 @@ pub struct Resource {
     pub name: String,
     /// The mesh it belongs to; for a `Mesh` this is its own name.
     pub mesh: String,
+    /// Universal `labels`, Kubernetes `metadata.labels`.
+    pub labels: BTreeMap<String, String>,
     pub spec: Spec,
 }
 
@@ -161,6 +162,13 @@ impl Resource {
         doc.insert("name".into(), Value::from(self.name.as_str()));
         if self.kind() != Kind::Mesh {
             doc.insert("mesh".into(), Value::from(self.mesh.as_str()));
+        }
+        if !self.labels.is_empty() {
+            let labels = self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::from(v.as_str())));
+            doc.insert("labels".into(), Value::Object(labels.collect()));
         }
         // The spec types hold only strings, bools, numbers and maps: serialising cannot fail.
         if let Ok(Value::Object(fields)) = spec {
