@@ -198,7 +198,7 @@ function envoy_on_request(handle)
   local target = services[string.lower(headers:get(":authority") or "")]
   if target == nil then
     handle:respond({[":status"] = "403", ["x-external-service-denied"] = "undeclared-host"},
-      "the host is not declared by any ExternalService\n")
+      "the host is not declared by any ExternalService or MeshExternalService\n")
     return
   end
   headers:replace(":authority", target)

@@ -1,40 +1,15 @@
 //! What this generator cannot build: it makes one Envoy cluster per `kuma.io/service`, so the
 //! endpoints of a service must agree on their kind and TLS settings ([`endpoints`]: Kuma
 //! accepts such files, so `validate` warns and `generate` refuses), and one route per HTTP
-//! service, so no two may be forwarded with one authority ([`routes`]: both refuse). Kinds it
-//! reads and validates but does not serve yet are refused the same way ([`not_served`]).
+//! service, so no two may be forwarded with one authority ([`routes`]: both refuse).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use external_service_model::address;
 use external_service_model::catalog::Catalog;
-use external_service_model::mesh_external_service::NOT_SERVED;
 use external_service_model::resource::{ExternalServiceSpec, Resource};
 use external_service_model::validate::external_services;
 use external_service_model::Violation;
-
-/// Resources of a kind validated but not served yet: `validate` warns, `generate` refuses,
-/// rather than leave them out unsaid. Aligned with `resources`.
-pub fn not_served(resources: &[Resource]) -> Vec<Vec<Violation>> {
-    resources
-        .iter()
-        .map(|r| {
-            if NOT_SERVED.contains(&r.kind()) {
-                vec![Violation::new(
-                    "",
-                    format!(
-                        "this {} is validated but not served yet: `extsvc validate` checks it as Kuma \
-                         does, `extsvc generate` serves ExternalService only (take it out of the \
-                         files to generate)",
-                        r.kind()
-                    ),
-                )]
-            } else {
-                Vec::new()
-            }
-        })
-        .collect()
-}
 
 /// What Kuma accepts but one Envoy cluster per `kuma.io/service` cannot hold: endpoints of one
 /// service mixing IP addresses and host names (STATIC vs STRICT_DNS), or differing in TLS

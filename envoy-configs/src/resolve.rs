@@ -11,8 +11,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use external_service_model::data_source::{decode_base64, find_secret, single_source};
 use external_service_model::report::Violation;
-use external_service_model::resource::{DataSource, Resource, Source, Spec, Tls};
-use external_service_model::validate::external_services;
+use external_service_model::resource::{DataSource, Kind, Resource, Source, Spec};
 
 /// What Envoy is given for a DataSource: the bytes, or the path of a file it reads itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +21,8 @@ pub enum Material {
     File(PathBuf),
 }
 
-/// The material of one ExternalService's TLS DataSources; a field is `None` when the
-/// resource does not set it (or validation reports why it cannot be had).
+/// The material of one resource's TLS DataSources; a field is `None` when the resource does
+/// not set it (or validation reports why it cannot be had).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TlsMaterial {
     pub ca_cert: Option<Material>,
@@ -31,35 +30,72 @@ pub struct TlsMaterial {
     pub client_key: Option<Material>,
 }
 
-/// Every ExternalService's TLS material, by mesh and resource name (unique per mesh: the
-/// model's validation refuses a second ExternalService of one name).
+/// Every ExternalService's and MeshExternalService's TLS material, by kind, mesh and
+/// resource name (unique per kind and mesh: the model's validation refuses a second one).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Resolved {
-    tls: HashMap<(String, String), TlsMaterial>,
+    tls: HashMap<(Kind, String, String), TlsMaterial>,
 }
 
 impl Resolved {
-    /// The TLS material of the ExternalService `resource` of `mesh`.
-    pub fn tls(&self, mesh: &str, resource: &str) -> Option<&TlsMaterial> {
-        self.tls.get(&(mesh.to_string(), resource.to_string()))
+    /// The TLS material of the resource of `kind` named `resource` in `mesh`.
+    pub fn tls(&self, kind: Kind, mesh: &str, resource: &str) -> Option<&TlsMaterial> {
+        self.tls
+            .get(&(kind, mesh.to_string(), resource.to_string()))
     }
 }
 
-/// Resolves every TLS DataSource of every ExternalService. What validation reports (not
-/// exactly one source, an empty one, bad base64, an unknown Secret) is left out.
+/// A resource's TLS DataSources (CA, client certificate, client key) and where they are
+/// written, for the two kinds that have them.
+struct TlsSources<'r> {
+    at: &'static str,
+    ca_cert: &'r Option<DataSource>,
+    client_cert: &'r Option<DataSource>,
+    client_key: &'r Option<DataSource>,
+}
+
+fn tls_sources(resource: &Resource) -> Option<TlsSources<'_>> {
+    match &resource.spec {
+        Spec::ExternalService(es) => {
+            let tls = es.networking.as_ref()?.tls.as_ref()?;
+            Some(TlsSources {
+                at: "networking.tls",
+                ca_cert: &tls.ca_cert,
+                client_cert: &tls.client_cert,
+                client_key: &tls.client_key,
+            })
+        }
+        Spec::MeshExternalService(mes) => {
+            let verification = mes.tls.as_ref()?.verification.as_ref()?;
+            Some(TlsSources {
+                at: "spec.tls.verification",
+                ca_cert: &verification.ca_cert,
+                client_cert: &verification.client_cert,
+                client_key: &verification.client_key,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Resolves every TLS DataSource of every ExternalService and MeshExternalService. What
+/// validation reports (not exactly one source, an empty one, bad base64, an unknown Secret)
+/// is left out.
 pub fn resolve(resources: &[Resource]) -> Resolved {
     let mut resolved = Resolved::default();
-    for (_, r, es) in external_services(resources) {
-        let Some(tls) = es.networking.as_ref().and_then(|n| n.tls.as_ref()) else {
+    for r in resources {
+        let Some(sources) = tls_sources(r) else {
             continue;
         };
         let material = |ds: &Option<DataSource>| material(ds.as_ref()?, r, resources);
         let found = TlsMaterial {
-            ca_cert: material(&tls.ca_cert),
-            client_cert: material(&tls.client_cert),
-            client_key: material(&tls.client_key),
+            ca_cert: material(sources.ca_cert),
+            client_cert: material(sources.client_cert),
+            client_key: material(sources.client_key),
         };
-        resolved.tls.insert((r.mesh.clone(), r.name.clone()), found);
+        resolved
+            .tls
+            .insert((r.kind(), r.mesh.clone(), r.name.clone()), found);
     }
     resolved
 }
@@ -87,44 +123,42 @@ fn beside(file: &str, path: &str) -> PathBuf {
     std::path::absolute(&path).unwrap_or(path)
 }
 
-/// For every ExternalService: its DataSources can be read, hold PEM of the right kind, and a
-/// client key matches its certificate. Aligned with `resources`, like `validate::validate`.
-/// Problems validation already reports (empty sources, bad base64, unknown secrets) are left
-/// to it.
+/// For every ExternalService and MeshExternalService: its DataSources can be read, hold PEM
+/// of the right kind, and a client key matches its certificate. Aligned with `resources`,
+/// like `validate::validate`. Problems validation already reports (empty sources, bad base64,
+/// unknown secrets) are left to it.
 pub fn check(resources: &[Resource], resolved: &Resolved) -> Vec<Vec<Violation>> {
     resources
         .iter()
-        .map(|r| match (&r.spec, resolved.tls(&r.mesh, &r.name)) {
-            (Spec::ExternalService(es), Some(material)) => es
-                .networking
-                .as_ref()
-                .and_then(|n| n.tls.as_ref())
-                .map(|tls| check_tls(tls, material))
-                .unwrap_or_default(),
-            _ => Vec::new(),
-        })
+        .map(
+            |r| match (tls_sources(r), resolved.tls(r.kind(), &r.mesh, &r.name)) {
+                (Some(sources), Some(material)) => check_tls(&sources, material),
+                _ => Vec::new(),
+            },
+        )
         .collect()
 }
 
-fn check_tls(tls: &Tls, material: &TlsMaterial) -> Vec<Violation> {
+fn check_tls(sources: &TlsSources<'_>, material: &TlsMaterial) -> Vec<Violation> {
+    let at = |field: &str| format!("{}.{field}", sources.at);
     let mut out = Vec::new();
     let mut read = |field: &str, ds: &Option<DataSource>, material: &Option<Material>| {
         ds.as_ref()?;
         bytes(material.as_ref()?)
-            .map_err(|e| out.push(Violation::new(format!("networking.tls.{field}"), e)))
+            .map_err(|e| out.push(Violation::new(at(field), e)))
             .ok()
     };
-    let ca = read("caCert", &tls.ca_cert, &material.ca_cert);
-    let cert = read("clientCert", &tls.client_cert, &material.client_cert);
-    let key = read("clientKey", &tls.client_key, &material.client_key);
+    let ca = read("caCert", sources.ca_cert, &material.ca_cert);
+    let cert = read("clientCert", sources.client_cert, &material.client_cert);
+    let key = read("clientKey", sources.client_key, &material.client_key);
     if let Some(pem) = ca {
-        certificates("caCert", &pem, &mut out);
+        certificates(&at("caCert"), &pem, &mut out);
     }
-    let chain = cert.and_then(|pem| certificates("clientCert", &pem, &mut out));
-    let key = key.and_then(|pem| private_key(&pem, &mut out));
+    let chain = cert.and_then(|pem| certificates(&at("clientCert"), &pem, &mut out));
+    let key = key.and_then(|pem| private_key(&at("clientKey"), &pem, &mut out));
     if let (Some(chain), Some(key)) = (chain, key) {
         if let Err(e) = keys_match(&chain, &key) {
-            out.push(Violation::new("networking.tls.clientKey", e));
+            out.push(Violation::new(at("clientKey"), e));
         }
     }
     out
@@ -143,11 +177,10 @@ fn bytes(material: &Material) -> Result<Vec<u8>, String> {
 /// Every certificate in a PEM text; at least one, each a well-formed X.509 certificate of any
 /// version (v1 too, as BoringSSL and so Envoy take them).
 fn certificates(
-    field: &str,
+    at: &str,
     pem: &[u8],
     out: &mut Vec<Violation>,
 ) -> Option<Vec<CertificateDer<'static>>> {
-    let at = format!("networking.tls.{field}");
     let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem).collect();
     let certs = match certs {
         Ok(certs) if !certs.is_empty() => certs,
@@ -166,7 +199,7 @@ fn certificates(
     for (i, der) in certs.iter().enumerate() {
         if let Err(e) = x509_parser::parse_x509_certificate(der) {
             out.push(Violation::new(
-                &at,
+                at,
                 format!("certificate {} does not parse as X.509: {e}", i + 1),
             ));
             return None;
@@ -175,11 +208,11 @@ fn certificates(
     Some(certs)
 }
 
-fn private_key(pem: &[u8], out: &mut Vec<Violation>) -> Option<PrivateKeyDer<'static>> {
+fn private_key(at: &str, pem: &[u8], out: &mut Vec<Violation>) -> Option<PrivateKeyDer<'static>> {
     PrivateKeyDer::from_pem_slice(pem)
         .map_err(|_| {
             out.push(Violation::new(
-                "networking.tls.clientKey",
+                at,
                 "holds no PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)",
             ))
         })

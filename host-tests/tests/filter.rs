@@ -60,7 +60,7 @@ fn denials_are_logged_at_info() {
     send(&mut plugin, "evil.example");
     assert_eq!(
         plugin.logs(LogLevel::Info),
-        ["denied (undeclared-host): host \"evil.example\" is not declared by any ExternalService of mesh \"default\", and the mesh's passthrough is off"]
+        ["denied (undeclared-host): host \"evil.example\" is not declared by any ExternalService or MeshExternalService of mesh \"default\", and the mesh's passthrough is off"]
     );
 }
 
@@ -126,7 +126,15 @@ fn configurations_that_are_not_json_or_bind_an_unknown_service_are_refused() {
         ),
         (
             "{\"resources\": [], \"servce\": \"x\"}".to_string(),
-            "plugin configuration: unknown field `servce`, expected one of `resources`, `mesh`, `service` at line 1 column 26",
+            "plugin configuration: unknown field `servce`, expected one of `resources`, `mesh`, `service`, `meshExternalService` at line 1 column 26",
+        ),
+        (
+            json!({ "resources": [], "meshExternalService": "ghost" }).to_string(),
+            "plugin configuration: meshExternalService: mesh \"default\" has no MeshExternalService \"ghost\"",
+        ),
+        (
+            json!({ "resources": [], "service": "a", "meshExternalService": "b" }).to_string(),
+            "plugin configuration: service and meshExternalService both bind the filter: set one",
         ),
         (
             json!({ "resources": [], "service": "ghost" }).to_string(),
@@ -138,25 +146,16 @@ fn configurations_that_are_not_json_or_bind_an_unknown_service_are_refused() {
 }
 
 #[test]
-fn kinds_read_but_not_served_are_refused_not_ignored() {
-    // The module is built without the model's `mesh-external-service` feature (its reader
-    // would add ~62 KB): a MeshExternalService or HostnameGenerator, valid or not, refuses
-    // the configuration as not served, rather than being left out, which would let
-    // passthrough send its traffic out undeclared.
-    let mes = |protocol: &str| {
-        json!({ "type": "MeshExternalService", "name": "httpbin", "mesh": "default",
-                "spec": { "match": { "port": 80, "protocol": protocol },
-                          "endpoints": [{ "address": "httpbin.org", "port": 443 }] } })
-    };
+fn an_invalid_mesh_external_service_refuses_the_configuration_in_kumas_words() {
+    // Left out, it would let passthrough send its traffic out undeclared.
+    let mes = json!({ "type": "MeshExternalService", "name": "httpbin", "mesh": "default",
+        "spec": { "match": { "port": 80, "protocol": "udp" },
+                  "endpoints": [{ "address": "httpbin.org", "port": 443 }] } });
     let generator = json!({ "type": "HostnameGenerator", "name": "g",
-        "spec": { "selector": { "meshExternalService": {} }, "template": "{{ .DisplayName }}.extsvc.mesh.local" } });
-    let heading = |kind: &str, name: &str| {
-        format!("plugin configuration: {kind} {name:?} (mesh \"default\"): {kind} is validated by extsvc but not served by the filter yet")
-    };
+        "spec": { "selector": { "meshExternalService": {} }, "template": "" } });
     for (resource, want) in [
-        (mes("http"), heading("MeshExternalService", "httpbin")),
-        (mes("udp"), heading("MeshExternalService", "httpbin")),
-        (generator, heading("HostnameGenerator", "g")),
+        (mes, "plugin configuration: MeshExternalService \"httpbin\" (mesh \"default\"): spec.match.protocol: \"protocol\" must be one of [\"tcp\", \"grpc\", \"http\", \"http2\"]"),
+        (generator, "plugin configuration: HostnameGenerator \"g\" (mesh \"default\"): spec.template: must not be empty"),
     ] {
         let config = json!({ "resources": [resource] });
         assert_eq!(refused(config.to_string()).logs(LogLevel::Error), [want]);

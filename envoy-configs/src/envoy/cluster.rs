@@ -230,7 +230,14 @@ pub struct ClusterLoadAssignment {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LocalityLbEndpoints {
+    /// Envoy's priority level: 0, the default, is tried first.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: u32,
     pub lb_endpoints: Vec<LbEndpoint>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

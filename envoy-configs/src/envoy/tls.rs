@@ -34,8 +34,9 @@ pub struct CommonTlsContext {
     pub tls_certificates: Vec<TlsCertificate>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls_certificate_sds_secret_configs: Vec<SdsSecretConfig>,
-    #[serde(flatten)]
-    pub validation: Validation,
+    /// `None`: the server certificate is not checked at all (MES `SkipCA`, `SkipAll`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
 }
 
 /// How the server is verified: all in the cluster, or the CA from SDS (so that it rotates)
@@ -61,6 +62,10 @@ pub struct TlsParameters {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum TlsVersion {
+    #[serde(rename = "TLSv1_0")]
+    Tls10,
+    #[serde(rename = "TLSv1_1")]
+    Tls11,
     #[serde(rename = "TLSv1_2")]
     Tls12,
     #[serde(rename = "TLSv1_3")]

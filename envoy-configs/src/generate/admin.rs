@@ -193,6 +193,7 @@ pub fn admin_cluster(admin: &AdminAddress) -> Cluster {
         load_assignment: Some(ClusterLoadAssignment {
             cluster_name: ADMIN_CLUSTER.to_string(),
             endpoints: vec![LocalityLbEndpoints {
+                priority: 0,
                 lb_endpoints: vec![LbEndpoint {
                     endpoint: Endpoint {
                         address: admin.endpoint(),

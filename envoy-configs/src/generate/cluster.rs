@@ -1,9 +1,11 @@
-//! Clusters: one per `kuma.io/service`, its endpoints, and the passthrough cluster.
+//! Clusters: one per `kuma.io/service` and per MeshExternalService, its endpoints by priority,
+//! and the passthrough cluster.
 
 use std::net::SocketAddr;
 
 use external_service_model::address::Host;
 use external_service_model::catalog::Service;
+use external_service_model::upstream_tls::Sni;
 
 use crate::envoy::{
     self, Address, CaresDnsResolverConfig, Cluster, ClusterLoadAssignment, ClusterTypeConfig,
@@ -28,20 +30,18 @@ pub const PASSTHROUGH: &str = "passthrough";
 /// hosts (each needs its own SNI and SAN).
 const HOST_MATCH_KEY: &str = "external_service_host";
 
-/// A service's cluster: STRICT_DNS for host names, STATIC for IPs; TLS origination and HTTP/2
-/// as the service asks.
+/// A service's cluster: STATIC when every endpoint is an IP, else STRICT_DNS (which takes
+/// IPs too); TLS origination and HTTP/2 as the service asks.
 pub fn service_cluster(ctx: &Context<'_>, secrets: &mut Secrets, service: &Service) -> Cluster {
-    let name = name(&service.name);
-    // The endpoints are all IPs or all names (`cluster_rules`): the first says which.
-    let by_ip = service
-        .endpoints
-        .first()
-        .is_some_and(|e| e.address.host.is_ip());
+    let name = name(service);
+    let by_ip = service.endpoints.iter().all(|e| e.address.host.is_ip());
     let hosts = distinct_hosts(service);
+    // Without one SNI for all, each host gets its own name checked (and sent, for an
+    // ExternalService).
     let per_host_tls = service
         .tls
         .as_ref()
-        .is_some_and(|t| t.server_name.is_none())
+        .is_some_and(|t| !matches!(t.sni, Sni::Name(_)))
         && hosts.len() > 1;
 
     let mut sockets = Vec::new();
@@ -82,7 +82,7 @@ pub fn service_cluster(ctx: &Context<'_>, secrets: &mut Secrets, service: &Servi
         idle_timeout: None,
         max_connection_duration: None,
     };
-    for policy in ctx.policies.of(ctx.mesh(), &service.name).configurers() {
+    for policy in ctx.policies.of(ctx.mesh(), service).configurers() {
         policy.cluster(service, &mut cluster);
         policy.upstream_http(&mut http);
     }
@@ -103,20 +103,57 @@ pub fn distinct_hosts(service: &Service) -> Vec<&Host> {
     hosts
 }
 
+/// The endpoints, one group per priority level, lowest (tried first) first.
 fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> ClusterLoadAssignment {
     // With endpoints on several hosts the route's `auto_host_rewrite` sets `Host` from the
     // endpoint's hostname, which is the bare DNS name unless given: give `host:port` when the
-    // port is not the scheme's default, as the filter does for a single host.
-    let several_hosts = distinct_hosts(service).len() > 1;
+    // port is not the scheme's default, as the filter does for a single host. (A
+    // MeshExternalService's upstream gets the bare address, as Kuma's.)
+    let several_hosts = service.matched.is_none() && distinct_hosts(service).len() > 1;
     let default_port = if service.tls.is_some() { 443 } else { 80 };
-    let lb_endpoints = service
+    let mut priorities: Vec<u32> = service.endpoints.iter().map(|e| e.priority).collect();
+    priorities.sort_unstable();
+    priorities.dedup();
+    let endpoints = priorities
+        .into_iter()
+        .map(|priority| LocalityLbEndpoints {
+            priority,
+            lb_endpoints: lb_endpoints(
+                service,
+                priority,
+                several_hosts,
+                default_port,
+                per_host_tls,
+            ),
+        })
+        .collect();
+    ClusterLoadAssignment {
+        cluster_name: cluster.to_string(),
+        endpoints,
+    }
+}
+
+fn lb_endpoints(
+    service: &Service,
+    priority: u32,
+    several_hosts: bool,
+    default_port: u16,
+    per_host_tls: bool,
+) -> Vec<LbEndpoint> {
+    service
         .endpoints
         .iter()
+        .filter(|e| e.priority == priority)
         .map(|e| LbEndpoint {
             endpoint: Endpoint {
                 address: Address::new(e.address.bare_host(), e.address.port),
-                hostname: (several_hosts && e.address.port != default_port)
-                    .then(|| e.address.to_string()),
+                // `auto_host_rewrite` takes a MeshExternalService's `Host` from here, an
+                // IP's too (a STATIC endpoint has no hostname of its own).
+                hostname: if service.matched.is_some() {
+                    Some(e.address.bare_host())
+                } else {
+                    (several_hosts && e.address.port != default_port).then(|| e.address.to_string())
+                },
             },
             metadata: per_host_tls.then(|| Metadata {
                 filter_metadata: Map::of(
@@ -125,11 +162,7 @@ fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> Clus
                 ),
             }),
         })
-        .collect();
-    ClusterLoadAssignment {
-        cluster_name: cluster.to_string(),
-        endpoints: vec![LocalityLbEndpoints { lb_endpoints }],
-    }
+        .collect()
 }
 
 /// The DNS cache shared by the dynamic forward proxy filter and cluster.

@@ -16,7 +16,7 @@ use crate::envoy::{
 };
 use crate::policy::KINDS;
 
-use super::{access_log, cluster, wasm, Context};
+use super::{access_log, cluster, names, wasm, Context};
 
 /// The HCM network filter. It serves no upgrade (no `upgrade_configs`): Envoy refuses every
 /// `Upgrade:` request before any filter or route, and a CONNECT the filter lets by finds no
@@ -196,7 +196,7 @@ fn header(key: &str, value: &str) -> HeaderValueOption {
 
 /// The filter, the filters that some HTTP service's policies need (inert here: each service's
 /// routes turn them on), the dynamic forward proxy when passthrough is on, the router.
-pub fn filters(ctx: &Context<'_>, bound: Option<&str>, passthrough: bool) -> Vec<HttpFilter> {
+pub fn filters(ctx: &Context<'_>, bound: Option<&Service>, passthrough: bool) -> Vec<HttpFilter> {
     let mut filters = vec![wasm::http_filter(ctx, bound)];
     filters.extend(policy_filters(ctx));
     if passthrough {
@@ -221,7 +221,7 @@ fn policy_filters(ctx: &Context<'_>) -> Vec<HttpFilter> {
                 .services
                 .iter()
                 .filter(|s| s.protocol.is_http())
-                .find_map(|s| ctx.policies.of(ctx.mesh(), &s.name).get(slice.kind))
+                .find_map(|s| ctx.policies.of(ctx.mesh(), s).get(slice.kind))
                 .and_then(|policy| policy.conf.http_filter())
         })
         .collect()
@@ -259,11 +259,12 @@ const UPGRADE_REFUSAL: &str = "upgrades (Upgrade: websocket, CONNECT, ...) are n
 /// `external_service`), with the options' timeout for the whole upstream answer (504 `UT` past
 /// it); the service's policies set the rest through their hooks. With endpoints on several
 /// hosts, `Host` follows the endpoint chosen; a service routed by its `.mesh` name gives the
-/// upstream its real authority back.
+/// upstream its real authority back. A MeshExternalService's upstream sees the endpoint's
+/// address as `Host`, as Kuma's routes to one set `auto_host_rewrite`.
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
-    let auto_host_rewrite = cluster::distinct_hosts(service).len() > 1;
+    let auto_host_rewrite = service.matched.is_some() || cluster::distinct_hosts(service).len() > 1;
     let mut route = RouteAction {
-        cluster: cluster::name(&service.name),
+        cluster: cluster::name(service),
         timeout: Some(Duration(ctx.options.route_timeout)),
         idle_timeout: None,
         max_stream_duration: None,
@@ -272,12 +273,12 @@ pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
         host_rewrite_literal: service.host_rewrite.clone().filter(|_| !auto_host_rewrite),
     };
     let mut filter_config = Vec::new();
-    for policy in ctx.policies.of(ctx.mesh(), &service.name).configurers() {
+    for policy in ctx.policies.of(ctx.mesh(), service).configurers() {
         policy.route(service, &mut route);
         policy.route_filters(&mut filter_config);
     }
     all(
-        Some(&service.name),
+        Some(&names::logged(service)),
         Action::Route(route),
         (!filter_config.is_empty()).then_some(Map(filter_config)),
     )
@@ -292,7 +293,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         .iter()
         .filter(|s| s.protocol.is_http())
         .map(|service| VirtualHost {
-            name: cluster::name(&service.name),
+            name: cluster::name(service),
             domains: vec![service.authority.clone()],
             routes: routes(ctx, service),
         })
@@ -309,7 +310,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         }
     } else {
         let body = format!(
-            "the host is not declared by any ExternalService of mesh {:?}, and the mesh's passthrough is off\n",
+            "the host is not declared by any ExternalService or MeshExternalService of mesh {:?}, and the mesh's passthrough is off\n",
             ctx.mesh()
         );
         VirtualHost {
@@ -327,7 +328,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
 /// A listener bound to one service: everything goes to its cluster.
 pub fn bound_virtual_hosts(ctx: &Context<'_>, service: &Service) -> Vec<VirtualHost> {
     vec![VirtualHost {
-        name: cluster::name(&service.name),
+        name: cluster::name(service),
         domains: vec!["*".to_string()],
         routes: routes(ctx, service),
     }]
@@ -419,7 +420,7 @@ route:
       status: 403
       body:
         inline_string: |
-          the host is not declared by any ExternalService of mesh \"default\", and the mesh's passthrough is off
+          the host is not declared by any ExternalService or MeshExternalService of mesh \"default\", and the mesh's passthrough is off
 ",
             ),
             (

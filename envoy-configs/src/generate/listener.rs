@@ -9,7 +9,7 @@ use crate::envoy::{
     Address, Extension, FilterChain, Listener, NetworkFilter, NetworkFilterConfig, TcpProxy,
 };
 
-use super::{access_log, cluster, http, Context, Outbound};
+use super::{access_log, cluster, http, names, Context, Outbound};
 
 pub const OUTBOUND_HTTP: &str = "outbound_http";
 
@@ -65,7 +65,7 @@ pub fn outbound(ctx: &Context<'_>, outbound: &Outbound<'_>) -> Listener {
 /// network filters of the service's policies come first.
 pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Listener {
     let name = outbound_name(address);
-    let policies = ctx.policies.of(ctx.mesh(), &service.name);
+    let policies = ctx.policies.of(ctx.mesh(), service);
     let mut filters = Vec::new();
     for policy in policies.configurers() {
         policy.listener(&stat_prefix(&name), &mut filters);
@@ -76,13 +76,13 @@ pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Liste
             &name,
             &stat_prefix(&name),
             http::bound_virtual_hosts(ctx, service),
-            http::filters(ctx, Some(&service.name), false),
+            http::filters(ctx, Some(service), false),
         )
     } else {
         let mut proxy = TcpProxy {
             stat_prefix: stat_prefix(&name),
-            cluster: cluster::name(&service.name),
-            access_log: access_log::tcp(&name, &service.name),
+            cluster: cluster::name(service),
+            access_log: access_log::tcp(&name, &names::logged(service)),
             idle_timeout: None,
             max_connect_attempts: None,
         };

@@ -5,7 +5,7 @@
 
 use external_service_model::contract::{DENIED_METRIC, ENVOY_METRIC_PREFIX};
 
-use super::cluster;
+use super::names;
 use crate::envoy::{StatsConfig, TagSpecifier};
 
 /// The label of the service a request was forwarded to.
@@ -23,7 +23,7 @@ pub fn labels() -> StatsConfig {
 /// own `envoy_cluster_name` label reads a cluster's name, becomes the label (Envoy's label for
 /// the whole cluster name stays).
 fn service_clusters() -> TagSpecifier {
-    let prefix = escape(&format!("cluster.{}", cluster::name("")));
+    let prefix = escape(&format!("cluster.{}", names::CLUSTER_PREFIX));
     TagSpecifier {
         tag_name: SERVICE_TAG.to_string(),
         regex: format!("^{prefix}((.+?)\\.)"),

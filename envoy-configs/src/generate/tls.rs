@@ -1,5 +1,6 @@
 //! TLS origination: an `UpstreamTlsContext` that verifies the server (the given CA, else the
-//! system store) and its name, unless the user spells out otherwise.
+//! system store) and its name, unless the user spells out otherwise; the same for both kinds,
+//! from the model's [`UpstreamTls`].
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use crate::envoy::{
 use crate::resolve::{Material, TlsMaterial};
 use external_service_model::address::Host;
 use external_service_model::catalog::Service;
-use external_service_model::resource::Tls;
+use external_service_model::upstream_tls::{self, Sni, UpstreamTls};
 
 use super::secrets::{Field, Secrets};
 use super::{names, protocol, Context};
@@ -23,7 +24,7 @@ pub fn upstream(
     ctx: &Context<'_>,
     secrets: &mut Secrets,
     service: &Service,
-    tls: &Tls,
+    tls: &UpstreamTls,
     host: &Host,
 ) -> TransportSocket {
     let sni = sni(tls, host);
@@ -33,12 +34,12 @@ pub fn upstream(
     let material = service
         .endpoints
         .first()
-        .and_then(|e| ctx.resolved.tls(ctx.mesh(), &e.resource))
+        .and_then(|e| ctx.resolved.tls(service.kind, ctx.mesh(), &e.resource))
         .unwrap_or(&no_material);
     let mut source = |field, material| data_source(secrets, service, field, material);
     // Validation refuses a certificate without its key, and the reverse.
     let certificate = match (&material.client_cert, &material.client_key) {
-        (Some(cert), Some(key)) => Some(TlsCertificate {
+        (Some(cert), Some(key)) if tls.client_certificate => Some(TlsCertificate {
             certificate_chain: source(Field::ClientCert, cert),
             private_key: source(Field::ClientKey, key),
         }),
@@ -48,49 +49,54 @@ pub fn upstream(
         Some(ca) => source(Field::CaCert, ca),
         None => DataSource::Filename(absolute(&ctx.options.system_ca)),
     };
-    let match_typed_subject_alt_names = if tls.skip_hostname_verification {
-        Vec::new()
-    } else {
+    // Any one matching is enough (Envoy's rule, and Kuma's list: the SNI or host, then the
+    // names the resource lists).
+    let mut match_typed_subject_alt_names = Vec::new();
+    if tls.verify_name {
         let expected = sni.clone().unwrap_or_else(|| bare(host));
-        let san_type = if expected.parse::<IpAddr>().is_ok() {
-            SanType::IpAddress
+        match_typed_subject_alt_names.push(san_matcher(StringMatcher::Exact(expected)));
+    }
+    for san in &tls.subject_alt_names {
+        match_typed_subject_alt_names.push(san_matcher(if san.prefix {
+            StringMatcher::Prefix(san.value.clone())
         } else {
-            SanType::Dns
-        };
-        vec![SubjectAltNameMatcher {
-            san_type,
-            matcher: StringMatcher::Exact(expected),
-        }]
-    };
+            StringMatcher::Exact(san.value.clone())
+        }));
+    }
+    let trusted_ca = tls.verify_chain.then_some(trusted_ca);
     let (tls_certificates, tls_certificate_sds_secret_configs, validation) = match secrets.sds() {
         // From SDS, the material is loaded again when its files change; the name checks,
         // which depend on the host, stay in the cluster.
         Some(sds) => {
-            let cluster = names::cluster(&service.name);
+            let cluster = names::cluster(service);
             let certificates = certificate
                 .map(|c| sds.secret(&cluster, SecretMaterial::TlsCertificate(c)))
                 .into_iter()
                 .collect();
-            let ca = CertificateValidationContext {
-                trusted_ca: Some(trusted_ca),
-                match_typed_subject_alt_names: Vec::new(),
-            };
-            let validation = Validation::CombinedValidationContext(CombinedValidationContext {
-                default_validation_context: CertificateValidationContext {
-                    trusted_ca: None,
-                    match_typed_subject_alt_names,
-                },
-                validation_context_sds_secret_config: sds
-                    .secret(&cluster, SecretMaterial::ValidationContext(ca)),
+            let validation = trusted_ca.map(|trusted_ca| {
+                let ca = CertificateValidationContext {
+                    trusted_ca: Some(trusted_ca),
+                    match_typed_subject_alt_names: Vec::new(),
+                };
+                Validation::CombinedValidationContext(CombinedValidationContext {
+                    default_validation_context: CertificateValidationContext {
+                        trusted_ca: None,
+                        match_typed_subject_alt_names,
+                    },
+                    validation_context_sds_secret_config: sds
+                        .secret(&cluster, SecretMaterial::ValidationContext(ca)),
+                })
             });
             (Vec::new(), certificates, validation)
         }
         None => (
             certificate.into_iter().collect(),
             Vec::new(),
-            Validation::ValidationContext(CertificateValidationContext {
-                trusted_ca: Some(trusted_ca),
-                match_typed_subject_alt_names,
+            trusted_ca.map(|trusted_ca| {
+                Validation::ValidationContext(CertificateValidationContext {
+                    trusted_ca: Some(trusted_ca),
+                    match_typed_subject_alt_names,
+                })
             }),
         ),
     };
@@ -100,10 +106,9 @@ pub fn upstream(
             sni,
             allow_renegotiation: tls.allow_renegotiation,
             common_tls_context: CommonTlsContext {
-                // Envoy's upstream default stops at TLS 1.2.
                 tls_params: TlsParameters {
-                    tls_minimum_protocol_version: TlsVersion::Tls12,
-                    tls_maximum_protocol_version: TlsVersion::Tls13,
+                    tls_minimum_protocol_version: version(tls.min_version),
+                    tls_maximum_protocol_version: version(tls.max_version),
                 },
                 alpn_protocols: protocol::alpn(service.protocol).into_iter().collect(),
                 tls_certificates,
@@ -114,12 +119,35 @@ pub fn upstream(
     }
 }
 
-/// `serverName`, else the host when it is a name: no SNI for an IP.
-fn sni(tls: &Tls, host: &Host) -> Option<String> {
-    match (&tls.server_name, host) {
-        (Some(name), _) => Some(name.clone()),
-        (None, Host::Name(name)) => Some(name.clone()),
-        (None, Host::Ip(_)) => None,
+/// The name given, else (an ExternalService) the host when it is a name: no SNI for an IP.
+fn sni(tls: &UpstreamTls, host: &Host) -> Option<String> {
+    match (&tls.sni, host) {
+        (Sni::Name(name), _) => Some(name.clone()),
+        (Sni::EachHost, Host::Name(name)) => Some(name.clone()),
+        (Sni::EachHost, Host::Ip(_)) | (Sni::None, _) => None,
+    }
+}
+
+/// A name check, of the SAN type the name has: an IP address, else a DNS name.
+fn san_matcher(matcher: StringMatcher) -> SubjectAltNameMatcher {
+    let value = match &matcher {
+        StringMatcher::Exact(v) | StringMatcher::Prefix(v) => v.as_str(),
+        StringMatcher::SafeRegex { regex } => regex.as_str(),
+    };
+    let san_type = if value.parse::<IpAddr>().is_ok() {
+        SanType::IpAddress
+    } else {
+        SanType::Dns
+    };
+    SubjectAltNameMatcher { san_type, matcher }
+}
+
+fn version(version: upstream_tls::TlsVersion) -> TlsVersion {
+    match version {
+        upstream_tls::TlsVersion::Tls10 => TlsVersion::Tls10,
+        upstream_tls::TlsVersion::Tls11 => TlsVersion::Tls11,
+        upstream_tls::TlsVersion::Tls12 => TlsVersion::Tls12,
+        upstream_tls::TlsVersion::Tls13 => TlsVersion::Tls13,
     }
 }
 
@@ -139,7 +167,7 @@ fn data_source(
 ) -> DataSource {
     match material {
         Material::Inline(bytes) => {
-            secrets.data_source(&names::cluster(&service.name), field, bytes.clone())
+            secrets.data_source(&names::cluster(service), field, bytes.clone())
         }
         Material::File(path) => DataSource::Filename(absolute(path)),
     }

@@ -1,9 +1,10 @@
 //! The filter in an HTTP connection manager, and its plugin configuration: the model's
 //! own `PluginConfig`, so what the generator writes is what the filter reads.
 
+use external_service_model::catalog::Service;
 use external_service_model::config::PluginConfig;
 use external_service_model::contract::FILTER_NAME;
-use external_service_model::resource::{Resource, Spec};
+use external_service_model::resource::{Kind, Resource, Spec};
 
 use crate::envoy::{
     self, AsyncDataSource, DataSource, Extension, FailurePolicy, HttpFilter, HttpFilterConfig,
@@ -12,33 +13,53 @@ use crate::envoy::{
 
 use super::Context;
 
-/// The plugin configuration: the served mesh's Mesh and ExternalServices, without TLS key and
-/// certificate material (the filter never needs it, and secrets stay out of it); no Secrets, no
-/// Dataplanes. `service` binds the filter to one service (a Dataplane outbound or VIP
-/// listener), whose configuration then holds that service's ExternalServices alone: one
-/// listener per service must not each carry every service.
-pub fn plugin_config(ctx: &Context<'_>, service: Option<&str>) -> PluginConfig {
+/// The plugin configuration: the served mesh's Mesh, ExternalServices and
+/// MeshExternalServices, and the HostnameGenerators, without TLS key and certificate material
+/// (the filter never needs it, and secrets stay out of it); no Secrets, no Dataplanes.
+/// `service` binds the filter to one service (a Dataplane outbound or VIP listener), whose
+/// configuration then holds that service's resources alone: one listener per service must
+/// not each carry every service.
+pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConfig {
     let resources = ctx
         .resources
         .iter()
-        .filter(|r| r.mesh == ctx.mesh())
+        .filter(|r| r.mesh == ctx.mesh() || r.kind() == Kind::HostnameGenerator)
         .filter(|r| match (&r.spec, service) {
-            (Spec::ExternalService(es), Some(bound)) => es.service() == Some(bound),
+            (Spec::ExternalService(es), Some(bound)) => {
+                bound.kind == Kind::ExternalService && es.service() == Some(bound.name.as_str())
+            }
+            (Spec::MeshExternalService(_), Some(bound)) => {
+                bound.kind == Kind::MeshExternalService && r.name == bound.name
+            }
             _ => true,
         })
         .filter_map(for_filter)
         .map(|r| r.to_universal())
         .collect();
+    let bound = |kind: Kind| service.filter(|s| s.kind == kind).map(|s| s.name.clone());
     PluginConfig {
         resources,
         mesh: Some(ctx.mesh().to_string()),
-        service: service.map(str::to_string),
+        service: bound(Kind::ExternalService),
+        mesh_external_service: bound(Kind::MeshExternalService),
     }
 }
 
 fn for_filter(resource: &Resource) -> Option<Resource> {
     match &resource.spec {
-        Spec::Mesh(_) => Some(resource.clone()),
+        Spec::Mesh(_) | Spec::HostnameGenerator(_) => Some(resource.clone()),
+        Spec::MeshExternalService(mes) => {
+            let mut mes = mes.clone();
+            if let Some(v) = mes.tls.as_mut().and_then(|t| t.verification.as_mut()) {
+                v.ca_cert = None;
+                v.client_cert = None;
+                v.client_key = None;
+            }
+            Some(Resource {
+                spec: Spec::MeshExternalService(mes),
+                ..resource.clone()
+            })
+        }
         Spec::ExternalService(es) => {
             let mut es = es.clone();
             if let Some(tls) = es.networking.as_mut().and_then(|n| n.tls.as_mut()) {
@@ -51,18 +72,14 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_)
-        | Spec::Dataplane(_)
-        | Spec::MeshExternalService(_)
-        | Spec::HostnameGenerator(_)
-        | Spec::Policy { .. } => None,
+        Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => None,
     }
 }
 
 /// The HTTP filter. A configuration the filter refuses stops Envoy from starting, whatever
 /// the policy; FAIL_RELOAD answers 503 to a request whose VM crashed and reloads the VM, where
 /// FAIL_CLOSED would answer 503 to every later request until a restart (ENVOY_FACTS.md, e).
-pub fn http_filter(ctx: &Context<'_>, service: Option<&str>) -> HttpFilter {
+pub fn http_filter(ctx: &Context<'_>, service: Option<&Service>) -> HttpFilter {
     let config = plugin_config(ctx, service);
     // PluginConfig holds only strings and JSON values: serialising cannot fail.
     let text = serde_json::to_string_pretty(&config).unwrap_or_default();
@@ -150,7 +167,7 @@ mesh: default
             ),
             (
                 "bound to one service (a Dataplane outbound): its own ExternalServices alone",
-                yaml(&plugin_config(&f.ctx(), Some("api"))),
+                yaml(&plugin_config(&f.ctx(), Some(f.service("api")))),
                 &format!("{MESH_AND_API}mesh: default\nservice: api\n"),
             ),
             (
@@ -179,7 +196,7 @@ typed_config:
             ),
         ]);
         // The value is the plugin configuration as JSON, which the filter reads back.
-        let filter = serde_json::to_value(http_filter(&f.ctx(), Some("api"))).unwrap();
+        let filter = serde_json::to_value(http_filter(&f.ctx(), Some(f.service("api")))).unwrap();
         let value = &filter["typed_config"]["config"]["configuration"]["value"];
         let text = value.as_str().unwrap();
         let read = external_service_model::config::configure(text.as_bytes()).unwrap();

@@ -29,6 +29,7 @@ mod test_support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use external_service_model::catalog::Service;
 use external_service_model::report::Violation;
 use external_service_model::resource::{Kind, Resource, Spec};
 use serde::de::DeserializeOwned;
@@ -207,9 +208,12 @@ impl Policies {
     }
 
     /// What applies to `service` of `mesh` (nothing, for a service no policy names).
-    pub fn of(&self, mesh: &str, service: &str) -> &Effective {
+    pub fn of(&self, mesh: &str, service: &Service) -> &Effective {
+        if service.kind != Kind::ExternalService {
+            return &NONE;
+        }
         self.services
-            .get(&(mesh.to_string(), service.to_string()))
+            .get(&(mesh.to_string(), service.name.clone()))
             .unwrap_or(&NONE)
     }
 

@@ -5,6 +5,7 @@
 
 use external_service_model::catalog::Service;
 use external_service_model::protocol::Protocol;
+use external_service_model::Kind;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -30,6 +31,7 @@ fn violations<C: Conf>(default: &str) -> Vec<String> {
 fn hooks<C: Conf>(default: &str, protocol: Protocol) -> String {
     let conf = conf::<C>(default);
     let service = Service {
+        kind: Kind::ExternalService,
         name: "s".to_string(),
         protocol,
         protocol_untagged: false,
@@ -37,6 +39,7 @@ fn hooks<C: Conf>(default: &str, protocol: Protocol) -> String {
         tls: None,
         authority: "s.test".to_string(),
         host_rewrite: None,
+        matched: None,
     };
     let mut found = Map::new();
     let mut put = |hook: &str, value: Option<Value>| {

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use external_service_model::config;
+use external_service_model::{config, Kind};
 use extsvc::generate::{self, Bootstrap, Error, Options};
 use extsvc::read;
 use serde_json::{json, Value};
@@ -177,11 +177,9 @@ fn check_scenario_with(scenario: &str, with: impl Fn(Options) -> Options) {
             c.services
                 .iter()
                 .map(|s| {
-                    let tls = s
-                        .tls
-                        .as_ref()
-                        .map(|t| (t.server_name.clone(), t.skip_hostname_verification));
+                    let tls = s.tls.clone();
                     (
+                        s.kind,
                         s.name.clone(),
                         s.protocol,
                         s.endpoints.clone(),
@@ -193,9 +191,14 @@ fn check_scenario_with(scenario: &str, with: impl Fn(Options) -> Options) {
         };
         // A listener bound to one service is given that service's ExternalServices alone.
         let plugin: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let bound = plugin["service"].as_str();
+        let bound = [
+            (Kind::ExternalService, &plugin["service"]),
+            (Kind::MeshExternalService, &plugin["meshExternalService"]),
+        ]
+        .into_iter()
+        .find_map(|(kind, name)| Some((kind, name.as_str()?)));
         let mut want = shape(&catalog);
-        want.retain(|(name, ..)| bound.is_none_or(|bound| name == bound));
+        want.retain(|(kind, name, ..)| bound.is_none_or(|bound| bound == (*kind, name.as_str())));
         assert_eq!(shape(&filter.catalog), want, "{scenario}");
         assert_eq!(
             filter.catalog.passthrough, catalog.passthrough,

@@ -25,7 +25,7 @@
 //!   purpose (`policies::timeout`, `retry`, `circuit_breaker`, `health_check`, `rate_limit`,
 //!   `fault_injection`).
 //! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
-//!   them as Kuma does, `generate` refuses them as not served yet.
+//!   them as Kuma does, `generate` serves them beside ExternalServices.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own

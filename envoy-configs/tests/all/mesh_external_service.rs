@@ -101,7 +101,7 @@ fn validate_prints_kumas_messages_with_line_and_column_in_both_forms() {
 #[test]
 fn valid_mesh_external_services_and_generators_validate_in_both_forms() {
     let d = test_dir();
-    let universal = "type: MeshExternalService\nname: httpbin\nmesh: default\nspec:\n  match:\n    type: HostnameGenerator\n    port: 80\n    protocol: http\n  endpoints:\n    - address: httpbin.org\n      port: 443\n      priority: 0\n    - address: 1.1.1.1\n      port: 443\n      priority: 1\n  tls:\n    enabled: true\n    version: {min: TLS12, max: TLS13}\n    verification:\n      mode: SkipSAN\n      serverName: httpbin.org\n      subjectAltNames: [{type: Prefix, value: httpbin}]\n      caCert: {inlineString: ca}\n---\ntype: HostnameGenerator\nname: local-mesh-external-service\nspec:\n  selector:\n    meshExternalService:\n      matchLabels: {kuma.io/origin: zone}\n  template: '{{ .DisplayName }}.extsvc.mesh.local'\n";
+    let universal = "type: MeshExternalService\nname: httpbin\nmesh: default\nspec:\n  match:\n    type: HostnameGenerator\n    port: 80\n    protocol: http\n  endpoints:\n    - address: httpbin.org\n      port: 443\n      priority: 0\n    - address: 1.1.1.1\n      port: 443\n      priority: 1\n  tls:\n    enabled: true\n    version: {min: TLS12, max: TLS13}\n    verification:\n      mode: SkipSAN\n      serverName: httpbin.org\n      subjectAltNames: [{type: Prefix, value: httpbin}]\n---\ntype: HostnameGenerator\nname: local-mesh-external-service\nspec:\n  selector:\n    meshExternalService:\n      matchLabels: {kuma.io/origin: zone}\n  template: '{{ .DisplayName }}.extsvc.mesh.local'\n";
     let kubernetes = "apiVersion: kuma.io/v1alpha1\nkind: MeshExternalService\nmetadata:\n  name: api\n  namespace: kuma-system\n  labels: {kuma.io/mesh: default}\nspec:\n  match: {port: 443}\n  endpoints: [{address: api.example.com, port: 443}]\n";
     fs::write(d.path().join("u.yaml"), universal).unwrap();
     fs::write(d.path().join("k.yaml"), kubernetes).unwrap();
@@ -118,10 +118,11 @@ fn valid_mesh_external_services_and_generators_validate_in_both_forms() {
 }
 
 #[test]
-fn generate_refuses_what_it_does_not_serve_yet() {
+fn generate_serves_both_kinds_side_by_side() {
     let d = test_dir();
     let es = "type: ExternalService\nname: httpbin\nmesh: default\ntags:\n  kuma.io/service: httpbin\n  kuma.io/protocol: http\nnetworking:\n  address: httpbin.org:80\n";
-    let mes = "type: MeshExternalService\nname: api\nmesh: default\nspec:\n  match: {port: 80, protocol: http}\n  endpoints: [{address: api.example.com, port: 80}]\n";
+    // An MES may share a name with a kuma.io/service: each kind has its own cluster.
+    let mes = "type: MeshExternalService\nname: httpbin\nmesh: default\nspec:\n  match: {port: 8080, protocol: http}\n  endpoints: [{address: api.example.com, port: 80}]\n";
     fs::write(d.path().join("both.yaml"), format!("{es}---\n{mes}")).unwrap();
     let wasm = wasm_module();
     let generated = run(
@@ -135,18 +136,38 @@ fn generate_refuses_what_it_does_not_serve_yet() {
             "envoy.yaml",
         ],
     );
-    assert_eq!(generated.code, Some(1), "{generated:?}");
-    let refusal = "this MeshExternalService is validated but not served yet: `extsvc validate` checks it as Kuma does, `extsvc generate` serves ExternalService only (take it out of the files to generate)";
-    assert_eq!(
-        generated.stderr,
-        format!("both.yaml: ExternalService \"httpbin\" (mesh \"default\"): valid\nboth.yaml: MeshExternalService \"api\" (mesh \"default\"): 1 violation\n  {refusal}\nextsvc: invalid resources: no configuration written\n")
-    );
-    // `validate` says first, in the same words, what `generate` refuses.
-    let validated = run(d.path(), &["validate", "both.yaml"]);
-    assert_eq!(validated.code, Some(0), "{validated:?}");
-    assert!(validated.stderr.contains(refusal), "{validated:?}");
+    assert_eq!(generated.code, Some(0), "{generated:?}");
+    let config: serde_json::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(d.path().join("envoy.yaml")).unwrap()).unwrap();
+    let clusters: Vec<&str> = config["static_resources"]["clusters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
     assert!(
-        !d.path().join("envoy.yaml").exists(),
-        "a configuration was written"
+        clusters.contains(&"external_service_httpbin")
+            && clusters.contains(&"external_service_mes_httpbin"),
+        "{clusters:?}"
+    );
+    let text = serde_json::to_string(&config).unwrap();
+    assert!(
+        text.contains("\"httpbin.extsvc.mesh.local:8080\""),
+        "the MES's route is found by its hostname and port"
+    );
+}
+
+#[test]
+fn a_mesh_external_service_ca_that_is_not_pem_is_refused_at_its_field() {
+    let d = test_dir();
+    let mes = "type: MeshExternalService\nname: api\nmesh: default\nspec:\n  match: {port: 443, protocol: http}\n  endpoints: [{address: api.example.com, port: 443}]\n  tls:\n    enabled: true\n    verification:\n      caCert: {inlineString: not a certificate}\n";
+    fs::write(d.path().join("m.yaml"), mes).unwrap();
+    let validated = run(d.path(), &["validate", "m.yaml"]);
+    assert_eq!(validated.code, Some(1), "{validated:?}");
+    assert!(
+        validated.stdout.contains(
+            "spec.tls.verification.caCert: holds no PEM certificate (-----BEGIN CERTIFICATE-----) (line 10, column 7)"
+        ),
+        "{validated:?}"
     );
 }

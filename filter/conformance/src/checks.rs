@@ -9,7 +9,7 @@ use external_service_model::authority::{self, HostRef, NameBuf};
 use external_service_model::config::{self, Filter, PLUGIN_CONFIGURATION};
 use external_service_model::documents;
 use external_service_model::resource::Origin;
-use external_service_model::{decide, Decision, Denial, Request};
+use external_service_model::{decide, Decision, Denial, Kind, Request, Service};
 use serde_json::Value;
 
 use crate::scenarios::{plugin_config, Setup};
@@ -144,10 +144,18 @@ enum Host {
 
 /// What the scenario configuration declares, read from its JSON rather than from the catalog.
 struct Declared {
-    /// Service name -> the hosts it declares and the ports they may be asked for on.
+    /// Service key ([`key`]) -> the hosts it declares and the ports they may be asked for on.
     hosts: BTreeMap<String, (BTreeSet<Host>, BTreeSet<u16>)>,
-    /// Service name -> the authority a forwarded request gets.
+    /// Service key -> the authority a forwarded request gets.
     authority: BTreeMap<String, String>,
+}
+
+/// A service's key in [`Declared`]: its `kuma.io/service`, or `MeshExternalService/<name>`.
+fn key(service: &Service) -> String {
+    match service.kind {
+        Kind::MeshExternalService => format!("MeshExternalService/{}", service.name),
+        _ => service.name.clone(),
+    }
 }
 
 struct Fixture {
@@ -173,12 +181,15 @@ fn fixture() -> &'static Fixture {
             closed: filter(Setup::Closed),
             open: filter(Setup::Open),
             bound: filter(Setup::Bound(BOUND)),
-            declared: declared(&crate::scenarios::services()),
+            declared: declared(
+                &crate::scenarios::services(),
+                &crate::scenarios::mesh_external_services(),
+            ),
         }
     })
 }
 
-fn declared(services: &[Value]) -> Declared {
+fn declared(services: &[Value], mesh_external_services: &[Value]) -> Declared {
     let mut hosts: BTreeMap<String, (BTreeSet<Host>, BTreeSet<u16>)> = BTreeMap::new();
     // Per service, its first endpoint: the authority without the scheme's default port, the
     // address, and whether the service gave up its real name.
@@ -228,7 +239,41 @@ fn declared(services: &[Value]) -> Declared {
             (service.to_string(), rewritten)
         })
         .collect();
-    Declared { hosts, authority }
+    let mut declared = Declared { hosts, authority };
+    // A MeshExternalService: `<display name>.extsvc.mesh.local` on `match.port`, the first
+    // by name of those wanting one hostname (the others have none).
+    let mut taken = BTreeSet::new();
+    let mut by_name: Vec<&Value> = mesh_external_services.iter().collect();
+    by_name.sort_by_key(|m| m["name"].as_str());
+    for mes in by_name {
+        let name = mes["name"].as_str().unwrap_or_default();
+        let display = mes["labels"]["kuma.io/display-name"]
+            .as_str()
+            .unwrap_or(name);
+        let hostname = format!("{display}.extsvc.mesh.local");
+        let port = mes["spec"]["match"]["port"].as_u64().unwrap_or(0) as u16;
+        let key = format!("MeshExternalService/{name}");
+        if !taken.insert(hostname.clone()) {
+            let none = format!("{name}.mesh-external-service.invalid");
+            declared.hosts.insert(key.clone(), Default::default());
+            declared.authority.insert(key, none);
+            continue;
+        }
+        let authority = if port == 80 {
+            hostname.clone()
+        } else {
+            format!("{hostname}:{port}")
+        };
+        declared.hosts.insert(
+            key.clone(),
+            (
+                BTreeSet::from([Host::Name(hostname)]),
+                BTreeSet::from([port]),
+            ),
+        );
+        declared.authority.insert(key, authority);
+    }
+    declared
 }
 
 /// How many times each key stands in `keys`.
@@ -311,13 +356,13 @@ pub fn request(authority: Option<&str>, content_type: Option<&str>) {
         match decision {
             Decision::Forward(id, service) => {
                 assert!(std::ptr::eq(service, &catalog.services[id]));
-                let declared = fixture.declared.hosts.get(&service.name);
+                let declared = fixture.declared.hosts.get(&key(service));
                 let (hosts, ports) = match declared {
                     Some(d) => d,
                     None => panic!("{authority:?} forwarded to undeclared {:?}", service.name),
                 };
                 assert_eq!(
-                    fixture.declared.authority.get(&service.name),
+                    fixture.declared.authority.get(&key(service)),
                     Some(&service.authority),
                     "{authority:?} forwarded with another service's authority"
                 );

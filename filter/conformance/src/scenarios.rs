@@ -109,6 +109,36 @@ pub fn services() -> Vec<Value> {
     ]
 }
 
+/// The MeshExternalServices every scenario configuration has besides: named by Kuma's default
+/// HostnameGenerator (`<display name>.extsvc.mesh.local`), on their `match.port` only.
+pub fn mesh_external_services() -> Vec<Value> {
+    let mes = |name: &str, port: u16, protocol: &str, labels: Value| {
+        json!({ "type": "MeshExternalService", "mesh": "default", "name": name, "labels": labels,
+                "spec": { "match": { "type": "HostnameGenerator", "port": port, "protocol": protocol },
+                          "endpoints": [{ "address": format!("{name}.upstream.example"), "port": 443 }],
+                          "tls": { "enabled": true } } })
+    };
+    vec![
+        mes("mes-api", 80, "http", json!({})),
+        // The name of an ExternalService's kuma.io/service too: each kind keeps its own.
+        mes("httpbin", 8000, "http", json!({})),
+        mes("mes-db", 5432, "tcp", json!({})),
+        // Both want `dup.extsvc.mesh.local`: the first by name gets it, the other none.
+        mes(
+            "dup-a",
+            80,
+            "http",
+            json!({ "kuma.io/display-name": "dup" }),
+        ),
+        mes(
+            "dup-b",
+            80,
+            "http",
+            json!({ "kuma.io/display-name": "dup" }),
+        ),
+    ]
+}
+
 fn mesh(passthrough: bool) -> Value {
     json!({ "type": "Mesh", "name": "default", "networking": { "outbound": { "passthrough": passthrough } } })
 }
@@ -122,10 +152,13 @@ pub enum Setup {
     Open,
     /// Bound to one service, as on a Dataplane outbound listener.
     Bound(&'static str),
+    /// Bound to one MeshExternalService.
+    BoundMes(&'static str),
 }
 
 pub fn plugin_config(setup: Setup) -> Value {
     let mut resources = services();
+    resources.extend(mesh_external_services());
     let mut config = json!({});
     match setup {
         Setup::Closed => resources.push(mesh(false)),
@@ -133,6 +166,10 @@ pub fn plugin_config(setup: Setup) -> Value {
         Setup::Bound(service) => {
             resources.push(mesh(false));
             config["service"] = json!(service);
+        }
+        Setup::BoundMes(name) => {
+            resources.push(mesh(false));
+            config["meshExternalService"] = json!(name);
         }
     }
     config["resources"] = Value::Array(resources);
@@ -186,6 +223,8 @@ pub enum Then {
     },
     /// 415 `not-grpc`: a grpc-svc request without a gRPC content-type.
     NotGrpc,
+    /// 421 `not-http`: a MeshExternalService of `match.protocol: tcp`.
+    MesNotHttp(&'static str),
 }
 
 pub const BAD_EMPTY: &str = "the host is empty";
@@ -230,12 +269,12 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
         Then::Undeclared => deny(
             403,
             "undeclared-host",
-            format!("host {host} is not declared by any ExternalService of mesh \"{MESH}\", and the mesh's passthrough is off"),
+            format!("host {host} is not declared by any ExternalService or MeshExternalService of mesh \"{MESH}\", and the mesh's passthrough is off"),
         ),
         Then::Ambiguous => deny(
             403,
             "ambiguous-host",
-            format!("host {host} is declared by several ExternalServices of mesh \"{MESH}\" on different ports; add the port to the request"),
+            format!("host {host} is declared by several services of mesh \"{MESH}\" on different ports; add the port to the request"),
         ),
         Then::BadAuthority(why) => deny(
             400,
@@ -253,6 +292,11 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
                 format!("service \"{service}\" {why} cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc"),
             )
         }
+        Then::MesNotHttp(name) => deny(
+            421,
+            "not-http",
+            format!("MeshExternalService \"{name}\" has match.protocol tcp and cannot be reached through this HTTP listener; connect to it over TCP through its VIP or a Dataplane outbound, or set match.protocol: http, http2 or grpc"),
+        ),
         Then::NotGrpc => deny(
             415,
             "not-grpc",
@@ -500,5 +544,46 @@ pub fn cases() -> Vec<Case> {
         case(Bound("httpbin"), "anything.example", httpbin),
         case(Bound("httpbin"), "127.0.0.1:10000", httpbin),
         case(Bound("redis"), "127.0.0.1:10001", not_http("redis", None)),
+        // MeshExternalServices: by hostname on match.port (no port is port 80), any case.
+        closed(
+            "mes-api.extsvc.mesh.local",
+            forward("mes-api.extsvc.mesh.local"),
+        ),
+        closed(
+            "MES-API.extsvc.mesh.local.:80",
+            forward("mes-api.extsvc.mesh.local"),
+        ),
+        closed("mes-api.extsvc.mesh.local:443", Undeclared),
+        closed("mes-api.upstream.example", Undeclared),
+        closed("mes-api.mesh", Undeclared),
+        closed(
+            "httpbin.extsvc.mesh.local:8000",
+            forward("httpbin.extsvc.mesh.local:8000"),
+        ),
+        closed("httpbin.extsvc.mesh.local", Undeclared),
+        closed("mes-db.extsvc.mesh.local:5432", Then::MesNotHttp("mes-db")),
+        closed("dup.extsvc.mesh.local", forward("dup.extsvc.mesh.local")),
+        closed("dup-b.extsvc.mesh.local", Undeclared),
+        case(
+            Open,
+            "mes-api.extsvc.mesh.local",
+            forward("mes-api.extsvc.mesh.local"),
+        ),
+        // Bound to a MeshExternalService, even one left without a hostname.
+        case(
+            BoundMes("mes-api"),
+            "anything.example",
+            forward("mes-api.extsvc.mesh.local"),
+        ),
+        case(
+            BoundMes("httpbin"),
+            "httpbin.mesh",
+            forward("httpbin.extsvc.mesh.local:8000"),
+        ),
+        case(
+            BoundMes("dup-b"),
+            "dup.extsvc.mesh.local",
+            forward("dup-b.mesh-external-service.invalid"),
+        ),
     ]
 }

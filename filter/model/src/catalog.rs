@@ -8,21 +8,32 @@ use std::net::IpAddr;
 
 use crate::address::{self, Address, Host};
 use crate::authority::HostRef;
+use crate::hostname_generator::{self, Generator, Outcome};
+use crate::mesh_external_service::MeshExternalServiceSpec;
 use crate::protocol::Protocol;
-use crate::resource::{Resource, Spec, Tls, DEFAULT_MESH, PROTOCOL_TAG};
+use crate::resource::{Kind, Resource, Spec, DEFAULT_MESH, PROTOCOL_TAG};
+use crate::upstream_tls::UpstreamTls;
 
 pub type ServiceId = usize;
 
-/// One `kuma.io/service`: every ExternalService with that tag is an endpoint of it.
+/// The zone this data plane is in, for HostnameGenerator templates (`.Zone`): a standalone
+/// Kuma control plane's.
+pub const ZONE: &str = "default";
+
+/// One `kuma.io/service` (every ExternalService with that tag is an endpoint of it), or one
+/// MeshExternalService.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
+    /// `ExternalService` or `MeshExternalService`.
+    pub kind: Kind,
+    /// The `kuma.io/service`, or the MeshExternalService's name.
     pub name: String,
     pub protocol: Protocol,
     /// No endpoint has a `kuma.io/protocol` tag: `protocol` is Kuma's default, tcp.
     pub protocol_untagged: bool,
     pub endpoints: Vec<Endpoint>,
     /// Shared by every endpoint (validation makes sure); `None` when TLS origination is off.
-    pub tls: Option<Tls>,
+    pub tls: Option<UpstreamTls>,
     /// What `:authority` becomes on the way out, which names the service's route: the first
     /// endpoint's host, with its port unless that is the default for the scheme (443 with
     /// TLS, 80 without). A service that shares it with another and gave up its real name
@@ -30,14 +41,27 @@ pub struct Service {
     pub authority: String,
     /// The authority the route gives the upstream when `authority` is the `.mesh` name.
     pub host_rewrite: Option<String>,
+    /// A MeshExternalService's `match`: `None` for an ExternalService.
+    pub matched: Option<Matched>,
+}
+
+/// What a MeshExternalService is reached by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matched {
+    pub port: u16,
+    /// From its HostnameGenerators, in their order; none when no generator gave it one (a
+    /// collision): then it is reached only by its VIP or a Dataplane outbound.
+    pub hostnames: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {
-    /// The ExternalService resource that declared it.
+    /// The resource that declared it.
     pub resource: String,
     pub address: Address,
     pub disable_host_dns_entry: bool,
+    /// Envoy's priority level (MeshExternalService `priority`): 0 is tried first.
+    pub priority: u32,
 }
 
 /// What a name leads to.
@@ -91,6 +115,7 @@ impl Catalog {
             ips: FxHashMap::default(),
         };
         let mut by_name: FxHashMap<&str, ServiceId> = FxHashMap::default();
+        let hostnames = mesh_external_service_hostnames(resources, mesh);
         for r in resources.iter().filter(|r| r.mesh == mesh) {
             match &r.spec {
                 Spec::Mesh(m) => catalog.passthrough = m.passthrough(),
@@ -105,12 +130,14 @@ impl Catalog {
                         resource: r.name.clone(),
                         address,
                         disable_host_dns_entry: net.disable_host_dns_entry,
+                        priority: 0,
                     };
                     let tag = es.tags.get(PROTOCOL_TAG).map(String::as_str);
                     let id = *by_name.entry(service).or_insert_with(|| {
-                        let tls = net.tls.clone().filter(Tls::is_enabled);
+                        let tls = net.tls.as_ref().and_then(UpstreamTls::of_external_service);
                         let authority = short_authority(&endpoint.address, tls.is_some());
                         catalog.services.push(Service {
+                            kind: Kind::ExternalService,
                             name: service.to_string(),
                             protocol: Protocol::of_tag(tag),
                             protocol_untagged: true,
@@ -118,6 +145,7 @@ impl Catalog {
                             tls,
                             authority,
                             host_rewrite: None,
+                            matched: None,
                         });
                         catalog.services.len() - 1
                     });
@@ -126,10 +154,14 @@ impl Catalog {
                     service.protocol_untagged &= tag.is_none();
                     service.endpoints.push(endpoint);
                 }
-                // MeshExternalServices are validated, not served yet.
+                Spec::MeshExternalService(mes) => {
+                    let names = hostnames.get(r.name.as_str()).cloned().unwrap_or_default();
+                    if let Some(service) = mesh_external_service(&r.name, mes, names) {
+                        catalog.services.push(service);
+                    }
+                }
                 Spec::Secret(_)
                 | Spec::Dataplane(_)
-                | Spec::MeshExternalService(_)
                 | Spec::HostnameGenerator(_)
                 | Spec::Policy { .. } => {}
             }
@@ -160,7 +192,7 @@ impl Catalog {
     fn keep_ports_where_authorities_clash(&mut self) {
         for id in self.sharing(|s| s.authority.clone()) {
             let service = &mut self.services[id];
-            if service.host_rewrite.is_some() {
+            if service.host_rewrite.is_some() || service.matched.is_some() {
                 continue;
             }
             if let Some(first) = service.endpoints.first() {
@@ -182,10 +214,11 @@ impl Catalog {
         };
         for id in self.sharing(first_address) {
             let service = &mut self.services[id];
-            if service
-                .endpoints
-                .first()
-                .is_some_and(|e| e.disable_host_dns_entry)
+            if service.kind == Kind::ExternalService
+                && service
+                    .endpoints
+                    .first()
+                    .is_some_and(|e| e.disable_host_dns_entry)
             {
                 let mut mesh_name = service.name.to_ascii_lowercase();
                 mesh_name.push_str(".mesh");
@@ -197,6 +230,21 @@ impl Catalog {
     fn claim_names(&mut self, id: ServiceId) {
         let service = &self.services[id];
         let target = Target::Service(id);
+        if let Some(matched) = &service.matched {
+            // A MeshExternalService is reached by its hostnames on its port, nothing else.
+            for hostname in &matched.hostnames {
+                let held = self.names.entry(hostname.as_str().into()).or_default();
+                claim(
+                    held,
+                    matched.port,
+                    Claim {
+                        target,
+                        rank: Rank::Exact,
+                    },
+                );
+            }
+            return;
+        }
         let mut ports: Vec<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
         ports.push(DEFAULT_REQUEST_PORT);
         ports.sort_unstable();
@@ -247,9 +295,120 @@ impl Catalog {
             .map(|(_, c)| c.target)
     }
 
-    pub fn service_id(&self, name: &str) -> Option<ServiceId> {
-        self.services.iter().position(|s| s.name == name)
+    /// The service of `kind` (`ExternalService` for a `kuma.io/service`) named `name`.
+    pub fn service_id(&self, kind: Kind, name: &str) -> Option<ServiceId> {
+        self.services
+            .iter()
+            .position(|s| s.kind == kind && s.name == name)
     }
+}
+
+/// A MeshExternalService as a service: its endpoints with their priorities, its TLS, and the
+/// authority its route is found by (its hostname, with the port unless 80). Kuma leaves one
+/// with an extension to the extension, which validation refuses here.
+fn mesh_external_service(
+    name: &str,
+    mes: &MeshExternalServiceSpec,
+    hostnames: Vec<String>,
+) -> Option<Service> {
+    let port = u16::try_from(mes.matcher.port).ok()?;
+    let written = mes.endpoints.as_deref().unwrap_or_default();
+    let endpoints = written
+        .iter()
+        .filter_map(|e| {
+            let host = match e.address.parse() {
+                Ok(ip) => Host::Ip(ip),
+                Err(_) => Host::Name(address::normalize_name(&e.address)),
+            };
+            Some(Endpoint {
+                resource: name.to_string(),
+                address: Address {
+                    host,
+                    port: u16::try_from(e.port).ok()?,
+                },
+                disable_host_dns_entry: false,
+                priority: e.priority.unwrap_or(0),
+            })
+        })
+        .collect();
+    let authority = match hostnames.first() {
+        Some(h) if port == DEFAULT_REQUEST_PORT => h.clone(),
+        Some(h) => format!("{h}:{port}"),
+        // Never a name a request can use (RFC 2606 reserves `.invalid`): the route is found
+        // only through the listener bound to the service, which sets it.
+        None => format!(
+            "{}.mesh-external-service.invalid",
+            name.to_ascii_lowercase()
+        ),
+    };
+    Some(Service {
+        kind: Kind::MeshExternalService,
+        name: name.to_string(),
+        protocol: Protocol::of_tag(mes.matcher.protocol.as_deref()),
+        protocol_untagged: false,
+        endpoints,
+        tls: mes
+            .tls
+            .as_ref()
+            .and_then(|t| UpstreamTls::of_mesh_external_service(t, written)),
+        authority,
+        host_rewrite: None,
+        matched: Some(Matched { port, hostnames }),
+    })
+}
+
+/// The hostnames each MeshExternalService of `mesh` gets from the HostnameGenerators (global
+/// resources: every mesh's apply), by MES name; Kuma's default generator when none is given.
+pub fn mesh_external_service_hostnames<'r>(
+    resources: &'r [Resource],
+    mesh: &str,
+) -> FxHashMap<&'r str, Vec<String>> {
+    let (generators, services) = hostname_inputs(resources, mesh);
+    let mut out: FxHashMap<&str, Vec<String>> = FxHashMap::default();
+    for a in hostname_generator::assign(&generators, &services, ZONE) {
+        if let Outcome::Generated(hostname) = a.outcome {
+            out.entry(services[a.service].name)
+                .or_default()
+                .push(hostname.to_ascii_lowercase());
+        }
+    }
+    out
+}
+
+/// Why a MeshExternalService of `mesh` got no hostname from a generator (a collision, a
+/// template that does not render), naming the service that has it: Kuma's conditions, as
+/// warnings. By MES name.
+pub fn hostname_warnings<'r>(resources: &'r [Resource], mesh: &str) -> Vec<(&'r str, String)> {
+    let (generators, services) = hostname_inputs(resources, mesh);
+    hostname_generator::assign(&generators, &services, ZONE)
+        .into_iter()
+        .filter_map(|a| Some((services[a.service].name, a.warning(&services)?)))
+        .collect()
+}
+
+fn hostname_inputs<'r>(
+    resources: &'r [Resource],
+    mesh: &str,
+) -> (Vec<Generator<'r>>, Vec<hostname_generator::Service<'r>>) {
+    let mut generators = Vec::new();
+    let mut services = Vec::new();
+    for r in resources {
+        match &r.spec {
+            Spec::HostnameGenerator(spec) => generators.push(Generator {
+                name: &r.name,
+                spec,
+            }),
+            Spec::MeshExternalService(_) if r.mesh == mesh => {
+                services.push(hostname_generator::Service {
+                    name: &r.name,
+                    mesh: &r.mesh,
+                    labels: &r.labels,
+                })
+            }
+            _ => {}
+        }
+    }
+    (generators, services)
 }
 
 /// The host, with the port unless that is the scheme's default (443 with TLS, 80 without).

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{self, Catalog, ServiceId};
-use crate::mesh_external_service::NOT_SERVED;
 use crate::report::{Report, Violation};
 use crate::resource::{self, Kind, Origin, Resource};
 use crate::validate;
@@ -75,6 +74,13 @@ pub struct PluginConfig {
     /// Binds this filter to one `kuma.io/service`: every request goes there, whatever its host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// Binds this filter to one MeshExternalService, as `service` does.
+    #[serde(
+        default,
+        rename = "meshExternalService",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mesh_external_service: Option<String>,
 }
 
 /// A configured filter: the catalog of its mesh and, maybe, the one service it is bound to.
@@ -91,14 +97,12 @@ pub enum ConfigError {
     Invalid(Vec<Report>),
     Mesh(String),
     UnknownService {
+        kind: Kind,
         service: String,
         mesh: String,
     },
-    /// A valid resource of a kind the filter does not serve yet.
-    NotServed {
-        kind: Kind,
-        name: String,
-    },
+    /// Both `service` and `meshExternalService` are set.
+    TwoBindings,
 }
 
 impl ConfigError {
@@ -116,11 +120,18 @@ impl ConfigError {
             ConfigError::Mesh(e) => vec![format!(
                 "{PLUGIN_CONFIGURATION}: mesh: {e}: set `mesh` to the one to serve"
             )],
-            ConfigError::UnknownService { service, mesh } => vec![format!(
+            ConfigError::UnknownService {
+                kind: Kind::MeshExternalService,
+                service,
+                mesh,
+            } => vec![format!(
+                "{PLUGIN_CONFIGURATION}: meshExternalService: mesh {mesh:?} has no MeshExternalService {service:?}"
+            )],
+            ConfigError::UnknownService { service, mesh, .. } => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service: no ExternalService of mesh {mesh:?} has kuma.io/service {service:?}"
             )],
-            ConfigError::NotServed { kind, name } => vec![format!(
-                "{PLUGIN_CONFIGURATION}: {kind} {name:?} is validated but not served yet: the filter serves ExternalService only"
+            ConfigError::TwoBindings => vec![format!(
+                "{PLUGIN_CONFIGURATION}: service and meshExternalService both bind the filter: set one"
             )],
         }
     }
@@ -137,28 +148,24 @@ pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
     if !checked.is_valid() {
         return Err(ConfigError::Invalid(checked.invalid().cloned().collect()));
     }
-    if let Some(r) = checked
-        .resources
-        .iter()
-        .find(|r| NOT_SERVED.contains(&r.kind()))
-    {
-        return Err(ConfigError::NotServed {
-            kind: r.kind(),
-            name: r.name.clone(),
-        });
-    }
     let mesh = catalog::select_mesh(&checked.resources, config.mesh.as_deref())
         .map_err(ConfigError::Mesh)?;
     let catalog = Catalog::build(&checked.resources, &mesh);
-    let bound =
-        match config.service {
-            None => None,
-            Some(service) => Some(catalog.service_id(&service).ok_or(
-                ConfigError::UnknownService {
-                    service,
-                    mesh: mesh.clone(),
-                },
-            )?),
-        };
+    let binding = match (config.service, config.mesh_external_service) {
+        (Some(_), Some(_)) => return Err(ConfigError::TwoBindings),
+        (Some(service), None) => Some((Kind::ExternalService, service)),
+        (None, Some(name)) => Some((Kind::MeshExternalService, name)),
+        (None, None) => None,
+    };
+    let bound = match binding {
+        None => None,
+        Some((kind, service)) => Some(catalog.service_id(kind, &service).ok_or(
+            ConfigError::UnknownService {
+                kind,
+                service,
+                mesh: mesh.clone(),
+            },
+        )?),
+    };
     Ok(Filter { catalog, bound })
 }

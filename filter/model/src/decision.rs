@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::authority::{self, AuthorityError, NameBuf};
 use crate::catalog::{Catalog, Service, ServiceId, Target};
 use crate::protocol::Protocol;
+use crate::resource::Kind;
 
 /// What the decision may ask of the request; the glue reads headers lazily behind this.
 pub trait Request {
@@ -74,34 +75,47 @@ impl Denial {
     /// The local reply's body: what was refused and what to do about it.
     pub fn body(&self, catalog: &Catalog, request: &dyn Request) -> String {
         let host = quoted(request.authority().unwrap_or(""));
-        let service = |id: ServiceId| catalog.services[id].name.as_str();
         let mut body = match self {
             Denial::BadAuthority(e) => format!("the request authority {host} is not a valid host[:port]: {e}"),
             Denial::UndeclaredHost => format!(
-                "host {host} is not declared by any ExternalService of mesh {:?}, and the mesh's passthrough is off",
+                "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and the mesh's passthrough is off",
                 catalog.mesh
             ),
             Denial::AmbiguousHost => format!(
-                "host {host} is declared by several ExternalServices of mesh {:?} on different ports; add the port to the request",
+                "host {host} is declared by several services of mesh {:?} on different ports; add the port to the request",
                 catalog.mesh
             ),
             Denial::NotHttp(id) => {
                 let declared = &catalog.services[*id];
-                let why = if declared.protocol_untagged {
-                    "has no kuma.io/protocol tag, so it is tcp (Kuma's default) and".to_string()
+                let name = &declared.name;
+                if declared.kind == Kind::MeshExternalService {
+                    format!(
+                        "MeshExternalService {name:?} has match.protocol {} and cannot be reached through this HTTP listener; connect to it over TCP through its VIP or a Dataplane outbound, or set match.protocol: http, http2 or grpc",
+                        declared.protocol
+                    )
                 } else {
-                    format!("is declared kuma.io/protocol: {}, so it", declared.protocol)
+                    let why = if declared.protocol_untagged {
+                        "has no kuma.io/protocol tag, so it is tcp (Kuma's default) and".to_string()
+                    } else {
+                        format!("is declared kuma.io/protocol: {}, so it", declared.protocol)
+                    };
+                    format!(
+                        "service {name:?} {why} cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc"
+                    )
+                }
+            }
+            Denial::NotGrpc(id) => {
+                let declared = &catalog.services[*id];
+                let what = if declared.kind == Kind::MeshExternalService {
+                    format!("MeshExternalService {:?} has match.protocol: grpc", declared.name)
+                } else {
+                    format!("service {:?} is declared kuma.io/protocol: grpc", declared.name)
                 };
                 format!(
-                    "service {:?} {why} cannot be reached through this HTTP listener; connect to it over TCP through its TCP listener (a Dataplane outbound), or declare kuma.io/protocol: http, http2 or grpc",
-                    declared.name
+                    "{what} and takes only gRPC requests (content-type application/grpc), not {}",
+                    quoted(request.content_type().unwrap_or(""))
                 )
             }
-            Denial::NotGrpc(id) => format!(
-                "service {:?} is declared kuma.io/protocol: grpc and takes only gRPC requests (content-type application/grpc), not {}",
-                service(*id),
-                quoted(request.content_type().unwrap_or(""))
-            ),
         };
         body.push('\n');
         body

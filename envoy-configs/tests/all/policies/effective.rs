@@ -105,7 +105,11 @@ fn at_the_same_level_the_name_that_sorts_first_wins() {
     std::fs::write(&file, resources).unwrap();
     let loaded = read::load(&[file]).unwrap();
     let policies = extsvc::policy::Policies::build(&loaded.checked.resources);
-    let applied = policies.of("default", "a").get(Kind::MeshTimeout).unwrap();
+    let catalog = external_service_model::Catalog::build(&loaded.checked.resources, "default");
+    let applied = policies
+        .of("default", &catalog.services[0])
+        .get(Kind::MeshTimeout)
+        .unwrap();
     assert_eq!(applied.fields["http.requestTimeout"], "aa");
     assert_eq!(applied.merged["http"]["requestTimeout"], "1s");
 }

@@ -1,7 +1,7 @@
 //! Kuma's MeshExternalService (MES), the external-service resource Kuma recommends since 2.9:
 //! its spec as written (`spec`), Kuma's validator in Kuma's words plus this project's own
-//! refusals (`validate`). Read in both forms by `resource`, validated by `validate`; not yet
-//! served (`extsvc generate` refuses it, the filter's catalog holds none).
+//! refusals (`validate`). Read in both forms by `resource`, validated by `validate`, served
+//! as a service of the catalog.
 
 pub mod spec;
 pub mod validate;
@@ -13,14 +13,9 @@ use serde_json::Value;
 use crate::resource::{Kind, Resource, Spec};
 use crate::violation::Violation;
 
-/// The kinds that are read and validated but not served yet: `extsvc generate` and the filter
-/// refuse a configuration that holds one, rather than leave it out unsaid.
-pub const NOT_SERVED: [Kind; 2] = [Kind::MeshExternalService, Kind::HostnameGenerator];
-
 /// Reads the spec of a MeshExternalService or HostnameGenerator, kept under `spec` in both
 /// forms (`prefix` is `spec.` for Kubernetes, whose CRD defaults apply) and named `spec.…`
 /// in both.
-#[cfg(feature = "mesh-external-service")]
 pub(crate) fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violation>> {
     fn typed<T: serde::de::DeserializeOwned>(
         body: Value,
@@ -50,21 +45,10 @@ pub(crate) fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, V
     })
 }
 
-/// Without the feature (the filter module), both kinds are refused as they are read.
-#[cfg(not(feature = "mesh-external-service"))]
-pub(crate) fn read_spec(kind: Kind, _: Value, _: &str) -> Result<Spec, Vec<Violation>> {
-    Err(vec![Violation::new(
-        "",
-        format!("{kind} is validated by extsvc but not served by the filter yet"),
-    )])
-}
-
 /// The violations of a MeshExternalService or HostnameGenerator (none for another kind).
 pub(crate) fn validate_resource(resource: &Resource) -> Vec<Violation> {
     match &resource.spec {
-        #[cfg(feature = "mesh-external-service")]
         Spec::MeshExternalService(spec) => validate::validate(&resource.name, spec),
-        #[cfg(feature = "mesh-external-service")]
         Spec::HostnameGenerator(spec) => crate::hostname_generator::validate(spec),
         _ => Vec::new(),
     }
