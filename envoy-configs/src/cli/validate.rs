@@ -1,11 +1,12 @@
 //! `extsvc validate FILE...`: every violation of every resource, Kuma's wording.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use external_service_model::Report;
+use external_service_model::{catalog, Report};
 use serde::Serialize;
 
 use super::{format_word, Inputs};
@@ -86,11 +87,11 @@ pub fn run(
         }
     }
     let policies = Policies::build(&loaded.checked.resources);
+    let warnings = warnings(&loaded, &policies);
     let mut report = Vec::new();
     let _ = match format {
         Format::Text => write_text(&loaded, &mut report).and_then(|()| {
-            policies
-                .warnings()
+            warnings
                 .iter()
                 .try_for_each(|w| writeln!(report, "warning: {w}"))
         }),
@@ -99,7 +100,7 @@ pub fn run(
                 resources: &loaded.checked.reports,
                 errors: &loaded.syntax_errors,
                 effective: policies.view(),
-                warnings: policies.warnings(),
+                warnings: &warnings,
                 generator_limits: &loaded.limits,
             };
             serde_json::to_writer_pretty(&mut report, &json)
@@ -117,6 +118,18 @@ pub fn run(
         }
     }
     Ok(loaded.is_valid())
+}
+
+/// What Kuma accepts but a user should know: policy targets that name no service, and
+/// MeshExternalServices a HostnameGenerator gave no hostname (every mesh's).
+fn warnings(loaded: &Loaded, policies: &Policies) -> Vec<String> {
+    let resources = &loaded.checked.resources;
+    let meshes: BTreeSet<&str> = resources.iter().map(|r| r.mesh.as_str()).collect();
+    let mut found = policies.warnings().to_vec();
+    for mesh in meshes {
+        found.extend(catalog::hostname_warnings(resources, mesh));
+    }
+    found
 }
 
 /// `-o json` and `-o text`, the old spelling of `--format`: only validate's formats; any other

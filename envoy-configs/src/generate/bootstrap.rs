@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use external_service_model::catalog::{self, Catalog};
-use external_service_model::resource::Spec;
+use external_service_model::resource::{Kind, Spec};
 use serde_json::Value;
 
 use super::admin::{self, AdminAddress};
@@ -146,7 +146,8 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
     })
 }
 
-/// What passthrough lets out when no Mesh says otherwise, and tcp services no listener reaches.
+/// What passthrough lets out when no Mesh says otherwise, tcp services no listener reaches,
+/// and MeshExternalServices left without a hostname.
 fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
     let mesh = ctx.mesh();
     let mut found = Vec::new();
@@ -169,14 +170,25 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
         .iter()
         .filter(|s| !s.protocol.is_http() && !reachable_by_vip)
     {
-        if !outbounds.iter().any(|o| o.service.name == service.name) {
-            found.push(format!(
+        if outbounds.iter().any(|o| std::ptr::eq(o.service, service)) {
+            continue;
+        }
+        found.push(if service.kind == Kind::MeshExternalService {
+            format!(
+                "MeshExternalService {:?} is {} and no Dataplane outbound names it, so no listener \
+                 reaches it: add a Dataplane outbound with backendRef {{kind: MeshExternalService, \
+                 name: {}}}, use the transparent proxy, or set match.protocol: http",
+                service.name, service.protocol, service.name
+            )
+        } else {
+            format!(
                 "service {:?} is {} and no Dataplane outbound names it, so no listener reaches it: \
                  add a Dataplane outbound with kuma.io/service {:?}, or tag it kuma.io/protocol: http",
                 service.name, service.protocol, service.name
-            ));
-        }
+            )
+        });
     }
+    found.extend(catalog::hostname_warnings(ctx.resources, mesh));
     found
 }
 

@@ -171,3 +171,55 @@ fn a_mesh_external_service_ca_that_is_not_pem_is_refused_at_its_field() {
         "{validated:?}"
     );
 }
+
+#[test]
+fn a_hostname_collision_is_warned_and_only_the_first_service_gets_the_name() {
+    let d = test_dir();
+    let mes = |name: &str| {
+        format!("type: MeshExternalService\nname: {name}\nmesh: default\nlabels:\n  kuma.io/display-name: dup\nspec:\n  match: {{port: 80, protocol: http}}\n  endpoints: [{{address: {name}.example.com, port: 80}}]\n")
+    };
+    fs::write(
+        d.path().join("dup.yaml"),
+        format!("{}---\n{}", mes("dup-b"), mes("dup-a")),
+    )
+    .unwrap();
+    // Kuma's condition names the service it is on (`generator.go`); ours adds who has the name.
+    let warning = "warning: MeshExternalService \"dup-b\" (mesh \"default\"): HostnameGenerator \"local-mesh-external-service\": Hostname collision with MeshExternalService: dup-b (\"dup.extsvc.mesh.local\" is MeshExternalService \"dup-a\"'s)";
+    // Kuma takes both: valid, with the loser named.
+    let validated = run(d.path(), &["validate", "dup.yaml"]);
+    assert_eq!(validated.code, Some(0), "{validated:?}");
+    assert!(
+        validated.stdout.lines().any(|l| l == warning),
+        "{validated:?}"
+    );
+    let wasm = wasm_module();
+    let generated = run(
+        d.path(),
+        &[
+            "generate",
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "dup.yaml",
+            "-o",
+            "envoy.yaml",
+        ],
+    );
+    assert_eq!(generated.code, Some(0), "{generated:?}");
+    assert!(
+        generated.stderr.contains(&format!("extsvc: {warning}")),
+        "{generated:?}"
+    );
+    let config = fs::read_to_string(d.path().join("envoy.yaml")).unwrap();
+    // The name routes to dup-a alone; dup-b keeps a cluster, reached only when bound to it.
+    assert_eq!(
+        config.matches("- dup.extsvc.mesh.local").count(),
+        1,
+        "{config}"
+    );
+    let route_of_dup = config
+        .split("- dup.extsvc.mesh.local")
+        .nth(1)
+        .and_then(|rest| rest.split("cluster: ").nth(1))
+        .and_then(|rest| rest.lines().next());
+    assert_eq!(route_of_dup, Some("external_service_mes_dup-a"));
+}

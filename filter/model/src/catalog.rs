@@ -377,12 +377,12 @@ pub fn mesh_external_service_hostnames<'r>(
 
 /// Why a MeshExternalService of `mesh` got no hostname from a generator (a collision, a
 /// template that does not render), naming the service that has it: Kuma's conditions, as
-/// warnings. By MES name.
-pub fn hostname_warnings<'r>(resources: &'r [Resource], mesh: &str) -> Vec<(&'r str, String)> {
+/// warnings (Kuma accepts such resources).
+pub fn hostname_warnings(resources: &[Resource], mesh: &str) -> Vec<String> {
     let (generators, services) = hostname_inputs(resources, mesh);
     hostname_generator::assign(&generators, &services, ZONE)
-        .into_iter()
-        .filter_map(|a| Some((services[a.service].name, a.warning(&services)?)))
+        .iter()
+        .filter_map(|a| a.warning(&services))
         .collect()
 }
 
