@@ -2,7 +2,8 @@
 //! Envoy, never restarted, takes up an added, a moved and a removed service, keeps its
 //! configuration when a change is invalid, and loads a rotated CA file and client certificate
 //! pair, while a steady stream of requests to an unchanged service is never refused; a
-//! removed service's request in flight finishes. `watch` prints one line per update and stops
+//! removed service's request in flight finishes. A MeshExternalService is added, its inline CA
+//! rotated and it is removed the same way. `watch` prints one line per update and stops
 //! on SIGINT or SIGTERM with exit 0.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -805,4 +806,93 @@ fn an_inline_ca_changed_in_the_resources_is_taken_up_through_its_secret_file_alo
     stream.assert_all_served();
     assert_eq!(s.envoy.pid(), pid, "Envoy was restarted");
     assert_no_sds_failures(&s.envoy, 2);
+}
+
+/// A MeshExternalService `secure` on match.port 80 (so `secure.extsvc.mesh.local` with no
+/// port), TLS to `addr` named `secure.test`, trusting `ca` and presenting `client`, each as
+/// `inlineString` (MES has no `file` DataSource).
+fn mesh_external_service(addr: SocketAddr, ca: &Ca, client: &CertKey) -> String {
+    let pem = |text: &str| serde_json::to_string(text).unwrap();
+    let read = |path: &Path| pem(&fs::read_to_string(path).unwrap());
+    format!(
+        "type: MeshExternalService\nname: secure\nmesh: default\nspec:\n  match: {{port: 80, protocol: http}}\n  endpoints: [{{address: \"{}\", port: {}}}]\n  tls:\n    enabled: true\n    verification:\n      serverName: secure.test\n      caCert: {{inlineString: {}}}\n      clientCert: {{inlineString: {}}}\n      clientKey: {{inlineString: {}}}\n",
+        addr.ip(),
+        addr.port(),
+        pem(ca.ca_pem()),
+        read(&client.cert_path),
+        read(&client.key_path),
+    )
+}
+
+#[test]
+fn a_mesh_external_service_is_added_its_ca_rotated_and_removed_with_no_restart() {
+    let dir = test_dir();
+    let d = dir.path();
+    let (up, steady) = steady_upstream(d);
+    let (old_ca, new_ca) = (Ca::new(d, "old-ca"), Ca::new(d, "new-ca"));
+    let clients = Ca::new(d, "clients");
+    let client = clients.client_cert(d, "app", "app");
+    let addr = SocketAddr::from((LOCALHOST, support::free_port()));
+    let server = |ca: &Ca, stem: &str| ca.server_cert(d, stem, &["secure.test"], &[LOCALHOST]);
+    let mut upstream = secure_upstream(d, "secure-1", addr, &server(&old_ca, "server-1"), &clients);
+    let s = start(d, &up, std::slice::from_ref(&steady));
+    let (proxy, pid) = (s.proxy(), s.envoy.pid());
+    let stream = Stream::start(proxy.clone(), "steady.mesh");
+    let regenerate = |resources: &[String]| {
+        let cli = generate(d, &docs(resources), s.listen, up.dns_addr(), &xds_args(d));
+        assert_eq!(cli.code, Some(0), "{cli:?}");
+    };
+    let host = "secure.extsvc.mesh.local";
+
+    // Added: served by its hostname, with its client certificate.
+    eventually_status(&proxy, host, 403);
+    regenerate(&[
+        mesh(false),
+        steady.clone(),
+        mesh_external_service(addr, &old_ca, &client),
+    ]);
+    let served = eventually_status(&proxy, host, 200);
+    assert_eq!(
+        served.header("x-seen-peer-subject"),
+        Some("CN=app"),
+        "{served:?}"
+    );
+    let seen = successes(&s.envoy);
+    let clusters = fs::read(xds_dir(d).join("cds.yaml")).unwrap();
+
+    // The upstream's certificate now comes from another CA: refused until the resource's CA
+    // is, which only its SDS secret carries.
+    upstream.envoy.kill();
+    upstream = secure_upstream(d, "secure-2", addr, &server(&new_ca, "server-2"), &clients);
+    eventually_status(&proxy, host, 503);
+    regenerate(&[
+        mesh(false),
+        steady.clone(),
+        mesh_external_service(addr, &new_ca, &client),
+    ]);
+    eventually_status(&proxy, host, 200);
+    s.envoy.wait_for_stat(
+        "sds.external_service_mes_secure.ca.update_success",
+        UPDATE,
+        |n| n == 2,
+    );
+    assert_eq!(
+        fs::read(xds_dir(d).join("cds.yaml")).unwrap(),
+        clusters,
+        "the cluster changed"
+    );
+    assert_eq!(successes(&s.envoy), seen, "LDS and CDS were not needed");
+
+    // Removed: refused again, passthrough being off.
+    regenerate(&[mesh(false), steady.clone()]);
+    let refused = eventually_status(&proxy, host, 403);
+    assert_eq!(
+        refused.header("x-external-service-denied"),
+        Some("undeclared-host"),
+        "{refused:?}"
+    );
+    stream.wait_for_more(5);
+    stream.assert_all_served();
+    assert_eq!(s.envoy.pid(), pid, "Envoy was restarted");
+    drop(upstream);
 }
