@@ -38,11 +38,11 @@ pub fn service_cluster(ctx: &Context<'_>, secrets: &mut Secrets, service: &Servi
     let hosts = distinct_hosts(service);
     // Without one SNI for all, each host gets its own name checked (and sent, for an
     // ExternalService).
-    let per_host_tls = service
-        .tls
-        .as_ref()
-        .is_some_and(|t| !matches!(t.sni, Sni::Name(_)))
-        && hosts.len() > 1;
+    let per_host_tls = service.tls.as_ref().is_some_and(|t| match t.sni {
+        Sni::EachHost => true,
+        Sni::None => t.verify_name,
+        Sni::Name(_) => false,
+    }) && hosts.len() > 1;
 
     let mut sockets = Vec::new();
     if let Some(settings) = &service.tls {

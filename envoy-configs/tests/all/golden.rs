@@ -268,6 +268,11 @@ fn multi_endpoint() {
     check_scenario("multi-endpoint");
 }
 
+#[test]
+fn mesh_external_service() {
+    check_scenario("mesh-external-service");
+}
+
 /// `--transparent-proxy` with its defaults (VIPs from 240.0.0.0/4, DNS on 127.0.0.1:15053).
 #[test]
 fn transparent_proxy() {
