@@ -208,3 +208,33 @@ fn a_hostname_generator_is_read_and_validated_in_kumas_words() {
         ])
     );
 }
+
+#[test]
+fn labels_are_read_in_both_forms_and_written_back() {
+    let universal = "type: MeshExternalService\nname: a\nmesh: m\nlabels: {team: data, kuma.io/display-name: shown}\nspec:\n  match: {port: 80, protocol: http}\n  endpoints: [{address: a.test, port: 80}]\n";
+    let kubernetes = "apiVersion: kuma.io/v1alpha1\nkind: MeshExternalService\nmetadata:\n  name: a\n  labels: {kuma.io/mesh: m, team: data}\nspec:\n  match: {port: 80, protocol: http}\n  endpoints: [{address: a.test, port: 80}]\n";
+    let (u, k) = (read(universal), read(kubernetes));
+    let (u, k) = (&u.resources[0], &k.resources[0]);
+    assert_eq!(u.labels.get("team").map(String::as_str), Some("data"));
+    assert_eq!(k.labels.get("team").map(String::as_str), Some("data"));
+    assert_eq!(k.labels.get("kuma.io/mesh").map(String::as_str), Some("m"));
+    let again = resource::from_value(u.to_universal(), Origin::default()).unwrap();
+    assert_eq!(again.labels, u.labels);
+    // The label gives the hostname (`.DisplayName`).
+    let catalog = external_service_model::Catalog::build(std::slice::from_ref(u), "m");
+    assert_eq!(catalog.services[0].authority, "shown.extsvc.mesh.local");
+}
+
+#[test]
+fn labels_that_are_not_a_map_of_strings_are_named() {
+    let bad = "type: MeshExternalService\nname: a\nmesh: m\nlabels: {team: 5}\nspec:\n  match: {port: 80, protocol: http}\n";
+    assert_eq!(
+        violations(bad),
+        pairs(&[("labels.team", "expected a string, found a number")])
+    );
+    let bad = "apiVersion: kuma.io/v1alpha1\nkind: MeshExternalService\nmetadata:\n  name: a\n  labels: [x]\nspec:\n  match: {port: 80, protocol: http}\n";
+    assert_eq!(
+        violations(bad),
+        pairs(&[("metadata.labels", "expected a map of strings, found a list")])
+    );
+}
