@@ -747,15 +747,41 @@ fn watch_without_an_xds_dir_or_on_standard_input_cannot_run() {
     assert!(!xds_dir(d).exists(), "nothing is written");
 }
 
+/// What an inline-CA rotation needs: the CA before and after, the clients' CA and one client
+/// of it, and a free loopback address for the upstream.
+struct InlineRotation {
+    old_ca: Ca,
+    new_ca: Ca,
+    clients: Ca,
+    client: CertKey,
+    addr: SocketAddr,
+}
+
+impl InlineRotation {
+    fn new(d: &Path) -> InlineRotation {
+        let clients = Ca::new(d, "clients");
+        InlineRotation {
+            old_ca: Ca::new(d, "old-ca"),
+            new_ca: Ca::new(d, "new-ca"),
+            client: clients.client_cert(d, "app", "app"),
+            clients,
+            addr: SocketAddr::from((LOCALHOST, support::free_port())),
+        }
+    }
+}
+
 #[test]
 fn an_inline_ca_changed_in_the_resources_is_taken_up_through_its_secret_file_alone() {
     let dir = test_dir();
     let d = dir.path();
     let (up, steady) = steady_upstream(d);
-    let (old_ca, new_ca) = (Ca::new(d, "old-ca"), Ca::new(d, "new-ca"));
-    let clients = Ca::new(d, "clients");
-    let client = clients.client_cert(d, "app", "app");
-    let addr = SocketAddr::from((LOCALHOST, support::free_port()));
+    let InlineRotation {
+        old_ca,
+        new_ca,
+        clients,
+        client,
+        addr,
+    } = InlineRotation::new(d);
     let secure = |ca: &Ca| {
         let ca = serde_json::to_string(ca.ca_pem()).unwrap();
         let mut tls = vec![format!("caCert: {{inlineString: {ca}}}")];
@@ -829,10 +855,13 @@ fn a_mesh_external_service_is_added_its_ca_rotated_and_removed_with_no_restart()
     let dir = test_dir();
     let d = dir.path();
     let (up, steady) = steady_upstream(d);
-    let (old_ca, new_ca) = (Ca::new(d, "old-ca"), Ca::new(d, "new-ca"));
-    let clients = Ca::new(d, "clients");
-    let client = clients.client_cert(d, "app", "app");
-    let addr = SocketAddr::from((LOCALHOST, support::free_port()));
+    let InlineRotation {
+        old_ca,
+        new_ca,
+        clients,
+        client,
+        addr,
+    } = InlineRotation::new(d);
     let server = |ca: &Ca, stem: &str| ca.server_cert(d, stem, &["secure.test"], &[LOCALHOST]);
     let mut upstream = secure_upstream(d, "secure-1", addr, &server(&old_ca, "server-1"), &clients);
     let s = start(d, &up, std::slice::from_ref(&steady));

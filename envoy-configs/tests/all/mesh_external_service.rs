@@ -15,6 +15,13 @@ fn run(dir: &Path, args: &[&str]) -> Cli {
     extsvc(dir, &args)
 }
 
+/// `extsvc generate FILE -o envoy.yaml` in `dir`, with the built filter module.
+fn generate_to_envoy_yaml(dir: &Path, file: &str) -> Cli {
+    let wasm = wasm_module();
+    let wasm = wasm.to_str().unwrap();
+    run(dir, &["generate", "--wasm", wasm, file, "-o", "envoy.yaml"])
+}
+
 /// Kuma's `full-invalid` and `min-higher-than-max-invalid` cases (2.9.0 and v2.14.3
 /// testdata; transcribed whole in `filter/model/tests/kuma/mesh_external_service/`) in one
 /// resource, shortened, as a user writes it in Universal form.
@@ -124,18 +131,7 @@ fn generate_serves_both_kinds_side_by_side() {
     // An MES may share a name with a kuma.io/service: each kind has its own cluster.
     let mes = "type: MeshExternalService\nname: httpbin\nmesh: default\nspec:\n  match: {port: 8080, protocol: http}\n  endpoints: [{address: api.example.com, port: 80}]\n";
     fs::write(d.path().join("both.yaml"), format!("{es}---\n{mes}")).unwrap();
-    let wasm = wasm_module();
-    let generated = run(
-        d.path(),
-        &[
-            "generate",
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "both.yaml",
-            "-o",
-            "envoy.yaml",
-        ],
-    );
+    let generated = generate_to_envoy_yaml(d.path(), "both.yaml");
     assert_eq!(generated.code, Some(0), "{generated:?}");
     let config: serde_json::Value =
         serde_yaml_ng::from_str(&fs::read_to_string(d.path().join("envoy.yaml")).unwrap()).unwrap();
@@ -192,18 +188,7 @@ fn a_hostname_collision_is_warned_and_only_the_first_service_gets_the_name() {
         validated.stdout.lines().any(|l| l == warning),
         "{validated:?}"
     );
-    let wasm = wasm_module();
-    let generated = run(
-        d.path(),
-        &[
-            "generate",
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "dup.yaml",
-            "-o",
-            "envoy.yaml",
-        ],
-    );
+    let generated = generate_to_envoy_yaml(d.path(), "dup.yaml");
     assert_eq!(generated.code, Some(0), "{generated:?}");
     assert!(
         generated.stderr.contains(&format!("extsvc: {warning}")),
