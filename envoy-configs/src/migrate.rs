@@ -35,7 +35,9 @@ impl Form {
     /// As the model's reader tells the forms apart.
     pub fn of(document: &Value) -> Form {
         match document {
-            Value::Object(map) if map.contains_key("apiVersion") || map.contains_key("metadata") => {
+            Value::Object(map)
+                if map.contains_key("apiVersion") || map.contains_key("metadata") =>
+            {
                 Form::Kubernetes
             }
             _ => Form::Universal,
@@ -261,7 +263,9 @@ fn match_port(protocol: &str, first: &Address) -> u16 {
 fn port_note(service: &str, protocol: &str, hostname: &str, port: u16, own: u16) -> String {
     let (why, lost) = if protocol == "http" {
         (
-            format!("as an http app called `http://{service}.mesh/`; it calls `http://{hostname}/` now"),
+            format!(
+                "as an http app called `http://{service}.mesh/`; it calls `http://{hostname}/` now"
+            ),
             own,
         )
     } else {
@@ -270,7 +274,8 @@ fn port_note(service: &str, protocol: &str, hostname: &str, port: u16, own: u16)
             80,
         )
     };
-    let mut note = format!("the MeshExternalService is reached on port {port} (`match.port`), {why}");
+    let mut note =
+        format!("the MeshExternalService is reached on port {port} (`match.port`), {why}");
     if lost != port {
         note.push_str(&format!(
             "; `{service}.mesh:{lost}` has no equivalent (a MeshExternalService has one port)"
@@ -281,7 +286,12 @@ fn port_note(service: &str, protocol: &str, hostname: &str, port: u16, own: u16)
 
 /// Dataplane outbounds that name the service by tag name the MeshExternalService by
 /// `backendRef` in Kuma 2.9+.
-fn dataplane_notes(resources: &[Resource], mesh: &str, service: &str, name: &str) -> Vec<Violation> {
+fn dataplane_notes(
+    resources: &[Resource],
+    mesh: &str,
+    service: &str,
+    name: &str,
+) -> Vec<Violation> {
     let mut notes = Vec::new();
     for resource in resources.iter().filter(|r| r.mesh == mesh) {
         let Spec::Dataplane(dataplane) = &resource.spec else {
@@ -335,9 +345,11 @@ fn endpoint_notes(es: &ExternalServiceSpec, service: &Service) -> Vec<Violation>
     for (tag, value) in &es.tags {
         let why = match tag.as_str() {
             SERVICE_TAG | PROTOCOL_TAG => continue,
-            "kuma.io/zone" => "a MeshExternalService belongs to the zone whose control plane holds \
+            "kuma.io/zone" => {
+                "a MeshExternalService belongs to the zone whose control plane holds \
                  it (Kuma labels it `kuma.io/zone` itself): create it on that zone's control plane"
-                .to_string(),
+                    .to_string()
+            }
             _ => format!(
                 "a MeshExternalService has labels, not tags: what selected this service by tag \
                  selects it by `kind: MeshExternalService, name: {}`",
@@ -500,15 +512,16 @@ fn mes_tls(
         return Ok(None);
     };
     let files: BTreeMap<_, _> = file_sources(resource, tls, resolved).into_iter().collect();
-    let carried = |field: &str, source: &Option<DataSource>| -> Result<Option<DataSource>, String> {
-        match files.get(field) {
-            Some(path) => Ok(Some(DataSource {
-                inline_string: Some(read_file(path)?),
-                ..DataSource::default()
-            })),
-            None => Ok(source.clone()),
-        }
-    };
+    let carried =
+        |field: &str, source: &Option<DataSource>| -> Result<Option<DataSource>, String> {
+            match files.get(field) {
+                Some(path) => Ok(Some(DataSource {
+                    inline_string: Some(read_file(path)?),
+                    ..DataSource::default()
+                })),
+                None => Ok(source.clone()),
+            }
+        };
     let mode = if tls.skip_hostname_verification {
         "SkipSAN"
     } else {
@@ -528,7 +541,6 @@ fn mes_tls(
         }),
     }))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -552,7 +564,10 @@ mod tests {
             .collect();
         let loaded = read::check(documents);
         let read_file = |path: &Path| -> Result<String, String> {
-            Ok(format!("PEM of {}", path.file_name().unwrap().to_str().unwrap()))
+            Ok(format!(
+                "PEM of {}",
+                path.file_name().unwrap().to_str().unwrap()
+            ))
         };
         migrate(
             &loaded.checked.resources,
@@ -595,7 +610,11 @@ mod tests {
         ]
         .join("---\n");
         let m = migrated(&yaml);
-        let names: Vec<_> = m.services.iter().map(|s| s.resource.name.as_str()).collect();
+        let names: Vec<_> = m
+            .services
+            .iter()
+            .map(|s| s.resource.name.as_str())
+            .collect();
         assert_eq!(names, ["api", "other"]);
         let api = spec(&m.services[0]);
         let endpoints: Vec<_> = api
@@ -620,7 +639,12 @@ mod tests {
         let a = notes(&m, "a");
         assert!(a[0].starts_with("tags[\"kuma.io/service\"]: `api.mesh` is not carried over: the MeshExternalService is reached as `api.extsvc.mesh.local`"), "{a:?}");
         assert!(a[1].contains("reached on port 80 (`match.port`), as an http app called `http://api.mesh/`; it calls `http://api.extsvc.mesh.local/` now; `api.mesh:8443` has no equivalent"), "{a:?}");
-        assert!(a[2].starts_with("networking.address: the real name `a.example:8443` is not carried over"), "{a:?}");
+        assert!(
+            a[2].starts_with(
+                "networking.address: the real name `a.example:8443` is not carried over"
+            ),
+            "{a:?}"
+        );
         assert!(a[2].contains("MeshPassthrough"), "{a:?}");
         // Group notes are said once, of the first.
         assert_eq!(notes(&m, "b").len(), 1, "{:?}", notes(&m, "b"));
@@ -656,8 +680,14 @@ mod tests {
                 "tags[\"team\"]"
             ]
         );
-        assert!(k[2].contains("kafka becomes `match.protocol: tcp`"), "{k:?}");
-        assert!(k[4].contains("create it on that zone's control plane"), "{k:?}");
+        assert!(
+            k[2].contains("kafka becomes `match.protocol: tcp`"),
+            "{k:?}"
+        );
+        assert!(
+            k[4].contains("create it on that zone's control plane"),
+            "{k:?}"
+        );
         assert!(k[5].contains("labels, not tags"), "{k:?}");
     }
 
@@ -726,7 +756,10 @@ mod tests {
             .iter()
             .find(|n| n.starts_with("networking.tls.clientKey: a `file` DataSource has no MeshExternalService equivalent in Kuma 2.9 to 2.14: "))
             .unwrap();
-        assert!(key.contains("certs/k.pem is inlined as `inlineString`"), "{key}");
+        assert!(
+            key.contains("certs/k.pem is inlined as `inlineString`"),
+            "{key}"
+        );
         assert!(key.contains("put it in a Secret"), "{key}");
     }
 
@@ -734,13 +767,25 @@ mod tests {
     fn differing_tls_and_one_sni_for_several_hosts_are_said() {
         let yaml = [
             es("one", "pair", "one.example:443", "") + "  tls: {enabled: true}\n",
-            es("two", "pair", "two.example:443", "") + "  tls: {enabled: true, allowRenegotiation: true}\n",
+            es("two", "pair", "two.example:443", "")
+                + "  tls: {enabled: true, allowRenegotiation: true}\n",
         ]
         .join("---\n");
         let m = migrated(&yaml);
-        assert!(!spec(&m.services[0]).tls.clone().unwrap().allow_renegotiation);
+        assert!(
+            !spec(&m.services[0])
+                .tls
+                .clone()
+                .unwrap()
+                .allow_renegotiation
+        );
         let two = notes(&m, "two");
-        assert!(two.iter().any(|n| n.starts_with("networking.tls: differs from ExternalService \"one\"'s, which is used")), "{two:?}");
+        assert!(
+            two.iter().any(|n| n.starts_with(
+                "networking.tls: differs from ExternalService \"one\"'s, which is used"
+            )),
+            "{two:?}"
+        );
         let one = notes(&m, "one");
         assert!(one.iter().any(|n| n.starts_with("networking.tls.serverName: unset: the MeshExternalService sends every endpoint the SNI `one.example` (its first endpoint's name) and checks their certificates against it, where the ExternalServices sent `two.example`")), "{one:?}");
     }
@@ -764,7 +809,10 @@ mod tests {
     #[test]
     fn each_is_written_in_the_form_of_its_first_external_service() {
         let kubernetes = "apiVersion: kuma.io/v1alpha1\nkind: ExternalService\nmesh: prod\nmetadata:\n  name: k\n  labels:\n    team: web\nspec:\n  tags:\n    kuma.io/service: web\n  networking:\n    address: web.example:443\n";
-        let yaml = format!("{kubernetes}---\n{}", es("u", "plain", "plain.example:80", ""));
+        let yaml = format!(
+            "{kubernetes}---\n{}",
+            es("u", "plain", "plain.example:80", "")
+        );
         let m = migrated(&yaml);
         assert_eq!(
             document(&m.services[0]),

@@ -66,9 +66,9 @@ impl fmt::Display for Error {
             Error::NoExternalService => {
                 f.write_str("no ExternalService in the files: nothing to migrate")
             }
-            Error::Unmigratable(_) => f.write_str(
-                "the MeshExternalServices made would not be valid: nothing migrated",
-            ),
+            Error::Unmigratable(_) => {
+                f.write_str("the MeshExternalServices made would not be valid: nothing migrated")
+            }
             Error::Migrate(e) => write!(f, "{e}"),
             Error::Write(e) => e.fmt(f),
         }
@@ -105,8 +105,10 @@ pub fn run(args: &MigrateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> Re
     }
     let text = yaml(&migration.services);
     match &args.output {
-        Some(path) => atomic::write_file(path, text.as_bytes(), holds_client_key(&migration.services))
-            .map_err(Error::Write),
+        Some(path) => {
+            atomic::write_file(path, text.as_bytes(), holds_client_key(&migration.services))
+                .map_err(Error::Write)
+        }
         // A closed pipe is the reader's choice.
         None => {
             let _ = out.write_all(text.as_bytes());
