@@ -78,7 +78,7 @@ pub fn migrate(
         for (resource, es) in &group {
             let mut notes = Vec::new();
             if std::ptr::eq(*resource, first) {
-                notes.extend(service.group_notes.drain(..));
+                notes.append(&mut service.group_notes);
             }
             notes.extend(endpoint_notes(es, &service));
             notes.extend(tls_notes(resource, es, &group, &service, resolved));
@@ -90,7 +90,7 @@ pub fn migrate(
             true => Form::Kubernetes,
             false => Form::Universal,
         };
-        let tls = mes_tls(first, &group[0].1, resolved, read_file)?;
+        let tls = mes_tls(first, group[0].1, resolved, read_file)?;
         migration.services.push(Migrated {
             resource: service.resource(first, tls),
             form,
@@ -475,9 +475,9 @@ fn sni_notes(service: &Service) -> Vec<Violation> {
 }
 
 /// The `file` DataSources of an ExternalService's TLS, by field, with their resolved paths.
-fn file_sources<'a>(
+fn file_sources(
     resource: &Resource,
-    tls: &'a Tls,
+    tls: &Tls,
     resolved: &Resolved,
 ) -> Vec<(&'static str, std::path::PathBuf)> {
     let Some(material) = resolved.tls(Kind::ExternalService, &resource.mesh, &resource.name) else {
