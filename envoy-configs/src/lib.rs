@@ -5,6 +5,7 @@ pub mod cli;
 pub mod cluster_rules;
 pub mod envoy;
 pub mod generate;
+pub mod migrate;
 pub mod pipeline;
 pub mod policy;
 pub mod read;

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use extsvc::cli::generate::{self, GenerateArgs};
+use extsvc::cli::migrate::{self, MigrateArgs};
 use extsvc::cli::transparent_proxy::{self, TransparentProxyCommand};
 use extsvc::cli::validate::{self, ValidateArgs};
 use extsvc::cli::watch::{self, WatchArgs};
@@ -28,6 +29,9 @@ enum Command {
     /// Generate again on every change of the resource files, updating a running Envoy
     /// through --xds-dir
     Watch(Box<WatchArgs>),
+    /// Print the MeshExternalServices that do what the ExternalServices do, and what cannot
+    /// be carried over
+    Migrate(MigrateArgs),
     /// Capture an app's outbound traffic for Envoy with iptables (install, uninstall)
     #[command(subcommand)]
     TransparentProxy(TransparentProxyCommand),
@@ -60,6 +64,19 @@ fn main() -> ExitCode {
             match watch::run(args, &mut stdout, &mut std::io::stderr().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e, e.exit_code()),
+            }
+        }
+        Command::Migrate(args) => {
+            match migrate::run(args, &mut stdout, &mut std::io::stderr().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    if let migrate::Error::Invalid(loaded) | migrate::Error::Unmigratable(loaded) =
+                        &e
+                    {
+                        let _ = validate::write_text(loaded, &mut std::io::stderr().lock());
+                    }
+                    fail(&e, e.exit_code())
+                }
             }
         }
         Command::TransparentProxy(command) => match transparent_proxy::run(command, &mut stdout) {

@@ -100,14 +100,36 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
     Ok(files)
 }
 
+/// The documents of every file, read but not yet checked (see [`read`]).
+#[derive(Debug, Default)]
+pub struct Documents {
+    pub documents: Vec<(Value, Origin)>,
+    texts: Vec<(String, String)>,
+    syntax_errors: Vec<SyntaxError>,
+}
+
+impl Documents {
+    /// Every check of [`check`], with each violation located in its file.
+    pub fn check(self) -> Loaded {
+        let mut loaded = check(self.documents);
+        locate(&mut loaded, &self.texts);
+        loaded.syntax_errors = self.syntax_errors;
+        loaded
+    }
+}
+
 /// Reads and checks every file (see [`expand`]); resources of all files are validated
 /// together. Input with no resource at all is an error of each file: an empty file must not
 /// become an open proxy.
 pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
+    Ok(read(args)?.check())
+}
+
+/// Reads every file (see [`expand`]) into documents, for a command that looks at them as
+/// written before [`Documents::check`].
+pub fn read(args: &[PathBuf]) -> Result<Documents, ReadError> {
     let paths = expand(args)?;
-    let mut documents = Vec::new();
-    let mut syntax_errors = Vec::new();
-    let mut texts = Vec::new();
+    let mut read = Documents::default();
     for path in &paths {
         let text = read_text(path)?;
         let file = file_name(path);
@@ -116,19 +138,16 @@ pub fn load(args: &[PathBuf]) -> Result<Loaded, ReadError> {
         } else {
             yaml_documents(&file, &text)
         };
-        syntax_errors.extend(error);
-        documents.extend(Origin::in_file(&file, values));
-        texts.push((file, text));
+        read.syntax_errors.extend(error);
+        read.documents.extend(Origin::in_file(&file, values));
+        read.texts.push((file, text));
     }
-    if documents.is_empty() && syntax_errors.is_empty() {
+    if read.documents.is_empty() && read.syntax_errors.is_empty() {
         // A directory without resource files is named itself.
         let named = if paths.is_empty() { args } else { &paths };
-        syntax_errors = named.iter().map(|path| no_resources(path)).collect();
+        read.syntax_errors = named.iter().map(|path| no_resources(path)).collect();
     }
-    let mut loaded = check(documents);
-    locate(&mut loaded, &texts);
-    loaded.syntax_errors = syntax_errors;
-    Ok(loaded)
+    Ok(read)
 }
 
 /// Reads the documents as resources and runs every check on them: the model's validation,

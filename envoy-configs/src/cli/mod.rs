@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 pub mod generate;
+pub mod migrate;
 pub mod transparent_proxy;
 pub mod validate;
 pub mod watch;

@@ -24,6 +24,8 @@
 //!   warnings), and one module per kind in real Envoy against upstreams that misbehave on
 //!   purpose (`policies::timeout`, `retry`, `circuit_breaker`, `health_check`, `rate_limit`,
 //!   `fault_injection`).
+//! - `migrate`: `extsvc migrate`: what it makes validates and generates the same clusters, the
+//!   input's form kept, the notes on stderr, and what it refuses.
 //! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
 //!   them as Kuma does, `generate` serves them beside ExternalServices.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
@@ -44,6 +46,7 @@ mod golden;
 mod hostile;
 mod live;
 mod mesh_external_service;
+mod migrate;
 mod policies;
 mod recipes;
 mod secrets;
