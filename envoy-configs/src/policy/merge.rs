@@ -7,7 +7,7 @@ use std::sync::Arc;
 use external_service_model::resource::{Kind, Resource, Spec};
 use serde_json::{Map, Value};
 
-use super::spec::Entries;
+use super::spec::{Entries, Named};
 use super::{check_policy, Conf, KindConf};
 
 /// A valid policy, read.
@@ -38,7 +38,11 @@ impl<'a> Parsed<'a> {
 /// The entries of `C::KIND` that apply to `service`, in Kuma's order, merged: policies by
 /// their top-level target's rank, then by name (the name that sorts first is applied last,
 /// and so wins); their entries then by their own target's rank, policy order kept within one.
-pub(super) fn merge<C: Conf>(parsed: &[Parsed<'_>], mesh: &str, service: &str) -> Option<KindConf> {
+pub(super) fn merge<C: Conf>(
+    parsed: &[Parsed<'_>],
+    mesh: &str,
+    service: Named<'_>,
+) -> Option<KindConf> {
     let mut policies: Vec<(u8, &str, &Entries)> = parsed
         .iter()
         .filter(|p| p.kind == C::KIND && p.resource.mesh == mesh)
@@ -125,7 +129,56 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::policy::mesh_timeout;
+    use crate::policy::test_support::{merged, policy};
     use serde_json::json;
+
+    /// Kuma sorts `to[]` entries `Mesh` < `MeshService` < `MeshExternalService`: a
+    /// MeshExternalService's own entry wins over a mesh-wide one whatever the policies' names
+    /// and the entries' order, and leaves it the fields it does not set.
+    #[test]
+    fn a_mesh_external_services_entry_wins_over_the_mesh_wide_one() {
+        let policies = [
+            policy::<mesh_timeout::Conf>(
+                "a",
+                "{to: [{targetRef: {kind: MeshExternalService, name: ext}, \
+                  default: {http: {requestTimeout: 5s}}}, \
+                  {targetRef: {kind: Mesh}, default: {http: {requestTimeout: 1s}, idleTimeout: 1h}}]}",
+            ),
+            policy::<mesh_timeout::Conf>(
+                "z",
+                "{to: [{targetRef: {kind: Mesh}, default: {http: {requestTimeout: 2s}}}]}",
+            ),
+        ];
+        let (conf, fields) =
+            merged::<mesh_timeout::Conf>(&policies, Kind::MeshExternalService, "ext").unwrap();
+        assert_eq!(
+            conf,
+            json!({"http": {"requestTimeout": "5s"}, "idleTimeout": "1h"})
+        );
+        assert_eq!(fields, ["http.requestTimeout: a", "idleTimeout: a"]);
+    }
+
+    /// A `MeshService` entry is for an ExternalService's `kuma.io/service`, a
+    /// `MeshExternalService` entry for a MeshExternalService: one name, two services.
+    #[test]
+    fn a_target_selects_its_own_kind_of_service_only() {
+        let policies = [policy::<mesh_timeout::Conf>(
+            "p",
+            "{to: [{targetRef: {kind: MeshService, name: ext}, default: {http: {requestTimeout: 1s}}}, \
+              {targetRef: {kind: MeshExternalService, name: ext}, default: {http: {requestTimeout: 2s}}}]}",
+        )];
+        let timeout = |kind| {
+            merged::<mesh_timeout::Conf>(&policies, kind, "ext")
+                .unwrap()
+                .0["http"]["requestTimeout"]
+                .clone()
+        };
+        assert_eq!(timeout(Kind::ExternalService), "1s");
+        assert_eq!(timeout(Kind::MeshExternalService), "2s");
+        let others = merged::<mesh_timeout::Conf>(&policies, Kind::MeshExternalService, "other");
+        assert_eq!(others, None);
+    }
 
     #[test]
     fn merge_patch_records_the_policy_of_each_field() {

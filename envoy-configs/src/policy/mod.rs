@@ -11,11 +11,15 @@
 //! - `from[]`/`rules[]` policies, which Kuma applies where the service is reached (its egress,
 //!   here this Envoy): MeshFaultInjection, MeshRateLimit.
 //!
+//! A `to[]` entry selects every service (`Mesh`), an ExternalService's `kuma.io/service`
+//! (`MeshService`) or a MeshExternalService (`MeshExternalService`); a MeshExternalService
+//! gets no `from[]`/`rules[]` policy (Kuma's egress applies them to ExternalServices only).
+//!
 //! Merge order (Kuma's): policies sort by their top-level `targetRef` (`Mesh` before
 //! `MeshService`), then by name with the name that sorts first winning; their matching entries
 //! are concatenated in that order and sorted again by `to[].targetRef` (`Mesh` before
-//! `MeshService`); the `default`s are applied in that order as JSON merge patches (RFC 7386),
-//! so the last to set a field wins it.
+//! `MeshService` before `MeshExternalService`); the `default`s are applied in that order as
+//! JSON merge patches (RFC 7386), so the last to set a field wins it.
 
 pub mod configure;
 pub mod duration;
@@ -26,7 +30,7 @@ mod spec;
 #[cfg(test)]
 mod test_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use external_service_model::catalog::Service;
@@ -39,6 +43,7 @@ use serde_json::Value;
 
 pub use configure::Configure;
 use merge::Parsed;
+use spec::Named;
 
 /// Declares each kind's folder and lists it in [`KINDS`].
 /// The slices of the kinds of the model's one list ([`external_service_model::with_policy_kinds`]):
@@ -78,7 +83,7 @@ pub trait Conf: DeserializeOwned + Default + Configure + 'static {
 pub struct Slice {
     pub kind: Kind,
     check: fn(&Value) -> Vec<Violation>,
-    merge: fn(&[Parsed<'_>], &str, &str) -> Option<KindConf>,
+    merge: fn(&[Parsed<'_>], &str, Named<'_>) -> Option<KindConf>,
 }
 
 impl Slice {
@@ -165,15 +170,21 @@ impl Serialize for Effective {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServicePolicies {
     pub mesh: String,
+    /// `ExternalService` (then `service` is its `kuma.io/service`) or `MeshExternalService`.
+    pub kind: Kind,
     pub service: String,
     pub policies: Effective,
 }
 
+/// A declared service: its mesh, its kind and its name (an ExternalService's
+/// `kuma.io/service`, a MeshExternalService's name).
+type Declared = BTreeSet<(String, Kind, String)>;
+
 /// Valid policies merged for the declared services of every mesh.
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
-    /// By (mesh, service).
-    services: BTreeMap<(String, String), Effective>,
+    /// By (mesh, kind, name), as [`Declared`].
+    services: BTreeMap<(String, Kind, String), Effective>,
     warnings: Vec<String>,
 }
 
@@ -181,27 +192,21 @@ static NONE: Effective = Effective { kinds: Vec::new() };
 
 impl Policies {
     /// Merges the valid policies of `resources` (invalid ones are left out) for the
-    /// ExternalServices' `kuma.io/service`s.
+    /// ExternalServices' `kuma.io/service`s and the MeshExternalServices.
     pub fn build(resources: &[Resource]) -> Policies {
         // Each policy is checked and read once; a service then looks only at the policies.
         let parsed: Vec<Parsed<'_>> = resources.iter().filter_map(Parsed::of).collect();
-        let mut declared: BTreeMap<(String, String), ()> = BTreeMap::new();
-        for r in resources {
-            if let Spec::ExternalService(es) = &r.spec {
-                if let Some(service) = es.service() {
-                    declared.insert((r.mesh.clone(), service.to_string()), ());
-                }
-            }
-        }
+        let declared = declared(resources);
         let mut policies = Policies::default();
-        for (mesh, service) in declared.keys().filter(|_| !parsed.is_empty()) {
+        for (mesh, kind, name) in declared.iter().filter(|_| !parsed.is_empty()) {
+            let service = Named { kind: *kind, name };
             let kinds = KINDS
                 .iter()
                 .filter_map(|slice| (slice.merge)(&parsed, mesh, service))
                 .collect();
             policies
                 .services
-                .insert((mesh.clone(), service.clone()), Effective { kinds });
+                .insert((mesh.clone(), *kind, name.clone()), Effective { kinds });
         }
         policies.warnings = unmatched_targets(&parsed, &declared);
         policies
@@ -209,11 +214,8 @@ impl Policies {
 
     /// What applies to `service` of `mesh` (nothing, for a service no policy names).
     pub fn of(&self, mesh: &str, service: &Service) -> &Effective {
-        if service.kind != Kind::ExternalService {
-            return &NONE;
-        }
         self.services
-            .get(&(mesh.to_string(), service.name.clone()))
+            .get(&(mesh.to_string(), service.kind, service.name.clone()))
             .unwrap_or(&NONE)
     }
 
@@ -227,8 +229,9 @@ impl Policies {
         self.services
             .iter()
             .filter(|(_, e)| !e.kinds.is_empty())
-            .map(|((mesh, service), policies)| ServicePolicies {
+            .map(|((mesh, kind, service), policies)| ServicePolicies {
                 mesh: mesh.clone(),
+                kind: *kind,
                 service: service.clone(),
                 policies: policies.clone(),
             })
@@ -236,12 +239,25 @@ impl Policies {
     }
 }
 
-/// A warning per valid policy target that names a `kuma.io/service` no ExternalService of
-/// its mesh declares.
-fn unmatched_targets(
-    parsed: &[Parsed<'_>],
-    declared: &BTreeMap<(String, String), ()>,
-) -> Vec<String> {
+/// The services policies may name: each ExternalService's `kuma.io/service` and each
+/// MeshExternalService, by mesh.
+fn declared(resources: &[Resource]) -> Declared {
+    resources
+        .iter()
+        .filter_map(|r| {
+            let (kind, name) = match &r.spec {
+                Spec::ExternalService(es) => (Kind::ExternalService, es.service()?),
+                Spec::MeshExternalService(_) => (Kind::MeshExternalService, r.name.as_str()),
+                _ => return None,
+            };
+            Some((r.mesh.clone(), kind, name.to_string()))
+        })
+        .collect()
+}
+
+/// A warning per valid policy target that names a service its mesh does not declare: a
+/// `kuma.io/service` no ExternalService has, or no MeshExternalService's name.
+fn unmatched_targets(parsed: &[Parsed<'_>], declared: &Declared) -> Vec<String> {
     let mut found = Vec::new();
     for Parsed {
         resource: r,
@@ -249,16 +265,31 @@ fn unmatched_targets(
         entries,
     } in parsed
     {
-        for (field, name) in entries.named_services() {
-            if !declared.contains_key(&(r.mesh.clone(), name.to_string())) {
+        for (field, service) in entries.named_services() {
+            let key = (r.mesh.clone(), service.kind, service.name.to_string());
+            if !declared.contains(&key) {
                 found.push(format!(
-                    "{}: {kind} {:?} (mesh {:?}): {field}: no ExternalService of mesh {:?} has kuma.io/service {name:?}, so this entry applies to nothing",
-                    r.origin.file, r.name, r.mesh, r.mesh
+                    "{}: {kind} {:?} (mesh {:?}): {field}: {}, so this entry applies to nothing",
+                    r.origin.file,
+                    r.name,
+                    r.mesh,
+                    undeclared(&r.mesh, service)
                 ));
             }
         }
     }
     found
+}
+
+/// Why no service of `mesh` is `service`, in the words of its kind.
+fn undeclared(mesh: &str, service: Named<'_>) -> String {
+    let name = service.name;
+    match service.kind {
+        Kind::MeshExternalService => {
+            format!("no MeshExternalService of mesh {mesh:?} is named {name:?}")
+        }
+        _ => format!("no ExternalService of mesh {mesh:?} has kuma.io/service {name:?}"),
+    }
 }
 
 #[cfg(test)]

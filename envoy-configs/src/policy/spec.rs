@@ -3,14 +3,15 @@
 //! valid policy, to find what applies where.
 
 use external_service_model::report::Violation;
-use external_service_model::resource::typed;
+use external_service_model::resource::{typed, Kind};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::rules::MUST_NOT_BE_DEFINED;
 use super::{Conf, Shape};
 
-/// Where a policy entry applies: every service (`Mesh`) or one `kuma.io/service`.
+/// Where a policy entry applies: every service (`Mesh`), one ExternalService's
+/// `kuma.io/service` (`MeshService`) or one MeshExternalService.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetRef {
@@ -22,19 +23,47 @@ pub struct TargetRef {
 
 const MESH: &str = "Mesh";
 const MESH_SERVICE: &str = "MeshService";
+const MESH_EXTERNAL_SERVICE: &str = "MeshExternalService";
+
+/// A declared service as a policy names it: its kind (an ExternalService's `kuma.io/service`,
+/// or a MeshExternalService) and its name. A `MeshService` target never selects a
+/// MeshExternalService of the same name, nor the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Named<'a> {
+    pub kind: Kind,
+    pub name: &'a str,
+}
+
+/// The kind of service a targetRef kind names, if it names one.
+fn named_kind(target_kind: &str) -> Option<Kind> {
+    match target_kind {
+        MESH_SERVICE => Some(Kind::ExternalService),
+        MESH_EXTERNAL_SERVICE => Some(Kind::MeshExternalService),
+        _ => None,
+    }
+}
 
 impl TargetRef {
-    /// Kuma's specificity: a more specific entry is applied later and so wins.
+    /// Kuma's specificity (`Mesh` < `MeshService` < `MeshExternalService`, its
+    /// `TargetRefKind` order): a more specific entry is applied later and so wins.
     fn rank(&self) -> u8 {
-        u8::from(self.kind == MESH_SERVICE)
+        match self.kind.as_str() {
+            MESH_SERVICE => 1,
+            MESH_EXTERNAL_SERVICE => 2,
+            _ => 0,
+        }
     }
 
-    fn selects(&self, service: &str) -> bool {
-        match self.kind.as_str() {
-            MESH => true,
-            MESH_SERVICE => self.name.as_deref() == Some(service),
-            _ => false,
-        }
+    fn selects(&self, service: Named<'_>) -> bool {
+        self.kind == MESH || self.named() == Some(service)
+    }
+
+    /// The service this target names, if it names one.
+    fn named(&self) -> Option<Named<'_>> {
+        Some(Named {
+            kind: named_kind(&self.kind)?,
+            name: self.name.as_deref()?,
+        })
     }
 
     /// Kuma's `ValidateTargetRef` for the kinds a field supports.
@@ -51,13 +80,14 @@ impl TargetRef {
             return;
         }
         match (self.kind.as_str(), self.name.as_deref()) {
-            (MESH, Some(_)) => out.push(Violation::new(
+            (MESH, Some(name)) if !name.is_empty() => out.push(Violation::new(
                 format!("{path}.name"),
-                "must not be set with kind Mesh",
+                "using name with kind Mesh is not yet supported",
             )),
-            (MESH_SERVICE, None | Some("")) => {
-                out.push(Violation::new(format!("{path}.name"), "must be set"))
-            }
+            (kind, None | Some("")) if named_kind(kind).is_some() => out.push(Violation::new(
+                format!("{path}.name"),
+                format!("must be set with kind {kind}"),
+            )),
             _ => {}
         }
     }
@@ -106,9 +136,11 @@ pub(super) fn check_to_policy<C: Conf>(spec: &Value) -> Vec<Violation> {
     }
     for (i, entry) in to.iter().enumerate() {
         let path = format!("spec.to[{i}]");
+        // Every `to[]` kind here takes MeshExternalService as Kuma 2.14 does (MeshTimeout
+        // and MeshRetry since 2.9; MeshCircuitBreaker and MeshHealthCheck since 2.14).
         entry.target_ref.validate(
             &format!("{path}.targetRef"),
-            &[MESH, MESH_SERVICE],
+            &[MESH, MESH_SERVICE, MESH_EXTERNAL_SERVICE],
             &mut out,
         );
         entry.default.validate(&format!("{path}.default"), &mut out);
@@ -179,7 +211,7 @@ pub(super) struct Entries {
 
 impl Entries {
     /// The top-level target's rank, if it selects `service` (absent is the whole mesh).
-    pub(super) fn top_rank(&self, service: &str) -> Option<u8> {
+    pub(super) fn top_rank(&self, service: Named<'_>) -> Option<u8> {
         match &self.target_ref {
             None => Some(0),
             Some(t) => t.selects(service).then(|| t.rank()),
@@ -187,7 +219,7 @@ impl Entries {
     }
 
     /// The `default`s that apply to `service`, each with its entry's rank.
-    pub(super) fn defaults(&self, shape: Shape, service: &str) -> Vec<(u8, &Value)> {
+    pub(super) fn defaults(&self, shape: Shape, service: Named<'_>) -> Vec<(u8, &Value)> {
         match shape {
             Shape::To => self
                 .to
@@ -195,6 +227,9 @@ impl Entries {
                 .filter(|e| e.target_ref.selects(service))
                 .map(|e| (e.target_ref.rank(), &e.default))
                 .collect(),
+            // Kuma's egress applies `from[]` and `rules[]` to ExternalServices only: a
+            // MeshExternalService gets none (MADR-062: "out of scope").
+            Shape::From if service.kind == Kind::MeshExternalService => Vec::new(),
             Shape::From => self
                 .from
                 .iter()
@@ -204,17 +239,17 @@ impl Entries {
         }
     }
 
-    /// Where the policy names a service: `(field, name)`.
-    pub(super) fn named_services(&self) -> Vec<(String, &str)> {
+    /// Where the policy names a service: `(field, service)`.
+    pub(super) fn named_services(&self) -> Vec<(String, Named<'_>)> {
         let top = self
             .target_ref
             .iter()
-            .filter(|t| t.kind == MESH_SERVICE)
-            .filter_map(|t| Some(("spec.targetRef.name".to_string(), t.name.as_deref()?)));
+            .filter_map(|t| Some(("spec.targetRef.name".to_string(), t.named()?)));
         let to = self.to.iter().enumerate().filter_map(|(i, e)| {
-            let name = e.target_ref.name.as_deref()?;
-            (e.target_ref.kind == MESH_SERVICE)
-                .then(|| (format!("spec.to[{i}].targetRef.name"), name))
+            Some((
+                format!("spec.to[{i}].targetRef.name"),
+                e.target_ref.named()?,
+            ))
         });
         top.chain(to).collect()
     }

@@ -5,11 +5,14 @@
 
 use external_service_model::catalog::Service;
 use external_service_model::protocol::Protocol;
-use external_service_model::Kind;
+use external_service_model::resource::{Resource, Spec};
+use external_service_model::{Kind, Origin};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::Conf;
+use super::merge::{merge, Parsed};
+use super::spec::Named;
+use super::{check_policy, Conf};
 use crate::envoy::{Cluster, CommonHttpProtocolOptions, Duration, RouteAction, TcpProxy};
 
 /// `default` (YAML) as the kind reads it.
@@ -29,9 +32,14 @@ fn violations<C: Conf>(default: &str) -> Vec<String> {
 /// service no policy names). Only the hooks the builders call for that protocol: the HTTP
 /// ones for HTTP services, `tcp_proxy` for the others.
 fn hooks<C: Conf>(default: &str, protocol: Protocol) -> String {
+    hooks_on::<C>(default, Kind::ExternalService, protocol)
+}
+
+/// [`hooks`] on a service of `kind`.
+fn hooks_on<C: Conf>(default: &str, kind: Kind, protocol: Protocol) -> String {
     let conf = conf::<C>(default);
     let service = Service {
-        kind: Kind::ExternalService,
+        kind,
         name: "s".to_string(),
         protocol,
         protocol_untagged: false,
@@ -143,4 +151,99 @@ pub fn assert_violations<C: Conf>(cases: &[(&str, &[&str])]) {
     for (default, want) in cases {
         assert_eq!(violations::<C>(default), *want, "{default}");
     }
+}
+
+/// A policy of kind `C` named `name` in mesh `default`, its spec written in YAML.
+pub fn policy<C: Conf>(name: &str, spec: &str) -> Resource {
+    Resource {
+        origin: Origin {
+            file: "test.yaml".to_string(),
+            document: 0,
+        },
+        name: name.to_string(),
+        mesh: "default".to_string(),
+        labels: Default::default(),
+        spec: Spec::Policy {
+            kind: C::KIND,
+            spec: serde_yaml_ng::from_str(spec).unwrap_or_else(|e| panic!("{spec}: {e}")),
+        },
+    }
+}
+
+/// Every `field: message` Kuma's rules find in a policy of kind `C` with this spec.
+pub fn spec_violations<C: Conf>(spec: &str) -> Vec<String> {
+    let Spec::Policy { kind, spec } = policy::<C>("p", spec).spec else {
+        unreachable!("a policy");
+    };
+    check_policy(kind, &spec)
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+/// What `policies` (of kind `C`, all valid) merge to for the service `kind`/`name` of mesh
+/// `default`, if anything: the merged `default`, and which policy set each field.
+pub fn merged<C: Conf>(
+    policies: &[Resource],
+    kind: Kind,
+    name: &str,
+) -> Option<(Value, Vec<String>)> {
+    let parsed: Vec<Parsed<'_>> = policies
+        .iter()
+        .map(|p| Parsed::of(p).unwrap_or_else(|| panic!("invalid: {p:?}")))
+        .collect();
+    let found = merge::<C>(&parsed, "default", Named { kind, name })?;
+    let fields = found
+        .fields
+        .iter()
+        .map(|(f, p)| format!("{f}: {p}"))
+        .collect();
+    Some((found.merged, fields))
+}
+
+/// A `to[]` kind's entry for the MeshExternalService `ext`: Kuma's rules accept it, it is
+/// what the MeshExternalService `ext` gets (and not an ExternalService whose
+/// `kuma.io/service` is `ext`), and its hooks do to a MeshExternalService of `protocol`
+/// what they do to an ExternalService.
+pub fn assert_applies_to_mesh_external_service<C: Conf>(default: &str, protocol: Protocol) {
+    let spec = format!(
+        "{{to: [{{targetRef: {{kind: MeshExternalService, name: ext}}, default: {default}}}]}}"
+    );
+    assert_eq!(spec_violations::<C>(&spec), Vec::<String>::new(), "{spec}");
+    let policies = [policy::<C>("p", &spec)];
+    let (conf, _) = merged::<C>(&policies, Kind::MeshExternalService, "ext").expect("applies");
+    let written: Value = serde_yaml_ng::from_str(default).unwrap();
+    assert_eq!(conf, written, "{spec}");
+    assert_eq!(
+        merged::<C>(&policies, Kind::ExternalService, "ext"),
+        None,
+        "{spec}"
+    );
+    let on_mes = hooks_on::<C>(default, Kind::MeshExternalService, protocol);
+    assert_eq!(on_mes, hooks::<C>(default, protocol), "{default}");
+    assert_ne!(on_mes, "{}\n", "{default} changes nothing");
+}
+
+/// A `from[]` kind never applies to a MeshExternalService: Kuma refuses one as its target
+/// (top level and `from[]`), and a mesh-wide policy applies to an ExternalService only (Kuma's
+/// egress applies these kinds to ExternalServices alone).
+pub fn assert_never_applies_to_mesh_external_service<C: Conf>(default: &str) {
+    let targeted = format!(
+        "{{targetRef: {{kind: MeshExternalService, name: ext}}, \
+          from: [{{targetRef: {{kind: MeshExternalService, name: ext}}, default: {default}}}]}}"
+    );
+    assert_eq!(
+        spec_violations::<C>(&targeted),
+        [
+            "spec.targetRef.kind: value is not supported",
+            "spec.from[0].targetRef.kind: value is not supported",
+        ]
+    );
+    let mesh_wide = format!("{{from: [{{targetRef: {{kind: Mesh}}, default: {default}}}]}}");
+    let policies = [policy::<C>("p", &mesh_wide)];
+    assert!(merged::<C>(&policies, Kind::ExternalService, "ext").is_some());
+    assert_eq!(
+        merged::<C>(&policies, Kind::MeshExternalService, "ext"),
+        None
+    );
 }

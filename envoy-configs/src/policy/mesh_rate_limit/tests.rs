@@ -1,7 +1,9 @@
 use external_service_model::protocol::Protocol::{Http, Tcp};
 
 use super::Conf;
-use crate::policy::test_support::{assert_hooks, assert_violations};
+use crate::policy::test_support::{
+    assert_hooks, assert_never_applies_to_mesh_external_service, assert_violations,
+};
 
 #[test]
 fn what_it_sets_on_envoy() {
@@ -83,4 +85,9 @@ fn kumas_rules() {
             ],
         ),
     ]);
+}
+
+#[test]
+fn never_applies_to_a_mesh_external_service() {
+    assert_never_applies_to_mesh_external_service::<Conf>("{local: {http: {requestRate: {num: 2, interval: 10s}}}}");
 }

@@ -1,7 +1,9 @@
 use external_service_model::protocol::Protocol::{Grpc, Http, Tcp};
 
 use super::Conf;
-use crate::policy::test_support::{assert_hooks, assert_violations};
+use crate::policy::test_support::{
+    assert_applies_to_mesh_external_service, assert_hooks, assert_violations,
+};
 
 #[test]
 fn what_it_sets_on_envoy() {
@@ -89,4 +91,10 @@ fn kumas_rules() {
             ],
         ),
     ]);
+}
+
+/// Kuma 2.14 takes `to[].targetRef.kind: MeshExternalService` for this kind.
+#[test]
+fn applies_to_a_mesh_external_service_it_names() {
+    assert_applies_to_mesh_external_service::<Conf>("{http: {numRetries: 3}, tcp: {maxConnectAttempt: 2}}", Http);
 }

@@ -6,6 +6,7 @@
 //!   and the generator (not the filter) holding the policies.
 //! - `timeout`, `retry`, `circuit_breaker`, `health_check`, `rate_limit`, `fault_injection`:
 //!   each kind in a real Envoy against upstreams that misbehave on purpose.
+//! - `mesh_external_service`: policies that target a MeshExternalService.
 //!
 //! This module holds what they share: the fixtures, the sidecars, a recording upstream.
 
@@ -15,6 +16,7 @@ mod circuit_breaker;
 mod effective;
 mod fault_injection;
 mod health_check;
+mod mesh_external_service;
 mod rate_limit;
 mod retry;
 mod timeout;

@@ -35,10 +35,10 @@ fn valid_policies_are_valid() {
 fn every_violation_in_kumas_wording_with_its_field() {
     let want = [
         ("MeshTimeout bad-timeouts", "spec.targetRef.kind", "value is not supported"),
-        ("MeshTimeout bad-timeouts", "spec.to[0].targetRef.name", "must be set"),
+        ("MeshTimeout bad-timeouts", "spec.to[0].targetRef.name", "must be set with kind MeshService"),
         ("MeshTimeout bad-timeouts", "spec.to[0].default.connectionTimeout", "must be greater than zero when defined"),
         ("MeshTimeout bad-timeouts", "spec.to[0].default.http.requestTimeout", "must not be negative when defined"),
-        ("MeshTimeout bad-timeouts", "spec.to[1].targetRef.name", "must not be set with kind Mesh"),
+        ("MeshTimeout bad-timeouts", "spec.to[1].targetRef.name", "using name with kind Mesh is not yet supported"),
         ("MeshTimeout bad-timeouts", "spec.to[1].default", "at least one timeout should be configured"),
         ("MeshTimeout bad-timeouts", "spec.to[2].default.http", "at least one timeout in this section should be configured"),
         ("MeshTimeout no-to", "spec", "at least one of 'from', 'to' has to be defined"),
