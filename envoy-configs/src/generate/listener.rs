@@ -196,12 +196,21 @@ typed_config:
         };
         let bound = |address: &str, name: &str| {
             let address = address.parse().unwrap();
-            outbound(&f.ctx(), &Outbound { address, service: mes(name) })
+            outbound(
+                &f.ctx(),
+                &Outbound {
+                    address,
+                    service: mes(name),
+                },
+            )
         };
         let http = bound("127.0.0.1:10000", "ext");
         let tcp = bound("127.0.0.1:10001", "db");
         let hcm = part(&http, "/filter_chains/0/filters/0/typed_config");
-        let wasm_config = part(&hcm, "/http_filters/0/typed_config/config/configuration/value");
+        let wasm_config = part(
+            &hcm,
+            "/http_filters/0/typed_config/config/configuration/value",
+        );
         let plugin: serde_json::Value =
             serde_json::from_str(wasm_config.as_str().unwrap()).unwrap();
         assert_cases(&[

@@ -238,11 +238,7 @@ fn dataplane(dp: &DataplaneSpec) -> Vec<Violation> {
 
 /// The kinds a Dataplane outbound's backendRef may name in Kuma, sorted as its message lists
 /// them.
-const BACKEND_REF_KINDS: [&str; 3] = [
-    "MeshExternalService",
-    "MeshMultiZoneService",
-    "MeshService",
-];
+const BACKEND_REF_KINDS: [&str; 3] = ["MeshExternalService", "MeshMultiZoneService", "MeshService"];
 
 /// Kuma's checks of an outbound's backendRef (`at` gives an outbound field's path); the port
 /// only matters for a MeshService, as a MeshExternalService has its own.
@@ -392,9 +388,7 @@ fn outbound_services(resources: &[Resource], out: &mut Vec<(usize, Violation)>) 
         for (j, ob) in dp.networking.outbound.iter().enumerate() {
             if let Some(backend) = &ob.backend_ref {
                 let at = |f: &str| format!("networking.outbound[{j}].{f}");
-                out.extend(
-                    unserved_backend_ref(resources, &r.mesh, backend, &at).map(|v| (i, v)),
-                );
+                out.extend(unserved_backend_ref(resources, &r.mesh, backend, &at).map(|v| (i, v)));
                 continue;
             }
             let Some(service) = ob.service().filter(|s| !s.is_empty()) else {

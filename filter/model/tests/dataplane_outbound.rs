@@ -170,5 +170,8 @@ fn unknown_backend_ref_fields_are_named() {
         { "port": 1, "backendRef": { "kind": "MeshExternalService", "name": "ext-svc", "nmae": "x" } },
     ]));
     assert_eq!(all.len(), 1, "{all:?}");
-    assert_eq!(all[0].0, "networking.outbound[0].backendRef.nmae", "{all:?}");
+    assert_eq!(
+        all[0].0, "networking.outbound[0].backendRef.nmae",
+        "{all:?}"
+    );
 }

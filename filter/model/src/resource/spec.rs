@@ -404,7 +404,10 @@ pub struct Outbound {
 pub struct BackendRef {
     #[serde(deserialize_with = "null_as_empty")]
     pub kind: String,
-    #[serde(deserialize_with = "null_as_empty", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
