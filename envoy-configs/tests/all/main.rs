@@ -26,6 +26,8 @@
 //!   `fault_injection`).
 //! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
 //!   them as Kuma does, `generate` serves them beside ExternalServices.
+//! - `mes_outbounds`: Dataplane outbounds by backendRef to MeshExternalServices (http, tcp)
+//!   through real Envoy.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
@@ -43,6 +45,7 @@ mod faults;
 mod golden;
 mod hostile;
 mod live;
+mod mes_outbounds;
 mod mesh_external_service;
 mod policies;
 mod recipes;

@@ -40,7 +40,7 @@ impl Cidr {
         Ipv4Addr::from(self.base + 1 + u32::try_from(n).unwrap_or(0))
     }
 
-    pub(super) fn contains(self, ip: Ipv4Addr) -> bool {
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
         let mask = u32::MAX << (32 - u32::from(self.prefix_len));
         u32::from(ip) & mask == self.base
     }
