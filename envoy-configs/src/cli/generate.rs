@@ -114,6 +114,11 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "CIDR", default_value = transparent::DEFAULT_VIP_CIDR, requires = "transparent_proxy")]
     pub vip_cidr: Cidr,
 
+    /// The IPv4 range MeshExternalServices' VIPs come from (Kuma's
+    /// ipam.meshExternalService.cidr); it may lie inside --vip-cidr: no VIP goes to two.
+    #[arg(long, value_name = "CIDR", default_value = transparent::DEFAULT_MES_VIP_CIDR, requires = "transparent_proxy")]
+    pub mes_vip_cidr: Cidr,
+
     /// The builtin DNS's UDP address.
     #[arg(long, value_name = "ADDR:PORT", default_value = transparent::DEFAULT_DNS_LISTEN, requires = "transparent_proxy")]
     pub dns_listen: SocketAddr,
@@ -178,6 +183,7 @@ impl GenerateArgs {
                 xds_dir: self.xds_dir.as_deref().map(absolute),
                 transparent: self.transparent_proxy.then_some(transparent::Options {
                     vip_cidr: self.vip_cidr,
+                    mes_vip_cidr: self.mes_vip_cidr,
                     dns_listen: self.dns_listen,
                     previous: None,
                 }),

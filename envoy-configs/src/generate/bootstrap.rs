@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use external_service_model::catalog::{self, Catalog};
+use external_service_model::catalog::{self, Catalog, Service};
 use external_service_model::resource::{Kind, Spec};
 use serde_json::Value;
 
@@ -170,26 +170,30 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
         .iter()
         .filter(|s| !s.protocol.is_http() && !reachable_by_vip)
     {
-        if outbounds.iter().any(|o| std::ptr::eq(o.service, service)) {
-            continue;
+        if !outbounds.iter().any(|o| std::ptr::eq(o.service, service)) {
+            found.push(unreached(service));
         }
-        found.push(if service.kind == Kind::MeshExternalService {
-            format!(
-                "MeshExternalService {:?} is {} and no Dataplane outbound names it, so no listener \
-                 reaches it: add a Dataplane outbound with backendRef {{kind: MeshExternalService, \
-                 name: {}}}, use the transparent proxy, or set match.protocol: http",
-                service.name, service.protocol, service.name
-            )
-        } else {
-            format!(
-                "service {:?} is {} and no Dataplane outbound names it, so no listener reaches it: \
-                 add a Dataplane outbound with kuma.io/service {:?}, or tag it kuma.io/protocol: http",
-                service.name, service.protocol, service.name
-            )
-        });
     }
     found.extend(catalog::hostname_warnings(ctx.resources, mesh));
     found
+}
+
+/// Why a tcp service no listener reaches, and what reaches it.
+fn unreached(service: &Service) -> String {
+    let name = &service.name;
+    let protocol = service.protocol;
+    match service.kind {
+        Kind::MeshExternalService => format!(
+            "MeshExternalService {name:?} is {protocol} and no Dataplane outbound names it, so no \
+             listener reaches it: add a Dataplane outbound with backendRef {{kind: \
+             MeshExternalService, name: {name}}}, or use --transparent-proxy"
+        ),
+        _ => format!(
+            "service {name:?} is {protocol} and no Dataplane outbound names it, so no listener \
+             reaches it: add a Dataplane outbound with kuma.io/service {name:?}, or tag it \
+             kuma.io/protocol: http"
+        ),
+    }
 }
 
 /// Envoy refuses to start when two listeners (or the admin) share an address; say which.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use external_service_model::catalog::{Catalog, Service};
-use external_service_model::resource::{Resource, Spec};
+use external_service_model::resource::{Kind, Resource, Selected, Spec};
 
 use super::admin::{self, AdminAddress};
 use super::transparent;
@@ -105,11 +105,17 @@ pub(super) fn outbounds<'a>(ctx: &Context<'a>) -> Vec<Outbound<'a>> {
         for ob in &dp.networking.outbound {
             // Validation makes sure that the outbound names a service of its mesh, that its
             // address is an IP and its port in range.
-            let service = ctx
-                .catalog
-                .services
-                .iter()
-                .find(|s| ob.service() == Some(s.name.as_str()));
+            let id = match &ob.backend_ref {
+                Some(backend) => match backend.select_mesh_external_service(ctx.resources, &r.mesh)
+                {
+                    Selected::One(name) => ctx.catalog.service_id(Kind::MeshExternalService, name),
+                    Selected::None | Selected::Several(_) => None,
+                },
+                None => ob
+                    .service()
+                    .and_then(|name| ctx.catalog.service_id(Kind::ExternalService, name)),
+            };
+            let service = id.and_then(|id| ctx.catalog.services.get(id));
             let ip = ob.address.as_deref().unwrap_or(DEFAULT_OUTBOUND_ADDRESS);
             let (Some(service), Ok(ip), Ok(port)) =
                 (service, ip.parse::<IpAddr>(), u16::try_from(ob.port))
@@ -123,4 +129,53 @@ pub(super) fn outbounds<'a>(ctx: &Context<'a>) -> Vec<Outbound<'a>> {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use crate::generate::test_support::{mesh_external_service, service, Fixture};
+
+    /// Each outbound's address with the kind and name of the service it reaches.
+    fn resolved(f: &Fixture) -> Vec<(String, String)> {
+        outbounds(&f.ctx())
+            .iter()
+            .map(|o| {
+                let s = o.service;
+                (o.address.to_string(), format!("{}/{}", s.kind, s.name))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_backend_ref_outbound_reaches_its_mesh_external_service_and_a_tag_its_external_service() {
+        // An ExternalService and a MeshExternalService may share a name.
+        let dataplane = "type: Dataplane\nmesh: default\nname: dp\nnetworking:\n  \
+                         address: 127.0.0.1\n  outbound:\n  \
+                         - {port: 54321, backendRef: {kind: MeshExternalService, name: ext-svc}}\n  \
+                         - {port: 54322, address: 127.0.0.2, backendRef: {kind: MeshExternalService, labels: {team: db}}}\n  \
+                         - {port: 54323, tags: {kuma.io/service: ext-svc}}\n";
+        let db = mesh_external_service("db", "tcp", 5432, "db.test:5432")
+            .replace("name: db\n", "name: db\nlabels: {team: db}\n");
+        let f = Fixture::new(
+            &[
+                service("ext-svc", "http", "{address: es.test:80}"),
+                mesh_external_service("ext-svc", "http", 80, "mes.test:8080"),
+                db,
+                dataplane.to_string(),
+            ]
+            .concat(),
+        );
+        let pair = |a: &str, s: &str| (a.to_string(), s.to_string());
+        assert_eq!(
+            resolved(&f),
+            [
+                pair("127.0.0.1:54321", "MeshExternalService/ext-svc"),
+                pair("127.0.0.2:54322", "MeshExternalService/db"),
+                pair("127.0.0.1:54323", "ExternalService/ext-svc"),
+            ]
+        );
+    }
 }

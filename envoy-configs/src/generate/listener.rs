@@ -103,7 +103,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use crate::generate::test_support::{assert_cases, part, service, yaml, yaml_eliding, Fixture};
+    use crate::generate::test_support::{
+        assert_cases, mesh_external_service, part, service, yaml, yaml_eliding, Fixture,
+    };
+    use external_service_model::resource::Kind;
 
     const FILTER: &str = "/filter_chains/0/filters/0/typed_config";
 
@@ -171,6 +174,71 @@ typed_config:
   stat_prefix: outbound_127_0_0_2_10002
   cluster: external_service_kafka
   access_log: <elided>
+",
+            ),
+        ]);
+    }
+
+    #[test]
+    fn a_mesh_external_services_outbound_is_bound_to_it() {
+        let f = Fixture::new(
+            &[
+                // An ExternalService of the same name must not be taken for it.
+                service("ext", "http", "{address: es.test:80}"),
+                mesh_external_service("ext", "http", 8080, "api.test:80"),
+                mesh_external_service("db", "tcp", 5432, "db.test:5432"),
+            ]
+            .concat(),
+        );
+        let mes = |name: &str| {
+            let id = f.catalog.service_id(Kind::MeshExternalService, name);
+            &f.catalog.services[id.unwrap()]
+        };
+        let bound = |address: &str, name: &str| {
+            let address = address.parse().unwrap();
+            outbound(
+                &f.ctx(),
+                &Outbound {
+                    address,
+                    service: mes(name),
+                },
+            )
+        };
+        let http = bound("127.0.0.1:10000", "ext");
+        let tcp = bound("127.0.0.1:10001", "db");
+        let hcm = part(&http, "/filter_chains/0/filters/0/typed_config");
+        let wasm_config = part(
+            &hcm,
+            "/http_filters/0/typed_config/config/configuration/value",
+        );
+        let plugin: serde_json::Value =
+            serde_json::from_str(wasm_config.as_str().unwrap()).unwrap();
+        assert_cases(&[
+            (
+                "HTTP: the route to its cluster only, whatever the request names",
+                yaml(&part(&hcm, "/route_config/virtual_hosts/0/name")),
+                "external_service_mes_ext\n",
+            ),
+            (
+                "the filter bound to the MeshExternalService",
+                yaml(&[&plugin["meshExternalService"], &plugin["service"]]),
+                "
+- ext
+- null
+",
+            ),
+            (
+                "tcp: tcp_proxy to its cluster, logged by kind and name",
+                yaml(&[
+                    part(&tcp, "/filter_chains/0/filters/0/typed_config/cluster"),
+                    part(&tcp, "/filter_chains/0/filters/0/typed_config/access_log")
+                        .to_string()
+                        .contains("\"external_service\":\"MeshExternalService/db\"")
+                        .into(),
+                ]),
+                "
+- external_service_mes_db
+- true
 ",
             ),
         ]);

@@ -107,3 +107,14 @@ pub fn assert_cases(cases: &[(&str, String, &str)]) {
         assert_eq!(got, want.trim_start_matches('\n'), "{case}; got:\n{got}");
     }
 }
+
+/// A MeshExternalService of mesh `default` on `match.port` with one endpoint (`address`,
+/// `port`), which Kuma's default HostnameGenerator names `<name>.extsvc.mesh.local`.
+pub fn mesh_external_service(name: &str, protocol: &str, port: u16, endpoint: &str) -> String {
+    let (address, endpoint_port) = endpoint.rsplit_once(':').unwrap();
+    format!(
+        "type: MeshExternalService\nmesh: default\nname: {name}\n\
+         spec:\n  match: {{port: {port}, protocol: {protocol}}}\n  \
+         endpoints: [{{address: {address}, port: {endpoint_port}}}]\n---\n"
+    )
+}

@@ -279,6 +279,7 @@ fn transparent_proxy() {
     check_scenario_with("transparent-proxy", |options| Options {
         transparent: Some(generate::transparent::Options {
             vip_cidr: generate::transparent::DEFAULT_VIP_CIDR.parse().unwrap(),
+            mes_vip_cidr: generate::transparent::DEFAULT_MES_VIP_CIDR.parse().unwrap(),
             dns_listen: generate::transparent::DEFAULT_DNS_LISTEN.parse().unwrap(),
             previous: None,
         }),

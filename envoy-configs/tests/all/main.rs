@@ -28,6 +28,8 @@
 //!   input's form kept, the notes on stderr, and what it refuses.
 //! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
 //!   them as Kuma does, `generate` serves them beside ExternalServices.
+//! - `mes_outbounds`: Dataplane outbounds by backendRef to MeshExternalServices (http, tcp)
+//!   through real Envoy.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
@@ -45,6 +47,7 @@ mod faults;
 mod golden;
 mod hostile;
 mod live;
+mod mes_outbounds;
 mod mesh_external_service;
 mod migrate;
 mod policies;

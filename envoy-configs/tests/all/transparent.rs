@@ -1039,3 +1039,51 @@ fn a_live_update_keeps_every_vip_and_never_gives_a_removed_one_to_another_name()
     );
     assert_eq!(w.sidecar.pid(), pid, "Envoy was restarted");
 }
+
+/// MeshExternalServices through the transparent proxy: the app names one by its generated
+/// hostname (`<name>.extsvc.mesh.local`) on its `match.port`, the builtin DNS answers
+/// with its VIP from 242.0.0.0/8, and the VIP's listener takes the connection to its endpoints
+/// (an http one through the filter, a tcp one through tcp_proxy), passthrough off.
+#[test]
+fn mesh_external_services_by_their_hostnames_and_vips() {
+    let mes = |name: &str, protocol: &str, port: u16, endpoint: &str| {
+        let (address, endpoint_port) = endpoint.rsplit_once(':').unwrap();
+        format!(
+            "type: MeshExternalService\nmesh: default\nname: {name}\nspec:\n  \
+             match: {{port: {port}, protocol: {protocol}}}\n  \
+             endpoints: [{{address: {address}, port: {endpoint_port}}}]\n"
+        )
+    };
+    let w = World::start_with(false, &[], |_| {
+        docs(&[
+            mesh(false),
+            mes("web", "http", 9000, "plain.test:8080"),
+            mes("echo", "tcp", 7000, &world(7000).to_string()),
+        ])
+    });
+    let mes_range: Cidr = "242.0.0.0/8".parse().unwrap();
+    let web = w.resolve("web.extsvc.mesh.local").expect("web resolves");
+    let echo = w.resolve("echo.extsvc.mesh.local").expect("echo resolves");
+    for ip in [web, echo] {
+        assert!(mes_range.contains(ip), "{ip} is not in 242.0.0.0/8");
+    }
+    assert_ne!(web, echo);
+    // Kuma's hostnames only: no `.mesh` name.
+    assert_eq!(w.resolve("web.mesh"), None);
+
+    let r = w.curl("http://web.extsvc.mesh.local:9000/").run();
+    assert_from(&r, "plainweb");
+    // Kuma's auto_host_rewrite: the upstream sees its endpoint's address.
+    assert_eq!(r.header("x-seen-host"), Some("plain.test"), "{r:?}");
+    assert_eq!(
+        w.tcp_exchange("echo.extsvc.mesh.local", 7000, "ping\\n"),
+        "ping\n"
+    );
+    // The VIP's listener serves match.port alone.
+    assert!(w.curl("http://web.extsvc.mesh.local/").send().is_err());
+    let line = w.sidecar.wait_for_stdout(
+        "\"external_service\":\"MeshExternalService/echo\"",
+        Duration::from_secs(10),
+    );
+    assert!(line.contains(&format!("outbound:{echo}:7000")), "{line}");
+}

@@ -11,8 +11,8 @@ use crate::data_source::{decode_base64, find_secret, single_source};
 use crate::mesh_external_service;
 use crate::protocol::Protocol;
 use crate::resource::{
-    DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Source, Spec, PROTOCOL_TAG,
-    SERVICE_TAG,
+    BackendRef, DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Selected, Source,
+    Spec, PROTOCOL_TAG, SERVICE_TAG,
 };
 use crate::violation::Violation;
 
@@ -206,16 +206,24 @@ fn dataplane(dp: &DataplaneSpec) -> Vec<Violation> {
                 ));
             }
         }
-        match ob.service() {
-            None => out.push(Violation::new(
+        match (&ob.backend_ref, ob.service()) {
+            (Some(backend), _) => out.extend(backend_ref(&at, backend)),
+            (None, None) => out.push(Violation::new(
                 at("tags"),
                 format!("mandatory tag {SERVICE_TAG:?} is missing"),
             )),
-            Some("") => out.push(Violation::new(
+            (None, Some("")) => out.push(Violation::new(
                 format!("{}[{SERVICE_TAG:?}]", at("tags")),
                 "tag value must be non-empty",
             )),
-            Some(_) => {}
+            (None, Some(_)) => {}
+        }
+        let tagged = !ob.tags.is_empty() || ob.service.as_deref().is_some_and(|s| !s.is_empty());
+        if ob.backend_ref.is_some() && tagged {
+            out.push(Violation::new(
+                at("backendRef"),
+                "both backendRef and tags/service cannot be defined",
+            ));
         }
         let key = (ob.address.clone().unwrap_or_default(), ob.port);
         if let Some(first) = seen.insert(key, i) {
@@ -224,6 +232,36 @@ fn dataplane(dp: &DataplaneSpec) -> Vec<Violation> {
                 format!("the same address and port as networking.outbound[{first}]"),
             ));
         }
+    }
+    out
+}
+
+/// The kinds a Dataplane outbound's backendRef may name in Kuma, sorted as its message lists
+/// them.
+const BACKEND_REF_KINDS: [&str; 3] = ["MeshExternalService", "MeshMultiZoneService", "MeshService"];
+
+/// Kuma's checks of an outbound's backendRef (`at` gives an outbound field's path); the port
+/// only matters for a MeshService, as a MeshExternalService has its own.
+fn backend_ref(at: &impl Fn(&str) -> String, backend: &BackendRef) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if !BACKEND_REF_KINDS.contains(&backend.kind.as_str()) {
+        out.push(Violation::new(
+            at("backendRef.kind"),
+            format!(
+                "invalid value. Available values are: {}",
+                BACKEND_REF_KINDS.join(",")
+            ),
+        ));
+    }
+    if backend.name.is_empty() && backend.labels.is_empty() {
+        out.push(Violation::new(
+            at("backendRef"),
+            "either 'name' or 'labels' should be specified",
+        ));
+    }
+    let port = backend.port.unwrap_or(0);
+    if backend.kind != Kind::MeshExternalService.as_str() && (port == 0 || port > 65535) {
+        out.push(Violation::new(at("backendRef.port"), address::PORT_RANGE));
     }
     out
 }
@@ -340,13 +378,19 @@ fn shared_addresses(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
     }
 }
 
-/// A Dataplane outbound must name an ExternalService of its mesh.
+/// A Dataplane outbound must name an ExternalService (by `kuma.io/service`) or a
+/// MeshExternalService (by backendRef) of its mesh.
 fn outbound_services(resources: &[Resource], out: &mut Vec<(usize, Violation)>) {
     for (i, r) in resources.iter().enumerate() {
         let Spec::Dataplane(dp) = &r.spec else {
             continue;
         };
         for (j, ob) in dp.networking.outbound.iter().enumerate() {
+            if let Some(backend) = &ob.backend_ref {
+                let at = |f: &str| format!("networking.outbound[{j}].{f}");
+                out.extend(unserved_backend_ref(resources, &r.mesh, backend, &at).map(|v| (i, v)));
+                continue;
+            }
             let Some(service) = ob.service().filter(|s| !s.is_empty()) else {
                 continue;
             };
@@ -365,5 +409,57 @@ fn outbound_services(resources: &[Resource], out: &mut Vec<(usize, Violation)>) 
                 ));
             }
         }
+    }
+}
+
+/// Why a backendRef that Kuma's checks let through reaches nothing here: a kind this proxy
+/// does not serve, or no single MeshExternalService of `mesh` that it selects (`at` gives an
+/// outbound field's path).
+fn unserved_backend_ref(
+    resources: &[Resource],
+    mesh: &str,
+    backend: &BackendRef,
+    at: &impl Fn(&str) -> String,
+) -> Option<Violation> {
+    let kind = backend.kind.as_str();
+    if kind != Kind::MeshExternalService.as_str() {
+        return BACKEND_REF_KINDS.contains(&kind).then(|| {
+            Violation::new(
+                at("backendRef.kind"),
+                format!(
+                    "kind {kind:?} is not supported: extsvc serves external services only (a \
+                     MeshExternalService by backendRef, an ExternalService by kuma.io/service)"
+                ),
+            )
+        });
+    }
+    if backend.name.is_empty() && backend.labels.is_empty() {
+        return None;
+    }
+    let by = if backend.labels.is_empty() {
+        format!("named {:?}", backend.name)
+    } else {
+        let labels: Vec<String> = backend
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        format!("with labels {{{}}}", labels.join(", "))
+    };
+    match backend.select_mesh_external_service(resources, mesh) {
+        Selected::One(_) => None,
+        Selected::None => Some(Violation::new(
+            at("backendRef"),
+            format!("no MeshExternalService in mesh {mesh:?} {by}"),
+        )),
+        Selected::Several(names) => Some(Violation::new(
+            at("backendRef.labels"),
+            format!(
+                "{} MeshExternalServices in mesh {mesh:?} are {by} ({}): Kuma takes the oldest, \
+                 which files do not tell; select one",
+                names.len(),
+                names.join(", ")
+            ),
+        )),
     }
 }

@@ -1,11 +1,13 @@
 //! The builtin DNS: the names it answers (each service's `.mesh` name and dotted alias, each
-//! real host), the VIPs behind them, and its UDP listener.
+//! real host, each MeshExternalService's hostnames), the VIPs behind them, and its UDP
+//! listener.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
 use external_service_model::address::{self, Host};
-use external_service_model::catalog::{Catalog, DEFAULT_REQUEST_PORT};
+use external_service_model::catalog::{Catalog, Matched, Service, DEFAULT_REQUEST_PORT};
+use external_service_model::resource::Kind;
 
 use crate::envoy::{
     Address, AddressList, DnsClientConfig, DnsEndpoint, DnsFilterConfig, DnsServerConfig, DnsTable,
@@ -25,20 +27,33 @@ const ANSWER_TTL: Duration = Duration::from_secs(30);
 pub(super) struct Names {
     /// Each VIP's name (`<service>.mesh`, a real host) with the ports a listener may serve on
     /// it: `<service>.mesh` on the service's ports and 80, each real host without
-    /// `disableHostDNSEntry` on its port and 80. The catalog decides, port by port, which
+    /// `disableHostDNSEntry` on its port and 80, and a MeshExternalService's hostname that is
+    /// also one of these on its `match.port`. The catalog decides, port by port, which
     /// service (if any single one) a name reaches.
     pub(super) ports: BTreeMap<String, BTreeSet<u16>>,
-    /// Every name the DNS answers, with the VIP's name it answers with: itself, or for
-    /// `<service>.mesh` with dots for underscores, the service's own `.mesh` name (one VIP for
-    /// both, as Kuma gives).
-    answers: BTreeMap<String, String>,
+    /// Every name the DNS answers, with the VIP it answers with.
+    answers: BTreeMap<String, Answer>,
+}
+
+/// Whose VIP a name answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// A name's: itself, or for `<service>.mesh` with dots for underscores, the service's own
+    /// `.mesh` name (one VIP for both, as Kuma gives).
+    Name(String),
+    /// A MeshExternalService's (by name): each of its hostnames.
+    MeshExternalService(String),
 }
 
 pub(super) fn dns_names(catalog: &Catalog) -> Names {
     let mut ports: BTreeMap<String, BTreeSet<u16>> = BTreeMap::new();
     // Dotted alias -> the `.mesh` names it stands for (more than one: it answers nothing).
     let mut aliases: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for service in &catalog.services {
+    for service in catalog
+        .services
+        .iter()
+        .filter(|s| s.kind == Kind::ExternalService)
+    {
         let mut on: BTreeSet<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
         on.insert(DEFAULT_REQUEST_PORT);
         let mesh_name = format!("{}.mesh", service.name.to_ascii_lowercase());
@@ -60,18 +75,46 @@ pub(super) fn dns_names(catalog: &Catalog) -> Names {
             ports.entry(name).or_default().extend(&on);
         }
     }
-    let mut answers: BTreeMap<String, String> =
-        ports.keys().map(|n| (n.clone(), n.clone())).collect();
+    let mut answers: BTreeMap<String, Answer> = ports
+        .keys()
+        .map(|n| (n.clone(), Answer::Name(n.clone())))
+        .collect();
     for (alias, mut owners) in aliases {
         // A name some service holds as its own keeps its own VIP.
         if ports.contains_key(&alias) || owners.len() > 1 {
             continue;
         }
         if let Some(owner) = owners.pop_first() {
-            answers.insert(alias, owner);
+            answers.insert(alias, Answer::Name(owner));
+        }
+    }
+    for (service, matched) in mesh_external_services(catalog) {
+        for hostname in &matched.hostnames {
+            match ports.get_mut(hostname) {
+                // An ExternalService's name keeps its VIP; the catalog tells, port by port,
+                // which of the two a listener on it reaches.
+                Some(on) => {
+                    on.insert(matched.port);
+                }
+                None => {
+                    answers
+                        .entry(hostname.clone())
+                        .or_insert_with(|| Answer::MeshExternalService(service.name.clone()));
+                }
+            }
         }
     }
     Names { ports, answers }
+}
+
+/// Each MeshExternalService of the catalog, with its `match`.
+pub(super) fn mesh_external_services(
+    catalog: &Catalog,
+) -> impl Iterator<Item = (&Service, &Matched)> {
+    catalog
+        .services
+        .iter()
+        .filter_map(|s| Some((s, s.matched.as_ref()?)))
 }
 
 /// The builtin DNS: declared names answer with their VIPs. The rest go to `--dns-resolver`
@@ -81,12 +124,16 @@ pub(super) fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips)
     let virtual_domains = names
         .answers
         .iter()
-        .filter_map(|(name, vip_name)| {
+        .filter_map(|(name, answer)| {
+            let vip = match answer {
+                Answer::Name(vip_name) => vips.get(vip_name),
+                Answer::MeshExternalService(service) => vips.of_mesh_external_service(service),
+            };
             Some(DnsVirtualDomain {
                 name: name.clone(),
                 endpoint: DnsEndpoint {
                     address_list: AddressList {
-                        address: vec![vips.get(vip_name)?.to_string()],
+                        address: vec![vip?.to_string()],
                     },
                 },
                 answer_ttl: ANSWER_TTL,
@@ -120,9 +167,11 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use crate::generate::test_support::{service, Fixture};
+    use crate::generate::test_support::{mesh_external_service, service, Fixture};
     use crate::generate::transparent::tests::options;
-    use crate::generate::transparent::{build, Parts, DEFAULT_VIP_CIDR};
+    use crate::generate::transparent::{
+        build, Cidr, Parts, DEFAULT_MES_VIP_CIDR, DEFAULT_VIP_CIDR,
+    };
 
     /// The builtin DNS's configuration.
     fn dns_filter(parts: &Parts) -> &DnsFilterConfig {
@@ -198,5 +247,91 @@ mod tests {
             "{names:?}"
         );
         assert_eq!(names.len(), parts.listeners.len(), "a listener twice");
+    }
+
+    #[test]
+    fn a_mesh_external_service_answers_by_its_hostnames_with_its_own_vip() {
+        let display = |name: &str, display: &str| {
+            mesh_external_service(name, "http", 8080, "api.test:80").replace(
+                &format!("name: {name}\n"),
+                &format!("name: {name}\nlabels: {{kuma.io/display-name: {display}}}\n"),
+            )
+        };
+        let f = Fixture::new(
+            &[
+                display("ext", "shared"),
+                // Its hostname is `ext`'s: a collision leaves it none.
+                display("lost", "shared"),
+                mesh_external_service("db", "tcp", 5432, "10.1.2.3:5432"),
+                // A real host that is also a MeshExternalService's hostname.
+                service("web", "http", "{address: db.extsvc.mesh.local:80}"),
+            ]
+            .concat(),
+        );
+        let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
+        let answers = answers(&parts);
+        let mes = |name: &str| parts.vips.of_mesh_external_service(name).unwrap();
+        let mes_range: Cidr = DEFAULT_MES_VIP_CIDR.parse().unwrap();
+        assert_eq!(answers["shared.extsvc.mesh.local"], mes("ext").to_string());
+        assert!(["ext", "lost", "db"]
+            .iter()
+            .all(|n| mes_range.contains(mes(n))));
+        // Neither a `.mesh` name nor the endpoints' hosts: Kuma's hostnames alone.
+        for absent in [
+            "ext.mesh",
+            "ext.extsvc.mesh.local",
+            "api.test",
+            "lost.mesh",
+            "10.1.2.3",
+        ] {
+            assert!(!answers.contains_key(absent), "{absent}: {answers:?}");
+        }
+        // The ExternalService keeps its name's VIP; its listener on the MeshExternalService's
+        // port reaches the MeshExternalService.
+        let web = parts.vips.get("db.extsvc.mesh.local").unwrap();
+        assert_eq!(answers["db.extsvc.mesh.local"], web.to_string());
+        let bound: BTreeMap<String, String> = parts.listeners[2..]
+            .iter()
+            .map(|l| {
+                let l = serde_json::to_value(l).unwrap();
+                let chain = "/filter_chains/0/filters/0/typed_config";
+                let to = [
+                    format!("{chain}/route_config/virtual_hosts/0/name"),
+                    format!("{chain}/cluster"),
+                ]
+                .iter()
+                .find_map(|p| l.pointer(p)?.as_str())
+                .unwrap_or_default()
+                .to_string();
+                (l["name"].as_str().unwrap().to_string(), to)
+            })
+            .collect();
+        let to = |address: String| bound.get(&format!("outbound:{address}")).cloned();
+        assert_eq!(
+            to(format!("{}:8080", mes("ext"))).as_deref(),
+            Some("external_service_mes_ext")
+        );
+        assert_eq!(
+            to(format!("{}:8080", mes("lost"))).as_deref(),
+            Some("external_service_mes_lost"),
+            "no name, still its VIP"
+        );
+        assert_eq!(
+            to(format!("{}:5432", mes("db"))).as_deref(),
+            Some("external_service_mes_db")
+        );
+        assert_eq!(
+            to(format!("{web}:5432")).as_deref(),
+            Some("external_service_mes_db")
+        );
+        assert_eq!(
+            to(format!("{web}:80")).as_deref(),
+            Some("external_service_web")
+        );
+        assert_eq!(
+            to("10.1.2.3:5432".to_string()),
+            None,
+            "an endpoint's IP is no VIP"
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use external_service_model::address::Host;
 use external_service_model::authority::HostRef;
 use external_service_model::catalog::{Catalog, Service, Target};
+use external_service_model::resource::Kind;
 
 use crate::envoy::{
     CidrRange, Cluster, DiscoveryType, Extension, FilterChain, FilterChainMatch, LbPolicy,
@@ -15,7 +16,7 @@ use crate::envoy::{
 
 use crate::generate::{access_log, cluster, listener, Context};
 
-use super::dns::Names;
+use super::dns::{mesh_external_services, Names};
 use super::vips::Vips;
 
 pub const CAPTURE: &str = "outbound_capture";
@@ -51,10 +52,20 @@ pub(super) fn destinations<'a>(
             }
         }
     }
-    // An IP address is its own VIP.
+    // A MeshExternalService's VIP is its own.
+    for (service, matched) in mesh_external_services(catalog) {
+        if let Some(vip) = vips.of_mesh_external_service(&service.name) {
+            found.push(Destination {
+                address: SocketAddr::new(IpAddr::V4(vip), matched.port),
+                service,
+            });
+        }
+    }
+    // An ExternalService's IP address is its own VIP.
     let ips: BTreeSet<(IpAddr, u16)> = catalog
         .services
         .iter()
+        .filter(|s| s.kind == Kind::ExternalService)
         .flat_map(|s| &s.endpoints)
         .filter(|e| !e.disable_host_dns_entry)
         .filter_map(|e| match e.address.host {

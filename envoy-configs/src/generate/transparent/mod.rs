@@ -1,8 +1,8 @@
 //! The transparent proxy (`--transparent-proxy`), after Kuma's: a capture listener that the
 //! iptables REDIRECT of `extsvc transparent-proxy install` sends every outbound TCP connection
 //! to; one listener per VIP:port (not bound to a port) that the capture listener hands a
-//! connection to by its original destination; the builtin DNS that answers declared names
-//! with their VIPs; and, for every other destination, passthrough or a logged refusal.
+//! connection to by its original destination (a MeshExternalService: its VIP on its
+//! `match.port`); the builtin DNS that answers declared names with their VIPs; and, for every other destination, passthrough or a logged refusal.
 
 mod dns;
 mod listeners;
@@ -10,11 +10,14 @@ mod vips;
 
 use std::net::SocketAddr;
 
-use dns::{dns, dns_names};
+use dns::{dns, dns_names, mesh_external_services};
 pub use dns::{DEFAULT_DNS_LISTEN, DNS};
 use listeners::{capture, destinations, original_destination, refused};
 pub use listeners::{CAPTURE, REFUSED, UNDECLARED_DESTINATION};
-pub use vips::{allocate, first_choice, Cidr, Vips, DEFAULT_VIP_CIDR, VIPS_FILE};
+pub use vips::{
+    allocate, first_choice, Cidr, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
+    DEFAULT_VIP_CIDR, VIPS_FILE,
+};
 
 use crate::envoy::{Cluster, Listener};
 
@@ -24,6 +27,8 @@ use super::{listener, Context, Error};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub vip_cidr: Cidr,
+    /// Where MeshExternalServices' VIPs come from (Kuma: 242.0.0.0/8).
+    pub mes_vip_cidr: Cidr,
     /// The builtin DNS's UDP address (`--redirect-dns` sends port 53 there).
     pub dns_listen: SocketAddr,
     /// With `--xds-dir`, the allocation earlier runs kept there (empty on the first): its
@@ -42,7 +47,16 @@ pub struct Parts {
 /// for everything else (passthrough to the original destination, or refusal).
 pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
     let names = dns_names(ctx.catalog);
-    let vips = allocate(&names.ports.keys().cloned().collect(), options)?;
+    // Every MeshExternalService gets a VIP, as Kuma allocates one to each: one without a
+    // hostname (a collision) is still reached at VIP:match.port, though no name answers.
+    let mesh_external_services = mesh_external_services(ctx.catalog)
+        .map(|(s, _)| s.name.clone())
+        .collect();
+    let vips = allocate(
+        &names.ports.keys().cloned().collect(),
+        &mesh_external_services,
+        options,
+    )?;
     let mut listeners = vec![capture(ctx), dns(ctx, options.dns_listen, &names, &vips)];
     listeners.extend(
         destinations(ctx.catalog, &names, &vips)
@@ -74,6 +88,7 @@ mod tests {
     pub(super) fn options(cidr: &str, previous: Option<Vips>) -> Options {
         Options {
             vip_cidr: cidr.parse().unwrap(),
+            mes_vip_cidr: DEFAULT_MES_VIP_CIDR.parse().unwrap(),
             dns_listen: DEFAULT_DNS_LISTEN.parse().unwrap(),
             previous,
         }

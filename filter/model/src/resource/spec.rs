@@ -382,7 +382,7 @@ pub struct DataplaneNetworking {
 
 /// A Dataplane outbound: exposes a service on `address:port` of the data plane.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Outbound {
     pub port: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -392,6 +392,28 @@ pub struct Outbound {
     /// Kuma's older shorthand for `tags: {kuma.io/service: ...}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// A resource instead of a `kuma.io/service` (MADR-052; Kuma 2.9's Dataplane proto).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend_ref: Option<BackendRef>,
+}
+
+/// What a Dataplane outbound reaches by kind: `MeshExternalService`, `MeshService` or
+/// `MeshMultiZoneService`, by `name`, or by `labels` (which win when both are given).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendRef {
+    #[serde(deserialize_with = "null_as_empty")]
+    pub kind: String,
+    #[serde(
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub name: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// The MeshService port; Kuma ignores it for a MeshExternalService (its `match.port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
 }
 
 impl Outbound {
@@ -400,6 +422,44 @@ impl Outbound {
             .get(SERVICE_TAG)
             .or(self.service.as_ref())
             .map(String::as_str)
+    }
+}
+
+/// The resource of a backendRef among those of its mesh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selected<'r> {
+    /// Its name.
+    One(&'r str),
+    None,
+    /// Labels that several match, by name: Kuma takes the oldest, which files do not tell.
+    Several(Vec<&'r str>),
+}
+
+impl BackendRef {
+    /// The MeshExternalService of `mesh` this names: by `labels` (each must match) when it
+    /// has some, as Kuma resolves them first, else by `name`.
+    pub fn select_mesh_external_service<'r>(
+        &self,
+        resources: &'r [Resource],
+        mesh: &str,
+    ) -> Selected<'r> {
+        let mut found: Vec<&str> = resources
+            .iter()
+            .filter(|r| r.mesh == mesh && matches!(r.spec, Spec::MeshExternalService(_)))
+            .filter(|r| {
+                if self.labels.is_empty() {
+                    r.name == self.name
+                } else {
+                    self.labels.iter().all(|(k, v)| r.labels.get(k) == Some(v))
+                }
+            })
+            .map(|r| r.name.as_str())
+            .collect();
+        match found.len() {
+            0 => Selected::None,
+            1 => Selected::One(found.remove(0)),
+            _ => Selected::Several(found),
+        }
     }
 }
 
