@@ -26,6 +26,9 @@
 //!   `fault_injection`).
 //! - `mesh_external_service`: MeshExternalService and HostnameGenerator: `validate` checks
 //!   them as Kuma does, `generate` serves them beside ExternalServices.
+//! - `mes_upstream`: MeshExternalService upstreams through the proxy port against real TLS,
+//!   mTLS, HTTP/2 and gRPC upstreams: verification modes, SNI and SANs, versions, client
+//!   certificates, priority failover, protocols, `Host`, passthrough off, Kuma's doc example.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
@@ -43,6 +46,7 @@ mod faults;
 mod golden;
 mod hostile;
 mod live;
+mod mes_upstream;
 mod mesh_external_service;
 mod policies;
 mod recipes;
