@@ -128,7 +128,8 @@ fn each_verification_mode_accepts_and_refuses_as_kuma() {
 
 /// The name check is one list: the SNI (the first endpoint's name, or `serverName`) and the
 /// `subjectAltNames`, any one matching is enough, `Exact` or `Prefix`; a certificate that
-/// matches none is refused. The SNI is what the upstream sees; an IP endpoint sends none.
+/// matches none is refused; a listed name is checked against IP SANs too. The SNI is what the
+/// upstream sees; an IP endpoint sends none.
 #[test]
 fn sni_server_name_and_subject_alt_names_are_one_name_check() {
     let dir = test_dir();
@@ -136,9 +137,12 @@ fn sni_server_name_and_subject_alt_names_are_one_name_check() {
     let (p, _other, up) = setup(d, |b, p, _| {
         let elsewhere = p.ca.server_cert(d, "elsewhere", &["elsewhere.test"], &[]);
         let internal = p.ca.server_cert(d, "internal", &["api.internal.test"], &[]);
+        let ip_only =
+            p.ca.server_cert(d, "ip-only", &[], &[[127, 0, 0, 1].into()]);
         b.tls("right", &p.server)
             .tls("elsewhere", &elsewhere)
             .tls("internal", &internal)
+            .tls("ip_only", &ip_only)
     });
     let ca = inline_string("caCert", p.ca.ca_pem());
     let service = |name: &str, listener: &str, entries: &[&str]| {
@@ -201,6 +205,11 @@ fn sni_server_name_and_subject_alt_names_are_one_name_check() {
                 &["subjectAltNames: [{type: Prefix, value: nowhere.}]"],
             ),
             by_ip,
+            service(
+                "san-ip-prefix",
+                "ip_only",
+                &["subjectAltNames: [{type: Prefix, value: '127.0.'}]"],
+            ),
         ],
         &[],
     );
@@ -217,6 +226,8 @@ fn sni_server_name_and_subject_alt_names_are_one_name_check() {
             ("san-exact-miss", Expect::TlsFailure(VERIFY_FAILED)),
             ("san-prefix-miss", Expect::TlsFailure(VERIFY_FAILED)),
             ("by-ip", Expect::Reached("right")),
+            // Checked against IP SANs too, as Kuma does.
+            ("san-ip-prefix", Expect::Reached("ip_only")),
         ],
     );
     let sni = |i: usize| r[i].header("x-seen-sni");
