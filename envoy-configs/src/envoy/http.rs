@@ -200,6 +200,18 @@ pub struct RetryPolicy {
     pub retriable_headers: Vec<HeaderMatcher>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retriable_request_headers: Vec<HeaderMatcher>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_priority: Option<Extension<RetryPriorityConfig>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "@type")]
+pub enum RetryPriorityConfig {
+    /// A retry goes to a priority level not tried yet (`envoy.retry_priorities.previous_priorities`).
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig"
+    )]
+    PreviousPriorities { update_frequency: u32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -103,6 +103,14 @@ pub fn distinct_hosts(service: &Service) -> Vec<&Host> {
     hosts
 }
 
+/// The service's priority levels, each once, lowest (tried first) first.
+pub fn priority_levels(service: &Service) -> Vec<u32> {
+    let mut levels: Vec<u32> = service.endpoints.iter().map(|e| e.priority).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    levels
+}
+
 /// The endpoints, one group per priority level, lowest (tried first) first.
 fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> ClusterLoadAssignment {
     // With endpoints on several hosts the route's `auto_host_rewrite` sets `Host` from the
@@ -111,10 +119,7 @@ fn load_assignment(cluster: &str, service: &Service, per_host_tls: bool) -> Clus
     // MeshExternalService's upstream gets the bare address, as Kuma's.)
     let several_hosts = service.matched.is_none() && distinct_hosts(service).len() > 1;
     let default_port = if service.tls.is_some() { 443 } else { 80 };
-    let mut priorities: Vec<u32> = service.endpoints.iter().map(|e| e.priority).collect();
-    priorities.sort_unstable();
-    priorities.dedup();
-    let endpoints = priorities
+    let endpoints = priority_levels(service)
         .into_iter()
         .map(|priority| LocalityLbEndpoints {
             priority,

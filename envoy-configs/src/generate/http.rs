@@ -11,8 +11,9 @@ use crate::envoy::{
     AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, CidrRange, DataSource,
     DirectResponseAction, Duration, Extension, HeaderValue, HeaderValueOption,
     HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig, LocalReplyConfig,
-    Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter, ResponseMapper, Route,
-    RouteAction, RouteConfiguration, RouteMatch, Router, SubstitutionFormatString, VirtualHost,
+    Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter, ResponseMapper,
+    RetryPolicy, RetryPriorityConfig, Route, RouteAction, RouteConfiguration, RouteMatch, Router,
+    SubstitutionFormatString, VirtualHost,
 };
 use crate::policy::KINDS;
 
@@ -277,11 +278,41 @@ pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
         policy.route(service, &mut route);
         policy.route_filters(&mut filter_config);
     }
+    fail_over_by_priority(service, &mut route);
     all(
         Some(&names::logged(service)),
         Action::Route(route),
         (!filter_config.is_empty()).then_some(Map(filter_config)),
     )
+}
+
+/// Envoy leaves a priority level only once its hosts are known unhealthy, and nothing marks
+/// them so (Kuma adds no health check or outlier detection to a MeshExternalService): a dead
+/// priority-0 endpoint would answer every request 503. So a service with several levels
+/// retries a connect failure on a level not tried yet, once per other level; a retry
+/// policy of the service's own (MeshRetry) keeps its conditions and gains that choice.
+fn fail_over_by_priority(service: &Service, route: &mut RouteAction) {
+    let levels = cluster::priority_levels(service).len();
+    let Some(others) = u32::try_from(levels.saturating_sub(1))
+        .ok()
+        .filter(|n| *n > 0)
+    else {
+        return;
+    };
+    let policy = route.retry_policy.get_or_insert_with(|| {
+        Box::new(RetryPolicy {
+            retry_on: "connect-failure".to_string(),
+            num_retries: Some(others),
+            ..RetryPolicy::default()
+        })
+    });
+    policy.retry_priority = Some(Extension {
+        name: "envoy.retry_priorities.previous_priorities",
+        // Recomputed after every attempt: each retry skips every level tried so far.
+        typed_config: RetryPriorityConfig::PreviousPriorities {
+            update_frequency: 1,
+        },
+    });
 }
 
 /// One virtual host per HTTP service of the catalog, by the authority the filter writes, then
@@ -343,6 +374,40 @@ mod tests {
 
     const PASSTHROUGH_OFF: &str =
         "type: Mesh\nname: default\nnetworking: {outbound: {passthrough: false}}\n---\n";
+
+    #[test]
+    fn several_priority_levels_retry_a_connect_failure_on_a_level_not_tried() {
+        let mes = |name: &str, priorities: &[u32]| {
+            let endpoints: Vec<String> = priorities
+                .iter()
+                .map(|p| format!("{{address: api.test, port: 443, priority: {p}}}"))
+                .collect();
+            format!(
+                "type: MeshExternalService\nmesh: default\nname: {name}\n\
+                 spec: {{match: {{port: 80, protocol: http}}, endpoints: [{}]}}\n---\n",
+                endpoints.join(", ")
+            )
+        };
+        let f = Fixture::new(&(mes("three", &[0, 1, 2, 1]) + &mes("one", &[0, 0])));
+        let route = |name: &str| match &routes(&f.ctx(), f.service(name))[0].action {
+            Action::Route(route) => route.retry_policy.clone(),
+            Action::DirectResponse(_) => panic!("{name}: no route"),
+        };
+        assert_eq!(route("one"), None, "one level: nothing to fail over to");
+        assert_cases(&[(
+            "three levels: up to two retries, each on a level not tried yet",
+            yaml(&route("three")),
+            "
+retry_on: connect-failure
+num_retries: 2
+retry_priority:
+  name: envoy.retry_priorities.previous_priorities
+  typed_config:
+    '@type': type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig
+    update_frequency: 1
+",
+        )]);
+    }
 
     #[test]
     fn virtual_hosts_and_routes() {

@@ -56,12 +56,17 @@ pub fn upstream(
         let expected = sni.clone().unwrap_or_else(|| bare(host));
         match_typed_subject_alt_names.push(san_matcher(StringMatcher::Exact(expected)));
     }
-    for san in &tls.subject_alt_names {
-        match_typed_subject_alt_names.push(san_matcher(if san.prefix {
-            StringMatcher::Prefix(san.value.clone())
-        } else {
-            StringMatcher::Exact(san.value.clone())
-        }));
+    // A listed name is checked against both kinds of SAN, as Kuma does: a `Prefix` `10.0.`
+    // matches the IP SAN 10.0.0.5 though it is no address itself.
+    for san_type in [SanType::Dns, SanType::IpAddress] {
+        for san in &tls.subject_alt_names {
+            let matcher = if san.prefix {
+                StringMatcher::Prefix(san.value.clone())
+            } else {
+                StringMatcher::Exact(san.value.clone())
+            };
+            match_typed_subject_alt_names.push(SubjectAltNameMatcher { san_type, matcher });
+        }
     }
     let trusted_ca = tls.verify_chain.then_some(trusted_ca);
     let (tls_certificates, tls_certificate_sds_secret_configs, validation) = match secrets.sds() {
@@ -314,6 +319,48 @@ typed_config:
         ]);
         let files: Vec<_> = secrets.into_files().into_iter().map(|f| f.bytes).collect();
         assert_eq!(files, [b"CERT".to_vec(), b"KEY".to_vec()]);
+    }
+
+    #[test]
+    fn listed_subject_alt_names_are_checked_as_dns_names_and_as_ip_addresses() {
+        let f = Fixture::new(
+            "type: MeshExternalService\nmesh: default\nname: api\nspec:\n  \
+             match: {port: 443, protocol: tcp}\n  endpoints: [{address: api.test, port: 443}]\n  \
+             tls: {enabled: true, verification: {caCert: {inlineString: CA}, \
+             subjectAltNames: [{type: Prefix, value: '10.0.'}, {type: Exact, value: api.example}]}}\n",
+        );
+        let s = f.service("api");
+        let socket = upstream(
+            &f.ctx(),
+            &mut Secrets::default(),
+            s,
+            s.tls.as_ref().unwrap(),
+            &s.endpoints[0].address.host,
+        );
+        assert_cases(&[(
+            "the SNI first, then each listed name as a DNS name, then as an IP address",
+            yaml(&part(
+                &socket,
+                "/typed_config/common_tls_context/validation_context/match_typed_subject_alt_names",
+            )),
+            "
+- san_type: DNS
+  matcher:
+    exact: api.test
+- san_type: DNS
+  matcher:
+    prefix: 10.0.
+- san_type: DNS
+  matcher:
+    exact: api.example
+- san_type: IP_ADDRESS
+  matcher:
+    prefix: 10.0.
+- san_type: IP_ADDRESS
+  matcher:
+    exact: api.example
+",
+        )]);
     }
 
     #[test]

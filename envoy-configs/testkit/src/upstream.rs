@@ -36,11 +36,24 @@ const DNS_LISTENER: &str = "__dns";
 #[derive(Clone, Debug)]
 enum Kind {
     Plain,
-    Tls { cert: CertKey },
-    Mtls { cert: CertKey, client_ca: String },
-    H2 { cert: CertKey },
+    Tls {
+        cert: CertKey,
+    },
+    /// HTTPS that offers TLS 1.2 only.
+    Tls12 {
+        cert: CertKey,
+    },
+    Mtls {
+        cert: CertKey,
+        client_ca: String,
+    },
+    H2 {
+        cert: CertKey,
+    },
     Tcp,
-    TcpTls { cert: CertKey },
+    TcpTls {
+        cert: CertKey,
+    },
 }
 
 /// Builds the upstream Envoy's listeners.
@@ -70,6 +83,15 @@ impl UpstreamBuilder {
     pub fn tls(mut self, name: &str, cert: &CertKey) -> Self {
         let cert = cert.clone();
         self.listeners.push((name.to_string(), Kind::Tls { cert }));
+        self
+    }
+
+    /// HTTPS that offers TLS 1.2 and nothing newer (a client that asks for TLS 1.3 only is
+    /// refused).
+    pub fn tls12_only(mut self, name: &str, cert: &CertKey) -> Self {
+        let cert = cert.clone();
+        self.listeners
+            .push((name.to_string(), Kind::Tls12 { cert }));
         self
     }
 
@@ -173,9 +195,14 @@ impl UpstreamBuilder {
     fn listener_yaml(&self, name: &str, kind: &Kind) -> String {
         let tls = match kind {
             Kind::Plain | Kind::Tcp => None,
-            Kind::Tls { cert } | Kind::TcpTls { cert } => Some(downstream_tls(cert, None, false)),
-            Kind::Mtls { cert, client_ca } => Some(downstream_tls(cert, Some(client_ca), false)),
-            Kind::H2 { cert } => Some(downstream_tls(cert, None, true)),
+            Kind::Tls { cert } | Kind::TcpTls { cert } => {
+                Some(downstream_tls(cert, None, false, TLS_1_3))
+            }
+            Kind::Tls12 { cert } => Some(downstream_tls(cert, None, false, "TLSv1_2")),
+            Kind::Mtls { cert, client_ca } => {
+                Some(downstream_tls(cert, Some(client_ca), false, TLS_1_3))
+            }
+            Kind::H2 { cert } => Some(downstream_tls(cert, None, true, TLS_1_3)),
         };
         let address = self
             .addresses
@@ -265,7 +292,10 @@ impl UpstreamBuilder {
     }
 }
 
-fn downstream_tls(cert: &CertKey, client_ca: Option<&String>, h2: bool) -> String {
+/// The newest TLS version a listener offers, unless it says otherwise.
+const TLS_1_3: &str = "TLSv1_3";
+
+fn downstream_tls(cert: &CertKey, client_ca: Option<&String>, h2: bool, max: &str) -> String {
     let mut y = String::from(
         "      transport_socket:
         name: envoy.transport_sockets.tls
@@ -279,7 +309,7 @@ fn downstream_tls(cert: &CertKey, client_ca: Option<&String>, h2: bool) -> Strin
     let _ = write!(
         y,
         "          common_tls_context:
-            tls_params: {{tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: TLSv1_3}}
+            tls_params: {{tls_minimum_protocol_version: TLSv1_2, tls_maximum_protocol_version: {max}}}
             tls_certificates:
             - certificate_chain: {{filename: \"{}\"}}
               private_key: {{filename: \"{}\"}}

@@ -30,6 +30,9 @@
 //!   them as Kuma does, `generate` serves them beside ExternalServices.
 //! - `mes_outbounds`: Dataplane outbounds by backendRef to MeshExternalServices (http, tcp)
 //!   through real Envoy.
+//! - `mes_upstream`: MeshExternalService upstreams through the proxy port against real TLS,
+//!   mTLS, HTTP/2 and gRPC upstreams: verification modes, SNI and SANs, versions, client
+//!   certificates, priority failover, protocols, `Host`, passthrough off, Kuma's doc example.
 //! - `recipes`: the README's recipes as a new user follows them: Kuma service names with `_`
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
@@ -48,6 +51,7 @@ mod golden;
 mod hostile;
 mod live;
 mod mes_outbounds;
+mod mes_upstream;
 mod mesh_external_service;
 mod migrate;
 mod policies;
