@@ -2,7 +2,8 @@
 //! foreground; Ctrl-C stops everything.
 //!
 //! ```text
-//! demo                      the built-in demo: certificates and a local mTLS upstream included
+//! demo                      the built-in demo: certificates and a local mTLS upstream included,
+//!                           reached as an ExternalService and as a MeshExternalService
 //! demo my-services.yaml     your own resources
 //! ```
 //!
@@ -31,6 +32,7 @@ Try, in another terminal:
   curl -si -H 'Host: httpbin.mesh' http://127.0.0.1:15001/get       # the same with a Host header
   curl -si -x http://127.0.0.1:15001 http://localhost:18443/get     # the real name and port
   curl -si http://127.0.0.1:10000/get                               # the Dataplane outbound listener
+  curl -si -x http://127.0.0.1:15001 http://httpbin.extsvc.mesh.local/get  # the same upstream as a MeshExternalService
   curl -si -x http://127.0.0.1:15001 http://example.com/            # undeclared: 403, passthrough is off
   curl -s http://127.0.0.1:9901/stats/prometheus | grep external_service   # read-only stats
   curl -s --unix-socket .run/envoy.admin.sock http://localhost/stats | grep wasmcustom
@@ -79,19 +81,25 @@ fn run(own: Option<PathBuf>) -> Result<ExitCode, String> {
     std::fs::create_dir_all(&demo).map_err(|e| format!("cannot create {}: {e}", demo.display()))?;
     // Kept until the end: dropped, the upstream stops.
     let (resources, upstream) = match own {
-        Some(own) => (own, None),
-        None => (PathBuf::from(DEMO), Some(demo_upstream(&demo)?)),
+        Some(own) => (vec![own], None),
+        None => {
+            let (upstream, mesh_external_service) = demo_upstream(&demo)?;
+            (
+                vec![PathBuf::from(DEMO), mesh_external_service],
+                Some(upstream),
+            )
+        }
     };
 
     let config = out.join("envoy.yaml");
-    let generate: Vec<OsString> = vec![
-        "generate".into(),
-        resources.clone().into(),
+    let mut generate: Vec<OsString> = vec!["generate".into()];
+    generate.extend(resources.iter().map(OsString::from));
+    generate.extend([
         "-o".into(),
         config.clone().into(),
         "--wasm".into(),
         wasm_module().into(),
-    ];
+    ]);
     let status = Command::new(extsvc_binary())
         .args(&generate)
         .status()
@@ -99,10 +107,11 @@ fn run(own: Option<PathBuf>) -> Result<ExitCode, String> {
     if !status.success() {
         return Ok(ExitCode::from(1));
     }
+    let names: Vec<String> = resources.iter().map(|r| r.display().to_string()).collect();
     println!(
         "generated {} from {}",
         config.display(),
-        resources.display()
+        names.join(" and ")
     );
     if upstream.is_some() {
         println!("{TRY}");
@@ -124,15 +133,40 @@ fn run(own: Option<PathBuf>) -> Result<ExitCode, String> {
 /// The demo's certificates (the kit's Pki: `ca.pem`, `server.pem` for localhost, `client.pem`)
 /// and its stand-in for httpbin: HTTPS on localhost:18443 that wants a client certificate from
 /// that CA and answers with what it saw (`x-seen-sni`, `x-seen-host`, `x-seen-peer-subject`...).
-fn demo_upstream(demo: &Path) -> Result<Upstream, String> {
+/// Also the file of the MeshExternalService that reaches it: an MES takes its certificates
+/// inline (it has no `file` data source), so the file is written with them.
+fn demo_upstream(demo: &Path) -> Result<(Upstream, PathBuf), String> {
     let pki = Pki::for_names(demo, &["localhost"]);
     let address: SocketAddr = DEMO_UPSTREAM
         .parse()
         .map_err(|e| format!("{DEMO_UPSTREAM}: {e}"))?;
-    Ok(UpstreamBuilder::new()
+    let file = demo.join("mesh-external-service.yaml");
+    std::fs::write(&file, mesh_external_service(&pki, address))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let upstream = UpstreamBuilder::new()
         .mtls("httpbin", &pki.server, &pki.ca)
         .at(address)
-        .start(demo))
+        .start(demo);
+    Ok((upstream, file))
+}
+
+/// `httpbin` as a MeshExternalService (Kuma 2.9+): `httpbin.extsvc.mesh.local` on port 80,
+/// mTLS to `localhost`.
+fn mesh_external_service(pki: &Pki, upstream: SocketAddr) -> String {
+    let quoted = |pem: &str| serde_json::to_string(pem).unwrap_or_default();
+    format!(
+        "# Written by `make run`: the demo's upstream as a MeshExternalService.\n\
+         type: MeshExternalService\nname: httpbin\nmesh: default\nspec:\n  \
+         match: {{type: HostnameGenerator, port: 80, protocol: http}}\n  \
+         endpoints: [{{address: localhost, port: {port}}}]\n  \
+         tls:\n    enabled: true\n    verification:\n      \
+         caCert: {{inlineString: {ca}}}\n      clientCert: {{inlineString: {cert}}}\n      \
+         clientKey: {{inlineString: {key}}}\n",
+        port = upstream.port(),
+        ca = quoted(pki.ca.ca_pem()),
+        cert = quoted(&pki.client.cert_pem),
+        key = quoted(&pki.client.key_pem),
+    )
 }
 
 /// Until Ctrl-C (exit 0) or until Envoy stops by itself (its exit code).
