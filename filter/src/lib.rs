@@ -306,15 +306,12 @@ impl Configured {
                 // picks the route again after a filter changes a request header, so the route
                 // for the real authority applies (proven end to end in
                 // envoy-configs/tests/all/e2e/names.rs).
-                match request.authority() {
-                    Some(requested) if requested == service.authority => {}
-                    requested => {
-                        host::set_request_header(":authority", &service.authority);
-                        // What Envoy no longer knows after the rewrite: the name the app used.
-                        if let Some(requested) = requested {
-                            host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
-                        }
-                    }
+                let requested = request.authority();
+                if service.rewrites(requested) {
+                    host::set_request_header(":authority", &service.authority);
+                }
+                if let Some(requested) = requested.filter(|_| service.keeps_requested(requested)) {
+                    host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
                 }
                 Action::Continue
             }

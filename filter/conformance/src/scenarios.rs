@@ -208,6 +208,9 @@ pub enum Then {
     /// Forwarded with `:authority` rewritten to `authority` (which names the service's route
     /// and cluster: Envoy counts and logs the service from there).
     Forward { authority: &'static str },
+    /// Forwarded to a MeshExternalService: as `Forward`, and the name asked for is kept even
+    /// when unchanged, as its route gives the upstream the endpoint's address.
+    ForwardMes { authority: &'static str },
     /// Left untouched: passthrough is on and the host is not declared.
     Passthrough,
     /// 403 `undeclared-host`.
@@ -257,6 +260,12 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
         Then::Forward { authority: real } => Outcome {
             authority: Some(real.to_owned()),
             filter_state: untouched.clone().filter(|requested| requested != real),
+            counter: None,
+            reply: None,
+        },
+        Then::ForwardMes { authority: real } => Outcome {
+            authority: Some(real.to_owned()),
+            filter_state: untouched.clone(),
             counter: None,
             reply: None,
         },
@@ -398,6 +407,10 @@ fn grpc(content_type: Option<String>, then: Then) -> Case {
 
 const fn forward(authority: &'static str) -> Then {
     Then::Forward { authority }
+}
+
+const fn mes(authority: &'static str) -> Then {
+    Then::ForwardMes { authority }
 }
 
 const fn not_http(service: &'static str, protocol: Option<&'static str>) -> Then {
@@ -547,43 +560,43 @@ pub fn cases() -> Vec<Case> {
         // MeshExternalServices: by hostname on match.port (no port is port 80), any case.
         closed(
             "mes-api.extsvc.mesh.local",
-            forward("mes-api.extsvc.mesh.local"),
+            mes("mes-api.extsvc.mesh.local"),
         ),
         closed(
             "MES-API.extsvc.mesh.local.:80",
-            forward("mes-api.extsvc.mesh.local"),
+            mes("mes-api.extsvc.mesh.local"),
         ),
         closed("mes-api.extsvc.mesh.local:443", Undeclared),
         closed("mes-api.upstream.example", Undeclared),
         closed("mes-api.mesh", Undeclared),
         closed(
             "httpbin.extsvc.mesh.local:8000",
-            forward("httpbin.extsvc.mesh.local:8000"),
+            mes("httpbin.extsvc.mesh.local:8000"),
         ),
         closed("httpbin.extsvc.mesh.local", Undeclared),
         closed("mes-db.extsvc.mesh.local:5432", Then::MesNotHttp("mes-db")),
-        closed("dup.extsvc.mesh.local", forward("dup.extsvc.mesh.local")),
+        closed("dup.extsvc.mesh.local", mes("dup.extsvc.mesh.local")),
         closed("dup-b.extsvc.mesh.local", Undeclared),
         case(
             Open,
             "mes-api.extsvc.mesh.local",
-            forward("mes-api.extsvc.mesh.local"),
+            mes("mes-api.extsvc.mesh.local"),
         ),
         // Bound to a MeshExternalService, even one left without a hostname.
         case(
             BoundMes("mes-api"),
             "anything.example",
-            forward("mes-api.extsvc.mesh.local"),
+            mes("mes-api.extsvc.mesh.local"),
         ),
         case(
             BoundMes("httpbin"),
             "httpbin.mesh",
-            forward("httpbin.extsvc.mesh.local:8000"),
+            mes("httpbin.extsvc.mesh.local:8000"),
         ),
         case(
             BoundMes("dup-b"),
             "dup.extsvc.mesh.local",
-            forward("dup-b.mesh-external-service.invalid"),
+            mes("dup-b.mesh-external-service.invalid"),
         ),
     ]
 }

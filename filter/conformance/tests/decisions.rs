@@ -30,7 +30,7 @@ fn every_scenario() {
         match decide(&filter.catalog, filter.bound, &request) {
             Decision::Forward(_, service) => Outcome {
                 authority: Some(service.authority.clone()),
-                filter_state: untouched.filter(|requested| *requested != service.authority),
+                filter_state: untouched.filter(|r| service.keeps_requested(Some(r.as_str()))),
                 counter: None,
                 reply: None,
             },

@@ -45,6 +45,20 @@ pub struct Service {
     pub matched: Option<Matched>,
 }
 
+impl Service {
+    /// A forwarded request's `:authority` must become this service's.
+    pub fn rewrites(&self, requested: Option<&str>) -> bool {
+        requested != Some(self.authority.as_str())
+    }
+
+    /// The name a forwarded request asked for is kept for the access log: Envoy no longer
+    /// knows it once the authority is rewritten, here or (for a MeshExternalService) by its
+    /// route's `auto_host_rewrite`.
+    pub fn keeps_requested(&self, requested: Option<&str>) -> bool {
+        requested.is_some() && (self.rewrites(requested) || self.matched.is_some())
+    }
+}
+
 /// What a MeshExternalService is reached by.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Matched {

@@ -268,18 +268,24 @@ fn a_mesh_timeout_on_a_mesh_external_service_cuts_it_and_not_the_external_servic
     let r = s.with_host("slow.mesh", "/").run();
     assert_eq!(r.status, 200, "{r:?}");
     let log = s.access_log(2);
-    let flags: Vec<(&str, &str)> = log
+    let flags: Vec<(&str, &str, &str)> = log
         .iter()
         .map(|l| {
             (
                 l["external_service"].as_str().unwrap_or_default(),
                 l["response_flags"].as_str().unwrap_or_default(),
+                l["requested_authority"].as_str().unwrap_or_default(),
             )
         })
         .collect();
+    // The name the app used is logged for the MES too, whose route gives the upstream the
+    // endpoint's address as `Host`.
     assert_eq!(
         flags,
-        [("MeshExternalService/slow", "UT"), ("slow", "-")],
+        [
+            ("MeshExternalService/slow", "UT", "slow.extsvc.mesh.local"),
+            ("slow", "-", "slow.mesh"),
+        ],
         "{log:?}"
     );
     assert_eq!(
