@@ -163,6 +163,7 @@ impl Catalog {
                 Spec::Secret(_)
                 | Spec::Dataplane(_)
                 | Spec::HostnameGenerator(_)
+                | Spec::MeshPassthrough(_)
                 | Spec::Policy { .. } => {}
             }
         }
