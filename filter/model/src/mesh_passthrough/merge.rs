@@ -247,36 +247,26 @@ mod tests {
 
     #[test]
     fn effective_passthrough_follows_kumas_plugin() {
-        use PassthroughMode::*;
         let with = |mode: Option<&str>| {
+            let spec = spec(None, mode, &["a.test"]);
             merge(&[Selected {
                 name: "p",
-                spec: &spec(None, mode, &["a.test"]),
+                spec: &spec,
             }])
         };
+        let cases = [
+            (Some("All"), PassthroughMode::All),
+            (Some("None"), PassthroughMode::None),
+            (Some("Matched"), PassthroughMode::Matched),
+            (Option::None, PassthroughMode::Matched),
+        ];
         for mesh in [true, false] {
-            assert_eq!(
-                effective(mesh, with(Some("All")).as_ref()),
-                All,
-                "All, mesh {mesh}"
-            );
-            assert_eq!(
-                effective(mesh, with(Some("None")).as_ref()),
-                None,
-                "None, mesh {mesh}"
-            );
-            assert_eq!(
-                effective(mesh, with(Some("Matched")).as_ref()),
-                Matched,
-                "Matched, mesh {mesh}"
-            );
-            assert_eq!(
-                effective(mesh, with(Option::None).as_ref()),
-                Matched,
-                "unset, mesh {mesh}"
-            );
+            for (mode, want) in cases {
+                let got = effective(mesh, with(mode).as_ref());
+                assert_eq!(got, want, "{mode:?} with the mesh's passthrough {mesh}");
+            }
         }
-        assert_eq!(effective(true, Option::None), All);
-        assert_eq!(effective(false, Option::None), None);
+        assert_eq!(effective(true, Option::None), PassthroughMode::All);
+        assert_eq!(effective(false, Option::None), PassthroughMode::None);
     }
 }
