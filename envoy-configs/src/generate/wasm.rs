@@ -72,7 +72,10 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => None,
+        // MeshPassthrough is not acted on yet.
+        Spec::Secret(_) | Spec::Dataplane(_) | Spec::MeshPassthrough(_) | Spec::Policy { .. } => {
+            None
+        }
     }
 }
 

@@ -177,6 +177,7 @@ impl Catalog {
                 Spec::Secret(_)
                 | Spec::Dataplane(_)
                 | Spec::HostnameGenerator(_)
+                | Spec::MeshPassthrough(_)
                 | Spec::Policy { .. } => {}
             }
         }

@@ -12,6 +12,7 @@ pub mod decision;
 pub mod documents;
 pub mod hostname_generator;
 pub mod mesh_external_service;
+pub mod mesh_passthrough;
 pub mod protocol;
 pub mod report;
 pub mod resource;

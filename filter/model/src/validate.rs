@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 use crate::address::{self, Address};
 use crate::data_source::{decode_base64, find_secret, single_source};
 use crate::mesh_external_service;
+use crate::mesh_passthrough;
 use crate::protocol::Protocol;
 use crate::resource::{
     BackendRef, DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Selected, Source,
@@ -34,6 +35,7 @@ fn validate_one(resource: &Resource) -> Vec<Violation> {
         Spec::MeshExternalService(_) | Spec::HostnameGenerator(_) => {
             mesh_external_service::validate_resource(resource)
         }
+        Spec::MeshPassthrough(spec) => mesh_passthrough::validate::validate(spec),
         // Policies are checked by `extsvc`, which is what applies them.
         Spec::Mesh(_) | Spec::Policy { .. } => Vec::new(),
     }

@@ -296,6 +296,7 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
         Kind::MeshExternalService | Kind::HostnameGenerator => {
             crate::mesh_external_service::read_spec(kind, body, prefix)?
         }
+        Kind::MeshPassthrough => crate::mesh_passthrough::read_spec(body, prefix)?,
         policy => Spec::Policy {
             kind: policy,
             spec: if prefix.is_empty() {

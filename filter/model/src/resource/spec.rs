@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use crate::hostname_generator::HostnameGeneratorSpec;
 use crate::mesh_external_service::MeshExternalServiceSpec;
+use crate::mesh_passthrough::MeshPassthroughSpec;
 
 pub const DEFAULT_MESH: &str = "default";
 pub const SERVICE_TAG: &str = "kuma.io/service";
@@ -45,6 +46,8 @@ macro_rules! kinds {
             Dataplane,
             MeshExternalService,
             HostnameGenerator,
+            /// A policy, but read by the filter too: not one of `with_policy_kinds!`.
+            MeshPassthrough,
             // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of
             // them; the model only recognises them and keeps their spec as written.
             $($policy,)*
@@ -59,6 +62,7 @@ macro_rules! kinds {
                 Kind::Dataplane,
                 Kind::MeshExternalService,
                 Kind::HostnameGenerator,
+                Kind::MeshPassthrough,
                 $(Kind::$policy,)*
             ];
             pub const POLICIES: &[Kind] = &[$(Kind::$policy),*];
@@ -71,6 +75,7 @@ macro_rules! kinds {
                     Kind::Dataplane => "Dataplane",
                     Kind::MeshExternalService => "MeshExternalService",
                     Kind::HostnameGenerator => "HostnameGenerator",
+                    Kind::MeshPassthrough => "MeshPassthrough",
                     $(Kind::$policy => stringify!($policy),)*
                 }
             }
@@ -142,6 +147,7 @@ impl Resource {
             Spec::Dataplane(_) => Kind::Dataplane,
             Spec::MeshExternalService(_) => Kind::MeshExternalService,
             Spec::HostnameGenerator(_) => Kind::HostnameGenerator,
+            Spec::MeshPassthrough(_) => Kind::MeshPassthrough,
             Spec::Policy { kind, .. } => kind,
         }
     }
@@ -155,6 +161,7 @@ impl Resource {
             Spec::Dataplane(s) => serde_json::to_value(s),
             Spec::MeshExternalService(s) => serde_json::to_value(s).map(spec_only),
             Spec::HostnameGenerator(s) => serde_json::to_value(s).map(spec_only),
+            Spec::MeshPassthrough(s) => serde_json::to_value(s).map(spec_only),
             Spec::Policy { spec, .. } => Ok(serde_json::json!({ "spec": spec })),
         };
         let mut doc = Map::new();
@@ -186,6 +193,7 @@ pub enum Spec {
     Dataplane(DataplaneSpec),
     MeshExternalService(Box<MeshExternalServiceSpec>),
     HostnameGenerator(HostnameGeneratorSpec),
+    MeshPassthrough(Box<MeshPassthroughSpec>),
     /// A traffic policy's `spec`, as written (both forms keep it under `spec`).
     Policy {
         kind: Kind,
