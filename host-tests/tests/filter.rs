@@ -163,6 +163,18 @@ fn an_invalid_mesh_external_service_refuses_the_configuration_in_kumas_words() {
 }
 
 #[test]
+fn a_mesh_passthrough_refuses_the_configuration_until_served() {
+    // Left out, a `passthroughMode: None` would leave the mesh's passthrough open.
+    let mpt = json!({ "type": "MeshPassthrough", "name": "closed", "mesh": "default",
+        "spec": { "targetRef": { "kind": "Mesh" }, "default": { "passthroughMode": "None" } } });
+    let config = json!({ "resources": [mpt] });
+    assert_eq!(
+        refused(config.to_string()).logs(LogLevel::Error),
+        ["plugin configuration: MeshPassthrough \"closed\" is validated but not served yet: the filter would ignore it"]
+    );
+}
+
+#[test]
 fn a_hundred_thousand_requests_leave_memory_flat() {
     let mut plugin = start(&plugin_config(Setup::Closed));
     let run = |plugin: &mut Plugin, n: usize| {

@@ -539,3 +539,30 @@ fn what_generate_cannot_build_validate_names_first_in_the_same_words() {
         "{generated:?}"
     );
 }
+
+#[test]
+fn a_mesh_passthrough_is_validated_and_generate_refuses_it_until_served() {
+    let d = test_dir();
+    let file = write(
+        d.path(),
+        "mpt.yaml",
+        "type: MeshPassthrough\nname: allow-google\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  default:\n    passthroughMode: Matched\n    appendMatch:\n    - {type: Domain, value: '*.googleapis.com', port: 443, protocol: tls}\n",
+    );
+    let refusal = "this MeshPassthrough is validated but not served yet: `extsvc validate` checks it as Kuma does, `extsvc generate` would ignore it (take it out of the files to generate)";
+    let validated = extsvc(&["validate", &file]);
+    assert_eq!(validated.code, Some(0), "Kuma takes it: {validated:?}");
+    assert!(validated.stderr.contains(refusal), "{validated:?}");
+    let out = d.path().join("envoy.yaml");
+    let wasm = support::wasm_module();
+    let generated = extsvc(&[
+        "generate",
+        "--wasm",
+        wasm.to_str().unwrap(),
+        &file,
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(generated.code, Some(1), "{generated:?}");
+    assert!(generated.stderr.contains(refusal), "{generated:?}");
+    assert!(!out.exists(), "a configuration was written");
+}

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{self, Catalog, ServiceId};
+use crate::mesh_passthrough;
 use crate::report::{Report, Violation};
 use crate::resource::{self, Kind, Origin, Resource};
 use crate::validate;
@@ -103,6 +104,11 @@ pub enum ConfigError {
     },
     /// Both `service` and `meshExternalService` are set.
     TwoBindings,
+    /// A valid resource of a kind the filter does not serve yet.
+    NotServed {
+        kind: Kind,
+        name: String,
+    },
 }
 
 impl ConfigError {
@@ -130,6 +136,9 @@ impl ConfigError {
             ConfigError::UnknownService { service, mesh, .. } => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service: no ExternalService of mesh {mesh:?} has kuma.io/service {service:?}"
             )],
+            ConfigError::NotServed { kind, name } => vec![format!(
+                "{PLUGIN_CONFIGURATION}: {kind} {name:?} is validated but not served yet: the filter would ignore it"
+            )],
             ConfigError::TwoBindings => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service and meshExternalService both bind the filter: set one"
             )],
@@ -147,6 +156,16 @@ pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
     );
     if !checked.is_valid() {
         return Err(ConfigError::Invalid(checked.invalid().cloned().collect()));
+    }
+    if let Some(r) = checked
+        .resources
+        .iter()
+        .find(|r| r.kind() == mesh_passthrough::NOT_SERVED)
+    {
+        return Err(ConfigError::NotServed {
+            kind: r.kind(),
+            name: r.name.clone(),
+        });
     }
     let mesh = catalog::select_mesh(&checked.resources, config.mesh.as_deref())
         .map_err(ConfigError::Mesh)?;

@@ -17,25 +17,11 @@ use crate::violation::Violation;
 /// forms (`prefix` is `spec.` for Kubernetes, whose CRD defaults apply) and named `spec.…`
 /// in both.
 pub(crate) fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violation>> {
-    fn typed<T: serde::de::DeserializeOwned>(
-        body: Value,
-        prefix: &str,
-    ) -> Result<T, Vec<Violation>> {
-        use crate::resource::{policy_spec, typed};
-        if !prefix.is_empty() {
-            return typed(body);
-        }
-        typed(policy_spec(body)?).map_err(|found| {
-            found
-                .into_iter()
-                .map(|v| Violation::new(format!("spec.{}", v.field), v.message))
-                .collect()
-        })
-    }
+    use crate::resource::typed_spec;
     Ok(if kind == Kind::HostnameGenerator {
-        Spec::HostnameGenerator(typed(body, prefix)?)
+        Spec::HostnameGenerator(typed_spec(body, prefix)?)
     } else {
-        let spec: MeshExternalServiceSpec = typed(body, prefix)?;
+        let spec: MeshExternalServiceSpec = typed_spec(body, prefix)?;
         let spec = if prefix.is_empty() {
             spec
         } else {

@@ -19,21 +19,17 @@ pub use table::{Allowed, Class, Query, Table};
 
 use serde_json::Value;
 
-use crate::resource::{policy_spec, typed, Spec};
+use crate::resource::{typed_spec, Kind, Spec};
 use crate::violation::Violation;
+
+/// Read and validated, not served yet: the filter and `extsvc generate` refuse a
+/// configuration that holds one rather than leave it out, which could let through what it
+/// closes (`passthroughMode: None`) or refuse what it opens.
+pub const NOT_SERVED: Kind = Kind::MeshPassthrough;
 
 /// Reads the spec, kept under `spec` in both forms (`prefix` is `spec.` for Kubernetes, which
 /// names the fields itself) and named `spec.…` in both; Kuma's defaults filled in.
 pub(crate) fn read_spec(body: Value, prefix: &str) -> Result<Spec, Vec<Violation>> {
-    let spec: MeshPassthroughSpec = if prefix.is_empty() {
-        typed(policy_spec(body)?).map_err(|found| {
-            found
-                .into_iter()
-                .map(|v| Violation::new(format!("spec.{}", v.field), v.message))
-                .collect::<Vec<_>>()
-        })?
-    } else {
-        typed(body)?
-    };
+    let spec: MeshPassthroughSpec = typed_spec(body, prefix)?;
     Ok(Spec::MeshPassthrough(Box::new(spec.with_defaults())))
 }

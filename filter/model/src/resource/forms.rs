@@ -308,6 +308,24 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
     })
 }
 
+/// A spec kept under `spec` in both forms, typed: `prefix` is `spec.` for Kubernetes (whose
+/// body is the spec itself, its fields named by the caller); a Universal body's fields are
+/// named `spec.…` here, so that both forms name them alike.
+pub(crate) fn typed_spec<T: serde::de::DeserializeOwned>(
+    body: Value,
+    prefix: &str,
+) -> Result<T, Vec<Violation>> {
+    if !prefix.is_empty() {
+        return typed(body);
+    }
+    typed(policy_spec(body)?).map_err(|found| {
+        found
+            .into_iter()
+            .map(|v| Violation::new(format!("spec.{}", v.field), v.message))
+            .collect()
+    })
+}
+
 /// The `spec` of a Universal policy document, which holds nothing else.
 pub(crate) fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
     let Value::Object(mut fields) = body else {

@@ -5,8 +5,9 @@ mod forms;
 mod reader;
 mod spec;
 
-/// Only MeshExternalService and HostnameGenerator read a policy-like spec from outside `forms`.
-pub(crate) use forms::policy_spec;
+/// MeshExternalService, HostnameGenerator and MeshPassthrough read their specs from outside
+/// `forms`.
+pub(crate) use forms::typed_spec;
 pub use forms::{from_value, Rejected};
 pub use reader::typed;
 pub use spec::*;
