@@ -9,13 +9,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::indented;
+
 use std::fs;
 use std::path::Path;
 
-use external_service_model::config::check;
-use external_service_model::resource::Origin;
 use serde::Deserialize;
-use serde_json::Value;
 
 /// The folder of the transcribed cases.
 const CASES: &str = concat!(
@@ -88,10 +89,6 @@ fn cases() -> Vec<Case> {
         .collect()
 }
 
-fn indented(spec: &str) -> String {
-    spec.lines().map(|l| format!("  {l}\n")).collect()
-}
-
 fn universal(case: &Case) -> String {
     format!(
         "type: MeshExternalService\nname: {}\nmesh: default\nspec:\n{}",
@@ -108,18 +105,9 @@ fn kubernetes(case: &Case) -> String {
     )
 }
 
-/// The (field, message) pairs the model gives for one document.
+/// The (field, message) pairs the model gives for one document of this kind.
 fn violations(yaml: &str) -> Vec<(String, String)> {
-    let value: Value = serde_yaml_ng::from_str(yaml).expect("the case is YAML");
-    let checked = check(Origin::in_file("case.yaml", vec![value]), None);
-    assert_eq!(checked.reports.len(), 1);
-    let report = &checked.reports[0];
-    assert_eq!(report.kind, "MeshExternalService", "{yaml}");
-    report
-        .violations
-        .iter()
-        .map(|v| (v.field.clone(), v.message.clone()))
-        .collect()
+    support::violations("MeshExternalService", yaml)
 }
 
 #[test]

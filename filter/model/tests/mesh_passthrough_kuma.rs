@@ -9,13 +9,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
+use support::indented;
+
 use std::fs;
 use std::path::Path;
 
-use external_service_model::config::check;
-use external_service_model::resource::Origin;
 use serde::Deserialize;
-use serde_json::Value;
 
 const CASES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kuma/mesh_passthrough");
 
@@ -99,22 +100,9 @@ fn cases() -> Vec<(String, String, Expected)> {
         .collect()
 }
 
-fn indented(spec: &str) -> String {
-    spec.lines().map(|l| format!("  {l}\n")).collect()
-}
-
-/// The (field, message) pairs the model gives for one document.
+/// The (field, message) pairs the model gives for one document of this kind.
 fn violations(yaml: &str) -> Vec<(String, String)> {
-    let value: Value = serde_yaml_ng::from_str(yaml).expect("the case is YAML");
-    let checked = check(Origin::in_file("case.yaml", vec![value]), None);
-    assert_eq!(checked.reports.len(), 1);
-    let report = &checked.reports[0];
-    assert_eq!(report.kind, "MeshPassthrough", "{yaml}");
-    report
-        .violations
-        .iter()
-        .map(|v| (v.field.clone(), v.message.clone()))
-        .collect()
+    support::violations("MeshPassthrough", yaml)
 }
 
 #[test]
