@@ -4,22 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use external_service_model::config::check;
-use external_service_model::Origin;
+mod support;
+
 use serde_json::{json, Value};
 
 /// `(field, message)` pairs of each document.
 fn violations(docs: Vec<Value>) -> Vec<Vec<(String, String)>> {
-    check(Origin::in_file("test.json", docs), None)
-        .reports
-        .into_iter()
-        .map(|r| {
-            r.violations
-                .into_iter()
-                .map(|v| (v.field, v.message))
-                .collect()
-        })
-        .collect()
+    support::violations_of_each(docs)
 }
 
 fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {

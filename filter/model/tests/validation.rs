@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use external_service_model::config::{check, Checked};
 use external_service_model::Origin;
 use serde_json::{json, Value};
@@ -14,16 +16,7 @@ fn check_all(docs: Vec<Value>) -> Checked {
 
 /// `(field, message)` pairs of each document.
 fn violations(docs: Vec<Value>) -> Vec<Vec<(String, String)>> {
-    check_all(docs)
-        .reports
-        .into_iter()
-        .map(|r| {
-            r.violations
-                .into_iter()
-                .map(|v| (v.field, v.message))
-                .collect()
-        })
-        .collect()
+    support::violations_of_each(docs)
 }
 
 fn one(doc: Value) -> Vec<(String, String)> {

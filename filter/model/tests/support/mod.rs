@@ -25,3 +25,17 @@ pub fn violations(kind: &str, yaml: &str) -> Vec<(String, String)> {
         .map(|v| (v.field.clone(), v.message.clone()))
         .collect()
 }
+
+/// The (field, message) pairs of each document, in order.
+pub fn violations_of_each(docs: Vec<Value>) -> Vec<Vec<(String, String)>> {
+    check(Origin::in_file("test.json", docs), None)
+        .reports
+        .into_iter()
+        .map(|r| {
+            r.violations
+                .into_iter()
+                .map(|v| (v.field, v.message))
+                .collect()
+        })
+        .collect()
+}
