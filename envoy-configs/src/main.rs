@@ -79,10 +79,17 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::TransparentProxy(command) => match transparent_proxy::run(command, &mut stdout) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e, 2),
-        },
+        Command::TransparentProxy(command) => {
+            match transparent_proxy::run(command, &mut stdout, &mut std::io::stderr().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    if let transparent_proxy::Error::Invalid(loaded) = &e {
+                        let _ = validate::write_text(loaded, &mut std::io::stderr().lock());
+                    }
+                    fail(&e, e.exit_code())
+                }
+            }
+        }
     }
 }
 

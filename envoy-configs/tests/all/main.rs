@@ -37,6 +37,8 @@
 //!   through the proxy port, Envoy as a dedicated uid.
 //! - `transparent`: the transparent proxy and builtin DNS in network namespaces of its own
 //!   (needs root, as CI has).
+//! - `transparent_from`: `transparent-proxy install --from`: the mesh's passthrough decides
+//!   whether uncaptured traffic is blocked (network namespaces, root).
 //!
 //! Run one module: `cargo test -p extsvc --test all e2e::` (or `e2e::tls::`).
 
@@ -58,4 +60,5 @@ mod policies;
 mod recipes;
 mod secrets;
 mod transparent;
+mod transparent_from;
 mod validate;
