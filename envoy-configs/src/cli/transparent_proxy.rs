@@ -25,9 +25,10 @@ pub enum TransparentProxyCommand {
   runuser -u envoy -- envoy -c envoy.yaml    # Envoy as that uid: its traffic is not captured
   extsvc transparent-proxy uninstall
 
-Outbound TCP of every other uid, except to loopback and to --exclude-outbound-ports,
-goes to --outbound-port (the capture listener of `extsvc generate --transparent-proxy`).
-Needs root and iptables; a failed install removes what it applied.")]
+Outbound TCP (IPv4 and IPv6) of every other uid, except to loopback and to
+--exclude-outbound-ports, goes to --outbound-port (the capture listeners of `extsvc generate
+--transparent-proxy`). Needs root, iptables and ip6tables; a failed install removes what it
+applied.")]
 pub struct InstallArgs {
     /// The uid Envoy runs as: its own traffic is never captured (Kuma's default: 5678).
     #[arg(long, value_name = "UID")]
@@ -49,9 +50,9 @@ pub struct InstallArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub exclude_outbound_ports: Vec<u16>,
 
-    /// Reject what the capture does not take, for every uid but Envoy's: UDP (other than
-    /// DNS with --redirect-dns), ICMP and other protocols, and all IPv6. With a mesh whose
-    /// passthrough is off, nothing undeclared then leaves the namespace.
+    /// Reject what the capture does not take, for every uid but Envoy's, IPv4 and IPv6: UDP
+    /// (other than IPv4 DNS with --redirect-dns), ICMP, ICMPv6 and other protocols. With a
+    /// mesh whose passthrough is off, nothing undeclared then leaves the namespace.
     #[arg(long)]
     pub block_uncaptured: bool,
 

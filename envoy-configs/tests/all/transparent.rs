@@ -59,7 +59,8 @@ fn services(passthrough: bool, ca: &Ca) -> Vec<String> {
 }
 
 impl World {
-    /// `block_uncaptured`: install with `--block-uncaptured` (other UDP and IPv6 rejected).
+    /// `block_uncaptured`: install with `--block-uncaptured` (what the capture does not take is
+    /// rejected, IPv4 and IPv6).
     pub fn start(passthrough: bool, block_uncaptured: bool) -> World {
         World::start_with(block_uncaptured, &[], |ca| docs(&services(passthrough, ca)))
     }
@@ -90,6 +91,8 @@ impl World {
             .at(world(8084))
             .plain("ipv6")
             .at(SocketAddr::from((WORLD_IP6, 8082)))
+            .plain("undeclared6")
+            .at(SocketAddr::from((WORLD_IP6, 8085)))
             .tcp("raw")
             .at(world(7000))
             .dns_at(world(53));
@@ -552,6 +555,71 @@ fn icmp_gets_nothing_out_under_block_uncaptured() {
     );
 }
 
+/// IPv6 TCP is captured as IPv4 is: a declared IPv6 address is served through Envoy, an
+/// undeclared one gets nothing with passthrough off, and `--block-uncaptured` rejects the rest
+/// of IPv6 (UDP, ICMPv6 echo).
+#[test]
+fn ipv6_is_captured_and_served_as_ipv4_is() {
+    let w = World::start_with(true, &[], |ca| {
+        let mut resources = services(false, ca);
+        // Quoted: `[` opens a YAML list.
+        resources.push(http_service("v6web", &format!("\"[{WORLD_IP6}]:8082\"")));
+        docs(&resources)
+    });
+    assert_from(
+        &w.curl(&format!("http://[{WORLD_IP6}]:8082/")).run(),
+        "ipv6",
+    );
+    w.sidecar
+        .wait_for_stdout("\"external_service\":\"v6web\"", Duration::from_secs(10));
+
+    assert!(w
+        .curl(&format!("http://[{WORLD_IP6}]:8085/"))
+        .connect_timeout(Duration::from_secs(3))
+        .send()
+        .is_err());
+    let line = w.sidecar.wait_for_stdout(
+        &format!("\"original_destination\":\"[{WORLD_IP6}]:8085\""),
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("\"denied\":\"undeclared-destination\""),
+        "{line}"
+    );
+    assert_eq!(w.world_stat("http.undeclared6.downstream_cx_total"), 0);
+
+    let udp6 = w
+        .topology
+        .world
+        .run(|| UdpSocket::bind(SocketAddr::from((WORLD_IP6, UDP_PORT))))
+        .unwrap();
+    udp6.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let script = format!("echo datagram > /dev/udp/{WORLD_IP6}/{UDP_PORT}");
+    let _ = w.app().output("bash", &["-c", &script]);
+    assert!(
+        udp6.recv(&mut [0u8; 64]).is_err(),
+        "a datagram got out over IPv6"
+    );
+
+    let echoes = world_icmp6_echo_requests(&w);
+    let ping = w.app().output(
+        "ping",
+        &["-6", "-n", "-c", "2", "-W", "2", &WORLD_IP6.to_string()],
+    );
+    assert!(!ping.status.success(), "an IPv6 ping got an answer");
+    assert_eq!(world_icmp6_echo_requests(&w), echoes);
+}
+
+/// How many ICMPv6 echo requests the world has received (its `/proc/net/snmp6`).
+fn world_icmp6_echo_requests(w: &World) -> u64 {
+    let out = w.topology.world.output("cat", &["/proc/net/snmp6"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Icmp6InEchos"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Icmp6InEchos in /proc/net/snmp6")
+}
+
 /// Rules as `iptables-save` prints them, without its comments and counters.
 fn saved_rules(ns: &Netns) -> String {
     let mut all = String::new();
@@ -587,6 +655,7 @@ fn uninstall_restores_the_rules_and_dry_run_changes_nothing() {
     for (tool, table) in [
         ("iptables", "nat"),
         ("iptables", "filter"),
+        ("ip6tables", "nat"),
         ("ip6tables", "filter"),
     ] {
         let out = ns.output(

@@ -176,9 +176,9 @@ mod tests {
     /// The builtin DNS's configuration.
     fn dns_filter(parts: &Parts) -> &DnsFilterConfig {
         let ListenerFilterConfig::DnsFilter(dns) =
-            &parts.listeners[1].listener_filters[0].typed_config
+            &parts.listeners[2].listener_filters[0].typed_config
         else {
-            panic!("the second listener is the builtin DNS")
+            panic!("the third listener is the builtin DNS")
         };
         dns
     }
@@ -290,7 +290,7 @@ mod tests {
         // port reaches the MeshExternalService.
         let web = parts.vips.get("db.extsvc.mesh.local").unwrap();
         assert_eq!(answers["db.extsvc.mesh.local"], web.to_string());
-        let bound: BTreeMap<String, String> = parts.listeners[2..]
+        let bound: BTreeMap<String, String> = parts.listeners[3..]
             .iter()
             .map(|l| {
                 let l = serde_json::to_value(l).unwrap();

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 
 use dns::{dns, dns_names, mesh_external_services};
 pub use dns::{DEFAULT_DNS_LISTEN, DNS};
-use listeners::{capture, destinations, original_destination, refused};
-pub use listeners::{CAPTURE, REFUSED, UNDECLARED_DESTINATION};
+use listeners::{capture, destinations, ipv6_capture_address, original_destination, refused};
+pub use listeners::{CAPTURE, CAPTURE_IPV6, REFUSED, UNDECLARED_DESTINATION};
 pub use vips::{
     allocate, first_choice, Cidr, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
     DEFAULT_VIP_CIDR, VIPS_FILE,
@@ -43,7 +43,7 @@ pub struct Parts {
     pub vips: Vips,
 }
 
-/// The capture listener, the builtin DNS, one listener per declared VIP:port, and the cluster
+/// The capture listeners (IPv4 and IPv6), the builtin DNS, one listener per declared VIP:port, and the cluster
 /// for everything else (passthrough to the original destination, or refusal).
 pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
     let names = dns_names(ctx.catalog);
@@ -57,7 +57,10 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
         &mesh_external_services,
         options,
     )?;
-    let mut listeners = vec![capture(ctx), dns(ctx, options.dns_listen, &names, &vips)];
+    let listen = ctx.options.listen;
+    let mut listeners = vec![capture(ctx, CAPTURE, listen)];
+    listeners.extend(ipv6_capture_address(listen).map(|at| capture(ctx, CAPTURE_IPV6, at)));
+    listeners.push(dns(ctx, options.dns_listen, &names, &vips));
     listeners.extend(
         destinations(ctx.catalog, &names, &vips)
             .into_iter()
