@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use extsvc::generate::transparent::{first_choice, Cidr};
+use extsvc::generate::transparent::{first_choice, Cidr, Cidr6, DEFAULT_VIP_CIDR6};
 use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
 use extsvc_testkit::sidecar::{extsvc_binary, generate};
 use extsvc_testkit::transparent::{install_args, world_addr as world, ENVOY_UID};
@@ -555,9 +555,10 @@ fn icmp_gets_nothing_out_under_block_uncaptured() {
     );
 }
 
-/// IPv6 TCP is captured as IPv4 is: a declared IPv6 address is served through Envoy, an
-/// undeclared one gets nothing with passthrough off, and `--block-uncaptured` rejects the rest
-/// of IPv6 (UDP, ICMPv6 echo).
+/// IPv6 TCP is captured as IPv4 is: a declared name resolves (AAAA) to its VIP's IPv6 twin,
+/// which serves it; a declared IPv6 address is served through Envoy; an undeclared one gets
+/// nothing with passthrough off; and `--block-uncaptured` rejects the rest of IPv6 (UDP,
+/// ICMPv6 echo).
 #[test]
 fn ipv6_is_captured_and_served_as_ipv4_is() {
     let w = World::start_with(true, &[], |ca| {
@@ -566,6 +567,29 @@ fn ipv6_is_captured_and_served_as_ipv4_is() {
         resources.push(http_service("v6web", &format!("\"[{WORLD_IP6}]:8082\"")));
         docs(&resources)
     });
+    let out = w.app().output("getent", &["ahostsv6", "httpbin.mesh"]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    let twin = out.split_whitespace().next().unwrap_or_default();
+    let vip4 = w.resolve("httpbin.mesh").unwrap();
+    let cidr6: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
+    assert_eq!(twin, cidr6.twin(vip4).to_string(), "{out}");
+    // The name on the address its AAAA gave (curl would prefer the A: RFC 6724 ranks IPv4
+    // over unique local IPv6), and the twin itself on the service's port.
+    let by_name = w
+        .curl("http://httpbin.mesh/get")
+        .resolve("httpbin.mesh", 80, &format!("[{twin}]"))
+        .run();
+    let by_address = w.curl(&format!("http://[{twin}]:8443/get")).run();
+    for r in [by_name, by_address] {
+        assert_from(&r, "httpbin");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+    }
+    let line = w.sidecar.wait_for_stdout(
+        &format!("\"listener\":\"outbound:[{twin}]:8443\""),
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("\"external_service\":\"httpbin\""), "{line}");
+
     assert_from(
         &w.curl(&format!("http://[{WORLD_IP6}]:8082/")).run(),
         "ipv6",
@@ -886,6 +910,13 @@ fn transparent_options_are_checked() {
         "{}",
         host_bits.stderr
     );
+    let not_96 = run(&["--transparent-proxy", "--vip-cidr6", "fd00::/64"]);
+    assert_eq!(not_96.code, Some(2));
+    assert!(
+        not_96.stderr.contains("--vip-cidr6") && not_96.stderr.contains("is not 96"),
+        "{}",
+        not_96.stderr
+    );
     assert!(!dir.path().join("envoy.yaml").exists());
 }
 
@@ -1154,5 +1185,12 @@ fn mesh_external_services_by_their_hostnames_and_vips() {
         "\"external_service\":\"MeshExternalService/echo\"",
         Duration::from_secs(10),
     );
-    assert!(line.contains(&format!("outbound:{echo}:7000")), "{line}");
+    // On the VIP or its IPv6 twin: the resolver picks which.
+    let twin: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
+    let twin = twin.twin(echo);
+    assert!(
+        line.contains(&format!("outbound:{echo}:7000"))
+            || line.contains(&format!("outbound:[{twin}]:7000")),
+        "{line}"
+    );
 }

@@ -2,7 +2,7 @@
 //! VIP:port, and the clusters of every other destination (passthrough or refusal).
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use external_service_model::address::Host;
 use external_service_model::authority::HostRef;
@@ -17,7 +17,7 @@ use crate::envoy::{
 use crate::generate::{access_log, cluster, listener, Context};
 
 use super::dns::{mesh_external_services, Names};
-use super::vips::Vips;
+use super::vips::{Cidr6, Vips};
 
 pub const CAPTURE: &str = "outbound_capture";
 /// The capture listener of IPv6: the REDIRECT sends IPv6 to `[::1]`, not to `--listen`.
@@ -33,34 +33,39 @@ pub(super) struct Destination<'a> {
     pub(super) service: &'a Service,
 }
 
+/// Each declared destination: every VIP:port a service takes, on the VIP and on its IPv6
+/// twin (in `vip_cidr6`), and each ExternalService's own IP address.
 pub(super) fn destinations<'a>(
     catalog: &'a Catalog,
     names: &Names,
     vips: &Vips,
+    vip_cidr6: Cidr6,
 ) -> Vec<Destination<'a>> {
     let service = |host: HostRef<'_>, port: u16| match catalog.lookup(host, Some(port)) {
         Some(Target::Service(id)) => catalog.services.get(id),
         Some(Target::Ambiguous) | None => None,
     };
     let mut found = Vec::new();
+    let mut at_vip = |vip: Ipv4Addr, port: u16, service: &'a Service| {
+        for ip in [IpAddr::V4(vip), IpAddr::V6(vip_cidr6.twin(vip))] {
+            found.push(Destination {
+                address: SocketAddr::new(ip, port),
+                service,
+            });
+        }
+    };
     for (name, ports) in &names.ports {
         let Some(vip) = vips.get(name) else { continue };
         for &port in ports {
             if let Some(service) = service(HostRef::Name(name), port) {
-                found.push(Destination {
-                    address: SocketAddr::new(IpAddr::V4(vip), port),
-                    service,
-                });
+                at_vip(vip, port, service);
             }
         }
     }
     // A MeshExternalService's VIP is its own.
     for (service, matched) in mesh_external_services(catalog) {
         if let Some(vip) = vips.of_mesh_external_service(&service.name) {
-            found.push(Destination {
-                address: SocketAddr::new(IpAddr::V4(vip), matched.port),
-                service,
-            });
+            at_vip(vip, matched.port, service);
         }
     }
     // An ExternalService's IP address is its own VIP.
@@ -174,7 +179,7 @@ mod tests {
     use crate::envoy::Address;
     use crate::generate::test_support::{service, Fixture};
     use crate::generate::transparent::tests::options;
-    use crate::generate::transparent::{build, DEFAULT_VIP_CIDR};
+    use crate::generate::transparent::{build, DEFAULT_VIP_CIDR, DEFAULT_VIP_CIDR6};
 
     #[test]
     fn listeners_per_name_and_port_reach_one_service_each() {
@@ -192,6 +197,7 @@ mod tests {
         );
         let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
         let vip = |name: &str| parts.vips.get(name).unwrap();
+        let cidr6: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
         let mut got: Vec<(String, String)> = parts.listeners[3..]
             .iter()
             .map(|l| {
@@ -202,19 +208,33 @@ mod tests {
                     .vips
                     .vips
                     .iter()
-                    .find(|(_, ip)| ip.to_string() == a.address)
-                    .map_or(a.address.clone(), |(n, _)| n.clone());
+                    .find_map(|(name, ip)| {
+                        if ip.to_string() == a.address {
+                            Some(name.clone())
+                        } else {
+                            (cidr6.twin(*ip).to_string() == a.address)
+                                .then(|| format!("{name} (IPv6)"))
+                        }
+                    })
+                    .unwrap_or(a.address.clone());
                 (format!("{host}:{}", a.port_value), l.name.clone())
             })
             .collect();
         got.sort();
+        // Each VIP:port, and the same on the VIP's IPv6 twin.
         let want = |name: &str, port: u16| {
-            (
-                format!("{name}:{port}"),
-                format!("outbound:{}:{port}", vip(name)),
-            )
+            [
+                (
+                    format!("{name}:{port}"),
+                    format!("outbound:{}:{port}", vip(name)),
+                ),
+                (
+                    format!("{name} (IPv6):{port}"),
+                    format!("outbound:[{}]:{port}", cidr6.twin(vip(name))),
+                ),
+            ]
         };
-        let mut expected = vec![
+        let mut expected: Vec<(String, String)> = [
             want("hidden.mesh", 80),
             want("hidden.mesh", 81),
             want("httpbin.mesh", 80),
@@ -223,11 +243,13 @@ mod tests {
             want("httpbin.test", 8443),
             want("my_db.mesh", 80),
             want("my_db.mesh", 5432),
-            (
-                "10.1.2.3:5432".to_string(),
-                "outbound:10.1.2.3:5432".to_string(),
-            ),
-        ];
+        ]
+        .concat();
+        // An ExternalService's own IP address has no twin.
+        expected.push((
+            "10.1.2.3:5432".to_string(),
+            "outbound:10.1.2.3:5432".to_string(),
+        ));
         expected.sort();
         assert_eq!(got, expected);
         assert!(

@@ -15,8 +15,8 @@ pub use dns::{DEFAULT_DNS_LISTEN, DNS};
 use listeners::{capture, destinations, ipv6_capture_address, original_destination, refused};
 pub use listeners::{CAPTURE, CAPTURE_IPV6, REFUSED, UNDECLARED_DESTINATION};
 pub use vips::{
-    allocate, first_choice, Cidr, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
-    DEFAULT_VIP_CIDR, VIPS_FILE,
+    allocate, first_choice, Cidr, Cidr6, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
+    DEFAULT_VIP_CIDR, DEFAULT_VIP_CIDR6, VIPS_FILE,
 };
 
 use crate::envoy::{Cluster, Listener};
@@ -29,6 +29,9 @@ pub struct Options {
     pub vip_cidr: Cidr,
     /// Where MeshExternalServices' VIPs come from (Kuma: 242.0.0.0/8).
     pub mes_vip_cidr: Cidr,
+    /// Where each VIP's IPv6 twin lies: the DNS answers AAAA with it, and it has the IPv4
+    /// VIP's listeners.
+    pub vip_cidr6: Cidr6,
     /// The builtin DNS's UDP address (`--redirect-dns` sends port 53 there).
     pub dns_listen: SocketAddr,
     /// With `--xds-dir`, the allocation earlier runs kept there (empty on the first): its
@@ -60,9 +63,9 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
     let listen = ctx.options.listen;
     let mut listeners = vec![capture(ctx, CAPTURE, listen)];
     listeners.extend(ipv6_capture_address(listen).map(|at| capture(ctx, CAPTURE_IPV6, at)));
-    listeners.push(dns(ctx, options.dns_listen, &names, &vips));
+    listeners.push(dns(ctx, options, &names, &vips));
     listeners.extend(
-        destinations(ctx.catalog, &names, &vips)
+        destinations(ctx.catalog, &names, &vips, options.vip_cidr6)
             .into_iter()
             .map(|d| Listener {
                 bind_to_port: Some(false),
@@ -92,6 +95,7 @@ mod tests {
         Options {
             vip_cidr: cidr.parse().unwrap(),
             mes_vip_cidr: DEFAULT_MES_VIP_CIDR.parse().unwrap(),
+            vip_cidr6: DEFAULT_VIP_CIDR6.parse().unwrap(),
             dns_listen: DEFAULT_DNS_LISTEN.parse().unwrap(),
             previous,
         }
