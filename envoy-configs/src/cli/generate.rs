@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use super::{format_word, Inputs};
 use crate::atomic::{self, WriteError};
 use crate::generate::admin::{AdminAddress, DEFAULT_STATS_LISTEN};
-use crate::generate::transparent::{self, Cidr};
+use crate::generate::transparent::{self, Cidr, Cidr6};
 use crate::generate::{Options, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS, DEFAULT_SYSTEM_CA};
 pub use crate::pipeline::Error;
 use crate::pipeline::{self, absolute, Request};
@@ -119,6 +119,11 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "CIDR", default_value = transparent::DEFAULT_MES_VIP_CIDR, requires = "transparent_proxy")]
     pub mes_vip_cidr: Cidr,
 
+    /// The IPv6 /96 of the VIPs' IPv6 twins: the VIP a.b.c.d has the twin <prefix>a.b.c.d,
+    /// which the builtin DNS answers AAAA with and which has the VIP's listeners.
+    #[arg(long, value_name = "CIDR", default_value = transparent::DEFAULT_VIP_CIDR6, requires = "transparent_proxy")]
+    pub vip_cidr6: Cidr6,
+
     /// The builtin DNS's UDP address.
     #[arg(long, value_name = "ADDR:PORT", default_value = transparent::DEFAULT_DNS_LISTEN, requires = "transparent_proxy")]
     pub dns_listen: SocketAddr,
@@ -184,6 +189,7 @@ impl GenerateArgs {
                 transparent: self.transparent_proxy.then_some(transparent::Options {
                     vip_cidr: self.vip_cidr,
                     mes_vip_cidr: self.mes_vip_cidr,
+                    vip_cidr6: self.vip_cidr6,
                     dns_listen: self.dns_listen,
                     previous: None,
                 }),

@@ -31,11 +31,11 @@ pub enum TransparentProxyCommand {
   runuser -u envoy -- envoy -c envoy.yaml    # Envoy as that uid: its traffic is not captured
   extsvc transparent-proxy uninstall
 
-Outbound TCP of every other uid, except to loopback and to --exclude-outbound-ports,
-goes to --outbound-port (the capture listener of `extsvc generate --transparent-proxy`).
-With --from (the resource files given to `generate`), what the capture does not take is
-blocked when the mesh's passthrough is off, as with --block-uncaptured.
-Needs root and iptables; a failed install removes what it applied.
+Outbound TCP (IPv4 and IPv6) of every other uid, except to loopback and to
+--exclude-outbound-ports, goes to --outbound-port (the capture listeners of `extsvc generate
+--transparent-proxy`). With --from (the resource files given to `generate`), what the capture
+does not take is blocked when the mesh's passthrough is off, as with --block-uncaptured.
+Needs root, iptables and ip6tables; a failed install removes what it applied.
 
 Exit status: 0 when the rules were applied (or printed), 1 when the resources of --from
 are invalid (the report is the one `extsvc validate` prints; nothing is changed), 2 when
@@ -61,10 +61,10 @@ pub struct InstallArgs {
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub exclude_outbound_ports: Vec<u16>,
 
-    /// Reject what the capture does not take, for every uid but Envoy's: UDP (other than
-    /// DNS with --redirect-dns), ICMP and other protocols, and all IPv6. With a mesh whose
-    /// passthrough is off, nothing undeclared then leaves the namespace. Implied by --from
-    /// when the mesh's passthrough is off.
+    /// Reject what the capture does not take, for every uid but Envoy's, IPv4 and IPv6: UDP
+    /// (other than IPv4 DNS with --redirect-dns), ICMP, ICMPv6 and other protocols. With a
+    /// mesh whose passthrough is off, nothing undeclared then leaves the namespace. Implied by
+    /// --from when the mesh's passthrough is off.
     #[arg(long)]
     pub block_uncaptured: bool,
 

@@ -61,12 +61,7 @@ impl std::error::Error for Error {}
 /// it applied.
 pub fn install(capture: &Capture) -> Result<usize, Error> {
     let rules = install_rules(capture);
-    let families: &[Family] = if capture.block_uncaptured {
-        &[Family::V4, Family::V6]
-    } else {
-        &[Family::V4]
-    };
-    check_can_run(families)?;
+    check_can_run(&[Family::V4, Family::V6])?;
     if let Some(chain) = present_chains().first() {
         return Err(Error::AlreadyInstalled(format!(
             "{} table {} chain {}",

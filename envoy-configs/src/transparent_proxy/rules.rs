@@ -1,11 +1,11 @@
-//! The iptables rules that send an app's outbound TCP (and DNS) to Envoy, after Kuma's
-//! `kumactl install transparent-proxy`, in chains of their own: built by pure functions
+//! The iptables and ip6tables rules that send an app's outbound TCP (and DNS) to Envoy, after
+//! Kuma's `kumactl install transparent-proxy`, in chains of their own: built by pure functions
 //! ([`install_rules`], [`removal_rules`]) that [`super::iptables`] runs.
 
 use std::fmt;
 
 /// Every chain this command makes: `uninstall` removes these and nothing else.
-pub const CHAINS: [Chain; 4] = [
+pub const CHAINS: [Chain; 6] = [
     Chain {
         family: Family::V4,
         table: "nat",
@@ -14,6 +14,18 @@ pub const CHAINS: [Chain; 4] = [
     },
     Chain {
         family: Family::V4,
+        table: "nat",
+        name: REDIRECT_CHAIN,
+        jumped_from_output: false,
+    },
+    Chain {
+        family: Family::V6,
+        table: "nat",
+        name: OUTPUT_CHAIN,
+        jumped_from_output: true,
+    },
+    Chain {
+        family: Family::V6,
         table: "nat",
         name: REDIRECT_CHAIN,
         jumped_from_output: false,
@@ -103,11 +115,33 @@ fn rule(family: Family, table: &'static str, args: &str) -> Rule {
 }
 
 /// The rules of `install`, in order: chains made and filled first, the jumps from OUTPUT
-/// last, so capture starts whole.
+/// last, so capture starts whole. IPv6 TCP is captured as IPv4 is (the REDIRECT sends it to
+/// `[::1]:<outbound_port>`).
 pub fn install_rules(args: &Capture) -> Vec<Rule> {
-    use Family::{V4, V6};
-    let uid = args.envoy_uid;
-    let nat = |a: &str| rule(V4, "nat", a);
+    let mut rules = Vec::new();
+    let mut jumps = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        rules.extend(capture_rules(family, args));
+        jumps.push(rule(family, "nat", &format!("-A OUTPUT -j {OUTPUT_CHAIN}")));
+    }
+    if args.block_uncaptured {
+        for family in [Family::V4, Family::V6] {
+            rules.extend(block_rules(family, args));
+            jumps.push(rule(
+                family,
+                "filter",
+                &format!("-A OUTPUT -j {OUTPUT_CHAIN}"),
+            ));
+        }
+    }
+    rules.extend(jumps);
+    rules
+}
+
+/// The nat chains of one family: TCP of every uid but Envoy's, except to loopback and the
+/// excluded ports, to the capture listener.
+fn capture_rules(family: Family, args: &Capture) -> Vec<Rule> {
+    let nat = |a: &str| rule(family, "nat", a);
     let mut rules = vec![
         nat(&format!("-N {OUTPUT_CHAIN}")),
         nat(&format!("-N {REDIRECT_CHAIN}")),
@@ -116,10 +150,13 @@ pub fn install_rules(args: &Capture) -> Vec<Rule> {
             args.outbound_port
         )),
         nat(&format!(
-            "-A {OUTPUT_CHAIN} -m owner --uid-owner {uid} -j RETURN"
+            "-A {OUTPUT_CHAIN} -m owner --uid-owner {} -j RETURN",
+            args.envoy_uid
         )),
     ];
-    if args.redirect_dns {
+    // The builtin DNS listens on IPv4: IPv6 DNS is not redirected (`--block-uncaptured`
+    // rejects it).
+    if args.redirect_dns && family == Family::V4 {
         // Before the loopback exception: a resolver on 127.0.0.53 is redirected too.
         rules.push(nat(&format!(
             "-A {OUTPUT_CHAIN} -p udp --dport 53 -j REDIRECT --to-ports {}",
@@ -135,38 +172,45 @@ pub fn install_rules(args: &Capture) -> Vec<Rule> {
     rules.push(nat(&format!(
         "-A {OUTPUT_CHAIN} -p tcp -j {REDIRECT_CHAIN}"
     )));
-    let mut jumps = vec![nat(&format!("-A OUTPUT -j {OUTPUT_CHAIN}"))];
-    if args.block_uncaptured {
-        for family in [V4, V6] {
-            let filter = |a: &str| rule(family, "filter", a);
-            rules.push(filter(&format!("-N {OUTPUT_CHAIN}")));
+    rules
+}
+
+/// The filter chain of one family under `--block-uncaptured`: what the capture did not take
+/// is rejected, for every uid but Envoy's.
+fn block_rules(family: Family, args: &Capture) -> Vec<Rule> {
+    let filter = |a: &str| rule(family, "filter", a);
+    let mut rules = vec![
+        filter(&format!("-N {OUTPUT_CHAIN}")),
+        filter(&format!(
+            "-A {OUTPUT_CHAIN} -m owner --uid-owner {} -j RETURN",
+            args.envoy_uid
+        )),
+        filter(&format!("-A {OUTPUT_CHAIN} -o lo -j RETURN")),
+        // What the REDIRECT captured, now bound for Envoy: the hook still sees the interface
+        // routed before the REDIRECT, so `-o lo` does not match it.
+        filter(&format!(
+            "-A {OUTPUT_CHAIN} -m conntrack --ctstate DNAT -j RETURN"
+        )),
+        // Answers to connections made to the app.
+        filter(&format!(
+            "-A {OUTPUT_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"
+        )),
+    ];
+    if family == Family::V6 {
+        // Neighbour discovery, IPv6's ARP, is sent by no socket: without it Envoy's own IPv6
+        // connections find no route.
+        for kind in ["neighbour-solicitation", "neighbour-advertisement"] {
             rules.push(filter(&format!(
-                "-A {OUTPUT_CHAIN} -m owner --uid-owner {uid} -j RETURN"
+                "-A {OUTPUT_CHAIN} -p ipv6-icmp --icmpv6-type {kind} -j RETURN"
             )));
-            rules.push(filter(&format!("-A {OUTPUT_CHAIN} -o lo -j RETURN")));
-            if family == V4 {
-                // What the REDIRECT captured, now bound for Envoy: the hook still sees the
-                // interface routed before the REDIRECT, so `-o lo` does not match it.
-                rules.push(filter(&format!(
-                    "-A {OUTPUT_CHAIN} -m conntrack --ctstate DNAT -j RETURN"
-                )));
-            }
-            // Answers to connections made to the app.
-            rules.push(filter(&format!(
-                "-A {OUTPUT_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"
-            )));
-            if family == V4 {
-                for port in &args.exclude_outbound_ports {
-                    rules.push(filter(&format!(
-                        "-A {OUTPUT_CHAIN} -p tcp --dport {port} -j RETURN"
-                    )));
-                }
-            }
-            rules.push(filter(&format!("-A {OUTPUT_CHAIN} -j REJECT")));
-            jumps.push(filter(&format!("-A OUTPUT -j {OUTPUT_CHAIN}")));
         }
     }
-    rules.extend(jumps);
+    for port in &args.exclude_outbound_ports {
+        rules.push(filter(&format!(
+            "-A {OUTPUT_CHAIN} -p tcp --dport {port} -j RETURN"
+        )));
+    }
+    rules.push(filter(&format!("-A {OUTPUT_CHAIN} -j REJECT")));
     rules
 }
 
@@ -213,7 +257,7 @@ mod tests {
     fn install_rules_table() {
         let cases: [(&str, Capture, &str); 3] = [
             (
-                "TCP only",
+                "TCP only, IPv4 and IPv6",
                 args(),
                 "iptables -w -t nat -N EXTSVC_OUTPUT
 iptables -w -t nat -N EXTSVC_REDIRECT
@@ -221,11 +265,18 @@ iptables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
 iptables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
 iptables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
 iptables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
+ip6tables -w -t nat -N EXTSVC_OUTPUT
+ip6tables -w -t nat -N EXTSVC_REDIRECT
+ip6tables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+ip6tables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
 iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
+ip6tables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
 ",
             ),
             (
-                "DNS, other ports, exclusions",
+                "DNS (IPv4 alone), other ports, exclusions",
                 Capture {
                     envoy_uid: 1000,
                     redirect_dns: true,
@@ -243,13 +294,21 @@ iptables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
 iptables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
 iptables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 8080 -j RETURN
 iptables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
+ip6tables -w -t nat -N EXTSVC_OUTPUT
+ip6tables -w -t nat -N EXTSVC_REDIRECT
+ip6tables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 16001
+ip6tables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 1000 -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 8080 -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
 iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
+ip6tables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
 ",
             ),
             (
                 "everything else rejected, IPv6 too",
                 Capture {
-                    redirect_dns: true,
                     exclude_outbound_ports: vec![22],
                     block_uncaptured: true,
                     ..args()
@@ -258,10 +317,16 @@ iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
 iptables -w -t nat -N EXTSVC_REDIRECT
 iptables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
 iptables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
-iptables -w -t nat -A EXTSVC_OUTPUT -p udp --dport 53 -j REDIRECT --to-ports 15053
 iptables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
 iptables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
 iptables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
+ip6tables -w -t nat -N EXTSVC_OUTPUT
+ip6tables -w -t nat -N EXTSVC_REDIRECT
+ip6tables -w -t nat -A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+ip6tables -w -t nat -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -o lo -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
+ip6tables -w -t nat -A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
 iptables -w -t filter -N EXTSVC_OUTPUT
 iptables -w -t filter -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
 iptables -w -t filter -A EXTSVC_OUTPUT -o lo -j RETURN
@@ -272,9 +337,14 @@ iptables -w -t filter -A EXTSVC_OUTPUT -j REJECT
 ip6tables -w -t filter -N EXTSVC_OUTPUT
 ip6tables -w -t filter -A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
 ip6tables -w -t filter -A EXTSVC_OUTPUT -o lo -j RETURN
+ip6tables -w -t filter -A EXTSVC_OUTPUT -m conntrack --ctstate DNAT -j RETURN
 ip6tables -w -t filter -A EXTSVC_OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+ip6tables -w -t filter -A EXTSVC_OUTPUT -p ipv6-icmp --icmpv6-type neighbour-solicitation -j RETURN
+ip6tables -w -t filter -A EXTSVC_OUTPUT -p ipv6-icmp --icmpv6-type neighbour-advertisement -j RETURN
+ip6tables -w -t filter -A EXTSVC_OUTPUT -p tcp --dport 22 -j RETURN
 ip6tables -w -t filter -A EXTSVC_OUTPUT -j REJECT
 iptables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
+ip6tables -w -t nat -A OUTPUT -j EXTSVC_OUTPUT
 iptables -w -t filter -A OUTPUT -j EXTSVC_OUTPUT
 ip6tables -w -t filter -A OUTPUT -j EXTSVC_OUTPUT
 ",

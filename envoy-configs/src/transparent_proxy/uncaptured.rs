@@ -198,14 +198,14 @@ pub fn decide(asked: Asked, passthrough: &Passthrough, redirect_dns: bool) -> De
     Decision { block, message }
 }
 
-/// What the capture does not take.
+/// What the capture does not take (it takes TCP over IPv4 and IPv6, and IPv4 DNS when asked).
 fn left_open(redirect_dns: bool) -> String {
     let udp = if redirect_dns {
-        "UDP other than DNS"
+        "UDP other than IPv4 DNS"
     } else {
         "UDP (DNS included)"
     };
-    format!("{udp}, ICMP and other protocols, and all IPv6")
+    format!("{udp}, ICMP, ICMPv6 and other protocols")
 }
 
 #[cfg(test)]
@@ -341,8 +341,8 @@ mod tests {
                 true,
                 note(
                     "Mesh \"default\" turns passthrough off (networking.outbound.passthrough: \
-                     false): blocking UDP other than DNS, ICMP and other protocols, and all \
-                     IPv6, as --block-uncaptured does (--allow-uncaptured leaves it open)",
+                     false): blocking UDP other than IPv4 DNS, ICMP, ICMPv6 and other \
+                     protocols, as --block-uncaptured does (--allow-uncaptured leaves it open)",
                 ),
             ),
             (
@@ -350,7 +350,7 @@ mod tests {
                 Passthrough::Unknown,
                 false,
                 note(
-                    "UDP other than DNS, ICMP and other protocols, and all IPv6 is left open: \
+                    "UDP other than IPv4 DNS, ICMP, ICMPv6 and other protocols is left open: \
                      with --from FILE... (the resources given to `generate`) it is blocked when \
                      the mesh's passthrough is off; --block-uncaptured blocks it always",
                 ),
@@ -365,8 +365,8 @@ mod tests {
                 false,
                 Some(Message::Warning(
                     "--allow-uncaptured: Mesh \"default\" turns passthrough off \
-                     (networking.outbound.passthrough: false), yet UDP other than DNS, ICMP and \
-                     other protocols, and all IPv6 of every uid but Envoy's leaves this network \
+                     (networking.outbound.passthrough: false), yet UDP other than IPv4 DNS, ICMP, \
+                     ICMPv6 and other protocols of every uid but Envoy's leaves this network \
                      namespace without passing Envoy"
                         .into(),
                 )),

@@ -280,6 +280,7 @@ fn transparent_proxy() {
         transparent: Some(generate::transparent::Options {
             vip_cidr: generate::transparent::DEFAULT_VIP_CIDR.parse().unwrap(),
             mes_vip_cidr: generate::transparent::DEFAULT_MES_VIP_CIDR.parse().unwrap(),
+            vip_cidr6: generate::transparent::DEFAULT_VIP_CIDR6.parse().unwrap(),
             dns_listen: generate::transparent::DEFAULT_DNS_LISTEN.parse().unwrap(),
             previous: None,
         }),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use extsvc::generate::transparent::{first_choice, Cidr};
+use extsvc::generate::transparent::{first_choice, Cidr, Cidr6, DEFAULT_VIP_CIDR6};
 use extsvc_testkit::netns::{Netns, Topology, WORLD_IP, WORLD_IP6};
 use extsvc_testkit::sidecar::{extsvc_binary, generate};
 use extsvc_testkit::transparent::{install_args, world_addr as world, ENVOY_UID};
@@ -59,7 +59,8 @@ fn services(passthrough: bool, ca: &Ca) -> Vec<String> {
 }
 
 impl World {
-    /// `block_uncaptured`: install with `--block-uncaptured` (other UDP and IPv6 rejected).
+    /// `block_uncaptured`: install with `--block-uncaptured` (what the capture does not take is
+    /// rejected, IPv4 and IPv6).
     pub fn start(passthrough: bool, block_uncaptured: bool) -> World {
         World::start_with(block_uncaptured, &[], |ca| docs(&services(passthrough, ca)))
     }
@@ -90,6 +91,8 @@ impl World {
             .at(world(8084))
             .plain("ipv6")
             .at(SocketAddr::from((WORLD_IP6, 8082)))
+            .plain("undeclared6")
+            .at(SocketAddr::from((WORLD_IP6, 8085)))
             .tcp("raw")
             .at(world(7000))
             .dns_at(world(53));
@@ -552,6 +555,95 @@ fn icmp_gets_nothing_out_under_block_uncaptured() {
     );
 }
 
+/// IPv6 TCP is captured as IPv4 is: a declared name resolves (AAAA) to its VIP's IPv6 twin,
+/// which serves it; a declared IPv6 address is served through Envoy; an undeclared one gets
+/// nothing with passthrough off; and `--block-uncaptured` rejects the rest of IPv6 (UDP,
+/// ICMPv6 echo).
+#[test]
+fn ipv6_is_captured_and_served_as_ipv4_is() {
+    let w = World::start_with(true, &[], |ca| {
+        let mut resources = services(false, ca);
+        // Quoted: `[` opens a YAML list.
+        resources.push(http_service("v6web", &format!("\"[{WORLD_IP6}]:8082\"")));
+        docs(&resources)
+    });
+    let out = w.app().output("getent", &["ahostsv6", "httpbin.mesh"]);
+    let out = String::from_utf8_lossy(&out.stdout);
+    let twin = out.split_whitespace().next().unwrap_or_default();
+    let vip4 = w.resolve("httpbin.mesh").unwrap();
+    let cidr6: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
+    assert_eq!(twin, cidr6.twin(vip4).to_string(), "{out}");
+    // The name on the address its AAAA gave (curl would prefer the A: RFC 6724 ranks IPv4
+    // over unique local IPv6), and the twin itself on the service's port.
+    let by_name = w
+        .curl("http://httpbin.mesh/get")
+        .resolve("httpbin.mesh", 80, &format!("[{twin}]"))
+        .run();
+    let by_address = w.curl(&format!("http://[{twin}]:8443/get")).run();
+    for r in [by_name, by_address] {
+        assert_from(&r, "httpbin");
+        assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+    }
+    let line = w.sidecar.wait_for_stdout(
+        &format!("\"listener\":\"outbound:[{twin}]:8443\""),
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("\"external_service\":\"httpbin\""), "{line}");
+
+    assert_from(
+        &w.curl(&format!("http://[{WORLD_IP6}]:8082/")).run(),
+        "ipv6",
+    );
+    w.sidecar
+        .wait_for_stdout("\"external_service\":\"v6web\"", Duration::from_secs(10));
+
+    assert!(w
+        .curl(&format!("http://[{WORLD_IP6}]:8085/"))
+        .connect_timeout(Duration::from_secs(3))
+        .send()
+        .is_err());
+    let line = w.sidecar.wait_for_stdout(
+        &format!("\"original_destination\":\"[{WORLD_IP6}]:8085\""),
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("\"denied\":\"undeclared-destination\""),
+        "{line}"
+    );
+    assert_eq!(w.world_stat("http.undeclared6.downstream_cx_total"), 0);
+
+    let udp6 = w
+        .topology
+        .world
+        .run(|| UdpSocket::bind(SocketAddr::from((WORLD_IP6, UDP_PORT))))
+        .unwrap();
+    udp6.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let script = format!("echo datagram > /dev/udp/{WORLD_IP6}/{UDP_PORT}");
+    let _ = w.app().output("bash", &["-c", &script]);
+    assert!(
+        udp6.recv(&mut [0u8; 64]).is_err(),
+        "a datagram got out over IPv6"
+    );
+
+    let echoes = world_icmp6_echo_requests(&w);
+    let ping = w.app().output(
+        "ping",
+        &["-6", "-n", "-c", "2", "-W", "2", &WORLD_IP6.to_string()],
+    );
+    assert!(!ping.status.success(), "an IPv6 ping got an answer");
+    assert_eq!(world_icmp6_echo_requests(&w), echoes);
+}
+
+/// How many ICMPv6 echo requests the world has received (its `/proc/net/snmp6`).
+fn world_icmp6_echo_requests(w: &World) -> u64 {
+    let out = w.topology.world.output("cat", &["/proc/net/snmp6"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Icmp6InEchos"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("Icmp6InEchos in /proc/net/snmp6")
+}
+
 /// Rules as `iptables-save` prints them, without its comments and counters.
 fn saved_rules(ns: &Netns) -> String {
     let mut all = String::new();
@@ -587,6 +679,7 @@ fn uninstall_restores_the_rules_and_dry_run_changes_nothing() {
     for (tool, table) in [
         ("iptables", "nat"),
         ("iptables", "filter"),
+        ("ip6tables", "nat"),
         ("ip6tables", "filter"),
     ] {
         let out = ns.output(
@@ -816,6 +909,13 @@ fn transparent_options_are_checked() {
         host_bits.stderr.contains("host bits set"),
         "{}",
         host_bits.stderr
+    );
+    let not_96 = run(&["--transparent-proxy", "--vip-cidr6", "fd00::/64"]);
+    assert_eq!(not_96.code, Some(2));
+    assert!(
+        not_96.stderr.contains("--vip-cidr6") && not_96.stderr.contains("is not 96"),
+        "{}",
+        not_96.stderr
     );
     assert!(!dir.path().join("envoy.yaml").exists());
 }
@@ -1085,5 +1185,12 @@ fn mesh_external_services_by_their_hostnames_and_vips() {
         "\"external_service\":\"MeshExternalService/echo\"",
         Duration::from_secs(10),
     );
-    assert!(line.contains(&format!("outbound:{echo}:7000")), "{line}");
+    // On the VIP or its IPv6 twin: the resolver picks which.
+    let twin: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
+    let twin = twin.twin(echo);
+    assert!(
+        line.contains(&format!("outbound:{echo}:7000"))
+            || line.contains(&format!("outbound:[{twin}]:7000")),
+        "{line}"
+    );
 }

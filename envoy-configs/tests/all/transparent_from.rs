@@ -105,7 +105,7 @@ fn install_from_a_mesh_with_passthrough_off_blocks_udp_unless_allowed_loudly() {
     assert!(
         said.contains(
             "extsvc: warning: --allow-uncaptured: Mesh \"default\" turns passthrough off"
-        ) && said.contains("UDP other than DNS, ICMP and other protocols, and all IPv6"),
+        ) && said.contains("UDP other than IPv4 DNS, ICMP, ICMPv6 and other protocols"),
         "{said}"
     );
     assert!(udp(), "--allow-uncaptured keeps UDP open");

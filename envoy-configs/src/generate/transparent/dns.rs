@@ -3,7 +3,6 @@
 //! listener.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 
 use external_service_model::address::{self, Host};
 use external_service_model::catalog::{Catalog, Matched, Service, DEFAULT_REQUEST_PORT};
@@ -17,6 +16,7 @@ use crate::envoy::{
 use crate::generate::{access_log, cluster, Context};
 
 use super::vips::Vips;
+use super::Options;
 
 pub const DEFAULT_DNS_LISTEN: &str = "127.0.0.1:15053";
 pub const DNS: &str = "builtin_dns";
@@ -117,10 +117,10 @@ pub(super) fn mesh_external_services(
         .filter_map(|s| Some((s, s.matched.as_ref()?)))
 }
 
-/// The builtin DNS: declared names answer with their VIPs. The rest go to `--dns-resolver`
+/// The builtin DNS: declared names answer with their VIPs (A) and the VIPs' IPv6 twins (AAAA). The rest go to `--dns-resolver`
 /// (else the system's resolver) with passthrough on; with it off they get NXDOMAIN and leave
 /// nothing, as a name can carry data out through any recursive resolver. Each query is logged.
-pub(super) fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips) -> Listener {
+pub(super) fn dns(ctx: &Context<'_>, options: &Options, names: &Names, vips: &Vips) -> Listener {
     let virtual_domains = names
         .answers
         .iter()
@@ -129,11 +129,12 @@ pub(super) fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips)
                 Answer::Name(vip_name) => vips.get(vip_name),
                 Answer::MeshExternalService(service) => vips.of_mesh_external_service(service),
             };
+            let vip = vip?;
             Some(DnsVirtualDomain {
                 name: name.clone(),
                 endpoint: DnsEndpoint {
                     address_list: AddressList {
-                        address: vec![vip?.to_string()],
+                        address: vec![vip.to_string(), options.vip_cidr6.twin(vip).to_string()],
                     },
                 },
                 answer_ttl: ANSWER_TTL,
@@ -142,7 +143,7 @@ pub(super) fn dns(ctx: &Context<'_>, at: SocketAddr, names: &Names, vips: &Vips)
         .collect();
     Listener {
         name: DNS.to_string(),
-        address: Address::udp(at),
+        address: Address::udp(options.dns_listen),
         listener_filters: vec![Extension {
             name: "envoy.filters.udp.dns_filter",
             typed_config: ListenerFilterConfig::DnsFilter(DnsFilterConfig {
@@ -170,27 +171,35 @@ mod tests {
     use crate::generate::test_support::{mesh_external_service, service, Fixture};
     use crate::generate::transparent::tests::options;
     use crate::generate::transparent::{
-        build, Cidr, Parts, DEFAULT_MES_VIP_CIDR, DEFAULT_VIP_CIDR,
+        build, Cidr, Cidr6, Parts, DEFAULT_MES_VIP_CIDR, DEFAULT_VIP_CIDR, DEFAULT_VIP_CIDR6,
     };
 
     /// The builtin DNS's configuration.
     fn dns_filter(parts: &Parts) -> &DnsFilterConfig {
         let ListenerFilterConfig::DnsFilter(dns) =
-            &parts.listeners[1].listener_filters[0].typed_config
+            &parts.listeners[2].listener_filters[0].typed_config
         else {
-            panic!("the second listener is the builtin DNS")
+            panic!("the third listener is the builtin DNS")
         };
         dns
     }
 
-    /// The DNS filter's answers: each name with its address.
+    /// The DNS filter's answers: each name with its VIP, after checking that the name also
+    /// answers (AAAA) with the VIP's IPv6 twin in the default `--vip-cidr6`.
     fn answers(parts: &Parts) -> BTreeMap<String, String> {
+        let cidr6: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
         dns_filter(parts)
             .server_config
             .inline_dns_table
             .virtual_domains
             .iter()
-            .map(|d| (d.name.clone(), d.endpoint.address_list.address.join(",")))
+            .map(|d| {
+                let [a, aaaa] = d.endpoint.address_list.address.as_slice() else {
+                    panic!("{} answers {:?}", d.name, d.endpoint.address_list)
+                };
+                assert_eq!(aaaa, &cidr6.twin(a.parse().unwrap()).to_string());
+                (d.name.clone(), a.clone())
+            })
             .collect()
     }
 
@@ -290,7 +299,7 @@ mod tests {
         // port reaches the MeshExternalService.
         let web = parts.vips.get("db.extsvc.mesh.local").unwrap();
         assert_eq!(answers["db.extsvc.mesh.local"], web.to_string());
-        let bound: BTreeMap<String, String> = parts.listeners[2..]
+        let bound: BTreeMap<String, String> = parts.listeners[3..]
             .iter()
             .map(|l| {
                 let l = serde_json::to_value(l).unwrap();
@@ -319,6 +328,12 @@ mod tests {
         assert_eq!(
             to(format!("{}:5432", mes("db"))).as_deref(),
             Some("external_service_mes_db")
+        );
+        let cidr6: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
+        assert_eq!(
+            to(format!("[{}]:5432", cidr6.twin(mes("db")))).as_deref(),
+            Some("external_service_mes_db"),
+            "its VIP's IPv6 twin reaches it too"
         );
         assert_eq!(
             to(format!("{web}:5432")).as_deref(),

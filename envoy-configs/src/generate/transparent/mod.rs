@@ -12,11 +12,11 @@ use std::net::SocketAddr;
 
 use dns::{dns, dns_names, mesh_external_services};
 pub use dns::{DEFAULT_DNS_LISTEN, DNS};
-use listeners::{capture, destinations, original_destination, refused};
-pub use listeners::{CAPTURE, REFUSED, UNDECLARED_DESTINATION};
+use listeners::{capture, destinations, ipv6_capture_address, original_destination, refused};
+pub use listeners::{CAPTURE, CAPTURE_IPV6, REFUSED, UNDECLARED_DESTINATION};
 pub use vips::{
-    allocate, first_choice, Cidr, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
-    DEFAULT_VIP_CIDR, VIPS_FILE,
+    allocate, first_choice, Cidr, Cidr6, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
+    DEFAULT_VIP_CIDR, DEFAULT_VIP_CIDR6, VIPS_FILE,
 };
 
 use crate::envoy::{Cluster, Listener};
@@ -29,6 +29,9 @@ pub struct Options {
     pub vip_cidr: Cidr,
     /// Where MeshExternalServices' VIPs come from (Kuma: 242.0.0.0/8).
     pub mes_vip_cidr: Cidr,
+    /// Where each VIP's IPv6 twin lies: the DNS answers AAAA with it, and it has the IPv4
+    /// VIP's listeners.
+    pub vip_cidr6: Cidr6,
     /// The builtin DNS's UDP address (`--redirect-dns` sends port 53 there).
     pub dns_listen: SocketAddr,
     /// With `--xds-dir`, the allocation earlier runs kept there (empty on the first): its
@@ -43,7 +46,7 @@ pub struct Parts {
     pub vips: Vips,
 }
 
-/// The capture listener, the builtin DNS, one listener per declared VIP:port, and the cluster
+/// The capture listeners (IPv4 and IPv6), the builtin DNS, one listener per declared VIP:port, and the cluster
 /// for everything else (passthrough to the original destination, or refusal).
 pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
     let names = dns_names(ctx.catalog);
@@ -57,9 +60,12 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
         &mesh_external_services,
         options,
     )?;
-    let mut listeners = vec![capture(ctx), dns(ctx, options.dns_listen, &names, &vips)];
+    let listen = ctx.options.listen;
+    let mut listeners = vec![capture(ctx, CAPTURE, listen)];
+    listeners.extend(ipv6_capture_address(listen).map(|at| capture(ctx, CAPTURE_IPV6, at)));
+    listeners.push(dns(ctx, options, &names, &vips));
     listeners.extend(
-        destinations(ctx.catalog, &names, &vips)
+        destinations(ctx.catalog, &names, &vips, options.vip_cidr6)
             .into_iter()
             .map(|d| Listener {
                 bind_to_port: Some(false),
@@ -89,6 +95,7 @@ mod tests {
         Options {
             vip_cidr: cidr.parse().unwrap(),
             mes_vip_cidr: DEFAULT_MES_VIP_CIDR.parse().unwrap(),
+            vip_cidr6: DEFAULT_VIP_CIDR6.parse().unwrap(),
             dns_listen: DEFAULT_DNS_LISTEN.parse().unwrap(),
             previous,
         }

@@ -1,10 +1,10 @@
 //! The VIPs: the ranges they come from (one for DNS names, one for MeshExternalServices), a
-//! key's stable first choice (a hash of the key alone), and the allocation `--xds-dir` keeps,
-//! so that a VIP never moves or goes to another key.
+//! key's stable first choice (a hash of the key alone), the allocation `--xds-dir` keeps,
+//! so that a VIP never moves or goes to another key, and each VIP's IPv6 twin ([`Cidr6`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,9 @@ pub const DEFAULT_VIP_CIDR: &str = "240.0.0.0/4";
 /// Kuma's range for MeshExternalService VIPs (`ipam.meshExternalService.cidr`), inside the
 /// other.
 pub const DEFAULT_MES_VIP_CIDR: &str = "242.0.0.0/8";
+/// Where each VIP's IPv6 twin lies: a unique local /96 inside Kuma's IPv6 VIP range
+/// (fd00:fd00::/64), its last 32 bits the IPv4 VIP's.
+pub const DEFAULT_VIP_CIDR6: &str = "fd00:fd00::/96";
 /// What `--xds-dir` keeps beside the listeners: every name ever given a VIP.
 pub const VIPS_FILE: &str = "vips.json";
 
@@ -77,6 +80,58 @@ impl FromStr for Cidr {
 impl fmt::Display for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", Ipv4Addr::from(self.base), self.prefix_len)
+    }
+}
+
+/// An IPv6 /96 `p::/96` that gives each IPv4 VIP `a.b.c.d` its IPv6 twin `p::a.b.c.d`: as
+/// stable as the IPv4 VIP, never shared, and nothing more to keep in [`VIPS_FILE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr6 {
+    prefix: u128,
+}
+
+impl Cidr6 {
+    /// The IPv6 twin of `vip`.
+    pub fn twin(self, vip: Ipv4Addr) -> Ipv6Addr {
+        Ipv6Addr::from(self.prefix | u128::from(u32::from(vip)))
+    }
+}
+
+impl FromStr for Cidr6 {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr6, String> {
+        let example = DEFAULT_VIP_CIDR6;
+        let (ip, len) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not an IPv6 /96 such as {example}"))?;
+        let ip: Ipv6Addr = ip
+            .parse()
+            .map_err(|_| format!("{ip:?} is not an IPv6 address"))?;
+        if len != "96" {
+            return Err(format!(
+                "prefix length {len:?} is not 96: the last 32 bits are the IPv4 VIP's"
+            ));
+        }
+        if ip.to_ipv4_mapped().is_some() {
+            return Err(format!(
+                "{s:?} holds IPv4-mapped addresses, which go out as IPv4: give a unique local \
+                 range such as {example}"
+            ));
+        }
+        let prefix = u128::from(ip);
+        if prefix & u128::from(u32::MAX) != 0 {
+            return Err(format!(
+                "{s:?} has host bits set: write the range's first address"
+            ));
+        }
+        Ok(Cidr6 { prefix })
+    }
+}
+
+impl fmt::Display for Cidr6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/96", Ipv6Addr::from(self.prefix))
     }
 }
 
@@ -276,6 +331,26 @@ mod tests {
             ("fd00::/8", "not an IPv4 address"),
         ] {
             let e = bad.parse::<Cidr>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_ipv6_twin_is_its_ipv4_vip_in_the_last_32_bits() {
+        let default: Cidr6 = DEFAULT_VIP_CIDR6.parse().unwrap();
+        assert_eq!(default.to_string(), "fd00:fd00::/96");
+        assert_eq!(
+            default.twin(Ipv4Addr::new(240, 1, 2, 3)).to_string(),
+            "fd00:fd00::f001:203"
+        );
+        for (bad, why) in [
+            ("fd00:fd00::", "not an IPv6 /96"),
+            ("240.0.0.0/96", "not an IPv6 address"),
+            ("fd00:fd00::/64", "is not 96"),
+            ("fd00:fd00::1/96", "host bits set"),
+            ("::ffff:0:0/96", "IPv4-mapped"),
+        ] {
+            let e = bad.parse::<Cidr6>().unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
         }
     }
