@@ -10,11 +10,13 @@ use external_service_model::catalog::{Catalog, Service, Target};
 use external_service_model::resource::Kind;
 
 use crate::envoy::{
-    CidrRange, Cluster, DiscoveryType, Extension, FilterChain, FilterChainMatch, LbPolicy,
+    Address, CidrRange, Cluster, DiscoveryType, Extension, FilterChain, FilterChainMatch, LbPolicy,
     Listener, ListenerFilterConfig, NetworkFilter, NetworkFilterConfig, OriginalDst, TcpProxy,
 };
 
-use crate::generate::{access_log, cluster, listener, Context};
+use crate::generate::{access_log, cluster, listener, Context, Error};
+
+use super::passthrough::{self, Passthrough};
 
 use super::dns::{mesh_external_services, Names};
 use super::vips::Vips;
@@ -85,16 +87,12 @@ pub(super) fn destinations<'a>(
 }
 
 /// `--listen`: every captured connection arrives here and goes on to the listener of its
-/// original destination; one with none goes through (passthrough) or is refused and logged.
-/// With passthrough on, a connection made to this address itself is refused: passing it
-/// through would loop.
-pub(super) fn capture(ctx: &Context<'_>) -> Listener {
+/// original destination; one with none goes through (passthrough), is refused and logged, or
+/// goes where a MeshPassthrough match says ([`passthrough::chains`]). When something may go
+/// through, a connection made to this address itself is refused: passing it through would
+/// loop.
+pub(super) fn capture(ctx: &Context<'_>, passthrough: &Passthrough) -> Result<Listener, Error> {
     let listen = ctx.options.listen;
-    let (cluster, denied) = if ctx.catalog.passthrough {
-        (cluster::PASSTHROUGH, "")
-    } else {
-        (REFUSED, UNDECLARED_DESTINATION)
-    };
     let to = |cluster: &str, denied: &str| NetworkFilter {
         name: "envoy.filters.network.tcp_proxy",
         typed_config: NetworkFilterConfig::TcpProxy(TcpProxy {
@@ -105,30 +103,47 @@ pub(super) fn capture(ctx: &Context<'_>) -> Listener {
             max_connect_attempts: None,
         }),
     };
-    let mut capture = listener::listener(CAPTURE, listen, to(cluster, denied));
-    if ctx.catalog.passthrough {
+    let mut capture = match passthrough {
+        Passthrough::All => listener::listener(CAPTURE, listen, to(cluster::PASSTHROUGH, "")),
+        Passthrough::None => {
+            listener::listener(CAPTURE, listen, to(REFUSED, UNDECLARED_DESTINATION))
+        }
+        Passthrough::Matched(matches) => Listener {
+            name: CAPTURE.to_string(),
+            address: Address::from(listen),
+            filter_chains: passthrough::chains(ctx, matches)?,
+            default_filter_chain: Some(passthrough::refused()),
+            ..Listener::default()
+        },
+    };
+    if *passthrough != Passthrough::None {
         capture.filter_chains.insert(
             0,
             FilterChain {
                 filter_chain_match: Some(FilterChainMatch {
-                    destination_port: listen.port(),
+                    destination_port: Some(listen.port()),
                     prefix_ranges: vec![CidrRange {
                         address_prefix: listen.ip().to_string(),
                         prefix_len: if listen.is_ipv4() { 32 } else { 128 },
                     }],
+                    ..FilterChainMatch::default()
                 }),
                 filters: vec![to(REFUSED, UNDECLARED_DESTINATION)],
             },
         );
     }
-    Listener {
-        use_original_dst: Some(true),
-        listener_filters: vec![Extension {
-            name: "envoy.filters.listener.original_dst",
-            typed_config: ListenerFilterConfig::OriginalDst(OriginalDst {}),
-        }],
-        ..capture
+    let mut listener_filters = vec![Extension {
+        name: "envoy.filters.listener.original_dst",
+        typed_config: ListenerFilterConfig::OriginalDst(OriginalDst {}),
+    }];
+    if let Passthrough::Matched(_) = passthrough {
+        listener_filters.extend(passthrough::inspectors());
     }
+    Ok(Listener {
+        use_original_dst: Some(true),
+        listener_filters,
+        ..capture
+    })
 }
 
 /// Passthrough on: a connection to an undeclared destination goes there as it is.

@@ -6,6 +6,7 @@
 
 mod dns;
 mod listeners;
+mod passthrough;
 mod vips;
 
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use dns::{dns, dns_names, mesh_external_services};
 pub use dns::{DEFAULT_DNS_LISTEN, DNS};
 use listeners::{capture, destinations, original_destination, refused};
 pub use listeners::{CAPTURE, REFUSED, UNDECLARED_DESTINATION};
+use passthrough::Passthrough;
+pub use passthrough::{BY_NAME, NOT_MATCHED};
 pub use vips::{
     allocate, first_choice, Cidr, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
     DEFAULT_VIP_CIDR, VIPS_FILE,
@@ -21,7 +24,7 @@ pub use vips::{
 
 use crate::envoy::{Cluster, Listener};
 
-use super::{listener, Context, Error};
+use super::{cluster, listener, Context, Error};
 
 /// What the transparent proxy needs beyond the resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +60,12 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
         &mesh_external_services,
         options,
     )?;
-    let mut listeners = vec![capture(ctx), dns(ctx, options.dns_listen, &names, &vips)];
+    let passthrough = passthrough::of(ctx);
+    let forward = passthrough != Passthrough::None;
+    let mut listeners = vec![
+        capture(ctx, &passthrough)?,
+        dns(ctx, options.dns_listen, &names, &vips, forward),
+    ];
     listeners.extend(
         destinations(ctx.catalog, &names, &vips)
             .into_iter()
@@ -68,8 +76,11 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
     );
     // With passthrough on, `refused` still takes connections made to the capture listener.
     let mut clusters = vec![refused()];
-    if ctx.catalog.passthrough {
+    if forward {
         clusters.insert(0, original_destination());
+    }
+    if let Passthrough::Matched(_) = passthrough {
+        clusters.push(cluster::dynamic_forward_proxy(BY_NAME));
     }
     Ok(Parts {
         listeners,
