@@ -21,6 +21,13 @@ pub struct Listener {
     pub use_original_dst: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub listener_filters: Vec<ListenerFilter>,
+    /// How long the listener filters may wait for the bytes they inspect (Envoy's default:
+    /// 15 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_filters_timeout: Option<Duration>,
+    /// After that wait, pick the connection's chain with what they found (none: close it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continue_on_listener_filters_timeout: Option<bool>,
     /// Empty for a UDP listener, whose listener filter does the work.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filter_chains: Vec<FilterChain>,

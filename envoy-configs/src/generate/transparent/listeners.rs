@@ -136,11 +136,15 @@ pub(super) fn capture(ctx: &Context<'_>, passthrough: &Passthrough) -> Result<Li
         name: "envoy.filters.listener.original_dst",
         typed_config: ListenerFilterConfig::OriginalDst(OriginalDst {}),
     }];
+    let mut capture = Listener {
+        use_original_dst: Some(true),
+        ..capture
+    };
     if let Passthrough::Matched(_) = passthrough {
         listener_filters.extend(passthrough::inspectors());
+        passthrough::inspect_briefly(&mut capture);
     }
     Ok(Listener {
-        use_original_dst: Some(true),
         listener_filters,
         ..capture
     })

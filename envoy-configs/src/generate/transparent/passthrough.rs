@@ -25,11 +25,12 @@ use external_service_model::mesh_passthrough::{
 use external_service_model::resource::Spec;
 
 use crate::envoy::{
-    Action, CidrRange, DataSource, DirectResponseAction, Extension, FilterChain, FilterChainMatch,
-    FilterStateValue, HttpConnectionManager, HttpFilterConfig, Inspector, ListenerFilter,
-    ListenerFilterConfig, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseMapper, Route,
-    RouteAction, RouteMatch, Router, SetFilterState, SniDynamicForwardProxy,
-    SubstitutionFormatString, TcpProxy, VirtualHost,
+    AccessLog, AccessLogConfig, Action, CidrRange, DataSource, DirectResponseAction, Duration,
+    Extension, FilterChain, FilterChainMatch, FilterStateValue, HttpConnectionManager,
+    HttpFilterConfig, Inspector, Listener, ListenerFilter, ListenerFilterConfig, Map,
+    NetworkFilter, NetworkFilterConfig, PathMatch, ResponseMapper, Route, RouteAction, RouteMatch,
+    Router, SetFilterState, SniDynamicForwardProxy, StdoutAccessLog, SubstitutionFormatString,
+    TcpProxy, VirtualHost,
 };
 use crate::generate::{access_log, cluster, http, Context, Error};
 
@@ -228,6 +229,16 @@ pub(super) fn inspectors() -> [ListenerFilter; 2] {
     ]
 }
 
+/// How long the inspectors wait for a client's first bytes: a protocol whose server speaks
+/// first (SSH, SMTP, MySQL) sends none, and its connection goes on after this wait, with no
+/// SNI and no HTTP found, so only an `IP` or `CIDR` match can take it.
+pub const INSPECTION_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(super) fn inspect_briefly(listener: &mut Listener) {
+    listener.listener_filters_timeout = Some(INSPECTION_TIMEOUT);
+    listener.continue_on_listener_filters_timeout = Some(true);
+}
+
 /// For what no match allows: closed at once, logged.
 pub(super) fn refused() -> FilterChain {
     FilterChain {
@@ -346,12 +357,38 @@ fn by_host(
     let mut hcm = http::connection_manager(ctx, LISTENER, LISTENER, virtual_hosts, filters);
     if let NetworkFilterConfig::HttpConnectionManager(HttpConnectionManager {
         local_reply_config,
+        access_log,
         ..
     }) = &mut hcm.typed_config
     {
         local_reply_config.mappers.insert(0, not_matched());
+        log_original_destination(access_log);
     }
     Ok(hcm)
+}
+
+/// The HTTP access log's fields, and after `listener` the address the app dialled, as the
+/// capture listener's TCP log has it.
+fn log_original_destination(logs: &mut [AccessLog]) {
+    for log in logs {
+        let AccessLogConfig::Stdout(StdoutAccessLog {
+            log_format: SubstitutionFormatString::JsonFormat(Map(fields)),
+        }) = &mut log.typed_config
+        else {
+            continue;
+        };
+        let at = fields
+            .iter()
+            .position(|(k, _)| k == "listener")
+            .map_or(0, |i| i + 1);
+        fields.insert(
+            at,
+            (
+                "original_destination".to_string(),
+                "%DOWNSTREAM_LOCAL_ADDRESS%".to_string(),
+            ),
+        );
+    }
 }
 
 /// The body and reason of the 403: the host, and what would allow it.
@@ -375,7 +412,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
-    use crate::envoy::Listener;
     use crate::generate::test_support::{service, Fixture};
     use crate::generate::transparent::tests::options;
     use crate::generate::transparent::{build, CAPTURE, DEFAULT_VIP_CIDR, REFUSED};
@@ -494,6 +530,8 @@ mod tests {
         ];
         assert_eq!(chains(&capture), want);
         let inspectors: Vec<&str> = capture.listener_filters.iter().map(|f| f.name).collect();
+        assert_eq!(capture.listener_filters_timeout, Some(INSPECTION_TIMEOUT));
+        assert_eq!(capture.continue_on_listener_filters_timeout, Some(true));
         assert_eq!(
             inspectors,
             [
