@@ -163,8 +163,15 @@ pub(super) fn chains(
     ctx: &Context<'_>,
     matches: &[MergedMatch],
 ) -> Result<Vec<FilterChain>, Error> {
+    let listen = ctx.options.listen;
+    let itself = (listen.ip(), if listen.is_ipv4() { 32 } else { 128 });
     let mut chains = Vec::new();
-    for (port, on) in by_port(matches) {
+    for (port, mut on) in by_port(matches) {
+        // The capture listener's own address is refused (it would loop), in a chain of the
+        // same match, which Envoy would not take twice.
+        if port == Some(listen.port()) {
+            on.networks.remove(&itself);
+        }
         let at = |m: FilterChainMatch| {
             Some(FilterChainMatch {
                 destination_port: port,
@@ -539,6 +546,25 @@ mod tests {
                 "envoy.filters.listener.tls_inspector",
                 "envoy.filters.listener.http_inspector"
             ]
+        );
+    }
+
+    #[test]
+    fn the_capture_listeners_own_address_stays_refused() {
+        let capture = capture(&mesh_passthrough(
+            None,
+            &["{type: IP, value: 127.0.0.1, port: 15001}"],
+        ))
+        .unwrap();
+        let own: Vec<String> = chains(&capture)
+            .into_iter()
+            .filter(|c| c.contains("ips=127.0.0.1/32"))
+            .collect();
+        assert_eq!(
+            own,
+            [format!(
+                "port=15001 ips=127.0.0.1/32 sni= transport= alpn=: tcp_proxy({REFUSED})"
+            )]
         );
     }
 
