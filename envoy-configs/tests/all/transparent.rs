@@ -1159,6 +1159,8 @@ fn a_mesh_passthrough_lets_out_names_by_sni_and_host_and_addresses_by_ip_and_cid
         "ping\n"
     );
     assert_from(&w.curl(&format!("http://{WORLD_IP}:8083/")).run(), "added");
+    // Declared services still go through their own listeners, which no match names.
+    assert_from(&w.curl("http://httpbin.mesh/").run(), "httpbin");
 }
 
 #[test]
