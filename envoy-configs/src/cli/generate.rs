@@ -105,7 +105,9 @@ pub struct GenerateArgs {
     /// For apps whose traffic `extsvc transparent-proxy install` captures: --listen becomes
     /// the capture listener (original destination), each declared name gets a VIP with a
     /// listener per port, the builtin DNS answers those names, and any other destination is
-    /// passed through or, with passthrough off, refused and logged. With --xds-dir, the VIPs
+    /// passed through or, with passthrough off, refused and logged, or let out only as a
+    /// MeshPassthrough's matches say (a Domain to what its name resolves to, never to the
+    /// address the app dialled). With --xds-dir, the VIPs
     /// are kept in DIR/vips.json: a later run moves none and never reuses a removed one's.
     #[arg(long)]
     pub transparent_proxy: bool,

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::access_log::AccessLog;
+use super::access_log::{AccessLog, SubstitutionFormatString};
+use super::cluster::DnsCacheConfig;
 use super::core::{Address, CidrRange, DnsResolverConfig, Duration, Extension};
 use super::http::{HttpConnectionManager, TokenBucket};
 
@@ -20,9 +21,19 @@ pub struct Listener {
     pub use_original_dst: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub listener_filters: Vec<ListenerFilter>,
+    /// How long the listener filters may wait for the bytes they inspect (Envoy's default:
+    /// 15 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_filters_timeout: Option<Duration>,
+    /// After that wait, pick the connection's chain with what they found (none: close it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub continue_on_listener_filters_timeout: Option<bool>,
     /// Empty for a UDP listener, whose listener filter does the work.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub filter_chains: Vec<FilterChain>,
+    /// For a connection no chain matches (none: it is closed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_filter_chain: Option<FilterChain>,
 }
 
 pub type ListenerFilter = Extension<ListenerFilterConfig>;
@@ -38,7 +49,20 @@ pub enum ListenerFilterConfig {
         rename = "type.googleapis.com/envoy.extensions.filters.udp.dns_filter.v3.DnsFilterConfig"
     )]
     DnsFilter(DnsFilterConfig),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+    )]
+    TlsInspector(Inspector),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+    )]
+    HttpInspector(Inspector),
 }
+
+/// The TLS inspector (SNI, ALPN) and the HTTP inspector (plain HTTP's version), with Envoy's
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Inspector {}
 
 /// Envoy's defaults: the destination before the iptables REDIRECT (`SO_ORIGINAL_DST`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -99,11 +123,23 @@ pub struct FilterChain {
     pub filters: Vec<NetworkFilter>,
 }
 
-/// Connections to this destination only (the most specific chain wins).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Connections to this destination only (the most specific chain wins, criterion by
+/// criterion in this order, never going back); a criterion left out matches any.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct FilterChainMatch {
-    pub destination_port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination_port: Option<u16>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prefix_ranges: Vec<CidrRange>,
+    /// SNI, wildcards (`*.example.com`) allowed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
+    /// `tls` or `raw_buffer`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_protocol: Option<&'static str>,
+    /// ALPN, or what the HTTP inspector found (`http/1.1`, `h2c`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub application_protocols: Vec<&'static str>,
 }
 
 pub type NetworkFilter = Extension<NetworkFilterConfig>;
@@ -121,6 +157,35 @@ pub enum NetworkFilterConfig {
         rename = "type.googleapis.com/envoy.extensions.filters.network.local_ratelimit.v3.LocalRateLimit"
     )]
     LocalRateLimit(NetworkLocalRateLimit),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.network.sni_dynamic_forward_proxy.v3.FilterConfig"
+    )]
+    SniDynamicForwardProxy(SniDynamicForwardProxy),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config"
+    )]
+    SetFilterState(SetFilterState),
+}
+
+/// `extensions.filters.network.set_filter_state.v3.Config`: objects set on each new
+/// connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SetFilterState {
+    pub on_new_connection: Vec<FilterStateValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterStateValue {
+    pub object_key: &'static str,
+    pub format_string: SubstitutionFormatString,
+}
+
+/// `extensions.filters.network.sni_dynamic_forward_proxy.v3.FilterConfig`: resolves the SNI
+/// in the DNS cache, for a dynamic forward proxy cluster to connect to on `port_value`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SniDynamicForwardProxy {
+    pub dns_cache_config: DnsCacheConfig,
+    pub port_value: u16,
 }
 
 /// `extensions.filters.network.local_ratelimit.v3.LocalRateLimit`: a connection over the

@@ -69,6 +69,8 @@ pub fn capture(listener: &str, denied: &str) -> Vec<AccessLog> {
         ("listener", listener),
         // With original_dst, the local address is the app's destination before the REDIRECT.
         ("original_destination", "%DOWNSTREAM_LOCAL_ADDRESS%"),
+        // The SNI, when a MeshPassthrough's chains read it (null otherwise).
+        ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
         ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
         ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
         ("upstream_host", "%UPSTREAM_HOST%"),

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use external_service_model::catalog::{self, Catalog, Service};
+use external_service_model::mesh_passthrough;
 use external_service_model::resource::{Kind, Spec};
+use external_service_model::Report;
 use serde_json::Value;
 
 use super::admin::{self, AdminAddress};
@@ -53,7 +55,11 @@ impl Bootstrap {
 /// every report, as `validate` prints them.
 pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> {
     let checked = &loaded.checked;
-    if !loaded.is_buildable() {
+    // The transparent proxy serves MeshPassthrough (`transparent::passthrough`).
+    let served = |r: &Report| {
+        options.transparent.is_some() && r.kind == mesh_passthrough::NOT_SERVED.to_string()
+    };
+    if !loaded.is_valid() || !loaded.limits.iter().all(served) {
         return Err(Error::Invalid(loaded.refusals()));
     }
     let resources = checked.resources.as_slice();

@@ -182,8 +182,14 @@ pub fn dns_cache() -> DynamicForwardProxyConfig {
 
 /// Undeclared plain-HTTP hosts, when the mesh's passthrough is on.
 pub fn passthrough() -> Cluster {
+    dynamic_forward_proxy(PASSTHROUGH)
+}
+
+/// A cluster that connects to the name a request (its `Host`) or a connection (its SNI) gives,
+/// resolved in the shared DNS cache.
+pub fn dynamic_forward_proxy(name: &str) -> Cluster {
     Cluster {
-        name: PASSTHROUGH.to_string(),
+        name: name.to_string(),
         connect_timeout: CONNECT_TIMEOUT,
         lb_policy: Some(LbPolicy::ClusterProvided),
         cluster_type: Some(Extension {

@@ -151,7 +151,7 @@ fn local_replies(catalog: &Catalog) -> LocalReplyConfig {
 }
 
 /// A local reply whose attributes (`response.code_details`, ...) match a CEL expression.
-fn cel(expression: &str) -> AccessLogFilter {
+pub(super) fn cel(expression: &str) -> AccessLogFilter {
     AccessLogFilter::ExtensionFilter(Extension {
         name: "envoy.access_loggers.extension_filters.cel",
         typed_config: AccessLogFilterConfig::Cel(CelExpressionFilter {
@@ -185,7 +185,7 @@ fn invalid_url_body(catalog: &Catalog) -> String {
     .replace('%', "%%")
 }
 
-fn header(key: &str, value: &str) -> HeaderValueOption {
+pub(super) fn header(key: &str, value: &str) -> HeaderValueOption {
     HeaderValueOption {
         header: HeaderValue {
             key: key.to_string(),

@@ -73,6 +73,8 @@ pub enum Error {
     },
     /// The transparent proxy's VIPs cannot be given out.
     Vips(String),
+    /// A MeshPassthrough match the transparent proxy cannot hold to what it names.
+    MeshPassthrough(String),
     Serialize(String),
 }
 
@@ -88,7 +90,7 @@ impl fmt::Display for Error {
                 address,
                 listeners: [a, b],
             } => write!(f, "listeners {a:?} and {b:?} both use {address}"),
-            Error::Vips(e) => f.write_str(e),
+            Error::Vips(e) | Error::MeshPassthrough(e) => f.write_str(e),
             Error::Serialize(e) => write!(f, "cannot write the configuration: {e}"),
         }
     }

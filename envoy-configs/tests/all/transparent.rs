@@ -103,6 +103,8 @@ impl World {
             "other.test",
             "added.test",
             "another.test",
+            "api.allowed.test",
+            "web.allowed.test",
         ] {
             builder = builder.dns(name, &[WORLD_IP.into()]);
         }
@@ -1193,4 +1195,146 @@ fn mesh_external_services_by_their_hostnames_and_vips() {
             || line.contains(&format!("outbound:[{twin}]:7000")),
         "{line}"
     );
+}
+
+/// An address of the world that no name resolves to, where a MeshPassthrough test's app
+/// dials with an allowed name: a connection there is the leak Kuma has.
+const DECOY: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
+
+/// The world's passthrough off, a MeshPassthrough that allows `*.allowed.test` by SNI on 9443
+/// and by `Host` on 8081, the world's raw TCP server by IP, `added` by CIDR.
+fn mesh_passthrough_world() -> World {
+    let mesh_passthrough = "type: MeshPassthrough\nname: allow-some\nmesh: default\nspec:\n  \
+                            targetRef: {kind: Mesh}\n  default:\n    appendMatch:\n    \
+                            - {type: Domain, value: '*.allowed.test', port: 9443, protocol: tls}\n    \
+                            - {type: Domain, value: '*.allowed.test', port: 8081, protocol: http}\n    \
+                            - {type: IP, value: 10.77.0.2, port: 7000}\n    \
+                            - {type: CIDR, value: 10.77.0.0/30, port: 8083}\n"
+        .to_string();
+    World::start_with(false, &[], |ca| {
+        let mut resources = services(false, ca);
+        resources.push(mesh_passthrough);
+        docs(&resources)
+    })
+}
+
+/// Listening sockets on the decoy address, in the world, one per port: each tells whether it
+/// accepted a connection.
+fn decoys(w: &World, ports: &[u16]) -> Vec<std::net::TcpListener> {
+    w.topology
+        .world
+        .ip(&["addr", "add", &format!("{DECOY}/32"), "dev", "lo"])
+        .unwrap();
+    ports
+        .iter()
+        .map(|&port| {
+            let listener = w
+                .topology
+                .world
+                .run(|| std::net::TcpListener::bind((DECOY, port)))
+                .unwrap();
+            listener.set_nonblocking(true).unwrap();
+            listener
+        })
+        .collect()
+}
+
+fn accepted_nothing(listener: &std::net::TcpListener) -> bool {
+    matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn a_mesh_passthrough_lets_out_names_by_sni_and_host_and_addresses_by_ip_and_cidr() {
+    let w = mesh_passthrough_world();
+    // A wildcard Domain by SNI (the `secure` server takes any name; -k: its certificate is
+    // for secure.test).
+    let r = w.curl("https://api.allowed.test:9443/").insecure().run();
+    assert_from(&r, "secure");
+    // By Host, on the port the match names.
+    assert_from(&w.curl("http://web.allowed.test:8081/").run(), "undeclared");
+    let line = w.sidecar.wait_for_stdout(
+        "\"authority\":\"web.allowed.test:8081\"",
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("\"upstream_cluster\":\"mesh_passthrough_by_name\""),
+        "{line}"
+    );
+    // By IP and by CIDR, to the original destination.
+    assert_eq!(
+        w.tcp_exchange(&WORLD_IP.to_string(), 7000, "ping\\n"),
+        "ping\n"
+    );
+    assert_from(&w.curl(&format!("http://{WORLD_IP}:8083/")).run(), "added");
+    // Declared services still go through their own listeners, which no match names.
+    assert_from(&w.curl("http://httpbin.mesh/").run(), "httpbin");
+}
+
+#[test]
+fn an_allowed_name_dialled_at_another_address_reaches_the_named_host_only() {
+    let w = mesh_passthrough_world();
+    let [tls, http, by_cidr] = &decoys(&w, &[9443, 8081, 8083])[..] else {
+        unreachable!()
+    };
+    let r = w
+        .curl("https://api.allowed.test:9443/")
+        .resolve("api.allowed.test", 9443, &DECOY.to_string())
+        .insecure()
+        .run();
+    assert_from(&r, "secure");
+    let r = w
+        .curl("http://web.allowed.test:8081/")
+        .resolve("web.allowed.test", 8081, &DECOY.to_string())
+        .run();
+    assert_from(&r, "undeclared");
+    assert!(
+        accepted_nothing(tls),
+        "the SNI's dialled address was reached"
+    );
+    assert!(
+        accepted_nothing(http),
+        "the Host's dialled address was reached"
+    );
+    // The decoy can be reached: its CIDR is allowed on 8083. The app sends nothing, as with
+    // a protocol whose server speaks first: after the inspectors' wait, it goes through.
+    w.tcp_exchange(&DECOY.to_string(), 8083, "");
+    assert!(!accepted_nothing(by_cidr), "the decoy is out of reach");
+}
+
+#[test]
+fn with_a_mesh_passthrough_what_no_match_allows_gets_403_or_is_closed() {
+    let w = mesh_passthrough_world();
+    let r = w.curl("http://other.test:8081/").run();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        r.header("x-external-service-denied"),
+        Some("not-matched"),
+        "{r:?}"
+    );
+    assert!(r.body.contains("other.test:8081"), "{r:?}");
+    // A port the Host does not carry is not the one the match names.
+    let r = w
+        .curl("http://web.allowed.test:8081/")
+        .host("web.allowed.test:8083")
+        .run();
+    assert_eq!(r.status, 403, "{r:?}");
+    // Not HTTP, and no match for its address and port: closed (`another` would answer).
+    assert_eq!(w.tcp_exchange(&WORLD_IP.to_string(), 8084, "ping\\n"), "");
+    let line = w.sidecar.wait_for_stdout(
+        &format!("\"original_destination\":\"{WORLD_IP}:8084\""),
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("\"denied\":\"not-matched\""), "{line}");
+    // An SNI no match allows: closed too.
+    assert!(w
+        .curl("https://other.test:9443/")
+        .insecure()
+        .send()
+        .is_err());
+    let line = w.sidecar.wait_for_stdout(
+        "\"requested_server_name\":\"other.test\"",
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("\"denied\":\"not-matched\""), "{line}");
+    assert!(w.sidecar_counter("cluster.refused.upstream_cx_none_healthy") >= 2);
 }

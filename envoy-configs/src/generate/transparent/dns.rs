@@ -117,10 +117,18 @@ pub(super) fn mesh_external_services(
         .filter_map(|s| Some((s, s.matched.as_ref()?)))
 }
 
-/// The builtin DNS: declared names answer with their VIPs (A) and the VIPs' IPv6 twins (AAAA). The rest go to `--dns-resolver`
-/// (else the system's resolver) with passthrough on; with it off they get NXDOMAIN and leave
-/// nothing, as a name can carry data out through any recursive resolver. Each query is logged.
-pub(super) fn dns(ctx: &Context<'_>, options: &Options, names: &Names, vips: &Vips) -> Listener {
+/// The builtin DNS: declared names answer with their VIPs (A) and the VIPs' IPv6 twins
+/// (AAAA). The rest go to `--dns-resolver` (else the system's resolver) when something
+/// undeclared may go out (`forward`: passthrough on, or a MeshPassthrough that matches); else
+/// they get NXDOMAIN and leave nothing, as a name can carry data out through any recursive
+/// resolver. Each query is logged.
+pub(super) fn dns(
+    ctx: &Context<'_>,
+    options: &Options,
+    names: &Names,
+    vips: &Vips,
+    forward: bool,
+) -> Listener {
     let virtual_domains = names
         .answers
         .iter()
@@ -151,7 +159,7 @@ pub(super) fn dns(ctx: &Context<'_>, options: &Options, names: &Names, vips: &Vi
                 server_config: DnsServerConfig {
                     inline_dns_table: DnsTable { virtual_domains },
                 },
-                client_config: ctx.catalog.passthrough.then(|| DnsClientConfig {
+                client_config: forward.then(|| DnsClientConfig {
                     resolver_timeout: Duration::from_secs(5),
                     typed_dns_resolver_config: ctx.options.dns_resolver.map(cluster::dns_resolver),
                     max_pending_lookups: 256,
@@ -204,10 +212,20 @@ mod tests {
     }
 
     #[test]
-    fn only_passthrough_lets_an_undeclared_name_go_to_a_resolver() {
+    fn only_passthrough_or_a_mesh_passthrough_match_lets_an_undeclared_name_go_to_a_resolver() {
         let web = service("web", "http", "{address: web.test:80}");
         let off = format!("type: Mesh\nname: default\nnetworking: {{outbound: {{passthrough: false}}}}\n---\n{web}");
-        for (resources, forwards) in [(web.clone(), true), (off, false)] {
+        let mesh_passthrough = |mode: &str| {
+            format!("type: MeshPassthrough\nname: mpt\nmesh: default\nspec:\n  default: {{passthroughMode: {mode}}}\n---\n")
+        };
+        let matched = format!("{off}{}", mesh_passthrough("Matched"));
+        let none = format!("{}{web}", mesh_passthrough("None"));
+        for (resources, forwards) in [
+            (web.clone(), true),
+            (off, false),
+            (matched, true),
+            (none, false),
+        ] {
             let f = Fixture::new(&resources);
             let parts = build(&f.ctx(), &options(DEFAULT_VIP_CIDR, None)).unwrap();
             let dns = dns_filter(&parts);

@@ -10,11 +10,13 @@ use external_service_model::catalog::{Catalog, Service, Target};
 use external_service_model::resource::Kind;
 
 use crate::envoy::{
-    CidrRange, Cluster, DiscoveryType, Extension, FilterChain, FilterChainMatch, LbPolicy,
+    Address, CidrRange, Cluster, DiscoveryType, Extension, FilterChain, FilterChainMatch, LbPolicy,
     Listener, ListenerFilterConfig, NetworkFilter, NetworkFilterConfig, OriginalDst, TcpProxy,
 };
 
-use crate::generate::{access_log, cluster, listener, Context};
+use crate::generate::{access_log, cluster, listener, Context, Error};
+
+use super::passthrough::{self, Passthrough};
 
 use super::dns::{mesh_external_services, Names};
 use super::vips::{Cidr6, Vips};
@@ -92,15 +94,16 @@ pub(super) fn destinations<'a>(
 }
 
 /// `--listen`, and its IPv6 twin: every captured connection arrives here and goes on to the
-/// listener of its original destination; one with none goes through (passthrough) or is
-/// refused and logged. With passthrough on, a connection made to this address itself is
-/// refused: passing it through would loop.
-pub(super) fn capture(ctx: &Context<'_>, name: &str, listen: SocketAddr) -> Listener {
-    let (cluster, denied) = if ctx.catalog.passthrough {
-        (cluster::PASSTHROUGH, "")
-    } else {
-        (REFUSED, UNDECLARED_DESTINATION)
-    };
+/// listener of its original destination; one with none goes through (passthrough), is refused
+/// and logged, or goes where a MeshPassthrough match says ([`passthrough::chains`]). When
+/// something may go through, a connection made to this address itself is refused: passing it
+/// through would loop.
+pub(super) fn capture(
+    ctx: &Context<'_>,
+    name: &str,
+    listen: SocketAddr,
+    passthrough: &Passthrough,
+) -> Result<Listener, Error> {
     let to = |cluster: &str, denied: &str| NetworkFilter {
         name: "envoy.filters.network.tcp_proxy",
         typed_config: NetworkFilterConfig::TcpProxy(TcpProxy {
@@ -111,30 +114,49 @@ pub(super) fn capture(ctx: &Context<'_>, name: &str, listen: SocketAddr) -> List
             max_connect_attempts: None,
         }),
     };
-    let mut capture = listener::listener(name, listen, to(cluster, denied));
-    if ctx.catalog.passthrough {
+    let mut capture = match passthrough {
+        Passthrough::All => listener::listener(name, listen, to(cluster::PASSTHROUGH, "")),
+        Passthrough::None => listener::listener(name, listen, to(REFUSED, UNDECLARED_DESTINATION)),
+        Passthrough::Matched(matches) => Listener {
+            name: name.to_string(),
+            address: Address::from(listen),
+            filter_chains: passthrough::chains(ctx, matches)?,
+            default_filter_chain: Some(passthrough::refused()),
+            ..Listener::default()
+        },
+    };
+    if *passthrough != Passthrough::None {
         capture.filter_chains.insert(
             0,
             FilterChain {
                 filter_chain_match: Some(FilterChainMatch {
-                    destination_port: listen.port(),
+                    destination_port: Some(listen.port()),
                     prefix_ranges: vec![CidrRange {
                         address_prefix: listen.ip().to_string(),
                         prefix_len: if listen.is_ipv4() { 32 } else { 128 },
                     }],
+                    ..FilterChainMatch::default()
                 }),
                 filters: vec![to(REFUSED, UNDECLARED_DESTINATION)],
             },
         );
     }
-    Listener {
+    let mut listener_filters = vec![Extension {
+        name: "envoy.filters.listener.original_dst",
+        typed_config: ListenerFilterConfig::OriginalDst(OriginalDst {}),
+    }];
+    let mut capture = Listener {
         use_original_dst: Some(true),
-        listener_filters: vec![Extension {
-            name: "envoy.filters.listener.original_dst",
-            typed_config: ListenerFilterConfig::OriginalDst(OriginalDst {}),
-        }],
         ..capture
+    };
+    if let Passthrough::Matched(_) = passthrough {
+        listener_filters.extend(passthrough::inspectors());
+        passthrough::inspect_briefly(&mut capture);
     }
+    Ok(Listener {
+        listener_filters,
+        ..capture
+    })
 }
 
 /// Where the REDIRECT sends captured IPv6 on `--listen`'s port: `[::1]`, or `[::]` when

@@ -6,6 +6,7 @@
 
 mod dns;
 mod listeners;
+mod passthrough;
 mod vips;
 
 use std::net::SocketAddr;
@@ -14,6 +15,8 @@ use dns::{dns, dns_names, mesh_external_services};
 pub use dns::{DEFAULT_DNS_LISTEN, DNS};
 use listeners::{capture, destinations, ipv6_capture_address, original_destination, refused};
 pub use listeners::{CAPTURE, CAPTURE_IPV6, REFUSED, UNDECLARED_DESTINATION};
+use passthrough::Passthrough;
+pub use passthrough::{BY_NAME, NOT_MATCHED};
 pub use vips::{
     allocate, first_choice, Cidr, Cidr6, MeshExternalServiceVips, Vips, DEFAULT_MES_VIP_CIDR,
     DEFAULT_VIP_CIDR, DEFAULT_VIP_CIDR6, VIPS_FILE,
@@ -21,7 +24,7 @@ pub use vips::{
 
 use crate::envoy::{Cluster, Listener};
 
-use super::{listener, Context, Error};
+use super::{cluster, listener, Context, Error};
 
 /// What the transparent proxy needs beyond the resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +63,14 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
         &mesh_external_services,
         options,
     )?;
+    let passthrough = passthrough::of(ctx);
+    let forward = passthrough != Passthrough::None;
     let listen = ctx.options.listen;
-    let mut listeners = vec![capture(ctx, CAPTURE, listen)];
-    listeners.extend(ipv6_capture_address(listen).map(|at| capture(ctx, CAPTURE_IPV6, at)));
-    listeners.push(dns(ctx, options, &names, &vips));
+    let mut listeners = vec![capture(ctx, CAPTURE, listen, &passthrough)?];
+    if let Some(at) = ipv6_capture_address(listen) {
+        listeners.push(capture(ctx, CAPTURE_IPV6, at, &passthrough)?);
+    }
+    listeners.push(dns(ctx, options, &names, &vips, forward));
     listeners.extend(
         destinations(ctx.catalog, &names, &vips, options.vip_cidr6)
             .into_iter()
@@ -74,8 +81,11 @@ pub fn build(ctx: &Context<'_>, options: &Options) -> Result<Parts, Error> {
     );
     // With passthrough on, `refused` still takes connections made to the capture listener.
     let mut clusters = vec![refused()];
-    if ctx.catalog.passthrough {
+    if forward {
         clusters.insert(0, original_destination());
+    }
+    if let Passthrough::Matched(_) = passthrough {
+        clusters.push(cluster::dynamic_forward_proxy(BY_NAME));
     }
     Ok(Parts {
         listeners,

@@ -257,7 +257,7 @@ fn is_partial_wildcard(value: &str) -> bool {
 
 /// Go's `net.ParseCIDR`, as govalidator's `IsCIDR` uses it: an IP, `/`, and a prefix length
 /// of decimal digits no longer than the address.
-pub(crate) fn parse_cidr(value: &str) -> Option<(IpAddr, u8)> {
+pub fn parse_cidr(value: &str) -> Option<(IpAddr, u8)> {
     let (ip, bits) = value.split_once('/')?;
     let ip: IpAddr = ip.parse().ok()?;
     if bits.is_empty() || bits.len() > 3 || !bits.bytes().all(|b| b.is_ascii_digit()) {
