@@ -1338,3 +1338,29 @@ fn with_a_mesh_passthrough_what_no_match_allows_gets_403_or_is_closed() {
     assert!(line.contains("\"denied\":\"not-matched\""), "{line}");
     assert!(w.sidecar_counter("cluster.refused.upstream_cx_none_healthy") >= 2);
 }
+
+#[test]
+fn a_mesh_passthrough_cidr_lets_out_ipv6_and_nothing_else() {
+    let w = World::start_with(true, &[], |ca| {
+        let mut resources = services(false, ca);
+        resources.push(
+            "type: MeshPassthrough\nname: v6-range\nmesh: default\nspec:\n  \
+             targetRef: {kind: Mesh}\n  default:\n    appendMatch:\n    \
+             - {type: CIDR, value: 'fd77::/64', port: 8085}\n"
+                .to_string(),
+        );
+        docs(&resources)
+    });
+    // In the range, on the port the match names: through, to the address dialled.
+    assert_from(
+        &w.curl(&format!("http://[{WORLD_IP6}]:8085/")).run(),
+        "undeclared6",
+    );
+    // Another port of the same address: closed, and its server sees nothing.
+    assert!(!w
+        .curl(&format!("http://[{WORLD_IP6}]:8082/"))
+        .connect_timeout(Duration::from_secs(3))
+        .send()
+        .is_ok_and(|r| r.status == 200));
+    assert_eq!(w.world_stat("http.ipv6.downstream_cx_total"), 0);
+}
