@@ -7,28 +7,28 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use external_service_model::address;
 use external_service_model::catalog::Catalog;
-use external_service_model::mesh_passthrough;
-use external_service_model::resource::{ExternalServiceSpec, Resource};
+use external_service_model::report::Report;
+use external_service_model::resource::{ExternalServiceSpec, Kind, Resource};
 use external_service_model::validate::external_services;
 use external_service_model::Violation;
 
-/// Resources of a kind validated but not served yet (MeshPassthrough): `validate` warns,
-/// `generate` refuses, rather than leave them out unsaid. Aligned with `resources`.
-pub fn not_served(resources: &[Resource]) -> Vec<Vec<Violation>> {
+/// What `generate --transparent-proxy` cannot build yet: a MeshPassthrough (the proxy port
+/// serves it; the transparent proxy's listeners do not). Refused rather than left out, which
+/// could let through what it closes (`passthroughMode: None`) or refuse what it opens. One
+/// report per MeshPassthrough.
+pub fn not_served_transparently(resources: &[Resource]) -> Vec<Report> {
     resources
         .iter()
+        .filter(|r| r.kind() == Kind::MeshPassthrough)
         .map(|r| {
-            if r.kind() != mesh_passthrough::NOT_SERVED {
-                return Vec::new();
-            }
-            vec![Violation::new(
-                "",
-                format!(
-                    "this {} is validated but not served yet: `extsvc validate` checks it as Kuma \
-                     does, `extsvc generate` would ignore it (take it out of the files to generate)",
-                    r.kind()
-                ),
-            )]
+            Report::of(
+                r,
+                vec![Violation::new(
+                    "",
+                    "the transparent proxy does not serve MeshPassthrough yet: generate without \
+                     --transparent-proxy (the proxy port serves it), or take it out of the files",
+                )],
+            )
         })
         .collect()
 }

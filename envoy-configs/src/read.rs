@@ -54,10 +54,11 @@ impl Loaded {
         self.is_valid() && self.limits.is_empty()
     }
 
-    /// Every report, with what the generator cannot build added: what `generate` refuses with.
-    pub fn refusals(&self) -> Vec<Report> {
+    /// Every report, with what the generator cannot build added (`limits`, and `more` that
+    /// only the options rule out): what `generate` refuses with.
+    pub fn refusals(&self, more: &[Report]) -> Vec<Report> {
         let mut reports = self.checked.reports.clone();
-        for limit in &self.limits {
+        for limit in self.limits.iter().chain(more) {
             let same = |r: &&mut Report| r.file == limit.file && r.document == limit.document;
             match reports.iter_mut().find(same) {
                 Some(report) => report.violations.extend(limit.violations.iter().cloned()),
@@ -170,11 +171,6 @@ pub fn check(documents: Vec<(Value, Origin)>) -> Loaded {
         .resources
         .iter()
         .zip(cluster_rules::endpoints(&checked.resources))
-        .zip(cluster_rules::not_served(&checked.resources))
-        .map(|((r, mut found), more)| {
-            found.extend(more);
-            (r, found)
-        })
         .filter(|(_, found)| !found.is_empty())
         .map(|(r, found)| Report::of(r, found))
         .collect();

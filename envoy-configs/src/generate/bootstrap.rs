@@ -12,6 +12,7 @@ use super::admin::{self, AdminAddress};
 use super::context::{outbounds, Context, Options, Outbound};
 use super::secrets::{SecretFile, Secrets};
 use super::{cluster, listener, stats, transparent, xds, Error};
+use crate::cluster_rules;
 use crate::envoy::{self, StaticResources};
 use crate::policy::Policies;
 use crate::read::Loaded;
@@ -53,8 +54,12 @@ impl Bootstrap {
 /// every report, as `validate` prints them.
 pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> {
     let checked = &loaded.checked;
-    if !loaded.is_buildable() {
-        return Err(Error::Invalid(loaded.refusals()));
+    let option_limits = match options.transparent {
+        Some(_) => cluster_rules::not_served_transparently(&checked.resources),
+        None => Vec::new(),
+    };
+    if !loaded.is_buildable() || !option_limits.is_empty() {
+        return Err(Error::Invalid(loaded.refusals(&option_limits)));
     }
     let resources = checked.resources.as_slice();
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;
@@ -155,7 +160,8 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
         .resources
         .iter()
         .any(|r| matches!(r.spec, Spec::Mesh(_)) && r.name == mesh);
-    if !has_mesh {
+    // A MeshPassthrough decides what passes whatever the Mesh's flag.
+    if !has_mesh && ctx.catalog.mesh_passthrough.is_none() {
         found.push(format!(
             "no Mesh resource {mesh:?}, so passthrough is on and requests to undeclared hosts go \
              out as they are; add `type: Mesh`, `name: {mesh}` with \
@@ -175,6 +181,7 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
         }
     }
     found.extend(catalog::hostname_warnings(ctx.resources, mesh));
+    found.extend(catalog::passthrough_warnings(ctx.resources, mesh));
     found
 }
 

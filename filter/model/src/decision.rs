@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::authority::{self, AuthorityError, NameBuf};
-use crate::catalog::{Catalog, Service, ServiceId, Target};
+use crate::authority::{self, Authority, AuthorityError, HostRef, NameBuf};
+use crate::catalog::{Catalog, Service, ServiceId, Target, DEFAULT_REQUEST_PORT};
+use crate::mesh_passthrough::{Class, PassthroughMode};
 use crate::protocol::Protocol;
 use crate::resource::Kind;
 
@@ -18,7 +19,7 @@ pub trait Request {
 pub enum Decision<'c> {
     /// Send to this service, with `:authority` rewritten to `service.authority`.
     Forward(ServiceId, &'c Service),
-    /// Not ours: passthrough is on and the host is not declared.
+    /// Not ours: the host is not declared, and the mesh's passthrough lets it out.
     Passthrough,
     Deny(Denial),
 }
@@ -26,9 +27,13 @@ pub enum Decision<'c> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     BadAuthority(AuthorityError),
-    /// Passthrough is off and no service has this name.
+    /// Passthrough is off (the Mesh's flag, or a MeshPassthrough's `None`) and no service has
+    /// this name.
     UndeclaredHost,
-    /// Passthrough is off and the name belongs to several services (one host, several ports).
+    /// No service has this name, and no match of the mesh's MeshPassthroughs (`Matched`)
+    /// allows it.
+    NotMatched,
+    /// Passthrough does not let it out and the name belongs to several services (one host, several ports).
     AmbiguousHost,
     /// A tcp or kafka service asked for through an HTTP listener.
     NotHttp(ServiceId),
@@ -37,12 +42,13 @@ pub enum Denial {
 }
 
 impl Denial {
-    pub const ALL_REASONS: [&'static str; 5] = [
+    pub const ALL_REASONS: [&'static str; 6] = [
         "bad-authority",
         "undeclared-host",
         "ambiguous-host",
         "not-http",
         "not-grpc",
+        "not-matched",
     ];
 
     /// A short, stable name: the value of the `x-external-service-denied` header and the
@@ -59,13 +65,14 @@ impl Denial {
             Denial::AmbiguousHost => 2,
             Denial::NotHttp(_) => 3,
             Denial::NotGrpc(_) => 4,
+            Denial::NotMatched => 5,
         }
     }
 
     pub fn status(&self) -> u32 {
         match self {
             Denial::BadAuthority(_) => 400,
-            Denial::UndeclaredHost | Denial::AmbiguousHost => 403,
+            Denial::UndeclaredHost | Denial::AmbiguousHost | Denial::NotMatched => 403,
             // The request reached the wrong kind of listener for this service.
             Denial::NotHttp(_) => 421,
             Denial::NotGrpc(_) => 415,
@@ -78,8 +85,14 @@ impl Denial {
         let mut body = match self {
             Denial::BadAuthority(e) => format!("the request authority {host} is not a valid host[:port]: {e}"),
             Denial::UndeclaredHost => format!(
-                "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and the mesh's passthrough is off",
-                catalog.mesh
+                "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and {}",
+                catalog.mesh,
+                closed_by(catalog)
+            ),
+            Denial::NotMatched => format!(
+                "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and no MeshPassthrough of the mesh matches it (passthroughMode: Matched); to let it out, add to a MeshPassthrough {}",
+                catalog.mesh,
+                append_match(request.authority().unwrap_or(""))
             ),
             Denial::AmbiguousHost => format!(
                 "host {host} is declared by several services of mesh {:?} on different ports; add the port to the request",
@@ -122,6 +135,36 @@ impl Denial {
     }
 }
 
+/// What keeps undeclared hosts in.
+fn closed_by(catalog: &Catalog) -> String {
+    match catalog
+        .mesh_passthrough
+        .as_ref()
+        .map(|p| (p.mode, &p.mode_from))
+    {
+        Some((PassthroughMode::None, Some(name))) => {
+            format!("MeshPassthrough {name:?} sets passthroughMode: None")
+        }
+        _ => "the mesh's passthrough is off".to_string(),
+    }
+}
+
+/// The `appendMatch` entry that would let a request to `raw` (a valid authority) out.
+fn append_match(raw: &str) -> String {
+    let mut buf = NameBuf::new();
+    let Ok(a) = authority::parse(raw, &mut buf) else {
+        return "an appendMatch entry for it".to_string();
+    };
+    let (kind, value) = match a.host {
+        HostRef::Name(name) => ("Domain", name.to_string()),
+        HostRef::Ip(ip) => ("IP", ip.to_string()),
+    };
+    format!(
+        "appendMatch {{type: {kind}, value: {value}, port: {}, protocol: http}}",
+        a.port.unwrap_or(DEFAULT_REQUEST_PORT)
+    )
+}
+
 /// Echoes a request value safely: escaped, and cut short when long.
 fn quoted(raw: &str) -> String {
     const SHOWN: usize = 100;
@@ -141,13 +184,14 @@ pub fn decide<'c>(
     bound: Option<ServiceId>,
     request: &dyn Request,
 ) -> Decision<'c> {
+    let mut buf = NameBuf::new();
     let id = match bound {
         Some(id) => id,
-        None => match find(catalog, request.authority().unwrap_or("")) {
-            Ok(Some(Target::Service(id))) => id,
-            Ok(_) if catalog.passthrough => return Decision::Passthrough,
-            Ok(Some(Target::Ambiguous)) => return Decision::Deny(Denial::AmbiguousHost),
-            Ok(None) => return Decision::Deny(Denial::UndeclaredHost),
+        None => match authority::parse(request.authority().unwrap_or(""), &mut buf) {
+            Ok(a) => match catalog.lookup(a.host, a.port) {
+                Some(Target::Service(id)) => id,
+                target => return undeclared(catalog, target, a),
+            },
             Err(e) => return Decision::Deny(Denial::BadAuthority(e)),
         },
     };
@@ -160,10 +204,18 @@ pub fn decide<'c>(
     }
 }
 
-fn find(catalog: &Catalog, raw: &str) -> Result<Option<Target>, AuthorityError> {
-    let mut buf = NameBuf::new();
-    let a = authority::parse(raw, &mut buf)?;
-    Ok(catalog.lookup(a.host, a.port))
+/// A request no single service takes: out through passthrough if the mesh lets it, else
+/// refused with why.
+fn undeclared<'c>(catalog: &'c Catalog, target: Option<Target>, a: Authority<'_>) -> Decision<'c> {
+    let port = a.port.unwrap_or(DEFAULT_REQUEST_PORT);
+    if catalog.passes(a.host, port, Class::Http) {
+        return Decision::Passthrough;
+    }
+    Decision::Deny(match target {
+        Some(_) => Denial::AmbiguousHost,
+        None if catalog.passthrough => Denial::NotMatched,
+        None => Denial::UndeclaredHost,
+    })
 }
 
 /// `application/grpc`, optionally followed by `+proto`, `+json`, `;...`: what gRPC clients send.

@@ -1,0 +1,105 @@
+//! MeshPassthrough through the proxy port: undeclared hosts leave only as its matches allow,
+//! by name through the dynamic forward proxy (the test kit's DNS given as `--dns-resolver`),
+//! or by IP; `All` and `None` open and close whatever the Mesh says.
+
+use extsvc_testkit::{docs, mesh, test_dir, with_dns, Sidecar, UpstreamBuilder};
+
+use super::{assert_denied_line, assert_reached, assert_refused};
+
+/// A `targetRef: Mesh` MeshPassthrough with `mode` and these `appendMatch` entries (YAML
+/// flow mappings).
+fn mesh_passthrough(mode: &str, matches: &[String]) -> String {
+    let mut doc = format!(
+        "type: MeshPassthrough\nname: egress\nmesh: default\nspec:\n  targetRef: {{kind: Mesh}}\n  default:\n    passthroughMode: {mode}\n"
+    );
+    if !matches.is_empty() {
+        doc.push_str("    appendMatch:\n");
+        for m in matches {
+            doc.push_str(&format!("    - {m}\n"));
+        }
+    }
+    doc
+}
+
+const NAMES: [&str; 4] = [
+    "a.example.test",
+    "b.example.test",
+    "example.test",
+    "example.test.evil.test",
+];
+
+#[test]
+fn a_wildcard_domain_lets_out_its_subdomains_and_a_cidr_its_addresses_nothing_else() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = with_dns(UpstreamBuilder::new().plain("plain"), &NAMES).start(d);
+    let port = up.port("plain");
+    let policy = mesh_passthrough(
+        "Matched",
+        &[
+            format!("{{type: Domain, value: '*.example.test', port: {port}, protocol: http}}"),
+            format!("{{type: CIDR, value: 127.0.0.0/8, port: {port}, protocol: http}}"),
+        ],
+    );
+    // The Mesh's flag is off: the MeshPassthrough decides.
+    let s = Sidecar::start(d, up.dns_addr(), &docs(&[mesh(false), policy]), &[]);
+
+    for host in [
+        format!("a.example.test:{port}"),
+        format!("b.example.test:{port}"),
+        format!("127.0.0.1:{port}"),
+    ] {
+        let r = s.via_proxy(&format!("http://{host}/get")).run();
+        assert_reached(&r, "plain", None, &host);
+    }
+    for name in ["example.test", "example.test.evil.test"] {
+        let r = s.via_proxy(&format!("http://{name}:{port}/get")).run();
+        assert_refused(&r, 403, "not-matched");
+        let wanted =
+            format!("appendMatch {{type: Domain, value: {name}, port: {port}, protocol: http}}");
+        assert!(r.body.contains(&wanted), "{}", r.body);
+    }
+    // On another port the wildcard does not apply.
+    let other = port.wrapping_add(1).max(1);
+    let r = s
+        .via_proxy(&format!("http://b.example.test:{other}/get"))
+        .run();
+    assert_refused(&r, 403, "not-matched");
+
+    let log = s.access_log(6);
+    assert_denied_line(&log[3], "not-matched");
+    assert!(log[0]["external_service"].is_null(), "{}", log[0]);
+    s.denied("not-matched", 3);
+    s.denied("undeclared-host", 0);
+    assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 3);
+}
+
+#[test]
+fn all_opens_and_none_closes_whatever_the_mesh_says() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = with_dns(UpstreamBuilder::new().plain("plain"), &NAMES).start(d);
+    let host = format!("a.example.test:{}", up.port("plain"));
+    let url = format!("http://{host}/get");
+
+    let all = mesh_passthrough("All", &[]);
+    let opened = Sidecar::start(d, up.dns_addr(), &docs(&[mesh(false), all]), &[]);
+    assert_reached(&opened.via_proxy(&url).run(), "plain", None, &host);
+    drop(opened);
+
+    // `None` closes even what its own matches name.
+    let none = mesh_passthrough(
+        "None",
+        &["{type: Domain, value: '*.example.test', protocol: http}".to_string()],
+    );
+    let closed = Sidecar::start(d, up.dns_addr(), &docs(&[mesh(true), none]), &[]);
+    let r = closed.via_proxy(&url).run();
+    assert_refused(&r, 403, "undeclared-host");
+    assert!(
+        r.body
+            .contains("MeshPassthrough \"egress\" sets passthroughMode: None"),
+        "{}",
+        r.body
+    );
+    assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 1);
+}
