@@ -241,10 +241,12 @@ fn define_metrics(filter: Filter) -> Result<Configured, host::Status> {
     })
 }
 
-/// The request as the decision sees it; the content-type is read only if asked for.
+/// The request as the decision sees it; the content-type and method are read only if asked
+/// for.
 struct Headers {
     authority: Option<String>,
     content_type: OnceCell<Option<String>>,
+    method: OnceCell<Option<String>>,
 }
 
 impl Request for Headers {
@@ -256,6 +258,13 @@ impl Request for Headers {
         self.content_type
             .get_or_init(|| request_header("content-type"))
             .as_deref()
+    }
+
+    fn is_connect(&self) -> bool {
+        self.method
+            .get_or_init(|| request_header(":method"))
+            .as_deref()
+            == Some("CONNECT")
     }
 }
 
@@ -301,6 +310,7 @@ impl Configured {
         let request = Headers {
             authority: request_header(":authority"),
             content_type: OnceCell::new(),
+            method: OnceCell::new(),
         };
         match decision::decide(&filter.catalog, filter.bound, &request) {
             Decision::Forward(_, service) => {

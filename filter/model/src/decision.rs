@@ -13,6 +13,11 @@ use crate::resource::Kind;
 pub trait Request {
     fn authority(&self) -> Option<&str>;
     fn content_type(&self) -> Option<&str>;
+    /// A CONNECT (`https_proxy`): a byte tunnel to the authority, not one request. Asked only
+    /// of a request no service takes.
+    fn is_connect(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -92,7 +97,7 @@ impl Denial {
             Denial::NotMatched => format!(
                 "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and no MeshPassthrough of the mesh matches it (passthroughMode: Matched); to let it out, add to a MeshPassthrough {}",
                 catalog.mesh,
-                append_match(request.authority().unwrap_or(""))
+                append_match(request.authority().unwrap_or(""), request_class(request))
             ),
             Denial::AmbiguousHost => format!(
                 "host {host} is declared by several services of mesh {:?} on different ports; add the port to the request",
@@ -149,8 +154,9 @@ fn closed_by(catalog: &Catalog) -> String {
     }
 }
 
-/// The `appendMatch` entry that would let a request to `raw` (a valid authority) out.
-fn append_match(raw: &str) -> String {
+/// The `appendMatch` entry that would let a request to `raw` (a valid authority) of `class`
+/// out.
+fn append_match(raw: &str, class: Class) -> String {
     let mut buf = NameBuf::new();
     let Ok(a) = authority::parse(raw, &mut buf) else {
         return "an appendMatch entry for it".to_string();
@@ -160,8 +166,9 @@ fn append_match(raw: &str) -> String {
         HostRef::Ip(ip) => ("IP", ip.to_string()),
     };
     format!(
-        "appendMatch {{type: {kind}, value: {value}, port: {}, protocol: http}}",
-        a.port.unwrap_or(DEFAULT_REQUEST_PORT)
+        "appendMatch {{type: {kind}, value: {value}, port: {}, protocol: {}}}",
+        a.port.unwrap_or(DEFAULT_REQUEST_PORT),
+        if class == Class::Tls { "tls" } else { "http" }
     )
 }
 
@@ -190,7 +197,7 @@ pub fn decide<'c>(
         None => match authority::parse(request.authority().unwrap_or(""), &mut buf) {
             Ok(a) => match catalog.lookup(a.host, a.port) {
                 Some(Target::Service(id)) => id,
-                target => return undeclared(catalog, target, a),
+                target => return undeclared(catalog, target, a, request_class(request)),
             },
             Err(e) => return Decision::Deny(Denial::BadAuthority(e)),
         },
@@ -206,9 +213,14 @@ pub fn decide<'c>(
 
 /// A request no single service takes: out through passthrough if the mesh lets it, else
 /// refused with why.
-fn undeclared<'c>(catalog: &'c Catalog, target: Option<Target>, a: Authority<'_>) -> Decision<'c> {
+fn undeclared<'c>(
+    catalog: &'c Catalog,
+    target: Option<Target>,
+    a: Authority<'_>,
+    class: Class,
+) -> Decision<'c> {
     let port = a.port.unwrap_or(DEFAULT_REQUEST_PORT);
-    if catalog.passes(a.host, port, Class::Http) {
+    if catalog.passes(a.host, port, class) {
         return Decision::Passthrough;
     }
     Decision::Deny(match target {
@@ -216,6 +228,17 @@ fn undeclared<'c>(catalog: &'c Catalog, target: Option<Target>, a: Authority<'_>
         None if catalog.passthrough => Denial::NotMatched,
         None => Denial::UndeclaredHost,
     })
+}
+
+/// What MeshPassthrough's matches see of a request: a plain HTTP request is `Http`; a CONNECT
+/// is taken as `Tls`, what an app tunnels through `https_proxy` (a `tls` match allows it, and
+/// a `tcp` one, which passes any bytes; an `http` one does not).
+fn request_class(request: &dyn Request) -> Class {
+    if request.is_connect() {
+        Class::Tls
+    } else {
+        Class::Http
+    }
 }
 
 /// `application/grpc`, optionally followed by `+proto`, `+json`, `;...`: what gRPC clients send.
@@ -226,4 +249,52 @@ fn is_grpc(content_type: Option<&str>) -> bool {
             && ct.as_bytes()[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
             && matches!(ct.as_bytes().get(GRPC.len()), None | Some(b'+' | b';'))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::config;
+
+    struct Connect(&'static str);
+
+    impl Request for Connect {
+        fn authority(&self) -> Option<&str> {
+            Some(self.0)
+        }
+        fn content_type(&self) -> Option<&str> {
+            None
+        }
+        fn is_connect(&self) -> bool {
+            true
+        }
+    }
+
+    /// A CONNECT is matched as TLS: a `tls` entry allows it, an `http` one for its host and
+    /// port does not, and the refusal names the `tls` entry to add.
+    #[test]
+    fn a_connect_is_allowed_by_a_tls_match_not_an_http_one() {
+        let config = serde_json::json!({ "resources": [{
+            "type": "MeshPassthrough", "name": "egress", "mesh": "default",
+            "spec": { "default": { "passthroughMode": "Matched", "appendMatch": [
+                { "type": "Domain", "value": "*.secure.test", "port": 443, "protocol": "tls" },
+                { "type": "Domain", "value": "*.plain.test", "port": 8080, "protocol": "http" }
+            ] } } }] });
+        let filter = config::configure(config.to_string().as_bytes()).unwrap();
+        let decide = |authority| decide(&filter.catalog, None, &Connect(authority));
+        assert_eq!(decide("a.secure.test:443"), Decision::Passthrough);
+        assert_eq!(
+            decide("a.secure.test:8443"),
+            Decision::Deny(Denial::NotMatched)
+        );
+        let request = Connect("a.plain.test:8080");
+        let Decision::Deny(denial) = decide(request.0) else {
+            panic!("an http entry let a CONNECT out");
+        };
+        assert!(denial.body(&filter.catalog, &request).contains(
+            "appendMatch {type: Domain, value: a.plain.test, port: 8080, protocol: tls}"
+        ));
+    }
 }

@@ -2,9 +2,13 @@
 //! by name through the dynamic forward proxy (the test kit's DNS given as `--dns-resolver`),
 //! or by IP; `All` and `None` open and close whatever the Mesh says.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use extsvc_testkit::{docs, mesh, test_dir, with_dns, Sidecar, UpstreamBuilder};
 
-use super::{assert_denied_line, assert_reached, assert_refused};
+use super::{assert_denied_line, assert_reached, assert_refused, setup};
 
 /// A `targetRef: Mesh` MeshPassthrough with `mode` and these `appendMatch` entries (YAML
 /// flow mappings).
@@ -19,6 +23,40 @@ fn mesh_passthrough(mode: &str, matches: &[String]) -> String {
         }
     }
     doc
+}
+
+/// Sends `CONNECT target` to the proxy port and returns the head of the answer (status line
+/// and headers), lower-cased.
+fn connect(listen: u16, target: &str) -> String {
+    exchange(
+        listen,
+        &format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"),
+    )
+}
+
+/// Sends `request` to the proxy port and returns the head of the answer, lower-cased.
+fn exchange(listen: u16, request: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let start = Instant::now();
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < Duration::from_secs(10) {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+        if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            return String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        }
+    }
+    panic!(
+        "no answer to {request:?}: {:?}",
+        String::from_utf8_lossy(&raw)
+    );
 }
 
 const NAMES: [&str; 4] = [
@@ -102,4 +140,59 @@ fn all_opens_and_none_closes_whatever_the_mesh_says() {
         r.body
     );
     assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 1);
+}
+
+/// CONNECT to a domain a `tls` match allows is a tunnel: the app's own TLS reaches the
+/// upstream (which sees the app's SNI and answers with its certificate, which the app checks).
+/// CONNECT to another name, to the allowed name on a port its match is not for, or to an IP
+/// no match names is refused with 403 `not-matched`, never tunnelled.
+#[test]
+fn connect_tunnels_the_apps_own_tls_to_an_allowed_tls_domain_and_nothing_else() {
+    let (dir, p, up) = setup(&["secure.example.test", "other.example.org"], |b, p| {
+        b.tls("tls", &p.server).plain("plain")
+    });
+    let d = dir.path();
+    let (tls, plain) = (up.port("tls"), up.port("plain"));
+    let policy = mesh_passthrough(
+        "Matched",
+        &[
+            format!("{{type: Domain, value: '*.example.test', port: {tls}, protocol: tls}}"),
+            format!("{{type: Domain, value: '*.example.test', port: {plain}, protocol: http}}"),
+        ],
+    );
+    let s = Sidecar::start(d, up.dns_addr(), &docs(&[mesh(false), policy]), &[]);
+
+    let host = format!("secure.example.test:{tls}");
+    let r = s
+        .via_proxy(&format!("https://{host}/get"))
+        .cacert(p.ca.ca_path())
+        .run();
+    assert_reached(&r, "tls", Some("secure.example.test"), &host);
+
+    for target in [
+        format!("other.example.org:{tls}"),
+        format!("secure.example.test:{plain}"),
+        format!("127.0.0.1:{tls}"),
+    ] {
+        let head = connect(s.listen, &target);
+        assert!(head.starts_with("http/1.1 403"), "CONNECT {target}: {head}");
+        assert!(
+            head.contains("x-external-service-denied: not-matched"),
+            "CONNECT {target}: {head}"
+        );
+    }
+    // Only the CONNECT route tunnels: an `Upgrade: CONNECT` request to an allowed host is
+    // still no upgrade.
+    let head = exchange(
+        s.listen,
+        &format!("GET / HTTP/1.1\r\nHost: secure.example.test:{plain}\r\nConnection: Upgrade\r\nUpgrade: CONNECT\r\n\r\n"),
+    );
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(
+        head.contains("x-external-service-denied: upgrade-not-served"),
+        "{head}"
+    );
+    s.denied("not-matched", 3);
+    assert_eq!(up.envoy.counter("http.tls.downstream_rq_total"), 1);
+    assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 0);
 }
