@@ -9,11 +9,11 @@ use external_service_model::contract::{
 
 use crate::envoy::{
     AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, CidrRange, DataSource,
-    DirectResponseAction, Duration, Empty, Extension, HeaderValue, HeaderValueOption,
-    HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig, LocalReplyConfig,
-    Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter, ResponseMapper,
-    RetryPolicy, RetryPriorityConfig, Route, RouteAction, RouteConfiguration, RouteMatch, Router,
-    SubstitutionFormatString, UpgradeConfig, VirtualHost,
+    DirectResponseAction, Duration, Empty, Extension, HeaderMatch, HeaderMatcher, HeaderValue,
+    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig,
+    LocalReplyConfig, Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter,
+    ResponseMapper, RetryPolicy, RetryPriorityConfig, Route, RouteAction, RouteConfiguration,
+    RouteMatch, Router, StringMatcher, SubstitutionFormatString, UpgradeConfig, VirtualHost,
 };
 use crate::policy::KINDS;
 
@@ -255,7 +255,7 @@ fn connect_upgrade(enabled: bool) -> UpgradeConfig {
 fn passthrough_routes(catalog: &Catalog) -> Vec<Route> {
     let mut routes = Vec::new();
     if catalog.mesh_passthrough.is_some() {
-        routes.push(connect_route());
+        routes.push(connect_route(None, cluster::PASSTHROUGH));
     }
     routes.extend(all(
         None,
@@ -265,17 +265,38 @@ fn passthrough_routes(catalog: &Catalog) -> Vec<Route> {
     routes
 }
 
-/// CONNECT to the passthrough cluster, as a TCP tunnel.
-fn connect_route() -> Route {
+/// CONNECT to each tcp service, by the authority the filter writes (in the default virtual
+/// host, whose `*` no service's own domain takes from it), tunnelled to its cluster.
+fn tcp_connect_routes(catalog: &Catalog) -> Vec<Route> {
+    catalog
+        .services
+        .iter()
+        .filter(|s| !s.protocol.is_http())
+        .map(|service| {
+            let mut route = connect_route(Some(&service.authority), &cluster::name(service));
+            route.name = Some(names::logged(service));
+            route
+        })
+        .collect()
+}
+
+/// CONNECT (with this `:authority`, or any) to `cluster`, as a TCP tunnel.
+fn connect_route(authority: Option<&str>, cluster: &str) -> Route {
     Route {
         name: None,
         route_match: RouteMatch {
             path: PathMatch::ConnectMatcher(Empty {}),
-            headers: Vec::new(),
+            headers: authority
+                .map(|a| HeaderMatcher {
+                    name: ":authority".to_string(),
+                    matcher: HeaderMatch::StringMatch(StringMatcher::Exact(a.to_string())),
+                })
+                .into_iter()
+                .collect(),
         },
         action: Action::Route(RouteAction {
             upgrade_configs: vec![connect_upgrade(true)],
-            ..RouteAction::to(cluster::PASSTHROUGH)
+            ..RouteAction::to(cluster)
         }),
         typed_per_filter_config: None,
     }
@@ -370,7 +391,8 @@ fn fail_over_by_priority(service: &Service, route: &mut RouteAction) {
 }
 
 /// One virtual host per HTTP service of the catalog, by the authority the filter writes, then
-/// the default: passthrough, or a 403 that holds even without the filter.
+/// the default: CONNECT to each tcp service, then passthrough, or a 403 that holds even
+/// without the filter.
 pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
     let mut hosts: Vec<VirtualHost> = ctx
         .catalog
@@ -383,7 +405,7 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
             routes: routes(ctx, service),
         })
         .collect();
-    hosts.push(if ctx.catalog.passthrough {
+    let mut default = if ctx.catalog.passthrough {
         VirtualHost {
             name: cluster::PASSTHROUGH.to_string(),
             domains: vec!["*".to_string()],
@@ -397,12 +419,19 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         VirtualHost {
             name: "undeclared".to_string(),
             domains: vec!["*".to_string()],
-            routes: all(None, Action::DirectResponse(DirectResponseAction {
-                status: 403,
-                body: DataSource::InlineString(body),
-            }), None),
+            routes: all(
+                None,
+                Action::DirectResponse(DirectResponseAction {
+                    status: 403,
+                    body: DataSource::InlineString(body),
+                }),
+                None,
+            ),
         }
-    });
+    };
+    // Before the default's own routes: a CONNECT the filter sent to a tcp service.
+    default.routes.splice(0..0, tcp_connect_routes(ctx.catalog));
+    hosts.push(default);
     hosts
 }
 

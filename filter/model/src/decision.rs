@@ -14,7 +14,7 @@ pub trait Request {
     fn authority(&self) -> Option<&str>;
     fn content_type(&self) -> Option<&str>;
     /// A CONNECT (`https_proxy`): a byte tunnel to the authority, not one request. Asked only
-    /// of a request no service takes.
+    /// of a request no service takes, or one for a tcp service.
     fn is_connect(&self) -> bool {
         false
     }
@@ -207,6 +207,8 @@ pub fn decide<'c>(
         Protocol::Http | Protocol::Http2 => Decision::Forward(id, service),
         Protocol::Grpc if is_grpc(request.content_type()) => Decision::Forward(id, service),
         Protocol::Grpc => Decision::Deny(Denial::NotGrpc(id)),
+        // A byte stream to a byte-stream service: Envoy tunnels it to the service's cluster.
+        Protocol::Tcp | Protocol::Kafka if request.is_connect() => Decision::Forward(id, service),
         Protocol::Tcp | Protocol::Kafka => Decision::Deny(Denial::NotHttp(id)),
     }
 }
@@ -273,7 +275,8 @@ mod tests {
     }
 
     /// A CONNECT is matched as TLS: a `tls` entry allows it, an `http` one for its host and
-    /// port does not, and the refusal names the `tls` entry to add.
+    /// port does not, and the refusal names the `tls` entry to add; a declared tcp service
+    /// takes it.
     #[test]
     fn a_connect_is_allowed_by_a_tls_match_not_an_http_one() {
         let config = serde_json::json!({ "resources": [{
@@ -281,10 +284,15 @@ mod tests {
             "spec": { "default": { "passthroughMode": "Matched", "appendMatch": [
                 { "type": "Domain", "value": "*.secure.test", "port": 443, "protocol": "tls" },
                 { "type": "Domain", "value": "*.plain.test", "port": 8080, "protocol": "http" }
-            ] } } }] });
+            ] } } },
+            { "type": "ExternalService", "name": "redis", "mesh": "default",
+              "tags": { "kuma.io/service": "redis", "kuma.io/protocol": "tcp" },
+              "networking": { "address": "redis.example.com:6379" } }] });
         let filter = config::configure(config.to_string().as_bytes()).unwrap();
         let decide = |authority| decide(&filter.catalog, None, &Connect(authority));
         assert_eq!(decide("a.secure.test:443"), Decision::Passthrough);
+        // A declared tcp service takes a CONNECT (a plain request gets 421 `not-http`).
+        assert!(matches!(decide("redis.mesh:6379"), Decision::Forward(_, s) if s.name == "redis"));
         assert_eq!(
             decide("a.secure.test:8443"),
             Decision::Deny(Denial::NotMatched)

@@ -1,12 +1,13 @@
 //! MeshPassthrough through the proxy port: undeclared hosts leave only as its matches allow,
 //! by name through the dynamic forward proxy (the test kit's DNS given as `--dns-resolver`),
-//! or by IP; `All` and `None` open and close whatever the Mesh says.
+//! or by IP; `All` and `None` open and close whatever the Mesh says. And CONNECT through the
+//! proxy port: tunnelled where a MeshPassthrough allows it, or to a declared tcp service.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use extsvc_testkit::{docs, mesh, test_dir, with_dns, Sidecar, UpstreamBuilder};
+use extsvc_testkit::{docs, mesh, tcp_service, test_dir, with_dns, Sidecar, UpstreamBuilder};
 
 use super::{assert_denied_line, assert_reached, assert_refused, setup};
 
@@ -28,14 +29,20 @@ fn mesh_passthrough(mode: &str, matches: &[String]) -> String {
 /// Sends `CONNECT target` to the proxy port and returns the head of the answer (status line
 /// and headers), lower-cased.
 fn connect(listen: u16, target: &str) -> String {
+    tunnel(listen, target).0
+}
+
+/// Sends `CONNECT target` to the proxy port; the head of the answer, and the connection.
+fn tunnel(listen: u16, target: &str) -> (String, TcpStream) {
     exchange(
         listen,
         &format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"),
     )
 }
 
-/// Sends `request` to the proxy port and returns the head of the answer, lower-cased.
-fn exchange(listen: u16, request: &str) -> String {
+/// Sends `request` to the proxy port; the head of the answer, lower-cased, and the
+/// connection, past the head.
+fn exchange(listen: u16, request: &str) -> (String, TcpStream) {
     let mut s = TcpStream::connect(("127.0.0.1", listen)).unwrap();
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -50,7 +57,7 @@ fn exchange(listen: u16, request: &str) -> String {
             Err(_) => {}
         }
         if let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            return String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+            return (String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase(), s);
         }
     }
     panic!(
@@ -183,7 +190,7 @@ fn connect_tunnels_the_apps_own_tls_to_an_allowed_tls_domain_and_nothing_else() 
     }
     // Only the CONNECT route tunnels: an `Upgrade: CONNECT` request to an allowed host is
     // still no upgrade.
-    let head = exchange(
+    let (head, _) = exchange(
         s.listen,
         &format!("GET / HTTP/1.1\r\nHost: secure.example.test:{plain}\r\nConnection: Upgrade\r\nUpgrade: CONNECT\r\n\r\n"),
     );
@@ -195,4 +202,42 @@ fn connect_tunnels_the_apps_own_tls_to_an_allowed_tls_domain_and_nothing_else() 
     s.denied("not-matched", 3);
     assert_eq!(up.envoy.counter("http.tls.downstream_rq_total"), 1);
     assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 0);
+}
+
+/// CONNECT to a declared tcp service, by its real name or its `.mesh` name, is a tunnel to
+/// its cluster: bytes go both ways. No MeshPassthrough, and passthrough off: an undeclared
+/// CONNECT is refused 403 `undeclared-host`.
+#[test]
+fn connect_to_a_declared_tcp_service_is_a_tunnel_to_its_cluster() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = with_dns(UpstreamBuilder::new().tcp("echo"), &["echo.test"]).start(d);
+    let port = up.port("echo");
+    let s = Sidecar::start(
+        d,
+        up.dns_addr(),
+        &docs(&[
+            mesh(false),
+            tcp_service("echo", &format!("echo.test:{port}"), &[]),
+        ]),
+        &[],
+    );
+    for target in [format!("echo.test:{port}"), format!("echo.mesh:{port}")] {
+        let (head, mut stream) = tunnel(s.listen, &target);
+        assert!(head.starts_with("http/1.1 200"), "CONNECT {target}: {head}");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(b"ping through the tunnel\n").unwrap();
+        let mut echoed = [0u8; 24];
+        stream.read_exact(&mut echoed).unwrap();
+        assert_eq!(&echoed, b"ping through the tunnel\n", "CONNECT {target}");
+    }
+    let head = connect(s.listen, &format!("elsewhere.test:{port}"));
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    assert!(
+        head.contains("x-external-service-denied: undeclared-host"),
+        "{head}"
+    );
+    s.forwarded("echo", 2);
 }
