@@ -7,31 +7,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use external_service_model::address;
 use external_service_model::catalog::Catalog;
-use external_service_model::mesh_passthrough;
 use external_service_model::resource::{ExternalServiceSpec, Resource};
 use external_service_model::validate::external_services;
 use external_service_model::Violation;
-
-/// Resources of a kind validated but not served yet (MeshPassthrough): `validate` warns,
-/// `generate` refuses, rather than leave them out unsaid. Aligned with `resources`.
-pub fn not_served(resources: &[Resource]) -> Vec<Vec<Violation>> {
-    resources
-        .iter()
-        .map(|r| {
-            if r.kind() != mesh_passthrough::NOT_SERVED {
-                return Vec::new();
-            }
-            vec![Violation::new(
-                "",
-                format!(
-                    "this {} is validated but not served yet: `extsvc validate` checks it as Kuma \
-                     does, `extsvc generate` would ignore it (take it out of the files to generate)",
-                    r.kind()
-                ),
-            )]
-        })
-        .collect()
-}
 
 /// What Kuma accepts but one Envoy cluster per `kuma.io/service` cannot hold: endpoints of one
 /// service mixing IP addresses and host names (STATIC vs STRICT_DNS), or differing in TLS

@@ -170,11 +170,6 @@ pub fn check(documents: Vec<(Value, Origin)>) -> Loaded {
         .resources
         .iter()
         .zip(cluster_rules::endpoints(&checked.resources))
-        .zip(cluster_rules::not_served(&checked.resources))
-        .map(|((r, mut found), more)| {
-            found.extend(more);
-            (r, found)
-        })
         .filter(|(_, found)| !found.is_empty())
         .map(|(r, found)| Report::of(r, found))
         .collect();

@@ -25,6 +25,7 @@ use external_service_model::contract::{
     VM_MEMORY_METRIC,
 };
 use external_service_model::decision::{self, Decision, Denial, Request};
+use external_service_model::mesh_passthrough::PassthroughMode;
 
 use host::MetricType;
 
@@ -157,6 +158,18 @@ pub extern "C" fn proxy_on_delete(context: u32) {
 }
 
 /// False (Envoy then refuses the configuration) when the resources are not valid.
+/// What leaves undeclared, for the configure log line.
+fn passthrough_summary(catalog: &external_service_model::Catalog) -> String {
+    match &catalog.mesh_passthrough {
+        Some(policy) if catalog.passthrough && policy.mode == PassthroughMode::Matched => format!(
+            "matched ({} MeshPassthrough matches)",
+            policy.table.matches().len()
+        ),
+        _ if catalog.passthrough => "on".to_string(),
+        _ => "off".to_string(),
+    }
+}
+
 #[no_mangle]
 pub extern "C" fn proxy_on_configure(root: u32, _plugin_configuration_size: usize) -> u32 {
     follow_host_log_level();
@@ -180,11 +193,7 @@ pub extern "C" fn proxy_on_configure(root: u32, _plugin_configuration_size: usiz
         "external-service filter: {} services of mesh {:?}, passthrough {}",
         configured.filter.catalog.services.len(),
         configured.filter.catalog.mesh,
-        if configured.filter.catalog.passthrough {
-            "on"
-        } else {
-            "off"
-        }
+        passthrough_summary(&configured.filter.catalog)
     );
     report_memory(configured.vm_memory);
     CONTEXTS.with_borrow_mut(|contexts| *contexts.root_mut(root) = Some(Rc::new(configured)));
@@ -232,10 +241,12 @@ fn define_metrics(filter: Filter) -> Result<Configured, host::Status> {
     })
 }
 
-/// The request as the decision sees it; the content-type is read only if asked for.
+/// The request as the decision sees it; the content-type and method are read only if asked
+/// for.
 struct Headers {
     authority: Option<String>,
     content_type: OnceCell<Option<String>>,
+    method: OnceCell<Option<String>>,
 }
 
 impl Request for Headers {
@@ -247,6 +258,13 @@ impl Request for Headers {
         self.content_type
             .get_or_init(|| request_header("content-type"))
             .as_deref()
+    }
+
+    fn is_connect(&self) -> bool {
+        self.method
+            .get_or_init(|| request_header(":method"))
+            .as_deref()
+            == Some("CONNECT")
     }
 }
 
@@ -292,6 +310,7 @@ impl Configured {
         let request = Headers {
             authority: request_header(":authority"),
             content_type: OnceCell::new(),
+            method: OnceCell::new(),
         };
         match decision::decide(&filter.catalog, filter.bound, &request) {
             Decision::Forward(_, service) => {

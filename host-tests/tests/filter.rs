@@ -162,16 +162,24 @@ fn an_invalid_mesh_external_service_refuses_the_configuration_in_kumas_words() {
     }
 }
 
+/// The filter serves MeshPassthrough: the configuration is taken, its configure line says
+/// what leaves undeclared, and a refusal by its matches is counted under its own reason.
 #[test]
-fn a_mesh_passthrough_refuses_the_configuration_until_served() {
-    // Left out, a `passthroughMode: None` would leave the mesh's passthrough open.
-    let mpt = json!({ "type": "MeshPassthrough", "name": "closed", "mesh": "default",
-        "spec": { "targetRef": { "kind": "Mesh" }, "default": { "passthroughMode": "None" } } });
-    let config = json!({ "resources": [mpt] });
-    assert_eq!(
-        refused(config.to_string()).logs(LogLevel::Error),
-        ["plugin configuration: MeshPassthrough \"closed\" is validated but not served yet: the filter would ignore it"]
+fn a_mesh_passthrough_is_served_and_its_refusals_counted() {
+    let mut plugin = start(&plugin_config(Setup::Matched));
+    assert!(
+        plugin
+            .logs(LogLevel::Info)
+            .iter()
+            .any(|l| l.ends_with("passthrough matched (6 MeshPassthrough matches)")),
+        "{:?}",
+        plugin.logs(LogLevel::Info)
     );
+    for authority in ["a.example.test", "example.test.evil.test", "evil.example"] {
+        send(&mut plugin, authority);
+    }
+    assert_eq!(plugin.counter(&denied_metric("not-matched")), Some(2));
+    assert_eq!(plugin.counter(&denied_metric("undeclared-host")), Some(0));
 }
 
 #[test]

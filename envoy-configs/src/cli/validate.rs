@@ -128,6 +128,7 @@ fn warnings(loaded: &Loaded, policies: &Policies) -> Vec<String> {
     let mut found = policies.warnings().to_vec();
     for mesh in meshes {
         found.extend(catalog::hostname_warnings(resources, mesh));
+        found.extend(catalog::passthrough_warnings(resources, mesh));
     }
     found
 }

@@ -23,7 +23,26 @@ pub struct HttpConnectionManager {
     pub skip_xff_append: bool,
     pub internal_address_config: InternalAddressConfig,
     pub local_reply_config: LocalReplyConfig,
+    /// The upgrades the connection manager takes, each enabled or not by default (a route's
+    /// own `upgrade_configs` decide for it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upgrade_configs: Vec<UpgradeConfig>,
 }
+
+/// `HttpConnectionManager.UpgradeConfig` and `RouteAction.UpgradeConfig`: one upgrade type
+/// (`CONNECT` for the method), on or off; for a route, `connect_config` makes a CONNECT a TCP
+/// tunnel to the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UpgradeConfig {
+    pub upgrade_type: String,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_config: Option<Empty>,
+}
+
+/// A message with no field set.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Empty {}
 
 /// Which clients are internal: those in `cidr_ranges` (Envoy's default, when it is empty, is
 /// RFC 1918 and loopback).
@@ -133,6 +152,8 @@ pub struct RouteMatch {
 pub enum PathMatch {
     Prefix(String),
     Path(String),
+    /// A CONNECT request, whatever its authority (it has no path).
+    ConnectMatcher(Empty),
 }
 
 /// What a route does (the `action` oneof).
@@ -160,6 +181,8 @@ pub struct RouteAction {
     /// The `Host` the upstream gets; one of this and `auto_host_rewrite`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_rewrite_literal: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upgrade_configs: Vec<UpgradeConfig>,
 }
 
 impl RouteAction {
@@ -173,6 +196,7 @@ impl RouteAction {
             retry_policy: None,
             auto_host_rewrite: false,
             host_rewrite_literal: None,
+            upgrade_configs: Vec::new(),
         }
     }
 }

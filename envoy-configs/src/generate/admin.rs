@@ -171,6 +171,7 @@ pub fn stats_listener(at: SocketAddr) -> Listener {
             local_reply_config: LocalReplyConfig {
                 mappers: Vec::new(),
             },
+            upgrade_configs: Vec::new(),
         }),
     };
     Listener {

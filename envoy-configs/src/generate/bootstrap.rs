@@ -5,9 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use external_service_model::catalog::{self, Catalog, Service};
-use external_service_model::mesh_passthrough;
 use external_service_model::resource::{Kind, Spec};
-use external_service_model::Report;
 use serde_json::Value;
 
 use super::admin::{self, AdminAddress};
@@ -55,11 +53,7 @@ impl Bootstrap {
 /// every report, as `validate` prints them.
 pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> {
     let checked = &loaded.checked;
-    // The transparent proxy serves MeshPassthrough (`transparent::passthrough`).
-    let served = |r: &Report| {
-        options.transparent.is_some() && r.kind == mesh_passthrough::NOT_SERVED.to_string()
-    };
-    if !loaded.is_valid() || !loaded.limits.iter().all(served) {
+    if !loaded.is_buildable() {
         return Err(Error::Invalid(loaded.refusals()));
     }
     let resources = checked.resources.as_slice();
@@ -161,7 +155,8 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
         .resources
         .iter()
         .any(|r| matches!(r.spec, Spec::Mesh(_)) && r.name == mesh);
-    if !has_mesh {
+    // A MeshPassthrough decides what passes whatever the Mesh's flag.
+    if !has_mesh && ctx.catalog.mesh_passthrough.is_none() {
         found.push(format!(
             "no Mesh resource {mesh:?}, so passthrough is on and requests to undeclared hosts go \
              out as they are; add `type: Mesh`, `name: {mesh}` with \
@@ -181,6 +176,7 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
         }
     }
     found.extend(catalog::hostname_warnings(ctx.resources, mesh));
+    found.extend(catalog::passthrough_warnings(ctx.resources, mesh));
     found
 }
 

@@ -9,19 +9,21 @@ use external_service_model::contract::{
 
 use crate::envoy::{
     AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, CidrRange, DataSource,
-    DirectResponseAction, Duration, Extension, HeaderValue, HeaderValueOption,
-    HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig, LocalReplyConfig,
-    Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter, ResponseMapper,
-    RetryPolicy, RetryPriorityConfig, Route, RouteAction, RouteConfiguration, RouteMatch, Router,
-    SubstitutionFormatString, VirtualHost,
+    DirectResponseAction, Duration, Empty, Extension, HeaderMatch, HeaderMatcher, HeaderValue,
+    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig,
+    LocalReplyConfig, Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter,
+    ResponseMapper, RetryPolicy, RetryPriorityConfig, Route, RouteAction, RouteConfiguration,
+    RouteMatch, Router, StringMatcher, SubstitutionFormatString, UpgradeConfig, VirtualHost,
 };
 use crate::policy::KINDS;
 
 use super::{access_log, cluster, names, wasm, Context};
 
-/// The HCM network filter. It serves no upgrade (no `upgrade_configs`): Envoy refuses every
-/// `Upgrade:` request before any filter or route, and a CONNECT the filter lets by finds no
-/// route, so no request becomes a byte tunnel; [`refusals`] says why.
+/// The HCM network filter. It serves no `Upgrade:` request: Envoy refuses each before any
+/// filter or route. CONNECT is taken only where a route tunnels it (the passthrough's, for
+/// what the filter lets out), off by default, so no other route turns a request into a byte
+/// tunnel; a CONNECT the filter lets by to a declared service finds no route; [`refusals`]
+/// says why.
 pub fn connection_manager(
     ctx: &Context<'_>,
     listener: &str,
@@ -29,6 +31,10 @@ pub fn connection_manager(
     virtual_hosts: Vec<VirtualHost>,
     http_filters: Vec<HttpFilter>,
 ) -> NetworkFilter {
+    let tunnels = virtual_hosts
+        .iter()
+        .flat_map(|v| &v.routes)
+        .any(|r| matches!(r.route_match.path, PathMatch::ConnectMatcher(_)));
     Extension {
         name: "envoy.filters.network.http_connection_manager",
         typed_config: NetworkFilterConfig::HttpConnectionManager(HttpConnectionManager {
@@ -50,6 +56,11 @@ pub fn connection_manager(
             skip_xff_append: true,
             internal_address_config: no_internal_client(),
             local_reply_config: local_replies(ctx.catalog),
+            upgrade_configs: if tunnels {
+                vec![connect_upgrade(false)]
+            } else {
+                Vec::new()
+            },
         }),
     }
 }
@@ -228,6 +239,69 @@ fn policy_filters(ctx: &Context<'_>) -> Vec<HttpFilter> {
         .collect()
 }
 
+/// CONNECT as an upgrade, on or off; on, a TCP tunnel to the route's cluster.
+fn connect_upgrade(enabled: bool) -> UpgradeConfig {
+    UpgradeConfig {
+        upgrade_type: "CONNECT".to_string(),
+        enabled,
+        connect_config: enabled.then_some(Empty {}),
+    }
+}
+
+/// What the filter lets out goes to the passthrough cluster (the dynamic forward proxy
+/// resolves its authority): every path and, where a MeshPassthrough decides (`All`, or
+/// `Matched` by its matches), CONNECT as a tunnel. With the Mesh's flag alone, CONNECT finds
+/// no route, as before MeshPassthrough was served.
+fn passthrough_routes(catalog: &Catalog) -> Vec<Route> {
+    let mut routes = Vec::new();
+    if catalog.mesh_passthrough.is_some() {
+        routes.push(connect_route(None, cluster::PASSTHROUGH));
+    }
+    routes.extend(all(
+        None,
+        Action::Route(RouteAction::to(cluster::PASSTHROUGH)),
+        None,
+    ));
+    routes
+}
+
+/// CONNECT to each tcp service, by the authority the filter writes (in the default virtual
+/// host, whose `*` no service's own domain takes from it), tunnelled to its cluster.
+fn tcp_connect_routes(catalog: &Catalog) -> Vec<Route> {
+    catalog
+        .services
+        .iter()
+        .filter(|s| !s.protocol.is_http())
+        .map(|service| {
+            let mut route = connect_route(Some(&service.authority), &cluster::name(service));
+            route.name = Some(names::logged(service));
+            route
+        })
+        .collect()
+}
+
+/// CONNECT (with this `:authority`, or any) to `cluster`, as a TCP tunnel.
+fn connect_route(authority: Option<&str>, cluster: &str) -> Route {
+    Route {
+        name: None,
+        route_match: RouteMatch {
+            path: PathMatch::ConnectMatcher(Empty {}),
+            headers: authority
+                .map(|a| HeaderMatcher {
+                    name: ":authority".to_string(),
+                    matcher: HeaderMatch::StringMatch(StringMatcher::Exact(a.to_string())),
+                })
+                .into_iter()
+                .collect(),
+        },
+        action: Action::Route(RouteAction {
+            upgrade_configs: vec![connect_upgrade(true)],
+            ..RouteAction::to(cluster)
+        }),
+        typed_per_filter_config: None,
+    }
+}
+
 /// Every path, in a route of this name.
 fn all(
     name: Option<&str>,
@@ -272,6 +346,7 @@ pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
         retry_policy: None,
         auto_host_rewrite,
         host_rewrite_literal: service.host_rewrite.clone().filter(|_| !auto_host_rewrite),
+        upgrade_configs: Vec::new(),
     };
     let mut filter_config = Vec::new();
     for policy in ctx.policies.of(ctx.mesh(), service).configurers() {
@@ -316,7 +391,8 @@ fn fail_over_by_priority(service: &Service, route: &mut RouteAction) {
 }
 
 /// One virtual host per HTTP service of the catalog, by the authority the filter writes, then
-/// the default: passthrough, or a 403 that holds even without the filter.
+/// the default: CONNECT to each tcp service, then passthrough, or a 403 that holds even
+/// without the filter.
 pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
     let mut hosts: Vec<VirtualHost> = ctx
         .catalog
@@ -329,15 +405,11 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
             routes: routes(ctx, service),
         })
         .collect();
-    hosts.push(if ctx.catalog.passthrough {
+    let mut default = if ctx.catalog.passthrough {
         VirtualHost {
             name: cluster::PASSTHROUGH.to_string(),
             domains: vec!["*".to_string()],
-            routes: all(
-                None,
-                Action::Route(RouteAction::to(cluster::PASSTHROUGH)),
-                None,
-            ),
+            routes: passthrough_routes(ctx.catalog),
         }
     } else {
         let body = format!(
@@ -347,12 +419,19 @@ pub fn outbound_virtual_hosts(ctx: &Context<'_>) -> Vec<VirtualHost> {
         VirtualHost {
             name: "undeclared".to_string(),
             domains: vec!["*".to_string()],
-            routes: all(None, Action::DirectResponse(DirectResponseAction {
-                status: 403,
-                body: DataSource::InlineString(body),
-            }), None),
+            routes: all(
+                None,
+                Action::DirectResponse(DirectResponseAction {
+                    status: 403,
+                    body: DataSource::InlineString(body),
+                }),
+                None,
+            ),
         }
-    });
+    };
+    // Before the default's own routes: a CONNECT the filter sent to a tcp service.
+    default.routes.splice(0..0, tcp_connect_routes(ctx.catalog));
+    hosts.push(default);
     hosts
 }
 

@@ -14,7 +14,8 @@ use crate::envoy::{
 use super::Context;
 
 /// The plugin configuration: the served mesh's Mesh, ExternalServices and
-/// MeshExternalServices, and the HostnameGenerators, without TLS key and certificate material
+/// MeshExternalServices, its MeshPassthroughs (only where no service is bound: a bound filter
+/// lets nothing pass through), and the HostnameGenerators, without TLS key and certificate material
 /// (the filter never needs it, and secrets stay out of it); no Secrets, no Dataplanes.
 /// `service` binds the filter to one service (a Dataplane outbound or VIP listener), whose
 /// configuration then holds that service's resources alone: one listener per service must
@@ -31,6 +32,7 @@ pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConf
             (Spec::MeshExternalService(_), Some(bound)) => {
                 bound.kind == Kind::MeshExternalService && r.name == bound.name
             }
+            (Spec::MeshPassthrough(_), Some(_)) => false,
             _ => true,
         })
         .filter_map(for_filter)
@@ -47,7 +49,9 @@ pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConf
 
 fn for_filter(resource: &Resource) -> Option<Resource> {
     match &resource.spec {
-        Spec::Mesh(_) | Spec::HostnameGenerator(_) => Some(resource.clone()),
+        Spec::Mesh(_) | Spec::HostnameGenerator(_) | Spec::MeshPassthrough(_) => {
+            Some(resource.clone())
+        }
         Spec::MeshExternalService(mes) => {
             let mut mes = mes.clone();
             if let Some(v) = mes.tls.as_mut().and_then(|t| t.verification.as_mut()) {
@@ -72,10 +76,7 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        // MeshPassthrough is not acted on yet.
-        Spec::Secret(_) | Spec::Dataplane(_) | Spec::MeshPassthrough(_) | Spec::Policy { .. } => {
-            None
-        }
+        Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => None,
     }
 }
 

@@ -77,6 +77,7 @@ fn hooks_on<C: Conf>(default: &str, kind: Kind, protocol: Protocol) -> String {
             retry_policy: None,
             auto_host_rewrite: false,
             host_rewrite_literal: None,
+            upgrade_configs: Vec::new(),
         };
         let mut route = base.clone();
         conf.route(&service, &mut route);

@@ -11,7 +11,8 @@
 //!   the module path, and `generate`'s warnings.
 //! - `e2e`: resources -> `extsvc generate` -> real Envoy -> real TLS / mTLS / HTTP/2 / TCP
 //!   upstreams, one module per theme: `e2e::names` (access by name), `e2e::tls` (TLS
-//!   origination), `e2e::passthrough`, `e2e::protocols` (Dataplane outbounds, HTTP/2, gRPC,
+//!   origination), `e2e::passthrough`, `e2e::mesh_passthrough` (MeshPassthrough through the proxy port),
+//!   `e2e::protocols` (Dataplane outbounds, HTTP/2, gRPC,
 //!   TCP), `e2e::bad_input`, `e2e::policy_doc_examples` (the policy document's resources).
 //! - `faults`: upstream faults and reloads with an invalid configuration.
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.

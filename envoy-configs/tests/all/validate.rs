@@ -540,20 +540,63 @@ fn what_generate_cannot_build_validate_names_first_in_the_same_words() {
     );
 }
 
+/// Both ways in serve MeshPassthrough: `validate` takes it without a word, plain `generate`
+/// puts it in the filter's configuration, `generate --transparent-proxy` in the capture
+/// listener's filter chains.
 #[test]
-fn a_mesh_passthrough_is_validated_and_generate_refuses_it_until_served() {
+fn a_mesh_passthrough_is_served_by_the_proxy_port_and_the_transparent_proxy() {
     let d = test_dir();
     let file = write(
         d.path(),
         "mpt.yaml",
         "type: MeshPassthrough\nname: allow-google\nmesh: default\nspec:\n  targetRef: {kind: Mesh}\n  default:\n    passthroughMode: Matched\n    appendMatch:\n    - {type: Domain, value: '*.googleapis.com', port: 443, protocol: tls}\n",
     );
-    let refusal = "this MeshPassthrough is validated but not served yet: `extsvc validate` checks it as Kuma does, `extsvc generate` would ignore it (take it out of the files to generate)";
     let validated = extsvc(&["validate", &file]);
     assert_eq!(validated.code, Some(0), "Kuma takes it: {validated:?}");
-    assert!(validated.stderr.contains(refusal), "{validated:?}");
+    assert!(!validated.stderr.contains("warning"), "{validated:?}");
     let out = d.path().join("envoy.yaml");
     let wasm = support::wasm_module();
+    let generate = |extra: &[&str]| {
+        let mut args = vec!["generate", "--wasm", wasm.to_str().unwrap(), &file];
+        args.extend(extra);
+        args.extend(["-o", out.to_str().unwrap()]);
+        extsvc(&args)
+    };
+    let transparent = generate(&["--transparent-proxy"]);
+    assert_eq!(transparent.code, Some(0), "{transparent:?}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written.contains("server_names:\n") && written.contains("- '*.googleapis.com'"),
+        "the capture listener lacks the SNI match: {written}"
+    );
+    let served = generate(&[]);
+    assert_eq!(served.code, Some(0), "{served:?}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written.contains("MeshPassthrough") && written.contains("*.googleapis.com"),
+        "the filter's configuration lacks the MeshPassthrough: {written}"
+    );
+}
+
+/// A MeshPassthrough that selects Dataplanes does not apply to the proxy port, which is
+/// none: `validate` and `generate` say so.
+#[test]
+fn a_mesh_passthrough_for_dataplanes_is_warned_about() {
+    let d = test_dir();
+    let file = write(
+        d.path(),
+        "mpt.yaml",
+        "type: MeshPassthrough\nname: subset\nmesh: default\nspec:\n  targetRef: {kind: MeshSubset, tags: {app: web}}\n  default:\n    passthroughMode: All\n",
+    );
+    let warning = "MeshPassthrough \"subset\" targets MeshSubset, which selects Dataplanes: this Envoy is none (its proxy port nor its transparent proxy) and applies only MeshPassthroughs that target the whole Mesh, so it ignores this one";
+    let validated = extsvc(&["validate", &file]);
+    assert_eq!(validated.code, Some(0), "{validated:?}");
+    assert!(
+        validated.stderr.contains(warning) || validated.stdout.contains(warning),
+        "{validated:?}"
+    );
+    let wasm = support::wasm_module();
+    let out = d.path().join("envoy.yaml");
     let generated = extsvc(&[
         "generate",
         "--wasm",
@@ -562,7 +605,6 @@ fn a_mesh_passthrough_is_validated_and_generate_refuses_it_until_served() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(generated.code, Some(1), "{generated:?}");
-    assert!(generated.stderr.contains(refusal), "{generated:?}");
-    assert!(!out.exists(), "a configuration was written");
+    assert_eq!(generated.code, Some(0), "{generated:?}");
+    assert!(generated.stderr.contains(warning), "{generated:?}");
 }

@@ -2,7 +2,7 @@
 //! tests and tests/regressions.rs (saved crash inputs) run the same code.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv6Addr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::OnceLock;
 
 use external_service_model::authority::{self, HostRef, NameBuf};
@@ -12,7 +12,7 @@ use external_service_model::resource::Origin;
 use external_service_model::{decide, Decision, Denial, Kind, Request, Service};
 use serde_json::Value;
 
-use crate::scenarios::{plugin_config, Setup};
+use crate::scenarios::{passthrough_matches, plugin_config, Setup};
 
 /// Target `resources_json`: the bytes as the plugin configuration, then as resource documents.
 pub fn resources_json(data: &[u8]) {
@@ -162,6 +162,8 @@ struct Fixture {
     closed: Filter,
     open: Filter,
     bound: Filter,
+    /// A MeshPassthrough `Matched` ([`Setup::Matched`]).
+    matched: Filter,
     declared: Declared,
 }
 
@@ -181,6 +183,7 @@ fn fixture() -> &'static Fixture {
             closed: filter(Setup::Closed),
             open: filter(Setup::Open),
             bound: filter(Setup::Bound(BOUND)),
+            matched: filter(Setup::Matched),
             declared: declared(
                 &crate::scenarios::services(),
                 &crate::scenarios::mesh_external_services(),
@@ -305,6 +308,45 @@ fn oracle(raw: &str) -> Option<(Host, Option<u16>)> {
     Some((host_of(host)?, port))
 }
 
+/// Whether one of [`passthrough_matches`] lets an HTTP request to `host:port` out, by the
+/// plainest reading of each: a `Domain` equal to the name or, for `*.suffix`, a name ending in
+/// `.suffix`; an `IP` equal to the address; a `CIDR` whose first bits are the address's; on
+/// the match's port or, without one, any; protocol HTTP or `tcp`.
+fn allowed_by_matches((host, port): &(Host, Option<u16>)) -> bool {
+    let ip = match host {
+        Host::Name(name) => name.parse::<IpAddr>().ok(),
+        Host::V6(v6) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(*v6), IpAddr::V4)),
+    };
+    let port = port.unwrap_or(80);
+    passthrough_matches().iter().any(|m| {
+        let value = m["value"].as_str().unwrap_or_default();
+        let on_port = m["port"].as_u64().is_none_or(|p| p == u64::from(port));
+        let for_http = matches!(
+            m["protocol"].as_str(),
+            Some("http" | "http2" | "grpc" | "tcp")
+        );
+        let names = match (m["type"].as_str(), host, ip) {
+            (Some("Domain"), Host::Name(name), None) => match value.strip_prefix("*.") {
+                Some(suffix) => name
+                    .strip_suffix(suffix)
+                    .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                None => name == value,
+            },
+            (Some("IP"), _, Some(ip)) => value.parse::<IpAddr>().ok() == Some(ip),
+            (Some("CIDR"), _, Some(IpAddr::V4(ip))) => {
+                let (network, bits) = value.split_once('/').unwrap_or_default();
+                let bits: u32 = bits.parse().unwrap_or(33);
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                network
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|n| u32::from(n) & mask == u32::from(ip) & mask)
+            }
+            _ => false,
+        };
+        on_port && for_http && names
+    })
+}
+
 /// Target `authority`: the first line is `:authority`, the rest (if any) the content-type.
 pub fn authority(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
@@ -350,7 +392,13 @@ pub fn request(authority: Option<&str>, content_type: Option<&str>) {
         content_type,
     };
     let oracle = authority.and_then(oracle);
-    for filter in [&fixture.closed, &fixture.open, &fixture.bound] {
+    for filter in [
+        &fixture.closed,
+        &fixture.open,
+        &fixture.bound,
+        &fixture.matched,
+    ] {
+        let matched_only = std::ptr::eq(filter, &fixture.matched);
         let catalog = &filter.catalog;
         let decision = decide(catalog, filter.bound, &request);
         match decision {
@@ -391,13 +439,31 @@ pub fn request(authority: Option<&str>, content_type: Option<&str>) {
                 );
                 let mut buf = NameBuf::new();
                 assert!(authority::parse(authority.unwrap_or(""), &mut buf).is_ok());
+                if matched_only {
+                    assert!(
+                        oracle.as_ref().is_some_and(allowed_by_matches),
+                        "{authority:?} passed through, which no MeshPassthrough match allows"
+                    );
+                }
             }
             Decision::Deny(denial) => {
                 if filter.bound.is_some() {
                     panic!("{authority:?} denied ({denial:?}) on a filter bound to http");
                 }
-                if let Denial::UndeclaredHost | Denial::AmbiguousHost = denial {
+                if let Denial::UndeclaredHost = denial {
                     assert!(!catalog.passthrough);
+                }
+                if let Denial::NotMatched | Denial::AmbiguousHost = denial {
+                    assert!(
+                        !catalog.passthrough || matched_only,
+                        "{authority:?}: {denial:?} with passthrough on for every host"
+                    );
+                }
+                if let Denial::NotMatched = denial {
+                    assert!(
+                        oracle.as_ref().is_some_and(|o| !allowed_by_matches(o)),
+                        "{authority:?} refused as not matched, which a MeshPassthrough match allows"
+                    );
                 }
                 let body = denial.body(catalog, &request);
                 // The request's values are echoed 100 characters at most, each escaped to at

@@ -139,6 +139,34 @@ pub fn mesh_external_services() -> Vec<Value> {
     ]
 }
 
+/// The `appendMatch` list of the MeshPassthrough of [`Setup::Matched`].
+pub fn passthrough_matches() -> Vec<Value> {
+    let m = |kind: &str, value: &str, port: Option<u16>, protocol: &str| {
+        let mut m = json!({ "type": kind, "value": value, "protocol": protocol });
+        if let Some(port) = port {
+            m["port"] = json!(port);
+        }
+        m
+    };
+    vec![
+        m("Domain", "*.example.test", Some(80), "http"),
+        m("Domain", "apple.example.org", None, "http"),
+        m("IP", "127.0.0.7", None, "tcp"),
+        m("Domain", "tls-only.example.org", Some(443), "tls"),
+        m("IP", "127.0.0.9", Some(8080), "http"),
+        m("CIDR", "10.1.0.0/16", None, "http2"),
+    ]
+}
+
+fn mesh_passthrough(name: &str, mode: &str, matches: Vec<Value>) -> Value {
+    json!({ "type": "MeshPassthrough", "mesh": "default", "name": name,
+            "spec": { "targetRef": { "kind": "Mesh" },
+                      "default": { "passthroughMode": mode, "appendMatch": matches } } })
+}
+
+/// The MeshPassthrough of [`Setup::ClosedByPolicy`].
+pub const CLOSING_POLICY: &str = "closed";
+
 fn mesh(passthrough: bool) -> Value {
     json!({ "type": "Mesh", "name": "default", "networking": { "outbound": { "passthrough": passthrough } } })
 }
@@ -154,6 +182,13 @@ pub enum Setup {
     Bound(&'static str),
     /// Bound to one MeshExternalService.
     BoundMes(&'static str),
+    /// The Mesh's passthrough off, a MeshPassthrough `Matched` with [`passthrough_matches`]:
+    /// only those leave undeclared.
+    Matched,
+    /// The Mesh's passthrough on, a MeshPassthrough `None`: it closes.
+    ClosedByPolicy,
+    /// The Mesh's passthrough off, a MeshPassthrough `All` (its matches ignored): it opens.
+    OpenedByPolicy,
 }
 
 pub fn plugin_config(setup: Setup) -> Value {
@@ -170,6 +205,17 @@ pub fn plugin_config(setup: Setup) -> Value {
         Setup::BoundMes(name) => {
             resources.push(mesh(false));
             config["meshExternalService"] = json!(name);
+        }
+        Setup::Matched => resources.extend([
+            mesh(false),
+            mesh_passthrough("allowed", "Matched", passthrough_matches()),
+        ]),
+        Setup::ClosedByPolicy => resources.extend([
+            mesh(true),
+            mesh_passthrough(CLOSING_POLICY, "None", passthrough_matches()),
+        ]),
+        Setup::OpenedByPolicy => {
+            resources.extend([mesh(false), mesh_passthrough("open", "All", Vec::new())])
         }
     }
     config["resources"] = Value::Array(resources);
@@ -215,6 +261,11 @@ pub enum Then {
     Passthrough,
     /// 403 `undeclared-host`.
     Undeclared,
+    /// 403 `undeclared-host`, closed by the MeshPassthrough [`CLOSING_POLICY`].
+    UndeclaredByPolicy,
+    /// 403 `not-matched`; the reply names the `appendMatch` that would let it out: its type,
+    /// value and port.
+    NotMatched(&'static str, &'static str, u16),
     /// 403 `ambiguous-host`.
     Ambiguous,
     /// 400 `bad-authority`, for this reason (one of the `BAD_*` texts).
@@ -279,6 +330,16 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
             403,
             "undeclared-host",
             format!("host {host} is not declared by any ExternalService or MeshExternalService of mesh \"{MESH}\", and the mesh's passthrough is off"),
+        ),
+        Then::UndeclaredByPolicy => deny(
+            403,
+            "undeclared-host",
+            format!("host {host} is not declared by any ExternalService or MeshExternalService of mesh \"{MESH}\", and MeshPassthrough \"{CLOSING_POLICY}\" sets passthroughMode: None"),
+        ),
+        Then::NotMatched(kind, value, port) => deny(
+            403,
+            "not-matched",
+            format!("host {host} is not declared by any ExternalService or MeshExternalService of mesh \"{MESH}\", and no MeshPassthrough of the mesh matches it (passthroughMode: Matched); to let it out, add to a MeshPassthrough appendMatch {{type: {kind}, value: {value}, port: {port}, protocol: http}}"),
         ),
         Then::Ambiguous => deny(
             403,
@@ -419,7 +480,10 @@ const fn not_http(service: &'static str, protocol: Option<&'static str>) -> Then
 
 pub fn cases() -> Vec<Case> {
     use Setup::*;
-    use Then::{Ambiguous, BadAuthority as Bad, NotGrpc, Passthrough, Undeclared};
+    use Then::{
+        Ambiguous, BadAuthority as Bad, NotGrpc, NotMatched, Passthrough, Undeclared,
+        UndeclaredByPolicy,
+    };
     let httpbin = forward("httpbin.org");
     let my_svc = forward("api.example.com:8080");
     let ipv6 = forward("[::1]:9443");
@@ -598,5 +662,75 @@ pub fn cases() -> Vec<Case> {
             "dup.extsvc.mesh.local",
             mes("dup-b.mesh-external-service.invalid"),
         ),
+        // MeshPassthrough `Matched` (the Mesh's flag off, and ignored): declared hosts as
+        // ever; undeclared ones only as a match allows, for HTTP on its port.
+        case(Matched, "httpbin.mesh", httpbin),
+        case(Matched, "a.example.test", Passthrough),
+        case(Matched, "b.example.test:80", Passthrough),
+        case(Matched, "a.b.example.test", Passthrough),
+        case(Matched, "A.Example.TEST.", Passthrough),
+        case(Matched, "xn--80ak6aa92e.example.test", Passthrough),
+        case(
+            Matched,
+            "a.example.test:8080",
+            NotMatched("Domain", "a.example.test", 8080),
+        ),
+        case(
+            Matched,
+            "example.test",
+            NotMatched("Domain", "example.test", 80),
+        ),
+        case(
+            Matched,
+            "example.test.evil.test",
+            NotMatched("Domain", "example.test.evil.test", 80),
+        ),
+        case(
+            Matched,
+            "aexample.test",
+            NotMatched("Domain", "aexample.test", 80),
+        ),
+        // The wildcard written as a host, an empty label, a Unicode look-alike: not names.
+        case(Matched, "*.example.test", Bad(BAD_CHARACTER)),
+        case(Matched, ".example.test", Bad(BAD_EMPTY_LABEL)),
+        case(Matched, "a..example.test", Bad(BAD_EMPTY_LABEL)),
+        case(Matched, "a.example.test..", Bad(BAD_EMPTY_LABEL)),
+        case(Matched, "\u{430}pple.example.org", Bad(BAD_CHARACTER)),
+        // A match without a port: every port; its punycode look-alike is another name.
+        case(Matched, "apple.example.org", Passthrough),
+        case(Matched, "apple.example.org:9999", Passthrough),
+        case(
+            Matched,
+            "xn--pple-43d.example.org",
+            NotMatched("Domain", "xn--pple-43d.example.org", 80),
+        ),
+        case(
+            Matched,
+            "sub.apple.example.org",
+            NotMatched("Domain", "sub.apple.example.org", 80),
+        ),
+        // A `tls` match is for TLS (CONNECT), not a plain HTTP request.
+        case(
+            Matched,
+            "tls-only.example.org:443",
+            NotMatched("Domain", "tls-only.example.org", 443),
+        ),
+        // IPs and CIDRs, IPv4-mapped IPv6 as the IPv4 address it maps.
+        case(Matched, "127.0.0.9:8080", Passthrough),
+        case(Matched, "[::ffff:127.0.0.9]:8080", Passthrough),
+        case(Matched, "127.0.0.9", NotMatched("IP", "127.0.0.9", 80)),
+        case(Matched, "10.1.2.3", Passthrough),
+        // A `tcp` match passes any bytes, HTTP too.
+        case(Matched, "127.0.0.7:1234", Passthrough),
+        case(Matched, "10.1.255.255:8443", Passthrough),
+        case(Matched, "10.2.0.1", NotMatched("IP", "10.2.0.1", 80)),
+        case(Matched, "[::1]:80", NotMatched("IP", "::1", 80)),
+        // An ambiguous host no match allows stays ambiguous.
+        case(Matched, "shared.example.com", Ambiguous),
+        // `None` closes whatever the Mesh says; `All` opens whatever it says.
+        case(ClosedByPolicy, "a.example.test", UndeclaredByPolicy),
+        case(ClosedByPolicy, "httpbin.mesh", httpbin),
+        case(OpenedByPolicy, "evil.example", Passthrough),
+        case(OpenedByPolicy, "shared.example.com", Passthrough),
     ]
 }

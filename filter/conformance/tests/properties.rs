@@ -26,6 +26,9 @@ fn host_like() -> impl Strategy<Value = String> {
         "\\[[0-9a-fA-F:.]{2,40}\\](:[0-9]{1,5})?",
         "[a-z.]{0,10}[@#/ \\[\\]%\u{0}\u{e9}\u{212a}:][a-z.:0-9]{0,10}",
         ".{0,40}",
+        // Near the scenario MeshPassthrough's matches (scenarios::passthrough_matches).
+        "[a-cA-C]{0,2}\\.?(example\\.test|apple\\.example\\.org|example\\.test\\.evil\\.test)\\.?(:(80|443|8080|9999))?",
+        "(127\\.0\\.0\\.[6-9]|10\\.[0-2]\\.[0-9]{1,3}\\.[0-9]{1,3})(:(80|1234|8080|8443))?",
     ]
 }
 
@@ -62,7 +65,8 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(1000))]
 
-    /// The scenario catalog with passthrough off, on, and bound: no panic, and every answer
+    /// The scenario catalog with passthrough off, on, bound, and by a MeshPassthrough's
+    /// matches: no panic, and every answer
     /// the fuzz target `authority` allows (see filter/fuzz/checks.rs).
     #[test]
     fn any_request_gets_an_allowed_answer(

@@ -10,6 +10,7 @@ use crate::address::{self, Address, Host};
 use crate::authority::HostRef;
 use crate::hostname_generator::{self, Generator, Outcome};
 use crate::mesh_external_service::MeshExternalServiceSpec;
+use crate::mesh_passthrough::{self, Class, MeshPassthroughSpec, PassthroughMode, Query, Table};
 use crate::protocol::Protocol;
 use crate::resource::{Kind, Resource, Spec, DEFAULT_MESH, PROTOCOL_TAG};
 use crate::upstream_tls::UpstreamTls;
@@ -107,7 +108,12 @@ type Ports = Vec<(u16, Claim)>;
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pub mesh: String,
+    /// Whether a host no service declares may go out at all: the `Mesh`'s flag, or the mode
+    /// the mesh's MeshPassthroughs give.
     pub passthrough: bool,
+    /// The MeshPassthroughs that apply to this Envoy (its proxy port and its transparent
+    /// proxy), merged; `None` when there are none.
+    pub mesh_passthrough: Option<ProxyPortPassthrough>,
     pub services: Vec<Service>,
     // Fx, not SipHash: the keys come from the configuration, so requests cannot aim
     // collisions at the table, and every request hashes its host once.
@@ -124,6 +130,7 @@ impl Catalog {
         let mut catalog = Catalog {
             mesh: mesh.to_string(),
             passthrough: true,
+            mesh_passthrough: None,
             services: Vec::new(),
             names: FxHashMap::default(),
             ips: FxHashMap::default(),
@@ -180,6 +187,10 @@ impl Catalog {
                 | Spec::MeshPassthrough(_)
                 | Spec::Policy { .. } => {}
             }
+        }
+        catalog.mesh_passthrough = proxy_port_passthrough(resources, mesh);
+        if let Some(policy) = &catalog.mesh_passthrough {
+            catalog.passthrough = policy.mode != PassthroughMode::None;
         }
         catalog.route_hidden_services_by_mesh_name();
         catalog.keep_ports_where_authorities_clash();
@@ -298,6 +309,16 @@ impl Catalog {
     }
 
     /// The service a request for `host:port` reaches, if any. No port means port 80.
+    /// Whether a host no service declares may go out: passthrough on, and, when the mesh's
+    /// MeshPassthroughs say `Matched`, one of their matches allows it.
+    pub fn passes(&self, host: HostRef<'_>, port: u16, class: Class) -> bool {
+        self.passthrough
+            && self.mesh_passthrough.as_ref().is_none_or(|policy| {
+                policy.mode != PassthroughMode::Matched
+                    || policy.table.allow(&Query { host, port, class }).is_some()
+            })
+    }
+
     pub fn lookup(&self, host: HostRef<'_>, port: Option<u16>) -> Option<Target> {
         let ports = match host {
             HostRef::Name(name) => self.names.get(name)?,
@@ -450,6 +471,64 @@ fn claim(ports: &mut Ports, port: u16, new: Claim) {
 
 /// The mesh a filter or a generated config serves: the one asked for, else the only mesh the
 /// resources name, else `default`.
+/// The MeshPassthroughs of a mesh, merged, as they apply to this Envoy.
+#[derive(Debug, Clone)]
+pub struct ProxyPortPassthrough {
+    /// The effective mode (Kuma 2.9's rule: a MeshPassthrough overrides the `Mesh`'s flag).
+    pub mode: PassthroughMode,
+    /// The MeshPassthrough that set `mode`, if one did.
+    pub mode_from: Option<String>,
+    pub table: Table,
+}
+
+/// Only the MeshPassthroughs that target the whole mesh (`Mesh`, or no `targetRef`) apply:
+/// this Envoy is no Dataplane, so it has no tags or name for `MeshSubset` or `Dataplane` to
+/// select ([`passthrough_warnings`] names the ones left out).
+fn selects_the_proxy_port(spec: &MeshPassthroughSpec) -> bool {
+    spec.target_ref.as_ref().is_none_or(|t| t.kind == "Mesh")
+}
+
+fn proxy_port_passthrough(resources: &[Resource], mesh: &str) -> Option<ProxyPortPassthrough> {
+    let selected: Vec<mesh_passthrough::Selected<'_>> = resources
+        .iter()
+        .filter(|r| r.mesh == mesh)
+        .filter_map(|r| match &r.spec {
+            Spec::MeshPassthrough(spec) if selects_the_proxy_port(spec) => {
+                Some(mesh_passthrough::Selected {
+                    name: &r.name,
+                    spec,
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let merged = mesh_passthrough::merge(&selected)?;
+    Some(ProxyPortPassthrough {
+        mode: merged.mode,
+        mode_from: merged.mode_from,
+        table: Table::new(merged.matches),
+    })
+}
+
+/// The MeshPassthroughs of `mesh` that this Envoy leaves out: those that select proxies by
+/// tags, labels or name.
+pub fn passthrough_warnings(resources: &[Resource], mesh: &str) -> Vec<String> {
+    resources
+        .iter()
+        .filter(|r| r.mesh == mesh)
+        .filter_map(|r| match &r.spec {
+            Spec::MeshPassthrough(spec) if !selects_the_proxy_port(spec) => Some(format!(
+                "MeshPassthrough {:?} targets {}, which selects Dataplanes: this Envoy is none \
+                 (its proxy port nor its transparent proxy) and applies only MeshPassthroughs that \
+                 target the whole Mesh, so it ignores this one",
+                r.name,
+                spec.target_ref.as_ref().map_or("", |t| t.kind.as_str())
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn select_mesh(resources: &[Resource], asked: Option<&str>) -> Result<String, String> {
     let meshes: BTreeSet<&str> = resources.iter().map(|r| r.mesh.as_str()).collect();
     match (asked, meshes.len()) {

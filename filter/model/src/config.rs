@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::catalog::{self, Catalog, ServiceId};
-use crate::mesh_passthrough;
 use crate::report::{Report, Violation};
 use crate::resource::{self, Kind, Origin, Resource};
 use crate::validate;
@@ -67,7 +66,8 @@ pub const PLUGIN_CONFIGURATION: &str = "plugin configuration";
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// ExternalServices (and the Mesh, for passthrough) in the model's JSON form.
+    /// ExternalServices, MeshExternalServices (and the Mesh and MeshPassthroughs, for
+    /// passthrough) in the model's JSON form.
     pub resources: Vec<Value>,
     /// The mesh to serve; needed only when the resources span several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,11 +104,6 @@ pub enum ConfigError {
     },
     /// Both `service` and `meshExternalService` are set.
     TwoBindings,
-    /// A valid resource of a kind the filter does not serve yet.
-    NotServed {
-        kind: Kind,
-        name: String,
-    },
 }
 
 impl ConfigError {
@@ -136,9 +131,6 @@ impl ConfigError {
             ConfigError::UnknownService { service, mesh, .. } => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service: no ExternalService of mesh {mesh:?} has kuma.io/service {service:?}"
             )],
-            ConfigError::NotServed { kind, name } => vec![format!(
-                "{PLUGIN_CONFIGURATION}: {kind} {name:?} is validated but not served yet: the filter would ignore it"
-            )],
             ConfigError::TwoBindings => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service and meshExternalService both bind the filter: set one"
             )],
@@ -156,16 +148,6 @@ pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
     );
     if !checked.is_valid() {
         return Err(ConfigError::Invalid(checked.invalid().cloned().collect()));
-    }
-    if let Some(r) = checked
-        .resources
-        .iter()
-        .find(|r| r.kind() == mesh_passthrough::NOT_SERVED)
-    {
-        return Err(ConfigError::NotServed {
-            kind: r.kind(),
-            name: r.name.clone(),
-        });
     }
     let mesh = catalog::select_mesh(&checked.resources, config.mesh.as_deref())
         .map_err(ConfigError::Mesh)?;

@@ -3,8 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::authority::{self, AuthorityError, NameBuf};
-use crate::catalog::{Catalog, Service, ServiceId, Target};
+use crate::authority::{self, Authority, AuthorityError, HostRef, NameBuf};
+use crate::catalog::{Catalog, Service, ServiceId, Target, DEFAULT_REQUEST_PORT};
+use crate::mesh_passthrough::{Class, PassthroughMode};
 use crate::protocol::Protocol;
 use crate::resource::Kind;
 
@@ -12,13 +13,18 @@ use crate::resource::Kind;
 pub trait Request {
     fn authority(&self) -> Option<&str>;
     fn content_type(&self) -> Option<&str>;
+    /// A CONNECT (`https_proxy`): a byte tunnel to the authority, not one request. Asked only
+    /// of a request no service takes, or one for a tcp service.
+    fn is_connect(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Decision<'c> {
     /// Send to this service, with `:authority` rewritten to `service.authority`.
     Forward(ServiceId, &'c Service),
-    /// Not ours: passthrough is on and the host is not declared.
+    /// Not ours: the host is not declared, and the mesh's passthrough lets it out.
     Passthrough,
     Deny(Denial),
 }
@@ -26,9 +32,13 @@ pub enum Decision<'c> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denial {
     BadAuthority(AuthorityError),
-    /// Passthrough is off and no service has this name.
+    /// Passthrough is off (the Mesh's flag, or a MeshPassthrough's `None`) and no service has
+    /// this name.
     UndeclaredHost,
-    /// Passthrough is off and the name belongs to several services (one host, several ports).
+    /// No service has this name, and no match of the mesh's MeshPassthroughs (`Matched`)
+    /// allows it.
+    NotMatched,
+    /// Passthrough does not let it out and the name belongs to several services (one host, several ports).
     AmbiguousHost,
     /// A tcp or kafka service asked for through an HTTP listener.
     NotHttp(ServiceId),
@@ -37,12 +47,13 @@ pub enum Denial {
 }
 
 impl Denial {
-    pub const ALL_REASONS: [&'static str; 5] = [
+    pub const ALL_REASONS: [&'static str; 6] = [
         "bad-authority",
         "undeclared-host",
         "ambiguous-host",
         "not-http",
         "not-grpc",
+        "not-matched",
     ];
 
     /// A short, stable name: the value of the `x-external-service-denied` header and the
@@ -59,13 +70,14 @@ impl Denial {
             Denial::AmbiguousHost => 2,
             Denial::NotHttp(_) => 3,
             Denial::NotGrpc(_) => 4,
+            Denial::NotMatched => 5,
         }
     }
 
     pub fn status(&self) -> u32 {
         match self {
             Denial::BadAuthority(_) => 400,
-            Denial::UndeclaredHost | Denial::AmbiguousHost => 403,
+            Denial::UndeclaredHost | Denial::AmbiguousHost | Denial::NotMatched => 403,
             // The request reached the wrong kind of listener for this service.
             Denial::NotHttp(_) => 421,
             Denial::NotGrpc(_) => 415,
@@ -78,8 +90,14 @@ impl Denial {
         let mut body = match self {
             Denial::BadAuthority(e) => format!("the request authority {host} is not a valid host[:port]: {e}"),
             Denial::UndeclaredHost => format!(
-                "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and the mesh's passthrough is off",
-                catalog.mesh
+                "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and {}",
+                catalog.mesh,
+                closed_by(catalog)
+            ),
+            Denial::NotMatched => format!(
+                "host {host} is not declared by any ExternalService or MeshExternalService of mesh {:?}, and no MeshPassthrough of the mesh matches it (passthroughMode: Matched); to let it out, add to a MeshPassthrough {}",
+                catalog.mesh,
+                append_match(request.authority().unwrap_or(""), request_class(request))
             ),
             Denial::AmbiguousHost => format!(
                 "host {host} is declared by several services of mesh {:?} on different ports; add the port to the request",
@@ -122,6 +140,38 @@ impl Denial {
     }
 }
 
+/// What keeps undeclared hosts in.
+fn closed_by(catalog: &Catalog) -> String {
+    match catalog
+        .mesh_passthrough
+        .as_ref()
+        .map(|p| (p.mode, &p.mode_from))
+    {
+        Some((PassthroughMode::None, Some(name))) => {
+            format!("MeshPassthrough {name:?} sets passthroughMode: None")
+        }
+        _ => "the mesh's passthrough is off".to_string(),
+    }
+}
+
+/// The `appendMatch` entry that would let a request to `raw` (a valid authority) of `class`
+/// out.
+fn append_match(raw: &str, class: Class) -> String {
+    let mut buf = NameBuf::new();
+    let Ok(a) = authority::parse(raw, &mut buf) else {
+        return "an appendMatch entry for it".to_string();
+    };
+    let (kind, value) = match a.host {
+        HostRef::Name(name) => ("Domain", name.to_string()),
+        HostRef::Ip(ip) => ("IP", ip.to_string()),
+    };
+    format!(
+        "appendMatch {{type: {kind}, value: {value}, port: {}, protocol: {}}}",
+        a.port.unwrap_or(DEFAULT_REQUEST_PORT),
+        if class == Class::Tls { "tls" } else { "http" }
+    )
+}
+
 /// Echoes a request value safely: escaped, and cut short when long.
 fn quoted(raw: &str) -> String {
     const SHOWN: usize = 100;
@@ -141,13 +191,14 @@ pub fn decide<'c>(
     bound: Option<ServiceId>,
     request: &dyn Request,
 ) -> Decision<'c> {
+    let mut buf = NameBuf::new();
     let id = match bound {
         Some(id) => id,
-        None => match find(catalog, request.authority().unwrap_or("")) {
-            Ok(Some(Target::Service(id))) => id,
-            Ok(_) if catalog.passthrough => return Decision::Passthrough,
-            Ok(Some(Target::Ambiguous)) => return Decision::Deny(Denial::AmbiguousHost),
-            Ok(None) => return Decision::Deny(Denial::UndeclaredHost),
+        None => match authority::parse(request.authority().unwrap_or(""), &mut buf) {
+            Ok(a) => match catalog.lookup(a.host, a.port) {
+                Some(Target::Service(id)) => id,
+                target => return undeclared(catalog, target, a, request_class(request)),
+            },
             Err(e) => return Decision::Deny(Denial::BadAuthority(e)),
         },
     };
@@ -156,14 +207,40 @@ pub fn decide<'c>(
         Protocol::Http | Protocol::Http2 => Decision::Forward(id, service),
         Protocol::Grpc if is_grpc(request.content_type()) => Decision::Forward(id, service),
         Protocol::Grpc => Decision::Deny(Denial::NotGrpc(id)),
+        // A byte stream to a byte-stream service: Envoy tunnels it to the service's cluster.
+        Protocol::Tcp | Protocol::Kafka if request.is_connect() => Decision::Forward(id, service),
         Protocol::Tcp | Protocol::Kafka => Decision::Deny(Denial::NotHttp(id)),
     }
 }
 
-fn find(catalog: &Catalog, raw: &str) -> Result<Option<Target>, AuthorityError> {
-    let mut buf = NameBuf::new();
-    let a = authority::parse(raw, &mut buf)?;
-    Ok(catalog.lookup(a.host, a.port))
+/// A request no single service takes: out through passthrough if the mesh lets it, else
+/// refused with why.
+fn undeclared<'c>(
+    catalog: &'c Catalog,
+    target: Option<Target>,
+    a: Authority<'_>,
+    class: Class,
+) -> Decision<'c> {
+    let port = a.port.unwrap_or(DEFAULT_REQUEST_PORT);
+    if catalog.passes(a.host, port, class) {
+        return Decision::Passthrough;
+    }
+    Decision::Deny(match target {
+        Some(_) => Denial::AmbiguousHost,
+        None if catalog.passthrough => Denial::NotMatched,
+        None => Denial::UndeclaredHost,
+    })
+}
+
+/// What MeshPassthrough's matches see of a request: a plain HTTP request is `Http`; a CONNECT
+/// is taken as `Tls`, what an app tunnels through `https_proxy` (a `tls` match allows it, and
+/// a `tcp` one, which passes any bytes; an `http` one does not).
+fn request_class(request: &dyn Request) -> Class {
+    if request.is_connect() {
+        Class::Tls
+    } else {
+        Class::Http
+    }
 }
 
 /// `application/grpc`, optionally followed by `+proto`, `+json`, `;...`: what gRPC clients send.
@@ -174,4 +251,58 @@ fn is_grpc(content_type: Option<&str>) -> bool {
             && ct.as_bytes()[..GRPC.len()].eq_ignore_ascii_case(GRPC.as_bytes())
             && matches!(ct.as_bytes().get(GRPC.len()), None | Some(b'+' | b';'))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+    use crate::config;
+
+    struct Connect(&'static str);
+
+    impl Request for Connect {
+        fn authority(&self) -> Option<&str> {
+            Some(self.0)
+        }
+        fn content_type(&self) -> Option<&str> {
+            None
+        }
+        fn is_connect(&self) -> bool {
+            true
+        }
+    }
+
+    /// A CONNECT is matched as TLS: a `tls` entry allows it, an `http` one for its host and
+    /// port does not, and the refusal names the `tls` entry to add; a declared tcp service
+    /// takes it.
+    #[test]
+    fn a_connect_is_allowed_by_a_tls_match_not_an_http_one() {
+        let config = serde_json::json!({ "resources": [{
+            "type": "MeshPassthrough", "name": "egress", "mesh": "default",
+            "spec": { "default": { "passthroughMode": "Matched", "appendMatch": [
+                { "type": "Domain", "value": "*.secure.test", "port": 443, "protocol": "tls" },
+                { "type": "Domain", "value": "*.plain.test", "port": 8080, "protocol": "http" }
+            ] } } },
+            { "type": "ExternalService", "name": "redis", "mesh": "default",
+              "tags": { "kuma.io/service": "redis", "kuma.io/protocol": "tcp" },
+              "networking": { "address": "redis.example.com:6379" } }] });
+        let filter = config::configure(config.to_string().as_bytes()).unwrap();
+        let decide = |authority| decide(&filter.catalog, None, &Connect(authority));
+        assert_eq!(decide("a.secure.test:443"), Decision::Passthrough);
+        // A declared tcp service takes a CONNECT (a plain request gets 421 `not-http`).
+        assert!(matches!(decide("redis.mesh:6379"), Decision::Forward(_, s) if s.name == "redis"));
+        assert_eq!(
+            decide("a.secure.test:8443"),
+            Decision::Deny(Denial::NotMatched)
+        );
+        let request = Connect("a.plain.test:8080");
+        let Decision::Deny(denial) = decide(request.0) else {
+            panic!("an http entry let a CONNECT out");
+        };
+        assert!(denial.body(&filter.catalog, &request).contains(
+            "appendMatch {type: Domain, value: a.plain.test, port: 8080, protocol: tls}"
+        ));
+    }
 }

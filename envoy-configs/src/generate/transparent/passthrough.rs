@@ -19,10 +19,7 @@ use std::net::IpAddr;
 
 use external_service_model::contract::DENIED_HEADER;
 use external_service_model::mesh_passthrough::validate::parse_cidr;
-use external_service_model::mesh_passthrough::{
-    effective, merge, Class, MergedMatch, PassthroughMode, Selected,
-};
-use external_service_model::resource::Spec;
+use external_service_model::mesh_passthrough::{Class, MergedMatch, PassthroughMode};
 
 use crate::envoy::{
     AccessLog, AccessLogConfig, Action, CidrRange, DataSource, DirectResponseAction, Duration,
@@ -51,25 +48,15 @@ pub(super) enum Passthrough {
 /// The MeshPassthroughs of the mesh (each selects this proxy: `extsvc` is one), merged, with
 /// the mesh's own flag (Kuma 2.9's rule, `effective`).
 pub(super) fn of(ctx: &Context<'_>) -> Passthrough {
-    let selected: Vec<Selected<'_>> = ctx
-        .resources
-        .iter()
-        .filter(|r| r.mesh == ctx.mesh())
-        .filter_map(|r| match &r.spec {
-            Spec::MeshPassthrough(spec) => Some(Selected {
-                name: &r.name,
-                spec,
-            }),
-            _ => None,
-        })
-        .collect();
-    let merged = merge(&selected);
-    match effective(ctx.catalog.passthrough, merged.as_ref()) {
-        PassthroughMode::All => Passthrough::All,
-        PassthroughMode::None => Passthrough::None,
-        PassthroughMode::Matched => {
-            Passthrough::Matched(merged.map(|m| m.matches).unwrap_or_default())
-        }
+    // The catalog merged the MeshPassthroughs that apply to this Envoy, as for the proxy port.
+    match &ctx.catalog.mesh_passthrough {
+        None if ctx.catalog.passthrough => Passthrough::All,
+        None => Passthrough::None,
+        Some(policy) => match policy.mode {
+            PassthroughMode::All => Passthrough::All,
+            PassthroughMode::None => Passthrough::None,
+            PassthroughMode::Matched => Passthrough::Matched(policy.table.matches().to_vec()),
+        },
     }
 }
 

@@ -34,6 +34,7 @@ use support::{
 use tempfile::TempDir;
 
 mod bad_input;
+mod mesh_passthrough;
 mod names;
 mod passthrough;
 mod policy_doc_examples;

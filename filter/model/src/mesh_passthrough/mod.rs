@@ -19,13 +19,8 @@ pub use table::{Allowed, Class, Query, Table};
 
 use serde_json::Value;
 
-use crate::resource::{typed_spec, Kind, Spec};
+use crate::resource::{typed_spec, Spec};
 use crate::violation::Violation;
-
-/// Read and validated, not served yet: the filter and `extsvc generate` refuse a
-/// configuration that holds one rather than leave it out, which could let through what it
-/// closes (`passthroughMode: None`) or refuse what it opens.
-pub const NOT_SERVED: Kind = Kind::MeshPassthrough;
 
 /// Reads the spec, kept under `spec` in both forms (`prefix` is `spec.` for Kubernetes, which
 /// names the fields itself) and named `spec.…` in both; Kuma's defaults filled in.

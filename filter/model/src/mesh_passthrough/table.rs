@@ -87,7 +87,7 @@ impl Slots {
 }
 
 /// The host entries of one port (or of every port).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 struct Hosts {
     exact: FxHashMap<Box<str>, Slots>,
     /// `*.example.com` under `example.com`.
@@ -100,7 +100,7 @@ struct Hosts {
     v6: Vec<(u8, FxHashMap<u128, Slots>)>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Table {
     matches: Vec<MergedMatch>,
     by_port: FxHashMap<u16, Hosts>,
