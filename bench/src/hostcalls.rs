@@ -32,11 +32,13 @@ const GLUE: &str = "filter/src/lib.rs";
 const SERVICE: usize = 42;
 
 /// The guard that skips the rewrite when the app already asked for the real authority.
-const SKIP_UNCHANGED: &str =
-    "                    Some(requested) if requested == service.authority => {}\n";
-const PROPERTY: &str = "                        if let Some(requested) = requested {
-                            host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
-                        }
+const REWRITE_IF_CHANGED: &str = "if service.rewrites(requested) {";
+/// The guard that keeps the requested authority only when it is rewritten (or, for a
+/// MeshExternalService, its route rewrites it).
+const KEEP_IF_REWRITTEN: &str = ".filter(|_| service.keeps_requested(requested))";
+const PROPERTY: &str = "                if let Some(requested) = requested.filter(|_| service.keeps_requested(requested)) {
+                    host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());
+                }
 ";
 /// The head of the exported request-headers callback: an early `return` there leaves only
 /// Envoy's call into the VM.
@@ -53,6 +55,8 @@ pub enum Edit {
     Drop(&'static str),
     /// Code put after the statement.
     After(&'static str, &'static str),
+    /// Code put in place of the statement.
+    Replace(&'static str, &'static str),
 }
 
 /// Module name -> the edits it is built with. Requests name the real authority, so as is the
@@ -60,10 +64,19 @@ pub enum Edit {
 /// request (the rewrite, with and without the filter state).
 pub const VARIANTS: [(&str, &[Edit]); 4] = [
     ("as-is", &[]),
-    ("rewrite-and-set_property", &[Edit::Drop(SKIP_UNCHANGED)]),
+    (
+        "rewrite-and-set_property",
+        &[
+            Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
+            Edit::Drop(KEEP_IF_REWRITTEN),
+        ],
+    ),
     (
         "rewrite-only",
-        &[Edit::Drop(SKIP_UNCHANGED), Edit::Drop(PROPERTY)],
+        &[
+            Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
+            Edit::Drop(PROPERTY),
+        ],
     ),
     (
         "returns-Continue-at-once",
@@ -77,6 +90,7 @@ pub fn edited(glue: &str, edits: &[Edit]) -> Result<String, String> {
         let (at, new) = match *edit {
             Edit::Drop(at) => (at, String::new()),
             Edit::After(at, code) => (at, format!("{at}{code}")),
+            Edit::Replace(at, code) => (at, code.to_string()),
         };
         match text.matches(at).count() {
             1 => Ok(text.replacen(at, &new, 1)),

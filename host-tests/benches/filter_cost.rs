@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p host-tests --bench filter_cost -- [LABEL=PATH.wasm]...` (default: the module
 //! `make build` makes). Prints Markdown: per-request fuel for a forwarded and a denied request,
-//! configure fuel and wall time, and linear memory at 1, 100, 1,000 and 10,000 services.
+//! configure fuel and wall time, and linear memory at 1, 100, 1,000 and 10,000 services; then
+//! the same requests against 1 to 10,000 MeshPassthrough matches (exact names and wildcards).
 //! Fuel is roughly one unit per wasm instruction: it does not move with machine load.
 
 use std::path::PathBuf;
@@ -45,6 +46,75 @@ fn configuration(n: usize) -> String {
     resources.push(json!({ "type": "Mesh", "name": "default",
                            "networking": { "outbound": { "passthrough": false } } }));
     json!({ "resources": resources, "mesh": "default" }).to_string()
+}
+
+/// Passthrough off, no service, and one MeshPassthrough with `n` http matches on port 80: every
+/// even one an exact name, every odd one a wildcard (`*.wNNNNN.bench.test`).
+fn passthrough_configuration(n: usize) -> String {
+    let matches: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            let value = if i % 2 == 0 {
+                format!("host-{i:05}.exact.bench.test")
+            } else {
+                format!("*.w{i:05}.bench.test")
+            };
+            json!({ "type": "Domain", "value": value, "port": 80, "protocol": "http" })
+        })
+        .collect();
+    let resources = vec![
+        json!({ "type": "Mesh", "name": "default",
+                "networking": { "outbound": { "passthrough": false } } }),
+        json!({ "type": "MeshPassthrough", "name": "bench", "mesh": "default",
+                "spec": { "targetRef": { "kind": "Mesh" },
+                          "default": { "passthroughMode": "Matched", "appendMatch": matches } } }),
+    ];
+    json!({ "resources": resources, "mesh": "default" }).to_string()
+}
+
+/// on_request_headers fuel for a host the last wildcard allows (two labels below it) and for
+/// one no match allows, with `n` matches; and the configure fuel.
+fn measure_passthrough(module: &Module, n: usize) -> Result<(u64, u64, u64)> {
+    let mut plugin = start(module, &passthrough_configuration(n))?;
+    let configure_fuel = plugin.last_call_fuel();
+    let last_wildcard = if n % 2 == 0 { n - 1 } else { n - 2 };
+    let allowed = if n == 1 {
+        "host-00000.exact.bench.test".to_string()
+    } else {
+        format!("a.b.w{last_wildcard:05}.bench.test")
+    };
+    let refused = "nothing.example.com";
+    for _ in 0..WARM_UP {
+        one_request(&mut plugin, &allowed, true)?;
+        one_request(&mut plugin, refused, false)?;
+    }
+    let (allowed_fuel, _) = one_request(&mut plugin, &allowed, true)?;
+    let (refused_fuel, _) = one_request(&mut plugin, refused, false)?;
+    Ok((allowed_fuel, refused_fuel, configure_fuel))
+}
+
+/// The MeshPassthrough table: per-request fuel must not grow with the number of matches.
+fn print_passthrough(label: &str, module: &Module) -> Result<()> {
+    println!("
+| MeshPassthrough matches | allowed by a wildcard: on_request_headers fuel | not matched: on_request_headers fuel | configure fuel |");
+    println!("|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for n in COUNTS {
+        let (allowed, refused, configure) = measure_passthrough(module, n)?;
+        println!("| {n} | {allowed} | {refused} | {configure} |");
+        rows.push((n, allowed, refused));
+    }
+    if let (Some(first), Some(last)) = (rows.get(1), rows.last()) {
+        let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+        println!(
+            "
+Flatness {label}, MeshPassthrough ({} -> {} matches): allowed x{:.3}, not matched x{:.3} (target <= 1.10)",
+            first.0,
+            last.0,
+            ratio(last.1, first.1),
+            ratio(last.2, first.2)
+        );
+    }
+    Ok(())
 }
 
 struct Row {
@@ -178,6 +248,7 @@ fn main() -> Result<()> {
             );
             rows.push(r);
         }
+        print_passthrough(&label, &module)?;
         // What the per-denial info log line costs: the same denied request with Envoy at warn.
         let mut quiet = start_at(&module, &configuration(100), LogLevel::Warn)?;
         let deny = "not-declared.example.com";

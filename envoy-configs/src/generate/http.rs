@@ -540,7 +540,7 @@ route:
 ",
             ),
             (
-                "passthrough off: HTTP services only, Host by endpoint, then a 403",
+                "passthrough off: HTTP services only, Host by endpoint, a tcp service by CONNECT, then a 403",
                 yaml(&outbound_virtual_hosts(&Fixture::new(&two_hosts).ctx())),
                 "
 - name: external_service_api
@@ -558,6 +558,19 @@ route:
   domains:
   - '*'
   routes:
+  - name: redis
+    match:
+      connect_matcher: {}
+      headers:
+      - name: :authority
+        string_match:
+          exact: redis.test:6379
+    route:
+      cluster: external_service_redis
+      upgrade_configs:
+      - upgrade_type: CONNECT
+        enabled: true
+        connect_config: {}
   - match:
       prefix: /
     direct_response:

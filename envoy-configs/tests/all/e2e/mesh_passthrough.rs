@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use extsvc_testkit::{docs, mesh, tcp_service, test_dir, with_dns, Sidecar, UpstreamBuilder};
 
 use super::{assert_denied_line, assert_reached, assert_refused, setup};
+use extsvc_testkit::assert_ok_from;
 
 /// A `targetRef: Mesh` MeshPassthrough with `mode` and these `appendMatch` entries (YAML
 /// flow mappings).
@@ -117,6 +118,52 @@ fn a_wildcard_domain_lets_out_its_subdomains_and_a_cidr_its_addresses_nothing_el
     s.denied("not-matched", 3);
     s.denied("undeclared-host", 0);
     assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 3);
+}
+
+/// The hostile suite's name tricks against a wildcard, by `Host` header: case and one
+/// trailing dot are the same name; the wildcard itself, a look-alike label (punycode, as a
+/// browser sends an IDN), a suffix that only ends like it, or two trailing dots are not.
+#[test]
+fn wildcard_tricks_in_the_host_header() {
+    let dir = test_dir();
+    let d = dir.path();
+    let up = with_dns(UpstreamBuilder::new().plain("plain"), &NAMES).start(d);
+    let port = up.port("plain");
+    let policy = mesh_passthrough(
+        "Matched",
+        &[format!(
+            "{{type: Domain, value: '*.example.test', port: {port}, protocol: http}}"
+        )],
+    );
+    let s = Sidecar::start(d, up.dns_addr(), &docs(&[mesh(false), policy]), &[]);
+    let r = s
+        .with_host(&format!("a.example.test.:{port}"), "/get")
+        .run();
+    assert_ok_from(&r, "plain");
+    // Let through, then resolved as written: the test's DNS server (Envoy's DNS filter)
+    // compares names byte for byte (envoyproxy/envoy#45381), as a real resolver would not.
+    let r = s.with_host(&format!("A.Example.TEST:{port}"), "/get").run();
+    assert_eq!(r.header("x-external-service-denied"), None, "{r:?}");
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (503, "DNS resolution failure"),
+        "{r:?}"
+    );
+    for (host, status, reason) in [
+        (format!("*.example.test:{port}"), 400, "bad-authority"),
+        (format!("a.xn--exmple-cua.test:{port}"), 403, "not-matched"),
+        (
+            format!("a.example.test.evil.test:{port}"),
+            403,
+            "not-matched",
+        ),
+        (format!("aexample.test:{port}"), 403, "not-matched"),
+        (format!("a.example.test..:{port}"), 400, "bad-authority"),
+    ] {
+        let r = s.with_host(&host, "/get").run();
+        assert_refused(&r, status, reason);
+    }
+    assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 1);
 }
 
 #[test]
