@@ -53,7 +53,7 @@ fn configuration(n: usize) -> String {
 fn passthrough_configuration(n: usize) -> String {
     let matches: Vec<serde_json::Value> = (0..n)
         .map(|i| {
-            let value = if i % 2 == 0 {
+            let value = if i.is_multiple_of(2) {
                 format!("host-{i:05}.exact.bench.test")
             } else {
                 format!("*.w{i:05}.bench.test")
@@ -76,7 +76,7 @@ fn passthrough_configuration(n: usize) -> String {
 fn measure_passthrough(module: &Module, n: usize) -> Result<(u64, u64, u64)> {
     let mut plugin = start(module, &passthrough_configuration(n))?;
     let configure_fuel = plugin.last_call_fuel();
-    let last_wildcard = if n % 2 == 0 { n - 1 } else { n - 2 };
+    let last_wildcard = if n.is_multiple_of(2) { n - 1 } else { n - 2 };
     let allowed = if n == 1 {
         "host-00000.exact.bench.test".to_string()
     } else {
