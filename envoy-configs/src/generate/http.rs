@@ -77,7 +77,7 @@ pub(super) fn no_internal_client() -> InternalAddressConfig {
 }
 
 /// The refusals Envoy makes before the filter runs carry a reason as the filter's do
-/// (`DENIED_HEADER`, so the access log's `denied`): CONNECT gets 405 and what to do instead,
+/// (`DENIED_HEADER`, so the access log's `denied`): a CONNECT nothing tunnels gets 403 and what to do instead,
 /// any other upgrade 403, an `https://` URL over plain HTTP 403, a path that is not absolute
 /// (`OPTIONS *`) Envoy's 404.
 fn refusals() -> Vec<ResponseMapper> {
@@ -92,7 +92,7 @@ fn refusals() -> Vec<ResponseMapper> {
         refusal(
             // The filter judges a CONNECT's authority; past it, no route matches CONNECT.
             cel("request.method == 'CONNECT' && response.code_details == 'route_not_found'"),
-            Some(405),
+            Some(403),
             Some(CONNECT_REFUSAL),
             CONNECT_DENIAL,
         ),
@@ -677,7 +677,7 @@ typed_config:
   local_reply_config:
     mappers:
 {connect}
-      status_code: 405
+      status_code: 403
       body:
         inline_string: |
           CONNECT (https_proxy) is not served here: send plain HTTP through the proxy (http_proxy=http://...), and Envoy originates TLS to the service; an app that speaks TLS itself connects to a tcp service's listener (a Dataplane outbound)

@@ -517,7 +517,7 @@ fn ports_and_ipv6() {
 }
 
 /// CONNECT: to an undeclared host it is refused by the filter; to a declared one it is not
-/// tunnelled either: no route matches CONNECT, and Envoy's reply is a 405 with what to do
+/// tunnelled either: no route matches CONNECT, and Envoy's reply is a 403 with what to do
 /// instead. Nothing goes around the rules.
 #[test]
 fn connect_never_tunnels() {
@@ -547,12 +547,12 @@ fn connect_never_tunnels() {
     raw(
         "CONNECT httpbin.mesh:80 (declared)".into(),
         "CONNECT httpbin.mesh:80 HTTP/1.1\r\nHost: httpbin.mesh:80\r\n\r\n".into(),
-        filter(405, "connect-not-served"),
+        filter(403, "connect-not-served"),
     );
     raw(
         format!("CONNECT httpbin.test:{tls} (declared, real name)"),
         format!("CONNECT httpbin.test:{tls} HTTP/1.1\r\nHost: httpbin.test:{tls}\r\n\r\n"),
-        filter(405, "connect-not-served"),
+        filter(403, "connect-not-served"),
     );
     // HTTP/2 CONNECT through curl is not possible; h2c extended CONNECT is off in Envoy by
     // default.
@@ -710,7 +710,7 @@ impl Upgrading {
 
 /// No upgrade is served, on the proxy listener and on a Dataplane http outbound alike: Envoy
 /// refuses `Upgrade: CONNECT` (any spelling), websocket and any other token with 403
-/// `upgrade-not-served`, and CONNECT with 405 `connect-not-served`, before the filter and
+/// `upgrade-not-served`, and CONNECT with 403 `connect-not-served`, before the filter and
 /// before any upstream, even a declared one that would answer 101. `Upgrade: h2c` is not an
 /// upgrade for Envoy (it drops the header): the request is a plain GET, and the upstream's 101
 /// to it opens no tunnel either. Each refusal is logged and counted with its reason.
@@ -760,7 +760,7 @@ fn upgrades_never_become_tunnels() {
         rows.push((
             format!("{listener}: CONNECT {}", up.addr),
             of_raw(&connect),
-            filter(405, "connect-not-served"),
+            filter(403, "connect-not-served"),
         ));
     }
     assert_rows(&rows);
@@ -788,7 +788,7 @@ fn upgrades_never_become_tunnels() {
     for line in &log[..refusals] {
         // No route matches CONNECT; every other upgrade is refused as such.
         let want = if line["method"] == "CONNECT" {
-            ("connect-not-served", 405, "route_not_found")
+            ("connect-not-served", 403, "route_not_found")
         } else {
             ("upgrade-not-served", 403, "upgrade_failed")
         };
@@ -901,7 +901,7 @@ fn every_refusal_is_logged_and_counted_with_its_reason() {
     raw(
         "CONNECT to a declared host",
         "CONNECT httpbin.mesh:80 HTTP/1.1\r\nHost: httpbin.mesh:80\r\n\r\n".into(),
-        filter(405, "connect-not-served"),
+        filter(403, "connect-not-served"),
     );
     raw(
         "gRPC to an undeclared host",
@@ -928,7 +928,7 @@ fn every_refusal_is_logged_and_counted_with_its_reason() {
         [
             ("upgrade-not-served".to_string(), 403, None),
             ("bad-path".to_string(), 404, None),
-            ("connect-not-served".to_string(), 405, None),
+            ("connect-not-served".to_string(), 403, None),
             ("undeclared-host".to_string(), 200, Some(7)),
         ],
         "{log:?}"
