@@ -222,6 +222,16 @@ fn connect_tunnels_the_apps_own_tls_to_an_allowed_tls_domain_and_nothing_else() 
         .cacert(p.ca.ca_path())
         .run();
     assert_reached(&r, "tls", Some("secure.example.test"), &host);
+    // An SNI that differs from the tunnel's host: CONNECT names the allowed host, and that is
+    // what is judged and dialled; the app's own TLS, SNI included, passes through untouched
+    // (-k: the certificate is for another name). CONNECT to the SNI's name is refused below.
+    let r = s
+        .via_proxy(&format!("https://other.example.org:{tls}/get"))
+        .connect_to("other.example.org", tls, "secure.example.test", tls)
+        .insecure()
+        .run();
+    assert_ok_from(&r, "tls");
+    assert_eq!(r.header("x-seen-sni"), Some("other.example.org"), "{r:?}");
 
     for target in [
         format!("other.example.org:{tls}"),
@@ -247,7 +257,7 @@ fn connect_tunnels_the_apps_own_tls_to_an_allowed_tls_domain_and_nothing_else() 
         "{head}"
     );
     s.denied("not-matched", 3);
-    assert_eq!(up.envoy.counter("http.tls.downstream_rq_total"), 1);
+    assert_eq!(up.envoy.counter("http.tls.downstream_rq_total"), 2);
     assert_eq!(up.envoy.counter("http.plain.downstream_rq_total"), 0);
 }
 
