@@ -308,17 +308,24 @@ impl Catalog {
         }
     }
 
-    /// The service a request for `host:port` reaches, if any. No port means port 80.
     /// Whether a host no service declares may go out: passthrough on, and, when the mesh's
-    /// MeshPassthroughs say `Matched`, one of their matches allows it.
-    pub fn passes(&self, host: HostRef<'_>, port: u16, class: Class) -> bool {
+    /// MeshPassthroughs say `Matched`, one of their matches allows it. `class` is asked only
+    /// then: the glue reads `:method` for it, a host call no other request needs.
+    pub fn passes(&self, host: HostRef<'_>, port: u16, class: impl FnOnce() -> Class) -> bool {
         self.passthrough
             && self.mesh_passthrough.as_ref().is_none_or(|policy| {
-                policy.mode != PassthroughMode::Matched
-                    || policy.table.allow(&Query { host, port, class }).is_some()
+                policy.mode != PassthroughMode::Matched || {
+                    let query = Query {
+                        host,
+                        port,
+                        class: class(),
+                    };
+                    policy.table.allow(&query).is_some()
+                }
             })
     }
 
+    /// The service a request for `host:port` reaches, if any. No port means port 80.
     pub fn lookup(&self, host: HostRef<'_>, port: Option<u16>) -> Option<Target> {
         let ports = match host {
             HostRef::Name(name) => self.names.get(name)?,

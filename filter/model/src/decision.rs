@@ -197,7 +197,7 @@ pub fn decide<'c>(
         None => match authority::parse(request.authority().unwrap_or(""), &mut buf) {
             Ok(a) => match catalog.lookup(a.host, a.port) {
                 Some(Target::Service(id)) => id,
-                target => return undeclared(catalog, target, a, request_class(request)),
+                target => return undeclared(catalog, target, a, request),
             },
             Err(e) => return Decision::Deny(Denial::BadAuthority(e)),
         },
@@ -219,10 +219,10 @@ fn undeclared<'c>(
     catalog: &'c Catalog,
     target: Option<Target>,
     a: Authority<'_>,
-    class: Class,
+    request: &dyn Request,
 ) -> Decision<'c> {
     let port = a.port.unwrap_or(DEFAULT_REQUEST_PORT);
-    if catalog.passes(a.host, port, class) {
+    if catalog.passes(a.host, port, || request_class(request)) {
         return Decision::Passthrough;
     }
     Decision::Deny(match target {
