@@ -49,8 +49,17 @@ pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConf
 
 fn for_filter(resource: &Resource) -> Option<Resource> {
     match &resource.spec {
-        Spec::Mesh(_) | Spec::HostnameGenerator(_) | Spec::MeshPassthrough(_) => {
-            Some(resource.clone())
+        Spec::HostnameGenerator(_) | Spec::MeshPassthrough(_) => Some(resource.clone()),
+        // The CA's certificate and key stay out: the filter needs only whether mTLS is on.
+        Spec::Mesh(mesh) => {
+            let mut mesh = mesh.clone();
+            for backend in mesh.mtls.iter_mut().flat_map(|m| m.backends.iter_mut()) {
+                backend.conf = None;
+            }
+            Some(Resource {
+                spec: Spec::Mesh(mesh),
+                ..resource.clone()
+            })
         }
         Spec::MeshExternalService(mes) => {
             let mut mes = mes.clone();
@@ -76,7 +85,7 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_) | Spec::Dataplane(_) | Spec::Policy { .. } => None,
+        Spec::Secret(_) | Spec::Dataplane(_) | Spec::ZoneEgress(_) | Spec::Policy { .. } => None,
     }
 }
 
@@ -207,5 +216,29 @@ typed_config:
         assert!(read.bound.is_some(), "{text}");
         assert_eq!(read.catalog.services[0].name, "api", "{text}");
         assert!(text.ends_with("}\n"), "{text}");
+    }
+
+    #[test]
+    fn the_mesh_ca_stays_out_of_the_filter() {
+        let f = Fixture::new(&[
+            "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca\n  backends:\n  - name: ca\n    \
+             type: provided\n    dpCert: {rotation: {expiration: 1h}}\n    conf:\n      \
+             cert: {inlineString: CA-CERT}\n      key: {inlineString: CA-KEY}\n---\n",
+            &service("web", "http", "{address: web.test:80}"),
+        ]
+        .concat());
+        let text = yaml(&plugin_config(&f.ctx(), None));
+        assert!(
+            !text.contains("CA-KEY") && !text.contains("CA-CERT"),
+            "{text}"
+        );
+        assert!(text.contains("enabledBackend: ca"), "{text}");
+        let read = external_service_model::config::configure(
+            serde_json::to_string(&plugin_config(&f.ctx(), None))
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(read.catalog.services[0].name, "web");
     }
 }

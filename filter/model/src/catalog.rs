@@ -185,6 +185,7 @@ impl Catalog {
                 | Spec::Dataplane(_)
                 | Spec::HostnameGenerator(_)
                 | Spec::MeshPassthrough(_)
+                | Spec::ZoneEgress(_)
                 | Spec::Policy { .. } => {}
             }
         }
@@ -537,7 +538,12 @@ pub fn passthrough_warnings(resources: &[Resource], mesh: &str) -> Vec<String> {
 }
 
 pub fn select_mesh(resources: &[Resource], asked: Option<&str>) -> Result<String, String> {
-    let meshes: BTreeSet<&str> = resources.iter().map(|r| r.mesh.as_str()).collect();
+    // A ZoneEgress belongs to no mesh (its `mesh` is empty).
+    let meshes: BTreeSet<&str> = resources
+        .iter()
+        .map(|r| r.mesh.as_str())
+        .filter(|m| !m.is_empty())
+        .collect();
     match (asked, meshes.len()) {
         (Some(mesh), _) => Ok(mesh.to_string()),
         (None, 0) => Ok(DEFAULT_MESH.to_string()),

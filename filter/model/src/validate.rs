@@ -12,8 +12,8 @@ use crate::mesh_external_service;
 use crate::mesh_passthrough;
 use crate::protocol::Protocol;
 use crate::resource::{
-    BackendRef, DataSource, DataplaneSpec, ExternalServiceSpec, Kind, Resource, Selected, Source,
-    Spec, PROTOCOL_TAG, SERVICE_TAG,
+    BackendRef, DataSource, DataplaneSpec, ExternalServiceSpec, Kind, MeshSpec, Resource, Selected,
+    Source, Spec, ZoneEgressSpec, PROTOCOL_TAG, SERVICE_TAG,
 };
 use crate::violation::Violation;
 
@@ -36,8 +36,10 @@ fn validate_one(resource: &Resource) -> Vec<Violation> {
             mesh_external_service::validate_resource(resource)
         }
         Spec::MeshPassthrough(spec) => mesh_passthrough::validate::validate(spec),
+        Spec::Mesh(m) => mesh(m),
+        Spec::ZoneEgress(egress) => zone_egress(egress),
         // Policies are checked by `extsvc`, which is what applies them.
-        Spec::Mesh(_) | Spec::Policy { .. } => Vec::new(),
+        Spec::Policy { .. } => Vec::new(),
     }
 }
 
@@ -93,6 +95,82 @@ fn external_service(es: &ExternalServiceSpec) -> Vec<Violation> {
                 .with_hint(service_name_hint(service)),
             );
         }
+    }
+    out
+}
+
+/// Kuma allows one CA backend per mesh (`AllowedMTLSBackends`, 2.9 to 2.14).
+const ALLOWED_MTLS_BACKENDS: usize = 1;
+
+/// The Mesh's `mtls` and `routing`, in Kuma's words (its `mesh_validator.go`, 2.9 to 2.14).
+/// The other sections are Kuma's business and are not checked here.
+fn mesh(m: &MeshSpec) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if let Some(mtls) = &m.mtls {
+        if mtls.backends.len() > ALLOWED_MTLS_BACKENDS {
+            out.push(Violation::new(
+                "mtls.backends",
+                format!("cannot have more than {ALLOWED_MTLS_BACKENDS} backends"),
+            ));
+        }
+        let mut used = Vec::new();
+        for (i, backend) in mtls.backends.iter().enumerate() {
+            if used.contains(&backend.name.as_str()) {
+                out.push(Violation::new(
+                    format!("mtls.backends[{i}].name"),
+                    format!(
+                        "{:?} name is already used for another backend",
+                        backend.name
+                    ),
+                ));
+            }
+            used.push(&backend.name);
+        }
+        if let Some(enabled) = mtls.enabled_backend.as_deref() {
+            if !enabled.is_empty() && !used.contains(&enabled) {
+                out.push(Violation::new(
+                    "mtls.enabledBackend",
+                    "has to be set to one of the backends in the mesh",
+                ));
+            }
+        }
+    }
+    let backend_named = m
+        .mtls
+        .as_ref()
+        .and_then(|t| t.enabled_backend.as_deref())
+        .is_some_and(|b| !b.is_empty());
+    if m.zone_egress() && !backend_named {
+        out.push(Violation::new(
+            "mtls",
+            "has to be set when zoneEgress enabled",
+        ));
+    }
+    out
+}
+
+/// Kuma's ZoneEgress validator (`zoneegress_validator.go`): an address, when given, is an IP
+/// or a domain name other than the unspecified address (the sidecars dial it); the port is in
+/// range. Kuma reports the address at `networking.address.address`; this names the field.
+fn zone_egress(egress: &ZoneEgressSpec) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let address = egress.networking.address.as_str();
+    if address == "0.0.0.0" || address == "::" {
+        out.push(Violation::new(
+            "networking.address",
+            "must not be 0.0.0.0 or ::",
+        ));
+    } else if !address.is_empty()
+        && address.parse::<std::net::IpAddr>().is_err()
+        && !address::is_dns_name(address)
+    {
+        out.push(Violation::new(
+            "networking.address",
+            "address has to be valid IP address or domain name",
+        ));
+    }
+    if egress.networking.port == 0 || egress.networking.port > 65535 {
+        out.push(Violation::new("networking.port", address::PORT_RANGE));
     }
     out
 }

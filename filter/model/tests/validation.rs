@@ -386,7 +386,7 @@ fn unknown_fields_are_named() {
     let kind = json!({ "type": "TrafficRoute", "name": "x" });
     assert_eq!(one(kind), pairs(&[(
             "type",
-            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"
+            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, ZoneEgress, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"
         )]));
 }
 
@@ -519,4 +519,141 @@ fn policy_kinds_are_read_and_handed_through_untouched() {
             "unknown field `to`, expected one of `type`, `name`, `mesh`, `labels`, `spec`"
         )])
     );
+}
+
+fn mesh_with(mtls: Value, routing: Value) -> Value {
+    json!({ "type": "Mesh", "name": "default", "mtls": mtls, "routing": routing })
+}
+
+/// Kuma's Mesh validator cases for `mtls` (its `mesh_validator_test.go`, 2.9 to 2.14).
+#[test]
+fn kuma_mesh_mtls_rules() {
+    let provided = |name: &str| {
+        json!({ "name": name, "type": "provided",
+        "conf": { "cert": { "file": "/ca.pem" }, "key": { "file": "/ca.key" } } })
+    };
+    assert_eq!(
+        one(mesh_with(
+            json!({ "enabledBackend": "ca-1", "backends": [provided("ca-1")] }),
+            json!({ "zoneEgress": true })
+        )),
+        vec![]
+    );
+    assert_eq!(
+        one(mesh_with(
+            json!({ "enabledBackend": "backend-1", "backends": [provided("backend-1"), provided("backend-1")] }),
+            json!(null)
+        )),
+        pairs(&[
+            ("mtls.backends", "cannot have more than 1 backends"),
+            (
+                "mtls.backends[1].name",
+                "\"backend-1\" name is already used for another backend"
+            ),
+        ])
+    );
+    assert_eq!(
+        one(mesh_with(
+            json!({ "enabledBackend": "backend-2", "backends": [provided("backend-1")] }),
+            json!(null)
+        )),
+        pairs(&[(
+            "mtls.enabledBackend",
+            "has to be set to one of the backends in the mesh"
+        )])
+    );
+    assert_eq!(
+        one(mesh_with(
+            json!({ "enabledBackend": "invalid-backend" }),
+            json!(null)
+        )),
+        pairs(&[(
+            "mtls.enabledBackend",
+            "has to be set to one of the backends in the mesh"
+        )])
+    );
+    // Kuma's `validateZoneEgress`: an egress routes by SNI over mTLS.
+    assert_eq!(
+        one(mesh_with(json!(null), json!({ "zoneEgress": true }))),
+        pairs(&[("mtls", "has to be set when zoneEgress enabled")])
+    );
+    assert_eq!(
+        one(mesh_with(
+            json!({ "backends": [provided("ca-1")] }),
+            json!({ "zoneEgress": true, "defaultForbidMeshExternalServiceAccess": true })
+        )),
+        pairs(&[("mtls", "has to be set when zoneEgress enabled")])
+    );
+}
+
+#[test]
+fn zone_egress_in_both_forms_belongs_to_no_mesh() {
+    let universal = json!({ "type": "ZoneEgress", "name": "egress-1",
+        "networking": { "address": "192.168.0.1", "port": 10002 } });
+    let kubernetes = json!({ "apiVersion": "kuma.io/v1alpha1", "kind": "ZoneEgress",
+        "metadata": { "name": "egress-2" },
+        "spec": { "zone": "zone-1", "networking": { "address": "egress.example.test", "port": 10002 } } });
+    let checked = check_all(vec![universal, kubernetes]);
+    assert!(checked.is_valid(), "{:?}", checked.reports);
+    for r in &checked.resources {
+        assert_eq!(r.mesh, "", "{r:?}");
+    }
+    assert_eq!(
+        one(
+            json!({ "type": "ZoneEgress", "name": "e", "mesh": "default",
+            "networking": { "address": "0.0.0.0", "port": 0 } })
+        ),
+        pairs(&[(
+            "mesh",
+            "a ZoneEgress does not belong to a mesh: it serves every mesh"
+        ),])
+    );
+    assert_eq!(
+        one(json!({ "type": "ZoneEgress", "name": "e",
+            "networking": { "address": "0.0.0.0", "port": 0 } })),
+        pairs(&[
+            ("networking.address", "must not be 0.0.0.0 or ::"),
+            ("networking.port", "port must be in the range [1, 65535]"),
+        ])
+    );
+    assert_eq!(
+        one(json!({ "type": "ZoneEgress", "name": "e",
+            "networking": { "address": "not an address!", "port": 70000 } })),
+        pairs(&[
+            (
+                "networking.address",
+                "address has to be valid IP address or domain name"
+            ),
+            ("networking.port", "port must be in the range [1, 65535]"),
+        ])
+    );
+}
+
+#[test]
+fn a_zone_egress_does_not_make_a_second_mesh() {
+    let docs = vec![
+        json!({ "type": "Mesh", "name": "payments" }),
+        json!({ "type": "ZoneEgress", "name": "egress-1", "networking": { "address": "10.0.0.9", "port": 10002 } }),
+    ];
+    let checked = check_all(docs);
+    assert_eq!(
+        external_service_model::catalog::select_mesh(&checked.resources, None),
+        Ok("payments".to_string())
+    );
+}
+
+#[test]
+fn a_dataplanes_inbound_tags_say_who_it_is() {
+    let checked = check_all(vec![json!({ "type": "Dataplane", "name": "web-1", "mesh": "default",
+        "networking": { "address": "10.0.0.2", "inbound": [
+            { "port": 8080, "tags": { "kuma.io/service": "web", "team": "shop" } },
+            { "port": 8081, "tags": { "kuma.io/service": "web-admin", "version": "2" } } ] } })]);
+    assert!(checked.is_valid(), "{:?}", checked.reports);
+    let external_service_model::resource::Spec::Dataplane(dp) = &checked.resources[0].spec else {
+        panic!("not a Dataplane");
+    };
+    let tags = dp.inbound_tags();
+    assert_eq!(tags.get("kuma.io/service").map(String::as_str), Some("web"));
+    assert_eq!(tags.get("team").map(String::as_str), Some("shop"));
+    assert_eq!(tags.get("version").map(String::as_str), Some("2"));
 }

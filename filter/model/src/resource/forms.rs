@@ -81,6 +81,15 @@ fn from_universal(doc: &mut Map<String, Value>, origin: Origin) -> Result<Resour
             }
             name.clone()
         }
+        Some(Kind::ZoneEgress) => {
+            if mesh_field.is_some() {
+                violations.push(Violation::new(
+                    "mesh",
+                    "a ZoneEgress does not belong to a mesh: it serves every mesh",
+                ));
+            }
+            String::new()
+        }
         _ => mesh_field.unwrap_or_else(|| DEFAULT_MESH.to_string()),
     };
     let body = Value::Object(std::mem::take(doc));
@@ -129,6 +138,7 @@ fn from_kubernetes(
     }
     let mesh = match kind {
         Some(Kind::Mesh) => name.clone(),
+        Some(Kind::ZoneEgress) => String::new(),
         _ => mesh_field
             .or(labels_mesh)
             .unwrap_or_else(|| DEFAULT_MESH.to_string()),
@@ -293,6 +303,7 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
         Kind::Mesh => Spec::Mesh(typed(body)?),
         Kind::Secret => Spec::Secret(typed(body)?),
         Kind::Dataplane => Spec::Dataplane(typed(body)?),
+        Kind::ZoneEgress => Spec::ZoneEgress(typed(body)?),
         Kind::MeshExternalService | Kind::HostnameGenerator => {
             crate::mesh_external_service::read_spec(kind, body, prefix)?
         }

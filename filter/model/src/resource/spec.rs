@@ -48,6 +48,8 @@ macro_rules! kinds {
             HostnameGenerator,
             /// A policy, but read by the filter too: not one of `with_policy_kinds!`.
             MeshPassthrough,
+            /// A shared egress proxy; it belongs to no mesh (it serves them all).
+            ZoneEgress,
             // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of
             // them; the model only recognises them and keeps their spec as written.
             $($policy,)*
@@ -63,6 +65,7 @@ macro_rules! kinds {
                 Kind::MeshExternalService,
                 Kind::HostnameGenerator,
                 Kind::MeshPassthrough,
+                Kind::ZoneEgress,
                 $(Kind::$policy,)*
             ];
             pub const POLICIES: &[Kind] = &[$(Kind::$policy),*];
@@ -76,6 +79,7 @@ macro_rules! kinds {
                     Kind::MeshExternalService => "MeshExternalService",
                     Kind::HostnameGenerator => "HostnameGenerator",
                     Kind::MeshPassthrough => "MeshPassthrough",
+                    Kind::ZoneEgress => "ZoneEgress",
                     $(Kind::$policy => stringify!($policy),)*
                 }
             }
@@ -148,6 +152,7 @@ impl Resource {
             Spec::MeshExternalService(_) => Kind::MeshExternalService,
             Spec::HostnameGenerator(_) => Kind::HostnameGenerator,
             Spec::MeshPassthrough(_) => Kind::MeshPassthrough,
+            Spec::ZoneEgress(_) => Kind::ZoneEgress,
             Spec::Policy { kind, .. } => kind,
         }
     }
@@ -162,6 +167,7 @@ impl Resource {
             Spec::MeshExternalService(s) => serde_json::to_value(s).map(spec_only),
             Spec::HostnameGenerator(s) => serde_json::to_value(s).map(spec_only),
             Spec::MeshPassthrough(s) => serde_json::to_value(s).map(spec_only),
+            Spec::ZoneEgress(s) => serde_json::to_value(s),
             Spec::Policy { spec, .. } => Ok(serde_json::json!({ "spec": spec })),
         };
         let mut doc = Map::new();
@@ -194,6 +200,7 @@ pub enum Spec {
     MeshExternalService(Box<MeshExternalServiceSpec>),
     HostnameGenerator(HostnameGeneratorSpec),
     MeshPassthrough(Box<MeshPassthroughSpec>),
+    ZoneEgress(ZoneEgressSpec),
     /// A traffic policy's `spec`, as written (both forms keep it under `spec`).
     Policy {
         kind: Kind,
@@ -307,17 +314,17 @@ impl DataSource {
 pub struct MeshSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub networking: Option<MeshNetworking>,
-    // Other Mesh sections are Kuma's business, accepted so real Mesh files load, not used here.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub mtls: Option<Value>,
+    pub mtls: Option<MeshMtls>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<MeshRouting>,
+    // Other Mesh sections are Kuma's business, accepted so real Mesh files load, not used here.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tracing: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logging: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub routing: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub constraints: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -335,6 +342,94 @@ impl MeshSpec {
             .and_then(|o| o.passthrough)
             .unwrap_or(true)
     }
+
+    /// The CA backend that `mtls.enabledBackend` names: mTLS is on when there is one (Kuma
+    /// enforces traffic permissions only then).
+    pub fn enabled_ca(&self) -> Option<&CaBackend> {
+        let mtls = self.mtls.as_ref()?;
+        let enabled = mtls.enabled_backend.as_deref().filter(|b| !b.is_empty())?;
+        mtls.backends.iter().find(|b| b.name == enabled)
+    }
+
+    pub fn mtls_enabled(&self) -> bool {
+        self.enabled_ca().is_some()
+    }
+
+    /// `routing.zoneEgress`: the mesh's external traffic leaves through the ZoneEgress.
+    pub fn zone_egress(&self) -> bool {
+        self.routing.as_ref().and_then(|r| r.zone_egress) == Some(true)
+    }
+
+    /// `routing.defaultForbidMeshExternalServiceAccess`: with no permission, an egress refuses
+    /// MeshExternalServices (Kuma 2.9–2.14; by default it lets them through).
+    pub fn forbids_mesh_external_services_by_default(&self) -> bool {
+        self.routing
+            .as_ref()
+            .and_then(|r| r.default_forbid_mesh_external_service_access)
+            == Some(true)
+    }
+}
+
+/// `Mesh.mtls`: the mesh's certificate authorities and which one is in use.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshMtls {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled_backend: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<CaBackend>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skip_validation: Option<bool>,
+}
+
+/// One CA backend of `Mesh.mtls.backends`. Kuma's types are `builtin`, `provided`, `vault`,
+/// `acmpca` and `certmanager`; with no control plane only `provided` can issue here (its
+/// `conf` is `{cert, key}`, two DataSources), which `extsvc` checks where it issues.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CaBackend {
+    #[serde(deserialize_with = "null_as_empty")]
+    pub name: String,
+    #[serde(rename = "type", deserialize_with = "null_as_empty")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dp_cert: Option<DpCert>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conf: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_chain: Option<Value>,
+}
+
+/// `dpCert`: how long a Dataplane's certificate lives.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct DpCert {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<DpCertRotation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DpCertRotation {
+    /// Kuma's duration (Go's syntax, or whole days as `1d`); Kuma's default is 24h.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<String>,
+}
+
+/// `Mesh.routing`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct MeshRouting {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone_egress: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_forbid_mesh_external_service_access: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality_aware_load_balancing: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -386,6 +481,43 @@ pub struct DataplaneNetworking {
     pub transparent_proxying: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<Value>,
+}
+
+/// A ZoneEgress: where the mesh's external traffic leaves when `routing.zoneEgress` is on.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZoneEgressSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+    pub networking: ZoneEgressNetworking,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ZoneEgressNetworking {
+    #[serde(deserialize_with = "null_as_empty")]
+    pub address: String,
+    pub port: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<Value>,
+}
+
+impl DataplaneSpec {
+    /// The tags of the Dataplane's inbounds, merged: who it is to a traffic permission. A tag
+    /// with several values keeps the first inbound's.
+    pub fn inbound_tags(&self) -> BTreeMap<String, String> {
+        let mut tags = BTreeMap::new();
+        for inbound in &self.networking.inbound {
+            if let Some(Value::Object(map)) = inbound.get("tags") {
+                for (key, value) in map {
+                    if let Value::String(value) = value {
+                        tags.entry(key.clone()).or_insert_with(|| value.clone());
+                    }
+                }
+            }
+        }
+        tags
+    }
 }
 
 /// A Dataplane outbound: exposes a service on `address:port` of the data plane.
