@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use crate::netns::{Topology, WORLD_IP};
+use crate::netns::{Netns, Topology, WORLD_IP};
 use crate::{extsvc_binary, Envoy, EnvoyOptions, Upstream, UpstreamBuilder};
 
 /// Kuma's uid for Envoy: the rules leave its traffic alone.
@@ -43,8 +43,7 @@ impl World {
     /// run of the same `id` left is removed first; `None`: a pair of this process's own. Fails,
     /// saying why, when namespaces cannot be made (not root, no `ip`).
     pub fn create(dir: &Path, id: Option<&str>, servers: UpstreamBuilder) -> Result<World, String> {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        open_to_envoy(dir)?;
         let topology = match id {
             Some(id) => {
                 Topology::remove_leftovers(id);
@@ -60,24 +59,7 @@ impl World {
     /// `extsvc transparent-proxy install --envoy-uid <ENVOY_UID>` and `flags` in the app's
     /// namespace (the rules go with it). Returns what it printed.
     pub fn install(&self, flags: &[&str]) -> Result<String, String> {
-        let out = self
-            .topology
-            .app
-            .command(&extsvc_binary().to_string_lossy())
-            .args(install_args(flags))
-            .output()
-            .map_err(|e| format!("cannot run extsvc: {e}"))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "extsvc transparent-proxy install {} in {} failed ({}): {}",
-                flags.join(" "),
-                self.topology.app.name,
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
+        install_in(&self.topology.app, flags)
     }
 
     /// Envoy on `config` in the app's namespace, as [`ENVOY_UID`], with these `options`
@@ -89,12 +71,49 @@ impl World {
         config: &Path,
         options: &EnvoyOptions,
     ) -> Result<Envoy, String> {
-        let options = EnvoyOptions {
-            uid: Some(ENVOY_UID),
-            ..options.clone()
-        };
-        self.topology
-            .app
-            .run(|| Envoy::try_start_file(dir, name, config, &options))
+        start_envoy_in(&self.topology.app, dir, name, config, options)
     }
+}
+
+/// Lets Envoy as [`ENVOY_UID`] read its configuration in `dir` and write its files there.
+pub fn open_to_envoy(dir: &Path) -> Result<(), String> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o777))
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+/// `extsvc transparent-proxy install --envoy-uid <ENVOY_UID>` and `flags` in `ns` (the rules
+/// go with it). Returns what it printed.
+pub fn install_in(ns: &Netns, flags: &[&str]) -> Result<String, String> {
+    let out = ns
+        .command(&extsvc_binary().to_string_lossy())
+        .args(install_args(flags))
+        .output()
+        .map_err(|e| format!("cannot run extsvc: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "extsvc transparent-proxy install {} in {} failed ({}): {}",
+            flags.join(" "),
+            ns.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+/// Envoy on `config` in `ns`, as [`ENVOY_UID`], with these `options` otherwise (files in `dir`,
+/// named `name`).
+pub fn start_envoy_in(
+    ns: &Netns,
+    dir: &Path,
+    name: &str,
+    config: &Path,
+    options: &EnvoyOptions,
+) -> Result<Envoy, String> {
+    let options = EnvoyOptions {
+        uid: Some(ENVOY_UID),
+        ..options.clone()
+    };
+    ns.run(|| Envoy::try_start_file(dir, name, config, &options))
 }
