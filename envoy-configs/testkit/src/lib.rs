@@ -16,6 +16,9 @@
 //!   transparent proxy (deleted on drop).
 //! - [`transparent`]: the transparent proxy's world on those namespaces: the outside servers,
 //!   `transparent-proxy install`'s rules, Envoy as its own uid.
+//! - [`egress_net`]: the egress tests' four hosts (`web`, `batch`, `egress`, `world`) as
+//!   network namespaces where only `egress` reaches `world`, with the world's HTTPS servers and
+//!   DNS (deleted on drop).
 //! - [`runner`]: what the tools share: processes stopped on Ctrl-C and panic, CPU pinning,
 //!   `/proc` readings.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
@@ -61,6 +64,7 @@
 
 pub mod certs;
 pub mod curl;
+pub mod egress_net;
 pub mod envoy;
 pub mod net;
 pub mod netns;
