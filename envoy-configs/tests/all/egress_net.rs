@@ -2,8 +2,9 @@
 //! `egress`, `world`), proven first with no Envoy of ours: the app hosts reach the egress and
 //! nothing beyond it, the egress reaches the world by name, the egress forwarding nothing is
 //! what closes the world (open it and the same connection goes through), and no namespace is
-//! left after a drop, a panic or a killed run. Then the part of the egress scenario that needs
-//! no egress Envoy: a sidecar that dials the world itself gets nothing out.
+//! left after a drop, a panic or a killed run. Then the hand-made client the egress scenario
+//! needs (any SNI, a client certificate), against a stand-in for the egress; and the part of the
+//! scenario that needs no egress Envoy: a sidecar that dials the world itself gets nothing out.
 //!
 //! These tests make network namespaces, which needs root (CI runs as root); without it they
 //! fail and say so.
@@ -21,7 +22,7 @@ use extsvc_testkit::egress_net::{
 use extsvc_testkit::transparent::open_to_envoy;
 use extsvc_testkit::{
     assert_503_without_upstream, ca_file, docs, eventually, generate, https_service, mesh,
-    test_dir, EnvoyOptions,
+    test_dir, Ca, EnvoyOptions, UpstreamBuilder,
 };
 
 /// The world's HTTPS server.
@@ -175,6 +176,57 @@ fn no_namespace_is_left_after_a_drop_a_panic_or_a_killed_run() {
         Vec::<String>::new(),
         "after remove_leftovers"
     );
+}
+
+/// The hand-made client the egress tests need (any SNI, a client certificate), against a
+/// stand-in for the egress: an mTLS server of the mesh's CA on the egress's address. From an
+/// app host, a certificate of that CA gets through with Kuma's SNI; one of another CA, or none,
+/// is refused at the handshake.
+#[test]
+fn a_hand_made_client_reaches_the_egress_address_with_kumas_sni_and_a_certificate() {
+    let dir = test_dir();
+    let net = network(dir.path());
+    let mesh_ca = Ca::new(dir.path(), "mesh-ca");
+    let other_ca = Ca::new(dir.path(), "other-ca");
+    let egress_cert = mesh_ca.server_cert(dir.path(), "egress", &["egress.test"], &[]);
+    let batch = mesh_ca.client_cert(dir.path(), "batch", "batch");
+    let stranger = other_ca.client_cert(dir.path(), "stranger", "batch");
+    let stand_in = net.egress.run(|| {
+        UpstreamBuilder::new()
+            .mtls("egress", &egress_cert, &mesh_ca)
+            .at(SocketAddr::from((EGRESS_IP, 0)))
+            .start_named(dir.path(), "stand-in")
+    });
+    let at = stand_in.addr("egress");
+    let sni = "httpbin{mesh=default}";
+    let get = |client| {
+        net.tls_get(
+            Host::Batch,
+            at,
+            sni,
+            client,
+            mesh_ca.ca_path(),
+            "httpbin.mesh",
+        )
+    };
+
+    let r = get(Some(&batch)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.status, 200, "{r:?}");
+    // Envoy's %REQUESTED_SERVER_NAME% writes an SNI that is no DNS name as `invalid:` and the
+    // SNI with `_` for every character a name may not hold: it came whole.
+    assert_eq!(
+        r.header("x-seen-sni"),
+        Some("invalid:httpbin_mesh_default_"),
+        "{r:?}"
+    );
+    assert_eq!(r.header("x-seen-peer-subject"), Some("CN=batch"), "{r:?}");
+    for (who, client, alert) in [
+        ("another CA's", Some(&stranger), "alert unknown ca"),
+        ("no", None, "alert certificate required"),
+    ] {
+        let refused = get(client).expect_err("refused");
+        assert!(refused.contains(alert), "{who} certificate: {refused}");
+    }
 }
 
 /// A sidecar of today (`generate --transparent-proxy`, no egress), whose ExternalService dials
