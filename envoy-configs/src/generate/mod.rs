@@ -42,7 +42,7 @@ pub mod sds;
 pub mod secrets;
 pub mod stats;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod tls;
 pub mod transparent;
 pub mod wasm;
