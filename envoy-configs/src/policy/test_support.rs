@@ -100,6 +100,7 @@ fn hooks_on<C: Conf>(default: &str, kind: Kind, protocol: Protocol) -> String {
             access_log: Vec::new(),
             idle_timeout: None,
             max_connect_attempts: None,
+            ..TcpProxy::default()
         };
         let mut proxy = base.clone();
         conf.tcp_proxy(&mut proxy);
