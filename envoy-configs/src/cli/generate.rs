@@ -24,6 +24,10 @@ use crate::role::Role;
   extsvc generate services.yaml -o envoy.yaml --xds-dir xds/   # then again after each edit
   extsvc generate services.yaml -o envoy.yaml --transparent-proxy
       # with `extsvc transparent-proxy install`: apps need no proxy settings
+  extsvc generate mesh/ --dataplane web --xds-dir web-xds/ -o web.yaml
+      # web's sidecar; through the ZoneEgress when the Mesh says routing.zoneEgress
+  extsvc generate mesh/ --zone-egress egress-1 --xds-dir egress-xds/ -o egress.yaml
+      # the ZoneEgress; `extsvc watch` with the same arguments renews their certificates
 
 The configuration has an HTTP proxy listener (`outbound_http`; use it as
 http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane

@@ -670,3 +670,98 @@ fn two_egresses_share_the_load_and_a_stopped_one_is_avoided_once_noticed() {
     );
     assert_eq!(egresses.len(), 1);
 }
+
+/// `openssl` run in `dir` with these arguments, which must succeed.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl (install it): {e}"));
+    assert!(out.status.success(), "openssl {args:?}: {out:?}");
+}
+
+#[test]
+fn validate_reports_the_mesh_ca_in_kumas_words_and_issuing_names_a_key_it_cannot_sign_with() {
+    let w = World::new(1);
+    let d = w.folder("ca");
+    // A leaf, not a CA: Kuma refuses it as the provided CA.
+    let leaf = w.pki.server.clone();
+    let resources = w
+        .resources("1h")
+        .replace(
+            &w.mesh_ca.cert.cert_path.display().to_string(),
+            &leaf.cert_path.display().to_string(),
+        )
+        .replace(
+            &w.mesh_ca.cert.key_path.display().to_string(),
+            &leaf.key_path.display().to_string(),
+        );
+    fs::write(d.join("leaf.yaml"), &resources).unwrap();
+    let cli = extsvc(&d, &["validate".into(), d.join("leaf.yaml").into()]);
+    assert_eq!(cli.code, Some(1), "{cli:?}");
+    assert!(
+        cli.stdout.contains("Mesh \"default\"")
+            && cli.stdout.contains("mtls.backends[0].conf.cert[0]")
+            && cli.stdout.contains(
+                "basic constraint 'CA' must be set to 'true' (see X509-SVID: 4.1. Basic Constraints)"
+            ),
+        "{cli:?}"
+    );
+
+    // A CA whose key is SEC1 (`openssl ecparam -genkey`): Kuma takes it, so validate does;
+    // issuing from it needs PKCS#8, and says how to convert it.
+    openssl(
+        &d,
+        &[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "sec1.key",
+        ],
+    );
+    openssl(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "sec1.key",
+            "-out",
+            "sec1.pem",
+            "-days",
+            "3",
+            "-subj",
+            "/CN=sec1-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    let sec1 = w
+        .resources("1h")
+        .replace(
+            &w.mesh_ca.cert.cert_path.display().to_string(),
+            &d.join("sec1.pem").display().to_string(),
+        )
+        .replace(
+            &w.mesh_ca.cert.key_path.display().to_string(),
+            &d.join("sec1.key").display().to_string(),
+        );
+    fs::write(d.join("sec1.yaml"), &sec1).unwrap();
+    let cli = extsvc(&d, &["validate".into(), d.join("sec1.yaml").into()]);
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    let cli = extsvc_generate(&w, "sec1", &["--zone-egress", "egress-1"], &sec1);
+    assert_eq!(cli.code, Some(1), "{cli:?}");
+    assert!(
+        cli.stderr
+            .contains("mtls.backends[0]: conf.key: only a PKCS#8 key")
+            && cli.stderr.contains("openssl pkcs8 -topk8 -nocrypt"),
+        "{cli:?}"
+    );
+}
