@@ -85,7 +85,12 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_) | Spec::Dataplane(_) | Spec::ZoneEgress(_) | Spec::Policy { .. } => None,
+        Spec::Secret(_)
+        | Spec::Dataplane(_)
+        | Spec::ZoneEgress(_)
+        | Spec::MeshTrafficPermission(_)
+        | Spec::TrafficPermission(_)
+        | Spec::Policy { .. } => None,
     }
 }
 

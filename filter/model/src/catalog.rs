@@ -186,6 +186,8 @@ impl Catalog {
                 | Spec::HostnameGenerator(_)
                 | Spec::MeshPassthrough(_)
                 | Spec::ZoneEgress(_)
+                | Spec::MeshTrafficPermission(_)
+                | Spec::TrafficPermission(_)
                 | Spec::Policy { .. } => {}
             }
         }

@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod report;
 pub mod resource;
 pub mod selectors;
+pub mod traffic_permission;
 pub mod upstream_tls;
 pub mod validate;
 pub mod violation;
