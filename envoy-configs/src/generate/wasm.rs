@@ -44,6 +44,7 @@ pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConf
         mesh: Some(ctx.mesh().to_string()),
         service: bound(Kind::ExternalService),
         mesh_external_service: bound(Kind::MeshExternalService),
+        dataplane: None,
     }
 }
 
