@@ -48,6 +48,7 @@ fn hooks_on<C: Conf>(default: &str, kind: Kind, protocol: Protocol) -> String {
         authority: "s.test".to_string(),
         host_rewrite: None,
         matched: None,
+        refused: None,
     };
     let mut found = Map::new();
     let mut put = |hook: &str, value: Option<Value>| {

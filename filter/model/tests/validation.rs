@@ -386,7 +386,7 @@ fn unknown_fields_are_named() {
     let kind = json!({ "type": "TrafficRoute", "name": "x" });
     assert_eq!(one(kind), pairs(&[(
             "type",
-            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, ZoneEgress, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"
+            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, ZoneEgress, MeshTrafficPermission, TrafficPermission, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"
         )]));
 }
 
