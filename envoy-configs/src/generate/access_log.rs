@@ -84,7 +84,7 @@ pub fn capture(listener: &str, denied: &str) -> Vec<AccessLog> {
 
 /// For the ZoneEgress's listener: one line per connection when it closes, refused ones too
 /// (RBAC's reason in `termination`, an unknown SNI as `NR`), with who the client is by its
-/// certificate and the service its chain is for.
+/// certificate, the service its chain is for, and RBAC's shadow verdict.
 pub fn egress_connection(listener: &str) -> Vec<AccessLog> {
     stdout(&[
         ("start_time", "%START_TIME%"),
@@ -98,6 +98,11 @@ pub fn egress_connection(listener: &str) -> Vec<AccessLog> {
         ("upstream_host", "%UPSTREAM_HOST%"),
         ("response_flags", "%RESPONSE_FLAGS%"),
         ("termination", "%CONNECTION_TERMINATION_DETAILS%"),
+        // `denied` for a client an AllowWithShadowDeny let through.
+        (
+            "rbac_shadow",
+            "%DYNAMIC_METADATA(envoy.filters.network.rbac:shadow_engine_result)%",
+        ),
         (
             "upstream_transport_failure_reason",
             "%UPSTREAM_TRANSPORT_FAILURE_REASON%",

@@ -22,6 +22,7 @@
 //! - [`to_egress`]: a Dataplane's clusters when its mesh sends external traffic through the
 //!   ZoneEgress (`--dataplane`, `routing.zoneEgress`);
 //! - [`zone_egress`]: the ZoneEgress's listener, a chain per service by SNI (`--zone-egress`);
+//!   [`rbac`]: who may reach each service there, from the traffic permissions;
 //! - [`admin`]: Envoy's admin (a Unix socket by default) and the read-only stats listener.
 //!
 //! What each builder is given is in `context.rs` ([`Options`], [`Context`]); the whole
@@ -44,6 +45,7 @@ pub mod listener;
 pub mod mesh_tls;
 pub mod names;
 pub mod protocol;
+pub mod rbac;
 pub mod sds;
 pub mod secrets;
 pub mod stats;

@@ -3,6 +3,7 @@
 use external_service_model::catalog::Service;
 use external_service_model::hostname_generator::DISPLAY_NAME_LABEL;
 use external_service_model::resource::Resource;
+use external_service_model::traffic_permission::sni;
 use external_service_model::Kind;
 
 /// The prefix of every service's cluster: the stats of all of them start so.
@@ -32,17 +33,16 @@ pub fn cluster_of(kind: Kind, name: &str) -> String {
 }
 
 /// The SNI a sidecar presents to the ZoneEgress for a service, in Kuma's format for its kind
-/// (`pkg/xds/envoy/tls/sni.go`, 2.9): the egress picks the service's chain by it.
-/// An ExternalService: `SNIFromTags` of its `kuma.io/service` and mesh,
-/// `<service>{mesh=<mesh>}`. A MeshExternalService: `SNIForResource` of its display name (its
-/// `kuma.io/display-name` label, else its name) and `match.port`.
+/// (the model's `traffic_permission::sni`): the egress picks the service's chain by it. A
+/// MeshExternalService is named by its display name (its `kuma.io/display-name` label, else
+/// its name) and `match.port`.
 pub fn egress_sni(resources: &[Resource], mesh: &str, service: &Service) -> String {
     match (service.kind, &service.matched) {
         (Kind::MeshExternalService, Some(matched)) => {
             let name = display_name(resources, mesh, &service.name);
-            mesh_external_service_sni(name, mesh, matched.port)
+            sni::mesh_external_service(name, mesh, matched.port)
         }
-        _ => format!("{}{{mesh={mesh}}}", service.name),
+        _ => sni::external_service(&service.name, mesh),
     }
 }
 
@@ -53,24 +53,6 @@ fn display_name<'r>(resources: &'r [Resource], mesh: &str, name: &'r str) -> &'r
         .find(|r| r.mesh == mesh && r.name == name && r.kind() == Kind::MeshExternalService)
         .and_then(|r| r.labels.get(DISPLAY_NAME_LABEL))
         .map_or(name, String::as_str)
-}
-
-/// Kuma's limit of a DNS label, less the `x` that marks a name cut short.
-const SNI_LABEL: usize = 62;
-
-/// `a<fnv-1a 64 of "<name>;<mesh>;">.<name>.<port>.<mesh>.mes` (format version `a`), a name
-/// or mesh longer than 62 bytes cut to 62 and marked with `x`.
-fn mesh_external_service_sni(name: &str, mesh: &str, port: u16) -> String {
-    let hash = format!("{name};{mesh};")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    let label = |text: &str| match text.get(..SNI_LABEL) {
-        Some(cut) if text.len() > SNI_LABEL => format!("{cut}x"),
-        _ => text.to_string(),
-    };
-    format!("a{hash:016x}.{}.{port}.{}.mes", label(name), label(mesh))
 }
 
 #[cfg(test)]
@@ -93,37 +75,22 @@ mod tests {
             ]
             .concat(),
         );
-        let sni = |kind: Kind, name: &str| {
+        let sni_of = |kind: Kind, name: &str| {
             let id = f.catalog.service_id(kind, name).unwrap();
             egress_sni(&f.resources, "default", &f.catalog.services[id])
         };
         assert_eq!(
-            sni(Kind::ExternalService, "httpbin"),
+            sni_of(Kind::ExternalService, "httpbin"),
             "httpbin{mesh=default}"
         );
-        // Kuma's own case (`sni_test.go`, "simple", for a MeshService: only the suffix differs).
         assert_eq!(
-            mesh_external_service_sni("backend", "demo", 8080),
-            "ae10a8071b8a8eeb8.backend.8080.demo.mes"
+            sni_of(Kind::MeshExternalService, "backend"),
+            sni::mesh_external_service("backend", "default", 8080)
         );
+        // By its display name.
         assert_eq!(
-            sni(Kind::MeshExternalService, "backend"),
-            mesh_external_service_sni("backend", "default", 8080)
-        );
-        assert_eq!(
-            sni(Kind::MeshExternalService, "shown"),
-            mesh_external_service_sni("db", "default", 5432)
-        );
-        let long = format!("{}-qwe", "a".repeat(62));
-        let cut = mesh_external_service_sni(&long, "demo", 443);
-        assert_eq!(
-            cut.split('.').nth(1).unwrap(),
-            format!("{}x", "a".repeat(62))
-        );
-        // The hash is of the whole name: two names cut alike differ.
-        assert_ne!(
-            cut,
-            mesh_external_service_sni(&format!("{}-rty", "a".repeat(62)), "demo", 443)
+            sni_of(Kind::MeshExternalService, "shown"),
+            sni::mesh_external_service("db", "default", 5432)
         );
     }
 }

@@ -3,8 +3,9 @@
 //! which reads the SNI (`tls_inspector`) and has one filter chain per service of the mesh,
 //! picked by the SNI the sidecars present for it ([`names::egress_sni`]). Each chain ends TLS
 //! with the egress's certificate and takes only clients with a certificate of the mesh CA,
-//! then the RBAC of who may reach the service (by the client certificate's URI SANs, never by
-//! anything the client says), then an HTTP connection manager (an HTTP service) or
+//! then the RBAC of who may reach the service ([`rbac`]: the traffic permissions, by the
+//! client certificate's URI SANs, never by anything the client says), then an HTTP
+//! connection manager (an HTTP service) or
 //! `tcp_proxy` to the service's cluster, which originates TLS to the real host as any
 //! cluster of `extsvc` does. An unknown SNI matches no chain: the connection is closed.
 //!
@@ -16,6 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use external_service_model::catalog::Service;
 use external_service_model::resource::{Resource, ZoneEgressSpec};
+use external_service_model::traffic_permission::Permissions;
 
 use crate::envoy::{
     Extension, FilterChain, FilterChainMatch, HttpFilter, HttpFilterConfig, Inspector, Listener,
@@ -25,7 +27,7 @@ use crate::envoy::{
 use crate::role;
 
 use super::mesh_tls::MeshTls;
-use super::{access_log, cluster, http, listener, names, Context, Error};
+use super::{access_log, cluster, http, listener, names, rbac, Context, Error};
 
 /// What the egress holds from a client before its service's upstream is connected: a TLS
 /// client hello, or a first request.
@@ -53,6 +55,7 @@ pub fn listener_of(
     let port = u16::try_from(egress.networking.port).unwrap_or_default();
     let address = SocketAddr::new(ip, port);
     let name = listener_name(address);
+    let permissions = Permissions::of_mesh(ctx.resources, ctx.mesh());
     Ok(Listener {
         name: name.clone(),
         address: address.into(),
@@ -64,15 +67,22 @@ pub fn listener_of(
             .catalog
             .services
             .iter()
-            .map(|service| chain(ctx, tls, &name, service))
+            .map(|service| chain(ctx, tls, &permissions, &name, service))
             .collect(),
         access_log: access_log::egress_connection(&name),
         ..Listener::default()
     })
 }
 
-/// The chain of one service: picked by its SNI, mTLS ended, then to its cluster.
-fn chain(ctx: &Context<'_>, tls: &MeshTls, listener: &str, service: &Service) -> FilterChain {
+/// The chain of one service: picked by its SNI, mTLS ended, who may reach it, then to its
+/// cluster.
+fn chain(
+    ctx: &Context<'_>,
+    tls: &MeshTls,
+    permissions: &Permissions,
+    listener: &str,
+    service: &Service,
+) -> FilterChain {
     let logged = names::logged(service);
     let stat_prefix = format!("egress_{}", listener::stat_prefix(&cluster::name(service)));
     let to_service = if service.protocol.is_http() {
@@ -91,7 +101,7 @@ fn chain(ctx: &Context<'_>, tls: &MeshTls, listener: &str, service: &Service) ->
         Extension {
             name: "envoy.filters.network.tcp_proxy",
             typed_config: NetworkFilterConfig::TcpProxy(TcpProxy {
-                stat_prefix,
+                stat_prefix: stat_prefix.clone(),
                 cluster: cluster::name(service),
                 // The listener's line tells the connection.
                 access_log: Vec::new(),
@@ -102,7 +112,12 @@ fn chain(ctx: &Context<'_>, tls: &MeshTls, listener: &str, service: &Service) ->
             }),
         }
     };
-    let filters: Vec<NetworkFilter> = vec![to_service];
+    let grants = permissions.grants(service.kind, &service.name);
+    let who_may = Extension {
+        name: "envoy.filters.network.rbac",
+        typed_config: NetworkFilterConfig::Rbac(rbac::rules(ctx.mesh(), &stat_prefix, &grants)),
+    };
+    let filters: Vec<NetworkFilter> = vec![who_may, to_service];
     FilterChain {
         name: Some(logged),
         filter_chain_match: Some(FilterChainMatch {

@@ -20,6 +20,7 @@ use external_service_model::report::Violation;
 use external_service_model::resource::{
     CaBackend, DataplaneSpec, MeshSpec, Resource, Spec, SERVICE_TAG,
 };
+use external_service_model::traffic_permission::identity::{kuma_uri, spiffe_id};
 use serde_json::Value;
 
 pub use ca::MeshCa;
@@ -30,16 +31,6 @@ use crate::role::{self, Role};
 
 /// The service Kuma names the ZoneEgress's identity with (`ZoneEgressServiceName`).
 pub const ZONE_EGRESS_SERVICE: &str = "zone-egress";
-
-/// `spiffe://<mesh>/<service>`: a service's identity in a mesh.
-pub fn spiffe_id(mesh: &str, service: &str) -> String {
-    format!("spiffe://{mesh}/{service}")
-}
-
-/// `kuma://<tag>/<value>`: one tag of a caller, as Kuma writes it in a certificate.
-pub fn kuma_uri(tag: &str, value: &str) -> String {
-    format!("kuma://{tag}/{value}")
-}
 
 /// The identity sidecars check the egress by.
 pub fn zone_egress_id(mesh: &str) -> String {

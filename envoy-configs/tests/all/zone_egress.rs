@@ -69,7 +69,9 @@ impl World {
 
     /// The mesh (mTLS by the provided CA, certificates living `expiration`, external traffic
     /// through the ZoneEgress), its egresses, `httpbin` (HTTPS), `db` (a tcp
-    /// MeshExternalService), and the Dataplanes `web` (with an outbound to `db`) and `batch`.
+    /// MeshExternalService), the Dataplanes `web` (with an outbound to `db`), `batch` and
+    /// `audit`, and who may reach `httpbin`: `web`, and `audit` with a shadow denial (`db`,
+    /// a MeshExternalService no rule names, anyone of the mesh).
     fn resources(&self, expiration: &str) -> String {
         let mesh = dedent(&format!(
             "
@@ -132,6 +134,21 @@ impl World {
                 ),
             ),
             dataplane("batch", ""),
+            dataplane("audit", ""),
+            dedent(
+                "
+                type: MeshTrafficPermission
+                mesh: default
+                name: httpbin-callers
+                spec:
+                  targetRef: {kind: MeshService, name: httpbin}
+                  from:
+                  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: web}}
+                    default: {action: Allow}
+                  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: audit}}
+                    default: {action: AllowWithShadowDeny}
+                ",
+            ),
         ]);
         docs(&parts)
     }
@@ -276,24 +293,69 @@ fn a_dataplane_reaches_https_and_tcp_services_through_the_egress_which_originate
 }
 
 #[test]
-fn the_egress_takes_only_clients_with_a_certificate_of_the_mesh_ca_and_a_known_sni() {
+fn the_egress_takes_only_clients_of_the_mesh_ca_it_permits_by_their_certificate() {
     let w = World::new(1);
     let resources = w.resources("1h");
     let egress = w.egress(1, &resources);
-    // Generating web's sidecar issues its certificate; its Envoy need not run.
-    let cli = extsvc_generate(&w, "web", &["--dataplane", "web"], &resources);
-    assert_eq!(cli.code, Some(0), "{cli:?}");
-    let (cert, key) = w.identity_files("web");
+    // Generating a sidecar issues its certificate; its Envoy need not run. A client holding
+    // one speaks to the egress straight, as a stolen key would.
+    let identity = |dataplane: &str| {
+        let cli = extsvc_generate(&w, dataplane, &["--dataplane", dataplane], &resources);
+        assert_eq!(cli.code, Some(0), "{cli:?}");
+        w.identity_files(dataplane)
+    };
+    let (web, audit, batch) = (identity("web"), identity("audit"), identity("batch"));
     let client = |sni: &str| TlsClient::new(w.egress_at(1), sni).trust(w.mesh_ca.ca_path());
+    let httpbin_as = |(cert, key): &(PathBuf, PathBuf)| {
+        client("httpbin{mesh=default}")
+            .certificate(cert, key)
+            .send(w.path(), REQUEST)
+    };
+    let stat = |name: &str| format!("egress_external_service_httpbin.rbac.{name}");
     let listener = format!("listener.127.0.0.1_{}.ssl", w.egress_ports[0]);
 
-    // The mesh's certificate: served (what the refusals below are measured against).
-    let ok = client("httpbin{mesh=default}")
-        .certificate(&cert, &key)
-        .send(w.path(), REQUEST);
+    // web is allowed; audit too, counted and logged as a shadow denial.
+    let ok = httpbin_as(&web);
     assert!(ok.received.starts_with("HTTP/1.1 200"), "{ok:?}");
+    let shadowed = httpbin_as(&audit);
+    assert!(
+        shadowed.received.starts_with("HTTP/1.1 200"),
+        "{shadowed:?}"
+    );
+    egress
+        .envoy
+        .wait_for_stat(&stat("allowed"), WAIT, |n| n == 2);
+    egress
+        .envoy
+        .wait_for_stat(&stat("shadow_denied"), WAIT, |n| n == 1);
+    let audit_line = &lines(&egress.envoy, "spiffe://default/audit", 2)
+        .into_iter()
+        .find(|l| l.get("termination").is_some())
+        .unwrap();
+    assert_eq!(audit_line["rbac_shadow"], "denied", "{audit_line}");
 
-    // Another CA's: refused at the handshake.
+    // batch holds a real certificate of the mesh, and no permission: the connection is
+    // closed at its first bytes, and the world sees nothing of it.
+    let refused = httpbin_as(&batch);
+    assert!(
+        refused.log.contains("CONNECTION ESTABLISHED"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.received, "", "{refused:?}");
+    egress
+        .envoy
+        .wait_for_stat(&stat("denied"), WAIT, |n| n == 1);
+    let batch_line = &lines(&egress.envoy, "spiffe://default/batch", 1)[0];
+    assert_eq!(batch_line["external_service"], "httpbin", "{batch_line}");
+    assert!(
+        batch_line["termination"]
+            .as_str()
+            .unwrap()
+            .starts_with("rbac_access_denied"),
+        "{batch_line}"
+    );
+
+    // Another CA's certificate: refused at the handshake.
     let other = client("httpbin{mesh=default}")
         .certificate(&w.pki.client.cert_path, &w.pki.client.key_path)
         .send(w.path(), REQUEST);
@@ -313,21 +375,21 @@ fn the_egress_takes_only_clients_with_a_certificate_of_the_mesh_ca_and_a_known_s
 
     // An SNI of no service: no chain, the connection closed before any handshake.
     let unknown = client("elsewhere.test")
-        .certificate(&cert, &key)
+        .certificate(&web.0, &web.1)
         .send(w.path(), REQUEST);
     assert!(
         !unknown.log.contains("CONNECTION ESTABLISHED"),
         "{unknown:?}"
     );
-    let refused = lines(
+    let nowhere = lines(
         &egress.envoy,
         "\"requested_server_name\":\"elsewhere.test\"",
         1,
     );
-    assert_eq!(refused[0]["response_flags"], "NR", "{}", refused[0]);
+    assert_eq!(nowhere[0]["response_flags"], "NR", "{}", nowhere[0]);
 
-    // The world saw the one request served, nothing of the others.
-    assert_eq!(w.up.envoy.counter("http.tls.downstream_rq_total"), 1);
+    // The world saw the two requests allowed, nothing of the others.
+    assert_eq!(w.up.envoy.counter("http.tls.downstream_rq_total"), 2);
 }
 
 /// `extsvc generate` of `role` into `<world>/<name>/` (bootstrap and `xds/`), no Envoy.
@@ -489,7 +551,7 @@ fn a_dataplane_certificate_is_never_the_egresses_and_a_run_without_xds_dir_is_re
     assert_eq!(cli.code, Some(1), "{cli:?}");
     assert!(
         cli.stderr.contains(
-            "no Dataplane \"nobody\" in mesh \"default\": there are \"web\", \"batch\", \"impostor\""
+            "no Dataplane \"nobody\" in mesh \"default\": there are \"web\", \"batch\", \"audit\", \"impostor\""
         ),
         "{cli:?}"
     );
