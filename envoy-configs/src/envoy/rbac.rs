@@ -49,11 +49,9 @@ pub struct Permission {
 #[serde(rename_all = "snake_case")]
 pub enum Principal {
     AndIds(PrincipalSet),
-    OrIds(PrincipalSet),
     NotId(Box<Principal>),
     /// A certificate whose SAN (URI first, then DNS) or subject matches.
     Authenticated(Authenticated),
-    Any(bool),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,7 +5,7 @@
 //!
 //! - [`cluster`]: one cluster per `kuma.io/service` (endpoints, type, DNS) and the passthrough
 //!   cluster;
-//! - [`names`]: the names several builders use (a service's cluster);
+//! - [`names`]: the names several builders use (a service's cluster, its SNI to the egress);
 //! - [`tls`]: TLS origination (`UpstreamTlsContext`) in a cluster's transport socket;
 //! - [`protocol`]: HTTP/2 upstream options and ALPN;
 //! - [`listener`]: the outbound HTTP proxy listener and one listener per Dataplane outbound;

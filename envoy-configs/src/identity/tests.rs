@@ -384,3 +384,32 @@ fn what_cannot_be_issued_says_what_to_change() {
     let e = issued(&zero, &Role::ZoneEgress("egress".into()), None, at(0)).unwrap_err();
     assert!(e.contains("expires before Envoy can use it"), "{e}");
 }
+
+#[test]
+fn the_ca_may_be_given_by_secrets_of_its_mesh() {
+    let (cert, key) = good_ca();
+    let secret = |name: &str, pem: &str| {
+        format!(
+            "type: Secret\nname: {name}\nmesh: default\ndata: {}\n---\n",
+            b64(pem)
+        )
+    };
+    let resources = format!(
+        "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca\n  backends:\n  - name: ca\n    \
+         type: provided\n    conf: {{cert: {{secret: ca-cert}}, key: {{secret: ca-key}}}}\n---\n\
+         {}{}{ZONE_EGRESS}",
+        secret("ca-cert", &cert),
+        secret("ca-key", &key),
+    );
+    assert_eq!(violations(&resources), []);
+    let f = Fixture::new(&resources);
+    let egress = issued(&f, &Role::ZoneEgress("egress".into()), None, at(0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(egress.uris, zone_egress_uris("default"));
+    assert_eq!(
+        egress.renew_at,
+        at(24 * 60 * 60 * 4 / 5),
+        "Kuma's default: 24h"
+    );
+}

@@ -481,6 +481,12 @@ fn each_certificate_says_who_for_the_backends_lifetime_and_the_ca_key_is_in_no_o
         assert_eq!(mode("sds/mesh_ca.yaml"), 0o644, "{name}");
         assert_eq!(mode("cds.yaml"), 0o644, "{name}");
     }
+    // Generating again keeps the certificate while it serves: Envoy is not woken for nothing.
+    let web_identity = || fs::read(w.path().join("web/xds/sds/identity.yaml")).unwrap();
+    let first = web_identity();
+    let again = extsvc_generate(&w, "web", &["--dataplane", "web"], &resources);
+    assert_eq!(again.code, Some(0), "{again:?}");
+    assert_eq!(web_identity(), first);
     let issued = |name: &str| read_certificate(&identity_of(&w.path().join(name).join("xds")).0);
     let ca_subject = {
         let der = CertificateDer::from_pem_slice(w.mesh_ca.ca_pem().as_bytes()).unwrap();
@@ -825,5 +831,37 @@ fn validate_reports_the_mesh_ca_in_kumas_words_and_issuing_names_a_key_it_cannot
             .contains("mtls.backends[0]: conf.key: only a PKCS#8 key")
             && cli.stderr.contains("openssl pkcs8 -topk8 -nocrypt"),
         "{cli:?}"
+    );
+}
+
+#[test]
+fn without_routing_through_the_egress_a_dataplane_reaches_its_services_itself() {
+    let w = World::new(1);
+    let direct = w
+        .resources("1h")
+        .replace("routing: {zoneEgress: true}\n", "");
+    let cli = extsvc_generate(&w, "web", &["--dataplane", "web"], &direct);
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    let xds = w.path().join("web/xds");
+    let cds: Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(xds.join("cds.yaml")).unwrap()).unwrap();
+    let httpbin = cds["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "external_service_httpbin")
+        .unwrap();
+    let endpoint = &httpbin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"];
+    assert_eq!(
+        endpoint["address"]["socket_address"]["address"], "httpbin.test",
+        "{httpbin}"
+    );
+    assert_eq!(
+        httpbin["transport_socket"]["typed_config"]["sni"], "httpbin.test",
+        "{httpbin}"
+    );
+    assert!(
+        !xds.join("sds/identity.yaml").exists(),
+        "no certificate needed"
     );
 }
