@@ -529,7 +529,7 @@ fn each_certificate_says_who_for_the_backends_lifetime_and_the_ca_key_is_in_no_o
 }
 
 #[test]
-fn a_dataplane_certificate_is_never_the_egresses_and_a_run_without_xds_dir_is_refused() {
+fn what_cannot_be_made_is_refused_saying_what_to_change() {
     let w = World::new(1);
     let resources = w.resources("1h")
         + "---\n"
@@ -575,6 +575,29 @@ fn a_dataplane_certificate_is_never_the_egresses_and_a_run_without_xds_dir_is_re
     );
     assert_eq!(cli.code, Some(2), "{cli:?}");
     assert!(cli.stderr.contains("give --xds-dir DIR"), "{cli:?}");
+
+    // The egress binds its address: a name there cannot be listened on.
+    let by_name = resources.replace(
+        "name: egress-1\nnetworking: {address: 127.0.0.1,",
+        "name: egress-1\nnetworking: {address: egress.test,",
+    );
+    let cli = extsvc_generate(&w, "by-name", &["--zone-egress", "egress-1"], &by_name);
+    assert_eq!(cli.code, Some(1), "{cli:?}");
+    assert!(
+        cli.stderr
+            .contains("ZoneEgress \"egress-1\": networking.address: the egress listens there"),
+        "{cli:?}"
+    );
+
+    // A mesh that routes through the egress, and none is declared.
+    let no_egress: String = resources
+        .split("---\n")
+        .filter(|doc| !doc.starts_with("type: ZoneEgress"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let cli = extsvc_generate(&w, "no-egress", &["--dataplane", "web"], &no_egress);
+    assert_eq!(cli.code, Some(1), "{cli:?}");
+    assert!(cli.stderr.contains("no ZoneEgress is declared"), "{cli:?}");
 }
 
 /// The serial numbers of the certificates an Envoy presents (its admin's `/certs`).
