@@ -81,7 +81,7 @@ fuzz: ## Run each cargo-fuzz target for FUZZ_SECONDS (default 60), one job; cras
 	done
 
 .PHONY: bench bench-hostcalls bench-tools
-bench: build bench-tools ## Benchmarks (~35 min, not in `make test`; root for part 4): wasm vs native vs Lua (CPU, and instructions under callgrind), also through the transparent proxy; fuel, scale -> BENCHMARKS.md
+bench: build bench-tools ## Benchmarks (~45 min, not in `make test`; root for parts 4 and 5): wasm vs native vs Lua (CPU, and instructions under callgrind), also through the transparent proxy; fuel, scale; Envoy with MeshPassthrough at 10 and 10,000 matches -> BENCHMARKS.md
 	$(CARGO) run --release -q -p extsvc-bench --bin bench -- --out BENCHMARKS.md
 
 bench-hostcalls: build bench-tools ## Proxy CPU and instructions per request of each host call of the forward path (~20 min, not in `make test`; prints a table)

@@ -74,8 +74,35 @@ pub fn count(
     options: &EnvoyOptions,
     send: &(dyn Fn(&str, usize) -> Result<(), String> + Sync),
 ) -> Result<BTreeMap<String, Counted>, String> {
+    let proxies = start(dir, variants, options)?;
+    let mut counted = BTreeMap::new();
+    for p in &proxies {
+        runner::check()?;
+        let c = p.count(&p.kind, WARM_UP, COUNTED, &|n| send(&p.kind, n))?;
+        counted.insert(p.kind.clone(), c);
+    }
+    Ok(counted)
+}
+
+/// A proxy running under callgrind, ready to be counted.
+pub struct UnderCallgrind {
+    pub kind: String,
+    proc: Proc,
+    /// Callgrind's output file, beside which it writes its dumps.
+    out: PathBuf,
+    /// The proxy's uid, which `callgrind_control` must take.
+    uid: Option<u32>,
+}
+
+/// Starts every `(kind, config)` under callgrind at once (they only count, so they may run
+/// side by side) and waits until each is ready.
+pub fn start(
+    dir: &Path,
+    variants: &[(&str, PathBuf)],
+    options: &EnvoyOptions,
+) -> Result<Vec<UnderCallgrind>, String> {
     which_valgrind()?;
-    let started: Vec<Result<(String, Proc, PathBuf), String>> = thread::scope(|s| {
+    let started: Vec<Result<UnderCallgrind, String>> = thread::scope(|s| {
         let handles: Vec<_> = variants
             .iter()
             .map(|(kind, config)| {
@@ -88,7 +115,12 @@ pub fn count(
                         ..options.clone()
                     };
                     let name = format!("{kind}-callgrind");
-                    Proc::start(dir, &name, config, &opts, None).map(|p| (kind.to_string(), p, out))
+                    Proc::start(dir, &name, config, &opts, None).map(|proc| UnderCallgrind {
+                        kind: kind.to_string(),
+                        proc,
+                        out,
+                        uid: options.uid,
+                    })
                 })
             })
             .collect();
@@ -100,39 +132,45 @@ pub fn count(
             })
             .collect()
     });
-    let mut procs = Vec::new();
-    for s in started {
-        procs.push(s?);
-    }
-    let mut counted = BTreeMap::new();
-    for (kind, proc, out) in &procs {
-        runner::check()?;
-        send(kind, WARM_UP)?;
-        let uid = options.uid;
-        control(proc.pid(), uid, "--zero")?;
+    started.into_iter().collect()
+}
+
+impl UnderCallgrind {
+    /// Warms the proxy up with `warm_up` requests, then counts it across [`IDLE`] without
+    /// requests and across `requests` requests, which `send(n)` makes one after another.
+    /// `label` names the count in the log.
+    pub fn count(
+        &self,
+        label: &str,
+        warm_up: usize,
+        requests: usize,
+        send: &dyn Fn(usize) -> Result<(), String>,
+    ) -> Result<Counted, String> {
+        let (pid, uid, out) = (self.proc.pid(), self.uid, &self.out);
+        send(warm_up)?;
+        control(pid, uid, "--zero")?;
         let idle_from = Instant::now();
         thread::sleep(IDLE);
-        let idle = dump(proc.pid(), uid, out)?;
+        let idle = dump(pid, uid, out)?;
         let idle_per_second = idle as f64 / idle_from.elapsed().as_secs_f64();
-        control(proc.pid(), uid, "--zero")?;
+        control(pid, uid, "--zero")?;
         let from = Instant::now();
-        send(kind, COUNTED)?;
+        send(requests)?;
         let seconds = from.elapsed().as_secs_f64();
-        let instructions = dump(proc.pid(), uid, out)?;
+        let instructions = dump(pid, uid, out)?;
         let c = Counted {
-            requests: COUNTED,
+            requests,
             instructions,
             seconds,
             idle_per_second,
         };
         log(&format!(
-            "callgrind {kind}: {:.0} instructions per request ({instructions} in {seconds:.1} s, {:.2} M a second idle)",
+            "callgrind {label}: {:.0} instructions per request ({instructions} in {seconds:.1} s, {:.2} M a second idle)",
             c.per_request(),
             idle_per_second / 1e6
         ));
-        counted.insert(kind.clone(), c);
+        Ok(c)
     }
-    Ok(counted)
 }
 
 fn which_valgrind() -> Result<(), String> {

@@ -13,6 +13,8 @@
 //! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
 //! - [`transparent`]: part 4, A/B/C through the transparent proxy's VIP listeners, in network
 //!   namespaces.
+//! - [`mesh_passthrough`]: part 5, Envoy's instructions per request with the transparent
+//!   proxy's MeshPassthrough at 10 and at 10,000 matches, in network namespaces.
 //! - [`report`]: writes BENCHMARKS.md.
 //! - [`hostcalls`]: what each host call of the forward path costs (`make bench-hostcalls`, not
 //!   in `make bench`).
@@ -22,6 +24,7 @@ pub mod fuel;
 pub mod hostcalls;
 pub mod instructions;
 pub mod load;
+pub mod mesh_passthrough;
 pub mod report;
 pub mod scale;
 pub mod throughput;
@@ -81,6 +84,9 @@ pub struct Knobs {
     /// The paths (`plain`, `tls`, `transparent`, and `profiles` for the release profile study)
     /// whose variants' instructions per request are counted under callgrind.
     pub callgrind: Vec<String>,
+    /// Part 5's match counts (none skips it) and requests counted per request kind.
+    pub mpt_matches: Vec<usize>,
+    pub mpt_requests: usize,
 }
 
 /// Service `i`'s name: fixed width, so that strings have the same length at every count.
@@ -293,6 +299,7 @@ pub struct Results {
     pub prof_t: Option<Throughput>,
     pub scale: Vec<scale::Row>,
     pub transparent: Option<Throughput>,
+    pub mesh_passthrough: Option<mesh_passthrough::Cost>,
     /// Path (`plain`, `tls`, `transparent`, `profiles`) -> variant -> instructions, when counted.
     pub instructions: BTreeMap<String, BTreeMap<String, instructions::Counted>>,
     pub elapsed: Duration,
@@ -394,6 +401,7 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     } else {
         None
     };
+    let mesh_passthrough = part5(&bench)?;
     let elapsed = started.elapsed();
     machine.load_after = runner::load_average(true);
     let results = Results {
@@ -406,6 +414,7 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         prof_t,
         scale,
         transparent,
+        mesh_passthrough,
         instructions: counted,
         elapsed,
     };
@@ -415,6 +424,27 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         out.display(),
         elapsed.as_secs_f64()
     ));
+    Ok(())
+}
+
+/// Part 5, unless `BENCH_MPT_MATCHES` names no count.
+fn part5(bench: &Bench) -> Result<Option<mesh_passthrough::Cost>, String> {
+    if bench.knobs.mpt_matches.is_empty() {
+        return Ok(None);
+    }
+    log("part 5: MeshPassthrough's filter chains in Envoy, under callgrind");
+    mesh_passthrough::run(bench).map(Some)
+}
+
+/// Part 5 alone (`BENCH_ONLY=mesh-passthrough`): its section, after the machine's, in `out`.
+pub fn run_mesh_passthrough_only(knobs: Knobs, out: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let mut machine = report::Machine::now(&knobs);
+    let bench = Bench::start(knobs)?;
+    let cost = part5(&bench)?.ok_or("BENCH_MPT_MATCHES names no count: nothing to run")?;
+    machine.load_after = runner::load_average(true);
+    report::write_mesh_passthrough_only(&bench, &machine, &cost, started.elapsed(), out)?;
+    log(&format!("wrote {}", out.display()));
     Ok(())
 }
 

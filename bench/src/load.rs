@@ -192,6 +192,60 @@ pub fn in_sequence(addr: SocketAddr, host: &str, n: usize) -> Result<(), String>
     Ok(())
 }
 
+/// `n` TLS ClientHellos naming `sni`, each on a connection of its own to `addr` (from the
+/// calling thread's network namespace) and each echoed back whole before that connection
+/// closes: what a proxy that routes by SNI does once per connection, with an echo server
+/// behind it. No handshake follows, so no TLS library is needed.
+pub fn hellos_in_sequence(addr: SocketAddr, sni: &str, n: usize) -> Result<(), String> {
+    let hello = client_hello(sni);
+    let t = Duration::from_secs(60);
+    for i in 0..n {
+        let err = |e: std::io::Error| {
+            format!("ClientHello with SNI {sni} to {addr}, connection {i} of {n}: {e}")
+        };
+        let mut s = TcpStream::connect_timeout(&addr, t).map_err(err)?;
+        s.set_read_timeout(Some(t)).map_err(err)?;
+        s.set_nodelay(true).map_err(err)?;
+        s.write_all(&hello).map_err(err)?;
+        let mut echoed = vec![0; hello.len()];
+        s.read_exact(&mut echoed).map_err(err)?;
+        if echoed != hello {
+            return Err(format!(
+                "ClientHello with SNI {sni} to {addr}, connection {i} of {n}: another answer came back"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A TLS 1.2 ClientHello record with one cipher suite and one extension, `sni` as its server
+/// name: enough for Envoy's TLS inspector to read the SNI.
+pub fn client_hello(sni: &str) -> Vec<u8> {
+    let name = sni.as_bytes();
+    // server_name: a list of one host_name (type 0).
+    let names = [&be(name.len() + 3, 2)[..], &[0], &be(name.len(), 2), name].concat();
+    let extensions = [&[0, 0][..], &be(names.len(), 2), &names].concat();
+    let hello = [
+        &[3, 3][..],
+        &[0; 32],
+        // No session id; TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256; no compression.
+        &[0],
+        &[0, 2, 0xc0, 0x2f],
+        &[1, 0],
+        &be(extensions.len(), 2),
+        &extensions,
+    ]
+    .concat();
+    let handshake = [&[1][..], &be(hello.len(), 3), &hello].concat();
+    [&[0x16, 3, 1][..], &be(handshake.len(), 2), &handshake].concat()
+}
+
+/// `n`'s last `width` bytes, big-endian.
+fn be(n: usize, width: usize) -> Vec<u8> {
+    let bytes = n.to_be_bytes();
+    bytes[bytes.len() - width..].to_vec()
+}
+
 /// The length of the first response in `buf` once it is all there (its body sized by
 /// `content-length`, absent meaning empty).
 fn whole_response(buf: &[u8]) -> Option<usize> {
@@ -209,7 +263,33 @@ fn whole_response(buf: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{micros, whole_response};
+    use super::{client_hello, micros, whole_response};
+
+    /// The record, the handshake and the extension each say their own length, and the server
+    /// name is where a TLS parser looks for it.
+    #[test]
+    fn a_client_hello_carries_its_sni_where_tls_puts_it() {
+        let hello = client_hello("a.example.test");
+        let len = |at: usize, width: usize| {
+            hello[at..at + width]
+                .iter()
+                .fold(0, |n, &b| n << 8 | usize::from(b))
+        };
+        assert_eq!(hello[..3], [0x16, 3, 1]);
+        assert_eq!(len(3, 2), hello.len() - 5);
+        assert_eq!((hello[5], len(6, 3)), (1, hello.len() - 9));
+        // Version, random, session id, cipher suites, compression: 2 + 32 + 1 + 4 + 2.
+        let extensions = 9 + 41;
+        assert_eq!(len(extensions, 2), hello.len() - extensions - 2);
+        // server_name (type 0), its length, the list's length, host_name (0), the name's.
+        let server_name = extensions + 2;
+        assert_eq!(len(server_name, 2), 0);
+        assert_eq!(len(server_name + 2, 2), hello.len() - server_name - 4);
+        assert_eq!(len(server_name + 4, 2), hello.len() - server_name - 6);
+        assert_eq!(len(server_name + 6, 1), 0);
+        assert_eq!(len(server_name + 7, 2), "a.example.test".len());
+        assert_eq!(&hello[server_name + 9..], b"a.example.test");
+    }
 
     #[test]
     fn wrk_units() {

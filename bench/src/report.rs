@@ -1,11 +1,14 @@
-//! BENCHMARKS.md: targets, part 1 tables and ratios, fuel, profiles, scale, the hand-written
-//! notes (`bench/NOTES.md`), and the "## Soak" section kept from the file as it was.
+//! BENCHMARKS.md: targets, part 1 tables and ratios, fuel, profiles, scale, the transparent
+//! proxy (parts 4 and 5), the hand-written notes (`bench/NOTES.md`), and the "## Soak" section
+//! kept from the file as it was; or part 5's section alone (`BENCH_ONLY`).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use super::instructions::{callgrind, Counted, COUNTED, IDLE, WARM_UP};
+use super::mesh_passthrough::{self as mpt, Cost, Request};
 use super::{
     max, med, min, Bench, Knobs, Results, Sample, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST,
 };
@@ -213,6 +216,161 @@ fn bold_ok(c: bool) -> &'static str {
     }
 }
 
+/// The machine and versions, and how long the run took.
+fn machine_lines(m: &Machine, elapsed: Duration) -> Vec<String> {
+    vec![
+        "## Machine and versions\n".into(),
+        format!(
+            "- Date: {}; commit {}; whole run {:.1} min",
+            m.date,
+            m.commit,
+            elapsed.as_secs_f64() / 60.0
+        ),
+        format!(
+            "- `nproc`: {}; CPU: {}; kernel {}; Debian {}",
+            m.nproc, m.cpu, m.kernel, m.debian
+        ),
+        format!(
+            "- Load average before / after: `{}` / `{}` (the machine is shared)",
+            m.load, m.load_after
+        ),
+        format!("- Envoy: `{}`", m.envoy),
+        format!(
+            "- wrk: `{}`; {}; wasm-opt: {}\n",
+            m.wrk, m.rustc, m.wasm_opt
+        ),
+    ]
+}
+
+/// Instructions per request of part 5 may grow this much from the fewest matches to the most,
+/// as per-request fuel may in the filter (part 2).
+const MPT_RATIO_TARGET: f64 = 1.10;
+
+/// The largest of part 5's ratios (most matches over fewest), over the four requests.
+fn mpt_worst_ratio(c: &Cost) -> f64 {
+    Request::ALL
+        .iter()
+        .map(|&r| c.ratio(r))
+        .fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Part 5's target row.
+fn mpt_target(c: &Cost) -> String {
+    let counts: Vec<&usize> = c.counted.keys().collect();
+    let (fewest, most) = (
+        counts.first().map_or(0, |n| **n),
+        counts.last().map_or(0, |n| **n),
+    );
+    let worst = mpt_worst_ratio(c);
+    format!(
+        "| Envoy's MeshPassthrough chains (transparent proxy): instructions per request {fewest} -> {most} matches <= +{:.0}% | worst x{worst:.3} | {} |",
+        (MPT_RATIO_TARGET - 1.0) * 100.0,
+        ok(worst <= MPT_RATIO_TARGET)
+    )
+}
+
+/// Part 5's section: setup, then instructions per request by request and match count.
+/// `dir`: where its files are, as the report names it.
+fn mesh_passthrough_section(c: &Cost, kn: &Knobs, dir: &str) -> Vec<String> {
+    let mut l = vec![
+        "## 5. MeshPassthrough in Envoy: the transparent proxy's capture listener at scale\n".to_string(),
+        format!(
+            "Setup: two network namespaces of its own, as in part 4 (`extsvc transparent-proxy install --envoy-uid 5678` in the app's). \
+             The Mesh's passthrough off and one MeshPassthrough (`Matched`) of N `appendMatch` entries: N/2 `Domain` with protocol `http` \
+             on port {http} and N/2 with protocol `tls` on port {tls}, the same values in both, alternately an exact name (`{e0}`, `{e2}`, ...) \
+             and a wildcard (`{w1}`, `{w3}`, ...), of {lengths} lengths (the first label is padded): Envoy looks a wildcard `Host` up \
+             once per distinct length of the wildcard domains, longest first, and an SNI once per label. `extsvc generate --transparent-proxy` \
+             makes them the capture listeners' filter chains (IPv4 and IPv6): `server_names` for SNI, one virtual host's domains for `Host`, \
+             both to the dynamic forward proxy. The proxy Envoy (uid 5678, `--concurrency 1`, access logs removed as in part 1) runs \
+             under callgrind, one N at a time; each request is sent once (it must get through), then each is counted in turn: \
+             {warm} to warm up (no wasm and no Lua on this path: connections and the DNS cache), {idle} s idle, then {n} one after another, \
+             per request as in part 1. `Host`: `GET /get` with `Host: NAME:{http}` on one kept-alive connection to the world's address, \
+             port {http}, which the rules capture. SNI: a connection per request to port {tls}, captured, that sends a TLS ClientHello \
+             naming NAME, which Envoy's TLS inspector reads; the world's TCP echo server sends it back; then closed (no handshake: \
+             Envoy passes TLS through). NAME: `{exact}`, and under `{w1}` `{wild}`, longer than every wildcard, so that every length \
+             is tried.\n",
+            http = mpt::HTTP_PORT,
+            tls = mpt::TLS_PORT,
+            e0 = mpt::value(0),
+            e2 = mpt::value(2),
+            w1 = mpt::value(1),
+            w3 = mpt::value(3),
+            lengths = mpt::LENGTHS,
+            warm = mpt::WARM_UP,
+            idle = IDLE.as_secs(),
+            n = kn.mpt_requests,
+            exact = mpt::exact_name(),
+            wild = mpt::wildcard_name(),
+        ),
+    ];
+    let counts: Vec<usize> = c.counted.keys().copied().collect();
+    let (first, last) = (counts.first().copied(), counts.last().copied());
+    let header: String = counts.iter().map(|n| format!(" {n} matches |")).collect();
+    let ratio_header = match (first, last) {
+        (Some(f), Some(t)) if f != t => format!(" {t}/{f} |"),
+        _ => String::new(),
+    };
+    l.push(format!(
+        "| instructions per request (callgrind) |{header}{ratio_header}"
+    ));
+    l.push(format!(
+        "|---|{}{}",
+        "---:|".repeat(counts.len()),
+        if ratio_header.is_empty() { "" } else { "---:|" }
+    ));
+    for request in Request::ALL {
+        let cells: String = counts
+            .iter()
+            .map(|n| {
+                c.counted
+                    .get(n)
+                    .and_then(|r| r.get(&request))
+                    .map_or(" ? |".to_string(), |x| format!(" {:.0} |", x.per_request()))
+            })
+            .collect();
+        let ratio = if ratio_header.is_empty() {
+            String::new()
+        } else {
+            format!(" {:.3} |", c.ratio(request))
+        };
+        l.push(format!("| {} |{cells}{ratio}", request.title()));
+    }
+    let bytes: String = counts
+        .iter()
+        .map(|n| format!(" {} |", c.config_bytes.get(n).copied().unwrap_or(0)))
+        .collect();
+    l.push(format!(
+        "| configuration bytes |{bytes}{}\n",
+        if ratio_header.is_empty() { "" } else { " |" }
+    ));
+    l.push(format!(
+        "Command: `{}`. Configurations, logs and callgrind dumps: `{dir}/`.\n",
+        c.gen_cmd.join(" "),
+    ));
+    l
+}
+
+/// Part 5's report alone (`BENCH_ONLY=mesh-passthrough`): the machine, its target and its
+/// section.
+pub fn write_mesh_passthrough_only(
+    b: &Bench,
+    m: &Machine,
+    c: &Cost,
+    elapsed: Duration,
+    out: &Path,
+) -> Result<(), String> {
+    let mut l = vec![
+        "# Benchmarks: part 5 alone\n".to_string(),
+        "Written by `BENCH_ONLY=mesh-passthrough` (`bench/src/bin/bench.rs`): part 5 of `make bench` alone.\n"
+            .to_string(),
+    ];
+    l.extend(machine_lines(m, elapsed));
+    l.push("| target | result | |\n|---|---|---|".into());
+    l.push(mpt_target(c) + "\n");
+    l.extend(mesh_passthrough_section(c, &m.knobs, &b.rel(&c.dir)));
+    fs::write(out, l.join("\n") + "\n").map_err(|e| format!("writing {}: {e}", out.display()))
+}
+
 /// Writes the report to `out`.
 pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     let m = &r.machine;
@@ -232,26 +390,7 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
        Hand-written notes live in `bench/NOTES.md` and are appended below.\n"
             .into(),
     );
-    w("## Machine and versions\n".into());
-    w(format!(
-        "- Date: {}; commit {}; whole run {:.1} min",
-        m.date,
-        m.commit,
-        r.elapsed.as_secs_f64() / 60.0
-    ));
-    w(format!(
-        "- `nproc`: {}; CPU: {}; kernel {}; Debian {}",
-        m.nproc, m.cpu, m.kernel, m.debian
-    ));
-    w(format!(
-        "- Load average before / after: `{}` / `{}` (the machine is shared)",
-        m.load, m.load_after
-    ));
-    w(format!("- Envoy: `{}`", m.envoy));
-    w(format!(
-        "- wrk: `{}`; {}; wasm-opt: {}\n",
-        m.wrk, m.rustc, m.wasm_opt
-    ));
+    machine_lines(m, r.elapsed).into_iter().for_each(&mut w);
     w("## Targets\n".into());
     // label -> [fwd 1, fwd N, deny 1, deny N, configure fuel N, configure wall N]
     let summary: Vec<(String, Vec<String>)> = r
@@ -354,6 +493,9 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
             "| Envoy LIVE with the filter at 10,000 services <= {LIVE_AFTER_NATIVE_TARGET_S} s after native | +{after_native:.2} s | {} |",
             ok(after_native <= LIVE_AFTER_NATIVE_TARGET_S)
         ));
+    }
+    if let Some(c) = &r.mesh_passthrough {
+        w(mpt_target(c));
     }
     w(String::new());
     w("## 1. Throughput and latency through Envoy\n".into());
@@ -618,6 +760,11 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
             w(instructions_table(c));
         }
     }
+    if let Some(c) = &r.mesh_passthrough {
+        mesh_passthrough_section(c, kn, &b.rel(&c.dir))
+            .into_iter()
+            .for_each(&mut w);
+    }
     if let Ok(notes) = fs::read_to_string(b.root.join("bench/NOTES.md")) {
         w(notes);
     }
@@ -628,4 +775,99 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
         }
     }
     fs::write(out, l.join("\n") + "\n").map_err(|e| format!("writing {}: {e}", out.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+
+    fn counted(per_request: u64) -> Counted {
+        Counted {
+            requests: 10,
+            instructions: per_request * 10,
+            seconds: 1.0,
+            idle_per_second: 0.0,
+        }
+    }
+
+    /// Part 5 at two counts: `Host` exact flat, `Host` wildcard +20%, SNI flat.
+    fn cost(wildcard_at_most: u64) -> Cost {
+        let at = |wildcard: u64| {
+            Request::ALL
+                .into_iter()
+                .map(|r| {
+                    (
+                        r,
+                        counted(if r == Request::HostWildcard {
+                            wildcard
+                        } else {
+                            1000
+                        }),
+                    )
+                })
+                .collect()
+        };
+        Cost {
+            counted: [(10, at(1000)), (10_000, at(wildcard_at_most))].into(),
+            config_bytes: [(10, 100), (10_000, 20_000)].into(),
+            ..Cost::default()
+        }
+    }
+
+    #[test]
+    fn part5_compares_the_most_matches_with_the_fewest_and_names_the_worst() {
+        let c = cost(1200);
+        assert_eq!(c.ratio(Request::HostExact), 1.0);
+        assert!((c.ratio(Request::HostWildcard) - 1.2).abs() < 1e-9);
+        assert!(
+            mpt_target(&c).ends_with("| worst x1.200 | **missed** |"),
+            "{}",
+            mpt_target(&c)
+        );
+        assert!(mpt_target(&cost(1050)).ends_with("| worst x1.050 | met |"));
+    }
+
+    #[test]
+    fn part5_tabulates_each_request_at_each_count_and_the_ratio() {
+        let knobs = Knobs {
+            rounds: 1,
+            seconds: 1,
+            lat_seconds: 1,
+            connections: 1,
+            services: 43,
+            scale: Vec::new(),
+            profiles: false,
+            port_base: None,
+            access_log: false,
+            tproxy_rounds: 0,
+            tproxy_seconds: 1,
+            callgrind: Vec::new(),
+            mpt_matches: vec![10, 10_000],
+            mpt_requests: 10,
+        };
+        let section = mesh_passthrough_section(&cost(1200), &knobs, "target/bench/mpt");
+        let table: Vec<&str> = section
+            .iter()
+            .flat_map(|s| s.lines())
+            .filter(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(
+            table,
+            [
+                "| instructions per request (callgrind) | 10 matches | 10000 matches | 10000/10 |",
+                "|---|---:|---:|---:|",
+                &format!("| {} | 1000 | 1000 | 1.000 |", Request::HostExact.title()),
+                &format!(
+                    "| {} | 1000 | 1200 | 1.200 |",
+                    Request::HostWildcard.title()
+                ),
+                &format!("| {} | 1000 | 1000 | 1.000 |", Request::SniExact.title()),
+                &format!("| {} | 1000 | 1000 | 1.000 |", Request::SniWildcard.title()),
+                "| configuration bytes | 100 | 20000 | |",
+            ]
+        );
+        assert!(section.last().unwrap().contains("`target/bench/mpt/`"));
+    }
 }

@@ -5,12 +5,16 @@
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
+use external_service_model::catalog;
 use external_service_model::contract::MODULE_PATH;
 
 use crate::atomic::{self, WriteError};
 use crate::generate::{self, xds, Options};
+use crate::identity::{self, Issued};
 use crate::read::{self, Loaded};
+use crate::role::Role;
 use crate::xds_dir;
 
 /// The bootstrap's format.
@@ -93,6 +97,9 @@ pub struct Generated {
     pub private: bool,
     /// With `--xds-dir`: the xDS files, and whether any of them changed.
     pub xds: Option<(xds::Files, bool)>,
+    /// The certificate this Envoy presents, when its role has one: `watch` renews it at its
+    /// `renew_at`.
+    pub identity: Option<Issued>,
 }
 
 /// Checks the resources, generates, and writes the secrets' and the xDS files; warnings
@@ -106,6 +113,9 @@ pub fn apply(request: &Request, notes: &mut dyn Write) -> Result<Generated, Erro
     if let (Some(dir), Some(transparent)) = (&options.xds_dir, &mut options.transparent) {
         // A first run too keeps what it allocates, so names that hash alike can both have one.
         transparent.previous = Some(xds_dir::kept_vips(dir)?.unwrap_or_default());
+    }
+    if let (Some(dir), false) = (&options.xds_dir, options.role == Role::Mesh) {
+        options.identity = identity(&loaded, &options, dir)?;
     }
     let bootstrap = match generate::generate(&loaded, &options) {
         Ok(b) => b,
@@ -143,7 +153,26 @@ pub fn apply(request: &Request, notes: &mut dyn Write) -> Result<Generated, Erro
         bootstrap: text,
         private: bootstrap.inline_private_keys,
         xds,
+        identity: options.identity,
     })
+}
+
+/// The certificate the role's Envoy presents: the one in `dir` while it serves, else a new
+/// one from the mesh CA.
+fn identity(loaded: &Loaded, options: &Options, dir: &Path) -> Result<Option<Issued>, Error> {
+    let resources = &loaded.checked.resources;
+    let mesh = catalog::select_mesh(resources, options.mesh.as_deref())
+        .map_err(|e| Error::Generate(generate::Error::Mesh(e)))?;
+    let kept = xds_dir::kept_identity(dir);
+    identity::for_role(
+        resources,
+        &loaded.resolved,
+        &mesh,
+        &options.role,
+        kept.as_ref(),
+        SystemTime::now(),
+    )
+    .map_err(|e| Error::Generate(generate::Error::Proxy(e)))
 }
 
 /// Writes the bootstrap to `path` unless it already holds it (what `watch` does after

@@ -15,7 +15,7 @@ use external_service_model::{Origin, Report};
 use serde_json::Value;
 
 use crate::resolve::{self, Resolved};
-use crate::{cluster_rules, policy};
+use crate::{cluster_rules, identity, policy};
 
 /// A file that could not be read at all: a usage problem rather than bad content.
 #[derive(Debug)]
@@ -185,9 +185,11 @@ pub fn check(documents: Vec<(Value, Origin)>) -> Loaded {
 type NativeCheck = fn(&[Resource], &Resolved) -> Vec<Vec<Violation>>;
 
 /// The checks the model leaves to `extsvc`, in the order their violations are reported.
-const NATIVE_CHECKS: [NativeCheck; 3] = [
+const NATIVE_CHECKS: [NativeCheck; 4] = [
     // Files and PEM data.
     resolve::check,
+    // The Mesh's CA and its certificates' lifetime.
+    identity::check,
     // The traffic policies.
     |resources, _| policy::check(resources),
     // What the routes of one Envoy configuration cannot tell apart.

@@ -1,17 +1,19 @@
 //! DataSources made concrete for native tools, once: bytes from inline data and Secrets, and
 //! files by their path beside the resource file that names them ([`resolve`]); then checks
 //! that files can be read, certificates and keys parse and belong together ([`check`]). The
-//! builders take the [`Resolved`] value. Never part of the module.
+//! builders take the [`Resolved`] value. Never part of the module. The Mesh's own CA is
+//! resolved here too; `crate::identity` checks it and issues from it.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
 
 use external_service_model::data_source::{decode_base64, find_secret, single_source};
 use external_service_model::report::Violation;
-use external_service_model::resource::{DataSource, Kind, Resource, Source, Spec};
+use external_service_model::resource::{CaBackend, DataSource, Kind, Resource, Source, Spec};
 
 /// What Envoy is given for a DataSource: the bytes, or the path of a file it reads itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,11 +32,54 @@ pub struct TlsMaterial {
     pub client_key: Option<Material>,
 }
 
+/// The material of a Mesh CA backend of type `provided`; a field is `None` when the backend
+/// does not set it (or the check reports why it cannot be had).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct CaMaterial {
+    pub cert: Option<Material>,
+    pub key: Option<Material>,
+}
+
+/// Leaves the bytes out: the key is the mesh's CA key.
+impl std::fmt::Debug for CaMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |m: &Option<Material>| match m {
+            Some(Material::File(path)) => format!("file {}", path.display()),
+            Some(Material::Inline(bytes)) => format!("<{} bytes>", bytes.len()),
+            None => "none".to_string(),
+        };
+        f.debug_struct("CaMaterial")
+            .field("cert", &shown(&self.cert))
+            .field("key", &shown(&self.key))
+            .finish()
+    }
+}
+
+/// The `conf` of a CA backend of type `provided`, as Kuma reads it
+/// (`ProvidedCertificateAuthorityConfig`): the CA's certificate and key as DataSources.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidedConf {
+    pub cert: Option<DataSource>,
+    pub key: Option<DataSource>,
+}
+
+/// Kuma's CA backend type whose certificate and key the user provides.
+pub const PROVIDED: &str = "provided";
+
+/// A `provided` backend's `conf`, or why it cannot be read (serde's words).
+pub fn provided_conf(backend: &CaBackend) -> Result<ProvidedConf, String> {
+    let conf = backend.conf.clone().unwrap_or_default();
+    serde_json::from_value(conf).map_err(|e| e.to_string())
+}
+
 /// Every ExternalService's and MeshExternalService's TLS material, by kind, mesh and
-/// resource name (unique per kind and mesh: the model's validation refuses a second one).
+/// resource name (unique per kind and mesh: the model's validation refuses a second one), and
+/// every Mesh's `provided` CA, by mesh and backend name.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Resolved {
     tls: HashMap<(Kind, String, String), TlsMaterial>,
+    mesh_ca: HashMap<(String, String), CaMaterial>,
 }
 
 impl Resolved {
@@ -42,6 +87,11 @@ impl Resolved {
     pub fn tls(&self, kind: Kind, mesh: &str, resource: &str) -> Option<&TlsMaterial> {
         self.tls
             .get(&(kind, mesh.to_string(), resource.to_string()))
+    }
+
+    /// The material of the `provided` CA backend named `backend` of Mesh `mesh`.
+    pub fn mesh_ca(&self, mesh: &str, backend: &str) -> Option<&CaMaterial> {
+        self.mesh_ca.get(&(mesh.to_string(), backend.to_string()))
     }
 }
 
@@ -78,12 +128,28 @@ fn tls_sources(resource: &Resource) -> Option<TlsSources<'_>> {
     }
 }
 
-/// Resolves every TLS DataSource of every ExternalService and MeshExternalService. What
-/// validation reports (not exactly one source, an empty one, bad base64, an unknown Secret)
-/// is left out.
+/// Resolves every TLS DataSource of every ExternalService and MeshExternalService, and the
+/// certificate and key of every Mesh's `provided` CA. What validation reports (not exactly
+/// one source, an empty one, bad base64, an unknown Secret) is left out.
 pub fn resolve(resources: &[Resource]) -> Resolved {
     let mut resolved = Resolved::default();
     for r in resources {
+        if let Spec::Mesh(mesh) = &r.spec {
+            let provided = mesh.mtls.iter().flat_map(|m| &m.backends);
+            for backend in provided.filter(|b| b.kind == PROVIDED) {
+                let Ok(conf) = provided_conf(backend) else {
+                    continue;
+                };
+                let material = |ds: &Option<DataSource>| material(ds.as_ref()?, r, resources);
+                let found = CaMaterial {
+                    cert: material(&conf.cert),
+                    key: material(&conf.key),
+                };
+                resolved
+                    .mesh_ca
+                    .insert((r.name.clone(), backend.name.clone()), found);
+            }
+        }
         let Some(sources) = tls_sources(r) else {
             continue;
         };
@@ -165,7 +231,7 @@ fn check_tls(sources: &TlsSources<'_>, material: &TlsMaterial) -> Vec<Violation>
 }
 
 /// The bytes of the material, reading a file now.
-fn bytes(material: &Material) -> Result<Vec<u8>, String> {
+pub fn bytes(material: &Material) -> Result<Vec<u8>, String> {
     match material {
         Material::Inline(bytes) => Ok(bytes.clone()),
         Material::File(path) => {
@@ -224,17 +290,30 @@ fn keys_match(
     chain: &[CertificateDer<'static>],
     key: &PrivateKeyDer<'static>,
 ) -> Result<(), String> {
+    let matches = match chain.first() {
+        Some(first) => key_matches(first, key)?,
+        None => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err("does not match the public key of clientCert".to_string())
+    }
+}
+
+/// Whether `key` is the private half of `certificate`'s public key; `Err` when the key is
+/// not one rustls can use.
+pub fn key_matches(
+    certificate: &CertificateDer<'_>,
+    key: &PrivateKeyDer<'_>,
+) -> Result<bool, String> {
     let signing_key = rustls::crypto::ring::sign::any_supported_type(key)
         .map_err(|e| format!("is not a usable private key: {e}"))?;
-    let certificate = chain
-        .first()
-        .and_then(|der| x509_parser::parse_x509_certificate(der).ok());
-    match (signing_key.public_key(), certificate) {
-        (Some(public), Some((_, certificate)))
-            if public.as_ref() == certificate.tbs_certificate.subject_pki.raw =>
-        {
-            Ok(())
+    let parsed = x509_parser::parse_x509_certificate(certificate).ok();
+    Ok(match (signing_key.public_key(), parsed) {
+        (Some(public), Some((_, parsed))) => {
+            public.as_ref() == parsed.tbs_certificate.subject_pki.raw
         }
-        _ => Err("does not match the public key of clientCert".to_string()),
-    }
+        _ => false,
+    })
 }

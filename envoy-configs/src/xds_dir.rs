@@ -10,7 +10,8 @@ use std::path::Path;
 
 use crate::atomic::{create_dir, write_changed, write_file, WriteError};
 use crate::generate::transparent::{Vips, VIPS_FILE};
-use crate::generate::{self, secrets::SecretFile, xds};
+use crate::generate::{self, mesh_tls, sds, secrets::SecretFile, xds};
+use crate::identity::Kept;
 
 /// Why the directory could not be read or written.
 #[derive(Debug)]
@@ -61,6 +62,25 @@ pub fn kept_vips(dir: &Path) -> Result<Option<Vips>, Error> {
     })
 }
 
+/// The certificate and key an earlier run wrote into the identity's SDS file, when it did
+/// and the file holds them: `crate::identity` keeps them while they serve.
+pub fn kept_identity(dir: &Path) -> Option<Kept> {
+    let path = dir
+        .join(xds::SDS_DIR)
+        .join(sds::first_file(mesh_tls::IDENTITY));
+    let response: serde_json::Value =
+        serde_yaml_ng::from_str(&fs::read_to_string(path).ok()?).ok()?;
+    let certificate = response.pointer("/resources/0/tls_certificate")?;
+    let inline = |field: &str| {
+        let text = certificate.pointer(&format!("/{field}/inline_string"))?;
+        text.as_str().map(str::to_string)
+    };
+    Some(Kept {
+        certificate_pem: inline("certificate_chain")?,
+        key_pem: inline("private_key")?,
+    })
+}
+
 /// Creates `dir` (mode 0700) when missing and writes each file into it with mode 0600.
 pub fn write_secrets(dir: &Path, files: &[SecretFile]) -> Result<(), Error> {
     create_dir(dir, 0o700)?;
@@ -97,6 +117,7 @@ pub fn write(
         .and_then(|old| xds::cluster_union(&files.cds, old));
     let update = |path: &Path, response: &serde_json::Value| -> Result<bool, Error> {
         let text = xds::to_yaml(response).map_err(Error::Serialize)?;
+        let private = private || xds::holds_private_key(response);
         Ok(write_changed(path, text.as_bytes(), private)?)
     };
     if !files.sds.is_empty() {

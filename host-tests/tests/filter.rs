@@ -126,7 +126,7 @@ fn configurations_that_are_not_json_or_bind_an_unknown_service_are_refused() {
         ),
         (
             "{\"resources\": [], \"servce\": \"x\"}".to_string(),
-            "plugin configuration: unknown field `servce`, expected one of `resources`, `mesh`, `service`, `meshExternalService` at line 1 column 26",
+            "plugin configuration: unknown field `servce`, expected one of `resources`, `mesh`, `service`, `meshExternalService`, `dataplane` at line 1 column 26",
         ),
         (
             json!({ "resources": [], "meshExternalService": "ghost" }).to_string(),
@@ -135,6 +135,10 @@ fn configurations_that_are_not_json_or_bind_an_unknown_service_are_refused() {
         (
             json!({ "resources": [], "service": "a", "meshExternalService": "b" }).to_string(),
             "plugin configuration: service and meshExternalService both bind the filter: set one",
+        ),
+        (
+            json!({ "resources": [], "dataplane": "ghost" }).to_string(),
+            "plugin configuration: dataplane: mesh \"default\" has no Dataplane \"ghost\" among the resources",
         ),
         (
             json!({ "resources": [], "service": "ghost" }).to_string(),

@@ -1,9 +1,10 @@
 //! `make bench`: the filter against native Envoy routes and Lua (proxy CPU per request,
-//! requests/s, latency), the per-request cost inside the filter (fuel), release profiles, and
-//! scale to 10,000 services, and A/B/C again through the transparent proxy. Writes BENCHMARKS.md (or `--out`), keeping its "## Soak" section.
-//! Everything runs on 127.0.0.1, except part 4, which runs in two network namespaces of its own
-//! (joined to nothing else); every process started is stopped and the namespaces removed on
-//! exit, Ctrl-C included.
+//! requests/s, latency), the per-request cost inside the filter (fuel), release profiles,
+//! scale to 10,000 services, A/B/C again through the transparent proxy, and Envoy with the
+//! transparent proxy's MeshPassthrough at 10 and 10,000 matches. Writes BENCHMARKS.md (or
+//! `--out`), keeping its "## Soak" section. Everything runs on 127.0.0.1, except parts 4 and
+//! 5, which each run in two network namespaces of their own (joined to nothing else); every
+//! process started is stopped and the namespaces removed on exit, Ctrl-C included.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,7 @@ use extsvc_testkit::runner;
 #[derive(Parser, Debug)]
 #[command(
     name = "bench",
-    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-check.md"
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-check.md\nPart 5 alone:\n  BENCH_ONLY=mesh-passthrough BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-mpt.md"
 )]
 struct Args {
     #[command(flatten)]
@@ -60,6 +61,21 @@ struct Args {
         default_value = "plain,tls,transparent"
     )]
     callgrind: Vec<String>,
+    /// MeshPassthrough match counts of part 5 (comma list; Envoy under callgrind with the
+    /// transparent proxy's chains, root only); 0 skips it.
+    #[arg(
+        long,
+        env = "BENCH_MPT_MATCHES",
+        value_delimiter = ',',
+        default_value = "10,10000"
+    )]
+    mpt_matches: Vec<usize>,
+    /// Requests counted for each of part 5's four requests at each count.
+    #[arg(long, env = "BENCH_MPT_REQUESTS", default_value_t = bench::instructions::COUNTED)]
+    mpt_requests: usize,
+    /// `mesh-passthrough`: run part 5 alone and write only its section (needs --out).
+    #[arg(long, env = "BENCH_ONLY")]
+    only: Option<String>,
     /// The report [default: BENCHMARKS.md in the workspace].
     #[arg(long)]
     out: Option<PathBuf>,
@@ -80,6 +96,23 @@ fn main() -> ExitCode {
         eprintln!("bench: --services must be at least 43 (requests go to svc-00042), --scale counts and --rounds above 0");
         return ExitCode::from(2);
     }
+    let mpt_matches: Vec<usize> = a.mpt_matches.into_iter().filter(|&n| n != 0).collect();
+    if mpt_matches.iter().any(|&n| n < 4) || a.mpt_requests == 0 {
+        eprintln!("bench: BENCH_MPT_MATCHES counts must be 0 (skip) or at least 4 (an exact name and a wildcard for each protocol), BENCH_MPT_REQUESTS above 0");
+        return ExitCode::from(2);
+    }
+    let only = match a.only.as_deref() {
+        None => false,
+        Some("mesh-passthrough") if a.out.is_some() => true,
+        Some("mesh-passthrough") => {
+            eprintln!("bench: BENCH_ONLY writes a report of one part: give --out, so that BENCHMARKS.md stays whole");
+            return ExitCode::from(2);
+        }
+        Some(other) => {
+            eprintln!("bench: BENCH_ONLY takes mesh-passthrough, not {other:?}");
+            return ExitCode::from(2);
+        }
+    };
     let knobs = bench::Knobs {
         rounds: a.run.rounds,
         seconds: a.run.seconds.max(1),
@@ -93,11 +126,18 @@ fn main() -> ExitCode {
         tproxy_rounds: a.tproxy_rounds,
         tproxy_seconds: a.tproxy_seconds.max(1),
         callgrind: a.callgrind.into_iter().filter(|p| p != "0").collect(),
+        mpt_matches,
+        mpt_requests: a.mpt_requests,
     };
     let out = a
         .out
         .unwrap_or_else(|| runner::root().join("BENCHMARKS.md"));
-    match bench::run(knobs, &out) {
+    let ran = if only {
+        bench::run_mesh_passthrough_only(knobs, &out)
+    } else {
+        bench::run(knobs, &out)
+    };
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("bench: {e}");

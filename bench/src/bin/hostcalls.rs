@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         tproxy_rounds: 0,
         tproxy_seconds: 1,
         callgrind: Vec::new(),
+        mpt_matches: Vec::new(),
+        mpt_requests: 0,
     };
     match bench::hostcalls::run(knobs) {
         Ok(table) => {

@@ -13,6 +13,7 @@ use crate::generate::transparent::{self, Cidr, Cidr6};
 use crate::generate::{Options, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS, DEFAULT_SYSTEM_CA};
 pub use crate::pipeline::Error;
 use crate::pipeline::{self, absolute, Request};
+use crate::role::Role;
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -23,6 +24,10 @@ use crate::pipeline::{self, absolute, Request};
   extsvc generate services.yaml -o envoy.yaml --xds-dir xds/   # then again after each edit
   extsvc generate services.yaml -o envoy.yaml --transparent-proxy
       # with `extsvc transparent-proxy install`: apps need no proxy settings
+  extsvc generate mesh/ --dataplane web --xds-dir web-xds/ -o web.yaml
+      # web's sidecar; through the ZoneEgress when the Mesh says routing.zoneEgress
+  extsvc generate mesh/ --zone-egress egress-1 --xds-dir egress-xds/ -o egress.yaml
+      # the ZoneEgress; `extsvc watch` with the same arguments renews their certificates
 
 The configuration has an HTTP proxy listener (`outbound_http`; use it as
 http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane
@@ -129,6 +134,20 @@ pub struct GenerateArgs {
     /// The builtin DNS's UDP address.
     #[arg(long, value_name = "ADDR:PORT", default_value = transparent::DEFAULT_DNS_LISTEN, requires = "transparent_proxy")]
     pub dns_listen: SocketAddr,
+
+    /// The sidecar of the Dataplane of this name: its outbounds only (and, with
+    /// --transparent-proxy, the capture listeners). When its Mesh sends external traffic
+    /// through the ZoneEgress (routing.zoneEgress), each service goes to the ZoneEgress
+    /// instances over mTLS, with the Dataplane's certificate from the Mesh's provided CA.
+    /// Needs --xds-dir.
+    #[arg(long, value_name = "NAME", conflicts_with = "zone_egress")]
+    pub dataplane: Option<String>,
+
+    /// The Envoy of the ZoneEgress of this name: it listens on its networking.address:port,
+    /// takes only clients with a certificate of the Mesh's CA, lets each reach the services
+    /// traffic permissions allow, and originates TLS to them. Needs --xds-dir.
+    #[arg(long, value_name = "NAME", conflicts_with = "transparent_proxy")]
+    pub zone_egress: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -174,6 +193,19 @@ impl GenerateArgs {
                 )));
             }
         }
+        let role = match (&self.dataplane, &self.zone_egress) {
+            (Some(name), _) => Role::Dataplane(name.clone()),
+            (None, Some(name)) => Role::ZoneEgress(name.clone()),
+            (None, None) => Role::Mesh,
+        };
+        if role != Role::Mesh && self.xds_dir.is_none() {
+            return Err(Error::Usage(
+                "--dataplane and --zone-egress give Envoy its certificate as SDS files of \
+                 --xds-dir, which a renewal (`extsvc watch`) replaces with no restart: give \
+                 --xds-dir DIR"
+                    .to_string(),
+            ));
+        }
         Ok(Request {
             files: self.inputs.all(),
             format,
@@ -195,6 +227,8 @@ impl GenerateArgs {
                     dns_listen: self.dns_listen,
                     previous: None,
                 }),
+                role,
+                identity: None,
             },
         })
     }

@@ -26,7 +26,9 @@ const QUIET: Duration = Duration::from_millis(300);
 
 Each update prints one line: `updated`, `unchanged` (the files changed, the configuration
 did not), or `refused`, with the first problem and the count (`extsvc validate` prints them
-all); a refused change leaves DIR as it was. Ctrl-C (SIGINT) or SIGTERM stops it, exit 0.
+all); a refused change leaves DIR as it was. With --dataplane or --zone-egress, the
+certificate is renewed at 4/5 of its life (only its SDS file changes) and the line says when
+it expires. Ctrl-C (SIGINT) or SIGTERM stops it, exit 0.
 Exit status 2 when it cannot run (no --xds-dir, standard input, missing module).")]
 pub struct WatchArgs {
     /// The options of `generate`; --xds-dir is required. With -o the bootstrap is written
@@ -56,21 +58,47 @@ pub fn run(args: &WatchArgs, out: &mut dyn Write, notes: &mut dyn Write) -> Resu
     }
     let dir = dir.display().to_string();
     let mut seen = Snapshot::take(&inputs);
-    update(args, &dir, out, notes)?;
+    let mut renew_at = update(args, &dir, out, notes)?.renew_at();
     let mut changed_at: Option<Instant> = None;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(POLL);
         let now = Snapshot::take(&inputs);
+        let due = renew_at.is_some_and(|at| SystemTime::now() >= at);
         if now != seen {
             seen = now;
             changed_at = Some(Instant::now());
-        } else if changed_at.is_some_and(|t| t.elapsed() >= QUIET) {
+        } else if due || changed_at.is_some_and(|t| t.elapsed() >= QUIET) {
             changed_at = None;
-            update(args, &dir, out, notes)?;
+            renew_at = match update(args, &dir, out, notes)? {
+                Update::Applied(next) => next,
+                // The certificate must not run out while the files are being fixed.
+                Update::Refused if due => Some(SystemTime::now() + RENEWAL_RETRY),
+                Update::Refused => renew_at,
+            };
         }
     }
     report(out, "stopped");
     Ok(())
+}
+
+/// How long after a refused renewal the next try is.
+const RENEWAL_RETRY: Duration = Duration::from_secs(5);
+
+/// What an update did.
+enum Update {
+    /// Written; when the certificate it holds is to be renewed, if it holds one.
+    Applied(Option<SystemTime>),
+    /// Not written: the previous files stay.
+    Refused,
+}
+
+impl Update {
+    fn renew_at(&self) -> Option<SystemTime> {
+        match self {
+            Update::Applied(at) => *at,
+            Update::Refused => None,
+        }
+    }
 }
 
 /// One update, reported on one line; only a problem of the command itself ends the watch.
@@ -79,22 +107,30 @@ fn update(
     dir: &str,
     out: &mut dyn Write,
     notes: &mut dyn Write,
-) -> Result<(), Error> {
-    let line = match args.request().and_then(|request| {
+) -> Result<Update, Error> {
+    let (line, update) = match args.request().and_then(|request| {
         let generated = pipeline::apply(&request, notes)?;
         if let Some(path) = &args.output {
             pipeline::write_bootstrap(path, &generated)?;
         }
         Ok(generated)
     }) {
-        Ok(applied) => outcome(&applied, dir),
+        Ok(applied) => (
+            outcome(&applied, dir),
+            Update::Applied(applied.identity.map(|i| i.renew_at)),
+        ),
         Err(e @ Error::Usage(_)) => return Err(e),
-        Err(Error::Invalid(loaded)) => format!("refused, {dir} unchanged: {}", condensed(&loaded)),
-        Err(e @ (Error::Read(_) | Error::Generate(_))) => format!("refused, {dir} unchanged: {e}"),
-        Err(e @ Error::Write(_)) => format!("failed: {e}"),
+        Err(Error::Invalid(loaded)) => (
+            format!("refused, {dir} unchanged: {}", condensed(&loaded)),
+            Update::Refused,
+        ),
+        Err(e @ (Error::Read(_) | Error::Generate(_))) => {
+            (format!("refused, {dir} unchanged: {e}"), Update::Refused)
+        }
+        Err(e @ Error::Write(_)) => (format!("failed: {e}"), Update::Refused),
     };
     report(out, &line);
-    Ok(())
+    Ok(update)
 }
 
 fn report(out: &mut dyn Write, line: &str) {
@@ -119,8 +155,17 @@ fn outcome(generated: &Generated, dir: &str) -> String {
             .unwrap_or_default()
             .to_string()
     };
+    let certificate = generated.identity.as_ref().map_or(String::new(), |issued| {
+        let left = |at: SystemTime| at.duration_since(SystemTime::now()).unwrap_or_default();
+        format!(
+            "; certificate {} expires in {}s, renewed in {}s",
+            issued.uris.first().map_or("", String::as_str),
+            left(issued.not_after).as_secs(),
+            left(issued.renew_at).as_secs(),
+        )
+    });
     format!(
-        "{} {dir}: {}, {}, {} (cds {}, lds {})",
+        "{} {dir}: {}, {}, {} (cds {}, lds {}){certificate}",
         if *changed { "updated" } else { "unchanged" },
         plural(count(&files.cds), "cluster"),
         plural(count(&files.lds), "listener"),

@@ -6,6 +6,8 @@ use super::access_log::{AccessLog, SubstitutionFormatString};
 use super::cluster::DnsCacheConfig;
 use super::core::{Address, CidrRange, DnsResolverConfig, Duration, Extension};
 use super::http::{HttpConnectionManager, TokenBucket};
+use super::rbac::Rbac;
+use super::tls::TransportSocket;
 
 /// `config.listener.v3.Listener`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -34,6 +36,9 @@ pub struct Listener {
     /// For a connection no chain matches (none: it is closed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_filter_chain: Option<FilterChain>,
+    /// One line per connection, when it closes (refused ones too).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub access_log: Vec<AccessLog>,
 }
 
 pub type ListenerFilter = Extension<ListenerFilterConfig>;
@@ -116,11 +121,17 @@ pub struct DnsClientConfig {
     pub max_pending_lookups: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct FilterChain {
+    /// What `%FILTER_CHAIN_NAME%` logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter_chain_match: Option<FilterChainMatch>,
     pub filters: Vec<NetworkFilter>,
+    /// TLS ended here (the egress's chains); none: the bytes as they come.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transport_socket: Option<TransportSocket>,
 }
 
 /// Connections to this destination only (the most specific chain wins, criterion by
@@ -165,6 +176,8 @@ pub enum NetworkFilterConfig {
         rename = "type.googleapis.com/envoy.extensions.filters.network.set_filter_state.v3.Config"
     )]
     SetFilterState(SetFilterState),
+    #[serde(rename = "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC")]
+    Rbac(Rbac),
 }
 
 /// `extensions.filters.network.set_filter_state.v3.Config`: objects set on each new
@@ -196,7 +209,7 @@ pub struct NetworkLocalRateLimit {
     pub token_bucket: TokenBucket,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct TcpProxy {
     pub stat_prefix: String,
     pub cluster: String,
@@ -207,4 +220,19 @@ pub struct TcpProxy {
     /// Envoy's default is 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connect_attempts: Option<u32>,
+    /// When the upstream is dialled; Envoy's default is at once, before the filters before
+    /// this one have seen a byte.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_connect_mode: Option<UpstreamConnectMode>,
+    /// What is held from the client until the upstream is connected (required with a mode
+    /// other than at once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_early_data_bytes: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UpstreamConnectMode {
+    /// Once the client has sent bytes, which the filters before have let through.
+    OnDownstreamData,
 }

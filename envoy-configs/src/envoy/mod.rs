@@ -20,6 +20,7 @@ mod config_source;
 mod core;
 mod http;
 mod listener;
+mod rbac;
 mod tls;
 mod wasm;
 
@@ -30,5 +31,6 @@ pub use config_source::*;
 pub use core::*;
 pub use http::*;
 pub use listener::*;
+pub use rbac::*;
 pub use tls::*;
 pub use wasm::*;

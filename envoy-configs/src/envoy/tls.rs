@@ -1,4 +1,4 @@
-//! Upstream TLS.
+//! TLS: upstream (origination), downstream (the egress's listener), and SDS secrets.
 
 use serde::Serialize;
 
@@ -14,6 +14,18 @@ pub enum TransportSocketConfig {
         rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
     )]
     UpstreamTls(UpstreamTlsContext),
+    #[serde(
+        rename = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
+    )]
+    DownstreamTls(DownstreamTlsContext),
+}
+
+/// A listener's TLS: its certificate, and what a client's must be.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownstreamTlsContext {
+    /// A client without a certificate is refused at the handshake.
+    pub require_client_certificate: bool,
+    pub common_tls_context: CommonTlsContext,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -97,6 +109,8 @@ pub struct SubjectAltNameMatcher {
 pub enum SanType {
     Dns,
     IpAddress,
+    /// A SPIFFE ID or Kuma's `kuma://` tag.
+    Uri,
 }
 
 /// `extensions.transport_sockets.tls.v3.Secret`: TLS material served by SDS.

@@ -82,6 +82,61 @@ pub fn capture(listener: &str, denied: &str) -> Vec<AccessLog> {
     ])
 }
 
+/// For the ZoneEgress's listener: one line per connection when it closes, refused ones too
+/// (RBAC's reason in `termination`, an unknown SNI as `NR`), with who the client is by its
+/// certificate, the service its chain is for, and RBAC's shadow verdict.
+pub fn egress_connection(listener: &str) -> Vec<AccessLog> {
+    stdout(&[
+        ("start_time", "%START_TIME%"),
+        ("listener", listener),
+        // Each chain is named after its service.
+        ("external_service", "%FILTER_CHAIN_NAME%"),
+        ("source_identity", "%DOWNSTREAM_PEER_URI_SAN%"),
+        ("requested_server_name", "%REQUESTED_SERVER_NAME%"),
+        ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+        ("upstream_host", "%UPSTREAM_HOST%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        ("termination", "%CONNECTION_TERMINATION_DETAILS%"),
+        // `denied` for a client an AllowWithShadowDeny let through.
+        (
+            "rbac_shadow",
+            "%DYNAMIC_METADATA(envoy.filters.network.rbac:shadow_engine_result)%",
+        ),
+        (
+            "upstream_transport_failure_reason",
+            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+        ),
+        ("bytes_received", "%BYTES_RECEIVED%"),
+        ("bytes_sent", "%BYTES_SENT%"),
+        ("duration_ms", "%DURATION%"),
+    ])
+}
+
+/// For an HTTP service's chain at the ZoneEgress: one line per request, with who sent it.
+pub fn egress_http(listener: &str, service: &str) -> Vec<AccessLog> {
+    stdout(&[
+        ("start_time", "%START_TIME%"),
+        ("listener", listener),
+        ("external_service", service),
+        ("source_identity", "%DOWNSTREAM_PEER_URI_SAN%"),
+        ("method", "%REQ(:METHOD)%"),
+        ("authority", "%REQ(:AUTHORITY)%"),
+        ("path", "%REQ(:PATH)%"),
+        ("protocol", "%PROTOCOL%"),
+        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+        ("upstream_host", "%UPSTREAM_HOST%"),
+        ("response_code", "%RESPONSE_CODE%"),
+        ("response_flags", "%RESPONSE_FLAGS%"),
+        ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+        (
+            "upstream_transport_failure_reason",
+            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+        ),
+        ("duration_ms", "%DURATION%"),
+    ])
+}
+
 /// For the builtin DNS: a query, and how it was answered (`response_code` 3, NXDOMAIN, for a
 /// name that is not declared when passthrough is off).
 pub fn dns(listener: &str) -> Vec<AccessLog> {

@@ -180,6 +180,7 @@ pub fn stats_listener(at: SocketAddr) -> Listener {
         filter_chains: vec![FilterChain {
             filter_chain_match: None,
             filters: vec![hcm],
+            ..FilterChain::default()
         }],
         ..Listener::default()
     }

@@ -5,16 +5,18 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use external_service_model::catalog::{self, Catalog, Service};
-use external_service_model::resource::{Kind, Spec};
+use external_service_model::resource::{Kind, MeshSpec, Spec, ZoneEgressSpec};
 use serde_json::Value;
 
 use super::admin::{self, AdminAddress};
-use super::context::{outbounds, Context, Options, Outbound};
+use super::context::{outbounds, Context, Options, Outbound, Upstreams};
+use super::mesh_tls::MeshTls;
 use super::secrets::{SecretFile, Secrets};
-use super::{cluster, listener, stats, transparent, xds, Error};
-use crate::envoy::{self, StaticResources};
+use super::{cluster, listener, stats, to_egress, transparent, xds, zone_egress, Error};
+use crate::envoy::{self, Cluster, Listener, StaticResources};
 use crate::policy::Policies;
 use crate::read::Loaded;
+use crate::role::{self, Role};
 
 /// A generated bootstrap.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,41 +62,32 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;
     let catalog = Catalog::build(resources, &mesh);
     let policies = Policies::build(resources);
+    let mesh_spec = role::mesh(resources, &mesh).map(|(_, spec)| spec);
+    let through_egress =
+        matches!(options.role, Role::Dataplane(_)) && mesh_spec.is_some_and(MeshSpec::zone_egress);
     let ctx = Context {
         options,
         catalog: &catalog,
         resources,
         resolved: &loaded.resolved,
         policies: &policies,
+        upstreams: if through_egress {
+            Upstreams::ZoneEgress
+        } else {
+            Upstreams::Own
+        },
     };
 
     let mut secrets = Secrets::new(options.secrets_dir.as_deref(), options.xds_dir.as_deref());
-    let mut clusters = Vec::new();
-    for service in &catalog.services {
-        clusters.push(cluster::service_cluster(&ctx, &mut secrets, service));
-    }
-
-    let outbounds = outbounds(&ctx);
-    check_addresses(options, &outbounds)?;
-    let mut warnings = warnings(&ctx, &outbounds);
-    warnings.extend(policies.warnings().iter().cloned());
-    let mut listeners = Vec::new();
-    let mut vips = None;
-    match &options.transparent {
-        Some(transparent) => {
-            let parts = transparent::build(&ctx, transparent)?;
-            listeners.extend(parts.listeners);
-            clusters.extend(parts.clusters);
-            vips = Some(parts.vips);
-        }
-        None => {
-            listeners.push(listener::outbound_http(&ctx));
-            if catalog.passthrough {
-                clusters.push(cluster::passthrough());
-            }
-        }
-    }
-    listeners.extend(outbounds.iter().map(|o| listener::outbound(&ctx, o)));
+    let Parts {
+        mut listeners,
+        mut clusters,
+        vips,
+        warnings,
+    } = match &options.role {
+        Role::ZoneEgress(name) => zone_egress_parts(&ctx, &mut secrets, name)?,
+        Role::Mesh | Role::Dataplane(_) => sidecar_parts(&ctx, &mut secrets)?,
+    };
 
     let mut bootstrap = envoy::Bootstrap {
         node: None,
@@ -146,6 +139,130 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
     })
 }
 
+/// What one role's Envoy is made of, besides the admin and the stats listener.
+struct Parts {
+    listeners: Vec<Listener>,
+    clusters: Vec<Cluster>,
+    vips: Option<transparent::Vips>,
+    warnings: Vec<String>,
+}
+
+/// The mesh's Envoy, or one Dataplane's: a cluster per service it may reach, the HTTP proxy
+/// or transparent proxy listeners, and the Dataplanes' outbounds.
+fn sidecar_parts(ctx: &Context<'_>, secrets: &mut Secrets) -> Result<Parts, Error> {
+    if let Role::Dataplane(name) = &ctx.options.role {
+        role::dataplane(ctx.resources, ctx.mesh(), name).map_err(Error::Proxy)?;
+    }
+    let to_egress = match ctx.upstreams {
+        Upstreams::ZoneEgress => Some((mesh_tls(ctx, secrets)?, egresses(ctx)?)),
+        Upstreams::Own => None,
+    };
+    let mut clusters = Vec::new();
+    for service in reachable(ctx, &ctx.catalog.services) {
+        clusters.push(match &to_egress {
+            Some((tls, egresses)) => to_egress::cluster(ctx, tls, service, egresses),
+            None => cluster::service_cluster(ctx, secrets, service),
+        });
+    }
+
+    let outbounds = outbounds(ctx);
+    check_addresses(ctx.options, sidecar_addresses(ctx.options, &outbounds))?;
+    let mut warnings = warnings(ctx, &outbounds);
+    warnings.extend(ctx.policies.warnings().iter().cloned());
+    let mut listeners = Vec::new();
+    let mut vips = None;
+    match &ctx.options.transparent {
+        Some(transparent) => {
+            let parts = transparent::build(ctx, transparent)?;
+            listeners.extend(parts.listeners);
+            clusters.extend(parts.clusters);
+            vips = Some(parts.vips);
+        }
+        None => {
+            listeners.push(listener::outbound_http(ctx));
+            if ctx.catalog.passthrough {
+                clusters.push(cluster::passthrough());
+            }
+        }
+    }
+    listeners.extend(outbounds.iter().map(|o| listener::outbound(ctx, o)));
+    Ok(Parts {
+        listeners,
+        clusters,
+        vips,
+        warnings,
+    })
+}
+
+/// The services this Envoy has clusters for: every service of the mesh. Traffic permissions
+/// drop here the ones a Dataplane's identity may not reach.
+fn reachable<'s>(_ctx: &Context<'_>, services: &'s [Service]) -> Vec<&'s Service> {
+    services.iter().collect()
+}
+
+/// Every ZoneEgress, which a Dataplane of a mesh with `routing.zoneEgress` sends through.
+fn egresses<'r>(ctx: &Context<'r>) -> Result<Vec<&'r ZoneEgressSpec>, Error> {
+    let egresses: Vec<&ZoneEgressSpec> = role::zone_egresses(ctx.resources)
+        .into_iter()
+        .map(|(_, spec)| spec)
+        .collect();
+    if egresses.is_empty() {
+        return Err(Error::Proxy(format!(
+            "Mesh {:?} sends external traffic through the ZoneEgress (routing.zoneEgress), and              no ZoneEgress is declared: add one (type: ZoneEgress, networking.address and port)",
+            ctx.mesh()
+        )));
+    }
+    Ok(egresses)
+}
+
+/// The ZoneEgress's Envoy: its listener, and a cluster per service of the mesh.
+fn zone_egress_parts(ctx: &Context<'_>, secrets: &mut Secrets, name: &str) -> Result<Parts, Error> {
+    let egress = role::zone_egress(ctx.resources, name).map_err(Error::Proxy)?;
+    let tls = mesh_tls(ctx, secrets)?;
+    let listener = zone_egress::listener_of(ctx, &tls, egress)?;
+    let at = match &listener.address {
+        envoy::Address::SocketAddress(a) => a
+            .address
+            .parse()
+            .ok()
+            .map(|ip| (SocketAddr::new(ip, a.port_value), listener.name.clone())),
+        envoy::Address::Pipe(_) => None,
+    };
+    check_addresses(ctx.options, at.into_iter().collect())?;
+    let clusters = ctx
+        .catalog
+        .services
+        .iter()
+        .map(|service| cluster::service_cluster(ctx, secrets, service))
+        .collect();
+    let mut warnings = catalog::hostname_warnings(ctx.resources, ctx.mesh());
+    warnings.extend(ctx.policies.warnings().iter().cloned());
+    Ok(Parts {
+        listeners: vec![listener],
+        clusters,
+        vips: None,
+        warnings,
+    })
+}
+
+/// The SDS secrets of this Envoy's certificate and the mesh CA.
+fn mesh_tls(ctx: &Context<'_>, secrets: &mut Secrets) -> Result<MeshTls, Error> {
+    let issued = ctx.options.identity.as_ref().ok_or_else(|| {
+        Error::Proxy(format!(
+            "this Envoy needs a certificate of mesh {:?} and none was issued",
+            ctx.mesh()
+        ))
+    })?;
+    let sds = secrets.sds().ok_or_else(|| {
+        Error::Proxy(
+            "--dataplane and --zone-egress give Envoy its certificate as SDS files, which a \
+             renewal replaces with no restart: give --xds-dir DIR"
+                .to_string(),
+        )
+    })?;
+    Ok(MeshTls::new(sds, ctx.mesh(), issued))
+}
+
 /// What passthrough lets out when no Mesh says otherwise, tcp services no listener reaches,
 /// and MeshExternalServices left without a hostname.
 fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
@@ -177,6 +294,14 @@ fn warnings(ctx: &Context<'_>, outbounds: &[Outbound<'_>]) -> Vec<String> {
     }
     found.extend(catalog::hostname_warnings(ctx.resources, mesh));
     found.extend(catalog::passthrough_warnings(ctx.resources, mesh));
+    let zone_egress = role::mesh(ctx.resources, mesh).is_some_and(|(_, m)| m.zone_egress());
+    if zone_egress && ctx.options.role == Role::Mesh {
+        found.push(format!(
+            "Mesh {mesh:?} sends external traffic through the ZoneEgress (routing.zoneEgress), \
+             but this Envoy is no Dataplane's and reaches the services itself: generate each \
+             sidecar with --dataplane NAME"
+        ));
+    }
     found
 }
 
@@ -198,18 +323,26 @@ fn unreached(service: &Service) -> String {
     }
 }
 
-/// Envoy refuses to start when two listeners (or the admin) share an address; say which.
-fn check_addresses(options: &Options, outbounds: &[Outbound<'_>]) -> Result<(), Error> {
-    let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
+/// The address and name of each listener of a sidecar: the proxy (or capture) listener and
+/// the outbounds.
+fn sidecar_addresses(options: &Options, outbounds: &[Outbound<'_>]) -> Vec<(SocketAddr, String)> {
     let listen = match options.transparent {
         Some(_) => transparent::CAPTURE,
         None => listener::OUTBOUND_HTTP,
     };
-    let listeners = std::iter::once((options.listen, listen.to_string())).chain(
-        outbounds
-            .iter()
-            .map(|o| (o.address, listener::outbound_name(o.address))),
-    );
+    std::iter::once((options.listen, listen.to_string()))
+        .chain(
+            outbounds
+                .iter()
+                .map(|o| (o.address, listener::outbound_name(o.address))),
+        )
+        .collect()
+}
+
+/// Envoy refuses to start when two listeners (or the admin) share an address; say which.
+/// `listeners`: each listener's address and name.
+fn check_addresses(options: &Options, listeners: Vec<(SocketAddr, String)>) -> Result<(), Error> {
+    let mut seen: BTreeMap<SocketAddr, String> = BTreeMap::new();
     let admin = match options.admin {
         AdminAddress::Tcp(at) => Some((at, "admin".to_string())),
         AdminAddress::Unix(_) => None,
@@ -254,7 +387,8 @@ mod tests {
             ..Options::default()
         };
         let clash = |options: &Options, outbounds: &[Outbound<'_>]| match check_addresses(
-            options, outbounds,
+            options,
+            sidecar_addresses(options, outbounds),
         ) {
             Ok(()) => None,
             Err(Error::SameAddress { listeners, .. }) => Some(listeners),

@@ -10,8 +10,10 @@ use external_service_model::resource::{Kind, Resource, Selected, Spec};
 
 use super::admin::{self, AdminAddress};
 use super::transparent;
+use crate::identity::Issued;
 use crate::policy::Policies;
 use crate::resolve::Resolved;
+use crate::role::Role;
 
 pub use external_service_model::contract::MODULE_PATH as DEFAULT_WASM;
 /// Debian's bundle of trusted CAs: what verifies servers when an ExternalService has no caCert.
@@ -50,6 +52,12 @@ pub struct Options {
     /// With `--transparent-proxy`: `listen` is the capture listener, and no HTTP proxy
     /// listener is written.
     pub transparent: Option<transparent::Options>,
+    /// Whose Envoy this is: the mesh's (every Dataplane's outbounds), one Dataplane's, or a
+    /// ZoneEgress's.
+    pub role: Role,
+    /// The certificate this Envoy presents in the mesh, when its role needs one
+    /// (`crate::identity::for_role`): served with the mesh CA through SDS.
+    pub identity: Option<Issued>,
 }
 
 impl Default for Options {
@@ -69,8 +77,21 @@ impl Default for Options {
             secrets_dir: None,
             xds_dir: None,
             transparent: None,
+            role: Role::Mesh,
+            identity: None,
         }
     }
+}
+
+/// Where this Envoy's service clusters lead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Upstreams {
+    /// To each service's own endpoints, TLS originated here.
+    #[default]
+    Own,
+    /// To the ZoneEgress instances, which hold the endpoints (a Dataplane's sidecar in a mesh
+    /// with `routing.zoneEgress`).
+    ZoneEgress,
 }
 
 /// What every builder may need: the options, the mesh's catalog, all resources and their
@@ -82,6 +103,9 @@ pub struct Context<'a> {
     pub resolved: &'a Resolved,
     /// The traffic policies that apply to each service.
     pub policies: &'a Policies,
+    /// Where the service clusters lead: the routes rewrite `Host` from an endpoint only where
+    /// the endpoints are the service's.
+    pub upstreams: Upstreams,
 }
 
 impl Context<'_> {
@@ -96,9 +120,18 @@ pub struct Outbound<'a> {
     pub service: &'a Service,
 }
 
+/// The outbounds of every Dataplane of the mesh, or of the one whose Envoy this is.
 pub(super) fn outbounds<'a>(ctx: &Context<'a>) -> Vec<Outbound<'a>> {
     let mut found = Vec::new();
-    for r in ctx.resources.iter().filter(|r| r.mesh == ctx.mesh()) {
+    let this_one = |r: &Resource| match &ctx.options.role {
+        Role::Dataplane(name) => r.name == *name,
+        Role::Mesh | Role::ZoneEgress(_) => true,
+    };
+    for r in ctx
+        .resources
+        .iter()
+        .filter(|r| r.mesh == ctx.mesh() && this_one(r))
+    {
         let Spec::Dataplane(dp) = &r.spec else {
             continue;
         };

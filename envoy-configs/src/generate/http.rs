@@ -8,16 +8,17 @@ use external_service_model::contract::{
 };
 
 use crate::envoy::{
-    AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, CidrRange, DataSource,
-    DirectResponseAction, Duration, Empty, Extension, HeaderMatch, HeaderMatcher, HeaderValue,
-    HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig, InternalAddressConfig,
-    LocalReplyConfig, Map, NetworkFilter, NetworkFilterConfig, PathMatch, ResponseFlagFilter,
-    ResponseMapper, RetryPolicy, RetryPriorityConfig, Route, RouteAction, RouteConfiguration,
-    RouteMatch, Router, StringMatcher, SubstitutionFormatString, UpgradeConfig, VirtualHost,
+    AccessLog, AccessLogFilter, AccessLogFilterConfig, Action, CelExpressionFilter, CidrRange,
+    DataSource, DirectResponseAction, Duration, Empty, Extension, HeaderMatch, HeaderMatcher,
+    HeaderValue, HeaderValueOption, HttpConnectionManager, HttpFilter, HttpFilterConfig,
+    InternalAddressConfig, LocalReplyConfig, Map, NetworkFilter, NetworkFilterConfig, PathMatch,
+    ResponseFlagFilter, ResponseMapper, RetryPolicy, RetryPriorityConfig, Route, RouteAction,
+    RouteConfiguration, RouteMatch, Router, StringMatcher, SubstitutionFormatString, UpgradeConfig,
+    VirtualHost,
 };
 use crate::policy::KINDS;
 
-use super::{access_log, cluster, names, wasm, Context};
+use super::{access_log, cluster, names, wasm, Context, Upstreams};
 
 /// The HCM network filter. It serves no `Upgrade:` request: Envoy refuses each before any
 /// filter or route. CONNECT is taken only where a route tunnels it (the passthrough's, for
@@ -31,6 +32,24 @@ pub fn connection_manager(
     virtual_hosts: Vec<VirtualHost>,
     http_filters: Vec<HttpFilter>,
 ) -> NetworkFilter {
+    logged_connection_manager(
+        ctx,
+        (listener, access_log::http(listener)),
+        stat_prefix,
+        virtual_hosts,
+        http_filters,
+    )
+}
+
+/// [`connection_manager`] with its own access log (`(listener, log)`: the route
+/// configuration is named after the listener).
+pub fn logged_connection_manager(
+    ctx: &Context<'_>,
+    (listener, access_log): (&str, Vec<AccessLog>),
+    stat_prefix: &str,
+    virtual_hosts: Vec<VirtualHost>,
+    http_filters: Vec<HttpFilter>,
+) -> NetworkFilter {
     let tunnels = virtual_hosts
         .iter()
         .flat_map(|v| &v.routes)
@@ -39,7 +58,7 @@ pub fn connection_manager(
         name: "envoy.filters.network.http_connection_manager",
         typed_config: NetworkFilterConfig::HttpConnectionManager(HttpConnectionManager {
             stat_prefix: stat_prefix.to_string(),
-            access_log: access_log::http(listener),
+            access_log,
             route_config: RouteConfiguration {
                 name: listener.to_string(),
                 virtual_hosts,
@@ -335,30 +354,49 @@ const UPGRADE_REFUSAL: &str = "upgrades (Upgrade: websocket, CONNECT, ...) are n
 /// it); the service's policies set the rest through their hooks. With endpoints on several
 /// hosts, `Host` follows the endpoint chosen; a service routed by its `.mesh` name gives the
 /// upstream its real authority back. A MeshExternalService's upstream sees the endpoint's
-/// address as `Host`, as Kuma's routes to one set `auto_host_rewrite`.
+/// address as `Host`, as Kuma's routes to one set `auto_host_rewrite`. Through the ZoneEgress,
+/// the egress does what depends on the endpoints (`Host`, failing over by priority).
 pub fn routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
-    let auto_host_rewrite = service.matched.is_some() || cluster::distinct_hosts(service).len() > 1;
-    let mut route = RouteAction {
-        cluster: cluster::name(service),
-        timeout: Some(Duration(ctx.options.route_timeout)),
-        idle_timeout: None,
-        max_stream_duration: None,
-        retry_policy: None,
-        auto_host_rewrite,
-        host_rewrite_literal: service.host_rewrite.clone().filter(|_| !auto_host_rewrite),
-        upgrade_configs: Vec::new(),
-    };
+    let own_endpoints = ctx.upstreams == Upstreams::Own;
+    let mut route = route_to(ctx, service, own_endpoints);
     let mut filter_config = Vec::new();
     for policy in ctx.policies.of(ctx.mesh(), service).configurers() {
         policy.route(service, &mut route);
         policy.route_filters(&mut filter_config);
     }
-    fail_over_by_priority(service, &mut route);
+    if own_endpoints {
+        fail_over_by_priority(service, &mut route);
+    }
     all(
         Some(&names::logged(service)),
         Action::Route(route),
         (!filter_config.is_empty()).then_some(Map(filter_config)),
     )
+}
+
+/// The ZoneEgress's route to a service's cluster (its endpoints): `Host` by endpoint and
+/// failover by priority, as [`routes`]; the service's policies were the sidecar's.
+pub fn egress_routes(ctx: &Context<'_>, service: &Service) -> Vec<Route> {
+    let mut route = route_to(ctx, service, true);
+    fail_over_by_priority(service, &mut route);
+    all(Some(&names::logged(service)), Action::Route(route), None)
+}
+
+/// The route to the service's cluster with the options' timeout; `Host` from the endpoint
+/// chosen when the cluster's endpoints are the service's own and it has several hosts (or is
+/// a MeshExternalService).
+fn route_to(ctx: &Context<'_>, service: &Service, own_endpoints: bool) -> RouteAction {
+    let by_endpoint = service.matched.is_some() || cluster::distinct_hosts(service).len() > 1;
+    RouteAction {
+        cluster: cluster::name(service),
+        timeout: Some(Duration(ctx.options.route_timeout)),
+        idle_timeout: None,
+        max_stream_duration: None,
+        retry_policy: None,
+        auto_host_rewrite: own_endpoints && by_endpoint,
+        host_rewrite_literal: service.host_rewrite.clone().filter(|_| !by_endpoint),
+        upgrade_configs: Vec::new(),
+    }
 }
 
 /// Envoy leaves a priority level only once its hosts are known unhealthy, and nothing marks

@@ -25,6 +25,7 @@ fn listener_of(name: &str, address: SocketAddr, filters: Vec<NetworkFilter>) -> 
         filter_chains: vec![FilterChain {
             filter_chain_match: None,
             filters,
+            ..FilterChain::default()
         }],
         ..Listener::default()
     }
@@ -85,6 +86,7 @@ pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Liste
             access_log: access_log::tcp(&name, &names::logged(service)),
             idle_timeout: None,
             max_connect_attempts: None,
+            ..TcpProxy::default()
         };
         for policy in policies.configurers() {
             policy.tcp_proxy(&mut proxy);

@@ -5,7 +5,7 @@
 //!
 //! - [`cluster`]: one cluster per `kuma.io/service` (endpoints, type, DNS) and the passthrough
 //!   cluster;
-//! - [`names`]: the names several builders use (a service's cluster);
+//! - [`names`]: the names several builders use (a service's cluster, its SNI to the egress);
 //! - [`tls`]: TLS origination (`UpstreamTlsContext`) in a cluster's transport socket;
 //! - [`protocol`]: HTTP/2 upstream options and ALPN;
 //! - [`listener`]: the outbound HTTP proxy listener and one listener per Dataplane outbound;
@@ -17,6 +17,12 @@
 //! - [`secrets`]: TLS material inline, or in files of its own (`--secrets-dir`);
 //! - [`xds`]: listeners and clusters in files Envoy watches, for live updates (`--xds-dir`);
 //!   [`sds`]: the clusters' TLS material as SDS secrets there;
+//! - [`mesh_tls`]: mTLS inside the mesh (a Dataplane's sidecar and the ZoneEgress), their
+//!   certificate and the mesh CA as SDS secrets;
+//! - [`to_egress`]: a Dataplane's clusters when its mesh sends external traffic through the
+//!   ZoneEgress (`--dataplane`, `routing.zoneEgress`);
+//! - [`zone_egress`]: the ZoneEgress's listener, a chain per service by SNI (`--zone-egress`);
+//!   [`rbac`]: who may reach each service there, from the traffic permissions;
 //! - [`admin`]: Envoy's admin (a Unix socket by default) and the read-only stats listener.
 //!
 //! What each builder is given is in `context.rs` ([`Options`], [`Context`]); the whole
@@ -36,17 +42,21 @@ pub mod cluster;
 mod context;
 pub mod http;
 pub mod listener;
+pub mod mesh_tls;
 pub mod names;
 pub mod protocol;
+pub mod rbac;
 pub mod sds;
 pub mod secrets;
 pub mod stats;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 pub mod tls;
+pub mod to_egress;
 pub mod transparent;
 pub mod wasm;
 pub mod xds;
+pub mod zone_egress;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -55,7 +65,7 @@ use external_service_model::Report;
 
 pub use bootstrap::{generate, Bootstrap};
 pub use context::{
-    Context, Options, Outbound, DEFAULT_LISTEN, DEFAULT_OUTBOUND_ADDRESS,
+    Context, Options, Outbound, Upstreams, DEFAULT_LISTEN, DEFAULT_OUTBOUND_ADDRESS,
     DEFAULT_ROUTE_TIMEOUT_SECS, DEFAULT_SYSTEM_CA, DEFAULT_WASM,
 };
 
@@ -75,6 +85,9 @@ pub enum Error {
     Vips(String),
     /// A MeshPassthrough match the transparent proxy cannot hold to what it names.
     MeshPassthrough(String),
+    /// The Envoy the role asks for cannot be made: no such Dataplane or ZoneEgress, no
+    /// ZoneEgress to send through, no certificate.
+    Proxy(String),
     Serialize(String),
 }
 
@@ -90,7 +103,7 @@ impl fmt::Display for Error {
                 address,
                 listeners: [a, b],
             } => write!(f, "listeners {a:?} and {b:?} both use {address}"),
-            Error::Vips(e) | Error::MeshPassthrough(e) => f.write_str(e),
+            Error::Vips(e) | Error::MeshPassthrough(e) | Error::Proxy(e) => f.write_str(e),
             Error::Serialize(e) => write!(f, "cannot write the configuration: {e}"),
         }
     }

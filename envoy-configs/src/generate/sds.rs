@@ -66,14 +66,21 @@ impl Sds {
             SecretMaterial::TlsCertificate(_) => "client-certificate",
             SecretMaterial::ValidationContext(_) => "ca",
         };
-        let name = format!("{cluster}.{kind}");
+        self.named(&format!("{cluster}.{kind}"), material)
+    }
+
+    /// The SDS reference to the secret `name`, in a file of its own named after it (`-2`,
+    /// `-3`... when a name made file-name-safe is taken). A name asked again is the same
+    /// secret.
+    pub fn named(&mut self, name: &str, material: SecretMaterial) -> SdsSecretConfig {
+        let name = name.to_string();
         let file = match self.by_name.get(&name) {
             Some(&index) => self.served[index].file.clone(),
             None => {
                 let stem = file_name_safe(&name);
                 let file = (1..)
                     .map(|n| match n {
-                        1 => format!("{stem}.yaml"),
+                        1 => first_file(&name),
                         n => format!("{stem}-{n}.yaml"),
                     })
                     .find(|file| !self.files.contains(file))
@@ -95,6 +102,11 @@ impl Sds {
             sds_config: watched(&self.dir.join(file), &self.dir),
         }
     }
+}
+
+/// The file of the secret `name`, unless another secret took it first.
+pub fn first_file(name: &str) -> String {
+    format!("{}.yaml", file_name_safe(name))
 }
 
 /// A file-name-safe cluster name (service names are tags: keep them readable).

@@ -10,7 +10,7 @@ use external_service_model::documents::yaml_documents;
 use external_service_model::{Origin, Resource};
 use serde::Serialize;
 
-use super::{Context, Options};
+use super::{Context, Options, Upstreams};
 use crate::policy::Policies;
 use crate::resolve::{self, Resolved};
 
@@ -61,6 +61,7 @@ impl Fixture {
             resources: &self.resources,
             resolved: &self.resolved,
             policies: &self.policies,
+            upstreams: Upstreams::Own,
         }
     }
 

@@ -44,6 +44,7 @@ pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConf
         mesh: Some(ctx.mesh().to_string()),
         service: bound(Kind::ExternalService),
         mesh_external_service: bound(Kind::MeshExternalService),
+        dataplane: None,
     }
 }
 
@@ -85,7 +86,12 @@ fn for_filter(resource: &Resource) -> Option<Resource> {
                 ..resource.clone()
             })
         }
-        Spec::Secret(_) | Spec::Dataplane(_) | Spec::ZoneEgress(_) | Spec::Policy { .. } => None,
+        Spec::Secret(_)
+        | Spec::Dataplane(_)
+        | Spec::ZoneEgress(_)
+        | Spec::MeshTrafficPermission(_)
+        | Spec::TrafficPermission(_)
+        | Spec::Policy { .. } => None,
     }
 }
 

@@ -98,6 +98,16 @@ pub fn cluster_union(cds: &Value, old: &str) -> Option<Value> {
     response(resources).ok()
 }
 
+/// Whether a DiscoveryResponse holds a private key itself (the identity's secret): its file
+/// must then be private.
+pub fn holds_private_key(response: &Value) -> bool {
+    let resources = response.get("resources").and_then(Value::as_array);
+    resources.into_iter().flatten().any(|r| {
+        let key = r.pointer("/tls_certificate/private_key");
+        key.is_some_and(|k| k.get("inline_string").is_some() || k.get("inline_bytes").is_some())
+    })
+}
+
 /// A file's text: YAML, as the bootstrap.
 pub fn to_yaml(response: &Value) -> Result<String, Error> {
     serde_yaml_ng::to_string(response).map_err(|e| Error::Serialize(e.to_string()))
@@ -168,6 +178,20 @@ mod tests {
         let same = cluster_union(&new.cds, &to_yaml(&new.cds).unwrap()).unwrap();
         assert_eq!(same, new.cds);
         assert_eq!(cluster_union(&new.cds, "not: [a response"), None);
+    }
+
+    #[test]
+    fn a_secret_with_its_key_inline_is_private_one_naming_files_is_not() {
+        let secret = |key: Value| {
+            json!({"resources": [{"name": "s", "tls_certificate": {
+                "certificate_chain": {"inline_string": "CERT"}, "private_key": key}}]})
+        };
+        assert!(holds_private_key(&secret(json!({"inline_string": "KEY"}))));
+        assert!(holds_private_key(&secret(json!({"inline_bytes": "S0VZ"}))));
+        assert!(!holds_private_key(&secret(json!({"filename": "/k.pem"}))));
+        let ca = json!({"resources": [{"name": "ca", "validation_context": {
+            "trusted_ca": {"inline_string": "CA"}}}]});
+        assert!(!holds_private_key(&ca));
     }
 
     #[test]

@@ -48,6 +48,7 @@ fn hooks_on<C: Conf>(default: &str, kind: Kind, protocol: Protocol) -> String {
         authority: "s.test".to_string(),
         host_rewrite: None,
         matched: None,
+        refused: None,
     };
     let mut found = Map::new();
     let mut put = |hook: &str, value: Option<Value>| {
@@ -100,6 +101,7 @@ fn hooks_on<C: Conf>(default: &str, kind: Kind, protocol: Protocol) -> String {
             access_log: Vec::new(),
             idle_timeout: None,
             max_connect_attempts: None,
+            ..TcpProxy::default()
         };
         let mut proxy = base.clone();
         conf.tcp_proxy(&mut proxy);

@@ -11,6 +11,7 @@ pub struct Curl {
     url: String,
     method: Option<String>,
     proxy: Option<String>,
+    proxy_headers: Vec<String>,
     headers: Vec<String>,
     http2_prior_knowledge: bool,
     http1_1: bool,
@@ -68,6 +69,7 @@ impl Curl {
             url: url.into(),
             method: None,
             proxy: None,
+            proxy_headers: Vec::new(),
             headers: Vec::new(),
             http2_prior_knowledge: false,
             http1_1: false,
@@ -87,6 +89,13 @@ impl Curl {
     /// e.g. `http://127.0.0.1:15001`.
     pub fn proxy(mut self, proxy: impl Into<String>) -> Self {
         self.proxy = Some(proxy.into());
+        self
+    }
+
+    /// `--proxy-header "<name>: <value>"`: a header of the CONNECT request to the proxy (an
+    /// https URL), not of the request inside the tunnel; `Host` replaces curl's own.
+    pub fn proxy_header(mut self, name: &str, value: &str) -> Self {
+        self.proxy_headers.push(format!("{name}: {value}"));
         self
     }
 
@@ -219,6 +228,9 @@ impl Curl {
         }
         for h in &self.headers {
             cmd.args(["-H", h]);
+        }
+        for h in &self.proxy_headers {
+            cmd.args(["--proxy-header", h]);
         }
         if self.http2_prior_knowledge {
             cmd.arg("--http2-prior-knowledge");

@@ -21,6 +21,8 @@
 //!   DNS (deleted on drop).
 //! - [`runner`]: what the tools share: processes stopped on Ctrl-C and panic, CPU pinning,
 //!   `/proc` readings.
+//! - [`tls_client`]: a hand-made TLS client (`openssl s_client`): any SNI, any client
+//!   certificate, raw bytes.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
@@ -71,6 +73,7 @@ pub mod netns;
 pub mod runner;
 pub mod scripted;
 pub mod sidecar;
+pub mod tls_client;
 pub mod transparent;
 pub mod upstream;
 
@@ -87,4 +90,5 @@ pub use sidecar::{
     ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service,
     mesh, tcp_service, with_dns, Cli, Sidecar, WAIT,
 };
+pub use tls_client::{TlsClient, TlsExchange};
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

@@ -10,11 +10,14 @@ use extsvc_testkit as support;
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use external_service_model::{config, Kind};
 use extsvc::generate::{self, Bootstrap, Error, Options};
+use extsvc::identity;
 use extsvc::read;
+use extsvc::role::Role;
 use serde_json::{json, Value};
 use support::{test_dir, Pki};
 
@@ -42,6 +45,7 @@ impl Placeholders for Pki {
             )
             .replace("${CA_BASE64}", &b64(self.ca.ca_pem()))
             .replace("${CA_FILE}", &self.ca.ca_path().display().to_string())
+            .replace("${CA_KEY_BASE64}", &b64(&self.ca.cert.key_pem))
             .replace("${CLIENT_CERT_BASE64}", &b64(&self.client.cert_pem))
             .replace("${CLIENT_KEY_BASE64}", &b64(&self.client.key_pem))
     }
@@ -55,6 +59,7 @@ impl Placeholders for Pki {
                 "<test client certificate, PEM>",
             ),
             (self.client.key_pem.clone(), "<test client key, PEM>"),
+            (self.ca.cert.key_pem.clone(), "<test CA key, PEM>"),
             (self.ca.ca_path().display().to_string(), GOLDEN_CA_FILE),
         ]
     }
@@ -308,15 +313,78 @@ fn policy_ratelimit_fault() {
 /// ones too: `--mode validate` does not read xDS files.
 #[test]
 fn xds_dir() {
+    let resources = fs::read_to_string(testdata().join("passthrough-off/resources.yaml")).unwrap();
+    check_xds_scenario("xds-dir", &resources, |options, _| options);
+}
+
+/// `--dataplane web` (`testdata/dataplane/`): the sidecar of one Dataplane, whose mesh sends
+/// external traffic through two ZoneEgress instances.
+#[test]
+fn dataplane() {
+    let resources = fs::read_to_string(testdata().join("dataplane/resources.yaml")).unwrap();
+    check_xds_scenario("dataplane", &resources, |options, loaded| {
+        with_identity(options, loaded, Role::Dataplane("web".into()))
+    });
+}
+
+/// `--zone-egress egress-1` (`testdata/zone-egress/`): the ZoneEgress's listener, a chain per
+/// service of the mesh, and the clusters that originate TLS.
+#[test]
+fn zone_egress() {
+    let resources = fs::read_to_string(testdata().join("zone-egress/resources.yaml")).unwrap();
+    check_xds_scenario("zone-egress", &resources, |options, loaded| {
+        with_identity(options, loaded, Role::ZoneEgress("egress-1".into()))
+    });
+}
+
+/// `options` for `role`, with the certificate the role's Envoy presents issued now.
+fn with_identity(options: Options, loaded: &read::Loaded, role: Role) -> Options {
+    let resources = &loaded.checked.resources;
+    let identity = identity::for_role(
+        resources,
+        &loaded.resolved,
+        "default",
+        &role,
+        None,
+        SystemTime::now(),
+    )
+    .unwrap()
+    .unwrap();
+    Options {
+        role,
+        identity: Some(identity),
+        ..options
+    }
+}
+
+/// `resources` generated with an xDS directory and the options `with` makes: the bootstrap and
+/// every file it names are golden (`testdata/<golden>/`), each test certificate and issued one
+/// as a placeholder. Envoy accepts the bootstrap, and the files' resources as static ones too:
+/// `--mode validate` does not read xDS files.
+fn check_xds_scenario(
+    golden: &str,
+    resources: &str,
+    with: impl Fn(Options, &read::Loaded) -> Options,
+) {
     let dir = test_dir();
     let pki = Pki::new(dir.path());
-    let resources = fs::read_to_string(testdata().join("passthrough-off/resources.yaml")).unwrap();
-    let loaded = load(dir.path(), &pki, &resources);
-    let golden = testdata().join("xds-dir");
-    let options = Options {
-        xds_dir: Some(PathBuf::from("/path/to/xds")),
-        ..golden_options()
-    };
+    let loaded = load(dir.path(), &pki, resources);
+    let golden = testdata().join(golden);
+    let options = with(
+        Options {
+            xds_dir: Some(PathBuf::from("/path/to/xds")),
+            ..golden_options()
+        },
+        &loaded,
+    );
+    let mut placeholders = pki.placeholders();
+    if let Some(issued) = &options.identity {
+        placeholders.extend([
+            (issued.certificate_pem.clone(), "<issued certificate, PEM>"),
+            (issued.key_pem.clone(), "<issued key, PEM>"),
+            (issued.trust_pem.clone(), "<test CA certificate, PEM>"),
+        ]);
+    }
     let b = generate::generate(&loaded, &options).unwrap();
     let files = b.xds.clone().unwrap();
     fs::create_dir_all(golden.join("sds")).unwrap();
@@ -334,7 +402,7 @@ fn xds_dir() {
     .into_iter()
     .chain(secrets)
     {
-        replace_strings(&mut value, &pki.placeholders());
+        replace_strings(&mut value, &placeholders);
         if let Some(version) = value.get_mut("version_info") {
             // A digest of the resources, whose test certificates change from run to run.
             *version = json!("<digest of the resources>");
@@ -348,7 +416,7 @@ fn xds_dir() {
         wasm: support::wasm_module(),
         system_ca: pki.ca.ca_path().to_path_buf(),
         xds_dir: Some(xds.clone()),
-        ..Options::default()
+        ..options
     };
     let real = generate::generate(&loaded, &options).unwrap();
     let files = real.xds.clone().unwrap();

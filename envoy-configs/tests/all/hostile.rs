@@ -6,6 +6,11 @@
 //! The undeclared upstream (`plain.test:<port>`, also 127.0.0.1 / ::ffff:127.0.0.1) is one a
 //! leaked request would really reach, so a leak would show.
 //!
+//! The wildcard rows add a MeshPassthrough (`Matched`) that lets `*.wild.test` out, `http` to
+//! upstream `wild` and `tls` (CONNECT) to upstream `wildtls`: every name they try resolves, so
+//! a name let through by mistake would reach one of those and show, and what a name let
+//! through reaches is its own upstream.
+//!
 //! Keep a test's files: `EXTSVC_KEEP_TEST_DIRS=1 cargo test -p extsvc --test all hostile::`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -15,10 +20,11 @@ use extsvc_testkit as support;
 use std::fmt;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use support::{
-    ca_file, docs, https_service, mesh, test_dir, Curl, Pki, Response, Sidecar, Upstream,
+    ca_file, docs, https_service, mesh, test_dir, with_dns, Curl, Pki, Response, Sidecar, Upstream,
     UpstreamBuilder, WAIT,
 };
 
@@ -33,6 +39,11 @@ enum Who {
     Filter,
     /// The declared upstream (`x-upstream-name: tls`).
     Declared,
+    /// The upstream of the wildcard's `http` match (`x-upstream-name: wild`).
+    Wild,
+    /// The upstream of the wildcard's `tls` match, through a CONNECT tunnel
+    /// (`x-upstream-name: wildtls`).
+    WildTls,
     /// No HTTP answer at all (connection closed or reset).
     Nobody,
 }
@@ -76,6 +87,8 @@ fn classify(status: Option<u16>, denied: Option<String>, upstream: Option<String
         (None, _, _) => Who::Nobody,
         (_, Some(_), _) => Who::Filter,
         (_, None, Some("tls")) => Who::Declared,
+        (_, None, Some("wild")) => Who::Wild,
+        (_, None, Some("wildtls")) => Who::WildTls,
         (_, None, Some(other)) => panic!("answered by upstream listener {other:?}: a leak"),
         (_, None, None) => Who::Envoy,
     };
@@ -102,12 +115,16 @@ fn envoy(status: u16) -> Answer {
     }
 }
 
-fn declared() -> Answer {
+fn reached(who: Who) -> Answer {
     Answer {
         status: Some(200),
-        who: Who::Declared,
+        who,
         denied: None,
     }
+}
+
+fn declared() -> Answer {
+    reached(Who::Declared)
 }
 
 fn nobody() -> Answer {
@@ -124,6 +141,15 @@ fn bad() -> Answer {
 
 fn undeclared() -> Answer {
     filter(403, "undeclared-host")
+}
+
+fn not_matched() -> Answer {
+    filter(403, "not-matched")
+}
+
+/// Envoy's 200 to a CONNECT: the tunnel is open. Where it leads, the access log says.
+fn tunnel_opened() -> Answer {
+    envoy(200)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,6 +181,19 @@ impl Raw {
 /// Writes `request` as it is to 127.0.0.1:`port` and reads until Envoy closes the connection,
 /// the first response is complete (by Content-Length) or 5 s pass.
 pub fn raw_request(port: u16, request: &[u8]) -> Raw {
+    raw_request_until(port, request, complete)
+}
+
+/// [`raw_request`] that stops reading at the end of the response head: Envoy's 200 to a
+/// CONNECT has no body and keeps the tunnel open. The connection closes on return.
+fn raw_head(port: u16, request: &[u8]) -> Raw {
+    raw_request_until(port, request, |raw| {
+        raw.windows(4).any(|w| w == b"\r\n\r\n")
+    })
+}
+
+/// [`raw_request`], reading until `done` says what came back is enough.
+fn raw_request_until(port: u16, request: &[u8], done: fn(&[u8]) -> bool) -> Raw {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to Envoy");
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
@@ -173,7 +212,7 @@ pub fn raw_request(port: u16, request: &[u8]) -> Raw {
                     || e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(_) => break,
         }
-        if complete(&raw) {
+        if done(&raw) {
             break;
         }
     }
@@ -217,6 +256,8 @@ struct World {
     up: Upstream,
     s: Sidecar,
     plain: u16,
+    /// The test CA, which signed every TLS upstream's certificate.
+    ca: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -226,21 +267,64 @@ fn world() -> World {
 
 /// [`world`], with `outbounds` Dataplane http outbounds bound to `httpbin` (`s.outbound`).
 fn world_with(outbounds: usize) -> World {
+    start_world(outbounds, |b, _| b, |_| Vec::new())
+}
+
+/// Every name the wildcard rows send, let through or not, so that a name let through by
+/// mistake reaches an upstream and shows. `A.WILD.TEST` as well: the test's DNS server
+/// compares names byte for byte (envoyproxy/envoy#45381), as a real resolver does not.
+const WILD_NAMES: [&str; 8] = [
+    "a.wild.test",
+    "A.WILD.TEST",
+    "b.a.wild.test",
+    "xn--80a.wild.test",
+    "wild.test",
+    "evilwild.test",
+    "a.wild.test.evil.test",
+    "a.xn--wld-jhd.test",
+];
+
+/// [`world`] (passthrough off) with a MeshPassthrough, `Matched`, that lets `*.wild.test` out:
+/// `http` on the port of upstream `wild`, `tls` on the port of upstream `wildtls`.
+fn wildcard_world() -> World {
+    start_world(
+        0,
+        |b, p| with_dns(b.plain("wild").tls("wildtls", &p.server), &WILD_NAMES),
+        |up| {
+            vec![format!(
+                "type: MeshPassthrough\nname: wild\nmesh: default\nspec:\n  targetRef: {{kind: Mesh}}\n  default:\n    passthroughMode: Matched\n    appendMatch:\n    - {{type: Domain, value: '*.wild.test', port: {}, protocol: http}}\n    - {{type: Domain, value: '*.wild.test', port: {}, protocol: tls}}\n",
+                up.port("wild"),
+                up.port("wildtls"),
+            )]
+        },
+    )
+}
+
+/// The setup of [`world`], with more upstream listeners and names (`upstreams`) and more
+/// resources, which may name the upstream's ports (`resources`).
+fn start_world(
+    outbounds: usize,
+    upstreams: impl FnOnce(UpstreamBuilder, &Pki) -> UpstreamBuilder,
+    resources: impl FnOnce(&Upstream) -> Vec<String>,
+) -> World {
     let dir = test_dir();
     let d = dir.path();
-    let p = Pki::new(d);
-    let up = UpstreamBuilder::new()
+    // `*.wild.test` for [`wildcard_world`]'s `wildtls`.
+    let p = Pki::for_names(d, &["httpbin.test", "*.wild.test"]);
+    let base = UpstreamBuilder::new()
         .tls("tls", &p.server)
         .plain("plain")
         .dns("httpbin.test", &[LOCALHOST])
-        .dns("plain.test", &[LOCALHOST])
-        .start(d);
+        .dns("plain.test", &[LOCALHOST]);
+    let up = upstreams(base, &p).start(d);
     let real = format!("httpbin.test:{}", up.port("tls"));
+    let more = resources(&up);
     let s = Sidecar::start_with_outbounds(d, up.dns_addr(), outbounds, &[], |ports| {
         let mut resources = vec![
             mesh(false),
             https_service("httpbin", "http", &real, &[ca_file(&p.ca)]),
         ];
+        resources.extend(more.iter().cloned());
         resources.extend(
             ports
                 .iter()
@@ -253,6 +337,7 @@ fn world_with(outbounds: usize) -> World {
         up,
         s,
         plain,
+        ca: p.ca.ca_path().to_path_buf(),
         _dir: dir,
     }
 }
@@ -260,10 +345,7 @@ fn world_with(outbounds: usize) -> World {
 impl World {
     /// `GET /get` with exactly this Host header (bytes as they are).
     fn host(&self, host: &[u8]) -> Answer {
-        let mut req = b"GET /get HTTP/1.1\r\nHost: ".to_vec();
-        req.extend_from_slice(host);
-        req.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
-        self.raw(&req)
+        self.raw(&get_with_host(host))
     }
 
     /// [`World::host`] as a row for [`check`], labelled `Host: <h>`.
@@ -273,6 +355,44 @@ impl World {
 
     fn raw(&self, request: &[u8]) -> Answer {
         of_raw(&raw_request(self.s.listen, request))
+    }
+
+    /// [`World::host_row`] for [`wildcard_world`]: where the wildcard's `http` upstream
+    /// answers, it saw the request under the name the filter let through.
+    fn wild_host_row(&self, h: &str, want: Answer) -> Row {
+        self.wild_row(format!("Host: {h}"), &get_with_host(h.as_bytes()), h, want)
+    }
+
+    /// `request` as a row labelled `label`; where the wildcard's `http` upstream answers, it
+    /// saw the authority `judged`.
+    fn wild_row(&self, label: String, request: &[u8], judged: &str, want: Answer) -> Row {
+        let raw = raw_request(self.s.listen, request);
+        let got = of_raw(&raw);
+        if got.who == Who::Wild {
+            assert_eq!(
+                raw.header("x-seen-host").as_deref(),
+                Some(judged),
+                "{label}"
+            );
+        }
+        (label, got, want)
+    }
+
+    /// An `https` request through the proxy port (so a CONNECT tunnel and the app's own TLS),
+    /// as a row labelled `label`; where the wildcard's `tls` upstream answers, it saw the SNI
+    /// `sni`.
+    fn tunnel_row(&self, label: &str, c: Curl, sni: &str, want: Answer) -> Row {
+        let (got, seen) = match c.proxy(self.s.proxy()).send() {
+            Ok(r) => (of_curl(&r), r.header("x-seen-sni").map(str::to_string)),
+            Err(e) => {
+                eprintln!("{label}: no answer: {e}");
+                (nobody(), None)
+            }
+        };
+        if got.who == Who::WildTls {
+            assert_eq!(seen.as_deref(), Some(sni), "{label}");
+        }
+        (label.to_string(), got, want)
     }
 
     fn curl(&self, c: Curl) -> Answer {
@@ -300,6 +420,16 @@ impl World {
     }
 }
 
+/// `GET /get` with exactly this Host header (bytes as they are).
+fn get_with_host(host: &[u8]) -> Vec<u8> {
+    [
+        b"GET /get HTTP/1.1\r\nHost: ",
+        host,
+        b"\r\nConnection: close\r\n\r\n",
+    ]
+    .concat()
+}
+
 /// A table row: what was sent, what came back, what should have.
 type Row = (String, Answer, Answer);
 
@@ -308,6 +438,16 @@ fn check(w: &World, rows: Vec<Row>) {
     let wrong = mismatches(&rows);
     w.assert_no_leak();
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// [`check`] for [`wildcard_world`]: also, the wildcard's upstreams saw exactly the requests
+/// of the rows they should have answered, and nothing more.
+fn check_wild(w: &World, rows: Vec<Row>) {
+    let wanted = |who: Who| rows.iter().filter(|(_, _, want)| want.who == who).count() as u64;
+    let (web, tls) = (wanted(Who::Wild), wanted(Who::WildTls));
+    check(w, rows);
+    assert_eq!(w.up.envoy.counter("http.wild.downstream_rq_total"), web);
+    assert_eq!(w.up.envoy.counter("http.wildtls.downstream_rq_total"), tls);
 }
 
 /// [`check`] without a [`World`].
@@ -569,6 +709,142 @@ fn connect_never_tunnels() {
     );
     // The declared upstream saw no CONNECT either.
     assert_eq!(w.up.envoy.counter("http.tls.downstream_rq_total"), 0);
+}
+
+/// A MeshPassthrough wildcard, `*.wild.test` (`http`), by Host and by absolute-form URI: case
+/// and one trailing dot are the same name, and a label under the wildcard is one whatever it
+/// spells (punycode included); two trailing dots, the wildcard itself, `*.`, the bare parent,
+/// a name that only ends alike or holds the wildcard's name in the middle, a look-alike
+/// (Cyrillic `і`, which Envoy's codec refuses as it is, or its punycode) are not, nor is the
+/// wildcard on another port. A name let through reaches the wildcard's own upstream, under
+/// that name.
+#[test]
+fn wildcard_names_case_dots_and_lookalikes() {
+    let w = wildcard_world();
+    let (p, web, tls) = (w.plain, w.up.port("wild"), w.up.port("wildtls"));
+    let mut rows = Vec::new();
+    let mut host = |h: String, want: Answer| rows.push(w.wild_host_row(&h, want));
+    host(format!("a.wild.test:{web}"), reached(Who::Wild));
+    host(format!("b.a.wild.test:{web}"), reached(Who::Wild));
+    host(format!("A.WILD.TEST:{web}"), reached(Who::Wild));
+    host(format!("a.wild.test.:{web}"), reached(Who::Wild));
+    host(format!("xn--80a.wild.test:{web}"), reached(Who::Wild));
+    host(format!("a.wild.test..:{web}"), bad());
+    host(format!("wild.test.:{web}"), not_matched());
+    host(format!("wild.test:{web}"), not_matched());
+    host(format!("*.:{web}"), bad());
+    host(format!("*.wild.test:{web}"), bad());
+    host(format!("evilwild.test:{web}"), not_matched());
+    host(format!("a.wild.test.evil.test:{web}"), not_matched());
+    host(format!("a.w\u{456}ld.test:{web}"), envoy(400));
+    host(format!("a.xn--wld-jhd.test:{web}"), not_matched());
+    host(format!("a.wild.test:{p}"), not_matched());
+    host(format!("a.wild.test:{tls}"), not_matched());
+    host("a.wild.test".into(), not_matched());
+    host(format!("plain.test:{p}"), not_matched());
+    rows.push(w.wild_row(
+        "absolute-form http://a.wild.test, Host: plain.test".into(),
+        format!("GET http://a.wild.test:{web}/get HTTP/1.1\r\nHost: plain.test:{p}\r\nConnection: close\r\n\r\n").as_bytes(),
+        &format!("a.wild.test:{web}"),
+        reached(Who::Wild),
+    ));
+    rows.push(w.wild_row(
+        "absolute-form http://plain.test, Host: a.wild.test".into(),
+        format!("GET http://plain.test:{p}/get HTTP/1.1\r\nHost: a.wild.test:{web}\r\nConnection: close\r\n\r\n").as_bytes(),
+        "-",
+        not_matched(),
+    ));
+    check_wild(&w, rows);
+}
+
+/// CONNECT against the wildcard's `tls` match is judged by its target alone: a Host header
+/// that names another host, or an SNI inside the tunnel that names another host (even the
+/// undeclared one), changes neither what is allowed nor where the tunnel goes, which is the
+/// target's own upstream; the target's case and one trailing dot do not either. A target the
+/// wildcard does not allow is refused before any byte goes anywhere, as is a CONNECT to the
+/// wildcard's `http` port.
+#[test]
+fn wildcard_connect_is_judged_by_its_target_not_its_host_or_sni() {
+    let w = wildcard_world();
+    let (p, web, tls) = (w.plain, w.up.port("wild"), w.up.port("wildtls"));
+    let https = |host: &str, port: u16| Curl::get(format!("https://{host}:{port}/get"));
+    // curl lower-cases the target it sends: the raw rows below send the others.
+    let mut rows = vec![
+        w.tunnel_row(
+            "CONNECT a.wild.test, SNI a.wild.test",
+            https("a.wild.test", tls).cacert(&w.ca),
+            "a.wild.test",
+            reached(Who::WildTls),
+        ),
+        w.tunnel_row(
+            "CONNECT a.wild.test, Host: plain.test",
+            https("a.wild.test", tls)
+                .cacert(&w.ca)
+                .proxy_header("Host", &format!("plain.test:{p}")),
+            "a.wild.test",
+            reached(Who::WildTls),
+        ),
+        w.tunnel_row(
+            "CONNECT a.wild.test, SNI and inner Host plain.test",
+            https("plain.test", p)
+                .connect_to("plain.test", p, "a.wild.test", tls)
+                .insecure(),
+            "plain.test",
+            reached(Who::WildTls),
+        ),
+    ];
+    let mut connect = |target: String, host: String, want: Answer| {
+        let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let got = of_raw(&raw_head(w.s.listen, request.as_bytes()));
+        rows.push((format!("CONNECT {target}, Host: {host}"), got, want));
+    };
+    let allowed = format!("a.wild.test:{tls}");
+    let (upper, dot) = (format!("A.WILD.TEST:{tls}"), format!("a.wild.test.:{tls}"));
+    connect(upper.clone(), upper.clone(), tunnel_opened());
+    connect(dot.clone(), dot.clone(), tunnel_opened());
+    connect(format!("plain.test:{p}"), allowed.clone(), not_matched());
+    connect(format!("127.0.0.1:{p}"), allowed.clone(), not_matched());
+    connect(
+        format!("a.wild.test:{web}"),
+        format!("a.wild.test:{web}"),
+        not_matched(),
+    );
+    for target in [
+        format!("wild.test:{tls}"),
+        format!("evilwild.test:{tls}"),
+        format!("a.wild.test.evil.test:{tls}"),
+        format!("a.xn--wld-jhd.test:{tls}"),
+    ] {
+        connect(target.clone(), target, not_matched());
+    }
+    let dots = format!("a.wild.test..:{tls}");
+    connect(dots.clone(), dots, bad());
+    // A CONNECT target is an authority to Envoy's codec, which refuses `*` and non-ASCII in
+    // it before the filter.
+    for target in [
+        format!("*.wild.test:{tls}"),
+        format!("a.w\u{456}ld.test:{tls}"),
+    ] {
+        connect(target.clone(), target, envoy(400));
+    }
+    let answered = rows.len();
+    check_wild(&w, rows);
+    // Every tunnel was judged under the target it names, whatever its Host header said, and
+    // led to the wildcard's `tls` upstream.
+    let log = w.s.access_log(answered);
+    let mut tunnels: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|l| l["method"] == "CONNECT" && l["response_code"] == 200)
+        .filter_map(|l| Some((l["authority"].as_str()?, l["upstream_host"].as_str()?)))
+        .collect();
+    tunnels.sort_unstable();
+    let wildtls = format!("127.0.0.1:{tls}");
+    let mut want: Vec<(&str, &str)> = [&upper, &dot, &allowed, &allowed, &allowed]
+        .iter()
+        .map(|target| (target.as_str(), wildtls.as_str()))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(tunnels, want, "{log:?}");
 }
 
 /// HTTP/2 clients (h2c, prior knowledge): the same rules.

@@ -534,7 +534,7 @@ fn assert_no_sds_failures(envoy: &Envoy, secrets: usize) {
 }
 
 /// `extsvc watch` running on a directory of resource files, its lines read as they come.
-struct Watch {
+pub(crate) struct Watch {
     child: Child,
     lines: mpsc::Receiver<String>,
     _tracked: Tracked,
@@ -543,22 +543,30 @@ struct Watch {
 impl Watch {
     /// `extsvc watch <services> --xds-dir <d>/xds -o <d>/envoy.yaml ...`, serving on `listen`.
     fn start(d: &Path, services: &Path, listen: u16, dns: Option<SocketAddr>) -> Watch {
-        let mut command = Command::new(support::extsvc_binary());
-        command
+        let mut args: Vec<OsString> = vec![services.into()];
+        args.extend(xds_args(d));
+        args.extend([
+            "-o".into(),
+            d.join("envoy.yaml").into(),
+            "--listen".into(),
+            format!("127.0.0.1:{listen}").into(),
+            "--stats-listen".into(),
+            "127.0.0.1:0".into(),
+            "--wasm".into(),
+            support::wasm_module().into(),
+        ]);
+        if let Some(dns) = dns {
+            args.extend(["--dns-resolver".into(), dns.to_string().into()]);
+        }
+        Watch::spawn(d, &args)
+    }
+
+    /// `extsvc watch ARGS...` in `d` (its stderr in `d/watch.stderr`).
+    pub(crate) fn spawn(d: &Path, args: &[OsString]) -> Watch {
+        let mut child = Command::new(support::extsvc_binary())
             .current_dir(d)
             .arg("watch")
-            .arg(services)
-            .args(xds_args(d))
-            .arg("-o")
-            .arg(d.join("envoy.yaml"))
-            .args(["--listen", &format!("127.0.0.1:{listen}")])
-            .args(["--stats-listen", "127.0.0.1:0"])
-            .arg("--wasm")
-            .arg(support::wasm_module());
-        if let Some(dns) = dns {
-            command.args(["--dns-resolver", &dns.to_string()]);
-        }
-        let mut child = command
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(fs::File::create(d.join("watch.stderr")).unwrap())
             .spawn()
@@ -581,10 +589,15 @@ impl Watch {
     }
 
     /// The next line, which must come within [`UPDATE`] and start with `extsvc: <word>`.
-    fn expect_line(&self, word: &str) -> String {
+    pub(crate) fn expect_line(&self, word: &str) -> String {
+        self.expect_line_within(word, UPDATE)
+    }
+
+    /// The next line, which must come within `wait` and start with `extsvc: <word>`.
+    pub(crate) fn expect_line_within(&self, word: &str, wait: Duration) -> String {
         let line = self
             .lines
-            .recv_timeout(UPDATE)
+            .recv_timeout(wait)
             .unwrap_or_else(|e| panic!("no `{word}` line from watch: {e}"));
         assert!(line.starts_with(&format!("extsvc: {word}")), "{line}");
         line

@@ -42,6 +42,9 @@
 //!   (needs root, as CI has).
 //! - `transparent_from`: `transparent-proxy install --from`: the mesh's passthrough decides
 //!   whether uncaptured traffic is blocked (network namespaces, root).
+//! - `zone_egress`: a Dataplane's sidecar (`--dataplane`) through the ZoneEgress
+//!   (`--zone-egress`) on loopback: certificates of the mesh's provided CA, who the egress
+//!   takes, renewal through `watch`, two egresses and one stopping.
 //!
 //! Run one module: `cargo test -p extsvc --test all e2e::` (or `e2e::tls::`).
 
@@ -66,3 +69,4 @@ mod secrets;
 mod transparent;
 mod transparent_from;
 mod validate;
+mod zone_egress;

@@ -608,3 +608,139 @@ fn a_mesh_passthrough_for_dataplanes_is_warned_about() {
     assert_eq!(generated.code, Some(0), "{generated:?}");
     assert!(generated.stderr.contains(warning), "{generated:?}");
 }
+
+const PERMISSIONS_WORLD: &str = "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - {name: ca-1, type: builtin}\n---\ntype: ExternalService\nname: httpbin\nmesh: default\ntags: {kuma.io/service: httpbin, kuma.io/protocol: http}\nnetworking: {address: httpbin.org:443}\n---\ntype: Dataplane\nname: web-01\nmesh: default\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - {port: 8080, tags: {kuma.io/service: web, version: v1}}\n---\ntype: Dataplane\nname: batch-01\nmesh: default\nnetworking:\n  address: 10.0.0.2\n  inbound:\n  - {port: 8080, tags: {kuma.io/service: batch}}\n---\ntype: MeshTrafficPermission\nname: allow-web\nmesh: default\nspec:\n  targetRef: {kind: MeshService, name: httpbin}\n  from:\n  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: web}}\n    default: {action: Allow}\n";
+
+/// `--format json` shows, per service, each Dataplane's verdict with the policy that
+/// decides, and the grants the egress enforces, first match first.
+#[test]
+fn permissions_show_who_may_reach_each_service_and_which_policy_decides() {
+    let d = test_dir();
+    let file = write(d.path(), "world.yaml", PERMISSIONS_WORLD);
+    let run = extsvc(&["validate", "--format", "json", &file]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    let allow_web = serde_json::json!({"kind": "MeshTrafficPermission", "name": "allow-web"});
+    assert_eq!(
+        report["permissions"],
+        serde_json::json!([{
+            "mesh": "default",
+            "enforced": true,
+            "services": [{
+                "kind": "ExternalService",
+                "name": "httpbin",
+                "sources": [
+                    {"dataplane": "web-01", "service": "web", "action": "Allow", "decided_by": allow_web},
+                    {"dataplane": "batch-01", "service": "batch", "action": "Deny", "decided_by": null},
+                ],
+                "grants": [
+                    {"who": {"Tags": {"kuma.io/service": "web"}}, "action": "Allow", "decided_by": allow_web},
+                    {"who": "AnyMeshIdentity", "action": "Deny", "decided_by": null},
+                ],
+            }],
+        }])
+    );
+    assert_eq!(report["warnings"], serde_json::json!([]));
+}
+
+/// Text: one line per service, after the resources.
+#[test]
+fn permissions_are_one_line_per_service_in_text() {
+    let d = test_dir();
+    let file = write(d.path(), "world.yaml", PERMISSIONS_WORLD);
+    let run = extsvc(&["validate", &file]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines.last().copied(),
+        Some("permissions: ExternalService \"httpbin\" (mesh \"default\"): sources: web-01 (web) Allow by MeshTrafficPermission \"allow-web\"; batch-01 (batch) Deny, no rule allows it"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(lines.len(), 6, "{}", run.stdout);
+}
+
+/// Permissions in a mesh without mTLS are not enforced, as in Kuma: every source is let
+/// through, by the Mesh, and a warning says why.
+#[test]
+fn permissions_without_mtls_are_not_enforced_and_a_warning_says_so() {
+    let d = test_dir();
+    let without = PERMISSIONS_WORLD.replace(
+        "mtls:\n  enabledBackend: ca-1\n  backends:\n  - {name: ca-1, type: builtin}\n",
+        "",
+    );
+    let file = write(d.path(), "world.yaml", &without);
+    let run = extsvc(&["validate", "--format", "json", &file]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let report: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["permissions"][0]["enforced"], false);
+    let mesh = serde_json::json!({"kind": "Mesh", "name": "default"});
+    for source in report["permissions"][0]["services"][0]["sources"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(
+            (&source["action"], &source["decided_by"]),
+            (&"Allow".into(), &mesh)
+        );
+    }
+    assert_eq!(
+        report["warnings"],
+        serde_json::json!(["mesh \"default\" has no mTLS (its Mesh sets no mtls.enabledBackend), so MeshTrafficPermission \"allow-web\" is not enforced and every source may reach every service: Mutual TLS has to be enabled to make MeshTrafficPermission work"])
+    );
+}
+
+/// With no Dataplane in the files, the text line of a service is its grants, first match
+/// first: tags, a SPIFFE prefix, everyone; a Dataplane without `kuma.io/service` is named as
+/// such.
+#[test]
+fn permissions_without_dataplanes_show_the_grants_in_text() {
+    use external_service_model::traffic_permission::sni;
+    let d = test_dir();
+    let aurora_sni = sni::mesh_external_service("aurora", "default", 5432);
+    let mes = |name: &str| {
+        format!("type: MeshExternalService\nname: {name}\nmesh: default\nspec:\n  match: {{type: HostnameGenerator, port: 5432, protocol: tcp}}\n  endpoints:\n  - {{address: {name}.example, port: 5432}}\n")
+    };
+    let rules = format!("type: MeshTrafficPermission\nname: rules\nmesh: default\nspec:\n  rules:\n  - default:\n      allow:\n      - spiffeID: {{type: Prefix, value: 'spiffe://default/web'}}\n        sni: {{type: Exact, value: {aurora_sni}}}\n");
+    let world = [
+        PERMISSIONS_WORLD
+            .split("---\ntype: Dataplane")
+            .next()
+            .unwrap(),
+        "---\n",
+        PERMISSIONS_WORLD.split("---\n").last().unwrap(),
+        "---\n",
+        &mes("aurora"),
+        "---\n",
+        &mes("plain"),
+        "---\n",
+        &rules,
+    ]
+    .concat();
+    let file = write(d.path(), "world.yaml", &world);
+    let run = extsvc(&["validate", &file]);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let lines: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("permissions:"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "permissions: ExternalService \"httpbin\" (mesh \"default\"): no Dataplane in the files; the egress grants: kuma.io/service=web Allow by MeshTrafficPermission \"allow-web\"; everyone Deny, no rule allows it",
+            "permissions: MeshExternalService \"aurora\" (mesh \"default\"): no Dataplane in the files; the egress grants: spiffe://default/web* Allow by MeshTrafficPermission \"rules\"; everyone Deny, no rule allows it",
+            "permissions: MeshExternalService \"plain\" (mesh \"default\"): no Dataplane in the files; the egress grants: everyone Allow, Kuma's default",
+        ],
+        "{}",
+        run.stdout
+    );
+    let probe = "---\ntype: Dataplane\nname: probe\nmesh: default\nnetworking:\n  address: 10.0.0.3\n  inbound:\n  - {port: 8080, tags: {app: probe}}\n";
+    let file = write(d.path(), "world.yaml", &format!("{world}{probe}"));
+    let run = extsvc(&["validate", &file]);
+    assert!(
+        run.stdout.contains("permissions: MeshExternalService \"plain\" (mesh \"default\"): sources: probe (no kuma.io/service) Allow, Kuma's default\n"),
+        "{}",
+        run.stdout
+    );
+}

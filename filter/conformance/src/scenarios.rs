@@ -189,6 +189,38 @@ pub enum Setup {
     ClosedByPolicy,
     /// The Mesh's passthrough off, a MeshPassthrough `All` (its matches ignored): it opens.
     OpenedByPolicy,
+    /// The sidecar of this Dataplane (`web-1` of service `web`, or `batch-1` of `batch`) in a
+    /// mesh with mTLS: [`permissions`] decide what it may reach.
+    Sidecar(&'static str),
+}
+
+/// The MeshTrafficPermission of `httpbin`: the whole mesh may reach it, then `batch` may not
+/// (a later `from` item wins where both select the caller, as in Kuma).
+pub const HTTPBIN_PERMISSION: &str = "httpbin-callers";
+
+/// Two Dataplanes, and permissions for `httpbin` only: every other ExternalService has none
+/// (Kuma denies it), MeshExternalServices none (Kuma allows them).
+fn permissions() -> Vec<Value> {
+    let dataplane = |name: &str, service: &str| {
+        json!({ "type": "Dataplane", "mesh": "default", "name": name, "networking": {
+            "address": "127.0.0.1",
+            "inbound": [{ "port": 8080, "tags": { "kuma.io/service": service } }] } })
+    };
+
+    vec![
+        json!({ "type": "Mesh", "name": "default",
+            "networking": { "outbound": { "passthrough": false } },
+            "mtls": { "enabledBackend": "ca", "backends": [{ "name": "ca", "type": "provided" }] } }),
+        dataplane("web-1", "web"),
+        dataplane("batch-1", "batch"),
+        json!({ "type": "MeshTrafficPermission", "mesh": "default", "name": HTTPBIN_PERMISSION,
+            "spec": {
+                "targetRef": { "kind": "MeshService", "name": "httpbin" },
+                "from": [
+                    { "targetRef": { "kind": "Mesh" }, "default": { "action": "Allow" } },
+                    { "targetRef": { "kind": "MeshSubset", "tags": { "kuma.io/service": "batch" } },
+                      "default": { "action": "Deny" } }] } }),
+    ]
 }
 
 pub fn plugin_config(setup: Setup) -> Value {
@@ -216,6 +248,10 @@ pub fn plugin_config(setup: Setup) -> Value {
         ]),
         Setup::OpenedByPolicy => {
             resources.extend([mesh(false), mesh_passthrough("open", "All", Vec::new())])
+        }
+        Setup::Sidecar(dataplane) => {
+            resources.extend(permissions());
+            config["dataplane"] = json!(dataplane);
         }
     }
     config["resources"] = Value::Array(resources);
@@ -279,6 +315,13 @@ pub enum Then {
     NotGrpc,
     /// 421 `not-http`: a MeshExternalService of `match.protocol: tcp`.
     MesNotHttp(&'static str),
+    /// 403 `not-permitted`: the ExternalService `service` may not be reached by this
+    /// `Sidecar`, as the MeshTrafficPermission `policy` says, or because none allows it.
+    NotPermitted {
+        service: &'static str,
+        dataplane: &'static str,
+        policy: Option<&'static str>,
+    },
 }
 
 pub const BAD_EMPTY: &str = "the host is empty";
@@ -366,6 +409,22 @@ pub fn outcome(authority: Option<&str>, content_type: Option<&str>, then: Then) 
             421,
             "not-http",
             format!("MeshExternalService \"{name}\" has match.protocol tcp and cannot be reached through this HTTP listener; connect to it over TCP through its VIP or a Dataplane outbound, or set match.protocol: http, http2 or grpc"),
+        ),
+        Then::NotPermitted {
+            service,
+            dataplane,
+            policy,
+        } => deny(
+            403,
+            "not-permitted",
+            format!(
+                "ExternalService \"{service}\" may not be reached by \"{}\" (Dataplane \"{dataplane}\"): {}",
+                dataplane.trim_end_matches("-1"),
+                policy.map_or_else(
+                    || "no MeshTrafficPermission or TrafficPermission allows it".to_string(),
+                    |p| format!("MeshTrafficPermission \"{p}\" denies it"),
+                )
+            ),
         ),
         Then::NotGrpc => deny(
             415,
@@ -732,5 +791,32 @@ pub fn cases() -> Vec<Case> {
         case(ClosedByPolicy, "httpbin.mesh", httpbin),
         case(OpenedByPolicy, "evil.example", Passthrough),
         case(OpenedByPolicy, "shared.example.com", Passthrough),
+        // A sidecar reaches what its permissions allow; the rest of the catalog is refused
+        // as not permitted, not as undeclared. Undeclared hosts stay undeclared.
+        case(Sidecar("web-1"), "httpbin.mesh", httpbin),
+        case(
+            Sidecar("batch-1"),
+            "httpbin.mesh",
+            Then::NotPermitted {
+                service: "httpbin",
+                dataplane: "batch-1",
+                policy: Some(HTTPBIN_PERMISSION),
+            },
+        ),
+        case(
+            Sidecar("web-1"),
+            "api.example.com:8080",
+            Then::NotPermitted {
+                service: "my_svc",
+                dataplane: "web-1",
+                policy: None,
+            },
+        ),
+        case(
+            Sidecar("batch-1"),
+            "mes-api.extsvc.mesh.local",
+            mes("mes-api.extsvc.mesh.local"),
+        ),
+        case(Sidecar("batch-1"), "evil.example", Undeclared),
     ]
 }

@@ -158,6 +158,26 @@ fn is_dns_label(label: &str) -> bool {
     }
 }
 
+/// Kubernetes' `IsDNS1123Subdomain`: each of its problems with `s`, in its words; none when
+/// `s` is one.
+pub fn dns1123_subdomain(s: &str) -> Vec<&'static str> {
+    let mut problems = Vec::new();
+    if s.len() > 253 {
+        problems.push("must be no more than 253 characters");
+    }
+    let label_ok = |l: &str| {
+        let b = l.as_bytes();
+        let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+        b.first().is_some_and(edge)
+            && b.last().is_some_and(edge)
+            && b.iter().all(|c| edge(c) || *c == b'-')
+    };
+    if !s.split('.').all(label_ok) {
+        problems.push("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')");
+    }
+    problems
+}
+
 /// Lower case, without one trailing dot: the form lookups use.
 pub fn normalize_name(name: &str) -> String {
     name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()

@@ -1,7 +1,7 @@
 //! The compiled form of one mesh's valid resources: its services, and a table from every name
 //! a request may use to the service it reaches. Built once at configure time.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
@@ -12,7 +12,8 @@ use crate::hostname_generator::{self, Generator, Outcome};
 use crate::mesh_external_service::MeshExternalServiceSpec;
 use crate::mesh_passthrough::{self, Class, MeshPassthroughSpec, PassthroughMode, Query, Table};
 use crate::protocol::Protocol;
-use crate::resource::{Kind, Resource, Spec, DEFAULT_MESH, PROTOCOL_TAG};
+use crate::resource::{Kind, Resource, Spec, DEFAULT_MESH, PROTOCOL_TAG, SERVICE_TAG};
+use crate::traffic_permission::{Caller, Permissions};
 use crate::upstream_tls::UpstreamTls;
 
 pub type ServiceId = usize;
@@ -44,6 +45,20 @@ pub struct Service {
     pub host_rewrite: Option<String>,
     /// A MeshExternalService's `match`: `None` for an ExternalService.
     pub matched: Option<Matched>,
+    /// Set when this Envoy is one Dataplane's and a traffic permission does not let it reach
+    /// the service: every request to it is refused (`not-permitted`).
+    pub refused: Option<Refusal>,
+}
+
+/// Why a Dataplane may not reach a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The Dataplane's name and its `kuma.io/service`: who asked.
+    pub dataplane: String,
+    pub source: String,
+    /// The policy that denies it (`MeshTrafficPermission "deny-batch"`), or `None` when no
+    /// policy allows it.
+    pub decided_by: Option<String>,
 }
 
 impl Service {
@@ -121,6 +136,31 @@ pub struct Catalog {
     ips: FxHashMap<IpAddr, Ports>,
 }
 
+impl Catalog {
+    /// Marks every service that the Dataplane `dataplane` (with its inbound `tags`) may not
+    /// reach by `permissions`: its requests are refused. Done once, at configure time, so a
+    /// request pays one check whatever the number of services and rules.
+    pub fn refuse_unpermitted(
+        &mut self,
+        permissions: &Permissions,
+        dataplane: &str,
+        tags: &BTreeMap<String, String>,
+    ) {
+        let caller = Caller { tags };
+        let source = tags.get(SERVICE_TAG).cloned().unwrap_or_default();
+        for service in &mut self.services {
+            let verdict = permissions.decide(service.kind, &service.name, &caller);
+            if !verdict.action.allows() {
+                service.refused = Some(Refusal {
+                    dataplane: dataplane.to_string(),
+                    source: source.clone(),
+                    decided_by: verdict.decided_by.map(|p| p.to_string()),
+                });
+            }
+        }
+    }
+}
+
 /// The port a request without one means: apps speak plain HTTP to the outbound listener.
 pub const DEFAULT_REQUEST_PORT: u16 = 80;
 
@@ -167,6 +207,7 @@ impl Catalog {
                             authority,
                             host_rewrite: None,
                             matched: None,
+                            refused: None,
                         });
                         catalog.services.len() - 1
                     });
@@ -186,6 +227,8 @@ impl Catalog {
                 | Spec::HostnameGenerator(_)
                 | Spec::MeshPassthrough(_)
                 | Spec::ZoneEgress(_)
+                | Spec::MeshTrafficPermission(_)
+                | Spec::TrafficPermission(_)
                 | Spec::Policy { .. } => {}
             }
         }
@@ -398,6 +441,7 @@ fn mesh_external_service(
         authority,
         host_rewrite: None,
         matched: Some(Matched { port, hostnames }),
+        refused: None,
     })
 }
 

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::catalog::{self, Catalog, ServiceId};
 use crate::report::{Report, Violation};
-use crate::resource::{self, Kind, Origin, Resource};
+use crate::resource::{self, Kind, Origin, Resource, Spec};
+use crate::traffic_permission::Permissions;
 use crate::validate;
 
 /// Every document read, in order, each with its report (valid ones have no violations).
@@ -82,6 +83,11 @@ pub struct PluginConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub mesh_external_service: Option<String>,
+    /// This Envoy is this Dataplane's sidecar: the services its traffic permissions do not let
+    /// it reach are refused (`not-permitted`). The Dataplane and the permissions are among
+    /// `resources`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<String>,
 }
 
 /// A configured filter: the catalog of its mesh and, maybe, the one service it is bound to.
@@ -104,6 +110,10 @@ pub enum ConfigError {
     },
     /// Both `service` and `meshExternalService` are set.
     TwoBindings,
+    UnknownDataplane {
+        dataplane: String,
+        mesh: String,
+    },
 }
 
 impl ConfigError {
@@ -134,6 +144,9 @@ impl ConfigError {
             ConfigError::TwoBindings => vec![format!(
                 "{PLUGIN_CONFIGURATION}: service and meshExternalService both bind the filter: set one"
             )],
+            ConfigError::UnknownDataplane { dataplane, mesh } => vec![format!(
+                "{PLUGIN_CONFIGURATION}: dataplane: mesh {mesh:?} has no Dataplane {dataplane:?} among the resources"
+            )],
         }
     }
 }
@@ -151,7 +164,24 @@ pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
     }
     let mesh = catalog::select_mesh(&checked.resources, config.mesh.as_deref())
         .map_err(ConfigError::Mesh)?;
-    let catalog = Catalog::build(&checked.resources, &mesh);
+    let mut catalog = Catalog::build(&checked.resources, &mesh);
+    if let Some(dataplane) = &config.dataplane {
+        let tags = checked
+            .resources
+            .iter()
+            .find_map(|r| match &r.spec {
+                Spec::Dataplane(dp) if r.mesh == mesh && r.name == *dataplane => {
+                    Some(dp.inbound_tags())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| ConfigError::UnknownDataplane {
+                dataplane: dataplane.clone(),
+                mesh: mesh.clone(),
+            })?;
+        let permissions = Permissions::of_mesh(&checked.resources, &mesh);
+        catalog.refuse_unpermitted(&permissions, dataplane, &tags);
+    }
     let binding = match (config.service, config.mesh_external_service) {
         (Some(_), Some(_)) => return Err(ConfigError::TwoBindings),
         (Some(service), None) => Some((Kind::ExternalService, service)),

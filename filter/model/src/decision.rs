@@ -44,16 +44,19 @@ pub enum Denial {
     NotHttp(ServiceId),
     /// A grpc service asked for without a gRPC content-type.
     NotGrpc(ServiceId),
+    /// This Envoy's Dataplane may not reach the service (its traffic permissions).
+    NotPermitted(ServiceId),
 }
 
 impl Denial {
-    pub const ALL_REASONS: [&'static str; 6] = [
+    pub const ALL_REASONS: [&'static str; 7] = [
         "bad-authority",
         "undeclared-host",
         "ambiguous-host",
         "not-http",
         "not-grpc",
         "not-matched",
+        "not-permitted",
     ];
 
     /// A short, stable name: the value of the `x-external-service-denied` header and the
@@ -71,13 +74,17 @@ impl Denial {
             Denial::NotHttp(_) => 3,
             Denial::NotGrpc(_) => 4,
             Denial::NotMatched => 5,
+            Denial::NotPermitted(_) => 6,
         }
     }
 
     pub fn status(&self) -> u32 {
         match self {
             Denial::BadAuthority(_) => 400,
-            Denial::UndeclaredHost | Denial::AmbiguousHost | Denial::NotMatched => 403,
+            Denial::UndeclaredHost
+            | Denial::AmbiguousHost
+            | Denial::NotMatched
+            | Denial::NotPermitted(_) => 403,
             // The request reached the wrong kind of listener for this service.
             Denial::NotHttp(_) => 421,
             Denial::NotGrpc(_) => 415,
@@ -133,6 +140,23 @@ impl Denial {
                     "{what} and takes only gRPC requests (content-type application/grpc), not {}",
                     quoted(request.content_type().unwrap_or(""))
                 )
+            }
+            Denial::NotPermitted(id) => {
+                let declared = &catalog.services[*id];
+                match &declared.refused {
+                    Some(r) => format!(
+                        "{} {:?} may not be reached by {:?} (Dataplane {:?}): {}",
+                        declared.kind,
+                        declared.name,
+                        r.source,
+                        r.dataplane,
+                        r.decided_by.as_ref().map_or_else(
+                            || "no MeshTrafficPermission or TrafficPermission allows it".to_string(),
+                            |policy| format!("{policy} denies it"),
+                        )
+                    ),
+                    None => format!("{} {:?} may not be reached", declared.kind, declared.name),
+                }
             }
         };
         body.push('\n');
@@ -203,6 +227,9 @@ pub fn decide<'c>(
         },
     };
     let service = &catalog.services[id];
+    if service.refused.is_some() {
+        return Decision::Deny(Denial::NotPermitted(id));
+    }
     match service.protocol {
         Protocol::Http | Protocol::Http2 => Decision::Forward(id, service),
         Protocol::Grpc if is_grpc(request.content_type()) => Decision::Forward(id, service),

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address;
 pub use crate::mesh_external_service::spec::Extension;
 use crate::violation::Violation;
 
@@ -227,22 +228,9 @@ fn action_piece(action: &str) -> Result<Piece, String> {
     })
 }
 
-/// Kubernetes' `IsDNS1123Subdomain`, in its words; `None` when `s` is one.
+/// Kubernetes' `IsDNS1123Subdomain`, in its words, its problems joined; `None` when `s` is one.
 fn dns1123_subdomain(s: &str) -> Option<String> {
-    let mut problems = Vec::new();
-    if s.len() > 253 {
-        problems.push("must be no more than 253 characters".to_string());
-    }
-    let label_ok = |l: &str| {
-        let b = l.as_bytes();
-        let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        b.first().is_some_and(edge)
-            && b.last().is_some_and(edge)
-            && b.iter().all(|c| edge(c) || *c == b'-')
-    };
-    if !s.split('.').all(label_ok) {
-        problems.push("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')".to_string());
-    }
+    let problems = address::dns1123_subdomain(s);
     (!problems.is_empty()).then(|| problems.join(", "))
 }
 

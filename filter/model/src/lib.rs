@@ -16,6 +16,8 @@ pub mod mesh_passthrough;
 pub mod protocol;
 pub mod report;
 pub mod resource;
+pub mod selectors;
+pub mod traffic_permission;
 pub mod upstream_tls;
 pub mod validate;
 pub mod violation;

@@ -15,6 +15,7 @@ use crate::resource::{
     BackendRef, DataSource, DataplaneSpec, ExternalServiceSpec, Kind, MeshSpec, Resource, Selected,
     Source, Spec, ZoneEgressSpec, PROTOCOL_TAG, SERVICE_TAG,
 };
+use crate::traffic_permission;
 use crate::violation::Violation;
 
 /// Validates each resource on its own and against the others of its mesh.
@@ -38,6 +39,10 @@ fn validate_one(resource: &Resource) -> Vec<Violation> {
         Spec::MeshPassthrough(spec) => mesh_passthrough::validate::validate(spec),
         Spec::Mesh(m) => mesh(m),
         Spec::ZoneEgress(egress) => zone_egress(egress),
+        Spec::MeshTrafficPermission(spec) => {
+            traffic_permission::validate::mesh_traffic_permission(spec)
+        }
+        Spec::TrafficPermission(spec) => traffic_permission::validate::traffic_permission(spec),
         // Policies are checked by `extsvc`, which is what applies them.
         Spec::Policy { .. } => Vec::new(),
     }

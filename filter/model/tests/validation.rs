@@ -386,7 +386,7 @@ fn unknown_fields_are_named() {
     let kind = json!({ "type": "TrafficRoute", "name": "x" });
     assert_eq!(one(kind), pairs(&[(
             "type",
-            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, ZoneEgress, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"
+            "unsupported resource \"TrafficRoute\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, ZoneEgress, MeshTrafficPermission, TrafficPermission, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"
         )]));
 }
 
@@ -644,10 +644,12 @@ fn a_zone_egress_does_not_make_a_second_mesh() {
 
 #[test]
 fn a_dataplanes_inbound_tags_say_who_it_is() {
-    let checked = check_all(vec![json!({ "type": "Dataplane", "name": "web-1", "mesh": "default",
+    let checked = check_all(vec![
+        json!({ "type": "Dataplane", "name": "web-1", "mesh": "default",
         "networking": { "address": "10.0.0.2", "inbound": [
             { "port": 8080, "tags": { "kuma.io/service": "web", "team": "shop" } },
-            { "port": 8081, "tags": { "kuma.io/service": "web-admin", "version": "2" } } ] } })]);
+            { "port": 8081, "tags": { "kuma.io/service": "web-admin", "version": "2" } } ] } }),
+    ]);
     assert!(checked.is_valid(), "{:?}", checked.reports);
     let external_service_model::resource::Spec::Dataplane(dp) = &checked.resources[0].spec else {
         panic!("not a Dataplane");

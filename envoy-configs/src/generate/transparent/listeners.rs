@@ -112,6 +112,7 @@ pub(super) fn capture(
             access_log: access_log::capture(CAPTURE, denied),
             idle_timeout: None,
             max_connect_attempts: None,
+            ..TcpProxy::default()
         }),
     };
     let mut capture = match passthrough {
@@ -138,6 +139,7 @@ pub(super) fn capture(
                     ..FilterChainMatch::default()
                 }),
                 filters: vec![to(REFUSED, UNDECLARED_DESTINATION)],
+                ..FilterChain::default()
             },
         );
     }

@@ -179,6 +179,7 @@ pub(super) fn chains(
                     ..FilterChainMatch::default()
                 }),
                 filters: vec![tcp_proxy(cluster::PASSTHROUGH, "")],
+                ..FilterChain::default()
             });
         }
         if !on.tls.is_empty() {
@@ -195,6 +196,7 @@ pub(super) fn chains(
                     ..FilterChainMatch::default()
                 }),
                 filters: by_sni(port),
+                ..FilterChain::default()
             });
         }
         chains.push(FilterChain {
@@ -204,6 +206,7 @@ pub(super) fn chains(
                 ..FilterChainMatch::default()
             }),
             filters: vec![by_host(ctx, port, &on.http)?],
+            ..FilterChain::default()
         });
     }
     Ok(chains)
@@ -238,6 +241,7 @@ pub(super) fn refused() -> FilterChain {
     FilterChain {
         filter_chain_match: None,
         filters: vec![tcp_proxy(super::REFUSED, NOT_MATCHED)],
+        ..FilterChain::default()
     }
 }
 
@@ -250,6 +254,7 @@ fn tcp_proxy(cluster: &str, denied: &str) -> NetworkFilter {
             access_log: access_log::capture(LISTENER, denied),
             idle_timeout: None,
             max_connect_attempts: None,
+            ..TcpProxy::default()
         }),
     }
 }
@@ -470,6 +475,7 @@ mod tests {
                         }
                         NetworkFilterConfig::SetFilterState(_) => "dialled_port".to_string(),
                         NetworkFilterConfig::LocalRateLimit(_) => "rate_limit".to_string(),
+                        NetworkFilterConfig::Rbac(_) => "rbac".to_string(),
                     };
                     line.push(' ');
                     line.push_str(&what);

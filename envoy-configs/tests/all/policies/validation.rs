@@ -86,7 +86,7 @@ fn every_violation_in_kumas_wording_with_its_field() {
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http[2].responseBandwidth.limit", "must be defined"),
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http", "not supported yet by extsvc: more than one abort"),
         ("MeshFaultInjection bad-faults", "spec.from[0].default.http", "not supported yet by extsvc: more than one responseBandwidth"),
-        ("MeshTrafficPermission not-read", "type", "unsupported resource \"MeshTrafficPermission\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, ZoneEgress, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"),
+        ("MeshAccessLog not-read", "type", "unsupported resource \"MeshAccessLog\": extsvc reads ExternalService, Mesh, Secret, Dataplane, MeshExternalService, HostnameGenerator, MeshPassthrough, ZoneEgress, MeshTrafficPermission, TrafficPermission, MeshTimeout, MeshRetry, MeshCircuitBreaker, MeshHealthCheck, MeshFaultInjection and MeshRateLimit"),
     ];
     let want: Vec<(String, String, String)> = want
         .iter()

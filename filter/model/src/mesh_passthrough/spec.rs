@@ -2,10 +2,10 @@
 //! `targetRef` and its `default`. Enumerations are kept as the strings written, as Kuma's Go
 //! types do: Kuma's validator, not the reader, says which values it takes, in its own words.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+pub use crate::selectors::TargetRef;
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -14,28 +14,6 @@ pub struct MeshPassthroughSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target_ref: Option<TargetRef>,
     pub default: Conf,
-}
-
-/// Kuma's common `TargetRef`, every field it has, so that Kuma's validator can name the ones
-/// a kind does not take.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct TargetRef {
-    pub kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mesh: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub labels: Option<BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub section_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub proxy_types: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]

@@ -3,11 +3,11 @@
 //! violation at once. Where 2.9 and 2.14 differ, what either accepts is accepted; each such
 //! place says so.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::address::is_dns_name;
-use crate::validate::tag_field;
+use crate::selectors::validate_target_ref;
 use crate::violation::Violation;
 
 use super::spec::{Match, MeshPassthroughSpec, PassthroughMode, TargetRef};
@@ -40,117 +40,10 @@ pub fn validate(spec: &MeshPassthroughSpec) -> Vec<Violation> {
 }
 
 /// Kuma's `ValidateTargetRef` for the kinds a MeshPassthrough takes: `Mesh` and `MeshSubset`
-/// (2.9), and `Dataplane` (2.10+, so accepted). An unsupported kind is named in 2.14's words
-/// (2.9 said `value is not supported`).
+/// (2.9), and `Dataplane` (2.10+, so accepted); it has no inbound rules.
 fn target_ref(target: &TargetRef, out: &mut Vec<Violation>) {
-    let at = |field: &str| format!("spec.targetRef.{field}");
-    let kind = target.kind.as_str();
-    let not_set = |out: &mut Vec<Violation>, field: &str, set: bool| {
-        if set {
-            out.push(Violation::new(
-                at(field),
-                format!("must not be set with kind {kind}"),
-            ));
-        }
-    };
-    let name = is_set(&target.name);
-    let mesh = is_set(&target.mesh);
-    let tags = target.tags.as_ref().is_some_and(|t| !t.is_empty());
-    let labels = target.labels.as_ref().is_some_and(|l| !l.is_empty());
-    let namespace = is_set(&target.namespace);
-    let section_name = is_set(&target.section_name);
-    match kind {
-        "" => out.push(Violation::new(at("kind"), "must be defined")),
-        "Mesh" => {
-            if name {
-                out.push(Violation::new(
-                    at("name"),
-                    "using name with kind Mesh is not yet supported",
-                ));
-            }
-            not_set(out, "mesh", mesh);
-            not_set(out, "tags", tags);
-            not_set(out, "labels", labels);
-            not_set(out, "namespace", namespace);
-            not_set(out, "sectionName", section_name);
-            empty_proxy_types(target, out);
-        }
-        "MeshSubset" => {
-            not_set(out, "name", name);
-            not_set(out, "mesh", mesh);
-            subset_tags(target.tags.as_ref(), out);
-            not_set(out, "labels", labels);
-            not_set(out, "namespace", namespace);
-            not_set(out, "sectionName", section_name);
-            empty_proxy_types(target, out);
-        }
-        "Dataplane" => {
-            not_set(out, "tags", tags);
-            not_set(out, "mesh", mesh);
-            let proxy_types = target.proxy_types.as_ref().is_some_and(|p| !p.is_empty());
-            not_set(out, "proxyTypes", proxy_types);
-            if labels && (name || namespace) {
-                out.push(Violation::new(
-                    at("labels"),
-                    "either labels or name and namespace must be specified",
-                ));
-            }
-            if section_name {
-                out.push(Violation::new(
-                    at("sectionName"),
-                    "can only be used with inbound policies",
-                ));
-            }
-        }
-        other => out.push(Violation::new(
-            at("kind"),
-            format!("value '{other}' is not supported"),
-        )),
-    }
-}
-
-fn is_set(value: &Option<String>) -> bool {
-    value.as_deref().is_some_and(|v| !v.is_empty())
-}
-
-/// 2.14: `proxyTypes: []` is refused (2.9 let it be, and it means every type there).
-fn empty_proxy_types(target: &TargetRef, out: &mut Vec<Violation>) {
-    if target.proxy_types.as_ref().is_some_and(Vec::is_empty) {
-        out.push(Violation::new(
-            "spec.targetRef.proxyTypes",
-            "must be undefined or have at least one element",
-        ));
-    }
-}
-
-/// Kuma's `ValidateTags` on `MeshSubset` tags, keys in sorted order.
-fn subset_tags(tags: Option<&BTreeMap<String, String>>, out: &mut Vec<Violation>) {
-    let name_char = |b: u8| b.is_ascii_alphanumeric() || b".-_:/".contains(&b);
-    let value_char = |b: u8| b.is_ascii_alphanumeric() || b".-_:".contains(&b);
-    for (key, value) in tags.into_iter().flatten() {
-        let at = format!("spec.targetRef.{}", tag_field(key));
-        if key.is_empty() {
-            out.push(Violation::new(
-                "spec.targetRef.tags",
-                "tag name must be non-empty",
-            ));
-        }
-        if !key.bytes().all(name_char) {
-            out.push(Violation::new(
-                &at,
-                "tag name must consist of alphanumeric characters, dots, dashes, slashes and underscores",
-            ));
-        }
-        if value.is_empty() {
-            out.push(Violation::new(&at, "tag value must be non-empty"));
-        }
-        if !value.bytes().all(value_char) {
-            out.push(Violation::new(
-                &at,
-                "tag value must consist of alphanumeric characters, dots, dashes and underscores",
-            ));
-        }
-    }
+    let kinds = ["Mesh", "MeshSubset", "Dataplane"];
+    validate_target_ref(target, "spec.targetRef", &kinds, false, out);
 }
 
 /// Kuma's `validateDefault`: each match in turn, its checks in Kuma's order. The port checks

@@ -146,7 +146,7 @@ fn from_kubernetes(
     let (body, prefix) = if kind == Some(Kind::Secret) {
         (kubernetes_secret_body(doc, &mut violations), "")
     } else {
-        let spec = doc.remove("spec").unwrap_or(Value::Object(Map::new()));
+        let spec = present(doc.remove("spec")).unwrap_or(Value::Object(Map::new()));
         for key in doc.keys() {
             violations.push(Violation::new(
                 key.as_str(),
@@ -308,6 +308,8 @@ fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violatio
             crate::mesh_external_service::read_spec(kind, body, prefix)?
         }
         Kind::MeshPassthrough => crate::mesh_passthrough::read_spec(body, prefix)?,
+        Kind::MeshTrafficPermission => crate::traffic_permission::read_spec(body, prefix)?,
+        Kind::TrafficPermission => Spec::TrafficPermission(typed(body)?),
         policy => Spec::Policy {
             kind: policy,
             spec: if prefix.is_empty() {
@@ -342,7 +344,7 @@ pub(crate) fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
     let Value::Object(mut fields) = body else {
         return Err(vec![Violation::new("spec", "must be defined")]);
     };
-    let spec = fields.remove("spec").unwrap_or(Value::Object(Map::new()));
+    let spec = present(fields.remove("spec")).unwrap_or(Value::Object(Map::new()));
     let unknown: Vec<Violation> = fields
         .keys()
         .map(|key| {
@@ -358,6 +360,11 @@ pub(crate) fn policy_spec(body: Value) -> Result<Value, Vec<Violation>> {
         Err(unknown)
     }
 }
+/// A field written with no value (`spec:` alone is null in YAML) is no field.
+fn present(value: Option<Value>) -> Option<Value> {
+    value.filter(|v| !v.is_null())
+}
+
 /// `ExternalService, Mesh, ... and MeshRateLimit`: every kind this project reads.
 fn kind_names() -> String {
     let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::hostname_generator::HostnameGeneratorSpec;
 use crate::mesh_external_service::MeshExternalServiceSpec;
 use crate::mesh_passthrough::MeshPassthroughSpec;
+use crate::traffic_permission::{MeshTrafficPermissionSpec, TrafficPermissionSpec};
 
 pub const DEFAULT_MESH: &str = "default";
 pub const SERVICE_TAG: &str = "kuma.io/service";
@@ -50,6 +51,10 @@ macro_rules! kinds {
             MeshPassthrough,
             /// A shared egress proxy; it belongs to no mesh (it serves them all).
             ZoneEgress,
+            /// Who may reach what: decided by the model (`traffic_permission`), not one of
+            /// `with_policy_kinds!`.
+            MeshTrafficPermission,
+            TrafficPermission,
             // Traffic policies: read by `extsvc`, which makes Envoy's own configuration of
             // them; the model only recognises them and keeps their spec as written.
             $($policy,)*
@@ -66,6 +71,8 @@ macro_rules! kinds {
                 Kind::HostnameGenerator,
                 Kind::MeshPassthrough,
                 Kind::ZoneEgress,
+                Kind::MeshTrafficPermission,
+                Kind::TrafficPermission,
                 $(Kind::$policy,)*
             ];
             pub const POLICIES: &[Kind] = &[$(Kind::$policy),*];
@@ -80,6 +87,8 @@ macro_rules! kinds {
                     Kind::HostnameGenerator => "HostnameGenerator",
                     Kind::MeshPassthrough => "MeshPassthrough",
                     Kind::ZoneEgress => "ZoneEgress",
+                    Kind::MeshTrafficPermission => "MeshTrafficPermission",
+                    Kind::TrafficPermission => "TrafficPermission",
                     $(Kind::$policy => stringify!($policy),)*
                 }
             }
@@ -153,6 +162,8 @@ impl Resource {
             Spec::HostnameGenerator(_) => Kind::HostnameGenerator,
             Spec::MeshPassthrough(_) => Kind::MeshPassthrough,
             Spec::ZoneEgress(_) => Kind::ZoneEgress,
+            Spec::MeshTrafficPermission(_) => Kind::MeshTrafficPermission,
+            Spec::TrafficPermission(_) => Kind::TrafficPermission,
             Spec::Policy { kind, .. } => kind,
         }
     }
@@ -168,6 +179,8 @@ impl Resource {
             Spec::HostnameGenerator(s) => serde_json::to_value(s).map(spec_only),
             Spec::MeshPassthrough(s) => serde_json::to_value(s).map(spec_only),
             Spec::ZoneEgress(s) => serde_json::to_value(s),
+            Spec::MeshTrafficPermission(s) => serde_json::to_value(s).map(spec_only),
+            Spec::TrafficPermission(s) => serde_json::to_value(s),
             Spec::Policy { spec, .. } => Ok(serde_json::json!({ "spec": spec })),
         };
         let mut doc = Map::new();
@@ -201,6 +214,10 @@ pub enum Spec {
     HostnameGenerator(HostnameGeneratorSpec),
     MeshPassthrough(Box<MeshPassthroughSpec>),
     ZoneEgress(ZoneEgressSpec),
+    MeshTrafficPermission(Box<MeshTrafficPermissionSpec>),
+    /// Kept at the top level in Universal form, under `spec` in Kubernetes form, as the other
+    /// kinds older than `targetRef` policies.
+    TrafficPermission(TrafficPermissionSpec),
     /// A traffic policy's `spec`, as written (both forms keep it under `spec`).
     Policy {
         kind: Kind,
@@ -605,7 +622,7 @@ impl BackendRef {
 
 /// `version:` with no value is an empty tag value (Kuma reports it), not a type error. Read
 /// straight into the map: no second map to convert, sort and build.
-fn tags_with_empty_values<'de, D: Deserializer<'de>>(
+pub(crate) fn tags_with_empty_values<'de, D: Deserializer<'de>>(
     d: D,
 ) -> Result<BTreeMap<String, String>, D::Error> {
     struct Tags;

@@ -39,3 +39,122 @@ pub fn violations_of_each(docs: Vec<Value>) -> Vec<Vec<(String, String)>> {
         })
         .collect()
 }
+
+/// One of Kuma's validator cases transcribed in a folder of `tests/kuma/`:
+/// `<tag>-<case>.input.yaml` holds the spec, `<tag>-<case>.expected.yaml` an `Expected`.
+pub struct KumaCase {
+    /// The file stem, `<tag>-<case>`.
+    pub stem: String,
+    pub spec: String,
+    pub expected: Expected,
+}
+
+/// A case's `*.expected.yaml`: the Kuma tag whose testdata (or `validator_test.go` entry)
+/// holds it, the resource name to give it, Kuma's field/message pairs in Kuma's order, and
+/// where this project answers otherwise, and why.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expected {
+    pub kuma: String,
+    pub name: String,
+    pub violations: Vec<Pair>,
+    pub differences: Vec<Difference>,
+}
+
+#[derive(serde::Deserialize, Clone, PartialEq, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Pair {
+    pub field: String,
+    pub message: String,
+}
+
+/// Kuma's violation at `violation` (0-based), answered with `ours` instead (at `field`, when
+/// the other tag names another field), or accepted (no `ours`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Difference {
+    pub violation: usize,
+    #[serde(default)]
+    pub field: Option<String>,
+    pub ours: Option<String>,
+    pub why: String,
+}
+
+impl Expected {
+    /// Kuma's pairs with this project's differences applied.
+    pub fn ours(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, pair) in self.violations.iter().enumerate() {
+            match self.differences.iter().find(|d| d.violation == i) {
+                None => out.push((pair.field.clone(), pair.message.clone())),
+                Some(d) => {
+                    assert!(!d.why.is_empty());
+                    if let Some(message) = &d.ours {
+                        let field = d.field.as_ref().unwrap_or(&pair.field);
+                        out.push((field.clone(), message.clone()));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every case of `folder` (under `tests/kuma/`), by file name; each input with its expected
+/// file, and nothing else.
+pub fn kuma_cases(folder: &str) -> Vec<KumaCase> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/kuma")
+        .join(folder);
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let stems: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".input.yaml").map(str::to_string))
+        .collect();
+    let paired: Vec<String> = stems
+        .iter()
+        .flat_map(|s| [format!("{s}.expected.yaml"), format!("{s}.input.yaml")])
+        .collect();
+    assert_eq!(
+        names, paired,
+        "each <case>.input.yaml with its <case>.expected.yaml only"
+    );
+    stems
+        .into_iter()
+        .map(|stem| {
+            let spec = read(&format!("{stem}.input.yaml"));
+            let expected: Expected =
+                serde_yaml_ng::from_str(&read(&format!("{stem}.expected.yaml")))
+                    .unwrap_or_else(|e| panic!("{stem}.expected.yaml: {e}"));
+            assert!(stem.starts_with(&expected.kuma), "{stem}");
+            KumaCase {
+                stem,
+                spec,
+                expected,
+            }
+        })
+        .collect()
+}
+
+/// A policy kept under `spec` in both forms, as a Universal and a Kubernetes document.
+pub fn policy_documents(kind: &str, name: &str, spec: &str) -> [(&'static str, String); 2] {
+    let spec = indented(spec);
+    [
+        (
+            "Universal",
+            format!("type: {kind}\nname: {name}\nmesh: default\nspec:\n{spec}"),
+        ),
+        (
+            "Kubernetes",
+            format!("apiVersion: kuma.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\n  namespace: kuma-system\n  labels:\n    kuma.io/mesh: default\nspec:\n{spec}"),
+        ),
+    ]
+}
