@@ -292,6 +292,54 @@ fn a_dataplane_reaches_https_and_tcp_services_through_the_egress_which_originate
     );
 }
 
+/// A sidecar refuses, itself, what its Dataplane may not reach: `batch` gets 403
+/// `not-permitted` for `httpbin` (no rule lets it), naming itself and that no policy allows
+/// it, counted and logged; its cluster for `httpbin` has no endpoint, so nothing reaches the
+/// egress. `db` (a MeshExternalService, allowed by Kuma's default) it still reaches.
+#[test]
+fn a_sidecar_refuses_what_its_dataplane_may_not_reach_before_the_egress() {
+    let w = World::new(1);
+    let resources = w.resources("1h");
+    let egress = w.egress(1, &resources);
+    let batch = w.sidecar("batch", &resources);
+
+    let r = httpbin(&batch).run();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        r.header("x-external-service-denied"),
+        Some("not-permitted"),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.body,
+        "ExternalService \"httpbin\" may not be reached by \"batch\" (Dataplane \"batch\"): no MeshTrafficPermission or TrafficPermission allows it\n"
+    );
+    batch.denied("not-permitted", 1);
+    let line = &batch.access_log(1)[0];
+    assert_eq!(line["denied"], "not-permitted", "{line}");
+    assert_eq!(line["response_code"], 403, "{line}");
+    let (_, clusters) = batch.envoy.admin_get("/clusters?format=json").unwrap();
+    let clusters: Value = serde_json::from_str(&clusters).unwrap();
+    let hosts_of = |name: &str| {
+        clusters["cluster_statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["host_statuses"].as_array().map_or(0, Vec::len))
+    };
+    assert_eq!(hosts_of("external_service_httpbin"), Some(0), "{clusters}");
+    assert_eq!(
+        egress
+            .envoy
+            .counter("cluster.external_service_httpbin.upstream_rq_total"),
+        0
+    );
+    assert_eq!(w.up.envoy.counter("http.tls.downstream_rq_total"), 0);
+    // What it may reach keeps its cluster: db, through the egress.
+    assert_eq!(hosts_of("external_service_mes_db"), Some(1), "{clusters}");
+}
+
 #[test]
 fn the_egress_takes_only_clients_of_the_mesh_ca_it_permits_by_their_certificate() {
     let w = World::new(1);
