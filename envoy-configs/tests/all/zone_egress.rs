@@ -692,6 +692,66 @@ fn watched(w: &World, name: &str, role: &[&str], resources: &str) -> (Watch, Env
     (watch, envoy)
 }
 
+/// A permission granted and taken back through `watch`, under a stream of allowed requests:
+/// `batch` is let through by its sidecar and the egress once both took the change, then
+/// refused again at its sidecar; no Envoy restarts, no xDS update is rejected, and not one of
+/// `web`'s requests fails.
+#[test]
+fn a_permission_change_through_watch_takes_effect_with_no_restart_and_no_failed_request() {
+    let w = World::new(1);
+    let before = w.resources("1h");
+    let (_egress_watch, egress) = watched(&w, "egress-1", &["--zone-egress", "egress-1"], &before);
+    let (_web_watch, web) = watched(&w, "web", &["--dataplane", "web"], &before);
+    let (_batch_watch, batch) = watched(&w, "batch", &["--dataplane", "batch"], &before);
+    let pids = [egress.pid(), web.pid(), batch.pid()];
+    let port = |envoy: &Envoy| envoy.listener_port("outbound_http");
+    let web_proxy = format!("http://127.0.0.1:{}", port(&web));
+    let stream = Stream::of(move || Curl::get(format!("{web_proxy}/get")).host("httpbin.mesh"));
+    stream.wait_for_more(5);
+    let batch_get = || {
+        Curl::get(format!("http://127.0.0.1:{}/get", port(&batch)))
+            .host("httpbin.mesh")
+            .run()
+    };
+    assert_eq!(
+        batch_get().header("x-external-service-denied"),
+        Some("not-permitted")
+    );
+
+    let with_batch = |resources: &str| {
+        resources.replace(
+            "default: {action: Allow}",
+            "default: {action: Allow}\n  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: batch}}\n    default: {action: Allow}",
+        )
+    };
+    let granted = with_batch(&before);
+    assert_ne!(granted, before, "the grant must change the resources");
+    let rewrite = |resources: &str| {
+        for name in ["egress-1", "web", "batch"] {
+            fs::write(w.path().join(name).join("resources.yaml"), resources).unwrap();
+        }
+    };
+    rewrite(&granted);
+    eventually("batch is let through", WAIT, WAIT / 50, || {
+        let r = batch_get();
+        (r.status == 200).then_some(()).ok_or(format!("{r:?}"))
+    });
+    rewrite(&before);
+    eventually("batch is refused again", WAIT, WAIT / 50, || {
+        let r = batch_get();
+        (r.header("x-external-service-denied") == Some("not-permitted"))
+            .then_some(())
+            .ok_or(format!("{r:?}"))
+    });
+    stream.wait_for_more(5);
+    stream.assert_all_served();
+    assert_eq!([egress.pid(), web.pid(), batch.pid()], pids);
+    for envoy in [&egress, &web, &batch] {
+        assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
+        assert_eq!(envoy.counter("cluster_manager.cds.update_rejected"), 0);
+    }
+}
+
 #[test]
 fn watch_renews_both_certificates_before_they_expire_with_no_restart_and_no_failed_request() {
     let w = World::new(1);
