@@ -317,6 +317,7 @@ fn a_sidecar_refuses_what_its_dataplane_may_not_reach_before_the_egress() {
     batch.denied("not-permitted", 1);
     let line = &batch.access_log(1)[0];
     assert_eq!(line["denied"], "not-permitted", "{line}");
+    assert_eq!(line["source_service"], "batch", "{line}");
     assert_eq!(line["response_code"], 403, "{line}");
     let (_, clusters) = batch.envoy.admin_get("/clusters?format=json").unwrap();
     let clusters: Value = serde_json::from_str(&clusters).unwrap();
