@@ -7,58 +7,73 @@ use crate::envoy::{
     AccessLog, AccessLogConfig, Extension, Map, StdoutAccessLog, SubstitutionFormatString,
 };
 
-/// For an HTTP connection manager.
-pub fn http(listener: &str) -> Vec<AccessLog> {
-    stdout(&[
-        ("start_time", "%START_TIME%"),
-        ("listener", listener),
-        ("method", "%REQ(:METHOD)%"),
-        ("authority", "%REQ(:AUTHORITY)%"),
-        // Set by the filter only when it rewrote the authority; null when the app named the
-        // real one (then `authority` is what it asked for).
-        (
-            "requested_authority",
-            &format!("%FILTER_STATE({REQUESTED_AUTHORITY_FILTER_STATE}:PLAIN)%"),
-        ),
-        // No route rewrites a path, and a client's `x-envoy-original-path` is stripped.
-        ("path", "%REQ(:PATH)%"),
-        ("protocol", "%PROTOCOL%"),
-        // Each service's routes are named after it (`http::routes`).
-        ("external_service", "%ROUTE_NAME%"),
-        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
-        ("upstream_host", "%UPSTREAM_HOST%"),
-        ("response_code", "%RESPONSE_CODE%"),
-        // A gRPC request's refusal is HTTP 200 with `grpc-status` 7 (PERMISSION_DENIED).
-        ("grpc_status", "%GRPC_STATUS_NUMBER%"),
-        ("response_flags", "%RESPONSE_FLAGS%"),
-        ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
-        (
-            "upstream_transport_failure_reason",
-            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-        ),
-        ("denied", &format!("%RESP({DENIED_HEADER})%")),
-        ("duration_ms", "%DURATION%"),
-    ])
+/// For an HTTP connection manager; a sidecar's names its Dataplane's service (`source`).
+pub fn http(listener: &str, source: Option<&str>) -> Vec<AccessLog> {
+    with_source(
+        source,
+        &[
+            ("start_time", "%START_TIME%"),
+            ("listener", listener),
+            ("method", "%REQ(:METHOD)%"),
+            ("authority", "%REQ(:AUTHORITY)%"),
+            // Set by the filter only when it rewrote the authority; null when the app named the
+            // real one (then `authority` is what it asked for).
+            (
+                "requested_authority",
+                &format!("%FILTER_STATE({REQUESTED_AUTHORITY_FILTER_STATE}:PLAIN)%"),
+            ),
+            // No route rewrites a path, and a client's `x-envoy-original-path` is stripped.
+            ("path", "%REQ(:PATH)%"),
+            ("protocol", "%PROTOCOL%"),
+            // Each service's routes are named after it (`http::routes`).
+            ("external_service", "%ROUTE_NAME%"),
+            ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+            ("upstream_host", "%UPSTREAM_HOST%"),
+            ("response_code", "%RESPONSE_CODE%"),
+            // A gRPC request's refusal is HTTP 200 with `grpc-status` 7 (PERMISSION_DENIED).
+            ("grpc_status", "%GRPC_STATUS_NUMBER%"),
+            ("response_flags", "%RESPONSE_FLAGS%"),
+            ("response_code_details", "%RESPONSE_CODE_DETAILS%"),
+            (
+                "upstream_transport_failure_reason",
+                "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+            ),
+            ("denied", &format!("%RESP({DENIED_HEADER})%")),
+            ("duration_ms", "%DURATION%"),
+        ],
+    )
 }
 
 /// For a `tcp_proxy` bound to one service: the service is known, no request fields exist.
-pub fn tcp(listener: &str, service: &str) -> Vec<AccessLog> {
-    stdout(&[
-        ("start_time", "%START_TIME%"),
-        ("listener", listener),
-        ("external_service", service),
-        ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
-        ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
-        ("upstream_host", "%UPSTREAM_HOST%"),
-        ("response_flags", "%RESPONSE_FLAGS%"),
-        (
-            "upstream_transport_failure_reason",
-            "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
-        ),
-        ("bytes_received", "%BYTES_RECEIVED%"),
-        ("bytes_sent", "%BYTES_SENT%"),
-        ("duration_ms", "%DURATION%"),
-    ])
+pub fn tcp(listener: &str, service: &str, source: Option<&str>) -> Vec<AccessLog> {
+    with_source(
+        source,
+        &[
+            ("start_time", "%START_TIME%"),
+            ("listener", listener),
+            ("external_service", service),
+            ("downstream_remote_address", "%DOWNSTREAM_REMOTE_ADDRESS%"),
+            ("upstream_cluster", "%UPSTREAM_CLUSTER%"),
+            ("upstream_host", "%UPSTREAM_HOST%"),
+            ("response_flags", "%RESPONSE_FLAGS%"),
+            (
+                "upstream_transport_failure_reason",
+                "%UPSTREAM_TRANSPORT_FAILURE_REASON%",
+            ),
+            ("bytes_received", "%BYTES_RECEIVED%"),
+            ("bytes_sent", "%BYTES_SENT%"),
+            ("duration_ms", "%DURATION%"),
+        ],
+    )
+}
+
+/// `fields`, and after the listener the sidecar's `source_service` when there is one.
+fn with_source(source: Option<&str>, fields: &[(&str, &str)]) -> Vec<AccessLog> {
+    let mut all = fields.to_vec();
+    if let Some(source) = source {
+        all.insert(2, ("source_service", source));
+    }
+    stdout(&all)
 }
 
 /// For the transparent proxy's capture listener: a connection to no declared service, passed
@@ -175,7 +190,7 @@ mod tests {
         assert_cases(&[
             (
                 "HTTP: the request, the service the filter chose, the answer",
-                yaml(&http("outbound_http")),
+                yaml(&http("outbound_http", None)),
                 "
 - name: envoy.access_loggers.stdout
   typed_config:
@@ -204,7 +219,7 @@ mod tests {
             (
                 "TCP (the same logger): the connection, to the service the listener is bound to",
                 yaml(&part(
-                    &tcp("outbound:127.0.0.1:10001", "redis"),
+                    &tcp("outbound:127.0.0.1:10001", "redis", None),
                     "/0/typed_config/log_format/json_format",
                 )),
                 "

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use external_service_model::catalog::{self, Catalog, Service};
 use external_service_model::resource::{Kind, MeshSpec, Spec, ZoneEgressSpec};
+use external_service_model::traffic_permission::Permissions;
 use serde_json::Value;
 
 use super::admin::{self, AdminAddress};
@@ -60,7 +61,12 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
     }
     let resources = checked.resources.as_slice();
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;
-    let catalog = Catalog::build(resources, &mesh);
+    let mut catalog = Catalog::build(resources, &mesh);
+    if let Role::Dataplane(name) = &options.role {
+        let (_, dataplane) = role::dataplane(resources, &mesh, name).map_err(Error::Proxy)?;
+        let permissions = Permissions::of_mesh(resources, &mesh);
+        catalog.refuse_unpermitted(&permissions, name, &dataplane.inbound_tags());
+    }
     let policies = Policies::build(resources);
     let mesh_spec = role::mesh(resources, &mesh).map(|(_, spec)| spec);
     let through_egress =
@@ -150,18 +156,16 @@ struct Parts {
 /// The mesh's Envoy, or one Dataplane's: a cluster per service it may reach, the HTTP proxy
 /// or transparent proxy listeners, and the Dataplanes' outbounds.
 fn sidecar_parts(ctx: &Context<'_>, secrets: &mut Secrets) -> Result<Parts, Error> {
-    if let Role::Dataplane(name) = &ctx.options.role {
-        role::dataplane(ctx.resources, ctx.mesh(), name).map_err(Error::Proxy)?;
-    }
     let to_egress = match ctx.upstreams {
         Upstreams::ZoneEgress => Some((mesh_tls(ctx, secrets)?, egresses(ctx)?)),
         Upstreams::Own => None,
     };
     let mut clusters = Vec::new();
-    for service in reachable(ctx, &ctx.catalog.services) {
-        clusters.push(match &to_egress {
-            Some((tls, egresses)) => to_egress::cluster(ctx, tls, service, egresses),
-            None => cluster::service_cluster(ctx, secrets, service),
+    for service in &ctx.catalog.services {
+        clusters.push(match (&service.refused, &to_egress) {
+            (Some(_), _) => cluster::refused(service),
+            (None, Some((tls, egresses))) => to_egress::cluster(ctx, tls, service, egresses),
+            (None, None) => cluster::service_cluster(ctx, secrets, service),
         });
     }
 
@@ -194,12 +198,6 @@ fn sidecar_parts(ctx: &Context<'_>, secrets: &mut Secrets) -> Result<Parts, Erro
     })
 }
 
-/// The services this Envoy has clusters for: every service of the mesh. Traffic permissions
-/// drop here the ones a Dataplane's identity may not reach.
-fn reachable<'s>(_ctx: &Context<'_>, services: &'s [Service]) -> Vec<&'s Service> {
-    services.iter().collect()
-}
-
 /// Every ZoneEgress, which a Dataplane of a mesh with `routing.zoneEgress` sends through.
 fn egresses<'r>(ctx: &Context<'r>) -> Result<Vec<&'r ZoneEgressSpec>, Error> {
     let egresses: Vec<&ZoneEgressSpec> = role::zone_egresses(ctx.resources)
@@ -208,7 +206,7 @@ fn egresses<'r>(ctx: &Context<'r>) -> Result<Vec<&'r ZoneEgressSpec>, Error> {
         .collect();
     if egresses.is_empty() {
         return Err(Error::Proxy(format!(
-            "Mesh {:?} sends external traffic through the ZoneEgress (routing.zoneEgress), and              no ZoneEgress is declared: add one (type: ZoneEgress, networking.address and port)",
+            "Mesh {:?} sends external traffic through the ZoneEgress (routing.zoneEgress), and no ZoneEgress is declared: add one (type: ZoneEgress, networking.address and port)",
             ctx.mesh()
         )));
     }

@@ -185,6 +185,23 @@ pub fn passthrough() -> Cluster {
     dynamic_forward_proxy(PASSTHROUGH)
 }
 
+/// The cluster of a service this Dataplane may not reach: its name, so that routes and
+/// listeners that name it stay valid, and no endpoint, no TLS and no certificate. The filter
+/// refuses its requests first (`not-permitted`); a connection that reaches it gets nothing.
+pub fn refused(service: &Service) -> Cluster {
+    let cluster_name = name(service);
+    Cluster {
+        discovery_type: Some(DiscoveryType::Static),
+        connect_timeout: CONNECT_TIMEOUT,
+        load_assignment: Some(ClusterLoadAssignment {
+            cluster_name: cluster_name.clone(),
+            endpoints: Vec::new(),
+        }),
+        name: cluster_name,
+        ..Cluster::default()
+    }
+}
+
 /// A cluster that connects to the name a request (its `Host`) or a connection (its SNI) gives,
 /// resolved in the shared DNS cache.
 pub fn dynamic_forward_proxy(name: &str) -> Cluster {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use external_service_model::catalog::{Catalog, Service};
-use external_service_model::resource::{Kind, Resource, Selected, Spec};
+use external_service_model::resource::{Kind, Resource, Selected, Spec, SERVICE_TAG};
 
 use super::admin::{self, AdminAddress};
 use super::transparent;
@@ -111,6 +111,16 @@ pub struct Context<'a> {
 impl Context<'_> {
     pub fn mesh(&self) -> &str {
         &self.catalog.mesh
+    }
+
+    /// The `kuma.io/service` of the Dataplane whose sidecar this is: who every request comes
+    /// from, for its access log.
+    pub fn source_service(&self) -> Option<String> {
+        let Role::Dataplane(name) = &self.options.role else {
+            return None;
+        };
+        let (_, dataplane) = crate::role::dataplane(self.resources, self.mesh(), name).ok()?;
+        dataplane.inbound_tags().remove(SERVICE_TAG)
     }
 }
 

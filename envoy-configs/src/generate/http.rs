@@ -34,7 +34,10 @@ pub fn connection_manager(
 ) -> NetworkFilter {
     logged_connection_manager(
         ctx,
-        (listener, access_log::http(listener)),
+        (
+            listener,
+            access_log::http(listener, ctx.source_service().as_deref()),
+        ),
         stat_prefix,
         virtual_hosts,
         http_filters,

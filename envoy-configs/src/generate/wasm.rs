@@ -12,15 +12,21 @@ use crate::envoy::{
 };
 
 use super::Context;
+use crate::role::Role;
 
 /// The plugin configuration: the served mesh's Mesh, ExternalServices and
 /// MeshExternalServices, its MeshPassthroughs (only where no service is bound: a bound filter
 /// lets nothing pass through), and the HostnameGenerators, without TLS key and certificate material
-/// (the filter never needs it, and secrets stay out of it); no Secrets, no Dataplanes.
+/// (the filter never needs it, and secrets stay out of it); no Secrets, no Dataplanes but a
+/// sidecar's own (its inbounds), and then the mesh's traffic permissions.
 /// `service` binds the filter to one service (a Dataplane outbound or VIP listener), whose
 /// configuration then holds that service's resources alone: one listener per service must
 /// not each carry every service.
 pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConfig {
+    let dataplane = match &ctx.options.role {
+        Role::Dataplane(name) => Some(name.as_str()),
+        Role::Mesh | Role::ZoneEgress(_) => None,
+    };
     let resources = ctx
         .resources
         .iter()
@@ -35,7 +41,7 @@ pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConf
             (Spec::MeshPassthrough(_), Some(_)) => false,
             _ => true,
         })
-        .filter_map(for_filter)
+        .filter_map(|r| for_filter(r, dataplane))
         .map(|r| r.to_universal())
         .collect();
     let bound = |kind: Kind| service.filter(|s| s.kind == kind).map(|s| s.name.clone());
@@ -44,13 +50,27 @@ pub fn plugin_config(ctx: &Context<'_>, service: Option<&Service>) -> PluginConf
         mesh: Some(ctx.mesh().to_string()),
         service: bound(Kind::ExternalService),
         mesh_external_service: bound(Kind::MeshExternalService),
-        dataplane: None,
+        dataplane: dataplane.map(str::to_string),
     }
 }
 
-fn for_filter(resource: &Resource) -> Option<Resource> {
+/// What the filter is given of a resource. `dataplane` names the sidecar's own Dataplane,
+/// whose inbound tags (who it is) and the mesh's permissions decide what it may reach.
+fn for_filter(resource: &Resource, dataplane: Option<&str>) -> Option<Resource> {
     match &resource.spec {
         Spec::HostnameGenerator(_) | Spec::MeshPassthrough(_) => Some(resource.clone()),
+        Spec::MeshTrafficPermission(_) | Spec::TrafficPermission(_) if dataplane.is_some() => {
+            Some(resource.clone())
+        }
+        // Its outbounds name services a bound filter is not given: the inbounds say who it is.
+        Spec::Dataplane(dp) if dataplane == Some(resource.name.as_str()) => {
+            let mut dp = dp.clone();
+            dp.networking.outbound.clear();
+            Some(Resource {
+                spec: Spec::Dataplane(dp),
+                ..resource.clone()
+            })
+        }
         // The CA's certificate and key stay out: the filter needs only whether mTLS is on.
         Spec::Mesh(mesh) => {
             let mut mesh = mesh.clone();

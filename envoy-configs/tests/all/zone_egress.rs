@@ -292,6 +292,55 @@ fn a_dataplane_reaches_https_and_tcp_services_through_the_egress_which_originate
     );
 }
 
+/// A sidecar refuses, itself, what its Dataplane may not reach: `batch` gets 403
+/// `not-permitted` for `httpbin` (no rule lets it), naming itself and that no policy allows
+/// it, counted and logged; its cluster for `httpbin` has no endpoint, so nothing reaches the
+/// egress. `db` (a MeshExternalService, allowed by Kuma's default) it still reaches.
+#[test]
+fn a_sidecar_refuses_what_its_dataplane_may_not_reach_before_the_egress() {
+    let w = World::new(1);
+    let resources = w.resources("1h");
+    let egress = w.egress(1, &resources);
+    let batch = w.sidecar("batch", &resources);
+
+    let r = httpbin(&batch).run();
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        r.header("x-external-service-denied"),
+        Some("not-permitted"),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.body,
+        "ExternalService \"httpbin\" may not be reached by \"batch\" (Dataplane \"batch\"): no MeshTrafficPermission or TrafficPermission allows it\n"
+    );
+    batch.denied("not-permitted", 1);
+    let line = &batch.access_log(1)[0];
+    assert_eq!(line["denied"], "not-permitted", "{line}");
+    assert_eq!(line["source_service"], "batch", "{line}");
+    assert_eq!(line["response_code"], 403, "{line}");
+    let (_, clusters) = batch.envoy.admin_get("/clusters?format=json").unwrap();
+    let clusters: Value = serde_json::from_str(&clusters).unwrap();
+    let hosts_of = |name: &str| {
+        clusters["cluster_statuses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["host_statuses"].as_array().map_or(0, Vec::len))
+    };
+    assert_eq!(hosts_of("external_service_httpbin"), Some(0), "{clusters}");
+    assert_eq!(
+        egress
+            .envoy
+            .counter("cluster.external_service_httpbin.upstream_rq_total"),
+        0
+    );
+    assert_eq!(w.up.envoy.counter("http.tls.downstream_rq_total"), 0);
+    // What it may reach keeps its cluster: db, through the egress.
+    assert_eq!(hosts_of("external_service_mes_db"), Some(1), "{clusters}");
+}
+
 #[test]
 fn the_egress_takes_only_clients_of_the_mesh_ca_it_permits_by_their_certificate() {
     let w = World::new(1);
@@ -642,6 +691,66 @@ fn watched(w: &World, name: &str, role: &[&str], resources: &str) -> (Watch, Env
     let envoy = Envoy::try_start_file(&d, name, &d.join("envoy.yaml"), &EnvoyOptions::default())
         .unwrap_or_else(|e| panic!("{e}"));
     (watch, envoy)
+}
+
+/// A permission granted and taken back through `watch`, under a stream of allowed requests:
+/// `batch` is let through by its sidecar and the egress once both took the change, then
+/// refused again at its sidecar; no Envoy restarts, no xDS update is rejected, and not one of
+/// `web`'s requests fails.
+#[test]
+fn a_permission_change_through_watch_takes_effect_with_no_restart_and_no_failed_request() {
+    let w = World::new(1);
+    let before = w.resources("1h");
+    let (_egress_watch, egress) = watched(&w, "egress-1", &["--zone-egress", "egress-1"], &before);
+    let (_web_watch, web) = watched(&w, "web", &["--dataplane", "web"], &before);
+    let (_batch_watch, batch) = watched(&w, "batch", &["--dataplane", "batch"], &before);
+    let pids = [egress.pid(), web.pid(), batch.pid()];
+    let port = |envoy: &Envoy| envoy.listener_port("outbound_http");
+    let web_proxy = format!("http://127.0.0.1:{}", port(&web));
+    let stream = Stream::of(move || Curl::get(format!("{web_proxy}/get")).host("httpbin.mesh"));
+    stream.wait_for_more(5);
+    let batch_get = || {
+        Curl::get(format!("http://127.0.0.1:{}/get", port(&batch)))
+            .host("httpbin.mesh")
+            .run()
+    };
+    assert_eq!(
+        batch_get().header("x-external-service-denied"),
+        Some("not-permitted")
+    );
+
+    let with_batch = |resources: &str| {
+        resources.replace(
+            "default: {action: Allow}",
+            "default: {action: Allow}\n  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: batch}}\n    default: {action: Allow}",
+        )
+    };
+    let granted = with_batch(&before);
+    assert_ne!(granted, before, "the grant must change the resources");
+    let rewrite = |resources: &str| {
+        for name in ["egress-1", "web", "batch"] {
+            fs::write(w.path().join(name).join("resources.yaml"), resources).unwrap();
+        }
+    };
+    rewrite(&granted);
+    eventually("batch is let through", WAIT, WAIT / 50, || {
+        let r = batch_get();
+        (r.status == 200).then_some(()).ok_or(format!("{r:?}"))
+    });
+    rewrite(&before);
+    eventually("batch is refused again", WAIT, WAIT / 50, || {
+        let r = batch_get();
+        (r.header("x-external-service-denied") == Some("not-permitted"))
+            .then_some(())
+            .ok_or(format!("{r:?}"))
+    });
+    stream.wait_for_more(5);
+    stream.assert_all_served();
+    assert_eq!([egress.pid(), web.pid(), batch.pid()], pids);
+    for envoy in [&egress, &web, &batch] {
+        assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
+        assert_eq!(envoy.counter("cluster_manager.cds.update_rejected"), 0);
+    }
 }
 
 #[test]
