@@ -36,16 +36,16 @@
 //! the world's servers and deletes the namespaces, and the veths with them.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::lchown;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::netns::Netns;
-use crate::transparent::{install_in, open_to_envoy, start_envoy_in};
-use crate::{CertKey, Curl, Envoy, EnvoyOptions, Pki, Response, Upstream, UpstreamBuilder};
+use crate::transparent::{install_in, open_to_envoy, start_envoy_in, ENVOY_UID};
+use crate::{Curl, Envoy, EnvoyOptions, Pki, Upstream, UpstreamBuilder};
 
 /// The egress's own address (on its loopback), reached by both app hosts.
 pub const EGRESS_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
@@ -194,8 +194,8 @@ impl EgressNet {
         install_in(self.host(app), &all)
     }
 
-    /// Envoy on `config` on `host`, as [`crate::transparent::ENVOY_UID`], with these `options`
-    /// otherwise (files in `dir`, named `name`).
+    /// Envoy on `config` on `host`, as [`ENVOY_UID`], with these `options` otherwise (files in
+    /// `dir`, named `name`; see [`give_to_envoy`]).
     pub fn start_envoy(
         &self,
         host: Host,
@@ -218,61 +218,6 @@ impl EgressNet {
     pub fn connect(&self, host: Host, to: SocketAddr) -> io::Result<TcpStream> {
         self.host(host)
             .run(|| TcpStream::connect_timeout(&to, CONNECT_TIMEOUT))
-    }
-
-    /// A GET of `authority` over TLS from `host` to `to`, made by hand with `openssl s_client`:
-    /// any `sni` (Kuma's `httpbin{mesh=default}` is no name curl would send), `client`'s
-    /// certificate presented, the server's chain checked against `ca`. `Err`: no HTTP answer
-    /// came, and what openssl said (a TLS alert, a refused handshake). Within 10 s.
-    pub fn tls_get(
-        &self,
-        host: Host,
-        to: SocketAddr,
-        sni: &str,
-        client: Option<&CertKey>,
-        ca: &Path,
-        authority: &str,
-    ) -> Result<Response, String> {
-        let mut cmd = self.host(host).command("timeout");
-        cmd.args([
-            "10",
-            "openssl",
-            "s_client",
-            "-quiet",
-            "-verify_return_error",
-        ])
-        .args(["-connect", &to.to_string(), "-servername", sni])
-        .arg("-CAfile")
-        .arg(ca);
-        if let Some(client) = client {
-            cmd.arg("-cert")
-                .arg(&client.cert_path)
-                .arg("-key")
-                .arg(&client.key_path);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run openssl: {e}"))?;
-        let request = format!("GET / HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-        // A server that refuses the handshake may close before the request is written.
-        let _ = child
-            .stdin
-            .take()
-            .map(|mut stdin| stdin.write_all(request.as_bytes()));
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("openssl s_client: {e}"))?;
-        let answer = String::from_utf8_lossy(&out.stdout);
-        parse_http(&answer).ok_or_else(|| {
-            format!(
-                "no HTTP answer from {to} with SNI {sni} ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        })
     }
 
     /// How many HTTP requests the world's HTTPS server has answered.
@@ -304,6 +249,20 @@ impl EgressNet {
             .run(|| self.world_servers.envoy.stat(name))
             .unwrap_or_else(|| panic!("the world's Envoy has no stat {name}"))
     }
+}
+
+/// Hands `dir` and everything in it to Envoy's uid, as a host's Envoy owns its own files: the
+/// private key `generate` writes (mode 0600) is then Envoy's to read, and the admin socket
+/// Envoy's to create.
+pub fn give_to_envoy(dir: &Path) -> Result<(), String> {
+    let fail = |e: io::Error| format!("chown {} to {ENVOY_UID}: {e}", dir.display());
+    lchown(dir, Some(ENVOY_UID), Some(ENVOY_UID)).map_err(fail)?;
+    if fs::symlink_metadata(dir).map_err(fail)?.is_dir() {
+        for entry in fs::read_dir(dir).map_err(fail)? {
+            give_to_envoy(&entry.map_err(fail)?.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// An id of this process's own, distinct for each network it makes.
@@ -386,23 +345,4 @@ fn syns_counted(listing: &str) -> Option<u64> {
         .find(|l| l.contains("flags:0x17/0x02"))
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-}
-
-/// An HTTP/1.1 answer as it came off the wire: status line, headers (names lower-cased), body.
-fn parse_http(raw: &str) -> Option<Response> {
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let mut status_line = lines.next()?.split_whitespace();
-    let http_version = status_line.next()?.strip_prefix("HTTP/")?.to_string();
-    let status = status_line.next()?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some(Response {
-        status,
-        http_version,
-        headers,
-        body: body.to_string(),
-    })
 }

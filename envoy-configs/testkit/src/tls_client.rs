@@ -1,6 +1,7 @@
 //! A hand-made TLS client, `openssl s_client`: for what no proxy or curl sends, such as an SNI
 //! that is no DNS name (Kuma's `httpbin{mesh=default}`), a client certificate of one's choice,
-//! and raw bytes after the handshake. Bounded in time; loopback only, as every address here.
+//! and raw bytes after the handshake. Bounded in time; to loopback, or from a network namespace
+//! a test made ([`TlsClient::in_netns`]).
 
 use std::fs;
 use std::io::Write;
@@ -17,6 +18,8 @@ pub struct TlsClient {
     sni: String,
     certificate: Option<(PathBuf, PathBuf)>,
     trust: Option<PathBuf>,
+    /// The network namespace the client runs in, if not this process's.
+    netns: Option<String>,
 }
 
 /// What came of it.
@@ -38,6 +41,7 @@ impl TlsClient {
             sni: sni.to_string(),
             certificate: None,
             trust: None,
+            netns: None,
         }
     }
 
@@ -53,12 +57,25 @@ impl TlsClient {
         self
     }
 
+    /// Runs the client in this network namespace (`ip netns exec`).
+    pub fn in_netns(mut self, name: &str) -> TlsClient {
+        self.netns = Some(name.to_string());
+        self
+    }
+
     /// Connects, sends `bytes`, and reads until the server closes (at most 10 s). `dir` holds
     /// the client's output files. Panics, saying so, when `openssl` cannot be run.
     pub fn send(&self, dir: &Path, bytes: &str) -> TlsExchange {
         let out_path = dir.join("tls-client.stdout");
         let log_path = dir.join("tls-client.stderr");
-        let mut command = Command::new("openssl");
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns, "openssl"]);
+                command
+            }
+            None => Command::new("openssl"),
+        };
         command
             .args(["s_client", "-brief", "-ign_eof"])
             .args(["-connect", &self.at.to_string()])

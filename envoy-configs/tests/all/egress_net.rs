@@ -2,28 +2,33 @@
 //! `egress`, `world`), proven first with no Envoy of ours: the app hosts reach the egress and
 //! nothing beyond it, the egress reaches the world by name, the egress forwarding nothing is
 //! what closes the world (open it and the same connection goes through), and no namespace is
-//! left after a drop, a panic or a killed run. Then the hand-made client the egress scenario
-//! needs (any SNI, a client certificate), against a stand-in for the egress; and the part of the
-//! scenario that needs no egress Envoy: a sidecar that dials the world itself gets nothing out.
+//! left after a drop, a panic or a killed run. Then the egress scenario on it: `web` and
+//! `batch` each an app behind its Dataplane's sidecar (`generate --dataplane`, the transparent
+//! proxy installed with uncaptured traffic blocked), `egress` the ZoneEgress's Envoy
+//! (`generate --zone-egress`), `world` HTTPS for `httpbin.test`; `web` may reach `httpbin`,
+//! `batch` may not. And a sidecar of today, with no egress, dialling the world itself.
 //!
 //! These tests make network namespaces, which needs root (CI runs as root); without it they
 //! fail and say so.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
-use std::path::Path;
+use std::ffi::OsString;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use extsvc_testkit::egress_net::{
-    EgressNet, Host, BATCH_IP, EGRESS_IP, WEB_IP, WORLD_HTTPS_PORT, WORLD_IP,
+    give_to_envoy, EgressNet, Host, BATCH_IP, EGRESS_IP, WEB_IP, WORLD_HTTPS_PORT, WORLD_IP,
 };
-use extsvc_testkit::transparent::open_to_envoy;
 use extsvc_testkit::{
-    assert_503_without_upstream, ca_file, docs, eventually, generate, https_service, mesh,
-    test_dir, Ca, EnvoyOptions, UpstreamBuilder,
+    assert_503_without_upstream, ca_file, dedent, docs, eventually, generate, https_service, mesh,
+    test_dir, Ca, Envoy, EnvoyOptions, TlsClient, WAIT,
 };
+
+use crate::zone_egress::identity_of;
 
 /// The world's HTTPS server.
 const WORLD_HTTPS: SocketAddr = SocketAddr::new(IpAddr::V4(WORLD_IP), WORLD_HTTPS_PORT);
@@ -178,57 +183,6 @@ fn no_namespace_is_left_after_a_drop_a_panic_or_a_killed_run() {
     );
 }
 
-/// The hand-made client the egress tests need (any SNI, a client certificate), against a
-/// stand-in for the egress: an mTLS server of the mesh's CA on the egress's address. From an
-/// app host, a certificate of that CA gets through with Kuma's SNI; one of another CA, or none,
-/// is refused at the handshake.
-#[test]
-fn a_hand_made_client_reaches_the_egress_address_with_kumas_sni_and_a_certificate() {
-    let dir = test_dir();
-    let net = network(dir.path());
-    let mesh_ca = Ca::new(dir.path(), "mesh-ca");
-    let other_ca = Ca::new(dir.path(), "other-ca");
-    let egress_cert = mesh_ca.server_cert(dir.path(), "egress", &["egress.test"], &[]);
-    let batch = mesh_ca.client_cert(dir.path(), "batch", "batch");
-    let stranger = other_ca.client_cert(dir.path(), "stranger", "batch");
-    let stand_in = net.egress.run(|| {
-        UpstreamBuilder::new()
-            .mtls("egress", &egress_cert, &mesh_ca)
-            .at(SocketAddr::from((EGRESS_IP, 0)))
-            .start_named(dir.path(), "stand-in")
-    });
-    let at = stand_in.addr("egress");
-    let sni = "httpbin{mesh=default}";
-    let get = |client| {
-        net.tls_get(
-            Host::Batch,
-            at,
-            sni,
-            client,
-            mesh_ca.ca_path(),
-            "httpbin.mesh",
-        )
-    };
-
-    let r = get(Some(&batch)).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(r.status, 200, "{r:?}");
-    // Envoy's %REQUESTED_SERVER_NAME% writes an SNI that is no DNS name as `invalid:` and the
-    // SNI with `_` for every character a name may not hold: it came whole.
-    assert_eq!(
-        r.header("x-seen-sni"),
-        Some("invalid:httpbin_mesh_default_"),
-        "{r:?}"
-    );
-    assert_eq!(r.header("x-seen-peer-subject"), Some("CN=batch"), "{r:?}");
-    for (who, client, alert) in [
-        ("another CA's", Some(&stranger), "alert unknown ca"),
-        ("no", None, "alert certificate required"),
-    ] {
-        let refused = get(client).expect_err("refused");
-        assert!(refused.contains(alert), "{who} certificate: {refused}");
-    }
-}
-
 /// A sidecar of today (`generate --transparent-proxy`, no egress), whose ExternalService dials
 /// the world's address itself: the capture lets Envoy's own uid out, and the network still
 /// stops it. The app gets 503 and the world sees no connection.
@@ -237,8 +191,7 @@ fn a_sidecar_that_dials_the_world_itself_gets_nothing_out() {
     let dir = test_dir();
     let net = network(dir.path());
     let web = dir.path().join("web");
-    std::fs::create_dir(&web).unwrap();
-    open_to_envoy(&web).unwrap();
+    fs::create_dir(&web).unwrap();
     let resources = docs(&[
         mesh(false),
         https_service(
@@ -259,6 +212,7 @@ fn a_sidecar_that_dials_the_world_itself_gets_nothing_out() {
         &["--transparent-proxy".into()],
     );
     assert_eq!(generated.code, Some(0), "{}", generated.stderr);
+    give_to_envoy(&web).unwrap();
     net.install_transparent_proxy(Host::Web, &["--redirect-dns"])
         .unwrap_or_else(|e| panic!("{e}"));
     let _sidecar = net
@@ -276,5 +230,234 @@ fn a_sidecar_that_dials_the_world_itself_gets_nothing_out() {
         net.world_tcp_attempts(),
         0,
         "the world saw a connection attempt"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The egress scenario
+// ---------------------------------------------------------------------------------------------
+
+/// The ZoneEgress's port (Kuma's default).
+const EGRESS_PORT: u16 = 10002;
+/// Kuma's SNI for the ExternalService `httpbin` of the mesh `default`.
+const HTTPBIN_SNI: &str = "httpbin{mesh=default}";
+
+/// The network, the mesh's CA and the resources: the Mesh (mTLS by the provided CA, external
+/// traffic through the ZoneEgress, passthrough off), the ZoneEgress on [`EGRESS_IP`], the
+/// ExternalService `httpbin` (the world's `httpbin.test:443`), the Dataplanes `web` and `batch`
+/// on their hosts' addresses, and one MeshTrafficPermission: `web` may reach `httpbin`.
+struct Scenario {
+    // Dropped in this order: the Envoys, then the network, then the files.
+    egress: Option<Envoy>,
+    sidecars: Vec<Envoy>,
+    net: EgressNet,
+    mesh_ca: Ca,
+    resources: String,
+    dir: tempfile::TempDir,
+}
+
+impl Scenario {
+    fn new() -> Scenario {
+        let dir = test_dir();
+        let net = network(dir.path());
+        let mesh_ca = Ca::new(dir.path(), "mesh-ca");
+        let mesh = dedent(&format!(
+            "
+            type: Mesh
+            name: default
+            networking: {{outbound: {{passthrough: false}}}}
+            routing: {{zoneEgress: true}}
+            mtls:
+              enabledBackend: ca
+              backends:
+              - name: ca
+                type: provided
+                conf:
+                  cert: {{file: {}}}
+                  key: {{file: {}}}
+            ",
+            mesh_ca.cert.cert_path.display(),
+            mesh_ca.cert.key_path.display(),
+        ));
+        let dataplane = |name: &str, ip: Ipv4Addr| {
+            format!(
+                "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {ip}\n  \
+                 inbound: [{{port: 8080, tags: {{kuma.io/service: {name}}}}}]\n"
+            )
+        };
+        let resources = docs(&[
+            mesh,
+            format!(
+                "type: ZoneEgress\nname: egress-1\nnetworking: {{address: {EGRESS_IP}, port: {EGRESS_PORT}}}\n"
+            ),
+            https_service(
+                "httpbin",
+                "http",
+                &format!("httpbin.test:{WORLD_HTTPS_PORT}"),
+                &[ca_file(&net.world_pki.ca)],
+            ),
+            dataplane("web", WEB_IP),
+            dataplane("batch", BATCH_IP),
+            dedent(
+                "
+                type: MeshTrafficPermission
+                mesh: default
+                name: httpbin-callers
+                spec:
+                  targetRef: {kind: MeshService, name: httpbin}
+                  from:
+                  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: web}}
+                    default: {action: Allow}
+                ",
+            ),
+        ]);
+        Scenario {
+            egress: None,
+            sidecars: Vec::new(),
+            net,
+            mesh_ca,
+            resources,
+            dir,
+        }
+    }
+
+    /// `extsvc generate` of `role` into `<dir>/<name>/` (bootstrap, and `xds/` with the
+    /// certificates), handed to Envoy's uid.
+    fn generate(&self, name: &str, role: &[&str], dns: Option<SocketAddr>) -> PathBuf {
+        let d = self.dir.path().join(name);
+        fs::create_dir_all(&d).unwrap();
+        let mut extra: Vec<OsString> = role.iter().map(OsString::from).collect();
+        extra.extend(["--xds-dir".into(), d.join("xds").into()]);
+        let generated = generate(&d, &self.resources, 15001, dns, &extra);
+        assert_eq!(generated.code, Some(0), "{name}: {}", generated.stderr);
+        give_to_envoy(&d).unwrap();
+        d
+    }
+
+    /// The ZoneEgress's Envoy on `egress`, resolving names with the world's DNS.
+    fn start_egress(&mut self) {
+        let dns = SocketAddr::from((WORLD_IP, 53));
+        let d = self.generate("egress", &["--zone-egress", "egress-1"], Some(dns));
+        self.egress = Some(self.start_envoy(Host::Egress, &d, "egress"));
+    }
+
+    /// `dataplane`'s sidecar on its host, under the transparent proxy with uncaptured traffic
+    /// blocked.
+    fn start_sidecar(&mut self, host: Host, dataplane: &str) {
+        let role = ["--dataplane", dataplane, "--transparent-proxy"];
+        let d = self.generate(dataplane, &role, None);
+        self.net
+            .install_transparent_proxy(host, &["--redirect-dns"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sidecar = self.start_envoy(host, &d, dataplane);
+        self.sidecars.push(sidecar);
+    }
+
+    fn start_envoy(&self, host: Host, d: &Path, name: &str) -> Envoy {
+        self.net
+            .start_envoy(
+                host,
+                d,
+                name,
+                &d.join("envoy.yaml"),
+                &EnvoyOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The certificate and key `generate` issued `dataplane`, written out as PEM files, as a
+    /// client holding them (a stolen key) would use them.
+    fn identity_files(&self, dataplane: &str) -> (PathBuf, PathBuf) {
+        let d = self.dir.path().join(dataplane);
+        let (cert, key) = identity_of(&d.join("xds"));
+        let files = (d.join("identity.pem"), d.join("identity.key"));
+        fs::write(&files.0, cert).unwrap();
+        fs::write(&files.1, key).unwrap();
+        files
+    }
+
+    /// A hand-made TLS client from `host` straight to the egress, with `httpbin`'s SNI.
+    fn to_egress_from(&self, host: Host) -> TlsClient {
+        TlsClient::new(SocketAddr::from((EGRESS_IP, EGRESS_PORT)), HTTPBIN_SNI)
+            .in_netns(&self.net.host(host).name)
+            .trust(self.mesh_ca.ca_path())
+    }
+}
+
+/// An HTTP/1.1 request that asks the server to close after answering.
+const REQUEST: &str = "GET /get HTTP/1.1\r\nHost: httpbin.test\r\nConnection: close\r\n\r\n";
+
+#[test]
+fn web_reaches_httpbin_through_its_sidecar_and_the_egress_and_batch_is_refused_at_its_sidecar() {
+    let mut s = Scenario::new();
+    s.start_egress();
+    s.start_sidecar(Host::Web, "web");
+    s.start_sidecar(Host::Batch, "batch");
+    let (net, egress) = (&s.net, s.egress.as_ref().unwrap());
+
+    let r = net.curl(Host::Web, "http://httpbin.mesh/get").run();
+    assert_eq!(r.status, 200, "{r:?}\n{}", egress.log_tail(20));
+    // The egress, not the sidecar, spoke TLS to the real host, by its name.
+    assert_eq!(r.header("x-seen-sni"), Some("httpbin.test"), "{r:?}");
+    // It did so for web's certificate.
+    egress.wait_for_stdout("\"source_identity\":\"spiffe://default/web,", WAIT);
+    assert_eq!(net.world_requests(), 1);
+    let attempts = net.world_tcp_attempts();
+
+    let refused = net.curl(Host::Batch, "http://httpbin.mesh/get").run();
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(
+        refused.header("x-external-service-denied"),
+        Some("not-permitted"),
+        "{refused:?}"
+    );
+    assert_eq!(net.world_requests(), 1, "the world saw batch's request");
+    assert_eq!(net.world_tcp_attempts(), attempts, "the world saw batch");
+}
+
+#[test]
+fn the_egress_refuses_batchs_real_certificate_and_another_cas_and_the_world_sees_nothing() {
+    let mut s = Scenario::new();
+    s.start_egress();
+    // Generating a sidecar issues its certificate; its Envoy need not run.
+    s.generate("web", &["--dataplane", "web"], None);
+    s.generate("batch", &["--dataplane", "batch"], None);
+    let (web, batch) = (s.identity_files("web"), s.identity_files("batch"));
+    let dir = s.dir.path();
+
+    // web's certificate, from web's host: the egress takes it to the world.
+    let allowed = s
+        .to_egress_from(Host::Web)
+        .certificate(&web.0, &web.1)
+        .send(dir, REQUEST);
+    assert!(allowed.received.starts_with("HTTP/1.1 200"), "{allowed:?}");
+    assert_eq!(s.net.world_requests(), 1);
+    let attempts = s.net.world_tcp_attempts();
+
+    // batch's real certificate of the mesh, no permission: closed at its first bytes.
+    let refused = s
+        .to_egress_from(Host::Batch)
+        .certificate(&batch.0, &batch.1)
+        .send(dir, REQUEST);
+    assert!(
+        refused.log.contains("CONNECTION ESTABLISHED"),
+        "{refused:?}"
+    );
+    assert_eq!(refused.received, "", "{refused:?}");
+
+    // A certificate of another CA: refused at the handshake.
+    let stranger = &s.net.world_pki.client;
+    let other = s
+        .to_egress_from(Host::Batch)
+        .certificate(&stranger.cert_path, &stranger.key_path)
+        .send(dir, REQUEST);
+    assert!(other.log.contains("alert unknown ca"), "{other:?}");
+    assert_eq!(other.received, "", "{other:?}");
+
+    assert_eq!(s.net.world_requests(), 1, "the world saw a refused request");
+    assert_eq!(
+        s.net.world_tcp_attempts(),
+        attempts,
+        "the world saw a refused client"
     );
 }

@@ -195,7 +195,7 @@ impl World {
 }
 
 /// The certificate and key PEM of the identity SDS file in `xds`.
-fn identity_of(xds: &Path) -> (String, String) {
+pub fn identity_of(xds: &Path) -> (String, String) {
     let text = fs::read_to_string(xds.join("sds/identity.yaml")).unwrap();
     let file: Value = serde_yaml_ng::from_str(&text).unwrap();
     let certificate = &file["resources"][0]["tls_certificate"];
