@@ -245,7 +245,7 @@ const HTTPBIN_SNI: &str = "httpbin{mesh=default}";
 /// The network, the mesh's CA and the resources: the Mesh (mTLS by the provided CA, external
 /// traffic through the ZoneEgress, passthrough off), the ZoneEgress on [`EGRESS_IP`], the
 /// ExternalService `httpbin` (the world's `httpbin.test:443`), the Dataplanes `web` and `batch`
-/// on their hosts' addresses, and one MeshTrafficPermission: `web` may reach `httpbin`.
+/// on their hosts' addresses, and one MeshTrafficPermission.
 struct Scenario {
     // Dropped in this order: the Envoys, then the network, then the files.
     egress: Option<Envoy>,
@@ -257,7 +257,7 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn new() -> Scenario {
+    fn new(permission: &str) -> Scenario {
         let dir = test_dir();
         let net = network(dir.path());
         let mesh_ca = Ca::new(dir.path(), "mesh-ca");
@@ -298,18 +298,7 @@ impl Scenario {
             ),
             dataplane("web", WEB_IP),
             dataplane("batch", BATCH_IP),
-            dedent(
-                "
-                type: MeshTrafficPermission
-                mesh: default
-                name: httpbin-callers
-                spec:
-                  targetRef: {kind: MeshService, name: httpbin}
-                  from:
-                  - targetRef: {kind: MeshSubset, tags: {kuma.io/service: web}}
-                    default: {action: Allow}
-                ",
-            ),
+            dedent(permission),
         ]);
         Scenario {
             egress: None,
@@ -376,6 +365,14 @@ impl Scenario {
         files
     }
 
+    /// Waits until the egress's RBAC has refused `count` connections to `httpbin`.
+    fn rbac_denied(&self, count: u64) {
+        let egress = self.egress.as_ref().expect("the egress runs");
+        egress.wait_for_stat("egress_external_service_httpbin.rbac.denied", WAIT, |n| {
+            n == count
+        });
+    }
+
     /// A hand-made TLS client from `host` straight to the egress, with `httpbin`'s SNI.
     fn to_egress_from(&self, host: Host) -> TlsClient {
         TlsClient::new(SocketAddr::from((EGRESS_IP, EGRESS_PORT)), HTTPBIN_SNI)
@@ -384,12 +381,41 @@ impl Scenario {
     }
 }
 
+/// `web`, and no other, may reach `httpbin`.
+const WEB_MAY_REACH_HTTPBIN: &str = "
+    type: MeshTrafficPermission
+    mesh: default
+    name: httpbin-callers
+    spec:
+      targetRef: {kind: MeshService, name: httpbin}
+      from:
+      - targetRef: {kind: MeshSubset, tags: {kuma.io/service: web}}
+        default: {action: Allow}
+    ";
+
+/// Everyone may reach everything, but `batch`: its Deny overrides the broader Allow before it
+/// (in Kuma, of the `from` items that select a caller, the last decides).
+const ALL_BUT_BATCH: &str = "
+    type: MeshTrafficPermission
+    mesh: default
+    name: all-but-batch
+    spec:
+      targetRef: {kind: Mesh}
+      from:
+      - targetRef: {kind: Mesh}
+        default: {action: Allow}
+      - targetRef: {kind: MeshSubset, tags: {kuma.io/service: batch}}
+        default: {action: Deny}
+    ";
+
 /// An HTTP/1.1 request that asks the server to close after answering.
 const REQUEST: &str = "GET /get HTTP/1.1\r\nHost: httpbin.test\r\nConnection: close\r\n\r\n";
 
+/// The issue's scenario, through the apps' own eyes: no proxy settings, names from the sidecar's
+/// DNS, every connection captured.
 #[test]
 fn web_reaches_httpbin_through_its_sidecar_and_the_egress_and_batch_is_refused_at_its_sidecar() {
-    let mut s = Scenario::new();
+    let mut s = Scenario::new(WEB_MAY_REACH_HTTPBIN);
     s.start_egress();
     s.start_sidecar(Host::Web, "web");
     s.start_sidecar(Host::Batch, "batch");
@@ -411,13 +437,36 @@ fn web_reaches_httpbin_through_its_sidecar_and_the_egress_and_batch_is_refused_a
         Some("not-permitted"),
         "{refused:?}"
     );
+
+    // On its own host, batch's key is no way round its sidecar: the capture takes a
+    // connection to the egress to the sidecar, which refuses it, and the egress sees nothing.
+    let key = s.identity_files("batch");
+    let straight = s
+        .to_egress_from(Host::Batch)
+        .certificate(&key.0, &key.1)
+        .send(s.dir.path(), REQUEST);
+    assert!(
+        !straight.log.contains("CONNECTION ESTABLISHED"),
+        "{straight:?}"
+    );
+    assert_eq!(straight.received, "", "{straight:?}");
+    assert_eq!(
+        egress.counter("egress_external_service_httpbin.rbac.denied"),
+        0
+    );
+    assert!(
+        !egress.stdout().contains("spiffe://default/batch"),
+        "{}",
+        egress.stdout()
+    );
+
     assert_eq!(net.world_requests(), 1, "the world saw batch's request");
     assert_eq!(net.world_tcp_attempts(), attempts, "the world saw batch");
 }
 
 #[test]
 fn the_egress_refuses_batchs_real_certificate_and_another_cas_and_the_world_sees_nothing() {
-    let mut s = Scenario::new();
+    let mut s = Scenario::new(WEB_MAY_REACH_HTTPBIN);
     s.start_egress();
     // Generating a sidecar issues its certificate; its Envoy need not run.
     s.generate("web", &["--dataplane", "web"], None);
@@ -444,6 +493,7 @@ fn the_egress_refuses_batchs_real_certificate_and_another_cas_and_the_world_sees
         "{refused:?}"
     );
     assert_eq!(refused.received, "", "{refused:?}");
+    s.rbac_denied(1);
 
     // A certificate of another CA: refused at the handshake.
     let stranger = &s.net.world_pki.client;
@@ -460,4 +510,38 @@ fn the_egress_refuses_batchs_real_certificate_and_another_cas_and_the_world_sees
         attempts,
         "the world saw a refused client"
     );
+}
+
+#[test]
+fn batchs_deny_overrides_the_broader_allow_at_its_sidecar_and_at_the_egress() {
+    let mut s = Scenario::new(ALL_BUT_BATCH);
+    s.start_egress();
+    s.start_sidecar(Host::Web, "web");
+    s.start_sidecar(Host::Batch, "batch");
+    let net = &s.net;
+
+    let r = net.curl(Host::Web, "http://httpbin.mesh/get").run();
+    assert_eq!(r.status, 200, "{r:?}");
+    let refused = net.curl(Host::Batch, "http://httpbin.mesh/get").run();
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert_eq!(
+        refused.header("x-external-service-denied"),
+        Some("not-permitted"),
+        "{refused:?}"
+    );
+    // batch's key used straight: on batch's host the capture would take the connection to
+    // batch's sidecar, so from the egress's own host (RBAC judges the certificate, not the
+    // address).
+    let batch = s.identity_files("batch");
+    let straight = s
+        .to_egress_from(Host::Egress)
+        .certificate(&batch.0, &batch.1)
+        .send(s.dir.path(), REQUEST);
+    assert!(
+        straight.log.contains("CONNECTION ESTABLISHED"),
+        "{straight:?}"
+    );
+    assert_eq!(straight.received, "", "{straight:?}");
+    s.rbac_denied(1);
+    assert_eq!(net.world_requests(), 1, "the world saw batch");
 }

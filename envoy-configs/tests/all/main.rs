@@ -4,7 +4,8 @@
 //! - `admin`: the admin interface out of the apps' reach, and the read-only stats listener.
 //! - `architecture`: the layout's rules (no module imports one that imports it back).
 //! - `egress_net`: the egress tests' four hosts (`web`, `batch`, `egress`, `world`) in network
-//!   namespaces: only the egress reaches the world (root).
+//!   namespaces, where only the egress reaches the world, and the ZoneEgress scenario on them:
+//!   `web` allowed through its sidecar and the egress, `batch` refused at both (root).
 //! - `envoy_facts`: smoke tests of the test kit, and the Envoy facts of
 //!   `testkit/ENVOY_FACTS.md` (the filter module's too) with hand-written configurations.
 //! - `golden`: golden files of `extsvc generate`, each also accepted by `envoy --mode validate`.
