@@ -408,6 +408,21 @@ const ALL_BUT_BATCH: &str = "
         default: {action: Deny}
     ";
 
+/// `web` may reach `httpbin`, and `batch` too, as a shadow denial: allowed, counted and logged
+/// as what a Deny would refuse.
+const BATCH_SHADOW_DENIED: &str = "
+    type: MeshTrafficPermission
+    mesh: default
+    name: httpbin-callers
+    spec:
+      targetRef: {kind: MeshService, name: httpbin}
+      from:
+      - targetRef: {kind: MeshSubset, tags: {kuma.io/service: web}}
+        default: {action: Allow}
+      - targetRef: {kind: MeshSubset, tags: {kuma.io/service: batch}}
+        default: {action: AllowWithShadowDeny}
+    ";
+
 /// An HTTP/1.1 request that asks the server to close after answering.
 const REQUEST: &str = "GET /get HTTP/1.1\r\nHost: httpbin.test\r\nConnection: close\r\n\r\n";
 
@@ -544,4 +559,28 @@ fn batchs_deny_overrides_the_broader_allow_at_its_sidecar_and_at_the_egress() {
     assert_eq!(straight.received, "", "{straight:?}");
     s.rbac_denied(1);
     assert_eq!(net.world_requests(), 1, "the world saw batch");
+}
+
+#[test]
+fn allow_with_shadow_deny_lets_batch_through_and_the_egress_counts_it_as_denied() {
+    let mut s = Scenario::new(BATCH_SHADOW_DENIED);
+    s.start_egress();
+    s.start_sidecar(Host::Batch, "batch");
+    let egress = s.egress.as_ref().unwrap();
+
+    let r = s.net.curl(Host::Batch, "http://httpbin.mesh/get").run();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(s.net.world_requests(), 1);
+    egress.wait_for_stat(
+        "egress_external_service_httpbin.rbac.shadow_denied",
+        WAIT,
+        |n| n == 1,
+    );
+    // The connection's line, with its shadow verdict, is written when the sidecar closes it;
+    // the request's names batch.
+    egress.wait_for_stdout("\"source_identity\":\"spiffe://default/batch,", WAIT);
+    assert_eq!(
+        egress.counter("egress_external_service_httpbin.rbac.denied"),
+        0
+    );
 }
