@@ -8,7 +8,7 @@
 //! ```text
 //!   web   10.78.1.2 ── 10.78.1.1 ─┐
 //!                                egress ── 10.78.3.1 ── 10.78.3.2  world
-//!   batch 10.78.2.2 ── 10.78.2.1 ─┘  EGRESS_IP 10.78.0.1 (on its lo)
+//!   batch 10.78.2.2 ── 10.78.2.1 ─┘  EGRESS_IPS 10.78.0.1, 10.78.0.2 (on its lo)
 //! ```
 //!
 //! Every other host's default route goes to `egress` (the world's too, so that replies would
@@ -16,10 +16,12 @@
 //! not assumed, since a new namespace takes the machine's value. That one switch is what closes
 //! the network ([`EgressNet::set_egress_forwarding`] opens it, which the tests use to show the
 //! closed network is what stops a connection). Packets for one of `egress`'s own addresses are
-//! delivered, not forwarded, so both app hosts reach [`EGRESS_IP`], the ZoneEgress's
-//! `networking.address`; each app host's only neighbour is `egress`, so `web` and `batch` do not
-//! reach each other either. A bridge would have put them on one segment, open to each other
-//! unless its ports were isolated; the veths need nothing more than the default routes.
+//! delivered, not forwarded, so both app hosts reach [`EGRESS_IPS`], the ZoneEgresses'
+//! `networking.address` (two, for two instances; [`EgressNet::vanish`] takes one away, as a
+//! host that is gone: what is sent to it is dropped with no answer). Each app host's only
+//! neighbour is `egress`, so `web` and `batch` do not reach each other either. A bridge would
+//! have put them on one segment, open to each other unless its ports were isolated; the veths
+//! need nothing more than the default routes.
 //!
 //! The hosts have no IPv6 address beyond loopback, so IPv6 reaches nothing from anywhere.
 //!
@@ -47,8 +49,11 @@ use crate::netns::Netns;
 use crate::transparent::{install_in, open_to_envoy, start_envoy_in, ENVOY_UID};
 use crate::{Curl, Envoy, EnvoyOptions, Pki, Upstream, UpstreamBuilder};
 
-/// The egress's own address (on its loopback), reached by both app hosts.
-pub const EGRESS_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 0, 1);
+/// The egress host's own addresses (on its loopback), reached by both app hosts: one per
+/// ZoneEgress instance.
+pub const EGRESS_IPS: [Ipv4Addr; 2] = [Ipv4Addr::new(10, 78, 0, 1), Ipv4Addr::new(10, 78, 0, 2)];
+/// The first of them, the address of a lone ZoneEgress.
+pub const EGRESS_IP: Ipv4Addr = EGRESS_IPS[0];
 pub const WEB_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 1, 2);
 pub const BATCH_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 2, 2);
 pub const WORLD_IP: Ipv4Addr = Ipv4Addr::new(10, 78, 3, 2);
@@ -132,7 +137,9 @@ impl EgressNet {
             join(other, ns, ip, &egress, egress_ip)?;
             ns.ip(&["route", "add", "default", "via", &egress_ip.to_string()])?;
         }
-        egress.ip(&["addr", "add", &format!("{EGRESS_IP}/32"), "dev", "lo"])?;
+        for ip in EGRESS_IPS {
+            egress.ip(&["addr", "add", &format!("{ip}/32"), "dev", "lo"])?;
+        }
         set_forwarding(&egress, false)?;
         for ns in [&web, &batch, &egress] {
             ns.set_nameserver(WORLD_IP);
@@ -182,6 +189,14 @@ impl EgressNet {
     /// says so).
     pub fn set_egress_forwarding(&self, on: bool) -> Result<(), String> {
         set_forwarding(&self.egress, on)
+    }
+
+    /// Takes `ip`, one of [`EGRESS_IPS`], off the egress host: what is sent to it is dropped
+    /// with no answer (the egress forwards nothing), as when a host is gone. A listener bound
+    /// to it stays, reached by nothing.
+    pub fn vanish(&self, ip: Ipv4Addr) -> Result<(), String> {
+        self.egress
+            .ip(&["addr", "del", &format!("{ip}/32"), "dev", "lo"])
     }
 
     /// `extsvc transparent-proxy install --envoy-uid <ENVOY_UID> --block-uncaptured` and

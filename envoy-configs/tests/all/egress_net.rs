@@ -18,10 +18,11 @@ use std::fs;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use extsvc_testkit::egress_net::{
-    give_to_envoy, EgressNet, Host, BATCH_IP, EGRESS_IP, WEB_IP, WORLD_HTTPS_PORT, WORLD_IP,
+    give_to_envoy, EgressNet, Host, BATCH_IP, EGRESS_IP, EGRESS_IPS, WEB_IP, WORLD_HTTPS_PORT,
+    WORLD_IP,
 };
 use extsvc_testkit::{
     assert_503_without_upstream, ca_file, dedent, docs, eventually, generate, https_service, mesh,
@@ -243,12 +244,12 @@ const EGRESS_PORT: u16 = 10002;
 const HTTPBIN_SNI: &str = "httpbin{mesh=default}";
 
 /// The network, the mesh's CA and the resources: the Mesh (mTLS by the provided CA, external
-/// traffic through the ZoneEgress, passthrough off), the ZoneEgress on [`EGRESS_IP`], the
+/// traffic through the ZoneEgress, passthrough off), the ZoneEgresses on [`EGRESS_IPS`], the
 /// ExternalService `httpbin` (the world's `httpbin.test:443`), the Dataplanes `web` and `batch`
 /// on their hosts' addresses, and one MeshTrafficPermission.
 struct Scenario {
     // Dropped in this order: the Envoys, then the network, then the files.
-    egress: Option<Envoy>,
+    egresses: Vec<Envoy>,
     sidecars: Vec<Envoy>,
     net: EgressNet,
     mesh_ca: Ca,
@@ -257,7 +258,8 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn new(permission: &str) -> Scenario {
+    /// With `egresses` ZoneEgresses (one or two).
+    fn new(permission: &str, egresses: usize) -> Scenario {
         let dir = test_dir();
         let net = network(dir.path());
         let mesh_ca = Ca::new(dir.path(), "mesh-ca");
@@ -285,11 +287,15 @@ impl Scenario {
                  inbound: [{{port: 8080, tags: {{kuma.io/service: {name}}}}}]\n"
             )
         };
-        let resources = docs(&[
-            mesh,
+        let zone_egresses = EGRESS_IPS[..egresses].iter().enumerate().map(|(i, ip)| {
             format!(
-                "type: ZoneEgress\nname: egress-1\nnetworking: {{address: {EGRESS_IP}, port: {EGRESS_PORT}}}\n"
-            ),
+                "type: ZoneEgress\nname: egress-{}\nnetworking: {{address: {ip}, port: {EGRESS_PORT}}}\n",
+                i + 1
+            )
+        });
+        let mut parts = vec![mesh];
+        parts.extend(zone_egresses);
+        parts.extend([
             https_service(
                 "httpbin",
                 "http",
@@ -301,11 +307,11 @@ impl Scenario {
             dedent(permission),
         ]);
         Scenario {
-            egress: None,
+            resources: docs(&parts),
+            egresses: Vec::new(),
             sidecars: Vec::new(),
             net,
             mesh_ca,
-            resources,
             dir,
         }
     }
@@ -323,11 +329,15 @@ impl Scenario {
         d
     }
 
-    /// The ZoneEgress's Envoy on `egress`, resolving names with the world's DNS.
-    fn start_egress(&mut self) {
+    /// The ZoneEgresses' Envoys on `egress`, resolving names with the world's DNS.
+    fn start_egresses(&mut self, count: usize) {
         let dns = SocketAddr::from((WORLD_IP, 53));
-        let d = self.generate("egress", &["--zone-egress", "egress-1"], Some(dns));
-        self.egress = Some(self.start_envoy(Host::Egress, &d, "egress"));
+        for n in 1..=count {
+            let name = format!("egress-{n}");
+            let d = self.generate(&name, &["--zone-egress", &name], Some(dns));
+            let envoy = self.start_envoy(Host::Egress, &d, &name);
+            self.egresses.push(envoy);
+        }
     }
 
     /// `dataplane`'s sidecar on its host, under the transparent proxy with uncaptured traffic
@@ -367,8 +377,7 @@ impl Scenario {
 
     /// Waits until the egress's RBAC has refused `count` connections to `httpbin`.
     fn rbac_denied(&self, count: u64) {
-        let egress = self.egress.as_ref().expect("the egress runs");
-        egress.wait_for_stat("egress_external_service_httpbin.rbac.denied", WAIT, |n| {
+        self.egresses[0].wait_for_stat("egress_external_service_httpbin.rbac.denied", WAIT, |n| {
             n == count
         });
     }
@@ -430,11 +439,11 @@ const REQUEST: &str = "GET /get HTTP/1.1\r\nHost: httpbin.test\r\nConnection: cl
 /// DNS, every connection captured.
 #[test]
 fn web_reaches_httpbin_through_its_sidecar_and_the_egress_and_batch_is_refused_at_its_sidecar() {
-    let mut s = Scenario::new(WEB_MAY_REACH_HTTPBIN);
-    s.start_egress();
+    let mut s = Scenario::new(WEB_MAY_REACH_HTTPBIN, 1);
+    s.start_egresses(1);
     s.start_sidecar(Host::Web, "web");
     s.start_sidecar(Host::Batch, "batch");
-    let (net, egress) = (&s.net, s.egress.as_ref().unwrap());
+    let (net, egress) = (&s.net, &s.egresses[0]);
 
     let r = net.curl(Host::Web, "http://httpbin.mesh/get").run();
     assert_eq!(r.status, 200, "{r:?}\n{}", egress.log_tail(20));
@@ -481,8 +490,8 @@ fn web_reaches_httpbin_through_its_sidecar_and_the_egress_and_batch_is_refused_a
 
 #[test]
 fn the_egress_refuses_batchs_real_certificate_and_another_cas_and_the_world_sees_nothing() {
-    let mut s = Scenario::new(WEB_MAY_REACH_HTTPBIN);
-    s.start_egress();
+    let mut s = Scenario::new(WEB_MAY_REACH_HTTPBIN, 1);
+    s.start_egresses(1);
     // Generating a sidecar issues its certificate; its Envoy need not run.
     s.generate("web", &["--dataplane", "web"], None);
     s.generate("batch", &["--dataplane", "batch"], None);
@@ -529,8 +538,8 @@ fn the_egress_refuses_batchs_real_certificate_and_another_cas_and_the_world_sees
 
 #[test]
 fn batchs_deny_overrides_the_broader_allow_at_its_sidecar_and_at_the_egress() {
-    let mut s = Scenario::new(ALL_BUT_BATCH);
-    s.start_egress();
+    let mut s = Scenario::new(ALL_BUT_BATCH, 1);
+    s.start_egresses(1);
     s.start_sidecar(Host::Web, "web");
     s.start_sidecar(Host::Batch, "batch");
     let net = &s.net;
@@ -563,10 +572,10 @@ fn batchs_deny_overrides_the_broader_allow_at_its_sidecar_and_at_the_egress() {
 
 #[test]
 fn allow_with_shadow_deny_lets_batch_through_and_the_egress_counts_it_as_denied() {
-    let mut s = Scenario::new(BATCH_SHADOW_DENIED);
-    s.start_egress();
+    let mut s = Scenario::new(BATCH_SHADOW_DENIED, 1);
+    s.start_egresses(1);
     s.start_sidecar(Host::Batch, "batch");
-    let egress = s.egress.as_ref().unwrap();
+    let egress = &s.egresses[0];
 
     let r = s.net.curl(Host::Batch, "http://httpbin.mesh/get").run();
     assert_eq!(r.status, 200, "{r:?}");
@@ -583,4 +592,50 @@ fn allow_with_shadow_deny_lets_batch_through_and_the_egress_counts_it_as_denied(
         egress.counter("egress_external_service_httpbin.rbac.denied"),
         0
     );
+}
+
+/// Two egresses share web's requests. One whose host is gone (its address dropped: no answer,
+/// not even a refusal) is noticed by the sidecar's health check within seconds, and no
+/// request that starts after that fails.
+#[test]
+fn a_vanished_egress_is_noticed_within_seconds_and_no_request_after_that_fails() {
+    let mut s = Scenario::new(WEB_MAY_REACH_HTTPBIN, 2);
+    s.start_egresses(2);
+    s.start_sidecar(Host::Web, "web");
+    let (web, egresses) = (&s.sidecars[0], &s.egresses);
+    let healthy = "cluster.external_service_httpbin.membership_healthy";
+    web.wait_for_stat(healthy, WAIT, |n| n == 2);
+    let get = || s.net.curl(Host::Web, "http://httpbin.mesh/get").run();
+    let served =
+        |n: usize| egresses[n].counter("http.egress_external_service_httpbin.downstream_rq_total");
+    for _ in 0..4 {
+        let r = get();
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    assert!(
+        served(0) > 0 && served(1) > 0,
+        "round robin: {} and {}",
+        served(0),
+        served(1)
+    );
+
+    s.net.vanish(EGRESS_IPS[1]).unwrap();
+    let gone = Instant::now();
+    web.wait_for_stat(healthy, Duration::from_secs(10), |n| n == 1);
+    let noticed = gone.elapsed();
+    // A check a second, each allowed a second: two at most, and some slack for a busy machine.
+    assert!(
+        noticed < Duration::from_secs(4),
+        "noticed after {noticed:?}"
+    );
+    let second = served(1);
+    for i in 0..20 {
+        let r = get();
+        assert_eq!(
+            r.status, 200,
+            "request {i} after the egress was noticed gone: {r:?}"
+        );
+    }
+    assert_eq!(served(1), second, "a request went to the vanished egress");
+    eprintln!("a vanished egress noticed after {noticed:?}");
 }
