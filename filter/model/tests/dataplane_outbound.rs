@@ -13,11 +13,7 @@ fn violations(docs: Vec<Value>) -> Vec<Vec<(String, String)>> {
     support::violations_of_each(docs)
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(f, m)| (f.to_string(), m.to_string()))
-        .collect()
-}
+use support::pairs;
 
 fn dataplane(outbounds: Value) -> Value {
     json!({ "type": "Dataplane", "name": "dp-1", "mesh": "default",

@@ -3,34 +3,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use external_service_model::config::check;
+mod support;
+
 use external_service_model::resource::{self, Kind, Origin, Spec};
-use serde_json::Value;
 
 fn read(yaml: &str) -> external_service_model::Checked {
-    let values = yaml
-        .split("\n---\n")
-        .map(|doc| serde_yaml_ng::from_str::<Value>(doc).expect("YAML"))
-        .collect();
-    check(Origin::in_file("mes.yaml", values), None)
+    support::read_yaml("mes.yaml", yaml)
 }
 
-/// (field, message) of every violation of every document.
 fn violations(yaml: &str) -> Vec<(String, String)> {
-    read(yaml)
-        .reports
-        .iter()
-        .flat_map(|r| r.violations.iter())
-        .map(|v| (v.field.clone(), v.message.clone()))
-        .collect()
+    support::violations_in_yaml("mes.yaml", yaml)
 }
 
-fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-    expected
-        .iter()
-        .map(|(f, m)| (f.to_string(), m.to_string()))
-        .collect()
-}
+use support::pairs;
 
 const PROTOCOLS: &str = r#""protocol" must be one of ["tcp", "grpc", "http", "http2"]"#;
 

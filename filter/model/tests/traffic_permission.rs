@@ -4,41 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::collections::BTreeMap;
 
-use external_service_model::config::check;
-use external_service_model::resource::{from_value, Kind, Origin};
+use external_service_model::resource::{from_value, Kind};
 use external_service_model::traffic_permission::identity::uri_sans;
 use external_service_model::traffic_permission::{
     sni, warnings, Action, Caller, Grant, Permissions, PolicyRef, Principal, Verdict,
 };
-use external_service_model::Checked;
-use serde_json::Value;
 
-fn read(yaml: &str) -> Checked {
-    let values = yaml
-        .split("\n---\n")
-        .map(|doc| serde_yaml_ng::from_str::<Value>(doc).expect("YAML"))
-        .collect();
-    check(Origin::in_file("permissions.yaml", values), None)
+fn read(yaml: &str) -> external_service_model::Checked {
+    support::read_yaml("permissions.yaml", yaml)
 }
 
-/// (field, message) of every violation of every document.
 fn violations(yaml: &str) -> Vec<(String, String)> {
-    read(yaml)
-        .reports
-        .iter()
-        .flat_map(|r| r.violations.iter())
-        .map(|v| (v.field.clone(), v.message.clone()))
-        .collect()
+    support::violations_in_yaml("permissions.yaml", yaml)
 }
 
-fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
-    expected
-        .iter()
-        .map(|(f, m)| (f.to_string(), m.to_string()))
-        .collect()
-}
+use support::pairs;
 
 const MESH_MTLS: &str = "type: Mesh\nname: default\nmtls:\n  enabledBackend: ca-1\n  backends:\n  - {name: ca-1, type: builtin}\n";
 const HTTPBIN: &str = "type: ExternalService\nname: httpbin\nmesh: default\ntags:\n  kuma.io/service: httpbin\n  kuma.io/protocol: http\n  env: prod\nnetworking:\n  address: httpbin.org:443\n";

@@ -23,11 +23,7 @@ fn one(doc: Value) -> Vec<(String, String)> {
     violations(vec![doc]).remove(0)
 }
 
-fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(f, m)| (f.to_string(), m.to_string()))
-        .collect()
-}
+use support::pairs;
 
 fn es(address: Value, tags: Value) -> Value {
     json!({ "type": "ExternalService", "name": "es-1", "mesh": "default",

@@ -26,6 +26,34 @@ pub fn violations(kind: &str, yaml: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The documents of a YAML text (`---` between them), read and checked together as the file
+/// `file`.
+pub fn read_yaml(file: &str, yaml: &str) -> external_service_model::Checked {
+    let values = yaml
+        .split("\n---\n")
+        .map(|doc| serde_yaml_ng::from_str::<Value>(doc).expect("YAML"))
+        .collect();
+    check(Origin::in_file(file, values), None)
+}
+
+/// (field, message) of every violation of every document of a YAML text.
+pub fn violations_in_yaml(file: &str, yaml: &str) -> Vec<(String, String)> {
+    read_yaml(file, yaml)
+        .reports
+        .iter()
+        .flat_map(|r| r.violations.iter())
+        .map(|v| (v.field.clone(), v.message.clone()))
+        .collect()
+}
+
+/// Expected (field, message) pairs, owned.
+pub fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(f, m)| (f.to_string(), m.to_string()))
+        .collect()
+}
+
 /// The (field, message) pairs of each document, in order.
 pub fn violations_of_each(docs: Vec<Value>) -> Vec<Vec<(String, String)>> {
     check(Origin::in_file("test.json", docs), None)
