@@ -623,9 +623,10 @@ fn a_vanished_egress_is_noticed_within_seconds_and_no_request_after_that_fails()
     let gone = Instant::now();
     web.wait_for_stat(healthy, Duration::from_secs(10), |n| n == 1);
     let noticed = gone.elapsed();
-    // A check a second, each allowed a second: two at most, and some slack for a busy machine.
+    // A check a second, each allowed a second: two seconds at most (measured: 1.2 to 1.4 s),
+    // and slack for a machine busy with every other test.
     assert!(
-        noticed < Duration::from_secs(4),
+        noticed < Duration::from_secs(5),
         "noticed after {noticed:?}"
     );
     let second = served(1);
