@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use external_service_model::catalog::{self, Catalog, Service};
-use external_service_model::resource::{Kind, MeshSpec, Spec, ZoneEgressSpec};
+use external_service_model::resource::{Kind, MeshSpec, Spec, ZoneEgressSpec, SERVICE_TAG};
 use external_service_model::traffic_permission::Permissions;
 use serde_json::Value;
 
@@ -62,10 +62,13 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
     let resources = checked.resources.as_slice();
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref()).map_err(Error::Mesh)?;
     let mut catalog = Catalog::build(resources, &mesh);
+    let mut source_service = None;
     if let Role::Dataplane(name) = &options.role {
         let (_, dataplane) = role::dataplane(resources, &mesh, name).map_err(Error::Proxy)?;
+        let mut tags = dataplane.inbound_tags();
         let permissions = Permissions::of_mesh(resources, &mesh);
-        catalog.refuse_unpermitted(&permissions, name, &dataplane.inbound_tags());
+        catalog.refuse_unpermitted(&permissions, name, &tags);
+        source_service = tags.remove(SERVICE_TAG);
     }
     let policies = Policies::build(resources);
     let mesh_spec = role::mesh(resources, &mesh).map(|(_, spec)| spec);
@@ -77,6 +80,7 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
         resources,
         resolved: &loaded.resolved,
         policies: &policies,
+        source_service: source_service.as_deref(),
         upstreams: if through_egress {
             Upstreams::ZoneEgress
         } else {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use external_service_model::catalog::{Catalog, Service};
-use external_service_model::resource::{Kind, Resource, Selected, Spec, SERVICE_TAG};
+use external_service_model::resource::{Kind, Resource, Selected, Spec};
 
 use super::admin::{self, AdminAddress};
 use super::transparent;
@@ -103,6 +103,9 @@ pub struct Context<'a> {
     pub resolved: &'a Resolved,
     /// The traffic policies that apply to each service.
     pub policies: &'a Policies,
+    /// The `kuma.io/service` of the Dataplane whose sidecar this is (`--dataplane`): who every
+    /// request comes from, for its access log.
+    pub source_service: Option<&'a str>,
     /// Where the service clusters lead: the routes rewrite `Host` from an endpoint only where
     /// the endpoints are the service's.
     pub upstreams: Upstreams,
@@ -111,16 +114,6 @@ pub struct Context<'a> {
 impl Context<'_> {
     pub fn mesh(&self) -> &str {
         &self.catalog.mesh
-    }
-
-    /// The `kuma.io/service` of the Dataplane whose sidecar this is: who every request comes
-    /// from, for its access log.
-    pub fn source_service(&self) -> Option<String> {
-        let Role::Dataplane(name) = &self.options.role else {
-            return None;
-        };
-        let (_, dataplane) = crate::role::dataplane(self.resources, self.mesh(), name).ok()?;
-        dataplane.inbound_tags().remove(SERVICE_TAG)
     }
 }
 

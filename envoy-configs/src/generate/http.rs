@@ -34,10 +34,7 @@ pub fn connection_manager(
 ) -> NetworkFilter {
     logged_connection_manager(
         ctx,
-        (
-            listener,
-            access_log::http(listener, ctx.source_service().as_deref()),
-        ),
+        (listener, access_log::http(listener, ctx.source_service)),
         stat_prefix,
         virtual_hosts,
         http_filters,

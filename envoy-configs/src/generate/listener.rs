@@ -83,11 +83,7 @@ pub fn bound(ctx: &Context<'_>, address: SocketAddr, service: &Service) -> Liste
         let mut proxy = TcpProxy {
             stat_prefix: stat_prefix(&name),
             cluster: cluster::name(service),
-            access_log: access_log::tcp(
-                &name,
-                &names::logged(service),
-                ctx.source_service().as_deref(),
-            ),
+            access_log: access_log::tcp(&name, &names::logged(service), ctx.source_service),
             idle_timeout: None,
             max_connect_attempts: None,
             ..TcpProxy::default()

@@ -61,6 +61,7 @@ impl Fixture {
             resources: &self.resources,
             resolved: &self.resolved,
             policies: &self.policies,
+            source_service: None,
             upstreams: Upstreams::Own,
         }
     }
