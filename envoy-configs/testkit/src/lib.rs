@@ -86,9 +86,10 @@ pub use envoy::{
 pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use scripted::{Reply, Scripted};
 pub use sidecar::{
-    assert_503_without_upstream, assert_forwarded_line, assert_ok_from, assert_tls_failure_line,
-    ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate, http_service, https_service,
-    mesh, tcp_service, with_dns, Cli, Sidecar, WAIT,
+    assert_503_without_upstream, assert_forwarded_line, assert_not_permitted, assert_ok_from,
+    assert_tls_failure_line, ca_file, dataplane, dedent, docs, extsvc, extsvc_binary, generate,
+    http_service, https_service, mesh, mesh_through_egress, tcp_service, with_dns, zone_egress,
+    Cli, Sidecar, WAIT,
 };
 pub use tls_client::{TlsClient, TlsExchange};
 pub use upstream::{dns_resolver_yaml, loopback_ports_bindable, Upstream, UpstreamBuilder};

@@ -376,6 +376,50 @@ pub fn mesh(passthrough: bool) -> String {
     ))
 }
 
+/// The `default` Mesh with passthrough off, mTLS by `ca` (a `provided` backend; its
+/// certificates living `expiration`, else Kuma's default) and external traffic through the
+/// ZoneEgress.
+pub fn mesh_through_egress(ca: &Ca, expiration: Option<&str>) -> String {
+    let dp_cert = expiration.map_or(String::new(), |e| {
+        format!("\n            dpCert: {{rotation: {{expiration: {e}}}}}")
+    });
+    dedent(&format!(
+        "
+        type: Mesh
+        name: default
+        networking: {{outbound: {{passthrough: false}}}}
+        routing: {{zoneEgress: true}}
+        mtls:
+          enabledBackend: ca
+          backends:
+          - name: ca
+            type: provided{dp_cert}
+            conf:
+              cert: {{file: {}}}
+              key: {{file: {}}}
+        ",
+        ca.cert.cert_path.display(),
+        ca.cert.key_path.display(),
+    ))
+}
+
+/// The ZoneEgress `egress-<n>` at `address:port`.
+pub fn zone_egress(n: usize, address: impl std::fmt::Display, port: u16) -> String {
+    format!(
+        "type: ZoneEgress\nname: egress-{n}\nnetworking: {{address: {address}, port: {port}}}\n"
+    )
+}
+
+/// A 403 from a sidecar whose Dataplane may not reach the service.
+pub fn assert_not_permitted(r: &Response) {
+    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        r.header("x-external-service-denied"),
+        Some("not-permitted"),
+        "{r:?}"
+    );
+}
+
 /// An ExternalService (`kuma.io/protocol: <protocol>`) at `address` with TLS origination;
 /// `tls` holds more lines of the `tls:` block (indented by 4), e.g. `caCert: {file: ...}`.
 pub fn https_service(name: &str, protocol: &str, address: &str, tls: &[String]) -> String {

@@ -25,8 +25,9 @@ use extsvc_testkit::egress_net::{
     WORLD_IP,
 };
 use extsvc_testkit::{
-    assert_503_without_upstream, ca_file, dedent, docs, eventually, generate, https_service, mesh,
-    test_dir, Ca, Envoy, EnvoyOptions, TlsClient, WAIT,
+    assert_503_without_upstream, assert_not_permitted, ca_file, dedent, docs, eventually, generate,
+    https_service, mesh, mesh_through_egress, test_dir, zone_egress, Ca, Envoy, EnvoyOptions,
+    TlsClient, WAIT,
 };
 
 use crate::zone_egress::identity_of;
@@ -263,36 +264,17 @@ impl Scenario {
         let dir = test_dir();
         let net = network(dir.path());
         let mesh_ca = Ca::new(dir.path(), "mesh-ca");
-        let mesh = dedent(&format!(
-            "
-            type: Mesh
-            name: default
-            networking: {{outbound: {{passthrough: false}}}}
-            routing: {{zoneEgress: true}}
-            mtls:
-              enabledBackend: ca
-              backends:
-              - name: ca
-                type: provided
-                conf:
-                  cert: {{file: {}}}
-                  key: {{file: {}}}
-            ",
-            mesh_ca.cert.cert_path.display(),
-            mesh_ca.cert.key_path.display(),
-        ));
+        let mesh = mesh_through_egress(&mesh_ca, None);
         let dataplane = |name: &str, ip: Ipv4Addr| {
             format!(
                 "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: {ip}\n  \
                  inbound: [{{port: 8080, tags: {{kuma.io/service: {name}}}}}]\n"
             )
         };
-        let zone_egresses = EGRESS_IPS[..egresses].iter().enumerate().map(|(i, ip)| {
-            format!(
-                "type: ZoneEgress\nname: egress-{}\nnetworking: {{address: {ip}, port: {EGRESS_PORT}}}\n",
-                i + 1
-            )
-        });
+        let zone_egresses = EGRESS_IPS[..egresses]
+            .iter()
+            .enumerate()
+            .map(|(i, ip)| zone_egress(i + 1, ip, EGRESS_PORT));
         let mut parts = vec![mesh];
         parts.extend(zone_egresses);
         parts.extend([
@@ -454,13 +436,7 @@ fn web_reaches_httpbin_through_its_sidecar_and_the_egress_and_batch_is_refused_a
     assert_eq!(net.world_requests(), 1);
     let attempts = net.world_tcp_attempts();
 
-    let refused = net.curl(Host::Batch, "http://httpbin.mesh/get").run();
-    assert_eq!(refused.status, 403, "{refused:?}");
-    assert_eq!(
-        refused.header("x-external-service-denied"),
-        Some("not-permitted"),
-        "{refused:?}"
-    );
+    assert_not_permitted(&net.curl(Host::Batch, "http://httpbin.mesh/get").run());
 
     // On its own host, batch's key is no way round its sidecar: the capture takes a
     // connection to the egress to the sidecar, which refuses it, and the egress sees nothing.
@@ -546,13 +522,7 @@ fn batchs_deny_overrides_the_broader_allow_at_its_sidecar_and_at_the_egress() {
 
     let r = net.curl(Host::Web, "http://httpbin.mesh/get").run();
     assert_eq!(r.status, 200, "{r:?}");
-    let refused = net.curl(Host::Batch, "http://httpbin.mesh/get").run();
-    assert_eq!(refused.status, 403, "{refused:?}");
-    assert_eq!(
-        refused.header("x-external-service-denied"),
-        Some("not-permitted"),
-        "{refused:?}"
-    );
+    assert_not_permitted(&net.curl(Host::Batch, "http://httpbin.mesh/get").run());
     // batch's key used straight: on batch's host the capture would take the connection to
     // batch's sidecar, so from the egress's own host (RBAC judges the certificate, not the
     // address).

@@ -21,9 +21,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use support::{
-    ca_file, dedent, docs, eventually, extsvc, free_port, https_service, tcp_echo, test_dir,
-    with_dns, Ca, Curl, Envoy, EnvoyOptions, Pki, Sidecar, TlsClient, Upstream, UpstreamBuilder,
-    WAIT,
+    assert_not_permitted, ca_file, dedent, docs, eventually, extsvc, free_port, https_service,
+    mesh_through_egress, tcp_echo, test_dir, with_dns, zone_egress, Ca, Curl, Envoy, EnvoyOptions,
+    Pki, Sidecar, TlsClient, Upstream, UpstreamBuilder, WAIT,
 };
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
@@ -73,31 +73,12 @@ impl World {
     /// `audit`, and who may reach `httpbin`: `web`, and `audit` with a shadow denial (`db`,
     /// a MeshExternalService no rule names, anyone of the mesh).
     fn resources(&self, expiration: &str) -> String {
-        let mesh = dedent(&format!(
-            "
-            type: Mesh
-            name: default
-            networking: {{outbound: {{passthrough: false}}}}
-            routing: {{zoneEgress: true}}
-            mtls:
-              enabledBackend: ca
-              backends:
-              - name: ca
-                type: provided
-                dpCert: {{rotation: {{expiration: {expiration}}}}}
-                conf:
-                  cert: {{file: {}}}
-                  key: {{file: {}}}
-            ",
-            self.mesh_ca.cert.cert_path.display(),
-            self.mesh_ca.cert.key_path.display(),
-        ));
-        let egresses = self.egress_ports.iter().enumerate().map(|(i, port)| {
-            format!(
-                "type: ZoneEgress\nname: egress-{}\nnetworking: {{address: 127.0.0.1, port: {port}}}\n",
-                i + 1
-            )
-        });
+        let mesh = mesh_through_egress(&self.mesh_ca, Some(expiration));
+        let egresses = self
+            .egress_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| zone_egress(i + 1, "127.0.0.1", *port));
         let db = dedent(&format!(
             "
             type: MeshExternalService
@@ -304,12 +285,7 @@ fn a_sidecar_refuses_what_its_dataplane_may_not_reach_before_the_egress() {
     let batch = w.sidecar("batch", &resources);
 
     let r = httpbin(&batch).run();
-    assert_eq!(r.status, 403, "{r:?}");
-    assert_eq!(
-        r.header("x-external-service-denied"),
-        Some("not-permitted"),
-        "{r:?}"
-    );
+    assert_not_permitted(&r);
     assert_eq!(
         r.body,
         "ExternalService \"httpbin\" may not be reached by \"batch\" (Dataplane \"batch\"): no MeshTrafficPermission or TrafficPermission allows it\n"
