@@ -6,6 +6,7 @@ pub mod cluster_rules;
 pub mod envoy;
 pub mod generate;
 pub mod identity;
+pub mod kubernetes;
 pub mod migrate;
 pub mod pipeline;
 pub mod policy;

@@ -47,12 +47,14 @@ pub enum Error {
     Generate(generate::Error),
     /// The output could not be written (exit 2).
     Write(WriteError),
+    /// Valid resources whose configuration Kubernetes objects cannot hold (exit 1).
+    Manifests(String),
 }
 
 impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Invalid(_) | Error::Generate(_) => 1,
+            Error::Invalid(_) | Error::Generate(_) | Error::Manifests(_) => 1,
             Error::Read(_) | Error::Usage(_) | Error::Write(_) => 2,
         }
     }
@@ -66,6 +68,7 @@ impl fmt::Display for Error {
             Error::Invalid(_) => f.write_str("invalid resources: no configuration written"),
             Error::Generate(e) => e.fmt(f),
             Error::Write(e) => e.fmt(f),
+            Error::Manifests(e) => f.write_str(e),
         }
     }
 }
@@ -102,20 +105,39 @@ pub struct Generated {
     pub identity: Option<Issued>,
 }
 
-/// Checks the resources, generates, and writes the secrets' and the xDS files; warnings
-/// about what the configuration lets through go to `notes`.
-pub fn apply(request: &Request, notes: &mut dyn Write) -> Result<Generated, Error> {
+/// What an earlier run left for this one to keep: the VIPs names have, and the certificate
+/// this Envoy presents while it serves. From the xDS directory, or from the manifests of
+/// `--format kubernetes`.
+#[derive(Debug, Default)]
+pub struct Previous {
+    pub vips: Option<crate::generate::transparent::Vips>,
+    pub identity: Option<identity::Kept>,
+}
+
+/// The configuration made from valid resources, nothing written yet.
+#[derive(Debug)]
+pub struct Built {
+    pub bootstrap: generate::Bootstrap,
+    /// The resources it was made from.
+    pub loaded: Loaded,
+    /// The options it was made with, the certificate issued among them.
+    pub options: Options,
+}
+
+/// Checks the resources and generates, writing nothing; warnings about what the configuration
+/// lets through go to `notes`.
+pub fn build(request: &Request, previous: Previous, notes: &mut dyn Write) -> Result<Built, Error> {
     let loaded = read::load(&request.files).map_err(Error::Read)?;
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
     let mut options = request.options.clone();
-    if let (Some(dir), Some(transparent)) = (&options.xds_dir, &mut options.transparent) {
+    if let (Some(_), Some(transparent)) = (&options.xds_dir, &mut options.transparent) {
         // A first run too keeps what it allocates, so names that hash alike can both have one.
-        transparent.previous = Some(xds_dir::kept_vips(dir)?.unwrap_or_default());
+        transparent.previous = Some(previous.vips.unwrap_or_default());
     }
-    if let (Some(dir), false) = (&options.xds_dir, options.role == Role::Mesh) {
-        options.identity = identity(&loaded, &options, dir)?;
+    if options.xds_dir.is_some() && options.role != Role::Mesh {
+        options.identity = identity(&loaded, &options, previous.identity.as_ref())?;
     }
     let bootstrap = match generate::generate(&loaded, &options) {
         Ok(b) => b,
@@ -129,6 +151,26 @@ pub fn apply(request: &Request, notes: &mut dyn Write) -> Result<Generated, Erro
     for warning in &bootstrap.warnings {
         let _ = writeln!(notes, "extsvc: warning: {warning}");
     }
+    Ok(Built {
+        bootstrap,
+        loaded,
+        options,
+    })
+}
+
+/// Checks the resources, generates, and writes the secrets' and the xDS files; warnings
+/// about what the configuration lets through go to `notes`.
+pub fn apply(request: &Request, notes: &mut dyn Write) -> Result<Generated, Error> {
+    let previous = match &request.options.xds_dir {
+        Some(dir) => Previous {
+            vips: xds_dir::kept_vips(dir)?,
+            identity: xds_dir::kept_identity(dir),
+        },
+        None => Previous::default(),
+    };
+    let Built {
+        bootstrap, options, ..
+    } = build(request, previous, notes)?;
     if let Some(dir) = &options.secrets_dir {
         xds_dir::write_secrets(dir, &bootstrap.secret_files)?;
     }
@@ -144,32 +186,39 @@ pub fn apply(request: &Request, notes: &mut dyn Write) -> Result<Generated, Erro
         }
         _ => None,
     };
-    let text = match request.format {
-        Format::Json => bootstrap.to_json(),
-        Format::Yaml => bootstrap.to_yaml(),
-    }
-    .map_err(Error::Generate)?;
     Ok(Generated {
-        bootstrap: text,
+        bootstrap: bootstrap_text(&bootstrap, request.format)?,
         private: bootstrap.inline_private_keys,
         xds,
         identity: options.identity,
     })
 }
 
-/// The certificate the role's Envoy presents: the one in `dir` while it serves, else a new
-/// one from the mesh CA.
-fn identity(loaded: &Loaded, options: &Options, dir: &Path) -> Result<Option<Issued>, Error> {
+/// The bootstrap's text in `format`.
+pub fn bootstrap_text(bootstrap: &generate::Bootstrap, format: Format) -> Result<String, Error> {
+    match format {
+        Format::Json => bootstrap.to_json(),
+        Format::Yaml => bootstrap.to_yaml(),
+    }
+    .map_err(Error::Generate)
+}
+
+/// The certificate the role's Envoy presents: the `kept` one while it serves, else a new one
+/// from the mesh CA.
+fn identity(
+    loaded: &Loaded,
+    options: &Options,
+    kept: Option<&identity::Kept>,
+) -> Result<Option<Issued>, Error> {
     let resources = &loaded.checked.resources;
     let mesh = catalog::select_mesh(resources, options.mesh.as_deref())
         .map_err(|e| Error::Generate(generate::Error::Mesh(e)))?;
-    let kept = xds_dir::kept_identity(dir);
     identity::for_role(
         resources,
         &loaded.resolved,
         &mesh,
         &options.role,
-        kept.as_ref(),
+        kept,
         SystemTime::now(),
     )
     .map_err(|e| Error::Generate(generate::Error::Proxy(e)))

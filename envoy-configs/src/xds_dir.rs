@@ -53,11 +53,15 @@ pub fn kept_vips(dir: &Path) -> Result<Option<Vips>, Error> {
             )))
         }
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
+    vips_in(&text, &path.display().to_string()).map(Some)
+}
+
+/// The VIPs of the text of a [`VIPS_FILE`], read from `from` (named in the error).
+pub fn vips_in(text: &str, from: &str) -> Result<Vips, Error> {
+    serde_json::from_str(text).map_err(|e| {
         Error::KeptVips(format!(
-            "{}: {e}: it should hold the VIPs an earlier `extsvc generate --transparent-proxy` \
-             wrote; restore it, or remove it to give every name a new VIP",
-            path.display()
+            "{from}: {e}: it should hold the VIPs an earlier `extsvc generate --transparent-proxy` \
+             wrote; restore it, or remove it to give every name a new VIP"
         ))
     })
 }
@@ -65,11 +69,18 @@ pub fn kept_vips(dir: &Path) -> Result<Option<Vips>, Error> {
 /// The certificate and key an earlier run wrote into the identity's SDS file, when it did
 /// and the file holds them: `crate::identity` keeps them while they serve.
 pub fn kept_identity(dir: &Path) -> Option<Kept> {
-    let path = dir
-        .join(xds::SDS_DIR)
-        .join(sds::first_file(mesh_tls::IDENTITY));
-    let response: serde_json::Value =
-        serde_yaml_ng::from_str(&fs::read_to_string(path).ok()?).ok()?;
+    let path = dir.join(xds::SDS_DIR).join(identity_file());
+    identity_in(&fs::read_to_string(path).ok()?)
+}
+
+/// The identity's SDS file's name in [`xds::SDS_DIR`].
+pub fn identity_file() -> String {
+    sds::first_file(mesh_tls::IDENTITY)
+}
+
+/// The certificate and key in the text of the identity's SDS file, when it holds them.
+pub fn identity_in(text: &str) -> Option<Kept> {
+    let response: serde_json::Value = serde_yaml_ng::from_str(text).ok()?;
     let certificate = response.pointer("/resources/0/tls_certificate")?;
     let inline = |field: &str| {
         let text = certificate.pointer(&format!("/{field}/inline_string"))?;

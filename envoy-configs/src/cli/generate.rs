@@ -8,12 +8,22 @@ use clap::{Args, ValueEnum};
 
 use super::{format_word, Inputs};
 use crate::atomic::{self, WriteError};
+use crate::generate;
 use crate::generate::admin::{AdminAddress, DEFAULT_STATS_LISTEN};
 use crate::generate::transparent::{self, Cidr, Cidr6};
 use crate::generate::{Options, DEFAULT_LISTEN, DEFAULT_ROUTE_TIMEOUT_SECS, DEFAULT_SYSTEM_CA};
+use crate::kubernetes::{self, Fleet, Layout};
 pub use crate::pipeline::Error;
 use crate::pipeline::{self, absolute, Request};
 use crate::role::Role;
+use crate::transparent_proxy::rules::Capture;
+use crate::transparent_proxy::uncaptured;
+use external_service_model::catalog;
+
+/// The egress gateway's listener in a pod, which other pods reach.
+const KUBERNETES_LISTEN: &str = "0.0.0.0:15001";
+/// The stats listener in a pod: Prometheus and the readiness probe reach it.
+const KUBERNETES_STATS_LISTEN: &str = "0.0.0.0:9901";
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
@@ -48,9 +58,39 @@ pub struct GenerateArgs {
     pub output: Option<PathBuf>,
 
     /// The configuration's format; by default JSON for an output file named *.json (Envoy
-    /// reads a bootstrap by its extension), else YAML.
+    /// reads a bootstrap by its extension), else YAML. `kubernetes`: manifests for a fleet
+    /// (the README's "Running a fleet"): ConfigMaps of the xDS files, the module and the
+    /// bootstrap, a Secret of the keys, and the egress gateway's Deployment and Service, or
+    /// with --dataplane a PodTemplate of the sidecar's pieces to merge into a workload.
     #[arg(long, value_enum)]
     pub format: Option<Format>,
+
+    /// With --format kubernetes: the objects' name, and their names' prefix. By default
+    /// `extsvc-egress`, or with --dataplane `<NAME>-sidecar`.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// With --format kubernetes: the objects' namespace (none: kubectl's current one).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// With --format kubernetes: the egress gateway's replicas.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub replicas: u32,
+
+    /// With --format kubernetes: the Envoy image.
+    #[arg(long, value_name = "IMAGE", default_value_t = kubernetes::default_envoy_image())]
+    pub envoy_image: String,
+
+    /// With --format kubernetes and --transparent-proxy: the init containers' image, which
+    /// must have `iptables-restore` and `ip6tables-restore`.
+    #[arg(long, value_name = "IMAGE", default_value = kubernetes::DEFAULT_INIT_IMAGE)]
+    pub init_image: String,
+
+    /// With --format kubernetes: where the Envoy container mounts the volumes, which the
+    /// configuration names (`xds/`, `module/`, `bootstrap/`, `run/`).
+    #[arg(long, value_name = "DIR", default_value = kubernetes::DEFAULT_MOUNT_ROOT)]
+    pub mount_root: PathBuf,
 
     /// The filter module Envoy loads (what `make build` makes). By default the one beside
     /// this extsvc's build (`<target>/wasm32-wasip1/release/`), else ./target/...: it must
@@ -58,9 +98,10 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "PATH")]
     pub wasm: Option<PathBuf>,
 
-    /// Address of the HTTP proxy listener.
-    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
+    /// Address of the HTTP proxy listener; by default 127.0.0.1:15001, and 0.0.0.0:15001 for
+    /// the egress gateway of --format kubernetes, which other pods reach.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
 
     /// Envoy's admin interface: `unix:PATH`, a Unix socket only Envoy's user and root can open
     /// (mode 0600), or `ADDR:PORT`, which any local process (every app, under the transparent
@@ -72,7 +113,8 @@ pub struct GenerateArgs {
 
     /// A read-only listener for Prometheus that serves only `GET /stats/prometheus` and
     /// `GET /ready` from the admin (anything else: 404). By default 127.0.0.1:9901 when the
-    /// admin is a Unix socket, none when it is a TCP address.
+    /// admin is a Unix socket (0.0.0.0:9901 with --format kubernetes, for Prometheus and the
+    /// readiness probe), none when it is a TCP address.
     #[arg(long, value_name = "ADDR:PORT")]
     pub stats_listen: Option<SocketAddr>,
 
@@ -154,6 +196,7 @@ pub struct GenerateArgs {
 pub enum Format {
     Yaml,
     Json,
+    Kubernetes,
 }
 
 impl GenerateArgs {
@@ -173,16 +216,25 @@ impl GenerateArgs {
         let format = match self.format {
             Some(Format::Json) => pipeline::Format::Json,
             None if json_file => pipeline::Format::Json,
-            Some(Format::Yaml) | None => pipeline::Format::Yaml,
+            Some(Format::Yaml | Format::Kubernetes) | None => pipeline::Format::Yaml,
         };
-        let admin = match &self.admin {
-            Some(AdminAddress::Unix(path)) => AdminAddress::unix(absolute(path)),
-            Some(tcp @ AdminAddress::Tcp(_)) => Ok(tcp.clone()),
-            None => AdminAddress::beside(self.output.as_deref()),
+        let layout = self.kubernetes().map(|fleet| fleet.layout);
+        if layout.is_some() {
+            self.refuse_local_paths()?;
+        }
+        let admin = match (&self.admin, &layout) {
+            (Some(AdminAddress::Unix(path)), _) => AdminAddress::unix(absolute(path)),
+            (Some(tcp @ AdminAddress::Tcp(_)), _) => Ok(tcp.clone()),
+            (None, Some(layout)) => AdminAddress::unix(layout.admin_socket()),
+            (None, None) => AdminAddress::beside(self.output.as_deref()),
         }
         .map_err(Error::Usage)?;
+        let default_stats = match layout {
+            Some(_) => KUBERNETES_STATS_LISTEN,
+            None => DEFAULT_STATS_LISTEN,
+        };
         let stats_listen = self.stats_listen.or_else(|| match admin {
-            AdminAddress::Unix(_) => DEFAULT_STATS_LISTEN.parse().ok(),
+            AdminAddress::Unix(_) => default_stats.parse().ok(),
             AdminAddress::Tcp(_) => None,
         });
         if let (Some(_), AdminAddress::Tcp(at)) = (stats_listen, &admin) {
@@ -198,7 +250,16 @@ impl GenerateArgs {
             (None, Some(name)) => Role::ZoneEgress(name.clone()),
             (None, None) => Role::Mesh,
         };
-        if role != Role::Mesh && self.xds_dir.is_none() {
+        let default_listen = match (&layout, &role) {
+            (Some(_), Role::Mesh) => KUBERNETES_LISTEN,
+            _ => DEFAULT_LISTEN,
+        };
+        let listen = self.listen.unwrap_or_else(|| {
+            default_listen
+                .parse()
+                .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 15001)))
+        });
+        if role != Role::Mesh && self.xds_dir.is_none() && layout.is_none() {
             return Err(Error::Usage(
                 "--dataplane and --zone-egress give Envoy its certificate as SDS files of \
                  --xds-dir, which a renewal (`extsvc watch`) replaces with no restart: give \
@@ -210,16 +271,23 @@ impl GenerateArgs {
             files: self.inputs.all(),
             format,
             options: Options {
-                listen: self.listen,
+                listen,
                 admin,
                 stats_listen,
-                wasm: pipeline::find_module(self.wasm.as_deref())?,
+                wasm: match &layout {
+                    Some(layout) => layout.module(),
+                    None => pipeline::find_module(self.wasm.as_deref())?,
+                },
                 system_ca: absolute(&self.system_ca),
                 dns_resolver: self.dns_resolver,
                 mesh: self.mesh.clone(),
                 route_timeout: std::time::Duration::from_secs(self.route_timeout),
                 secrets_dir: self.secrets_dir.as_deref().map(absolute),
-                xds_dir: self.xds_dir.as_deref().map(absolute),
+                xds_dir: match &layout {
+                    Some(layout) => Some(layout.xds_dir()),
+                    None => self.xds_dir.as_deref().map(absolute),
+                },
+                kubelet_volume: layout.is_some(),
                 transparent: self.transparent_proxy.then_some(transparent::Options {
                     vip_cidr: self.vip_cidr,
                     mes_vip_cidr: self.mes_vip_cidr,
@@ -234,18 +302,104 @@ impl GenerateArgs {
     }
 }
 
+impl GenerateArgs {
+    /// With --format kubernetes, what the manifests are beyond the configuration.
+    pub fn kubernetes(&self) -> Option<Fleet> {
+        (self.format == Some(Format::Kubernetes)).then(|| Fleet {
+            name: self.name.clone().unwrap_or_else(|| match &self.dataplane {
+                Some(dataplane) => format!("{dataplane}-sidecar"),
+                None => "extsvc-egress".to_string(),
+            }),
+            namespace: self.namespace.clone(),
+            replicas: self.replicas,
+            envoy_image: self.envoy_image.clone(),
+            init_image: self.init_image.clone(),
+            layout: Layout {
+                root: self.mount_root.clone(),
+            },
+        })
+    }
+
+    /// A Kubernetes volume holds what these name on this machine.
+    fn refuse_local_paths(&self) -> Result<(), Error> {
+        let local = [
+            ("--xds-dir", self.xds_dir.is_some()),
+            ("--secrets-dir", self.secrets_dir.is_some()),
+        ];
+        match local.iter().find(|(_, given)| *given) {
+            Some((flag, _)) => Err(Error::Usage(format!(
+                "{flag} names a directory of this machine; --format kubernetes puts its files \
+                 in ConfigMaps and Secrets that the pods mount under --mount-root: drop {flag}"
+            ))),
+            None if !self.mount_root.is_absolute() => Err(Error::Usage(format!(
+                "--mount-root {} must be an absolute path in the Envoy container",
+                self.mount_root.display()
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Runs the command: the configuration goes to `-o FILE`, else to `out`; warnings about what
 /// the configuration lets through go to `notes`.
 pub fn run(args: &GenerateArgs, out: &mut dyn Write, notes: &mut dyn Write) -> Result<(), Error> {
-    let generated = pipeline::apply(&args.request()?, notes)?;
+    let request = args.request()?;
+    let (text, private) = match args.kubernetes() {
+        Some(fleet) => {
+            let manifests = kubernetes_manifests(args, &request, &fleet, notes)?;
+            let _ = writeln!(notes, "extsvc: configuration version {}", manifests.version);
+            (manifests.text, manifests.holds_keys)
+        }
+        None => {
+            let generated = pipeline::apply(&request, notes)?;
+            (generated.bootstrap, generated.private)
+        }
+    };
     match &args.output {
-        Some(path) => Ok(atomic::write_file(
-            path,
-            generated.bootstrap.as_bytes(),
-            generated.private,
-        )?),
+        Some(path) => Ok(atomic::write_file(path, text.as_bytes(), private)?),
         None => out
-            .write_all(generated.bootstrap.as_bytes())
+            .write_all(text.as_bytes())
             .map_err(|error| Error::Write(WriteError::new(Path::new("stdout"))(error))),
     }
+}
+
+/// The manifests of `request`, keeping what the manifests at `-o FILE` issued and allotted.
+fn kubernetes_manifests(
+    args: &GenerateArgs,
+    request: &Request,
+    fleet: &Fleet,
+    notes: &mut dyn Write,
+) -> Result<kubernetes::Manifests, Error> {
+    let previous = match &args.output {
+        Some(path) => kubernetes::previous(path, &fleet.name).map_err(Error::Usage)?,
+        None => pipeline::Previous::default(),
+    };
+    let module_path = pipeline::find_module(args.wasm.as_deref())?;
+    let module = std::fs::read(&module_path).map_err(|e| {
+        Error::Usage(format!(
+            "cannot read the module {}: {e}",
+            module_path.display()
+        ))
+    })?;
+    let built = pipeline::build(request, previous, notes)?;
+    let capture = match (&built.options.transparent, &built.options.role) {
+        (Some(transparent), Role::Dataplane(_)) => Some(Capture {
+            envoy_uid: kubernetes::SIDECAR_UID,
+            redirect_dns: true,
+            outbound_port: built.options.listen.port(),
+            dns_port: transparent.dns_listen.port(),
+            exclude_outbound_ports: Vec::new(),
+            block_uncaptured: uncaptured::closed(
+                &built.loaded.checked.resources,
+                &catalog::select_mesh(
+                    &built.loaded.checked.resources,
+                    built.options.mesh.as_deref(),
+                )
+                .map_err(|e| Error::Generate(generate::Error::Mesh(e)))?,
+            )
+            .is_some(),
+        }),
+        _ => None,
+    };
+    kubernetes::manifests(&built, &module, fleet, capture.as_ref()).map_err(Error::Manifests)
 }

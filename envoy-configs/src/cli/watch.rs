@@ -124,7 +124,7 @@ fn update(
             format!("refused, {dir} unchanged: {}", condensed(&loaded)),
             Update::Refused,
         ),
-        Err(e @ (Error::Read(_) | Error::Generate(_))) => {
+        Err(e @ (Error::Read(_) | Error::Generate(_) | Error::Manifests(_))) => {
             (format!("refused, {dir} unchanged: {e}"), Update::Refused)
         }
         Err(e @ Error::Write(_)) => (format!("failed: {e}"), Update::Refused),

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::admin::{self, AdminAddress};
 use super::context::{outbounds, Context, Options, Outbound, Upstreams};
 use super::mesh_tls::MeshTls;
+use super::sds::Sds;
 use super::secrets::{SecretFile, Secrets};
 use super::{cluster, listener, stats, to_egress, transparent, xds, zone_egress, Error};
 use crate::envoy::{self, Cluster, Listener, StaticResources};
@@ -88,7 +89,8 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
         },
     };
 
-    let mut secrets = Secrets::new(options.secrets_dir.as_deref(), options.xds_dir.as_deref());
+    let sds = (options.xds_dir.as_deref()).map(|dir| Sds::new(dir, options.kubelet_volume));
+    let mut secrets = Secrets::new(options.secrets_dir.as_deref(), sds);
     let Parts {
         mut listeners,
         mut clusters,

@@ -49,6 +49,9 @@ pub struct Options {
     /// Where listeners and clusters go instead of the bootstrap, as files Envoy watches
     /// ([`xds`], [`Bootstrap::xds`]); absolute, as the bootstrap names it.
     pub xds_dir: Option<PathBuf>,
+    /// The xDS directory is a Kubernetes volume (`--format kubernetes`), whose files the
+    /// kubelet replaces all at once by swapping `DIR/..data`: the SDS files watch DIR too.
+    pub kubelet_volume: bool,
     /// With `--transparent-proxy`: `listen` is the capture listener, and no HTTP proxy
     /// listener is written.
     pub transparent: Option<transparent::Options>,
@@ -76,6 +79,7 @@ impl Default for Options {
             route_timeout: Duration::from_secs(DEFAULT_ROUTE_TIMEOUT_SECS),
             secrets_dir: None,
             xds_dir: None,
+            kubelet_volume: false,
             transparent: None,
             role: Role::Mesh,
             identity: None,

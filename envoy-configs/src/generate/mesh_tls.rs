@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn each_side_presents_its_certificate_and_checks_the_others_identity() {
-        let mut sds = Sds::new(Path::new("/x"));
+        let mut sds = Sds::new(Path::new("/x"), false);
         let tls = MeshTls::new(&mut sds, "default", &issued());
         let to = tls.to_egress("httpbin{mesh=default}".into());
         let at = tls.at_egress();

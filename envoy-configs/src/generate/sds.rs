@@ -1,6 +1,7 @@
 //! The SDS secrets of `--xds-dir`: a cluster names its client certificate and its CA as SDS
 //! secrets, each in a file of `DIR/sds/` that Envoy watches ([`watched`]); Envoy loads the
-//! material again when a file is renamed there.
+//! material again when a file is renamed there, or, in a Kubernetes volume, when the kubelet
+//! swaps `DIR/..data`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub struct ServedSecret {
 #[derive(Debug)]
 pub struct Sds {
     dir: PathBuf,
+    /// Where a move has Envoy read a secret's file again.
+    watched: PathBuf,
     served: Vec<ServedSecret>,
     /// The index in `served` of each secret name, and the files taken: a lookup per cluster
     /// must not scan every secret named before it.
@@ -43,10 +46,18 @@ pub struct Sds {
 }
 
 impl Sds {
-    /// No secret yet, with their files in `xds_dir/sds/`.
-    pub fn new(xds_dir: &Path) -> Sds {
+    /// No secret yet, with their files in `xds_dir/sds/`. `kubelet_volume`: `xds_dir` is a
+    /// Kubernetes volume, whose files change only by the swap of `xds_dir/..data`; a watch on
+    /// `sds/`, reached through the link the swap replaces, would never see it.
+    pub fn new(xds_dir: &Path, kubelet_volume: bool) -> Sds {
+        let dir = xds_dir.join(SDS_DIR);
         Sds {
-            dir: xds_dir.join(SDS_DIR),
+            watched: if kubelet_volume {
+                xds_dir.to_path_buf()
+            } else {
+                dir.clone()
+            },
+            dir,
             served: Vec::new(),
             by_name: HashMap::new(),
             files: HashSet::new(),
@@ -99,7 +110,7 @@ impl Sds {
         };
         SdsSecretConfig {
             name,
-            sds_config: watched(&self.dir.join(file), &self.dir),
+            sds_config: watched(&self.dir.join(file), &self.watched),
         }
     }
 }

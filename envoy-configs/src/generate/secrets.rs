@@ -67,12 +67,12 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// Material stays inline without a directory; with an xDS directory, clusters name their
-    /// TLS material as SDS secrets.
-    pub fn new(dir: Option<&Path>, xds_dir: Option<&Path>) -> Secrets {
+    /// Material stays inline without a directory; with the SDS of an xDS directory, clusters
+    /// name their TLS material as SDS secrets.
+    pub fn new(dir: Option<&Path>, sds: Option<Sds>) -> Secrets {
         Secrets {
             dir: dir.map(Path::to_path_buf),
-            sds: xds_dir.map(Sds::new),
+            sds,
             ..Secrets::default()
         }
     }
@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn sds_names_one_secret_per_cluster_and_kind_in_a_file_of_its_own() {
-        let mut secrets = Secrets::new(None, Some(Path::new("/x")));
+        let mut secrets = Secrets::new(None, Some(Sds::new(Path::new("/x"), false)));
         let ca = |path: &str| {
             SecretMaterial::ValidationContext(CertificateValidationContext {
                 trusted_ca: Some(DataSource::Filename(path.to_string())),

@@ -365,7 +365,10 @@ typed_config:
 
     #[test]
     fn with_an_xds_directory_the_material_comes_from_sds_and_the_name_check_stays() {
-        let mut secrets = Secrets::new(None, Some(Path::new("/x")));
+        let mut secrets = Secrets::new(
+            None,
+            Some(crate::generate::sds::Sds::new(Path::new("/x"), false)),
+        );
         let networking = "{address: api.test:443, tls: {caCert: {file: /etc/ca.pem}, \
                           clientCert: {file: /etc/c.pem}, clientKey: {file: /etc/k.pem}}}";
         let sds = socket("http", networking, &mut secrets);

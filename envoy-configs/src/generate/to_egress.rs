@@ -134,7 +134,7 @@ mod tests {
             not_after: UNIX_EPOCH,
             renew_at: UNIX_EPOCH,
         };
-        let tls = MeshTls::new(&mut Sds::new(Path::new("/x")), "default", &issued);
+        let tls = MeshTls::new(&mut Sds::new(Path::new("/x"), false), "default", &issued);
         let (one, two) = (egress("10.0.0.1", 10002), egress("egress.test", 10002));
         let by_ip = cluster(&f.ctx(), &tls, f.service("rpc"), &[&one, &one]);
         let by_name = cluster(&f.ctx(), &tls, f.service("rpc"), &[&one, &two]);

@@ -11,6 +11,14 @@
 //! Clusters name their TLS material as SDS secrets, one file each in `DIR/sds/`
 //! ([`super::sds`]): the writer puts those in place before the clusters that name them,
 //! and removes the ones no cluster names after the clusters.
+//!
+//! `lds.yaml` and `cds.yaml` carry one version, a digest of the listeners and clusters
+//! ([`Files::version`]), which Envoy shows on its admin page: the configuration an Envoy
+//! runs. A change of TLS material alone changes its SDS file only.
+//!
+//! The same directory works as a mounted Kubernetes ConfigMap (`--format kubernetes`), where
+//! the kubelet swaps a `..data` symlink in DIR: every file is then read again on any swap,
+//! the SDS files too, since they watch DIR itself there ([`super::sds::Sds::new`]).
 
 use std::path::Path;
 
@@ -70,14 +78,23 @@ impl Files {
             .iter()
             .map(|s| {
                 let secret = values(vec![XdsResource::Secret(&s.secret)])?;
-                Ok((s.file.clone(), response(secret)?))
+                let version = digest(&secret)?;
+                Ok((s.file.clone(), response(secret, version)?))
             })
-            .collect::<Result<_, Error>>()?;
+            .collect::<Result<Vec<_>, Error>>()?;
+        let version = digest(&(&listeners, &clusters))?;
         Ok(Files {
-            lds: response(listeners)?,
-            cds: response(clusters)?,
+            lds: response(listeners, version.clone())?,
+            cds: response(clusters, version)?,
             sds,
         })
+    }
+
+    /// The configuration's version: a digest of the listeners and clusters, which Envoy shows
+    /// as `listener_manager.lds.version_text` and `cluster_manager.cds.version_text`. The same
+    /// configuration gives the same version on any machine.
+    pub fn version(&self) -> &str {
+        self.lds["version_info"].as_str().unwrap_or_default()
     }
 }
 
@@ -94,8 +111,12 @@ pub fn cluster_union(cds: &Value, old: &str) -> Option<Value> {
         .filter(|o| !resources.iter().any(|r| name(r) == name(o)))
         .cloned()
         .collect();
+    if kept.is_empty() {
+        return Some(cds.clone());
+    }
     resources.extend(kept);
-    response(resources).ok()
+    let version = digest(&resources).ok()?;
+    response(resources, version).ok()
 }
 
 /// Whether a DiscoveryResponse holds a private key itself (the identity's secret): its file
@@ -113,19 +134,23 @@ pub fn to_yaml(response: &Value) -> Result<String, Error> {
     serde_yaml_ng::to_string(response).map_err(|e| Error::Serialize(e.to_string()))
 }
 
-/// A DiscoveryResponse whose version is a digest of its resources: Envoy shows it as
-/// `listener_manager.lds.version_text` and `cluster_manager.cds.version_text`.
-fn response(resources: Vec<Value>) -> Result<Value, Error> {
-    let text = serde_json::to_string(&resources).map_err(|e| Error::Serialize(e.to_string()))?;
-    // FNV-1a: stable across builds, unlike std's hasher.
-    let digest = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
+/// A DiscoveryResponse of `resources` at `version`.
+fn response(resources: Vec<Value>, version: String) -> Result<Value, Error> {
     serde_json::to_value(DiscoveryResponse {
-        version_info: format!("{digest:016x}"),
+        version_info: version,
         resources,
     })
     .map_err(|e| Error::Serialize(e.to_string()))
+}
+
+/// A digest of `value`'s JSON, 16 hex digits.
+fn digest(value: &impl serde::Serialize) -> Result<String, Error> {
+    let text = serde_json::to_string(value).map_err(|e| Error::Serialize(e.to_string()))?;
+    // FNV-1a: stable across builds and machines, unlike std's hasher.
+    let digest = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Ok(format!("{digest:016x}"))
 }
 
 #[cfg(test)]

@@ -106,6 +106,35 @@ impl fmt::Display for Rule {
     }
 }
 
+/// The rules of `family` as `iptables-restore --noflush` input: a table at a time, in the
+/// order the tables come in `rules`, its new chains declared, then its rules in order. What a
+/// Kubernetes init container with `iptables-restore` and no shell applies.
+pub fn restore_input(rules: &[Rule], family: Family) -> String {
+    let rules: Vec<&Rule> = rules.iter().filter(|r| r.family == family).collect();
+    let mut tables: Vec<&str> = Vec::new();
+    for rule in &rules {
+        if !tables.contains(&rule.table) {
+            tables.push(rule.table);
+        }
+    }
+    let mut text = String::new();
+    for table in tables {
+        text.push_str(&format!("*{table}\n"));
+        let in_table = rules.iter().filter(|r| r.table == table);
+        let (new_chains, others): (Vec<&&Rule>, Vec<&&Rule>) =
+            in_table.partition(|r| r.args.first().is_some_and(|a| a == "-N"));
+        for chain in new_chains {
+            text.push_str(&format!(":{} - [0:0]\n", chain.args[1..].join(" ")));
+        }
+        for rule in others {
+            text.push_str(&rule.args.join(" "));
+            text.push('\n');
+        }
+        text.push_str("COMMIT\n");
+    }
+    text
+}
+
 fn rule(family: Family, table: &'static str, args: &str) -> Rule {
     Rule {
         family,
@@ -251,6 +280,41 @@ mod tests {
 
     fn text(rules: &[Rule]) -> String {
         rules.iter().map(|r| format!("{r}\n")).collect()
+    }
+
+    #[test]
+    fn restore_input_declares_each_tables_chains_then_its_rules_in_order() {
+        let capture = Capture {
+            block_uncaptured: true,
+            ..args()
+        };
+        let rules = install_rules(&capture);
+        let v4 = restore_input(&rules, Family::V4);
+        assert_eq!(
+            v4,
+            "*nat
+:EXTSVC_OUTPUT - [0:0]
+:EXTSVC_REDIRECT - [0:0]
+-A EXTSVC_REDIRECT -p tcp -j REDIRECT --to-ports 15001
+-A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+-A EXTSVC_OUTPUT -o lo -j RETURN
+-A EXTSVC_OUTPUT -p tcp -j EXTSVC_REDIRECT
+-A OUTPUT -j EXTSVC_OUTPUT
+COMMIT
+*filter
+:EXTSVC_OUTPUT - [0:0]
+-A EXTSVC_OUTPUT -m owner --uid-owner 5678 -j RETURN
+-A EXTSVC_OUTPUT -o lo -j RETURN
+-A EXTSVC_OUTPUT -m conntrack --ctstate DNAT -j RETURN
+-A EXTSVC_OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+-A EXTSVC_OUTPUT -j REJECT
+-A OUTPUT -j EXTSVC_OUTPUT
+COMMIT
+"
+        );
+        let v6 = restore_input(&rules, Family::V6);
+        assert!(v6.contains("-p ipv6-icmp --icmpv6-type neighbour-solicitation -j RETURN"));
+        assert_eq!(v6.matches("COMMIT").count(), 2, "{v6}");
     }
 
     #[test]
