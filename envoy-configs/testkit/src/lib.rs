@@ -23,6 +23,8 @@
 //!   `/proc` readings.
 //! - [`tls_client`]: a hand-made TLS client (`openssl s_client`): any SNI, any client
 //!   certificate, raw bytes.
+//! - [`kubelet`]: a ConfigMap or Secret volume as kubelet writes and updates it (timestamped
+//!   directories, `..data`, the atomic swap), for Envoy's `watched_directory`.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
@@ -68,6 +70,7 @@ pub mod certs;
 pub mod curl;
 pub mod egress_net;
 pub mod envoy;
+pub mod kubelet;
 pub mod net;
 pub mod netns;
 pub mod runner;
@@ -83,6 +86,7 @@ pub use envoy::{
     envoy_binary, hot_restart_base_id, http_request, validate_config, validate_yaml, wasm_module,
     AdminAt, Envoy, EnvoyOptions, Validation,
 };
+pub use kubelet::KubeletVolume;
 pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use scripted::{Reply, Scripted};
 pub use sidecar::{
