@@ -25,6 +25,9 @@
 //!   certificate, raw bytes.
 //! - [`kubelet`]: a ConfigMap or Secret volume as kubelet writes and updates it (timestamped
 //!   directories, `..data`, the atomic swap), for Envoy's `watched_directory`.
+//! - [`manifests`]: Kubernetes manifests checked against Kubernetes' schemas
+//!   (`kubernetes-validate`, strict), and a PodTemplate's pieces merged into a workload as
+//!   `kubectl patch --type strategic` does.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
@@ -71,6 +74,7 @@ pub mod curl;
 pub mod egress_net;
 pub mod envoy;
 pub mod kubelet;
+pub mod manifests;
 pub mod net;
 pub mod netns;
 pub mod runner;
@@ -87,6 +91,7 @@ pub use envoy::{
     AdminAt, Envoy, EnvoyOptions, Validation,
 };
 pub use kubelet::KubeletVolume;
+pub use manifests::{merge_pod_pieces, validate_manifests, KUBERNETES_VERSION};
 pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use scripted::{Reply, Scripted};
 pub use sidecar::{
