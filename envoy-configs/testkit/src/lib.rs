@@ -23,6 +23,11 @@
 //!   `/proc` readings.
 //! - [`tls_client`]: a hand-made TLS client (`openssl s_client`): any SNI, any client
 //!   certificate, raw bytes.
+//! - [`kubelet`]: a ConfigMap or Secret volume as kubelet writes and updates it (timestamped
+//!   directories, `..data`, the atomic swap), for Envoy's `watched_directory`.
+//! - [`manifests`]: Kubernetes manifests checked against Kubernetes' schemas
+//!   (`kubernetes-validate`, strict), and a PodTemplate's pieces merged into a workload as
+//!   `kubectl patch --type strategic` does.
 //! - [`sidecar`]: the system under test: run `extsvc`, start Envoy on what `extsvc generate`
 //!   wrote, build the resources YAML, check the access log lines.
 //!
@@ -68,6 +73,8 @@ pub mod certs;
 pub mod curl;
 pub mod egress_net;
 pub mod envoy;
+pub mod kubelet;
+pub mod manifests;
 pub mod net;
 pub mod netns;
 pub mod runner;
@@ -83,6 +90,8 @@ pub use envoy::{
     envoy_binary, hot_restart_base_id, http_request, validate_config, validate_yaml, wasm_module,
     AdminAt, Envoy, EnvoyOptions, Validation,
 };
+pub use kubelet::KubeletVolume;
+pub use manifests::{merge_pod_pieces, validate_manifests, KUBERNETES_VERSION};
 pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use scripted::{Reply, Scripted};
 pub use sidecar::{
