@@ -69,8 +69,19 @@ impl KubeletVolume {
 
     /// Projects `payload` (relative path -> bytes) into the volume, the first time and on
     /// every update alike, in kubelet's order. Nothing is written when the payload is what
-    /// the volume already holds, as kubelet does.
+    /// the volume already holds, as kubelet does. Errors name the volume's root.
     pub fn write(&self, payload: &BTreeMap<String, Vec<u8>>) -> io::Result<()> {
+        self.project(payload).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("kubelet volume {}: {e}", self.root.display()),
+            )
+        })
+    }
+
+    /// kubelet's steps, numbered as in `atomic_writer.go` ((7), the fsGroup ownership, is
+    /// not done here).
+    fn project(&self, payload: &BTreeMap<String, Vec<u8>>) -> io::Result<()> {
         // (1) the payload's paths
         for item in payload.keys() {
             check_item_path(item)?;
@@ -391,6 +402,10 @@ mod tests {
             let e = v.write(&payload(&[(bad, "x")])).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{bad}");
             assert!(e.to_string().contains(&format!("{bad:?}")), "{bad}: {e}");
+            assert!(
+                e.to_string().contains(&v.root().display().to_string()),
+                "{e}"
+            );
         }
         assert!(layout(v.root()).is_empty(), "nothing written");
     }

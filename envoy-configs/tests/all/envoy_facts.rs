@@ -6,6 +6,7 @@
 
 use extsvc_testkit as support;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     dns_resolver_yaml, tcp_echo, test_dir, validate_yaml, Ca, CertKey, Curl, Envoy, EnvoyOptions,
-    Pki, Upstream, UpstreamBuilder, Validity,
+    KubeletVolume, Pki, Upstream, UpstreamBuilder, Validity,
 };
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -947,5 +948,175 @@ fn fact_d_e_wasm_rewrite_reroutes_and_filter_state_reaches_the_access_log() {
     assert_eq!(
         client.counter("wasmcustom.external_service.denied.undeclared-host"),
         1
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Fact g: file-based xDS from a ConfigMap volume, laid out and swapped as kubelet does.
+// ---------------------------------------------------------------------------------------
+
+/// An LDS file: one HTTP listener per name, each answering its own name.
+fn lds_file(version: &str, listeners: &[&str]) -> Vec<u8> {
+    let listeners: String = listeners
+        .iter()
+        .map(|name| {
+            format!(
+                "- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener
+  name: {name}
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+  filter_chains:
+  - filters:
+    - name: envoy.filters.network.http_connection_manager
+      typed_config:
+        \"@type\": {HCM}
+        stat_prefix: {name}
+        route_config:
+          virtual_hosts:
+          - name: all
+            domains: [\"*\"]
+            routes: [{{match: {{prefix: \"/\"}}, direct_response: {{status: 200, body: {{inline_string: {name}}}}}}}]
+        http_filters:
+        - name: envoy.filters.http.router
+          typed_config: {ROUTER}
+"
+            )
+        })
+        .collect();
+    format!("version_info: {}\nresources:\n{listeners}", q(version)).into_bytes()
+}
+
+/// An SDS file: a validation context secret named `name` trusting `ca`.
+fn sds_file(name: &str, ca: &Ca) -> Vec<u8> {
+    format!(
+        "resources:
+- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: {name}
+  validation_context: {{trusted_ca: {{inline_string: {}}}}}
+",
+        q(ca.ca_pem())
+    )
+    .into_bytes()
+}
+
+/// The ConfigMap's items: `lds.yaml`, and two secrets under `sds/`.
+fn configmap_payload(version: &str, listeners: &[&str], ca: &Ca) -> BTreeMap<String, Vec<u8>> {
+    BTreeMap::from([
+        ("lds.yaml".to_string(), lds_file(version, listeners)),
+        ("sds/root.yaml".to_string(), sds_file("root_watched", ca)),
+        ("sds/sub.yaml".to_string(), sds_file("sds_watched", ca)),
+    ])
+}
+
+/// A cluster whose upstream CA comes from the SDS file `file` of the volume, watched at
+/// `watched` (a path under the volume too).
+fn sds_cluster(name: &str, vol: &Path, file: &str, watched: &str) -> String {
+    format!(
+        "  - name: {name}
+    type: STATIC
+    load_assignment: {{cluster_name: {name}}}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        common_tls_context:
+          validation_context_sds_secret_config:
+            name: {name}
+            sds_config:
+              path_config_source:
+                path: {}
+                watched_directory: {{path: {}}}
+",
+        q(&vol.join(file).display().to_string()),
+        q(&vol.join(watched).display().to_string()),
+    )
+}
+
+/// LDS from `<vol>/lds.yaml` watched at the volume's root, and two clusters whose CA secrets
+/// are `<vol>/sds/*.yaml`: one watched at the root, one at `<vol>/sds` (through the
+/// `sds -> ..data/sds` symlink).
+fn configmap_bootstrap(vol: &Path) -> String {
+    format!(
+        "admin:
+  address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}
+node: {{id: \"configmap\", cluster: \"configmap\"}}
+dynamic_resources:
+  lds_config:
+    path_config_source:
+      path: {}
+      watched_directory: {{path: {}}}
+static_resources:
+  clusters:
+{}{}",
+        q(&vol.join("lds.yaml").display().to_string()),
+        q(&vol.display().to_string()),
+        sds_cluster("root_watched", vol, "sds/root.yaml", ""),
+        sds_cluster("sds_watched", vol, "sds/sub.yaml", "sds"),
+    )
+}
+
+/// LDS's `version_text` (a text stat, which [`Envoy::stats`] leaves out).
+fn lds_version_text(envoy: &Envoy) -> String {
+    let (status, body) = envoy
+        .admin_get("/stats?filter=^listener_manager\\.lds\\.version_text$")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200, "{body}");
+    body.trim()
+        .strip_prefix("listener_manager.lds.version_text: ")
+        .unwrap_or_else(|| panic!("no lds version_text in {body:?}"))
+        .trim_matches('"')
+        .to_string()
+}
+
+fn served_by(envoy: &Envoy, listener: &str) -> String {
+    Curl::get(format!(
+        "http://127.0.0.1:{}/",
+        envoy.listener_port(listener)
+    ))
+    .run()
+    .body
+}
+
+/// kubelet's swap of `..data` reaches an Envoy that watches the volume's root: the new
+/// listener is served, LDS counts the update and reports the new version, and a secret
+/// watched at the root is reloaded. A secret watched at `<vol>/sds` misses it: that watch is
+/// on the old timestamped directory's `sds`, which nothing is moved into (it is deleted).
+#[test]
+fn fact_g_a_configmap_swap_reaches_envoy_only_through_the_volume_root() {
+    let dir = test_dir();
+    let vol = KubeletVolume::config_map(&dir.path().join("xds")).expect("volume");
+    let (ca_one, ca_two) = (Ca::new(dir.path(), "ca-one"), Ca::new(dir.path(), "ca-two"));
+    vol.write(&configmap_payload("v1", &["one"], &ca_one))
+        .expect("first write");
+    let envoy = Envoy::start(dir.path(), "configmap", &configmap_bootstrap(vol.root()));
+    assert_eq!(lds_version_text(&envoy), "v1");
+    assert_eq!(served_by(&envoy, "one"), "one");
+    for secret in ["root_watched", "sds_watched"] {
+        assert_eq!(envoy.counter(&format!("sds.{secret}.update_success")), 1);
+    }
+    let lds_before = envoy.counter("listener_manager.lds.update_success");
+
+    let swapped = Instant::now();
+    vol.write(&configmap_payload("v2", &["one", "two"], &ca_two))
+        .expect("update");
+    envoy.wait_for_stat(
+        "listener_manager.lds.update_success",
+        Duration::from_secs(5),
+        |n| n > lds_before,
+    );
+    eprintln!("LDS took up kubelet's swap in {:?}", swapped.elapsed());
+    assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
+    assert_eq!(lds_version_text(&envoy), "v2");
+    assert_eq!(served_by(&envoy, "two"), "two");
+    envoy.wait_for_stat(
+        "sds.root_watched.update_success",
+        Duration::from_secs(5),
+        |n| n == 2,
+    );
+    // The same inotify event would have reached the watch on <vol>/sds by now; a second more.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        envoy.counter("sds.sds_watched.update_success"),
+        1,
+        "a watch on <vol>/sds saw kubelet's swap"
     );
 }
