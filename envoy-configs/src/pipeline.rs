@@ -124,10 +124,19 @@ pub struct Built {
     pub options: Options,
 }
 
+/// `files` by their names, then their paths: the configuration is the same whatever order
+/// the command line gives them in, and wherever they are (a directory is already read in
+/// name order).
+fn in_name_order(files: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = files.to_vec();
+    files.sort_by(|a, b| (a.file_name(), a).cmp(&(b.file_name(), b)));
+    files
+}
+
 /// Checks the resources and generates, writing nothing; warnings about what the configuration
 /// lets through go to `notes`.
 pub fn build(request: &Request, previous: Previous, notes: &mut dyn Write) -> Result<Built, Error> {
-    let loaded = read::load(&request.files).map_err(Error::Read)?;
+    let loaded = read::load(&in_name_order(&request.files)).map_err(Error::Read)?;
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }

@@ -131,12 +131,7 @@ pub fn manifests(
         .xds
         .as_ref()
         .ok_or("the configuration has no xDS files: Kubernetes volumes hold nothing else")?;
-    if bootstrap.inline_private_keys {
-        return Err("the bootstrap holds a private key, which a ConfigMap must not".to_string());
-    }
     let (public, private) = xds_payload(files, bootstrap.vips.as_ref())?;
-    let xds_maps = pack::pack(&format!("{}-xds", fleet.name), public)?;
-    let key_secrets = pack::pack(&format!("{}-keys", fleet.name), private)?;
     let mut bootstrap_files = vec![File::text(
         BOOTSTRAP_FILE,
         bootstrap.to_yaml().map_err(|e| e.to_string())?,
@@ -144,6 +139,9 @@ pub fn manifests(
     if let Some(capture) = capture {
         bootstrap_files.extend(pod::capture_files(capture));
     }
+    refuse_keys(bootstrap_files.iter().chain(&public))?;
+    let xds_maps = pack::pack(&format!("{}-xds", fleet.name), public)?;
+    let key_secrets = pack::pack(&format!("{}-keys", fleet.name), private)?;
     let bootstrap_map = single(pack::pack(
         &format!("{}-bootstrap", fleet.name),
         bootstrap_files,
@@ -213,6 +211,21 @@ fn xds_payload(
         }
     }
     Ok((public, private))
+}
+
+/// Keys belong in Secrets: a file for a ConfigMap that holds one is a bug, refused rather than
+/// published.
+fn refuse_keys<'a>(files: impl IntoIterator<Item = &'a File>) -> Result<(), String> {
+    match files
+        .into_iter()
+        .find(|f| String::from_utf8_lossy(&f.bytes).contains("PRIVATE KEY"))
+    {
+        Some(file) => Err(format!(
+            "{} holds a private key, which a ConfigMap must not: nothing written",
+            file.path
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The one object a small payload packs into.

@@ -1,0 +1,572 @@
+//! A fleet fed by Kubernetes ConfigMaps, on this machine: the egress gateway's three replicas
+//! and two sidecars of Dataplane `web`, each its own Envoy in a network namespace of its own
+//! (a pod), the replicas of each reading one directory laid out exactly as the kubelet lays
+//! out the projected volume of `extsvc generate --format kubernetes`. The test does the
+//! kubelet's part: it projects the manifests' ConfigMaps and Secrets into files and updates
+//! the volumes with the kubelet's atomic-writer steps (testkit `kubelet`).
+//!
+//! The pods and a `world` namespace (one upstream Envoy, a listener per service address) meet
+//! on a bridge in `world`. Each pod's admin socket stands in for its own `run/` emptyDir
+//! (`--config-yaml`), the one thing that differs from pod to pod.
+//!
+//! Through an add, a move and a removal under steady load to every Envoy: each Envoy reaches
+//! the new version, a request to an unchanged service never fails, no update is rejected, and
+//! the time from the swap to the last Envoy serving the change is printed (`make bench`
+//! records it too).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use extsvc_testkit as support;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::Value;
+use support::netns::Netns;
+use support::{
+    test_dir, wasm_module, Envoy, EnvoyOptions, KubeletVolume, Upstream, UpstreamBuilder,
+};
+
+const WORLD_IP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
+/// Where the pods mount the volumes (`--mount-root`): one tree, as one node's kubelet has.
+const EGRESS_REPLICAS: usize = 3;
+const SIDECARS: usize = 2;
+/// The services' upstream listeners in `world`: a service moves from `beta` to `beta-moved`.
+const LISTENERS: [(&str, u16); 4] = [
+    ("alpha", 8001),
+    ("beta", 8002),
+    ("beta-moved", 8003),
+    ("gamma", 8004),
+];
+/// web's outbound port per service.
+const OUTBOUNDS: [(&str, u16); 3] = [("alpha", 20001), ("beta", 20002), ("gamma", 20003)];
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// The resources of one version: the services (name, upstream listener).
+fn resources(services: &[(&str, &str)]) -> String {
+    let mut docs = vec![
+        "type: Mesh\nname: default\nnetworking:\n  outbound:\n    passthrough: false\n".to_string(),
+    ];
+    for (service, listener) in services {
+        let port = LISTENERS.iter().find(|(l, _)| l == listener).unwrap().1;
+        docs.push(format!(
+            "type: ExternalService\nmesh: default\nname: {service}\ntags:\n  kuma.io/service: {service}\n  kuma.io/protocol: http\nnetworking:\n  address: {WORLD_IP}:{port}\n"
+        ));
+    }
+    let outbounds: String = services
+        .iter()
+        .map(|(service, _)| {
+            let port = OUTBOUNDS.iter().find(|(s, _)| s == service).unwrap().1;
+            format!("    - port: {port}\n      tags:\n        kuma.io/service: {service}\n")
+        })
+        .collect();
+    docs.push(format!(
+        "type: Dataplane\nmesh: default\nname: web\nnetworking:\n  address: 10.79.0.50\n  inbound:\n    - port: 8080\n      tags:\n        kuma.io/service: web\n  outbound:\n{outbounds}"
+    ));
+    docs.join("---\n")
+}
+
+/// One tier: the manifests' name, its pods' Envoys and the volumes they read.
+struct Tier {
+    name: &'static str,
+    flags: Vec<&'static str>,
+    root: PathBuf,
+    xds: KubeletVolume,
+}
+
+impl Tier {
+    fn new(d: &Path, name: &'static str, flags: Vec<&'static str>) -> Tier {
+        let root = d.join(name);
+        fs::create_dir_all(&root).unwrap();
+        Tier {
+            name,
+            flags,
+            xds: KubeletVolume::config_map(&root.join("xds")).unwrap(),
+            root,
+        }
+    }
+
+    /// `extsvc generate --format kubernetes` of `resources`: the manifests' objects.
+    fn generate(&self, d: &Path, resources: &str) -> Vec<Value> {
+        let input = d.join("resources.yaml");
+        fs::write(&input, resources).unwrap();
+        let out = d.join(format!("{}.manifests.yaml", self.name));
+        let mut args: Vec<OsString> = ["generate", "--format", "kubernetes", "--name", self.name]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        args.extend(self.flags.iter().map(OsString::from));
+        args.extend([
+            "--mount-root".into(),
+            self.root.clone().into_os_string(),
+            "--wasm".into(),
+            wasm_module().into_os_string(),
+            "-o".into(),
+            out.clone().into_os_string(),
+            input.into_os_string(),
+        ]);
+        let cli = support::extsvc(d, &args);
+        assert_eq!(cli.code, Some(0), "{cli:?}");
+        objects(&fs::read_to_string(out).unwrap())
+    }
+
+    /// The kubelet's first mount of every volume.
+    fn mount(&self, objects: &[Value]) {
+        for volume in ["module", "bootstrap"] {
+            KubeletVolume::config_map(&self.root.join(volume))
+                .unwrap()
+                .write(&project(objects, &format!("extsvc-{volume}")))
+                .unwrap();
+        }
+        self.update(objects);
+    }
+
+    /// The kubelet's update of the xDS volume: one swap.
+    fn update(&self, objects: &[Value]) {
+        self.xds.write(&project(objects, "extsvc-xds")).unwrap();
+    }
+}
+
+fn objects(text: &str) -> Vec<Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .collect()
+}
+
+/// The files the kubelet puts in the pod volume `volume`, as the workload's volume says:
+/// each source's items (key -> path), or every key of a ConfigMap.
+fn project(objects: &[Value], volume: &str) -> BTreeMap<String, Vec<u8>> {
+    let spec = objects
+        .iter()
+        .find_map(|o| {
+            o.pointer("/spec/template/spec")
+                .or(o.pointer("/template/spec"))
+        })
+        .unwrap();
+    let volume = spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == volume)
+        .unwrap();
+    let sources: Vec<(&str, &Value)> = match volume.get("projected") {
+        Some(projected) => projected["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| match s.get("configMap") {
+                Some(map) => ("ConfigMap", map),
+                None => ("Secret", &s["secret"]),
+            })
+            .collect(),
+        None => vec![("ConfigMap", &volume["configMap"])],
+    };
+    let mut files = BTreeMap::new();
+    for (kind, source) in sources {
+        let object = objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == source["name"])
+            .unwrap();
+        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let decode = |b: &Value| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(b.as_str().unwrap())
+                .unwrap()
+        };
+        for (field, binary) in [("data", kind == "Secret"), ("binaryData", true)] {
+            for (key, value) in object
+                .get(field)
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten()
+            {
+                let bytes = if binary {
+                    decode(value)
+                } else {
+                    value.as_str().unwrap().as_bytes().to_vec()
+                };
+                data.insert(key.clone(), bytes);
+            }
+        }
+        match source.get("items").and_then(Value::as_array) {
+            Some(items) => {
+                for item in items {
+                    let key = item["key"].as_str().unwrap();
+                    files.insert(
+                        item["path"].as_str().unwrap().to_string(),
+                        data[key].clone(),
+                    );
+                }
+            }
+            None => files.extend(data),
+        }
+    }
+    files
+}
+
+/// The version the manifests carry.
+fn config_version(objects: &[Value]) -> String {
+    objects
+        .iter()
+        .find_map(|o| o.pointer("/metadata/annotations/extsvc-config-version"))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// One pod: its namespace, on the bridge, and its Envoy.
+struct Pod {
+    name: String,
+    ns: Netns,
+    envoy: Envoy,
+}
+
+/// A request to a service as this tier's apps make it: (status, body).
+type Ask = fn(&str) -> Result<(u16, String), String>;
+
+fn http(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or(format!("no status: {text:?}"))?;
+    Ok((
+        status,
+        text.split("\r\n\r\n")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+/// Through the egress gateway's HTTP proxy listener, by `<service>.mesh`.
+fn through_egress(service: &str) -> Result<(u16, String), String> {
+    http(
+        SocketAddr::from(([127, 0, 0, 1], 15001)),
+        &format!("{service}.mesh"),
+    )
+}
+
+/// Through web's outbound of the service.
+fn through_sidecar(service: &str) -> Result<(u16, String), String> {
+    let port = OUTBOUNDS.iter().find(|(s, _)| *s == service).unwrap().1;
+    http(SocketAddr::from(([127, 0, 0, 1], port)), service)
+}
+
+/// Steady load on one pod: the unchanged services, round and round; what failed, with when.
+struct Load {
+    stop: Arc<AtomicBool>,
+    served: Arc<Mutex<u64>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(pod: &Pod, ask: Ask, services: &'static [&'static str]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(Mutex::new(0));
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let (s, n, f, name) = (
+            stop.clone(),
+            served.clone(),
+            failures.clone(),
+            pod.name.clone(),
+        );
+        let started = Instant::now();
+        let thread = pod.ns.spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                for service in services {
+                    match ask(service) {
+                        Ok((200, body)) if body.contains(&format!("hello from {service}")) => {
+                            *n.lock().unwrap() += 1
+                        }
+                        other => f.lock().unwrap().push(format!(
+                            "{name} {service} at {:?}: {other:?}",
+                            started.elapsed()
+                        )),
+                    }
+                }
+            }
+        });
+        Load {
+            stop,
+            served,
+            failures,
+            thread: Some(thread),
+        }
+    }
+
+    fn served(&self) -> u64 {
+        *self.served.lock().unwrap()
+    }
+
+    fn finish(mut self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap();
+        (self.served(), self.failures.lock().unwrap().clone())
+    }
+}
+
+/// The network: `world` with the bridge and the upstream, and a pod per Envoy.
+struct Fleet {
+    // Dropped first: the Envoys, then the upstream, then the namespaces.
+    pods: Vec<Pod>,
+    _upstream: Upstream,
+    world: Netns,
+}
+
+fn namespace(id: &str, role: &str) -> String {
+    format!("extsvc-fl-{role}-{id}")
+}
+
+fn world(id: &str, d: &Path) -> (Netns, Upstream) {
+    let world = Netns::create(&namespace(id, "world"))
+        .unwrap_or_else(|e| panic!("the fleet's network needs root: {e}"));
+    world.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
+    world
+        .ip(&["addr", "add", &format!("{WORLD_IP}/24"), "dev", "br0"])
+        .unwrap();
+    world.ip(&["link", "set", "br0", "up"]).unwrap();
+    let mut builder = UpstreamBuilder::new();
+    for (listener, port) in LISTENERS {
+        builder = builder
+            .plain(listener)
+            .at(SocketAddr::from((WORLD_IP, port)));
+    }
+    let upstream = world.run(|| builder.start_named(d, "world"));
+    (world, upstream)
+}
+
+/// A pod on the bridge at `10.79.0.<host>`, its Envoy on the tier's bootstrap.
+fn pod(id: &str, d: &Path, world: &Netns, tier: &Tier, index: usize, host: u8) -> Pod {
+    let name = format!("{}-{index}", tier.name);
+    let ns = Netns::create(&namespace(id, &format!("p{host}"))).unwrap();
+    let (inside, outside) = ("eth0", format!("v{host}"));
+    ns.ip(&[
+        "link",
+        "add",
+        inside,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &outside,
+        "netns",
+        &world.name,
+    ])
+    .unwrap();
+    ns.ip(&["addr", "add", &format!("10.79.0.{host}/24"), "dev", inside])
+        .unwrap();
+    ns.ip(&["link", "set", inside, "up"]).unwrap();
+    world
+        .ip(&["link", "set", &outside, "master", "br0", "up"])
+        .unwrap();
+    let admin = d.join(format!("{name}.admin.sock"));
+    let options = EnvoyOptions {
+        extra_args: vec![
+            "--config-yaml".to_string(),
+            format!(
+                "admin: {{address: {{pipe: {{path: {}}}}}}}",
+                admin.display()
+            ),
+        ],
+        ..EnvoyOptions::default()
+    };
+    let bootstrap = tier.root.join("bootstrap/envoy.yaml");
+    let envoy = ns
+        .run(|| Envoy::try_start_file(d, &name, &bootstrap, &options))
+        .unwrap_or_else(|e| panic!("{e}"));
+    Pod { name, ns, envoy }
+}
+
+fn text_readout(envoy: &Envoy, name: &str) -> String {
+    let (_, body) = envoy.admin_get(&format!("/stats?filter=^{name}$")).unwrap();
+    body.split_once(": ")
+        .map(|(_, v)| v.trim().trim_matches('"').to_string())
+        .unwrap_or_default()
+}
+
+/// Waits until every pod runs `version` and serves what `serves` asks of it; how long that
+/// took from `since`, the swap.
+fn converge(
+    pods: &[(&Pod, Ask)],
+    version: &str,
+    since: Instant,
+    serves: &(dyn Fn(Ask) -> Result<(), String> + Sync),
+) -> Duration {
+    let mut last = Duration::ZERO;
+    for (pod, ask) in pods {
+        support::eventually(
+            &format!("{} converges to {version}", pod.name),
+            CONVERGE,
+            Duration::from_millis(10),
+            || {
+                let running = (
+                    text_readout(&pod.envoy, "listener_manager.lds.version_text"),
+                    text_readout(&pod.envoy, "cluster_manager.cds.version_text"),
+                );
+                if running != (version.to_string(), version.to_string()) {
+                    return Err(format!("runs {running:?}"));
+                }
+                pod.ns.run(|| serves(*ask))
+            },
+        );
+        last = last.max(since.elapsed());
+    }
+    last
+}
+
+fn answered_by(ask: Ask, service: &str, listener: &str) -> Result<(), String> {
+    match ask(service) {
+        Ok((200, body)) if body.contains(&format!("hello from {listener}\n")) => Ok(()),
+        other => Err(format!("{service}: {other:?}")),
+    }
+}
+
+fn refused(ask: Ask, service: &str) -> Result<(), String> {
+    match ask(service) {
+        Ok((200, body)) => Err(format!("{service} still served: {body}")),
+        _ => Ok(()),
+    }
+}
+
+#[test]
+fn a_fleet_on_configmap_volumes_converges_through_add_move_and_remove_with_no_failed_request() {
+    let dir = test_dir();
+    let d = dir.path();
+    let id = format!("{}", std::process::id() % 100_000);
+    let egress = Tier::new(d, "egress", vec!["--replicas", "3"]);
+    let web = Tier::new(d, "web", vec!["--dataplane", "web"]);
+    let v1 = resources(&[("alpha", "alpha"), ("beta", "beta")]);
+    let tiers = [
+        (&egress, through_egress as Ask),
+        (&web, through_sidecar as Ask),
+    ];
+    let first: Vec<Vec<Value>> = tiers.iter().map(|(t, _)| t.generate(d, &v1)).collect();
+    for ((tier, _), objects) in tiers.iter().zip(&first) {
+        tier.mount(objects);
+    }
+    let (world, upstream) = world(&id, d);
+    let mut fleet = Fleet {
+        pods: Vec::new(),
+        _upstream: upstream,
+        world,
+    };
+    let mut host = 10;
+    for (tier, count) in [(&egress, EGRESS_REPLICAS), (&web, SIDECARS)] {
+        for index in 0..count {
+            fleet
+                .pods
+                .push(pod(&id, d, &fleet.world, tier, index, host));
+            host += 1;
+        }
+    }
+    let ask_of = |p: &Pod| match p.name.starts_with("egress") {
+        true => through_egress as Ask,
+        false => through_sidecar as Ask,
+    };
+    let asks: Vec<(&Pod, Ask)> = fleet.pods.iter().map(|p| (p, ask_of(p))).collect();
+    let (egress_pods, web_pods) = asks.split_at(EGRESS_REPLICAS);
+    let both = |ask: Ask| answered_by(ask, "alpha", "alpha").and(answered_by(ask, "beta", "beta"));
+    converge(
+        egress_pods,
+        &config_version(&first[0]),
+        Instant::now(),
+        &both,
+    );
+    converge(web_pods, &config_version(&first[1]), Instant::now(), &both);
+    let loads: Vec<Load> = asks
+        .iter()
+        .map(|(p, ask)| Load::start(p, *ask, &["alpha"]))
+        .collect();
+
+    type Serves<'a> = &'a (dyn Fn(Ask) -> Result<(), String> + Sync);
+    let steps: [(&str, Vec<(&str, &str)>, Serves<'_>); 3] = [
+        (
+            "add gamma",
+            vec![("alpha", "alpha"), ("beta", "beta"), ("gamma", "gamma")],
+            &|ask| answered_by(ask, "gamma", "gamma"),
+        ),
+        (
+            "move beta",
+            vec![
+                ("alpha", "alpha"),
+                ("beta", "beta-moved"),
+                ("gamma", "gamma"),
+            ],
+            &|ask| answered_by(ask, "beta", "beta-moved"),
+        ),
+        (
+            "remove gamma",
+            vec![("alpha", "alpha"), ("beta", "beta-moved")],
+            &|ask| refused(ask, "gamma"),
+        ),
+    ];
+    for (step, services, serves) in steps {
+        let text = resources(&services);
+        let made: Vec<Vec<Value>> = tiers.iter().map(|(t, _)| t.generate(d, &text)).collect();
+        let swap = Instant::now();
+        for ((tier, _), objects) in tiers.iter().zip(&made) {
+            tier.update(objects);
+        }
+        let took = converge(egress_pods, &config_version(&made[0]), swap, serves).max(converge(
+            web_pods,
+            &config_version(&made[1]),
+            swap,
+            serves,
+        ));
+        println!(
+            "fleet: {step}: the last of {} Envoys served the change {:.0} ms after the swap",
+            asks.len(),
+            took.as_secs_f64() * 1000.0
+        );
+    }
+
+    let before: Vec<u64> = loads.iter().map(Load::served).collect();
+    thread::sleep(Duration::from_millis(300));
+    for (load, before) in loads.iter().zip(&before) {
+        assert!(load.served() > *before, "a pod's load stopped");
+    }
+    for load in loads {
+        let (served, failures) = load.finish();
+        assert!(served > 0);
+        assert_eq!(
+            failures,
+            Vec::<String>::new(),
+            "requests to an unchanged service failed"
+        );
+    }
+    for pod in &fleet.pods {
+        for stat in [
+            "listener_manager.lds.update_rejected",
+            "cluster_manager.cds.update_rejected",
+            "listener_manager.lds.update_failure",
+            "cluster_manager.cds.update_failure",
+        ] {
+            assert_eq!(pod.envoy.counter(stat), 0, "{}: {stat}", pod.name);
+        }
+        let updates = pod.envoy.counter("listener_manager.lds.update_success");
+        assert!(updates >= 4, "{}: {updates} LDS updates", pod.name);
+    }
+}

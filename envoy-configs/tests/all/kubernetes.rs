@@ -1,0 +1,349 @@
+//! `extsvc generate --format kubernetes`: the manifests validate against Kubernetes' schemas
+//! (the egress gateway, a sidecar's pieces merged into a sample workload), keys go only into
+//! Secrets, the output is byte-identical whatever the working directory and the order of the
+//! files, a later run keeps what an earlier one issued and allotted, and what does not fit is
+//! refused with its size.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use extsvc_testkit as support;
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde::Deserialize;
+use support::{merge_pod_pieces, test_dir, validate_manifests, wasm_module, Cli, Pki};
+
+const MESH: &str = "type: Mesh\nname: default\nnetworking:\n  outbound:\n    passthrough: false\n";
+
+/// An ExternalService over mTLS with the kit's client certificate, given inline.
+fn secure(pki: &Pki) -> String {
+    let inline = |pem: &str| serde_json::to_string(pem).unwrap();
+    format!(
+        "type: ExternalService\nmesh: default\nname: secure\ntags:\n  kuma.io/service: secure\n  \
+         kuma.io/protocol: http\nnetworking:\n  address: secure.test:443\n  tls:\n    enabled: true\n    \
+         caCert: {{inlineString: {}}}\n    clientCert: {{inlineString: {}}}\n    clientKey: {{inlineString: {}}}\n",
+        inline(pki.ca.ca_pem()),
+        inline(&pki.client.cert_pem),
+        inline(&pki.client.key_pem),
+    )
+}
+
+fn plain(name: &str) -> String {
+    format!(
+        "type: ExternalService\nmesh: default\nname: {name}\ntags:\n  kuma.io/service: {name}\n  \
+         kuma.io/protocol: http\nnetworking:\n  address: {name}.test:80\n"
+    )
+}
+
+const WEB: &str = "type: Dataplane\nmesh: default\nname: web\nnetworking:\n  address: 10.0.0.5\n  \
+    inbound:\n    - port: 8080\n      tags:\n        kuma.io/service: web\n  outbound:\n    \
+    - port: 20001\n      tags:\n        kuma.io/service: httpbin\n";
+
+/// `extsvc generate --format kubernetes ARGS` run in `cwd`.
+fn generate(cwd: &Path, args: &[&str]) -> Cli {
+    let mut all: Vec<OsString> = ["generate", "--format", "kubernetes", "--wasm"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    all.push(wasm_module().into_os_string());
+    all.extend(args.iter().map(OsString::from));
+    support::extsvc(cwd, &all)
+}
+
+fn generated(cwd: &Path, args: &[&str]) -> String {
+    let cli = generate(cwd, args);
+    assert_eq!(cli.code, Some(0), "{cli:?}");
+    cli.stdout
+}
+
+fn documents(text: &str) -> Vec<serde_yaml_ng::Value> {
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| serde_yaml_ng::Value::deserialize(d).unwrap())
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    fs::create_dir_all(dir).unwrap();
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn the_egress_gateways_manifests_validate_against_the_kubernetes_schemas() {
+    let dir = test_dir();
+    let d = dir.path();
+    let pki = Pki::new(d);
+    let input = write(
+        d,
+        "in.yaml",
+        &[MESH, &plain("httpbin"), &secure(&pki)].join("---\n"),
+    );
+    let text = generated(d, &["--replicas", "3", "--namespace", "egress", &input]);
+    validate_manifests(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let kinds: Vec<String> = documents(&text)
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Secret extsvc-egress-keys",
+            "ConfigMap extsvc-egress-module",
+            "ConfigMap extsvc-egress-bootstrap",
+            "ConfigMap extsvc-egress-xds",
+            "Deployment extsvc-egress",
+            "Service extsvc-egress",
+        ]
+    );
+    let deployment = &documents(&text)[4];
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "envoyproxy/envoy:v1.40.0");
+}
+
+#[test]
+fn a_sidecars_pieces_merged_into_a_sample_workload_validate() {
+    let dir = test_dir();
+    let d = dir.path();
+    let input = write(d, "in.yaml", &[MESH, &plain("httpbin"), WEB].join("---\n"));
+    for flags in [
+        vec!["--dataplane", "web"],
+        vec!["--dataplane", "web", "--transparent-proxy"],
+    ] {
+        let text = generated(d, &[&flags[..], &[input.as_str()]].concat());
+        validate_manifests(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let objects = documents(&text);
+        let template = objects.iter().find(|o| o["kind"] == "PodTemplate").unwrap();
+        let workload: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  selector: {matchLabels: {app: web}}\n  \
+             template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: web, image: web:1}\n",
+        )
+        .unwrap();
+        let merged = merge_pod_pieces(&workload, template);
+        let spec = &merged["spec"]["template"]["spec"];
+        let mut names: Vec<&str> = spec["containers"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["extsvc-envoy", "web"]);
+        let init = spec
+            .get("initContainers")
+            .and_then(|i| i.as_sequence())
+            .map_or(0, Vec::len);
+        assert_eq!(init, if flags.len() == 3 { 2 } else { 0 }, "{flags:?}");
+        validate_manifests(&serde_yaml_ng::to_string(&merged).unwrap())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn keys_go_only_into_secrets_and_the_output_file_is_private() {
+    let dir = test_dir();
+    let d = dir.path();
+    let pki = Pki::new(d);
+    let input = write(d, "in.yaml", &[MESH, &secure(&pki)].join("---\n"));
+    let out = d.join("egress.yaml");
+    generated(d, &["-o", out.to_str().unwrap(), &input]);
+    let text = fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key_line = pki.client.key_pem.lines().nth(1).unwrap();
+    assert!(!text.contains(key_line), "a key in plain text");
+    use base64::Engine;
+    for object in documents(&text) {
+        let data = |field: &str| {
+            object
+                .get(field)
+                .and_then(|d| d.as_mapping())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let holds_key = data("data")
+            .values()
+            .chain(data("binaryData").values())
+            .any(|v| {
+                let text = v.as_str().unwrap();
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .unwrap_or_default();
+                text.contains("PRIVATE KEY") || String::from_utf8_lossy(&decoded).contains(key_line)
+            });
+        let kind = object["kind"].as_str().unwrap();
+        assert_eq!(
+            holds_key,
+            kind == "Secret",
+            "{kind} {:?}",
+            object["metadata"]["name"]
+        );
+    }
+}
+
+#[test]
+fn the_same_inputs_give_the_same_bytes_whatever_the_directory_and_the_order_of_the_files() {
+    let dir = test_dir();
+    let d = dir.path();
+    let pki = Pki::new(d);
+    let files = [
+        ("mesh.yaml", MESH.to_string()),
+        ("a.yaml", plain("httpbin")),
+        ("b.yaml", secure(&pki)),
+        ("web.yaml", WEB.to_string()),
+    ];
+    let one: Vec<String> = files
+        .iter()
+        .map(|(n, t)| write(&d.join("one"), n, t))
+        .collect();
+    let two: Vec<String> = files
+        .iter()
+        .rev()
+        .map(|(n, t)| write(&d.join("elsewhere/two"), n, t))
+        .collect();
+    for flags in [vec![], vec!["--dataplane", "web", "--transparent-proxy"]] {
+        let args = |inputs: &[String]| -> Vec<String> {
+            flags
+                .iter()
+                .map(|f| f.to_string())
+                .chain(inputs.iter().cloned())
+                .collect()
+        };
+        let first = generated(
+            &d.join("one"),
+            &args(&one).iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let second = generated(
+            &d.join("elsewhere"),
+            &args(&two).iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        assert!(
+            first == second,
+            "{flags:?}: the output differs:\n{}",
+            first
+                .lines()
+                .zip(second.lines())
+                .find(|(a, b)| a != b)
+                .map(|(a, b)| format!("{a}\n{b}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+#[test]
+fn a_later_run_keeps_the_certificate_and_the_vips_of_the_manifests_it_replaces() {
+    let dir = test_dir();
+    let d = dir.path();
+    let ca = support::Ca::new(d, "mesh-ca");
+    let b64 = |pem: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(pem)
+    };
+    let mesh = format!(
+        "type: Mesh\nname: default\nrouting:\n  zoneEgress: true\nmtls:\n  enabledBackend: ca\n  backends:\n  \
+         - name: ca\n    type: provided\n    conf:\n      cert:\n        inline: {}\n      key:\n        inline: {}\n---\n\
+         type: ZoneEgress\nname: egress-1\nnetworking:\n  address: 10.0.0.10\n  port: 10002\n",
+        b64(&ca.cert.cert_pem),
+        b64(&ca.cert.key_pem)
+    );
+    let input = write(
+        d,
+        "in.yaml",
+        &[mesh.as_str(), &plain("httpbin"), WEB].join("---\n"),
+    );
+    let out = d.join("web.yaml");
+    let args = [
+        "--dataplane",
+        "web",
+        "--transparent-proxy",
+        "-o",
+        out.to_str().unwrap(),
+        &input,
+    ];
+    generated(d, &args);
+    let first = fs::read_to_string(&out).unwrap();
+    assert!(
+        first.contains("kind: Secret"),
+        "no identity Secret:\n{first}"
+    );
+    generated(d, &args);
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        first,
+        "a new certificate or new VIPs"
+    );
+    fs::remove_file(&out).unwrap();
+    generated(d, &args);
+    assert_ne!(
+        fs::read_to_string(&out).unwrap(),
+        first,
+        "with no earlier manifests, a new certificate is issued"
+    );
+}
+
+#[test]
+fn a_file_over_what_a_configmap_holds_is_refused_with_its_size_and_what_to_do() {
+    let dir = test_dir();
+    let d = dir.path();
+    let services: Vec<String> = (0..4000)
+        .map(|i| plain(&format!("service-{i:05}")))
+        .collect();
+    let input = write(
+        d,
+        "in.yaml",
+        &[MESH.to_string()]
+            .into_iter()
+            .chain(services)
+            .collect::<Vec<_>>()
+            .join("---\n"),
+    );
+    let cli = generate(d, &[&input]);
+    assert_eq!(cli.code, Some(1), "{cli:?}");
+    assert!(
+        cli.stderr.contains("extsvc-egress-xds: lds.yaml is "),
+        "{}",
+        cli.stderr
+    );
+    assert!(
+        cli.stderr
+            .contains("over the 1048576 bytes (1 MiB) a ConfigMap or Secret may hold"),
+        "{}",
+        cli.stderr
+    );
+    assert!(cli.stdout.is_empty());
+}
+
+#[test]
+fn local_directories_and_a_relative_mount_root_are_refused_with_what_to_do() {
+    let dir = test_dir();
+    let d = dir.path();
+    let input = write(d, "in.yaml", &[MESH, &plain("httpbin")].join("---\n"));
+    let cli = generate(d, &["--xds-dir", "xds", &input]);
+    assert_eq!(cli.code, Some(2), "{cli:?}");
+    assert!(
+        cli.stderr
+            .contains("--xds-dir names a directory of this machine; --format kubernetes puts"),
+        "{}",
+        cli.stderr
+    );
+    let cli = generate(d, &["--mount-root", "relative", &input]);
+    assert_eq!(cli.code, Some(2), "{cli:?}");
+    assert!(
+        cli.stderr
+            .contains("--mount-root relative must be an absolute path"),
+        "{}",
+        cli.stderr
+    );
+}
