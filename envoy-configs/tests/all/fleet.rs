@@ -234,6 +234,8 @@ struct Pod {
 
 /// A request to a service as this tier's apps make it: (status, body).
 type Ask = fn(&str) -> Result<(u16, String), String>;
+/// What a pod must serve once it has taken an update.
+type Serves<'a> = &'a (dyn Fn(Ask) -> Result<(), String> + Sync);
 
 fn http(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
     let mut s =
@@ -409,12 +411,7 @@ fn text_readout(envoy: &Envoy, name: &str) -> String {
 
 /// Waits until every pod runs `version` and serves what `serves` asks of it; how long that
 /// took from `since`, the swap.
-fn converge(
-    pods: &[(&Pod, Ask)],
-    version: &str,
-    since: Instant,
-    serves: &(dyn Fn(Ask) -> Result<(), String> + Sync),
-) -> Duration {
+fn converge(pods: &[(&Pod, Ask)], version: &str, since: Instant, serves: Serves<'_>) -> Duration {
     let mut last = Duration::ZERO;
     for (pod, ask) in pods {
         support::eventually(
@@ -501,8 +498,10 @@ fn a_fleet_on_configmap_volumes_converges_through_add_move_and_remove_with_no_fa
         .map(|(p, ask)| Load::start(p, *ask, &["alpha"]))
         .collect();
 
-    type Serves<'a> = &'a (dyn Fn(Ask) -> Result<(), String> + Sync);
-    let steps: [(&str, Vec<(&str, &str)>, Serves<'_>); 3] = [
+    // A step: its name, the services (name, upstream listener) after it, what every pod then
+    // serves.
+    type Step<'a> = (&'a str, Vec<(&'a str, &'a str)>, Serves<'a>);
+    let steps: [Step<'_>; 3] = [
         (
             "add gamma",
             vec![("alpha", "alpha"), ("beta", "beta"), ("gamma", "gamma")],
