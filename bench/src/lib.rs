@@ -20,6 +20,7 @@
 //!   in `make bench`).
 
 pub mod config;
+pub mod fleet;
 pub mod fuel;
 pub mod hostcalls;
 pub mod instructions;
@@ -87,6 +88,8 @@ pub struct Knobs {
     /// Part 5's match counts (none skips it) and requests counted per request kind.
     pub mpt_matches: Vec<usize>,
     pub mpt_requests: usize,
+    /// Part 6: how many times the fleet test runs (0 skips it).
+    pub fleet_rounds: usize,
 }
 
 /// Service `i`'s name: fixed width, so that strings have the same length at every count.
@@ -300,6 +303,8 @@ pub struct Results {
     pub scale: Vec<scale::Row>,
     pub transparent: Option<Throughput>,
     pub mesh_passthrough: Option<mesh_passthrough::Cost>,
+    /// Part 6: the fleet's convergence, when run.
+    pub fleet: Option<fleet::Convergence>,
     /// Path (`plain`, `tls`, `transparent`, `profiles`) -> variant -> instructions, when counted.
     pub instructions: BTreeMap<String, BTreeMap<String, instructions::Counted>>,
     pub elapsed: Duration,
@@ -402,6 +407,13 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         None
     };
     let mesh_passthrough = part5(&bench)?;
+    let fleet = match knobs.fleet_rounds {
+        0 => None,
+        rounds => {
+            log("part 6: a fleet on ConfigMap volumes (the fleet test)");
+            Some(fleet::run(&bench, rounds)?)
+        }
+    };
     let elapsed = started.elapsed();
     machine.load_after = runner::load_average(true);
     let results = Results {
@@ -415,6 +427,7 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         scale,
         transparent,
         mesh_passthrough,
+        fleet,
         instructions: counted,
         elapsed,
     };

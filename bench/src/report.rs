@@ -350,6 +350,29 @@ fn mesh_passthrough_section(c: &Cost, kn: &Knobs, dir: &str) -> Vec<String> {
     l
 }
 
+/// Part 6's section: each update of the fleet test, the time to the last Envoy serving it.
+fn fleet_section(f: &super::fleet::Convergence) -> Vec<String> {
+    let mut l = vec![
+        "\n## Part 6: a fleet on ConfigMap volumes\n".to_string(),
+        format!(
+            "`{}`: three egress replicas and two sidecars, each its own Envoy in a network \
+             namespace, reading volumes the test updates with the kubelet's atomic-writer steps, \
+             under steady load (the test asserts no failed request and no rejected update). The \
+             time from the `..data` swap to the last Envoy serving the change (what the \
+             kubelet's sync delay adds in a cluster, up to a minute, is not in it):\n",
+            f.command
+        ),
+        "| update | Envoys | to the last Envoy serving it (ms) |".to_string(),
+        "|---|---:|---:|".to_string(),
+    ];
+    l.extend(
+        f.steps
+            .iter()
+            .map(|s| format!("| {} | {} | {} |", s.name, s.envoys, s.millis)),
+    );
+    l
+}
+
 /// Part 5's report alone (`BENCH_ONLY=mesh-passthrough`): the machine, its target and its
 /// section.
 pub fn write_mesh_passthrough_only(
@@ -765,6 +788,9 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
             .into_iter()
             .for_each(&mut w);
     }
+    if let Some(f) = &r.fleet {
+        fleet_section(f).into_iter().for_each(&mut w);
+    }
     if let Ok(notes) = fs::read_to_string(b.root.join("bench/NOTES.md")) {
         w(notes);
     }
@@ -846,6 +872,7 @@ mod tests {
             callgrind: Vec::new(),
             mpt_matches: vec![10, 10_000],
             mpt_requests: 10,
+            fleet_rounds: 0,
         };
         let section = mesh_passthrough_section(&cost(1200), &knobs, "target/bench/mpt");
         let table: Vec<&str> = section

@@ -73,6 +73,9 @@ struct Args {
     /// Requests counted for each of part 5's four requests at each count.
     #[arg(long, env = "BENCH_MPT_REQUESTS", default_value_t = bench::instructions::COUNTED)]
     mpt_requests: usize,
+    /// Part 6: how many times the fleet test runs (its convergence times; 0 skips it).
+    #[arg(long, env = "BENCH_FLEET_ROUNDS", default_value_t = 3)]
+    fleet_rounds: usize,
     /// `mesh-passthrough`: run part 5 alone and write only its section (needs --out).
     #[arg(long, env = "BENCH_ONLY")]
     only: Option<String>,
@@ -128,6 +131,7 @@ fn main() -> ExitCode {
         callgrind: a.callgrind.into_iter().filter(|p| p != "0").collect(),
         mpt_matches,
         mpt_requests: a.mpt_requests,
+        fleet_rounds: a.fleet_rounds,
     };
     let out = a
         .out

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         callgrind: Vec::new(),
         mpt_matches: Vec::new(),
         mpt_requests: 0,
+        fleet_rounds: 0,
     };
     match bench::hostcalls::run(knobs) {
         Ok(table) => {
