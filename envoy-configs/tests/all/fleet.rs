@@ -21,7 +21,7 @@ use extsvc_testkit as support;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -238,28 +238,41 @@ type Ask = fn(&str) -> Result<(u16, String), String>;
 type Serves<'a> = &'a (dyn Fn(Ask) -> Result<(), String> + Sync);
 
 fn http(addr: SocketAddr, host: &str) -> Result<(u16, String), String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let err = |e: std::io::Error| e.to_string();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(err)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(err)?;
     write!(
         s,
         "GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
-    .map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let status = text
-        .split(' ')
-        .nth(1)
+    .map_err(err)?;
+    // Read the answer by its Content-Length, not to the close: after a local reply Envoy
+    // waits up to its delayed_close_timeout (1 s) for the client to close first.
+    let mut reader = BufReader::new(s);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).map_err(err)?;
+    let status = (status_line.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
-        .ok_or(format!("no status: {text:?}"))?;
-    Ok((
-        status,
-        text.split("\r\n\r\n")
-            .nth(1)
-            .unwrap_or_default()
-            .to_string(),
-    ))
+        .ok_or(format!("no status: {status_line:?}"))?;
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).map_err(err)?;
+        match line.trim_end().split_once(':') {
+            Some((name, value)) if name.eq_ignore_ascii_case("content-length") => {
+                length = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("length {value:?}"))?;
+            }
+            None if line.trim_end().is_empty() => break,
+            _ => {}
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).map_err(err)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Through the egress gateway's HTTP proxy listener, by `<service>.mesh`.
@@ -529,12 +542,9 @@ fn a_fleet_on_configmap_volumes_converges_through_add_move_and_remove_with_no_fa
         for ((tier, _), objects) in tiers.iter().zip(&made) {
             tier.update(objects);
         }
-        let took = converge(egress_pods, &config_version(&made[0]), swap, serves).max(converge(
-            web_pods,
-            &config_version(&made[1]),
-            swap,
-            serves,
-        ));
+        let egress_took = converge(egress_pods, &config_version(&made[0]), swap, serves);
+        let web_took = converge(web_pods, &config_version(&made[1]), swap, serves);
+        let took = egress_took.max(web_took);
         println!(
             "fleet: {step}: the last of {} Envoys served the change {:.0} ms after the swap",
             asks.len(),
