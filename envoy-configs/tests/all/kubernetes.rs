@@ -14,6 +14,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::Deserialize;
+use support::netns::Netns;
 use support::{merge_pod_pieces, test_dir, validate_manifests, wasm_module, Cli, Pki};
 
 const MESH: &str = "type: Mesh\nname: default\nnetworking:\n  outbound:\n    passthrough: false\n";
@@ -346,4 +347,76 @@ fn local_directories_and_a_relative_mount_root_are_refused_with_what_to_do() {
         "{}",
         cli.stderr
     );
+}
+
+/// `iptables -S` of both tables, for both families, in `ns`.
+fn rules_in(ns: &Netns) -> String {
+    let mut all = String::new();
+    for tool in ["iptables", "ip6tables"] {
+        for table in ["nat", "filter"] {
+            let out = ns.output(tool, &["-w", "-t", table, "-S"]);
+            assert!(out.status.success(), "{tool} -t {table} -S: {out:?}");
+            all.push_str(&format!(
+                "# {tool} {table}\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            ));
+        }
+    }
+    all
+}
+
+#[test]
+fn the_sidecars_init_containers_install_what_transparent_proxy_install_does() {
+    let dir = test_dir();
+    let d = dir.path();
+    let input = write(d, "in.yaml", &[MESH, &plain("httpbin"), WEB].join("---\n"));
+    let text = generated(d, &["--dataplane", "web", "--transparent-proxy", &input]);
+    let objects = documents(&text);
+    let bootstrap = objects
+        .iter()
+        .find(|o| o["metadata"]["name"] == "web-sidecar-bootstrap")
+        .unwrap();
+    let template = objects.iter().find(|o| o["kind"] == "PodTemplate").unwrap();
+    let id = std::process::id();
+    let init = Netns::create(&format!("extsvc-k8s-init-{id}"))
+        .unwrap_or_else(|e| panic!("needs root: {e}"));
+    for container in template["template"]["spec"]["initContainers"]
+        .as_sequence()
+        .unwrap()
+    {
+        let command: Vec<&str> = container["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let (file, tool) = (
+            Path::new(command[2]).file_name().unwrap().to_str().unwrap(),
+            command[0],
+        );
+        let path = write(d, file, bootstrap["data"][file].as_str().unwrap());
+        let out = init.output(tool, &[command[1], &path]);
+        assert!(out.status.success(), "{command:?}: {out:?}");
+    }
+    let installed = Netns::create(&format!("extsvc-k8s-cli-{id}")).unwrap();
+    let out = installed
+        .command(support::extsvc_binary().to_str().unwrap())
+        .args([
+            "transparent-proxy",
+            "install",
+            "--envoy-uid",
+            "5678",
+            "--redirect-dns",
+            "--from",
+            &input,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let rules = rules_in(&init);
+    assert!(
+        rules.contains("--uid-owner 5678") && rules.contains("-j REJECT"),
+        "{rules}"
+    );
+    assert_eq!(rules, rules_in(&installed));
 }
