@@ -66,7 +66,7 @@ pub struct GenerateArgs {
     pub format: Option<Format>,
 
     /// With --format kubernetes: the objects' name, and their names' prefix. By default
-    /// `extsvc-egress`, or with --dataplane `<NAME>-sidecar`.
+    /// `extsvc-egress`, with --dataplane `<NAME>-sidecar`, with --zone-egress its NAME.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
@@ -287,7 +287,7 @@ impl GenerateArgs {
                     Some(layout) => Some(layout.xds_dir()),
                     None => self.xds_dir.as_deref().map(absolute),
                 },
-                kubelet_volume: layout.is_some(),
+                in_pod: layout.is_some(),
                 transparent: self.transparent_proxy.then_some(transparent::Options {
                     vip_cidr: self.vip_cidr,
                     mes_vip_cidr: self.mes_vip_cidr,
@@ -306,10 +306,14 @@ impl GenerateArgs {
     /// With --format kubernetes, what the manifests are beyond the configuration.
     pub fn kubernetes(&self) -> Option<Fleet> {
         (self.format == Some(Format::Kubernetes)).then(|| Fleet {
-            name: self.name.clone().unwrap_or_else(|| match &self.dataplane {
-                Some(dataplane) => format!("{dataplane}-sidecar"),
-                None => "extsvc-egress".to_string(),
-            }),
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| match (&self.dataplane, &self.zone_egress) {
+                    (Some(dataplane), _) => format!("{dataplane}-sidecar"),
+                    (None, Some(zone_egress)) => zone_egress.clone(),
+                    (None, None) => "extsvc-egress".to_string(),
+                }),
             namespace: self.namespace.clone(),
             replicas: self.replicas,
             envoy_image: self.envoy_image.clone(),

@@ -89,7 +89,7 @@ pub fn generate(loaded: &Loaded, options: &Options) -> Result<Bootstrap, Error> 
         },
     };
 
-    let sds = (options.xds_dir.as_deref()).map(|dir| Sds::new(dir, options.kubelet_volume));
+    let sds = (options.xds_dir.as_deref()).map(|dir| Sds::new(dir, options.in_pod));
     let mut secrets = Secrets::new(options.secrets_dir.as_deref(), sds);
     let Parts {
         mut listeners,

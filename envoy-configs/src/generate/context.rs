@@ -49,9 +49,11 @@ pub struct Options {
     /// Where listeners and clusters go instead of the bootstrap, as files Envoy watches
     /// ([`xds`], [`Bootstrap::xds`]); absolute, as the bootstrap names it.
     pub xds_dir: Option<PathBuf>,
-    /// The xDS directory is a Kubernetes volume (`--format kubernetes`), whose files the
-    /// kubelet replaces all at once by swapping `DIR/..data`: the SDS files watch DIR too.
-    pub kubelet_volume: bool,
+    /// Envoy runs in a Kubernetes pod (`--format kubernetes`): its xDS directory is a volume
+    /// the kubelet replaces all at once by swapping `DIR/..data` (the SDS files watch DIR
+    /// too), and a ZoneEgress listens on every address of the pod, its `networking.address`
+    /// being its Service's.
+    pub in_pod: bool,
     /// With `--transparent-proxy`: `listen` is the capture listener, and no HTTP proxy
     /// listener is written.
     pub transparent: Option<transparent::Options>,
@@ -79,7 +81,7 @@ impl Default for Options {
             route_timeout: Duration::from_secs(DEFAULT_ROUTE_TIMEOUT_SECS),
             secrets_dir: None,
             xds_dir: None,
-            kubelet_volume: false,
+            in_pod: false,
             transparent: None,
             role: Role::Mesh,
             identity: None,

@@ -38,7 +38,9 @@ pub fn listener_name(address: SocketAddr) -> String {
     format!("egress:{address}")
 }
 
-/// The egress's listener, where it binds: `networking.address` must be an IP.
+/// The egress's listener, where it binds: `networking.address`, which must be an IP; in a
+/// pod, every address on its port (the pods of its Deployment share the address, their
+/// Service's).
 pub fn listener_of(
     ctx: &Context<'_>,
     tls: &MeshTls,
@@ -53,7 +55,11 @@ pub fn listener_of(
         ))
     })?;
     let port = u16::try_from(egress.networking.port).unwrap_or_default();
-    let address = SocketAddr::new(ip, port);
+    let bind = match ctx.options.in_pod {
+        true => IpAddr::from([0, 0, 0, 0]),
+        false => ip,
+    };
+    let address = SocketAddr::new(bind, port);
     let name = listener_name(address);
     let permissions = Permissions::of_mesh(ctx.resources, ctx.mesh());
     Ok(Listener {

@@ -5,9 +5,9 @@
 use serde_json::{json, Value};
 
 use super::pack::{File, Packed};
-use super::{pod_path, Fleet};
+use super::{pod_path, Fleet, Meta};
 use crate::pipeline::Built;
-use crate::role::Role;
+use crate::role::{self, Role};
 use crate::transparent_proxy::rules::{install_rules, restore_input, Capture, Family};
 
 /// The uid of the official Envoy image's `envoy` user: the egress gateway runs as it.
@@ -39,47 +39,33 @@ pub fn capture_files(capture: &Capture) -> Vec<File> {
 pub fn workload(
     built: &Built,
     fleet: &Fleet,
-    labels: &Value,
+    meta: &Meta<'_>,
     volumes: &Volumes<'_>,
     capture: Option<&Capture>,
 ) -> Result<Vec<Value>, String> {
     let options = &built.options;
-    let metadata = |name: &str| {
-        let mut meta = json!({"name": name});
-        if let Some(namespace) = &fleet.namespace {
-            meta["namespace"] = json!(namespace);
-        }
-        meta["labels"] = labels.clone();
-        meta
-    };
     let stats_port = options.stats_listen.map(|a| a.port());
     match &options.role {
-        Role::Mesh => {
-            let proxy_port = options.listen.port();
-            let envoy = envoy_container("envoy", fleet, EGRESS_UID, Some(proxy_port), stats_port);
-            let spec = pod_spec(EGRESS_UID, Vec::new(), envoy, volumes);
-            let selector = json!({"app.kubernetes.io/name": fleet.name});
-            Ok(vec![
-                json!({
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": metadata(&fleet.name),
-                    "spec": {
-                        "replicas": fleet.replicas,
-                        "selector": {"matchLabels": selector},
-                        "template": {"metadata": {"labels": labels}, "spec": spec},
-                    },
-                }),
-                json!({
-                    "apiVersion": "v1",
-                    "kind": "Service",
-                    "metadata": metadata(&fleet.name),
-                    "spec": {
-                        "selector": selector,
-                        "ports": [{"name": "proxy", "port": proxy_port, "targetPort": "proxy"}],
-                    },
-                }),
-            ])
+        Role::Mesh => Ok(egress(
+            fleet,
+            meta,
+            volumes,
+            options.listen.port(),
+            None,
+            stats_port,
+        )),
+        Role::ZoneEgress(name) => {
+            let (_, spec) = role::zone_egress(&built.loaded.checked.resources, name)?;
+            let port = u16::try_from(spec.networking.port).unwrap_or_default();
+            let address = spec.networking.address.as_str();
+            Ok(egress(
+                fleet,
+                meta,
+                volumes,
+                port,
+                Some(address),
+                stats_port,
+            ))
         }
         Role::Dataplane(_) => {
             let envoy = envoy_container("extsvc-envoy", fleet, SIDECAR_UID, None, stats_port);
@@ -88,14 +74,51 @@ pub fn workload(
             Ok(vec![json!({
                 "apiVersion": "v1",
                 "kind": "PodTemplate",
-                "metadata": metadata(&fleet.name),
+                "metadata": meta.metadata(&fleet.name, false),
                 "template": {"spec": spec},
             })])
         }
-        Role::ZoneEgress(_) => Err("--format kubernetes does not make a ZoneEgress's workload \
-             yet: generate it with --xds-dir and run it with `extsvc watch`"
-            .to_string()),
     }
+}
+
+/// The egress gateway's Deployment and its Service on `port`; a ZoneEgress's Service holds
+/// its `networking.address` (`cluster_ip`), where the sidecars send to.
+fn egress(
+    fleet: &Fleet,
+    meta: &Meta<'_>,
+    volumes: &Volumes<'_>,
+    port: u16,
+    cluster_ip: Option<&str>,
+    stats_port: Option<u16>,
+) -> Vec<Value> {
+    let envoy = envoy_container("envoy", fleet, EGRESS_UID, Some(port), stats_port);
+    let spec = pod_spec(EGRESS_UID, Vec::new(), envoy, volumes);
+    let selector = json!({"app.kubernetes.io/name": fleet.name});
+    let mut service = json!({
+        "selector": selector,
+        "ports": [{"name": "proxy", "port": port, "targetPort": "proxy"}],
+    });
+    if let Some(ip) = cluster_ip {
+        service["clusterIP"] = json!(ip);
+    }
+    vec![
+        json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta.metadata(&fleet.name, false),
+            "spec": {
+                "replicas": fleet.replicas,
+                "selector": {"matchLabels": selector},
+                "template": {"metadata": {"labels": meta.labels()}, "spec": spec},
+            },
+        }),
+        json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": meta.metadata(&fleet.name, false),
+            "spec": service,
+        }),
+    ]
 }
 
 fn pod_spec(uid: u32, init_containers: Vec<Value>, envoy: Value, volumes: &Volumes<'_>) -> Value {
@@ -143,7 +166,11 @@ fn envoy_container(
         "runAsNonRoot": true,
         "allowPrivilegeEscalation": false,
         "readOnlyRootFilesystem": true,
-        "capabilities": {"drop": ["ALL"]},
+        "capabilities": match proxy_port {
+            // A port below 1024 needs this one capability, even for a non-root user.
+            Some(port) if port < 1024 => json!({"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}),
+            _ => json!({"drop": ["ALL"]}),
+        },
     });
     container["volumeMounts"] = json!([
         {"name": "extsvc-xds", "mountPath": pod_path(&layout.xds_dir()), "readOnly": true},

@@ -243,22 +243,74 @@ fn the_same_inputs_give_the_same_bytes_whatever_the_directory_and_the_order_of_t
     }
 }
 
-#[test]
-fn a_later_run_keeps_the_certificate_and_the_vips_of_the_manifests_it_replaces() {
-    let dir = test_dir();
-    let d = dir.path();
+/// A Mesh with mTLS from a provided CA that sends external traffic through the ZoneEgress
+/// `egress-1`, at 10.96.0.50:10002 (its Service's cluster IP).
+fn mtls_mesh(d: &Path) -> String {
     let ca = support::Ca::new(d, "mesh-ca");
     let b64 = |pem: &str| {
         use base64::Engine;
         base64::engine::general_purpose::STANDARD.encode(pem)
     };
-    let mesh = format!(
+    format!(
         "type: Mesh\nname: default\nrouting:\n  zoneEgress: true\nmtls:\n  enabledBackend: ca\n  backends:\n  \
          - name: ca\n    type: provided\n    conf:\n      cert:\n        inline: {}\n      key:\n        inline: {}\n---\n\
-         type: ZoneEgress\nname: egress-1\nnetworking:\n  address: 10.0.0.10\n  port: 10002\n",
+         type: ZoneEgress\nname: egress-1\nnetworking:\n  address: 10.96.0.50\n  port: 10002\n",
         b64(&ca.cert.cert_pem),
         b64(&ca.cert.key_pem)
+    )
+}
+
+#[test]
+fn a_zone_egress_is_a_deployment_listening_in_its_pods_behind_a_service_at_its_address() {
+    let dir = test_dir();
+    let d = dir.path();
+    let allow = "type: MeshTrafficPermission\nmesh: default\nname: allow-all\nspec:\n  \
+        targetRef: {kind: Mesh}\n  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n";
+    let resources = [mtls_mesh(d).as_str(), &plain("httpbin"), WEB, allow].join("---\n");
+    let input = write(d, "in.yaml", &resources);
+    let text = generated(d, &["--zone-egress", "egress-1", "--replicas", "3", &input]);
+    validate_manifests(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let objects = documents(&text);
+    let named = |kind: &str, name: &str| {
+        (objects.iter())
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}:\n{text}"))
+    };
+    let service = &named("Service", "egress-1")["spec"];
+    assert_eq!(
+        (
+            service["clusterIP"].as_str(),
+            service["ports"][0]["port"].as_u64()
+        ),
+        (Some("10.96.0.50"), Some(10002))
     );
+    assert_eq!(named("Deployment", "egress-1")["spec"]["replicas"], 3);
+    let lds = named("ConfigMap", "egress-1-xds")["data"]["lds.yaml"]
+        .as_str()
+        .unwrap();
+    assert!(lds.contains("name: egress:0.0.0.0:10002"), "{lds}");
+    assert!(named("Secret", "egress-1-keys")["data"]["sds.identity.yaml"].is_string());
+
+    let sidecar = generated(d, &["--dataplane", "web", &input]);
+    validate_manifests(&sidecar).unwrap_or_else(|e| panic!("{e}"));
+    let cds = documents(&sidecar)
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == "web-sidecar-xds")
+        .unwrap()["data"]["cds.yaml"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        cds.contains("address: 10.96.0.50") && cds.contains("port_value: 10002"),
+        "{cds}"
+    );
+}
+
+#[test]
+fn a_later_run_keeps_the_certificate_and_the_vips_of_the_manifests_it_replaces() {
+    let dir = test_dir();
+    let d = dir.path();
+    let mesh = mtls_mesh(d);
     let input = write(
         d,
         "in.yaml",
