@@ -138,7 +138,7 @@ fn report(out: &mut dyn Write, line: &str) {
     let _ = writeln!(out, "extsvc: {line}").and_then(|()| out.flush());
 }
 
-/// `updated DIR: 3 clusters, 2 listeners, 1 secret (cds <version>, lds <version>)`.
+/// `updated DIR: 3 clusters, 2 listeners, 1 secret (version <version>)`.
 fn outcome(generated: &Generated, dir: &str) -> String {
     let Some((files, changed)) = &generated.xds else {
         return format!("updated {dir}");
@@ -149,12 +149,6 @@ fn outcome(generated: &Generated, dir: &str) -> String {
             .map_or(0, |resources| resources.len())
     };
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    let version = |response: &serde_json::Value| {
-        response["version_info"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string()
-    };
     let certificate = generated.identity.as_ref().map_or(String::new(), |issued| {
         let left = |at: SystemTime| at.duration_since(SystemTime::now()).unwrap_or_default();
         format!(
@@ -165,13 +159,12 @@ fn outcome(generated: &Generated, dir: &str) -> String {
         )
     });
     format!(
-        "{} {dir}: {}, {}, {} (cds {}, lds {}){certificate}",
+        "{} {dir}: {}, {}, {} (version {}){certificate}",
         if *changed { "updated" } else { "unchanged" },
         plural(count(&files.cds), "cluster"),
         plural(count(&files.lds), "listener"),
         plural(files.sds.len(), "secret"),
-        version(&files.cds),
-        version(&files.lds),
+        files.version(),
     )
 }
 

@@ -80,6 +80,9 @@ pub struct EnvoyOptions {
     /// The Envoy binary, when not [`envoy_binary`] (a copy installed where another uid can
     /// run it, say).
     pub binary: Option<PathBuf>,
+    /// Where this process reaches the admin's Unix socket, when Envoy sees it elsewhere (a
+    /// directory of its own mounted over the one its bootstrap names, as a pod's emptyDir).
+    pub admin_seen_at: Option<PathBuf>,
 }
 
 impl Default for EnvoyOptions {
@@ -93,6 +96,7 @@ impl Default for EnvoyOptions {
             uid: None,
             under: Vec::new(),
             binary: None,
+            admin_seen_at: None,
         }
     }
 }
@@ -268,7 +272,11 @@ impl Envoy {
             if envoy.admin.is_none() {
                 envoy.admin = fs::read_to_string(&admin_path)
                     .ok()
-                    .and_then(|text| AdminAt::reported(&text));
+                    .and_then(|text| AdminAt::reported(&text))
+                    .map(|at| match &opts.admin_seen_at {
+                        Some(path) => AdminAt::Unix(path.clone()),
+                        None => at,
+                    });
             }
             if envoy.admin.is_some() {
                 if let Ok((200, body)) = envoy.admin_get("/ready") {

@@ -6,8 +6,10 @@
 //! the volumes with the kubelet's atomic-writer steps (testkit `kubelet`).
 //!
 //! The pods and a `world` namespace (one upstream Envoy, a listener per service address) meet
-//! on a bridge in `world`. Each pod's admin socket stands in for its own `run/` emptyDir
-//! (`--config-yaml`), the one thing that differs from pod to pod.
+//! on a bridge in `world`. Each pod has its own `run/` emptyDir, for the admin's socket: a
+//! directory of its own mounted over the one the bootstrap names, in a mount namespace of
+//! its Envoy's own. Each pod's versions are read from its stats listener, as Prometheus
+//! scrapes them.
 //!
 //! Through an add, a move and a removal under steady load to every Envoy: each Envoy reaches
 //! the new version, a request to an unchanged service never fails, no update is rejected, and
@@ -31,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::Value;
+use support::envoy::http_get;
 use support::netns::Netns;
 use support::{
     test_dir, wasm_module, Envoy, EnvoyOptions, KubeletVolume, Upstream, UpstreamBuilder,
@@ -397,15 +400,27 @@ fn pod(id: &str, d: &Path, world: &Netns, tier: &Tier, index: usize, host: u8) -
     world
         .ip(&["link", "set", &outside, "master", "br0", "up"])
         .unwrap();
-    let admin = d.join(format!("{name}.admin.sock"));
+    // The pod's own `run/` emptyDir: a directory of its own mounted over the one the
+    // bootstrap names, in a mount namespace of Envoy's own.
+    let (run, pod_run) = (tier.root.join("run"), d.join(format!("{name}.run")));
+    fs::create_dir_all(&run).unwrap();
+    fs::create_dir_all(&pod_run).unwrap();
+    let mount_run = "mount --bind \"$0\" \"$1\" && shift && exec \"$@\"";
     let options = EnvoyOptions {
-        extra_args: vec![
-            "--config-yaml".to_string(),
-            format!(
-                "admin: {{address: {{pipe: {{path: {}}}}}}}",
-                admin.display()
-            ),
-        ],
+        under: [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            mount_run,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain([pod_run.display().to_string(), run.display().to_string()])
+        .collect(),
+        admin_seen_at: Some(pod_run.join("admin.sock")),
         ..EnvoyOptions::default()
     };
     let bootstrap = tier.root.join("bootstrap/envoy.yaml");
@@ -415,11 +430,29 @@ fn pod(id: &str, d: &Path, world: &Netns, tier: &Tier, index: usize, host: u8) -
     Pod { name, ns, envoy }
 }
 
-fn text_readout(envoy: &Envoy, name: &str) -> String {
-    let (_, body) = envoy.admin_get(&format!("/stats?filter=^{name}$")).unwrap();
-    body.split_once(": ")
-        .map(|(_, v)| v.trim().trim_matches('"').to_string())
-        .unwrap_or_default()
+/// The versions of LDS and CDS the pod's Envoy runs, as a Prometheus scrapes them from its
+/// stats listener (0.0.0.0:9901 in the pod): the text readouts
+/// `envoy_listener_manager_lds_version_text{text_value="..."}` and the CDS one.
+fn scraped_versions(pod: &Pod) -> Result<(String, String), String> {
+    let stats = SocketAddr::from(([127, 0, 0, 1], 9901));
+    let path = "/stats/prometheus?text_readouts";
+    let (status, body) = pod
+        .ns
+        .run(|| http_get(stats, path, Duration::from_secs(2)))?;
+    if status != 200 {
+        return Err(format!("{path}: {status}"));
+    }
+    let readout = |name: &str| {
+        let prefix = format!("envoy_{name}_version_text{{text_value=\"");
+        (body.lines())
+            .find_map(|l| l.strip_prefix(&prefix)?.split('"').next())
+            .map(str::to_string)
+            .ok_or(format!("no {prefix} in {path}"))
+    };
+    Ok((
+        readout("listener_manager_lds")?,
+        readout("cluster_manager_cds")?,
+    ))
 }
 
 /// Waits until every pod runs `version` and serves what `serves` asks of it; how long that
@@ -432,10 +465,7 @@ fn converge(pods: &[(&Pod, Ask)], version: &str, since: Instant, serves: Serves<
             CONVERGE,
             Duration::from_millis(10),
             || {
-                let running = (
-                    text_readout(&pod.envoy, "listener_manager.lds.version_text"),
-                    text_readout(&pod.envoy, "cluster_manager.cds.version_text"),
-                );
+                let running = scraped_versions(pod)?;
                 if running != (version.to_string(), version.to_string()) {
                     return Err(format!("runs {running:?}"));
                 }
