@@ -260,6 +260,40 @@ fn mtls_mesh(d: &Path) -> String {
     )
 }
 
+/// The mesh CA's key (`mtls_mesh`'s) is nowhere in `text`, neither as it is, nor in the
+/// Mesh's base64, nor in any decoded value.
+fn assert_no_ca_key(d: &Path, text: &str) {
+    use base64::Engine;
+    let key = fs::read_to_string(d.join("mesh-ca.key")).unwrap();
+    let line = key.lines().nth(1).unwrap();
+    let inline = base64::engine::general_purpose::STANDARD.encode(&key);
+    assert!(
+        !text.contains(line) && !text.contains(&inline[..40]),
+        "the CA key in the output"
+    );
+    for object in documents(text) {
+        for field in ["data", "binaryData"] {
+            for value in object
+                .get(field)
+                .and_then(|d| d.as_mapping())
+                .into_iter()
+                .flatten()
+            {
+                let value = value.1.as_str().unwrap();
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(value)
+                    .unwrap_or_default();
+                let decoded = String::from_utf8_lossy(&decoded);
+                assert!(
+                    !decoded.contains(line) && !decoded.contains(&inline[..40]),
+                    "the CA key in {:?}",
+                    object["metadata"]["name"]
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn a_zone_egress_is_a_deployment_listening_in_its_pods_behind_a_service_at_its_address() {
     let dir = test_dir();
@@ -290,9 +324,11 @@ fn a_zone_egress_is_a_deployment_listening_in_its_pods_behind_a_service_at_its_a
         .unwrap();
     assert!(lds.contains("name: egress:0.0.0.0:10002"), "{lds}");
     assert!(named("Secret", "egress-1-keys")["data"]["sds.identity.yaml"].is_string());
+    assert_no_ca_key(d, &text);
 
     let sidecar = generated(d, &["--dataplane", "web", &input]);
     validate_manifests(&sidecar).unwrap_or_else(|e| panic!("{e}"));
+    assert_no_ca_key(d, &sidecar);
     let cds = documents(&sidecar)
         .into_iter()
         .find(|o| o["metadata"]["name"] == "web-sidecar-xds")
