@@ -49,6 +49,11 @@ pub const DEFAULT_INIT_IMAGE: &str = "registry.k8s.io/build-image/distroless-ipt
 pub const MODULE_FILE: &str = "external_service_filter.wasm";
 /// The bootstrap's file name in its ConfigMap.
 pub const BOOTSTRAP_FILE: &str = "envoy.yaml";
+/// The file that keeps `sds/` in every version of the xDS volume, and what it says.
+const SDS_KEEP: &str = "README";
+const SDS_KEEP_TEXT: &str = "The SDS files of extsvc's configuration. This file keeps the \
+    directory in every version of the volume, so that the kubelet's link to it is there before \
+    a version adds the first SDS file.\n";
 /// The annotation of the xDS ConfigMaps that carries the configuration's version.
 pub const VERSION_ANNOTATION: &str = "extsvc-config-version";
 
@@ -195,6 +200,10 @@ fn xds_payload(
         let text = serde_json::to_string_pretty(vips).map_err(|e| e.to_string())? + "\n";
         public.push(File::text(crate::generate::transparent::VIPS_FILE, text));
     }
+    // Always there, so that the kubelet's link `sds -> ..data/sds` is too: the kubelet makes
+    // the link of a name new to the volume only after the swap, which Envoy has taken up by
+    // then, and a cluster naming an SDS file not there yet would be refused.
+    public.push(File::in_dir(sds::SDS_DIR, SDS_KEEP, SDS_KEEP_TEXT.to_string()));
     let mut private = Vec::new();
     for (file, response) in &files.sds {
         let sds_file = File::in_dir(sds::SDS_DIR, file, yaml(response)?);

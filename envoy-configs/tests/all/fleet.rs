@@ -36,7 +36,8 @@ use serde_json::Value;
 use support::envoy::http_get;
 use support::netns::Netns;
 use support::{
-    test_dir, wasm_module, Envoy, EnvoyOptions, KubeletVolume, Upstream, UpstreamBuilder,
+    test_dir, wasm_module, CertKey, Envoy, EnvoyOptions, KubeletVolume, Pki, Upstream,
+    UpstreamBuilder,
 };
 
 const WORLD_IP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
@@ -54,16 +55,24 @@ const LISTENERS: [(&str, u16); 4] = [
 const OUTBOUNDS: [(&str, u16); 3] = [("alpha", 20001), ("beta", 20002), ("gamma", 20003)];
 const CONVERGE: Duration = Duration::from_secs(30);
 
-/// The resources of one version: the services (name, upstream listener).
-fn resources(services: &[(&str, &str)]) -> String {
+/// The resources of one version: the services (name, upstream listener); `gamma` is served
+/// over TLS, verified with `ca` (its CA, an SDS file of the volume while it is there).
+fn resources(services: &[(&str, &str)], ca: &str) -> String {
     let mut docs = vec![
         "type: Mesh\nname: default\nnetworking:\n  outbound:\n    passthrough: false\n".to_string(),
     ];
     for (service, listener) in services {
         let port = LISTENERS.iter().find(|(l, _)| l == listener).unwrap().1;
-        docs.push(format!(
+        let mut doc = format!(
             "type: ExternalService\nmesh: default\nname: {service}\ntags:\n  kuma.io/service: {service}\n  kuma.io/protocol: http\nnetworking:\n  address: {WORLD_IP}:{port}\n"
-        ));
+        );
+        if *service == "gamma" {
+            let ca = serde_json::to_string(ca).unwrap();
+            doc.push_str(&format!(
+                "  tls:\n    enabled: true\n    serverName: gamma.test\n    caCert: {{inlineString: {ca}}}\n"
+            ));
+        }
+        docs.push(doc);
     }
     let outbounds: String = services
         .iter()
@@ -358,7 +367,7 @@ fn namespace(id: &str, role: &str) -> String {
     format!("extsvc-fl-{role}-{id}")
 }
 
-fn world(id: &str, d: &Path) -> (Netns, Upstream) {
+fn world(id: &str, d: &Path, gamma: &CertKey) -> (Netns, Upstream) {
     let world = Netns::create(&namespace(id, "world"))
         .unwrap_or_else(|e| panic!("the fleet's network needs root: {e}"));
     world.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
@@ -368,9 +377,11 @@ fn world(id: &str, d: &Path) -> (Netns, Upstream) {
     world.ip(&["link", "set", "br0", "up"]).unwrap();
     let mut builder = UpstreamBuilder::new();
     for (listener, port) in LISTENERS {
-        builder = builder
-            .plain(listener)
-            .at(SocketAddr::from((WORLD_IP, port)));
+        builder = match listener {
+            "gamma" => builder.tls(listener, gamma),
+            _ => builder.plain(listener),
+        }
+        .at(SocketAddr::from((WORLD_IP, port)));
     }
     let upstream = world.run(|| builder.start_named(d, "world"));
     (world, upstream)
@@ -498,7 +509,8 @@ fn a_fleet_on_configmap_volumes_converges_through_add_move_and_remove_with_no_fa
     let id = format!("{}", std::process::id() % 100_000);
     let egress = Tier::new(d, "egress", vec!["--replicas", "3"]);
     let web = Tier::new(d, "web", vec!["--dataplane", "web"]);
-    let v1 = resources(&[("alpha", "alpha"), ("beta", "beta")]);
+    let pki = Pki::for_names(d, &["gamma.test"]);
+    let v1 = resources(&[("alpha", "alpha"), ("beta", "beta")], pki.ca.ca_pem());
     let tiers = [
         (&egress, through_egress as Ask),
         (&web, through_sidecar as Ask),
@@ -507,7 +519,7 @@ fn a_fleet_on_configmap_volumes_converges_through_add_move_and_remove_with_no_fa
     for ((tier, _), objects) in tiers.iter().zip(&first) {
         tier.mount(objects);
     }
-    let (world, upstream) = world(&id, d);
+    let (world, upstream) = world(&id, d, &pki.server);
     let mut fleet = Fleet {
         pods: Vec::new(),
         _upstream: upstream,
@@ -566,7 +578,7 @@ fn a_fleet_on_configmap_volumes_converges_through_add_move_and_remove_with_no_fa
         ),
     ];
     for (step, services, serves) in steps {
-        let text = resources(&services);
+        let text = resources(&services, pki.ca.ca_pem());
         let made: Vec<Vec<Value>> = tiers.iter().map(|(t, _)| t.generate(d, &text)).collect();
         let swap = Instant::now();
         for ((tier, _), objects) in tiers.iter().zip(&made) {
@@ -604,6 +616,10 @@ fn a_fleet_on_configmap_volumes_converges_through_add_move_and_remove_with_no_fa
             "cluster_manager.cds.update_failure",
         ] {
             assert_eq!(pod.envoy.counter(stat), 0, "{}: {stat}", pod.name);
+        }
+        for (stat, value) in pod.envoy.stats() {
+            let failed = stat.ends_with(".update_rejected") || stat.ends_with(".update_failure");
+            assert!(!(failed && value > 0), "{}: {stat} {value}", pod.name);
         }
         let updates = pod.envoy.counter("listener_manager.lds.update_success");
         assert!(updates >= 4, "{}: {updates} LDS updates", pod.name);
