@@ -203,7 +203,11 @@ fn xds_payload(
     // Always there, so that the kubelet's link `sds -> ..data/sds` is too: the kubelet makes
     // the link of a name new to the volume only after the swap, which Envoy has taken up by
     // then, and a cluster naming an SDS file not there yet would be refused.
-    public.push(File::in_dir(sds::SDS_DIR, SDS_KEEP, SDS_KEEP_TEXT.to_string()));
+    public.push(File::in_dir(
+        sds::SDS_DIR,
+        SDS_KEEP,
+        SDS_KEEP_TEXT.to_string(),
+    ));
     let mut private = Vec::new();
     for (file, response) in &files.sds {
         let sds_file = File::in_dir(sds::SDS_DIR, file, yaml(response)?);
@@ -316,4 +320,35 @@ fn identity_key() -> String {
 /// `path` as the configuration names it: absolute, `/`-separated.
 fn pod_path(path: &Path) -> String {
     path.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn a_file_for_a_config_map_with_a_private_key_is_refused() {
+        let key = File::text("cds.yaml", "-----BEGIN PRIVATE KEY-----\n".to_string());
+        let ca = File::in_dir(
+            "sds",
+            "ca.yaml",
+            "-----BEGIN CERTIFICATE-----\n".to_string(),
+        );
+        assert_eq!(refuse_keys([&ca]), Ok(()));
+        assert_eq!(
+            refuse_keys([&ca, &key]),
+            Err("cds.yaml holds a private key, which a ConfigMap must not: nothing written".into())
+        );
+    }
+
+    #[test]
+    fn every_version_of_the_xds_volume_has_its_sds_directory() {
+        let files = xds::Files::new(&[], &[], &[]).unwrap();
+        let (public, private) = xds_payload(&files, None).unwrap();
+        let paths: Vec<&str> = public.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["lds.yaml", "cds.yaml", "sds/README"]);
+        assert!(private.is_empty());
+    }
 }
