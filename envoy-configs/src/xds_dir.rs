@@ -66,6 +66,13 @@ pub fn vips_in(text: &str, from: &str) -> Result<Vips, Error> {
     })
 }
 
+/// The text of a [`VIPS_FILE`].
+pub fn vips_text(vips: &Vips) -> Result<String, generate::Error> {
+    serde_json::to_string_pretty(vips)
+        .map(|text| text + "\n")
+        .map_err(|e| generate::Error::Serialize(e.to_string()))
+}
+
 /// The certificate and key an earlier run wrote into the identity's SDS file, when it did
 /// and the file holds them: `crate::identity` keeps them while they serve.
 pub fn kept_identity(dir: &Path) -> Option<Kept> {
@@ -115,9 +122,7 @@ pub fn write(
     create_dir(dir, 0o755)?;
     let mut changed = false;
     if let Some(vips) = vips {
-        let text = serde_json::to_string_pretty(vips)
-            .map_err(|e| Error::Serialize(generate::Error::Serialize(e.to_string())))?
-            + "\n";
+        let text = vips_text(vips).map_err(Error::Serialize)?;
         changed |= write_changed(&dir.join(VIPS_FILE), text.as_bytes(), false)?;
     }
     let sds_dir = dir.join(xds::SDS_DIR);

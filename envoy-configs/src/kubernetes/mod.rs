@@ -122,8 +122,8 @@ pub struct Manifests {
     pub holds_keys: bool,
 }
 
-/// The manifests of the `built` configuration (made with [`Layout`]'s paths and
-/// `kubelet_volume`), the module's bytes, and for a sidecar with the transparent proxy, the
+/// The manifests of the `built` configuration (made with [`Layout`]'s paths and `in_pod`),
+/// the module's bytes, and for a sidecar with the transparent proxy, the
 /// `capture` its init containers install.
 pub fn manifests(
     built: &Built,
@@ -197,7 +197,7 @@ fn xds_payload(
         File::text(xds::CDS_FILE, yaml(&files.cds)?),
     ];
     if let Some(vips) = vips {
-        let text = serde_json::to_string_pretty(vips).map_err(|e| e.to_string())? + "\n";
+        let text = xds_dir::vips_text(vips).map_err(|e| e.to_string())?;
         public.push(File::text(crate::generate::transparent::VIPS_FILE, text));
     }
     // Always there, so that the kubelet's link `sds -> ..data/sds` is too: the kubelet makes
