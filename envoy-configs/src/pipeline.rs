@@ -136,11 +136,14 @@ fn in_name_order(files: &[PathBuf]) -> Vec<PathBuf> {
 /// Checks the resources and generates, writing nothing; warnings about what the configuration
 /// lets through go to `notes`.
 pub fn build(request: &Request, previous: Previous, notes: &mut dyn Write) -> Result<Built, Error> {
-    let loaded = read::load(&in_name_order(&request.files)).map_err(Error::Read)?;
+    let mut loaded = read::load(&in_name_order(&request.files)).map_err(Error::Read)?;
     if !loaded.is_valid() {
         return Err(Error::Invalid(Box::new(loaded)));
     }
     let mut options = request.options.clone();
+    if options.in_pod {
+        loaded.resolved = loaded.resolved.inlined().map_err(Error::Usage)?;
+    }
     if let (Some(_), Some(transparent)) = (&options.xds_dir, &mut options.transparent) {
         // A first run too keeps what it allocates, so names that hash alike can both have one.
         transparent.previous = Some(previous.vips.unwrap_or_default());

@@ -93,6 +93,27 @@ impl Resolved {
     pub fn mesh_ca(&self, mesh: &str, backend: &str) -> Option<&CaMaterial> {
         self.mesh_ca.get(&(mesh.to_string(), backend.to_string()))
     }
+
+    /// The TLS material with every `file:` read into the configuration: for an Envoy that
+    /// runs elsewhere (a pod), where this machine's files are not. The mesh CA's material is
+    /// the generator's own and stays as it is. The error names the file.
+    pub fn inlined(mut self) -> Result<Resolved, String> {
+        for material in self.tls.values_mut() {
+            let fields = [
+                &mut material.ca_cert,
+                &mut material.client_cert,
+                &mut material.client_key,
+            ];
+            for field in fields {
+                if let Some(Material::File(path)) = field {
+                    let bytes = std::fs::read(&*path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    *field = Some(Material::Inline(bytes));
+                }
+            }
+        }
+        Ok(self)
+    }
 }
 
 /// A resource's TLS DataSources (CA, client certificate, client key) and where they are

@@ -330,14 +330,20 @@ impl GenerateArgs {
             ("--xds-dir", self.xds_dir.is_some()),
             ("--secrets-dir", self.secrets_dir.is_some()),
         ];
-        match local.iter().find(|(_, given)| *given) {
-            Some((flag, _)) => Err(Error::Usage(format!(
+        if let Some((flag, _)) = local.iter().find(|(_, given)| *given) {
+            return Err(Error::Usage(format!(
                 "{flag} names a directory of this machine; --format kubernetes puts its files \
                  in ConfigMaps and Secrets that the pods mount under --mount-root: drop {flag}"
-            ))),
-            None if !self.mount_root.is_absolute() => Err(Error::Usage(format!(
-                "--mount-root {} must be an absolute path in the Envoy container",
-                self.mount_root.display()
+            )));
+        }
+        let in_container = [
+            ("--mount-root", &self.mount_root),
+            ("--system-ca", &self.system_ca),
+        ];
+        match in_container.iter().find(|(_, path)| !path.is_absolute()) {
+            Some((flag, path)) => Err(Error::Usage(format!(
+                "{flag} {} is a path in the Envoy container: give it absolute",
+                path.display()
             ))),
             None => Ok(()),
         }

@@ -32,6 +32,15 @@ fn secure(pki: &Pki) -> String {
     )
 }
 
+/// An ExternalService over TLS whose CA is the file `ca` beside the resource's file.
+fn from_file(name: &str, ca: &str) -> String {
+    format!(
+        "type: ExternalService\nmesh: default\nname: {name}\ntags:\n  kuma.io/service: {name}\n  \
+         kuma.io/protocol: http\nnetworking:\n  address: {name}.test:443\n  tls:\n    enabled: true\n    \
+         caCert: {{file: {ca}}}\n"
+    )
+}
+
 fn plain(name: &str) -> String {
     format!(
         "type: ExternalService\nmesh: default\nname: {name}\ntags:\n  kuma.io/service: {name}\n  \
@@ -207,16 +216,16 @@ fn the_same_inputs_give_the_same_bytes_whatever_the_directory_and_the_order_of_t
         ("a.yaml", plain("httpbin")),
         ("b.yaml", secure(&pki)),
         ("web.yaml", WEB.to_string()),
+        // A file of this machine, read into the configuration: the pods do not have it.
+        ("c.yaml", from_file("byfile", "ca.pem")),
+        ("ca.pem", pki.ca.ca_pem().to_string()),
     ];
-    let one: Vec<String> = files
-        .iter()
-        .map(|(n, t)| write(&d.join("one"), n, t))
-        .collect();
-    let two: Vec<String> = files
-        .iter()
-        .rev()
-        .map(|(n, t)| write(&d.join("elsewhere/two"), n, t))
-        .collect();
+    let inputs = |dir: &Path| -> Vec<String> {
+        let written = files.iter().map(|(n, t)| write(dir, n, t));
+        written.filter(|path| path.ends_with(".yaml")).collect()
+    };
+    let one = inputs(&d.join("one"));
+    let two: Vec<String> = inputs(&d.join("elsewhere/two")).into_iter().rev().collect();
     for flags in [vec![], vec!["--dataplane", "web", "--transparent-proxy"]] {
         let args = |inputs: &[String]| -> Vec<String> {
             flags
@@ -242,6 +251,15 @@ fn the_same_inputs_give_the_same_bytes_whatever_the_directory_and_the_order_of_t
                 .find(|(a, b)| a != b)
                 .map(|(a, b)| format!("{a}\n{b}"))
                 .unwrap_or_default()
+        );
+        let ca_line = pki.ca.ca_pem().lines().nth(1).unwrap();
+        assert!(
+            first.contains(ca_line),
+            "the CA file's content is not in the output"
+        );
+        assert!(
+            !first.contains("ca.pem"),
+            "a path of this machine in the output"
         );
     }
 }
@@ -418,7 +436,7 @@ fn local_directories_and_a_relative_mount_root_are_refused_with_what_to_do() {
     assert_eq!(cli.code, Some(2), "{cli:?}");
     assert!(
         cli.stderr
-            .contains("--mount-root relative must be an absolute path"),
+            .contains("--mount-root relative is a path in the Envoy container: give it absolute"),
         "{}",
         cli.stderr
     );
