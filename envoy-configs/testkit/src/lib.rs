@@ -90,7 +90,7 @@ pub use envoy::{
     envoy_binary, hot_restart_base_id, http_request, validate_config, validate_yaml, wasm_module,
     AdminAt, Envoy, EnvoyOptions, Validation,
 };
-pub use kubelet::KubeletVolume;
+pub use kubelet::{manifest_objects, mount_pod, volume_payload, KubeletVolume};
 pub use manifests::{merge_pod_pieces, validate_manifests, KUBERNETES_VERSION};
 pub use net::{eventually, free_port, tcp_echo, test_dir};
 pub use scripted::{Reply, Scripted};

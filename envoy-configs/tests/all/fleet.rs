@@ -20,7 +20,6 @@
 
 use extsvc_testkit as support;
 
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -31,13 +30,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use serde_json::Value;
 use support::envoy::http_get;
 use support::netns::Netns;
 use support::{
-    test_dir, wasm_module, CertKey, Envoy, EnvoyOptions, KubeletVolume, Pki, Upstream,
-    UpstreamBuilder,
+    manifest_objects, mount_pod, test_dir, volume_payload, wasm_module, CertKey, Envoy,
+    EnvoyOptions, KubeletVolume, Pki, Upstream, UpstreamBuilder,
 };
 
 const WORLD_IP: Ipv4Addr = Ipv4Addr::new(10, 79, 0, 1);
@@ -128,102 +126,20 @@ impl Tier {
         ]);
         let cli = support::extsvc(d, &args);
         assert_eq!(cli.code, Some(0), "{cli:?}");
-        objects(&fs::read_to_string(out).unwrap())
+        manifest_objects(&fs::read_to_string(out).unwrap())
     }
 
     /// The kubelet's first mount of every volume.
     fn mount(&self, objects: &[Value]) {
-        for volume in ["module", "bootstrap"] {
-            KubeletVolume::config_map(&self.root.join(volume))
-                .unwrap()
-                .write(&project(objects, &format!("extsvc-{volume}")))
-                .unwrap();
-        }
-        self.update(objects);
+        mount_pod(objects, &self.root).unwrap();
     }
 
     /// The kubelet's update of the xDS volume: one swap.
     fn update(&self, objects: &[Value]) {
-        self.xds.write(&project(objects, "extsvc-xds")).unwrap();
-    }
-}
-
-fn objects(text: &str) -> Vec<Value> {
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|d| Value::deserialize(d).unwrap())
-        .collect()
-}
-
-/// The files the kubelet puts in the pod volume `volume`, as the workload's volume says:
-/// each source's items (key -> path), or every key of a ConfigMap.
-fn project(objects: &[Value], volume: &str) -> BTreeMap<String, Vec<u8>> {
-    let spec = objects
-        .iter()
-        .find_map(|o| {
-            o.pointer("/spec/template/spec")
-                .or(o.pointer("/template/spec"))
-        })
-        .unwrap();
-    let volume = spec["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == volume)
-        .unwrap();
-    let sources: Vec<(&str, &Value)> = match volume.get("projected") {
-        Some(projected) => projected["sources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| match s.get("configMap") {
-                Some(map) => ("ConfigMap", map),
-                None => ("Secret", &s["secret"]),
-            })
-            .collect(),
-        None => vec![("ConfigMap", &volume["configMap"])],
-    };
-    let mut files = BTreeMap::new();
-    for (kind, source) in sources {
-        let object = objects
-            .iter()
-            .find(|o| o["kind"] == kind && o["metadata"]["name"] == source["name"])
+        self.xds
+            .write(&volume_payload(objects, "extsvc-xds"))
             .unwrap();
-        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let decode = |b: &Value| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(b.as_str().unwrap())
-                .unwrap()
-        };
-        for (field, binary) in [("data", kind == "Secret"), ("binaryData", true)] {
-            for (key, value) in object
-                .get(field)
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                let bytes = if binary {
-                    decode(value)
-                } else {
-                    value.as_str().unwrap().as_bytes().to_vec()
-                };
-                data.insert(key.clone(), bytes);
-            }
-        }
-        match source.get("items").and_then(Value::as_array) {
-            Some(items) => {
-                for item in items {
-                    let key = item["key"].as_str().unwrap();
-                    files.insert(
-                        item["path"].as_str().unwrap().to_string(),
-                        data[key].clone(),
-                    );
-                }
-            }
-            None => files.extend(data),
-        }
     }
-    files
 }
 
 /// The version the manifests carry.

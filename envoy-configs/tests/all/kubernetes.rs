@@ -14,7 +14,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::Deserialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use support::envoy::http_get;
 use support::netns::Netns;
+use support::{manifest_objects, mount_pod, Envoy, EnvoyOptions};
 use support::{merge_pod_pieces, test_dir, validate_manifests, wasm_module, Cli, Pki};
 
 const MESH: &str = "type: Mesh\nname: default\nnetworking:\n  outbound:\n    passthrough: false\n";
@@ -299,14 +304,61 @@ fn assert_no_ca_key(d: &Path, text: &str) {
     }
 }
 
+/// The mesh of [`mtls_mesh`], with httpbin, web and a permission for everyone to everything.
+fn zone_egress_input(d: &Path) -> String {
+    let allow = "type: MeshTrafficPermission\nmesh: default\nname: allow-all\nspec:\n  \
+        targetRef: {kind: Mesh}\n  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n";
+    let resources = [mtls_mesh(d).as_str(), &plain("httpbin"), WEB, allow].join("---\n");
+    write(d, "in.yaml", &resources)
+}
+
+#[test]
+fn a_zone_egress_pod_listens_on_every_address_at_its_port_from_its_mounted_volumes() {
+    let dir = test_dir();
+    let d = dir.path();
+    let input = zone_egress_input(d);
+    let root = d.join("pod");
+    let root_flag = root.display().to_string();
+    let text = generated(
+        d,
+        &[
+            "--zone-egress",
+            "egress-1",
+            "--mount-root",
+            &root_flag,
+            &input,
+        ],
+    );
+    mount_pod(&manifest_objects(&text), &root).unwrap();
+    let ns = Netns::create(&format!("extsvc-k8s-ze-{}", std::process::id()))
+        .unwrap_or_else(|e| panic!("needs root: {e}"));
+    let bootstrap = root.join("bootstrap/envoy.yaml");
+    let envoy = ns
+        .run(|| Envoy::try_start_file(d, "egress-1", &bootstrap, &EnvoyOptions::default()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listeners = envoy.listeners();
+    assert_eq!(
+        listeners.get("egress:0.0.0.0:10002"),
+        Some(&SocketAddr::from(([0, 0, 0, 0], 10002))),
+        "{listeners:?}"
+    );
+    let ready = ns.run(|| {
+        http_get(
+            SocketAddr::from(([127, 0, 0, 1], 9901)),
+            "/ready",
+            Duration::from_secs(2),
+        )
+    });
+    assert_eq!(ready, Ok((200, "LIVE\n".to_string())));
+    assert_eq!(envoy.counter("cluster_manager.cds.update_rejected"), 0);
+    assert_eq!(envoy.counter("listener_manager.lds.update_rejected"), 0);
+}
+
 #[test]
 fn a_zone_egress_is_a_deployment_listening_in_its_pods_behind_a_service_at_its_address() {
     let dir = test_dir();
     let d = dir.path();
-    let allow = "type: MeshTrafficPermission\nmesh: default\nname: allow-all\nspec:\n  \
-        targetRef: {kind: Mesh}\n  from:\n  - targetRef: {kind: Mesh}\n    default: {action: Allow}\n";
-    let resources = [mtls_mesh(d).as_str(), &plain("httpbin"), WEB, allow].join("---\n");
-    let input = write(d, "in.yaml", &resources);
+    let input = zone_egress_input(d);
     let text = generated(d, &["--zone-egress", "egress-1", "--replicas", "3", &input]);
     validate_manifests(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let objects = documents(&text);
