@@ -249,6 +249,84 @@ fn differs(old: &Path, payload: &BTreeMap<String, Vec<u8>>) -> io::Result<bool> 
     Ok(false)
 }
 
+/// The objects of a multi-document YAML of manifests (`extsvc generate --format kubernetes`).
+pub fn manifest_objects(text: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|d| serde_json::Value::deserialize(d).expect("a manifest"))
+        .collect()
+}
+
+/// The files the kubelet puts in the pod volume named `volume` of the workload among
+/// `objects` (a Deployment's or a PodTemplate's pod spec): each source's `items` (key ->
+/// path), or every key of a ConfigMap without items; `binaryData` and a Secret's `data`
+/// base64-decoded. Panics, naming what is missing, when the manifests do not hold it.
+pub fn volume_payload(objects: &[serde_json::Value], volume: &str) -> BTreeMap<String, Vec<u8>> {
+    use base64::Engine;
+    use serde_json::Value;
+    let spec = (objects.iter())
+        .find_map(|o| {
+            o.pointer("/spec/template/spec")
+                .or(o.pointer("/template/spec"))
+        })
+        .expect("a workload with a pod spec");
+    let volume = (spec["volumes"].as_array().into_iter().flatten())
+        .find(|v| v["name"] == volume)
+        .unwrap_or_else(|| panic!("no volume {volume}"));
+    let sources: Vec<(&str, &Value)> = match volume.get("projected") {
+        Some(projected) => (projected["sources"].as_array().into_iter().flatten())
+            .map(|s| match s.get("configMap") {
+                Some(map) => ("ConfigMap", map),
+                None => ("Secret", &s["secret"]),
+            })
+            .collect(),
+        None => vec![("ConfigMap", &volume["configMap"])],
+    };
+    let decode = |b: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b.as_str().unwrap_or_default())
+            .expect("base64")
+    };
+    let mut files = BTreeMap::new();
+    for (kind, source) in sources {
+        let object = (objects.iter())
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == source["name"])
+            .unwrap_or_else(|| panic!("no {kind} {}", source["name"]));
+        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for (field, encoded) in [("data", kind == "Secret"), ("binaryData", true)] {
+            let values = object.get(field).and_then(Value::as_object);
+            for (key, value) in values.into_iter().flatten() {
+                let bytes = match encoded {
+                    true => decode(value),
+                    false => value.as_str().unwrap_or_default().as_bytes().to_vec(),
+                };
+                data.insert(key.clone(), bytes);
+            }
+        }
+        match source.get("items").and_then(Value::as_array) {
+            Some(items) => {
+                for item in items {
+                    let key = item["key"].as_str().unwrap_or_default();
+                    let path = item["path"].as_str().unwrap_or_default().to_string();
+                    files.insert(path, data.get(key).cloned().expect("the item's key"));
+                }
+            }
+            None => files.extend(data),
+        }
+    }
+    files
+}
+
+/// Mounts every volume of the workload among `objects` under `root` (volume `extsvc-NAME`
+/// at `root/NAME`), as the kubelet does when the pod starts: the Envoy container's view.
+pub fn mount_pod(objects: &[serde_json::Value], root: &Path) -> io::Result<()> {
+    for volume in ["xds", "module", "bootstrap"] {
+        KubeletVolume::config_map(&root.join(volume))?
+            .write(&volume_payload(objects, &format!("extsvc-{volume}")))?;
+    }
+    fs::create_dir_all(root.join("run"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,82 +487,4 @@ mod tests {
         }
         assert!(layout(v.root()).is_empty(), "nothing written");
     }
-}
-
-/// The objects of a multi-document YAML of manifests (`extsvc generate --format kubernetes`).
-pub fn manifest_objects(text: &str) -> Vec<serde_json::Value> {
-    use serde::Deserialize;
-    serde_yaml_ng::Deserializer::from_str(text)
-        .map(|d| serde_json::Value::deserialize(d).expect("a manifest"))
-        .collect()
-}
-
-/// The files the kubelet puts in the pod volume named `volume` of the workload among
-/// `objects` (a Deployment's or a PodTemplate's pod spec): each source's `items` (key ->
-/// path), or every key of a ConfigMap without items; `binaryData` and a Secret's `data`
-/// base64-decoded. Panics, naming what is missing, when the manifests do not hold it.
-pub fn volume_payload(objects: &[serde_json::Value], volume: &str) -> BTreeMap<String, Vec<u8>> {
-    use base64::Engine;
-    use serde_json::Value;
-    let spec = (objects.iter())
-        .find_map(|o| {
-            o.pointer("/spec/template/spec")
-                .or(o.pointer("/template/spec"))
-        })
-        .expect("a workload with a pod spec");
-    let volume = (spec["volumes"].as_array().into_iter().flatten())
-        .find(|v| v["name"] == volume)
-        .unwrap_or_else(|| panic!("no volume {volume}"));
-    let sources: Vec<(&str, &Value)> = match volume.get("projected") {
-        Some(projected) => (projected["sources"].as_array().into_iter().flatten())
-            .map(|s| match s.get("configMap") {
-                Some(map) => ("ConfigMap", map),
-                None => ("Secret", &s["secret"]),
-            })
-            .collect(),
-        None => vec![("ConfigMap", &volume["configMap"])],
-    };
-    let decode = |b: &Value| {
-        base64::engine::general_purpose::STANDARD
-            .decode(b.as_str().unwrap_or_default())
-            .expect("base64")
-    };
-    let mut files = BTreeMap::new();
-    for (kind, source) in sources {
-        let object = (objects.iter())
-            .find(|o| o["kind"] == kind && o["metadata"]["name"] == source["name"])
-            .unwrap_or_else(|| panic!("no {kind} {}", source["name"]));
-        let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (field, encoded) in [("data", kind == "Secret"), ("binaryData", true)] {
-            let values = object.get(field).and_then(Value::as_object);
-            for (key, value) in values.into_iter().flatten() {
-                let bytes = match encoded {
-                    true => decode(value),
-                    false => value.as_str().unwrap_or_default().as_bytes().to_vec(),
-                };
-                data.insert(key.clone(), bytes);
-            }
-        }
-        match source.get("items").and_then(Value::as_array) {
-            Some(items) => {
-                for item in items {
-                    let key = item["key"].as_str().unwrap_or_default();
-                    let path = item["path"].as_str().unwrap_or_default().to_string();
-                    files.insert(path, data.get(key).cloned().expect("the item's key"));
-                }
-            }
-            None => files.extend(data),
-        }
-    }
-    files
-}
-
-/// Mounts every volume of the workload among `objects` under `root` (volume `extsvc-NAME`
-/// at `root/NAME`), as the kubelet does when the pod starts: the Envoy container's view.
-pub fn mount_pod(objects: &[serde_json::Value], root: &Path) -> io::Result<()> {
-    for volume in ["xds", "module", "bootstrap"] {
-        KubeletVolume::config_map(&root.join(volume))?
-            .write(&volume_payload(objects, &format!("extsvc-{volume}")))?;
-    }
-    fs::create_dir_all(root.join("run"))
 }
