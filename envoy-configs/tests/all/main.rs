@@ -9,6 +9,9 @@
 //! - `envoy_facts`: smoke tests of the test kit, and the Envoy facts of
 //!   `testkit/ENVOY_FACTS.md` (the filter module's too) with hand-written configurations.
 //! - `golden`: golden files of `extsvc generate`, each also accepted by `envoy --mode validate`.
+//! - `kubernetes`: `generate --format kubernetes`: the manifests against Kubernetes' schemas,
+//!   keys only in Secrets, byte-identical output, what a later run keeps, the size limit, the
+//!   init containers' rules, a ZoneEgress pod from its mounted volumes (root for the last two).
 //! - `validate`: `extsvc validate` as a user runs it.
 //! - `cli`: what a new user meets: empty input, typos, `-o`/`--format`, stdin, directories, `-f`,
 //!   the module path, and `generate`'s warnings.
@@ -18,6 +21,9 @@
 //!   `e2e::protocols` (Dataplane outbounds, HTTP/2, gRPC,
 //!   TCP), `e2e::bad_input`, `e2e::policy_doc_examples` (the policy document's resources).
 //! - `faults`: upstream faults and reloads with an invalid configuration.
+//! - `fleet`: a fleet on Kubernetes ConfigMap volumes: three egress replicas and two sidecars,
+//!   each its own Envoy in a network namespace, volumes updated with the kubelet's
+//!   atomic-writer steps, converging through an add, a move and a removal under load (root).
 //! - `live`: live updates through the xDS files of `--xds-dir`, with no restart.
 //! - `hostile`: hostile requests through real Envoy.
 //! - `secrets`: key material stays out of output and logs.
