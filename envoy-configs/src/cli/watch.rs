@@ -40,6 +40,13 @@ pub struct WatchArgs {
 /// Runs until SIGINT or SIGTERM: Ok then; Err when it cannot run at all.
 pub fn run(args: &WatchArgs, out: &mut dyn Write, notes: &mut dyn Write) -> Result<(), Error> {
     let args = &args.generate;
+    if args.kubernetes().is_some() {
+        return Err(Error::Usage(
+            "watch keeps an xDS directory of this machine up to date; for a fleet on Kubernetes, \
+             run `extsvc generate --format kubernetes -o FILE` after each change and apply FILE"
+                .into(),
+        ));
+    }
     let inputs = args.inputs.all();
     let Some(dir) = &args.xds_dir else {
         return Err(Error::Usage(

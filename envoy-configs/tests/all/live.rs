@@ -736,7 +736,7 @@ fn sigterm_stops_watch_as_ctrl_c_does() {
 }
 
 #[test]
-fn watch_without_an_xds_dir_or_on_standard_input_cannot_run() {
+fn watch_without_an_xds_dir_on_standard_input_or_for_kubernetes_cannot_run() {
     let dir = test_dir();
     let d = dir.path();
     let file = d.join("services.yaml");
@@ -744,7 +744,7 @@ fn watch_without_an_xds_dir_or_on_standard_input_cannot_run() {
     let wasm: OsString = support::wasm_module().into();
     let no_dir = support::extsvc(
         d,
-        &["watch".into(), file.into(), "--wasm".into(), wasm.clone()],
+        &["watch".into(), file.clone().into(), "--wasm".into(), wasm.clone()],
     );
     assert_eq!(no_dir.code, Some(2), "{no_dir:?}");
     assert!(no_dir.stderr.contains("--xds-dir"), "{no_dir:?}");
@@ -757,6 +757,25 @@ fn watch_without_an_xds_dir_or_on_standard_input_cannot_run() {
     );
     assert_eq!(stdin.code, Some(2), "{stdin:?}");
     assert!(stdin.stderr.contains("standard input"), "{stdin:?}");
+    let kubernetes = support::extsvc(
+        d,
+        &[
+            "watch".into(),
+            file.into(),
+            "--format".into(),
+            "kubernetes".into(),
+        ]
+        .into_iter()
+        .chain(xds_args(d))
+        .collect::<Vec<OsString>>(),
+    );
+    assert_eq!(kubernetes.code, Some(2), "{kubernetes:?}");
+    assert!(
+        kubernetes
+            .stderr
+            .contains("run `extsvc generate --format kubernetes -o FILE`"),
+        "{kubernetes:?}"
+    );
     assert!(!xds_dir(d).exists(), "nothing is written");
 }
 
