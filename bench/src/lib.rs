@@ -13,6 +13,8 @@
 //! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
 //! - [`transparent`]: part 4, A/B/C through the transparent proxy's VIP listeners, in network
 //!   namespaces.
+//! - [`minimal`]: the least a proxy-wasm module can cost for this job (read `:authority`; read
+//!   and rewrite it), counted beside A, B and C in part 1 and in `make bench-hostcalls`.
 //! - [`mesh_passthrough`]: part 5, Envoy's instructions per request with the transparent
 //!   proxy's MeshPassthrough at 10 and at 10,000 matches, in network namespaces.
 //! - [`report`]: writes BENCHMARKS.md.
@@ -25,6 +27,7 @@ pub mod hostcalls;
 pub mod instructions;
 pub mod load;
 pub mod mesh_passthrough;
+pub mod minimal;
 pub mod report;
 pub mod scale;
 pub mod throughput;
@@ -42,8 +45,9 @@ use extsvc_testkit::{free_port, Ca, EnvoyOptions, Upstream, UpstreamBuilder};
 /// The proxies under test run here; wrk and the upstream on [`LOAD_CPU`].
 pub const PROXY_CPU: usize = 0;
 pub const LOAD_CPU: usize = 1;
-/// Every measured request asks for this service.
+/// Every measured request asks for this service ([`name`] of [`TARGET_SERVICE`]).
 pub const TARGET_HOST: &str = "svc-00042.mesh";
+pub const TARGET_SERVICE: usize = 42;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// `make bench`'s wrk connections and part 1's service count, by default.
@@ -59,7 +63,7 @@ pub struct Rounds {
     /// Seconds of each wrk run at the configured connections.
     #[arg(long, env = "BENCH_SECONDS", default_value_t = 6)]
     pub seconds: u64,
-    /// Fixed ports from here (upstream +80 and +443, proxies +101..+104) instead of free ones.
+    /// Fixed ports from here (upstream +80 and +443, proxies +101..+106) instead of free ones.
     #[arg(long, env = "BENCH_PORT_BASE")]
     pub port_base: Option<u16>,
 }
@@ -74,7 +78,7 @@ pub struct Knobs {
     pub services: usize,
     pub scale: Vec<usize>,
     pub profiles: bool,
-    /// Fixed ports from here (upstream +80/+443, proxies +101..+104); else free ports.
+    /// Fixed ports from here (upstream +80/+443, proxies +101..+106); else free ports.
     pub port_base: Option<u16>,
     /// Keep the generated access log in every variant.
     pub access_log: bool,
@@ -194,7 +198,7 @@ pub struct Bench {
     pub upstream_http: u16,
     pub upstream_tls: u16,
     pub dns: SocketAddr,
-    /// Proxy listener port per variant letter (A, B, C, S).
+    /// Proxy listener port per variant letter (A, B, C, S, and R and W: the minimal modules).
     ports: BTreeMap<char, u16>,
     // Drop order: untracked, then the upstream is killed.
     _tracked: Tracked,
@@ -232,7 +236,7 @@ impl Bench {
         let dns = upstream
             .dns_addr()
             .ok_or("the upstream has no DNS listener")?;
-        let ports = ['A', 'B', 'C', 'S']
+        let ports = ['A', 'B', 'C', 'S', 'R', 'W']
             .iter()
             .enumerate()
             .map(|(i, k)| {
@@ -327,15 +331,21 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         smoke: true,
     };
     let mut counted = BTreeMap::new();
+    let minimal = minimal_modules(&bench)?;
     let mut part1_counted = |label: &'static str, tls: bool| -> Result<Throughput, String> {
         let t = throughput::run(&bench, &part1(label, tls))?;
         if knobs.callgrind.iter().any(|p| p == label) {
             log(&format!(
-                "part 1, {label}: instructions per request under callgrind"
+                "part 1, {label}: instructions per request under callgrind, with the minimal modules"
             ));
+            let real = config::address(&bench, TARGET_SERVICE, tls, false);
+            let limits = throughput::Limits {
+                real: &real,
+                modules: &minimal,
+            };
             counted.insert(
                 label.to_string(),
-                throughput::count(&bench, &t, TARGET_HOST)?,
+                throughput::count_with_limits(&bench, &t, TARGET_HOST, Some(&limits))?,
             );
         }
         Ok(t)
@@ -425,6 +435,15 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         elapsed.as_secs_f64()
     ));
     Ok(())
+}
+
+/// Part 1's minimal modules, compiled: (kind, module).
+fn minimal_modules(bench: &Bench) -> Result<Vec<(&'static str, PathBuf)>, String> {
+    let dir = bench.work.join("minimal");
+    [minimal::READ, minimal::REWRITE]
+        .iter()
+        .map(|m| Ok((m.kind, m.compile(bench, &dir)?)))
+        .collect()
 }
 
 /// Part 5, unless `BENCH_MPT_MATCHES` names no count.
