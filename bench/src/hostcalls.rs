@@ -49,6 +49,22 @@ const CONTINUE_AT_ONCE: &str = "    #[allow(unreachable_code)]
     }
 ";
 
+/// The filter state write of the requested authority, as a request header instead (a
+/// replace of a header that is not there adds it): what a cheaper host call would buy. Not a
+/// way to ship it: the header would go upstream, and removing it there removes it from the
+/// access log too (the router edits the same header map).
+const PROPERTY_AS_HEADER: &str = "host::set_request_header(\"x-requested-authority\", requested);";
+const SET_PROPERTY: &str =
+    "host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());";
+/// The logger's static, after which a `proxy_on_delete` is exported again.
+const LOGGER: &str = "static HOST_LOG: HostLog = HostLog;\n";
+/// The callback the module no longer exports: Envoy then calls into the VM once more per
+/// request, as it did.
+const ON_DELETE: &str = "
+#[no_mangle]
+pub extern \"C\" fn proxy_on_delete(_context: u32) {}
+";
+
 /// One change to the glue, at a statement that must be there exactly once.
 pub enum Edit {
     Drop(&'static str),
@@ -60,8 +76,9 @@ pub enum Edit {
 
 /// Module name -> the edits it is built with. Requests name the real authority, so as is the
 /// filter reads and decides but writes nothing; the others add back the work of a `.mesh`
-/// request (the rewrite, with and without the filter state).
-pub const VARIANTS: [(&str, &[Edit]); 4] = [
+/// request (the rewrite, with and without the filter state, or with a header in its place),
+/// or the `proxy_on_delete` the module no longer exports.
+pub const VARIANTS: [(&str, &[Edit]); 7] = [
     ("as-is", &[]),
     (
         "rewrite-and-set_property",
@@ -76,6 +93,26 @@ pub const VARIANTS: [(&str, &[Edit]); 4] = [
             Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
             Edit::Drop(PROPERTY),
         ],
+    ),
+    (
+        "rewrite-and-header",
+        &[
+            Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
+            Edit::Drop(KEEP_IF_REWRITTEN),
+            Edit::Replace(SET_PROPERTY, PROPERTY_AS_HEADER),
+        ],
+    ),
+    (
+        "rewrite-and-set_property-with-proxy_on_delete",
+        &[
+            Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
+            Edit::Drop(KEEP_IF_REWRITTEN),
+            Edit::After(LOGGER, ON_DELETE),
+        ],
+    ),
+    (
+        "as-is-with-proxy_on_delete",
+        &[Edit::After(LOGGER, ON_DELETE)],
     ),
     (
         "returns-Continue-at-once",
