@@ -319,34 +319,12 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     ));
     let bench = Bench::start(knobs.clone())?;
     log("part 1: plain HTTP upstream");
-    let abc = [("A", None), ("B", None), ("C", None)];
-    let part1 = |label, tls| throughput::Plan {
-        label,
-        tls,
-        kinds: &abc,
-        rounds: knobs.rounds,
-        seconds: knobs.seconds,
-        latency: true,
-        host: TARGET_HOST,
-        smoke: true,
-    };
     let mut counted = BTreeMap::new();
     let minimal = minimal_modules(&bench)?;
     let mut part1_counted = |label: &'static str, tls: bool| -> Result<Throughput, String> {
-        let t = throughput::run(&bench, &part1(label, tls))?;
+        let t = throughput::run(&bench, &part1(label, tls, &knobs))?;
         if knobs.callgrind.iter().any(|p| p == label) {
-            log(&format!(
-                "part 1, {label}: instructions per request under callgrind, with the minimal modules"
-            ));
-            let real = config::address(&bench, TARGET_SERVICE, tls, false);
-            let limits = throughput::Limits {
-                real: &real,
-                modules: &minimal,
-            };
-            counted.insert(
-                label.to_string(),
-                throughput::count_with_limits(&bench, &t, TARGET_HOST, Some(&limits))?,
-            );
+            counted.insert(label.to_string(), part1_count(&bench, &t, tls, &minimal)?);
         }
         Ok(t)
     };
@@ -434,6 +412,63 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         out.display(),
         elapsed.as_secs_f64()
     ));
+    Ok(())
+}
+
+/// Part 1's variants.
+const ABC: [(&str, Option<PathBuf>); 3] = [("A", None), ("B", None), ("C", None)];
+
+/// Part 1 on one path: A, B and C side by side in rotated rounds, to [`TARGET_HOST`].
+fn part1<'a>(label: &'a str, tls: bool, knobs: &Knobs) -> throughput::Plan<'a> {
+    throughput::Plan {
+        label,
+        tls,
+        kinds: &ABC,
+        rounds: knobs.rounds,
+        seconds: knobs.seconds,
+        latency: true,
+        host: TARGET_HOST,
+        smoke: true,
+    }
+}
+
+/// Part 1's instruction counts on the path `t` ran: A, B and C, and the minimal modules.
+fn part1_count(
+    bench: &Bench,
+    t: &Throughput,
+    tls: bool,
+    minimal: &[(&str, PathBuf)],
+) -> Result<BTreeMap<String, instructions::Counted>, String> {
+    log("part 1: instructions per request under callgrind, with the minimal modules");
+    let real = config::address(bench, TARGET_SERVICE, tls, false);
+    let limits = throughput::Limits {
+        real: &real,
+        modules: minimal,
+    };
+    throughput::count_with_limits(bench, t, TARGET_HOST, Some(&limits))
+}
+
+/// Part 1's instruction counts alone (`BENCH_ONLY=instructions`) on the paths of
+/// `BENCH_CALLGRIND` (plain, tls): each path's rounds (keep them short: their CPU figures are
+/// not reported), then the counts; the report in `out`.
+pub fn run_instructions_only(knobs: Knobs, out: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let mut machine = report::Machine::now(&knobs);
+    let bench = Bench::start(knobs.clone())?;
+    let minimal = minimal_modules(&bench)?;
+    let mut counted = BTreeMap::new();
+    for (label, tls) in [("plain", false), ("tls", true)] {
+        if knobs.callgrind.iter().any(|p| p == label) {
+            let t = throughput::run(&bench, &part1(label, tls, &knobs))?;
+            counted.insert(label.to_string(), part1_count(&bench, &t, tls, &minimal)?);
+        }
+    }
+    if counted.is_empty() {
+        return Err("BENCH_CALLGRIND names neither plain nor tls: nothing to count".to_string());
+    }
+    machine.load_after = runner::load_average(true);
+    report::write_instructions_only(&machine, &counted, started.elapsed(), out)?;
+    log(&format!("wrote {}", out.display()));
     Ok(())
 }
 

@@ -392,6 +392,63 @@ pub fn write_mesh_passthrough_only(
     fs::write(out, l.join("\n") + "\n").map_err(|e| format!("writing {}: {e}", out.display()))
 }
 
+/// The targets' rows that instruction counts answer, for one path (`title`).
+fn instruction_targets(c: &BTreeMap<String, Counted>, title: &str) -> Vec<String> {
+    let (ab, ac) = (
+        instruction_ratio(c, "A", "B"),
+        instruction_ratio(c, "A", "C"),
+    );
+    let mut rows = vec![
+        format!(
+            "| A/B proxy instructions per request <= {CPU_RATIO_TARGET} ({title}) | {ab:.3} | {} |",
+            ok(ab <= CPU_RATIO_TARGET)
+        ),
+        format!(
+            "| A cheaper than C, instructions per request ({title}) | A/C {ac:.3} | {} |",
+            ok(ac < 1.0)
+        ),
+    ];
+    rows.extend(limit_ratios(c).into_iter().map(|(what, ratio)| {
+        format!(
+            "| {what}, instructions per request <= {MINIMAL_RATIO_TARGET} ({title}) | {ratio:.3} | {} |",
+            ok(ratio <= MINIMAL_RATIO_TARGET)
+        )
+    }));
+    rows
+}
+
+/// Part 1's instruction counts alone (`BENCH_ONLY=instructions`): their targets and tables,
+/// after the machine's, in `out`.
+pub fn write_instructions_only(
+    m: &Machine,
+    counted: &BTreeMap<String, BTreeMap<String, Counted>>,
+    elapsed: Duration,
+    out: &Path,
+) -> Result<(), String> {
+    let mut l = vec![
+        "# Benchmarks: part 1's instruction counts alone\n".to_string(),
+        "Written by `BENCH_ONLY=instructions` (`bench/src/bin/bench.rs`): A, B and C and the \
+         minimal modules R and W under callgrind, as part 1 of `make bench` counts them (its \
+         CPU rounds are not in this report).\n"
+            .to_string(),
+    ];
+    l.extend(machine_lines(m, elapsed));
+    l.push("| target | result | |\n|---|---|---|".into());
+    for (label, c) in counted {
+        l.extend(instruction_targets(c, label));
+    }
+    for (label, c) in counted {
+        l.push(format!("\n### {label}\n"));
+        l.push(instructions_table(c));
+        l.extend(
+            limit_ratios(c)
+                .into_iter()
+                .map(|(what, ratio)| format!("- {what}: x{ratio:.3}")),
+        );
+    }
+    fs::write(out, l.join("\n") + "\n").map_err(|e| format!("writing {}: {e}", out.display()))
+}
+
 /// Writes the report to `out`.
 pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     let m = &r.machine;
@@ -440,24 +497,7 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     )]);
     for (title, label, t) in paths.filter_map(|(title, label, t)| Some((title, label, t?))) {
         if let Some(c) = r.instructions.get(label) {
-            let (ab, ac) = (
-                instruction_ratio(c, "A", "B"),
-                instruction_ratio(c, "A", "C"),
-            );
-            w(format!(
-                "| A/B proxy instructions per request <= {CPU_RATIO_TARGET} ({title}) | {ab:.3} | {} |",
-                ok(ab <= CPU_RATIO_TARGET)
-            ));
-            w(format!(
-                "| A cheaper than C, instructions per request ({title}) | A/C {ac:.3} | {} |",
-                ok(ac < 1.0)
-            ));
-            for (what, ratio) in limit_ratios(c) {
-                w(format!(
-                    "| {what}, instructions per request <= {MINIMAL_RATIO_TARGET} ({title}) | {ratio:.3} | {} |",
-                    ok(ratio <= MINIMAL_RATIO_TARGET)
-                ));
-            }
+            instruction_targets(c, title).into_iter().for_each(&mut w);
         }
         let (ab, ac) = (Ratios::new(t, "A", "B"), Ratios::new(t, "A", "C"));
         w(format!(
