@@ -17,7 +17,7 @@ use extsvc_testkit::runner;
 #[derive(Parser, Debug)]
 #[command(
     name = "bench",
-    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-check.md\nPart 5 alone:\n  BENCH_ONLY=mesh-passthrough BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-mpt.md\nPart 1's instruction counts alone, plain path (~12 min):\n  BENCH_ONLY=instructions BENCH_CALLGRIND=plain BENCH_ROUNDS=1 BENCH_SECONDS=1 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-instructions.md"
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-check.md\nPart 5 alone:\n  BENCH_ONLY=mesh-passthrough BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-mpt.md\nPart 1's instruction counts alone, plain path (~7 min):\n  BENCH_ONLY=instructions BENCH_CALLGRIND=plain BENCH_ROUNDS=1 BENCH_SECONDS=1 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-instructions.md"
 )]
 struct Args {
     #[command(flatten)]
