@@ -107,15 +107,21 @@ impl Contexts {
     }
 
     /// Counts `root`'s tick; once per round of every root, forgets the roots left behind.
-    fn ticked(&mut self, root: u32) {
+    /// False for a root already forgotten: it was live after all, and its streams are now
+    /// answered 500 (its configuration is gone).
+    fn ticked(&mut self, root: u32) -> bool {
         self.ticks += 1;
         let ticks = self.ticks;
-        self.root_mut(root).seen_at = ticks;
+        let Some(known) = self.roots.get_mut(&root) else {
+            return false;
+        };
+        known.seen_at = ticks;
         let roots = self.roots.len() as u64;
         if ticks.is_multiple_of(roots) {
             self.roots
                 .retain(|_, r| ticks - r.seen_at <= STALE_TICKS * roots);
         }
+        true
     }
 }
 
@@ -242,10 +248,13 @@ pub extern "C" fn proxy_on_configure(root: u32, _plugin_configuration_size: usiz
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root: u32) {
-    let configured = CONTEXTS.with_borrow_mut(|contexts| {
-        contexts.ticked(root);
-        contexts.configured(root)
-    });
+    let (known, configured) =
+        CONTEXTS.with_borrow_mut(|contexts| (contexts.ticked(root), contexts.configured(root)));
+    if !known {
+        log::error!(
+            "external-service filter: root context {root} ticked after it was taken for deleted; its requests are answered 500"
+        );
+    }
     if let Some(configured) = configured {
         report_memory(configured.vm_memory);
     }

@@ -201,6 +201,15 @@ fn a_root_context_that_stops_ticking_is_forgotten_and_one_that_ticks_is_kept() -
     }
     assert!(!forwards(&mut plugin, deleted)?);
     assert!(forwards(&mut plugin, kept)?);
+    // Were it live after all, its next tick says so in Envoy's log.
+    plugin.clear_logs();
+    plugin.call_on_tick_of(deleted)?;
+    assert_eq!(
+        plugin.logs(LogLevel::Error),
+        [format!(
+            "external-service filter: root context {deleted} ticked after it was taken for deleted; its requests are answered 500"
+        )]
+    );
     let own = plugin.new_http_context()?;
     let action = plugin.call_on_request_headers(own, &[(":authority", "httpbin.org")], true)?;
     assert_eq!(action, Action::Continue);
