@@ -61,8 +61,8 @@ struct Configured {
 /// module its request headers (`Context::decodeHeaders`: `onCreate()`, then
 /// `onRequestHeaders()`, on one thread), and the filter needs the stream's root only then, so
 /// the last stream created is the one whose headers come next. A root context Envoy deletes
-/// stops ticking (Envoy ticks only live root contexts), and is forgotten once every other root
-/// has ticked [`STALE_TICKS`] times since it last did.
+/// stops ticking (Envoy ticks only live root contexts), and is forgotten once the roots have
+/// ticked [`STALE_TICKS`] times per root since it last did.
 #[derive(Default)]
 struct Contexts {
     /// Root context id -> its root.
