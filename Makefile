@@ -96,7 +96,6 @@ bench: build bench-tools ## Benchmarks (~45 min, not in `make test`; root for pa
 	$(CARGO) run --release -q -p extsvc-bench --bin bench -- --out BENCHMARKS.md
 
 bench-hostcalls: build bench-tools ## Proxy CPU and instructions per request of each host call of the forward path (~20 min, not in `make test`; prints a table)
-	@command -v wat2wasm >/dev/null || (apt-get update -qq && apt-get install -y -qq wabt)
 	$(CARGO) run --release -q -p extsvc-bench --bin hostcalls
 
 # wrk, taskset (pinning) and /usr/bin/time (extsvc generate's cost), for both benchmarks.

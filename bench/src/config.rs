@@ -229,12 +229,13 @@ pub(super) fn lua_filter(code: &str) -> Value {
 
 /// What one variant is made of.
 pub struct Variant<'a> {
-    /// `A` (generated, wasm), `B` (native routes + `host_rewrite_literal`), `C` (Lua).
+    /// `A` (generated, wasm), `B` (native routes + `host_rewrite_literal`), `C` (Lua); `R`
+    /// and `W` are A with a minimal module (`minimal.rs`).
     pub kind: char,
     pub services: usize,
     /// The authority the filter rewrites service i to.
     pub authority: &'a dyn Fn(usize) -> String,
-    /// For A: another module than the generated one.
+    /// For A, R and W: another module than the generated one.
     pub wasm: Option<&'a Path>,
     pub listen: u16,
     pub access_log: bool,
@@ -263,7 +264,7 @@ pub fn variant(cfg_a: &Value, v: &Variant) -> Result<Value, String> {
     let wasm_at = wasm_position(filters).ok_or("generated config has no wasm filter")?;
     let names: Vec<String> = (0..v.services).map(name).collect();
     match v.kind {
-        'A' => {
+        'A' | 'R' | 'W' => {
             if let Some(wasm) = v.wasm {
                 let f = &mut filters[wasm_at];
                 *at(

@@ -4,7 +4,8 @@
 //! Copies the committed tree to a scratch directory, builds the module once as is and once per
 //! [`VARIANTS`] entry with one statement of the forward path removed or added (matched by exact
 //! text, so a changed `filter/src/lib.rs` fails loudly), then runs variant A of part 1 with each
-//! module, and with `bench/floor.wat` (the least a proxy-wasm filter can be), one proxy at a
+//! module, and with the minimal modules of `minimal.rs` (`bench/floor.wat`, the least a
+//! proxy-wasm filter can be; `read_authority.wat`; `rewrite_authority.wat`), one proxy at a
 //! time, rotated, and B (native) beside them: proxy CPU per request, then instructions per
 //! request under callgrind (`instructions.rs`), which resolve what CPU time on a shared machine
 //! cannot. The cost is Envoy's side of each call (C++ and V8), which the wasmtime host of
@@ -23,13 +24,11 @@ use external_service_model::contract::MODULE_PATH;
 use super::instructions::Counted;
 use super::report::{fmt_range, values};
 use super::throughput::{self, Plan};
-use super::{config, log, med, Bench, Knobs, Throughput};
+use super::{config, log, med, minimal, Bench, Knobs, Throughput, TARGET_SERVICE};
 use extsvc_testkit::runner;
 
 /// The glue, relative to the workspace root.
 const GLUE: &str = "filter/src/lib.rs";
-/// Where requests go: service 42's real authority.
-const SERVICE: usize = 42;
 
 /// The guard that skips the rewrite when the app already asked for the real authority.
 const REWRITE_IF_CHANGED: &str = "if service.rewrites(requested) {";
@@ -50,6 +49,22 @@ const CONTINUE_AT_ONCE: &str = "    #[allow(unreachable_code)]
     }
 ";
 
+/// The filter state write of the requested authority, as a request header instead (a
+/// replace of a header that is not there adds it): what a cheaper host call would buy. Not a
+/// way to ship it: the header would go upstream, and removing it there removes it from the
+/// access log too (the router edits the same header map).
+const PROPERTY_AS_HEADER: &str = "host::set_request_header(\"x-requested-authority\", requested);";
+const SET_PROPERTY: &str =
+    "host::set_property(REQUESTED_AUTHORITY_PROPERTY, requested.as_bytes());";
+/// The logger's static, after which a `proxy_on_delete` is exported again.
+const LOGGER: &str = "static HOST_LOG: HostLog = HostLog;\n";
+/// The callback the module no longer exports: Envoy then calls into the VM once more per
+/// request, as it did.
+const ON_DELETE: &str = "
+#[no_mangle]
+pub extern \"C\" fn proxy_on_delete(_context: u32) {}
+";
+
 /// One change to the glue, at a statement that must be there exactly once.
 pub enum Edit {
     Drop(&'static str),
@@ -61,8 +76,9 @@ pub enum Edit {
 
 /// Module name -> the edits it is built with. Requests name the real authority, so as is the
 /// filter reads and decides but writes nothing; the others add back the work of a `.mesh`
-/// request (the rewrite, with and without the filter state).
-pub const VARIANTS: [(&str, &[Edit]); 4] = [
+/// request (the rewrite, with and without the filter state, or with a header in its place),
+/// or the `proxy_on_delete` the module no longer exports.
+pub const VARIANTS: [(&str, &[Edit]); 7] = [
     ("as-is", &[]),
     (
         "rewrite-and-set_property",
@@ -77,6 +93,26 @@ pub const VARIANTS: [(&str, &[Edit]); 4] = [
             Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
             Edit::Drop(PROPERTY),
         ],
+    ),
+    (
+        "rewrite-and-header",
+        &[
+            Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
+            Edit::Drop(KEEP_IF_REWRITTEN),
+            Edit::Replace(SET_PROPERTY, PROPERTY_AS_HEADER),
+        ],
+    ),
+    (
+        "rewrite-and-set_property-with-proxy_on_delete",
+        &[
+            Edit::Replace(REWRITE_IF_CHANGED, "if true {"),
+            Edit::Drop(KEEP_IF_REWRITTEN),
+            Edit::After(LOGGER, ON_DELETE),
+        ],
+    ),
+    (
+        "as-is-with-proxy_on_delete",
+        &[Edit::After(LOGGER, ON_DELETE)],
     ),
     (
         "returns-Continue-at-once",
@@ -102,9 +138,13 @@ pub fn edited(glue: &str, edits: &[Edit]) -> Result<String, String> {
     })
 }
 
-/// The committed tree in `scratch/src`, built once per variant into `scratch/<name>.wasm`:
-/// (name, module) for each, in [`VARIANTS`] order.
-pub fn build(b: &Bench, scratch: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+/// The committed tree in `scratch/src`, built once per `wanted` variant into
+/// `scratch/<name>.wasm`: (name, module) for each, in [`VARIANTS`] order.
+pub fn build(
+    b: &Bench,
+    scratch: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, PathBuf)>, String> {
     let src = scratch.join("src");
     if src.exists() {
         fs::remove_dir_all(&src).map_err(|e| format!("{}: {e}", src.display()))?;
@@ -131,7 +171,7 @@ pub fn build(b: &Bench, scratch: &Path) -> Result<Vec<(String, PathBuf)>, String
         .collect::<Result<Vec<_>, _>>()?;
     let target = scratch.join("target");
     let mut built = Vec::new();
-    for ((name, _), text) in VARIANTS.iter().zip(texts) {
+    for ((name, _), text) in VARIANTS.iter().zip(texts).filter(|((n, _), _)| wanted(n)) {
         fs::write(&glue, text).map_err(|e| format!("{}: {e}", glue.display()))?;
         log(&format!("building {name}"));
         let mut cargo = Command::new("cargo");
@@ -149,19 +189,17 @@ pub fn build(b: &Bench, scratch: &Path) -> Result<Vec<(String, PathBuf)>, String
     Ok(built)
 }
 
-/// `bench/floor.wat` (a module that only returns Continue, exporting only what Envoy needs)
-/// as `scratch/floor.wasm`: the floor of any proxy-wasm filter.
-fn floor(b: &Bench, scratch: &Path) -> Result<(String, PathBuf), String> {
-    let out = scratch.join("floor.wasm");
-    let mut wat2wasm = Command::new("wat2wasm");
-    wat2wasm
-        .arg(b.root.join("bench/floor.wat"))
-        .arg("-o")
-        .arg(&out);
-    succeed(&mut wat2wasm, Duration::from_secs(60)).map_err(|e| {
-        format!("{e} (wat2wasm comes with wabt: `make bench-hostcalls` installs it)")
-    })?;
-    Ok(("floor".to_string(), out))
+/// The minimal modules (`minimal.rs`) compiled into `scratch`, named as in the table:
+/// `floor`, `read-authority`, `rewrite-authority`.
+fn minimal_modules(b: &Bench, scratch: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    [
+        ("floor", minimal::FLOOR),
+        ("read-authority", minimal::READ),
+        ("rewrite-authority", minimal::REWRITE),
+    ]
+    .into_iter()
+    .map(|(name, m)| Ok((name.to_string(), m.compile(b, scratch)?)))
+    .collect()
 }
 
 fn succeed(cmd: &mut Command, limit: Duration) -> Result<(), String> {
@@ -204,13 +242,30 @@ pub fn table(t: &Throughput, counted: &BTreeMap<String, Counted>, kinds: &[&str]
 }
 
 /// Builds the modules, runs A with each and B (`knobs.rounds` rounds of `knobs.seconds`), and
-/// returns [`table`].
-pub fn run(knobs: Knobs) -> Result<String, String> {
+/// returns [`table`]. `only` names the modules to run (a [`VARIANTS`] name, `floor`,
+/// `read-authority`, `rewrite-authority`), all when empty; B always runs.
+pub fn run(knobs: Knobs, only: &[String]) -> Result<String, String> {
+    let names = module_names();
+    if let Some(unknown) = only.iter().find(|n| !names.contains(&n.as_str())) {
+        return Err(format!(
+            "BENCH_HOSTCALLS_MODULES: no module {unknown:?}; there are {}",
+            names.join(", ")
+        ));
+    }
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|n| n == name);
     let bench = Bench::start(knobs)?;
     let label = "hostcalls";
     let scratch = bench.work.join(label);
-    let mut modules = build(&bench, &scratch)?;
-    modules.push(floor(&bench, &scratch)?);
+    let mut modules = if VARIANTS.iter().any(|(name, _)| wanted(name)) {
+        build(&bench, &scratch, &wanted)?
+    } else {
+        Vec::new()
+    };
+    modules.extend(
+        minimal_modules(&bench, &scratch)?
+            .into_iter()
+            .filter(|(name, _)| wanted(name)),
+    );
     let names: Vec<String> = modules
         .iter()
         .map(|(n, _)| format!("A-{n}"))
@@ -221,7 +276,7 @@ pub fn run(knobs: Knobs) -> Result<String, String> {
         .map(String::as_str)
         .zip(modules.into_iter().map(|(_, p)| Some(p)).chain([None]))
         .collect();
-    let host = config::address(&bench, SERVICE, false, false);
+    let host = config::address(&bench, TARGET_SERVICE, false, false);
     log(&format!(
         "throughput of A with each module, and B, to {host}"
     ));
@@ -242,6 +297,15 @@ pub fn run(knobs: Knobs) -> Result<String, String> {
     let counted = throughput::count(&bench, &t, &host)?;
     let order: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
     Ok(table(&t, &counted, &order))
+}
+
+/// Every module `make bench-hostcalls` can run, in its order.
+pub fn module_names() -> Vec<&'static str> {
+    VARIANTS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(["floor", "read-authority", "rewrite-authority"])
+        .collect()
 }
 
 #[cfg(test)]

@@ -66,22 +66,48 @@ pub fn callgrind(out: &Path) -> Vec<String> {
     ]
 }
 
-/// Starts every `(kind, config)` under callgrind at once, then counts each in turn. `send(kind,
-/// n)` makes `n` requests to that variant, each answered 200, one after another.
+/// One count of a run: `label` names it in the results; the proxy of variant `kind` serves
+/// requests to `host`.
+pub struct Count<'a> {
+    pub label: &'a str,
+    pub kind: &'a str,
+    pub host: &'a str,
+}
+
+/// Starts every `(kind, config)` under callgrind at once, then makes each count in turn (a
+/// variant may be counted more than once, to different hosts). `send(kind, host, n)` makes `n`
+/// requests to that variant's proxy, each answered 200, one after another.
 pub fn count(
     dir: &Path,
     variants: &[(&str, PathBuf)],
     options: &EnvoyOptions,
-    send: &(dyn Fn(&str, usize) -> Result<(), String> + Sync),
+    counts: &[Count],
+    send: &(dyn Fn(&str, &str, usize) -> Result<(), String> + Sync),
 ) -> Result<BTreeMap<String, Counted>, String> {
     let proxies = start(dir, variants, options)?;
     let mut counted = BTreeMap::new();
-    for p in &proxies {
+    for c in counts {
         runner::check()?;
-        let c = p.count(&p.kind, WARM_UP, COUNTED, &|n| send(&p.kind, n))?;
-        counted.insert(p.kind.clone(), c);
+        let p = proxies
+            .iter()
+            .find(|p| p.kind == c.kind)
+            .ok_or_else(|| format!("{}: no variant {} was started", c.label, c.kind))?;
+        let n = p.count(c.label, WARM_UP, COUNTED, &|n| send(c.kind, c.host, n))?;
+        counted.insert(c.label.to_string(), n);
     }
     Ok(counted)
+}
+
+/// A count of each variant to `host`, labelled by its kind.
+pub fn each<'a>(variants: &'a [(&'a str, PathBuf)], host: &'a str) -> Vec<Count<'a>> {
+    variants
+        .iter()
+        .map(|(kind, _)| Count {
+            label: kind,
+            kind,
+            host,
+        })
+        .collect()
 }
 
 /// A proxy running under callgrind, ready to be counted.

@@ -13,6 +13,8 @@
 //! - [`scale`]: part 3, generate and start at 10 .. 10,000 services.
 //! - [`transparent`]: part 4, A/B/C through the transparent proxy's VIP listeners, in network
 //!   namespaces.
+//! - [`minimal`]: the least a proxy-wasm module can cost for this job (read `:authority`; read
+//!   and rewrite it), counted beside A, B and C in part 1 and in `make bench-hostcalls`.
 //! - [`mesh_passthrough`]: part 5, Envoy's instructions per request with the transparent
 //!   proxy's MeshPassthrough at 10 and at 10,000 matches, in network namespaces.
 //! - [`report`]: writes BENCHMARKS.md.
@@ -26,6 +28,7 @@ pub mod hostcalls;
 pub mod instructions;
 pub mod load;
 pub mod mesh_passthrough;
+pub mod minimal;
 pub mod report;
 pub mod scale;
 pub mod throughput;
@@ -43,8 +46,9 @@ use extsvc_testkit::{free_port, Ca, EnvoyOptions, Upstream, UpstreamBuilder};
 /// The proxies under test run here; wrk and the upstream on [`LOAD_CPU`].
 pub const PROXY_CPU: usize = 0;
 pub const LOAD_CPU: usize = 1;
-/// Every measured request asks for this service.
+/// Every measured request asks for this service ([`name`] of [`TARGET_SERVICE`]).
 pub const TARGET_HOST: &str = "svc-00042.mesh";
+pub const TARGET_SERVICE: usize = 42;
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// `make bench`'s wrk connections and part 1's service count, by default.
@@ -60,7 +64,7 @@ pub struct Rounds {
     /// Seconds of each wrk run at the configured connections.
     #[arg(long, env = "BENCH_SECONDS", default_value_t = 6)]
     pub seconds: u64,
-    /// Fixed ports from here (upstream +80 and +443, proxies +101..+104) instead of free ones.
+    /// Fixed ports from here (upstream +80 and +443, proxies +101..+106) instead of free ones.
     #[arg(long, env = "BENCH_PORT_BASE")]
     pub port_base: Option<u16>,
 }
@@ -75,7 +79,7 @@ pub struct Knobs {
     pub services: usize,
     pub scale: Vec<usize>,
     pub profiles: bool,
-    /// Fixed ports from here (upstream +80/+443, proxies +101..+104); else free ports.
+    /// Fixed ports from here (upstream +80/+443, proxies +101..+106); else free ports.
     pub port_base: Option<u16>,
     /// Keep the generated access log in every variant.
     pub access_log: bool,
@@ -197,7 +201,7 @@ pub struct Bench {
     pub upstream_http: u16,
     pub upstream_tls: u16,
     pub dns: SocketAddr,
-    /// Proxy listener port per variant letter (A, B, C, S).
+    /// Proxy listener port per variant letter (A, B, C, S, and R and W: the minimal modules).
     ports: BTreeMap<char, u16>,
     // Drop order: untracked, then the upstream is killed.
     _tracked: Tracked,
@@ -235,7 +239,7 @@ impl Bench {
         let dns = upstream
             .dns_addr()
             .ok_or("the upstream has no DNS listener")?;
-        let ports = ['A', 'B', 'C', 'S']
+        let ports = ['A', 'B', 'C', 'S', 'R', 'W']
             .iter()
             .enumerate()
             .map(|(i, k)| {
@@ -320,28 +324,12 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
     ));
     let bench = Bench::start(knobs.clone())?;
     log("part 1: plain HTTP upstream");
-    let abc = [("A", None), ("B", None), ("C", None)];
-    let part1 = |label, tls| throughput::Plan {
-        label,
-        tls,
-        kinds: &abc,
-        rounds: knobs.rounds,
-        seconds: knobs.seconds,
-        latency: true,
-        host: TARGET_HOST,
-        smoke: true,
-    };
     let mut counted = BTreeMap::new();
+    let minimal = minimal_modules(&bench)?;
     let mut part1_counted = |label: &'static str, tls: bool| -> Result<Throughput, String> {
-        let t = throughput::run(&bench, &part1(label, tls))?;
+        let t = throughput::run(&bench, &part1(label, tls, &knobs))?;
         if knobs.callgrind.iter().any(|p| p == label) {
-            log(&format!(
-                "part 1, {label}: instructions per request under callgrind"
-            ));
-            counted.insert(
-                label.to_string(),
-                throughput::count(&bench, &t, TARGET_HOST)?,
-            );
+            counted.insert(label.to_string(), part1_count(&bench, &t, tls, &minimal)?);
         }
         Ok(t)
     };
@@ -438,6 +426,72 @@ pub fn run(knobs: Knobs, out: &Path) -> Result<(), String> {
         elapsed.as_secs_f64()
     ));
     Ok(())
+}
+
+/// Part 1's variants.
+const ABC: [(&str, Option<PathBuf>); 3] = [("A", None), ("B", None), ("C", None)];
+
+/// Part 1 on one path: A, B and C side by side in rotated rounds, to [`TARGET_HOST`].
+fn part1<'a>(label: &'a str, tls: bool, knobs: &Knobs) -> throughput::Plan<'a> {
+    throughput::Plan {
+        label,
+        tls,
+        kinds: &ABC,
+        rounds: knobs.rounds,
+        seconds: knobs.seconds,
+        latency: true,
+        host: TARGET_HOST,
+        smoke: true,
+    }
+}
+
+/// Part 1's instruction counts on the path `t` ran: A, B and C, and the minimal modules.
+fn part1_count(
+    bench: &Bench,
+    t: &Throughput,
+    tls: bool,
+    minimal: &[(&str, PathBuf)],
+) -> Result<BTreeMap<String, instructions::Counted>, String> {
+    log("part 1: instructions per request under callgrind, with the minimal modules");
+    let real = config::address(bench, TARGET_SERVICE, tls, false);
+    let limits = throughput::Limits {
+        real: &real,
+        modules: minimal,
+    };
+    throughput::count_with_limits(bench, t, TARGET_HOST, Some(&limits))
+}
+
+/// Part 1's instruction counts alone (`BENCH_ONLY=instructions`) on the paths of
+/// `BENCH_CALLGRIND` (plain, tls): each path's rounds (keep them short: their CPU figures are
+/// not reported), then the counts; the report in `out`.
+pub fn run_instructions_only(knobs: Knobs, out: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let mut machine = report::Machine::now(&knobs);
+    let bench = Bench::start(knobs.clone())?;
+    let minimal = minimal_modules(&bench)?;
+    let mut counted = BTreeMap::new();
+    for (label, tls) in [("plain", false), ("tls", true)] {
+        if knobs.callgrind.iter().any(|p| p == label) {
+            let t = throughput::run(&bench, &part1(label, tls, &knobs))?;
+            counted.insert(label.to_string(), part1_count(&bench, &t, tls, &minimal)?);
+        }
+    }
+    if counted.is_empty() {
+        return Err("BENCH_CALLGRIND names neither plain nor tls: nothing to count".to_string());
+    }
+    machine.load_after = runner::load_average(true);
+    report::write_instructions_only(&machine, &counted, started.elapsed(), out)?;
+    log(&format!("wrote {}", out.display()));
+    Ok(())
+}
+
+/// Part 1's minimal modules, compiled: (kind, module).
+fn minimal_modules(bench: &Bench) -> Result<Vec<(&'static str, PathBuf)>, String> {
+    let dir = bench.work.join("minimal");
+    [minimal::READ, minimal::REWRITE]
+        .iter()
+        .map(|m| Ok((m.kind, m.compile(bench, &dir)?)))
+        .collect()
 }
 
 /// Part 5, unless `BENCH_MPT_MATCHES` names no count.

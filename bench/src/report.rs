@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use super::instructions::{callgrind, Counted, COUNTED, IDLE, WARM_UP};
 use super::mesh_passthrough::{self as mpt, Cost, Request};
+use super::minimal;
+use super::throughput::A_REAL;
 use super::{
     max, med, min, Bench, Knobs, Results, Sample, Throughput, LOAD_CPU, PROXY_CPU, TARGET_HOST,
 };
@@ -199,6 +201,25 @@ fn instructions_table(c: &BTreeMap<String, Counted>) -> String {
 const CPU_RATIO_TARGET: f64 = 1.08;
 const RPS_RATIO_TARGET: f64 = 0.93;
 const LIVE_AFTER_NATIVE_TARGET_S: f64 = 0.3;
+/// The filter against the minimal modules, in instructions per request (issue 25).
+const MINIMAL_RATIO_TARGET: f64 = 1.02;
+
+/// The filter over each minimal module on the request both serve, when counted: (what, ratio).
+fn limit_ratios(c: &BTreeMap<String, Counted>) -> Vec<(String, f64)> {
+    [
+        ("A's `.mesh` request", "A", minimal::REWRITE),
+        ("A's request to the real authority", A_REAL, minimal::READ),
+    ]
+    .into_iter()
+    .map(|(what, a, m)| {
+        (
+            format!("{what} over {} ({})", m.kind, m.does),
+            instruction_ratio(c, a, m.kind),
+        )
+    })
+    .filter(|(_, ratio)| !ratio.is_nan())
+    .collect()
+}
 
 fn ok(c: bool) -> &'static str {
     if c {
@@ -394,6 +415,63 @@ pub fn write_mesh_passthrough_only(
     fs::write(out, l.join("\n") + "\n").map_err(|e| format!("writing {}: {e}", out.display()))
 }
 
+/// The targets' rows that instruction counts answer, for one path (`title`).
+fn instruction_targets(c: &BTreeMap<String, Counted>, title: &str) -> Vec<String> {
+    let (ab, ac) = (
+        instruction_ratio(c, "A", "B"),
+        instruction_ratio(c, "A", "C"),
+    );
+    let mut rows = vec![
+        format!(
+            "| A/B proxy instructions per request <= {CPU_RATIO_TARGET} ({title}) | {ab:.3} | {} |",
+            ok(ab <= CPU_RATIO_TARGET)
+        ),
+        format!(
+            "| A cheaper than C, instructions per request ({title}) | A/C {ac:.3} | {} |",
+            ok(ac < 1.0)
+        ),
+    ];
+    rows.extend(limit_ratios(c).into_iter().map(|(what, ratio)| {
+        format!(
+            "| {what}, instructions per request <= {MINIMAL_RATIO_TARGET} ({title}) | {ratio:.3} | {} |",
+            ok(ratio <= MINIMAL_RATIO_TARGET)
+        )
+    }));
+    rows
+}
+
+/// Part 1's instruction counts alone (`BENCH_ONLY=instructions`): their targets and tables,
+/// after the machine's, in `out`.
+pub fn write_instructions_only(
+    m: &Machine,
+    counted: &BTreeMap<String, BTreeMap<String, Counted>>,
+    elapsed: Duration,
+    out: &Path,
+) -> Result<(), String> {
+    let mut l = vec![
+        "# Benchmarks: part 1's instruction counts alone\n".to_string(),
+        "Written by `BENCH_ONLY=instructions` (`bench/src/bin/bench.rs`): A, B and C and the \
+         minimal modules R and W under callgrind, as part 1 of `make bench` counts them (its \
+         CPU rounds are not in this report).\n"
+            .to_string(),
+    ];
+    l.extend(machine_lines(m, elapsed));
+    l.push("| target | result | |\n|---|---|---|".into());
+    for (label, c) in counted {
+        l.extend(instruction_targets(c, label));
+    }
+    for (label, c) in counted {
+        l.push(format!("\n### {label}\n"));
+        l.push(instructions_table(c));
+        l.extend(
+            limit_ratios(c)
+                .into_iter()
+                .map(|(what, ratio)| format!("- {what}: x{ratio:.3}")),
+        );
+    }
+    fs::write(out, l.join("\n") + "\n").map_err(|e| format!("writing {}: {e}", out.display()))
+}
+
 /// Writes the report to `out`.
 pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     let m = &r.machine;
@@ -442,18 +520,7 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
     )]);
     for (title, label, t) in paths.filter_map(|(title, label, t)| Some((title, label, t?))) {
         if let Some(c) = r.instructions.get(label) {
-            let (ab, ac) = (
-                instruction_ratio(c, "A", "B"),
-                instruction_ratio(c, "A", "C"),
-            );
-            w(format!(
-                "| A/B proxy instructions per request <= {CPU_RATIO_TARGET} ({title}) | {ab:.3} | {} |",
-                ok(ab <= CPU_RATIO_TARGET)
-            ));
-            w(format!(
-                "| A cheaper than C, instructions per request ({title}) | A/C {ac:.3} | {} |",
-                ok(ac < 1.0)
-            ));
+            instruction_targets(c, title).into_iter().for_each(&mut w);
         }
         let (ab, ac) = (Ratios::new(t, "A", "B"), Ratios::new(t, "A", "C"));
         w(format!(
@@ -568,6 +635,15 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
        `headers:replace(':authority', ...)`, `clearRouteCache()`, or `respond(403)`).\n"
             .into(),
     );
+    if r.instructions.contains_key("plain") || r.instructions.contains_key("tls") {
+        w(format!(
+            "Counted only, beside them: R (`{}`: {}) and W (`{}`: {}) in place of A's module, each              exporting only what Envoy needs (no `proxy_on_delete`, no state, no decision): the least              any proxy-wasm filter can cost for this job. They decide nothing, so their requests name              the service's real authority (`{A_REAL}`: A counted again with the same requests); W's              write makes Envoy pick the route again, as the filter's rewrite of `{TARGET_HOST}` does.\n",
+            minimal::READ.wat,
+            minimal::READ.does,
+            minimal::REWRITE.wat,
+            minimal::REWRITE.does,
+        ));
+    }
     w(format!(
         "Commands: `{}`; `{}`; `{}`. Configs and logs: `{}/`, `{}/`.\n",
         r.plain.gen_cmd.join(" "),
@@ -623,6 +699,10 @@ pub fn write(b: &Bench, r: &Results, out: &Path) -> Result<(), String> {
         ));
         if let Some(c) = r.instructions.get(label) {
             w(instructions_table(c));
+            for (what, ratio) in limit_ratios(c) {
+                w(format!("- {what}: x{ratio:.3}"));
+            }
+            w(String::new());
         }
         let empty = Vec::new();
         let cpu = |k: &str| med(&values(t.results.get(k).unwrap_or(&empty), "cpu_us"));
@@ -816,6 +896,35 @@ mod tests {
             seconds: 1.0,
             idle_per_second: 0.0,
         }
+    }
+
+    #[test]
+    fn the_filter_is_compared_with_each_minimal_module_on_the_request_both_serve() {
+        let c: BTreeMap<String, Counted> = [
+            ("A", 185_000),
+            (A_REAL, 170_000),
+            ("B", 150_000),
+            ("R", 160_000),
+            ("W", 175_000),
+        ]
+        .map(|(k, n)| (k.to_string(), counted(n)))
+        .into();
+        let ratios = limit_ratios(&c);
+        assert_eq!(ratios.len(), 2, "{ratios:?}");
+        assert!(
+            ratios[0].0.starts_with("A's `.mesh` request over W"),
+            "{ratios:?}"
+        );
+        assert_eq!(ratios[0].1, 185_000.0 / 175_000.0);
+        assert!(ratios[1]
+            .0
+            .starts_with("A's request to the real authority over R"));
+        assert_eq!(ratios[1].1, 170_000.0 / 160_000.0);
+        // Part 4 counts no minimal module: no ratio, rather than NaN.
+        let part4: BTreeMap<String, Counted> = [("A", 1), ("B", 1)]
+            .map(|(k, n)| (k.to_string(), counted(n)))
+            .into();
+        assert!(limit_ratios(&part4).is_empty());
     }
 
     /// Part 5 at two counts: `Host` exact flat, `Host` wildcard +20%, SNI flat.

@@ -127,28 +127,91 @@ pub fn run(b: &Bench, plan: &Plan) -> Result<Throughput, String> {
     Ok(t)
 }
 
+/// The label of A's count with requests to the service's real authority (no rewrite).
+pub const A_REAL: &str = "A, real authority";
+
 /// The instructions per request of each variant `t` measured (its configurations, on the same
 /// ports), to `host`, after `t`'s own runs. Variants that share a port (`A-*`) take turns;
 /// the others run side by side.
 pub fn count(b: &Bench, t: &Throughput, host: &str) -> Result<BTreeMap<String, Counted>, String> {
+    count_with_limits(b, t, host, None)
+}
+
+/// The minimal modules counted beside part 1's variants, and where their requests go.
+pub struct Limits<'a> {
+    /// The service's real authority: its route is the one a `.mesh` name is rewritten to, and
+    /// the only one a module that decides nothing can serve.
+    pub real: &'a str,
+    /// (kind, module), e.g. `R` and `W` of [`crate::minimal`].
+    pub modules: &'a [(&'a str, PathBuf)],
+}
+
+/// [`count`], and with `limits` also A again and each minimal module (A's configuration with
+/// that module, on a port of its own) to the real authority: the filter against the least a
+/// proxy-wasm module can cost, on the request each serves.
+pub fn count_with_limits(
+    b: &Bench,
+    t: &Throughput,
+    host: &str,
+    limits: Option<&Limits>,
+) -> Result<BTreeMap<String, Counted>, String> {
+    let mut variants: Vec<(&str, PathBuf)> = t
+        .results
+        .keys()
+        .map(|kind| (kind.as_str(), t.dir.join(format!("{kind}.yaml"))))
+        .collect();
+    if let Some(limits) = limits {
+        let cfg_a = config::read_yaml(&t.dir.join("A.generated.yaml"))?;
+        let authority = |_: usize| limits.real.to_string();
+        for (kind, module) in limits.modules {
+            let v = Variant {
+                kind: kind.chars().next().unwrap_or('A'),
+                services: b.knobs.services,
+                authority: &authority,
+                wasm: Some(module),
+                listen: b.port(kind),
+                access_log: b.knobs.access_log,
+            };
+            let path = t.dir.join(format!("{kind}.yaml"));
+            config::write_yaml(&path, &config::variant(&cfg_a, &v)?)?;
+            variants.push((kind, path));
+        }
+    }
     let mut batches: Vec<Vec<(&str, PathBuf)>> = Vec::new();
-    for kind in t.results.keys() {
-        let variant = (kind.as_str(), t.dir.join(format!("{kind}.yaml")));
+    for variant in variants {
         match batches
             .iter_mut()
-            .find(|batch| batch.iter().all(|(k, _)| b.port(k) != b.port(kind)))
+            .find(|batch| batch.iter().all(|(k, _)| b.port(k) != b.port(variant.0)))
         {
             Some(batch) => batch.push(variant),
             None => batches.push(vec![variant]),
         }
     }
-    let send = |kind: &str, n: usize| in_sequence(Target::local(b.port(kind)).addr, host, n);
+    let send =
+        |kind: &str, to: &str, n: usize| in_sequence(Target::local(b.port(kind)).addr, to, n);
     let mut counted = BTreeMap::new();
     for batch in &batches {
+        let mut counts = instructions::each(batch, host);
+        if let Some(limits) = limits {
+            for c in counts
+                .iter_mut()
+                .filter(|c| limits.modules.iter().any(|(k, _)| *k == c.kind))
+            {
+                c.host = limits.real;
+            }
+            if batch.iter().any(|(k, _)| *k == "A") {
+                counts.push(instructions::Count {
+                    label: A_REAL,
+                    kind: "A",
+                    host: limits.real,
+                });
+            }
+        }
         counted.extend(instructions::count(
             &t.dir,
             batch,
             &b.envoy_options(),
+            &counts,
             &send,
         )?);
     }

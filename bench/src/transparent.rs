@@ -135,11 +135,12 @@ pub fn run(
     // threads and processes stay in it.
     for (kind, path) in &paths {
         let one = [(*kind, path.clone())];
-        let send = |_: &str, n: usize| in_sequence(vip, TARGET_HOST, n);
+        let send = |_: &str, host: &str, n: usize| in_sequence(vip, host, n);
+        let counts = instructions::each(&one, TARGET_HOST);
         counted.extend(
             topology
                 .app
-                .run(|| instructions::count(&d, &one, &options, &send))?,
+                .run(|| instructions::count(&d, &one, &options, &counts, &send))?,
         );
     }
     Ok((t, Some(counted)))

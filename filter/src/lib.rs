@@ -4,8 +4,9 @@
 //! The module speaks the proxy-wasm ABI 0.2.1 itself and exports only the callbacks it needs
 //! (below, and `tests/filter_module.rs` of host-tests holds the list): Envoy skips a callback
 //! a module does not export, and each one it calls is a trip into the VM on every request.
-//! So there is no `proxy_on_response_headers`, `_body`, `proxy_on_log` or `proxy_on_done`
-//! (Envoy treats a missing `proxy_on_done` as done, then deletes the context).
+//! So there is no `proxy_on_response_headers`, `_body`, `proxy_on_log`, `proxy_on_done` (Envoy
+//! treats a missing one as done, then deletes the context) or `proxy_on_delete` (the module
+//! keeps nothing per stream: [`Contexts`]).
 // Only the wasm32 build is a module; elsewhere (a native `cargo build --workspace`) it is empty.
 #![cfg(target_arch = "wasm32")]
 
@@ -53,23 +54,74 @@ struct Configured {
 
 /// The VM's contexts. One VM holds several root contexts (one per plugin configuration: each
 /// VIP listener of the transparent proxy has its own, bound to one service); each stream
-/// belongs to one of them. Both are hash tables, so a request's lookups do not grow with the
-/// number of listeners, and both are reused: once grown, a stream costs no allocation.
+/// belongs to one of them.
+///
+/// The module exports no `proxy_on_delete`, which Envoy would call once more per request: it
+/// keeps nothing per stream. Envoy creates a stream's context in the same call that hands the
+/// module its request headers (`Context::decodeHeaders`: `onCreate()`, then
+/// `onRequestHeaders()`, on one thread), and the filter needs the stream's root only then, so
+/// the last stream created is the one whose headers come next. A root context Envoy deletes
+/// stops ticking (Envoy ticks only live root contexts), and is forgotten once the roots have
+/// ticked [`STALE_TICKS`] times per root since it last did.
 #[derive(Default)]
 struct Contexts {
-    /// Root context id -> its configuration, once `proxy_on_configure` accepted one.
-    roots: FxHashMap<u32, Option<Rc<Configured>>>,
-    /// Stream context id -> its root context id.
-    streams: FxHashMap<u32, u32>,
+    /// Root context id -> its root.
+    roots: FxHashMap<u32, Root>,
+    /// The stream context Envoy created last, and its root context.
+    last_stream: Option<(u32, u32)>,
+    /// Ticks of every root context so far.
+    ticks: u64,
 }
 
+/// A root context: its configuration, once `proxy_on_configure` accepted one, and the tick
+/// count when it was created or last ticked.
+struct Root {
+    configured: Option<Rc<Configured>>,
+    seen_at: u64,
+}
+
+/// A root context is forgotten when the others have ticked this many times per root since it
+/// last did: a live one ticks once a period like the others, so it is never more than about one
+/// tick per root behind; one Envoy deleted falls behind without end.
+const STALE_TICKS: u64 = 3;
+
 impl Contexts {
-    fn root_mut(&mut self, id: u32) -> &mut Option<Rc<Configured>> {
-        self.roots.entry(id).or_default()
+    fn root_mut(&mut self, id: u32) -> &mut Root {
+        let seen_at = self.ticks;
+        self.roots.entry(id).or_insert(Root {
+            configured: None,
+            seen_at,
+        })
     }
 
     fn configured(&self, root: u32) -> Option<Rc<Configured>> {
-        self.roots.get(&root).cloned().flatten()
+        self.roots.get(&root)?.configured.clone()
+    }
+
+    /// The root of the stream whose request headers Envoy hands over: the last one created.
+    fn root_of(&self, stream: u32) -> Option<u32> {
+        match self.last_stream {
+            Some((last, root)) if last == stream => Some(root),
+            _ => None,
+        }
+    }
+
+    /// Counts `root`'s tick; once per round of every root, forgets the roots left behind.
+    /// False for a root already forgotten: it was live after all, and its streams are now
+    /// answered 500 (its configuration is gone).
+    fn ticked(&mut self, root: u32) -> bool {
+        self.ticks += 1;
+        let ticks = self.ticks;
+        let Some(known) = self.roots.get_mut(&root) else {
+            return false;
+        };
+        known.seen_at = ticks;
+        let roots = self.roots.len() as u64;
+        if ticks.is_multiple_of(roots) {
+            self.roots
+                .retain(|_, r| ticks - r.seen_at <= STALE_TICKS * roots);
+        }
+        true
     }
 }
 
@@ -143,16 +195,7 @@ pub extern "C" fn proxy_on_context_create(context: u32, parent: u32) {
         if parent == 0 {
             contexts.root_mut(context);
         } else {
-            contexts.streams.insert(context, parent);
-        }
-    });
-}
-
-#[no_mangle]
-pub extern "C" fn proxy_on_delete(context: u32) {
-    CONTEXTS.with_borrow_mut(|contexts| {
-        if contexts.streams.remove(&context).is_none() {
-            contexts.roots.remove(&context);
+            contexts.last_stream = Some((context, parent));
         }
     });
 }
@@ -196,7 +239,8 @@ pub extern "C" fn proxy_on_configure(root: u32, _plugin_configuration_size: usiz
         passthrough_summary(&configured.filter.catalog)
     );
     report_memory(configured.vm_memory);
-    CONTEXTS.with_borrow_mut(|contexts| *contexts.root_mut(root) = Some(Rc::new(configured)));
+    CONTEXTS
+        .with_borrow_mut(|contexts| contexts.root_mut(root).configured = Some(Rc::new(configured)));
     let period = u32::try_from(MEMORY_REPORT_PERIOD.as_millis()).unwrap_or(u32::MAX);
     host::set_tick_period_milliseconds(period);
     1
@@ -204,7 +248,14 @@ pub extern "C" fn proxy_on_configure(root: u32, _plugin_configuration_size: usiz
 
 #[no_mangle]
 pub extern "C" fn proxy_on_tick(root: u32) {
-    if let Some(configured) = CONTEXTS.with_borrow(|contexts| contexts.configured(root)) {
+    let (known, configured) =
+        CONTEXTS.with_borrow_mut(|contexts| (contexts.ticked(root), contexts.configured(root)));
+    if !known {
+        log::error!(
+            "external-service filter: root context {root} ticked after it was taken for deleted; its requests are answered 500"
+        );
+    }
+    if let Some(configured) = configured {
         report_memory(configured.vm_memory);
     }
 }
@@ -280,18 +331,17 @@ fn request_header(name: &str) -> Option<String> {
 
 #[no_mangle]
 pub extern "C" fn proxy_on_request_headers(stream: u32, _headers: u32, _end: u32) -> Action {
-    let configured = CONTEXTS.with_borrow(|contexts| {
-        let root = contexts.streams.get(&stream)?;
-        contexts.configured(*root)
-    });
+    let configured =
+        CONTEXTS.with_borrow(|contexts| contexts.configured(contexts.root_of(stream)?));
     match configured {
         Some(configured) => configured.on_http_request_headers(),
         None => unconfigured(stream),
     }
 }
 
-/// A stream of no known root context, or of one without a configuration: never forwarded
-/// open, answered as a filter failure.
+/// A stream of no known root context, or of one without a configuration, or whose headers do
+/// not follow its creation (not Envoy's order): never forwarded open, answered as a filter
+/// failure.
 #[cold]
 fn unconfigured(stream: u32) -> Action {
     log::error!("external-service filter: stream {stream} has no configuration; answered 500");

@@ -536,7 +536,32 @@ impl Plugin {
 
     /// Calls `proxy_on_tick` on the root context.
     pub fn call_on_tick(&mut self) -> Result<()> {
-        self.callback::<u32, ()>(ROOT_CONTEXT, "proxy_on_tick", ROOT_CONTEXT, ())
+        self.call_on_tick_of(ROOT_CONTEXT)
+    }
+
+    /// Creates another root context in the same VM and configures it with `configuration`, as
+    /// Envoy does for each plugin of one `vm_id` (each VIP listener of the transparent proxy);
+    /// its id, and whether `proxy_on_configure` accepted it. The plugin's own configuration is
+    /// what the host hands over again afterwards.
+    pub fn new_root_context(&mut self, configuration: impl Into<Vec<u8>>) -> Result<(u32, bool)> {
+        let id = self.next_context;
+        self.next_context += 1;
+        self.callback::<(u32, u32), ()>(id, "proxy_on_context_create", (id, 0), ())?;
+        let own = std::mem::replace(
+            &mut self.store.data_mut().plugin_configuration,
+            configuration.into(),
+        );
+        let size = wasm_len(self.store.data().plugin_configuration.len());
+        let accepted = size.and_then(|size| {
+            self.callback::<(u32, u32), u32>(id, "proxy_on_configure", (id, size), 1)
+        });
+        self.store.data_mut().plugin_configuration = own;
+        Ok((id, accepted? != 0))
+    }
+
+    /// Calls `proxy_on_tick` on root context `root`.
+    pub fn call_on_tick_of(&mut self, root: u32) -> Result<()> {
+        self.callback::<u32, ()>(root, "proxy_on_tick", root, ())
     }
 
     fn stream_mut(&mut self, stream: HttpStream) -> Result<&mut StreamState> {

@@ -17,7 +17,7 @@ use extsvc_testkit::runner;
 #[derive(Parser, Debug)]
 #[command(
     name = "bench",
-    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-check.md\nPart 5 alone:\n  BENCH_ONLY=mesh-passthrough BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-mpt.md"
+    after_help = "Example (a quick check, not numbers to keep):\n  BENCH_ROUNDS=1 BENCH_SECONDS=1 BENCH_SCALE=1,100 BENCH_PROFILES=0 BENCH_TPROXY_ROUNDS=1 BENCH_TPROXY_SECONDS=1 BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-check.md\nPart 5 alone:\n  BENCH_ONLY=mesh-passthrough BENCH_MPT_REQUESTS=500 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-mpt.md\nPart 1's instruction counts alone, plain path (~7 min):\n  BENCH_ONLY=instructions BENCH_CALLGRIND=plain BENCH_ROUNDS=1 BENCH_SECONDS=1 \\\n    cargo run --release -p extsvc-bench --bin bench -- --out /tmp/bench-instructions.md"
 )]
 struct Args {
     #[command(flatten)]
@@ -76,7 +76,9 @@ struct Args {
     /// Part 6: how many times the fleet test runs (its convergence times; 0 skips it).
     #[arg(long, env = "BENCH_FLEET_ROUNDS", default_value_t = 3)]
     fleet_rounds: usize,
-    /// `mesh-passthrough`: run part 5 alone and write only its section (needs --out).
+    /// `mesh-passthrough`: run part 5 alone and write only its section; `instructions`: part
+    /// 1's instruction counts alone (A, B, C, and the minimal modules R and W) on the paths of
+    /// BENCH_CALLGRIND (plain, tls). Both need --out.
     #[arg(long, env = "BENCH_ONLY")]
     only: Option<String>,
     /// The report [default: BENCHMARKS.md in the workspace].
@@ -105,14 +107,14 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let only = match a.only.as_deref() {
-        None => false,
-        Some("mesh-passthrough") if a.out.is_some() => true,
-        Some("mesh-passthrough") => {
+        None => None,
+        Some(part @ ("mesh-passthrough" | "instructions")) if a.out.is_some() => Some(part),
+        Some("mesh-passthrough" | "instructions") => {
             eprintln!("bench: BENCH_ONLY writes a report of one part: give --out, so that BENCHMARKS.md stays whole");
             return ExitCode::from(2);
         }
         Some(other) => {
-            eprintln!("bench: BENCH_ONLY takes mesh-passthrough, not {other:?}");
+            eprintln!("bench: BENCH_ONLY takes mesh-passthrough or instructions, not {other:?}");
             return ExitCode::from(2);
         }
     };
@@ -136,10 +138,10 @@ fn main() -> ExitCode {
     let out = a
         .out
         .unwrap_or_else(|| runner::root().join("BENCHMARKS.md"));
-    let ran = if only {
-        bench::run_mesh_passthrough_only(knobs, &out)
-    } else {
-        bench::run(knobs, &out)
+    let ran = match only {
+        Some("mesh-passthrough") => bench::run_mesh_passthrough_only(knobs, &out),
+        Some(_) => bench::run_instructions_only(knobs, &out),
+        None => bench::run(knobs, &out),
     };
     match ran {
         Ok(()) => ExitCode::SUCCESS,

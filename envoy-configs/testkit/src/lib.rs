@@ -11,6 +11,8 @@
 //! - [`scripted`]: a plain HTTP upstream that answers by a script (slow, failing, then
 //!   healthy) and counts what reached it.
 //! - [`curl`]: run curl and get status, headers and body back.
+//! - [`h2c`]: a hand-made HTTP/2 cleartext client: many streams at once on one connection,
+//!   some reset by the client.
 //! - [`net`]: free loopback ports, a bounded "eventually" helper, a TCP echo round trip.
 //! - [`netns`]: an app and a "world" network namespace joined by a veth pair, for the
 //!   transparent proxy (deleted on drop).
@@ -73,6 +75,7 @@ pub mod certs;
 pub mod curl;
 pub mod egress_net;
 pub mod envoy;
+pub mod h2c;
 pub mod kubelet;
 pub mod manifests;
 pub mod net;

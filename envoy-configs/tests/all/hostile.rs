@@ -894,6 +894,123 @@ fn http2_clients() {
     }
 }
 
+/// What each stream of [`concurrent_http2_streams_are_each_decided_by_their_own_authority`]
+/// asks for, by its number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    /// `httpbin.mesh`: forwarded, rewritten, its requested authority kept.
+    Mesh,
+    /// An undeclared host: refused by the filter.
+    Undeclared,
+    /// The real authority: forwarded as it is, no requested authority.
+    Real,
+    /// `httpbin.mesh`, its request left open and reset by the client after the next stream's
+    /// headers.
+    MeshReset,
+}
+
+impl StreamKind {
+    fn of(i: usize) -> StreamKind {
+        [
+            StreamKind::Mesh,
+            StreamKind::Undeclared,
+            StreamKind::MeshReset,
+            StreamKind::Real,
+        ][i % 4]
+    }
+}
+
+/// Many HTTP/2 streams written at once on one connection, a quarter of them reset by the
+/// client between other streams' headers: each is decided by its own `:authority` and logged
+/// with it. The module keeps no table of streams (no `proxy_on_delete`): it takes a stream's
+/// root from the stream Envoy created last, which holds only because Envoy creates each
+/// stream's context in the call that hands over its request headers, however the streams'
+/// frames interleave. A stream decided out of that order would show here as a 500
+/// (`UNCONFIGURED_DETAILS`), another stream's answer, or another stream's
+/// `requested_authority`.
+#[test]
+fn concurrent_http2_streams_are_each_decided_by_their_own_authority() {
+    use support::h2c::{self, H2Request, StreamEnd};
+
+    const STREAMS: usize = 64;
+    let w = world();
+    let real = format!("httpbin.test:{}", w.up.port("tls"));
+    let undeclared = format!("plain.test:{}", w.plain);
+    let requests: Vec<H2Request> = (0..STREAMS)
+        .map(|i| {
+            let kind = StreamKind::of(i);
+            let authority = match kind {
+                StreamKind::Mesh | StreamKind::MeshReset => "httpbin.mesh",
+                StreamKind::Undeclared => &undeclared,
+                StreamKind::Real => &real,
+            };
+            H2Request {
+                authority: authority.to_string(),
+                path: format!("/stream-{i}"),
+                reset: kind == StreamKind::MeshReset,
+            }
+        })
+        .collect();
+    let proxy = std::net::SocketAddr::from((LOCALHOST, w.s.listen));
+    let ends = h2c::streams(proxy, &requests, WAIT).unwrap();
+    for (i, end) in ends.iter().enumerate() {
+        let want = match StreamKind::of(i) {
+            StreamKind::MeshReset => StreamEnd::ResetByClient,
+            _ => StreamEnd::Answered,
+        };
+        assert_eq!(*end, want, "stream {i}: {ends:?}");
+    }
+    let log = w.s.access_log(STREAMS);
+    let mut seen = vec![false; STREAMS];
+    for l in &log {
+        let i: usize = l["path"]
+            .as_str()
+            .and_then(|p| p.strip_prefix("/stream-"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("not one of the streams: {l}"));
+        seen[i] = true;
+        assert_eq!(l["protocol"], "HTTP/2", "{l}");
+        let requested = &l["requested_authority"];
+        match StreamKind::of(i) {
+            StreamKind::Mesh => {
+                assert_eq!(l["response_code"], 200, "{l}");
+                assert_eq!(l["authority"], real.as_str(), "{l}");
+                assert_eq!(requested, "httpbin.mesh", "{l}");
+                assert_eq!(l["external_service"], "httpbin", "{l}");
+            }
+            StreamKind::Undeclared => {
+                assert_eq!(l["response_code"], 403, "{l}");
+                assert_eq!(l["denied"], "undeclared-host", "{l}");
+                assert!(requested.is_null(), "{l}");
+            }
+            StreamKind::Real => {
+                assert_eq!(l["response_code"], 200, "{l}");
+                assert!(requested.is_null(), "{l}");
+                assert_eq!(l["external_service"], "httpbin", "{l}");
+            }
+            StreamKind::MeshReset => {
+                // Decided (rewritten, its name kept), then reset before any answer.
+                assert_eq!(l["response_code"], 0, "{l}");
+                assert_eq!(l["authority"], real.as_str(), "{l}");
+                assert_eq!(requested, "httpbin.mesh", "{l}");
+            }
+        }
+    }
+    assert!(seen.iter().all(|s| *s), "streams never logged: {seen:?}");
+    // They were streams of one connection.
+    assert_eq!(
+        w.s.envoy
+            .counter("http.outbound_http.downstream_cx_http2_total"),
+        1
+    );
+    assert_eq!(
+        w.s.envoy
+            .counter("http.outbound_http.downstream_rq_http2_total"),
+        STREAMS as u64
+    );
+    w.assert_no_leak();
+}
+
 /// The transparent proxy's VIP listeners: whatever the app sends to a service's VIP reaches
 /// that service or nothing. A `Host` naming another service or an undeclared host, a request
 /// in proxy form for another host, and bytes that are not HTTP at all never reach anyone else.
