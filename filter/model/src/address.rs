@@ -67,7 +67,7 @@ pub fn parse(address: &str) -> Result<Address, Vec<&'static str>> {
         problems.push(UNPARSABLE);
         ("", "")
     });
-    let ip = host.parse::<IpAddr>().ok();
+    let ip = parse_ip(host);
     if ip.is_none() && !is_dns_name(host) {
         problems.push(NOT_IP_OR_DOMAIN);
     }
@@ -134,13 +134,23 @@ fn parse_uint32(s: &str) -> Option<u64> {
     s.parse::<u64>().ok().filter(|&p| p <= u64::from(u32::MAX))
 }
 
+/// `host` as an IP literal, if it is one. Most hosts are names, and `IpAddr`'s parser (which
+/// tries IPv4, then IPv6) is most of the cost of reading one: it accepts nothing but hex
+/// digits, dots and colons, so any other character settles it at once.
+fn parse_ip(host: &str) -> Option<IpAddr> {
+    let may_be_ip = host
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    may_be_ip.then(|| host.parse().ok()).flatten()
+}
+
 /// govalidator's `IsDNSName`: labels of letters, digits, `_` and `-` (not leading), at most 63
 /// characters each, an optional final `.` or `_`, at most 255 characters without the dots.
 pub fn is_dns_name(s: &str) -> bool {
     if s.is_empty() || s.bytes().filter(|&b| b != b'.').count() > 255 {
         return false;
     }
-    if s.parse::<IpAddr>().is_ok() {
+    if parse_ip(s).is_some() {
         return false;
     }
     let body = s.strip_suffix('.').unwrap_or(s);
@@ -240,5 +250,26 @@ mod tests {
         ] {
             assert!(!is_dns_name(bad), "{bad}");
         }
+    }
+
+    proptest::proptest! {
+        /// The shortcut for names never changes what `IpAddr`'s parser says.
+        #[test]
+        fn parse_ip_is_the_std_parser(host in "[0-9a-fA-F.:%\\[\\]gz-]{0,40}") {
+            proptest::prop_assert_eq!(parse_ip(&host), host.parse::<IpAddr>().ok());
+        }
+
+        #[test]
+        fn parse_ip_reads_every_ip(ip in proptest::prelude::any::<IpAddr>()) {
+            proptest::prop_assert_eq!(parse_ip(&ip.to_string()), Some(ip));
+        }
+    }
+
+    #[test]
+    fn parse_ip_reads_both_families_and_skips_names() {
+        assert_eq!(parse_ip("10.0.0.1"), "10.0.0.1".parse().ok());
+        assert_eq!(parse_ip("::ffff:1.2.3.4"), "::ffff:1.2.3.4".parse().ok());
+        assert_eq!(parse_ip("fe80::1%eth0"), None);
+        assert_eq!(parse_ip("cafe.example"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! a request may use to the service it reaches. Built once at configure time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::Hash;
 
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
@@ -245,22 +246,20 @@ impl Catalog {
     }
 
     /// The services whose `key` another service has too.
-    fn sharing(&self, key: impl Fn(&Service) -> String) -> Vec<ServiceId> {
-        let keys: Vec<String> = self.services.iter().map(key).collect();
-        let mut users: FxHashMap<&str, usize> = FxHashMap::default();
+    fn sharing<'s, K: Hash + Eq>(&'s self, key: impl Fn(&'s Service) -> K) -> Vec<ServiceId> {
+        let keys: Vec<K> = self.services.iter().map(key).collect();
+        let mut users: FxHashMap<&K, usize> = FxHashMap::default();
         for k in &keys {
             *users.entry(k).or_default() += 1;
         }
-        (0..keys.len())
-            .filter(|&id| users[keys[id].as_str()] > 1)
-            .collect()
+        (0..keys.len()).filter(|&id| users[&keys[id]] > 1).collect()
     }
 
     /// `api.test:443` with TLS and `api.test:80` without both shorten to `api.test`: such
     /// services keep their ports, so the upstream side (routes) can still tell them apart.
     /// (A `.mesh` name has no port to keep.)
     fn keep_ports_where_authorities_clash(&mut self) {
-        for id in self.sharing(|s| s.authority.clone()) {
+        for id in self.sharing(|s| s.authority.as_str()) {
             let service = &mut self.services[id];
             if service.host_rewrite.is_some() || service.matched.is_some() {
                 continue;
@@ -297,57 +296,57 @@ impl Catalog {
         }
     }
 
+    /// Claims every name and IP the service is reached by, straight into the tables: this runs
+    /// once per service, so it builds no list of claims on the way.
     fn claim_names(&mut self, id: ServiceId) {
-        let service = &self.services[id];
+        let Catalog {
+            services,
+            names,
+            ips,
+            ..
+        } = self;
+        let service = &services[id];
         let target = Target::Service(id);
         if let Some(matched) = &service.matched {
             // A MeshExternalService is reached by its hostnames on its port, nothing else.
             for hostname in &matched.hostnames {
-                let held = self.names.entry(hostname.as_str().into()).or_default();
-                claim(
-                    held,
-                    matched.port,
-                    Claim {
-                        target,
-                        rank: Rank::Exact,
-                    },
-                );
+                let held = names.entry(hostname.as_str().into()).or_default();
+                claim_all(held, target, [(matched.port, Rank::Exact)]);
             }
             return;
         }
-        let mut ports: Vec<u16> = service.endpoints.iter().map(|e| e.address.port).collect();
+        let mut ports: Vec<u16> = Vec::with_capacity(service.endpoints.len() + 1);
+        ports.extend(service.endpoints.iter().map(|e| e.address.port));
         ports.push(DEFAULT_REQUEST_PORT);
         ports.sort_unstable();
         ports.dedup();
-        let mut mesh_name = service.name.to_ascii_lowercase();
+        let mut mesh_name = String::with_capacity(service.name.len() + ".mesh".len());
+        mesh_name.push_str(&service.name);
+        mesh_name.make_ascii_lowercase();
         mesh_name.push_str(".mesh");
-        let mut claims: Vec<(Host, Vec<(u16, Rank)>)> = Vec::new();
         if address::is_dns_name(&mesh_name) {
-            let exact = ports.iter().map(|&p| (p, Rank::Exact)).collect();
             if mesh_name.contains('_') {
-                let inferred = ports.iter().map(|&p| (p, Rank::Inferred)).collect();
-                claims.push((Host::Name(mesh_name.replace('_', ".")), inferred));
+                let held = names.entry(mesh_name.replace('_', ".").into()).or_default();
+                claim_all(held, target, ports.iter().map(|&p| (p, Rank::Inferred)));
             }
-            claims.push((Host::Name(mesh_name), exact));
+            let held = names.entry(mesh_name.into_boxed_str()).or_default();
+            claim_all(held, target, ports.iter().map(|&p| (p, Rank::Exact)));
         }
         for e in service
             .endpoints
             .iter()
             .filter(|e| !e.disable_host_dns_entry)
         {
-            let mut on = vec![(e.address.port, Rank::Exact)];
-            if !e.address.host.is_ip() {
-                on.push((DEFAULT_REQUEST_PORT, Rank::Inferred));
-            }
-            claims.push((e.address.host.clone(), on));
-        }
-        for (host, on) in claims {
-            let held = match host {
-                Host::Name(name) => self.names.entry(name.into_boxed_str()).or_default(),
-                Host::Ip(ip) => self.ips.entry(ip).or_default(),
-            };
-            for (port, rank) in on {
-                claim(held, port, Claim { target, rank });
+            let port = e.address.port;
+            match &e.address.host {
+                Host::Name(name) => {
+                    let held = names.entry(name.as_str().into()).or_default();
+                    let on = [(port, Rank::Exact), (DEFAULT_REQUEST_PORT, Rank::Inferred)];
+                    claim_all(held, target, on);
+                }
+                Host::Ip(ip) => {
+                    claim_all(ips.entry(*ip).or_default(), target, [(port, Rank::Exact)]);
+                }
             }
         }
     }
@@ -506,6 +505,12 @@ fn short_authority(address: &Address, tls: bool) -> String {
         address.host.to_string()
     } else {
         address.to_string()
+    }
+}
+
+fn claim_all(held: &mut Ports, target: Target, on: impl IntoIterator<Item = (u16, Rank)>) {
+    for (port, rank) in on {
+        claim(held, port, Claim { target, rank });
     }
 }
 

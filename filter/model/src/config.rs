@@ -33,32 +33,69 @@ pub type ExtraChecks<'a> = &'a mut dyn FnMut(&[Resource]) -> Vec<Vec<Violation>>
 
 /// Reads every document, validates the resources together, and reports on each.
 pub fn check(documents: Vec<(Value, Origin)>, extra: Option<ExtraChecks<'_>>) -> Checked {
-    let mut slots: Vec<Result<usize, Report>> = Vec::new();
-    let mut resources = Vec::new();
-    for (value, origin) in documents {
-        match resource::from_value(value, origin) {
-            Ok(r) => {
-                slots.push(Ok(resources.len()));
-                resources.push(r);
+    Found::in_documents(documents, extra).reported()
+}
+
+/// What [`check`] finds, before it writes a report on each resource: the filter needs reports
+/// only when something is wrong (10,000 of them cost four strings each).
+struct Found {
+    /// Per document, the resource it was read as, or why it could not be.
+    slots: Vec<Result<usize, Report>>,
+    resources: Vec<Resource>,
+    /// Aligned with `resources`.
+    violations: Vec<Vec<Violation>>,
+}
+
+impl Found {
+    fn in_documents(documents: Vec<(Value, Origin)>, extra: Option<ExtraChecks<'_>>) -> Found {
+        let mut slots: Vec<Result<usize, Report>> = Vec::new();
+        let mut resources = Vec::new();
+        for (value, origin) in documents {
+            match resource::from_value(value, origin) {
+                Ok(r) => {
+                    slots.push(Ok(resources.len()));
+                    resources.push(r);
+                }
+                Err(rejected) => slots.push(Err(Report::from(*rejected))),
             }
-            Err(rejected) => slots.push(Err(Report::from(*rejected))),
+        }
+        let mut violations = validate::validate(&resources);
+        if let Some(extra) = extra {
+            for (found, more) in violations.iter_mut().zip(extra(&resources)) {
+                found.extend(more);
+            }
+        }
+        Found {
+            slots,
+            resources,
+            violations,
         }
     }
-    let mut violations = validate::validate(&resources);
-    if let Some(extra) = extra {
-        for (found, more) in violations.iter_mut().zip(extra(&resources)) {
-            found.extend(more);
-        }
-    }
-    let mut violations = violations.into_iter().map(Some).collect::<Vec<_>>();
-    let reports = slots
-        .into_iter()
-        .map(|slot| match slot {
-            Ok(i) => Report::of(&resources[i], violations[i].take().unwrap_or_default()),
-            Err(report) => report,
+
+    /// [`Checked::is_valid`] of the reports, without writing them.
+    fn is_valid(&self) -> bool {
+        self.slots.iter().all(|slot| match slot {
+            Ok(i) => self.violations[*i].is_empty(),
+            Err(report) => report.is_valid(),
         })
-        .collect();
-    Checked { resources, reports }
+    }
+
+    fn reported(self) -> Checked {
+        let Found {
+            slots,
+            resources,
+            violations,
+        } = self;
+        let mut violations = violations.into_iter().map(Some).collect::<Vec<_>>();
+        let reports = slots
+            .into_iter()
+            .map(|slot| match slot {
+                Ok(i) => Report::of(&resources[i], violations[i].take().unwrap_or_default()),
+                Err(report) => report,
+            })
+            .collect();
+        Checked { resources, reports }
+    }
 }
 
 pub const PLUGIN_CONFIGURATION: &str = "plugin configuration";
@@ -155,19 +192,20 @@ impl ConfigError {
 pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
     let config: PluginConfig =
         serde_json::from_slice(bytes).map_err(|e| ConfigError::Syntax(e.to_string()))?;
-    let checked = check(
+    let found = Found::in_documents(
         Origin::in_file(PLUGIN_CONFIGURATION, config.resources),
         None,
     );
-    if !checked.is_valid() {
+    if !found.is_valid() {
+        let checked = found.reported();
         return Err(ConfigError::Invalid(checked.invalid().cloned().collect()));
     }
-    let mesh = catalog::select_mesh(&checked.resources, config.mesh.as_deref())
-        .map_err(ConfigError::Mesh)?;
-    let mut catalog = Catalog::build(&checked.resources, &mesh);
+    let resources = found.resources;
+    let mesh =
+        catalog::select_mesh(&resources, config.mesh.as_deref()).map_err(ConfigError::Mesh)?;
+    let mut catalog = Catalog::build(&resources, &mesh);
     if let Some(dataplane) = &config.dataplane {
-        let tags = checked
-            .resources
+        let tags = resources
             .iter()
             .find_map(|r| match &r.spec {
                 Spec::Dataplane(dp) if r.mesh == mesh && r.name == *dataplane => {
@@ -179,7 +217,7 @@ pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
                 dataplane: dataplane.clone(),
                 mesh: mesh.clone(),
             })?;
-        let permissions = Permissions::of_mesh(&checked.resources, &mesh);
+        let permissions = Permissions::of_mesh(&resources, &mesh);
         catalog.refuse_unpermitted(&permissions, dataplane, &tags);
     }
     let binding = match (config.service, config.mesh_external_service) {
@@ -199,4 +237,61 @@ pub fn configure(bytes: &[u8]) -> Result<Filter, ConfigError> {
         )?),
     };
     Ok(Filter { catalog, bound })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn configured(resources: serde_json::Value) -> Result<Filter, ConfigError> {
+        configure(
+            serde_json::json!({ "resources": resources })
+                .to_string()
+                .as_bytes(),
+        )
+    }
+
+    fn valid_service(name: &str) -> serde_json::Value {
+        serde_json::json!({ "type": "ExternalService", "name": name,
+                            "tags": { "kuma.io/service": name },
+                            "networking": { "address": "api.test:443" } })
+    }
+
+    /// configure skips the reports of valid resources, but not the verdict: a resource at
+    /// fault, or a document that is none, still refuses the configuration with its report
+    /// alone.
+    #[test]
+    fn only_the_resources_at_fault_are_reported() {
+        let at_fault = serde_json::json!({ "type": "ExternalService", "name": "bad",
+                                           "tags": { "kuma.io/service": "bad" } });
+        let Err(ConfigError::Invalid(reports)) =
+            configured(serde_json::json!([valid_service("good"), at_fault]))
+        else {
+            panic!("a resource at fault was accepted");
+        };
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].name, "bad");
+        assert_eq!(
+            ConfigError::Invalid(reports).lines(),
+            ["plugin configuration: ExternalService \"bad\" (mesh \"default\"): networking: should have networking"]
+        );
+        let Err(ConfigError::Invalid(reports)) =
+            configured(serde_json::json!([valid_service("good"), 7]))
+        else {
+            panic!("a document that is no resource was accepted");
+        };
+        assert_eq!(
+            ConfigError::Invalid(reports).lines(),
+            ["plugin configuration: resource (document 2): expected a resource (a mapping), found a number"]
+        );
+        assert_eq!(
+            configured(serde_json::json!([valid_service("good")]))
+                .unwrap()
+                .catalog
+                .services
+                .len(),
+            1
+        );
+    }
 }

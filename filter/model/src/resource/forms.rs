@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-use super::reader::typed;
+use super::reader::{typed, typed_at_first_try};
 use super::spec::{Kind, Origin, Resource, Spec, DEFAULT_MESH};
 use crate::violation::Violation;
 
@@ -299,7 +299,7 @@ fn finish(
 /// spec itself (`prefix` is `spec.`).
 fn read_spec(kind: Kind, body: Value, prefix: &str) -> Result<Spec, Vec<Violation>> {
     Ok(match kind {
-        Kind::ExternalService => Spec::ExternalService(typed(body)?),
+        Kind::ExternalService => Spec::ExternalService(typed_at_first_try(body)?),
         Kind::Mesh => Spec::Mesh(typed(body)?),
         Kind::Secret => Spec::Secret(typed(body)?),
         Kind::Dataplane => Spec::Dataplane(typed(body)?),
