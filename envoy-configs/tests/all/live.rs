@@ -744,7 +744,12 @@ fn watch_without_an_xds_dir_on_standard_input_or_for_kubernetes_cannot_run() {
     let wasm: OsString = support::wasm_module().into();
     let no_dir = support::extsvc(
         d,
-        &["watch".into(), file.clone().into(), "--wasm".into(), wasm.clone()],
+        &[
+            "watch".into(),
+            file.clone().into(),
+            "--wasm".into(),
+            wasm.clone(),
+        ],
     );
     assert_eq!(no_dir.code, Some(2), "{no_dir:?}");
     assert!(no_dir.stderr.contains("--xds-dir"), "{no_dir:?}");
