@@ -38,16 +38,14 @@ pub fn capture_files(capture: &Capture) -> Vec<File> {
 /// The egress gateway's Deployment and Service, or the sidecar's PodTemplate.
 pub fn workload(
     built: &Built,
-    fleet: &Fleet,
     meta: &Meta<'_>,
     volumes: &Volumes<'_>,
     capture: Option<&Capture>,
 ) -> Result<Vec<Value>, String> {
-    let options = &built.options;
+    let (options, fleet) = (&built.options, meta.fleet);
     let stats_port = options.stats_listen.map(|a| a.port());
     match &options.role {
         Role::Mesh => Ok(egress(
-            fleet,
             meta,
             volumes,
             options.listen.port(),
@@ -58,14 +56,7 @@ pub fn workload(
             let (_, spec) = role::zone_egress(&built.loaded.checked.resources, name)?;
             let port = u16::try_from(spec.networking.port).unwrap_or_default();
             let address = spec.networking.address.as_str();
-            Ok(egress(
-                fleet,
-                meta,
-                volumes,
-                port,
-                Some(address),
-                stats_port,
-            ))
+            Ok(egress(meta, volumes, port, Some(address), stats_port))
         }
         Role::Dataplane(_) => {
             let envoy = envoy_container("extsvc-envoy", fleet, SIDECAR_UID, None, stats_port);
@@ -84,13 +75,13 @@ pub fn workload(
 /// The egress gateway's Deployment and its Service on `port`; a ZoneEgress's Service holds
 /// its `networking.address` (`cluster_ip`), where the sidecars send to.
 fn egress(
-    fleet: &Fleet,
     meta: &Meta<'_>,
     volumes: &Volumes<'_>,
     port: u16,
     cluster_ip: Option<&str>,
     stats_port: Option<u16>,
 ) -> Vec<Value> {
+    let fleet = meta.fleet;
     let envoy = envoy_container("envoy", fleet, EGRESS_UID, Some(port), stats_port);
     let spec = pod_spec(EGRESS_UID, Vec::new(), envoy, volumes);
     let selector = json!({"app.kubernetes.io/name": fleet.name});
